@@ -1,0 +1,8 @@
+/* kdlib umbrella header: everything in the public API. */
+#ifndef KDLIB_KDLIB_H
+#define KDLIB_KDLIB_H
+
+#include "kdlib/core.h"
+#include "kdlib/loss.h"
+
+#endif

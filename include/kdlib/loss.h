@@ -1,0 +1,229 @@
+/*
+ * kdlib losses: one opaque handle per loss, configured by enum-keyed
+ * parameters, fed by role-keyed bindings, executed by forward / backward /
+ * fused forward+backward.
+ *
+ *   kd_loss *h;
+ *   kd_loss_create(&h, KD_LOSS_KL_DISTILL, num_classes);
+ *   kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 4.0);
+ *   kd_loss_set_float(h, KD_PARAM_ALPHA, 0.9);
+ *   kd_loss_bind_matrix(h, KD_ARG_STUDENT, student_logits, ld);
+ *   kd_loss_bind_matrix(h, KD_ARG_TEACHER, teacher_logits, ld);
+ *   kd_loss_bind_labels(h, labels);
+ *   kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, ld);
+ *   float loss;
+ *   kd_loss_forward_backward(h, n, &loss);   // loss and d loss / d student
+ *   kd_loss_destroy(h);
+ *
+ * Data: logits and probabilities are row-major float32 matrices of n rows and
+ * C = num_classes columns, row i starting at data + i * ld (ld >= C, like BLAS).
+ * Labels are int32 with an ignore value (KD_PARAM_IGNORE_INDEX, default -100).
+ * The math of every loss, with its gradient and the PyTorch expression it
+ * matches, is in docs/losses.md.
+ *
+ * Bindings are borrowed pointers: the handle remembers them until they are
+ * rebound or unbound (bind NULL), and reads or writes them only inside the
+ * compute calls.  Binding checks the role and the stride, not the memory.
+ *
+ * Reductions (KD_PARAM_REDUCTION): each loss is a sum of terms; for each term
+ * MEAN divides the sum of per-sample values by the number of rows that count
+ * (all n rows, or the rows whose label is not ignored, see each loss), SUM adds
+ * them, NONE returns the per-sample values.  Per-sample weights
+ * (KD_ARG_WEIGHTS, >= 0) scale each row's loss and gradient but never change
+ * the denominator, so a 0/1 weight is a mask whose masked rows count as 0 (as
+ * tllib).  An empty batch (n = 0) or a batch whose rows are all ignored gives
+ * loss 0 and a zero gradient (PyTorch gives NaN there).
+ *
+ * Non-finite input: by default NaN/Inf propagate through the arithmetic as in
+ * PyTorch (an +Inf logit gives NaN).  With KD_PARAM_CHECK_FINITE = 1 every
+ * input is scanned first and KD_ERR_NOT_FINITE is returned, nothing written.
+ *
+ * In place: the student gradient may be written over the student logits
+ * (KD_ARG_GRAD_STUDENT bound to the same pointer with the same ld), which
+ * saves an n x C buffer.  Any other overlap between an output and an input is
+ * refused with KD_ERR_ALIASING.
+ *
+ * Errors: on any error nothing is written to any output; the handle keeps a
+ * message naming the argument and the value (kd_loss_last_error()).
+ *
+ * Threads: rows are split across KD_PARAM_THREADS OpenMP threads (default 1,
+ * 0 = all cores).  Per-row values are reduced in row order, so results are
+ * bit-identical for any thread count.  A handle is used by one thread at a
+ * time; distinct handles are independent and may run concurrently.
+ *
+ * Memory: the handle owns a workspace that grows when n or the number of
+ * teachers grows; compute calls with shapes already seen never allocate.
+ */
+#ifndef KDLIB_LOSS_H
+#define KDLIB_LOSS_H
+
+#include "kdlib/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kd_loss kd_loss;
+
+/* Loss kinds (pinned values). */
+typedef int32_t kd_loss_kind;
+enum {
+    /* Soft-target cross-entropy  l_i = -sum_c q_ic log softmax(s_i)_c.
+     * The target q comes from what is bound:
+     *   labels only         q = onehot(y) with label smoothing eps:
+     *                       (1-eps) onehot + eps/C  (PyTorch F.cross_entropy);
+     *   KD_ARG_TARGET       q = the given probabilities;
+     *   KD_ARG_TEACHER      q = softmax(t / T), T = KD_PARAM_TEMPERATURE
+     *                       (the student is not divided by T);
+     *   labels + target or teacher: q = w * onehot(y) + (1 - w) * q_src,
+     *                       w = KD_PARAM_LABEL_WEIGHT (soft labels).
+     * With labels bound, rows labelled ignore_index give 0 and do not count
+     * in the mean; otherwise the mean is over n. */
+    KD_LOSS_CROSS_ENTROPY = 1,
+    /* Distillation  l_i = ws * T^2 * D(t_i, s_i) + wh * CE(s_i, y_i)
+     * with D the divergence at temperature T between softmax(t/T) (teacher)
+     * and softmax(s/T) (student): forward KL (default), reverse KL or the
+     * generalised JSD(beta).  ws = KD_PARAM_SOFT_WEIGHT (alpha), wh =
+     * KD_PARAM_HARD_WEIGHT (1 - alpha); the T^2 factor can be switched off.
+     * Labels optional: without labels the hard term is absent.  Several
+     * teachers (kd_loss_bind_teachers) are averaged, with optional weights,
+     * in logit space before the softmax.  MEAN divides the soft term by n
+     * ("batchmean", KD_NORMALIZE_BATCH) or by the non-ignored rows
+     * (KD_NORMALIZE_VALID) and the hard term by the non-ignored rows. */
+    KD_LOSS_KL_DISTILL = 2,
+    /* Logit matching  l_i = ws * mean_c (s_ic - t_ic)^2 + wh * CE(s_i, y_i)
+     * (PyTorch MSELoss: MEAN = mean over all n*C elements).  Teachers are
+     * averaged as for KL_DISTILL. */
+    KD_LOSS_LOGIT_MSE = 3
+};
+
+/* Parameters (pinned values).  Each applies to the kinds named; setting one on
+ * another kind gives KD_ERR_UNSUPPORTED.  Values are validated when set
+ * (KD_ERR_INVALID_ARGUMENT, nothing changed).  Integer parameters use
+ * kd_loss_set_int, real ones kd_loss_set_float; kd_loss_param_bounds() gives
+ * the accepted range. */
+typedef int32_t kd_param;
+enum {
+    KD_PARAM_REDUCTION = 1,       /* int, all kinds: KD_REDUCTION_*, default MEAN */
+    KD_PARAM_TEMPERATURE = 2,     /* real > 0 (finite), CE (teacher target) and KL; default 1 */
+    KD_PARAM_ALPHA = 3,           /* real in [0,1], KL and MSE: sets soft weight alpha and
+                                     hard weight 1 - alpha; reads back the soft weight */
+    KD_PARAM_SOFT_WEIGHT = 4,     /* real >= 0 (finite), KL and MSE; default 1 */
+    KD_PARAM_HARD_WEIGHT = 5,     /* real >= 0 (finite), KL and MSE; default 0 */
+    KD_PARAM_T2_SCALING = 6,      /* int 0/1, KL: multiply the soft term by T^2; default 1 */
+    KD_PARAM_DIVERGENCE = 7,      /* int, KL: KD_DIVERGENCE_*, default FORWARD_KL */
+    KD_PARAM_JSD_BETA = 8,        /* real in [0,1], KL with JSD; default 0.5 */
+    KD_PARAM_NORMALIZATION = 9,   /* int, KL and MSE: KD_NORMALIZE_*, default BATCH */
+    KD_PARAM_IGNORE_INDEX = 10,   /* int (int32 range), kinds with labels; default -100 */
+    KD_PARAM_LABEL_SMOOTHING = 11,/* real in [0,1], CE/KL/MSE hard labels; default 0 */
+    KD_PARAM_SMOOTHING_MODE = 12, /* int, KD_SMOOTHING_*, default UNIFORM (eps/C) */
+    KD_PARAM_LABEL_WEIGHT = 13,   /* real in [0,1], CE with labels + soft target; default 0.7 */
+    KD_PARAM_THREADS = 14,        /* int >= 0, all kinds: OpenMP threads, 0 = all cores; default 1 */
+    KD_PARAM_CHECK_FINITE = 15,   /* int 0/1, all kinds: reject NaN/Inf input; default 0 */
+    KD_PARAM_NUM_CLASSES = 16,    /* int, read only */
+    KD_PARAM_KIND = 17            /* int, read only */
+};
+
+enum { KD_REDUCTION_MEAN = 0, KD_REDUCTION_SUM = 1, KD_REDUCTION_NONE = 2 };
+enum { KD_DIVERGENCE_FORWARD_KL = 0, KD_DIVERGENCE_REVERSE_KL = 1, KD_DIVERGENCE_JSD = 2 };
+enum { KD_NORMALIZE_BATCH = 0, KD_NORMALIZE_VALID = 1 };
+/* UNIFORM: q = (1-eps) onehot + eps/C (PyTorch).  OTHERS: the true class gets
+ * 1-eps and each other class eps/(C-1) (C = 1: the true class gets 1). */
+enum { KD_SMOOTHING_UNIFORM = 0, KD_SMOOTHING_OTHERS = 1 };
+
+/* Argument roles (pinned values). */
+typedef int32_t kd_arg;
+enum {
+    KD_ARG_STUDENT = 1,       /* input matrix: student logits (all kinds) */
+    KD_ARG_TEACHER = 2,       /* input matrix: teacher logits (KL, MSE; CE target) */
+    KD_ARG_TARGET = 3,        /* input matrix: target probabilities (CE) */
+    KD_ARG_LABELS = 4,        /* input int32 vector of n labels (kd_loss_bind_labels) */
+    KD_ARG_WEIGHTS = 5,       /* input float vector of n per-sample weights >= 0 */
+    KD_ARG_GRAD_STUDENT = 6,  /* output matrix: d loss / d student logits */
+    KD_ARG_PER_SAMPLE = 7     /* output float vector: the n weighted per-sample losses */
+};
+
+/* Create a loss of the given kind for num_classes >= 1 classes with every
+ * parameter at its default.  *out is set only on success.
+ * Errors: KD_ERR_NULL_POINTER (out), KD_ERR_INVALID_ARGUMENT (unknown kind,
+ * num_classes < 1 or > 2^31), KD_ERR_OUT_OF_MEMORY. */
+KD_API kd_status kd_loss_create(kd_loss **out, kd_loss_kind kind, int64_t num_classes);
+
+/* Free a handle.  Accepts NULL (no-op). */
+KD_API void kd_loss_destroy(kd_loss *h);
+
+/* The message of the last failed call on this handle ("" after a success).
+ * Accepts NULL ("invalid handle").  The string lives until the next call. */
+KD_API const char *kd_loss_last_error(const kd_loss *h);
+
+/* Set / get parameters.  Errors: KD_ERR_NULL_POINTER, KD_ERR_UNSUPPORTED
+ * (unknown parameter, wrong kind, read-only, or int/float mismatch),
+ * KD_ERR_INVALID_ARGUMENT (out of range, not finite). */
+KD_API kd_status kd_loss_set_int(kd_loss *h, kd_param param, int64_t value);
+KD_API kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value);
+KD_API kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value);
+KD_API kd_status kd_loss_get_float(const kd_loss *h, kd_param param, double *value);
+
+/* Accepted range [*lo, *hi] of a parameter for a kind (inclusive; an open
+ * bound such as temperature > 0 reports lo = 0 and is_open_low = 1).
+ * Errors: KD_ERR_NULL_POINTER, KD_ERR_UNSUPPORTED. */
+KD_API kd_status kd_loss_param_bounds(kd_loss_kind kind, kd_param param,
+                                      double *lo, double *hi, int32_t *is_open_low);
+
+/* Bind an input matrix (KD_ARG_STUDENT, KD_ARG_TEACHER, KD_ARG_TARGET) with
+ * row stride ld >= C.  data = NULL unbinds the role (ld ignored).
+ * KD_ARG_TEACHER binds a single teacher (replacing any set of teachers).
+ * Errors: KD_ERR_NULL_POINTER (h), KD_ERR_UNSUPPORTED (role not an input
+ * matrix of this kind), KD_ERR_SHAPE (ld < C). */
+KD_API kd_status kd_loss_bind_matrix(kd_loss *h, kd_arg role, const float *data, int64_t ld);
+
+/* Bind count >= 1 teacher logit matrices averaged before the softmax with
+ * weights (NULL = equal; else count values >= 0 with a positive sum, used
+ * normalised to sum 1).  The pointer arrays are copied; the matrices are
+ * borrowed.  count = 0 unbinds all teachers.
+ * Errors: KD_ERR_NULL_POINTER (h, teachers, lds, or teachers[k]),
+ * KD_ERR_UNSUPPORTED (kind without teachers), KD_ERR_SHAPE (lds[k] < C),
+ * KD_ERR_INVALID_ARGUMENT (count < 0 or > 1024, bad weights),
+ * KD_ERR_OUT_OF_MEMORY. */
+KD_API kd_status kd_loss_bind_teachers(kd_loss *h, int32_t count, const float *const *teachers,
+                                       const int64_t *lds, const float *weights);
+
+/* Bind n int32 labels (NULL unbinds).  Labels must lie in [0, C) or equal the
+ * ignore index; this is checked by the compute calls (KD_ERR_INVALID_ARGUMENT
+ * naming the row).  Errors: KD_ERR_NULL_POINTER (h), KD_ERR_UNSUPPORTED. */
+KD_API kd_status kd_loss_bind_labels(kd_loss *h, const int32_t *labels);
+
+/* Bind n per-sample weights (NULL unbinds).  Weights must be finite and
+ * >= 0, checked by the compute calls.  Errors: KD_ERR_NULL_POINTER (h). */
+KD_API kd_status kd_loss_bind_weights(kd_loss *h, const float *weights);
+
+/* Bind an output: KD_ARG_GRAD_STUDENT (matrix, ld >= C) or KD_ARG_PER_SAMPLE
+ * (vector of n, ld ignored).  NULL unbinds.
+ * Errors: KD_ERR_NULL_POINTER (h), KD_ERR_UNSUPPORTED, KD_ERR_SHAPE. */
+KD_API kd_status kd_loss_bind_output(kd_loss *h, kd_arg role, float *data, int64_t ld);
+
+/* Forward: the loss over n >= 0 rows.  loss receives 1 value for MEAN and
+ * SUM, n values for NONE.  KD_ARG_PER_SAMPLE, if bound, receives the per-sample
+ * values in any reduction.  Gradients are not written.
+ * Errors: KD_ERR_NULL_POINTER (h, loss), KD_ERR_MISSING_INPUT (student or the
+ * kind's target not bound), KD_ERR_INVALID_ARGUMENT (n < 0, label out of
+ * range, negative weight), KD_ERR_SHAPE (n * ld overflows), KD_ERR_NOT_FINITE,
+ * KD_ERR_ALIASING, KD_ERR_OUT_OF_MEMORY. */
+KD_API kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss);
+
+/* Backward: write d(upstream . loss)/d student into KD_ARG_GRAD_STUDENT.
+ * upstream holds 1 value for MEAN and SUM, n values for NONE (one per row).
+ * Same errors as forward, plus KD_ERR_NULL_POINTER (upstream) and
+ * KD_ERR_MISSING_INPUT (no gradient output bound). */
+KD_API kd_status kd_loss_backward(kd_loss *h, int64_t n, const float *upstream);
+
+/* Fused forward + backward in one pass over the inputs: the loss as forward
+ * and the gradient as backward with upstream 1 (for NONE: 1 per row).
+ * Errors: those of forward and backward. */
+KD_API kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KDLIB_LOSS_H */

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Build kdlib and run every test: the normal build, then the whole suite again
+# under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+JOBS=$(nproc)
+BUILD=${KD_BUILD_DIR:-build}
+
+echo "== build and test ($BUILD)"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j "$JOBS"
+ctest --test-dir "$BUILD" --output-on-failure -j "$JOBS"
+
+echo "== build and test under ASan + UBSan ($BUILD-asan)"
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+cmake -S . -B "$BUILD-asan" -DCMAKE_BUILD_TYPE=Debug -DKD_BUILD_BENCH=OFF \
+  -DCMAKE_C_FLAGS="$SAN" -DCMAKE_EXE_LINKER_FLAGS="$SAN" -DCMAKE_SHARED_LINKER_FLAGS="$SAN" >/dev/null
+cmake --build "$BUILD-asan" -j "$JOBS"
+# LD_PRELOAD-free: Python tests cannot load an ASan library, they run in the normal build only.
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir "$BUILD-asan" --output-on-failure -j "$JOBS" -LE nosan

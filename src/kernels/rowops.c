@@ -1,0 +1,58 @@
+#include "kernels/rowops.h"
+
+#include <math.h>
+
+float kdi_row_max(const float *x, int64_t c)
+{
+    float m = -INFINITY;
+    int nan = 0;
+    for (int64_t j = 0; j < c; j++) {
+        nan |= isnan(x[j]);
+        m = x[j] > m ? x[j] : m;
+    }
+    return nan ? NAN : m;
+}
+
+kdi_lse kdi_row_lse(const float *x, int64_t c, float scale)
+{
+    kdi_lse l;
+    l.max = kdi_row_max(x, c);
+    if (!isfinite(l.max)) {
+        /* NaN or +Inf anywhere, or every logit -Inf: no finite softmax exists;
+         * NaN propagates through every later use. */
+        l.logsum = NAN;
+        return l;
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j < c; j++)
+        sum += expf(scale * (x[j] - l.max));
+    l.logsum = (float)log(sum);
+    return l;
+}
+
+double kdi_row_sum(const float *x, int64_t c)
+{
+    double s = 0.0;
+    for (int64_t j = 0; j < c; j++)
+        s += x[j];
+    return s;
+}
+
+void kdi_row_average(float *out, const float *const *rows, const float *w, int32_t k, int64_t c)
+{
+    for (int64_t j = 0; j < c; j++)
+        out[j] = w[0] * rows[0][j];
+    for (int32_t r = 1; r < k; r++)
+        for (int64_t j = 0; j < c; j++)
+            out[j] += w[r] * rows[r][j];
+}
+
+int kdi_row_all_finite(const float *x, int64_t c, int64_t *bad)
+{
+    for (int64_t j = 0; j < c; j++)
+        if (!isfinite(x[j])) {
+            *bad = j;
+            return 0;
+        }
+    return 1;
+}

@@ -1,0 +1,176 @@
+/* Enum-keyed parameters of the loss handle: one table says, for every
+ * parameter, its type, range, the kinds it applies to and where it lives. */
+#include <math.h>
+#include <stddef.h>
+
+#include "losses/loss_internal.h"
+
+enum { P_INT, P_REAL };
+#define K(kind) (1u << (kind))
+#define K_ALL (K(KD_LOSS_CROSS_ENTROPY) | K(KD_LOSS_KL_DISTILL) | K(KD_LOSS_LOGIT_MSE))
+#define K_DISTILL (K(KD_LOSS_KL_DISTILL) | K(KD_LOSS_LOGIT_MSE))
+
+typedef struct {
+    kd_param id;
+    const char *name;
+    int type;
+    double lo, hi;
+    int open_low;    /* lo itself is not accepted */
+    unsigned kinds;
+    int read_only;
+    size_t offset;   /* of the int32_t or double field in struct kd_loss */
+} param_info;
+
+#define F(field) offsetof(struct kd_loss, field)
+static const param_info PARAMS[] = {
+    {KD_PARAM_REDUCTION, "reduction", P_INT, 0, 2, 0, K_ALL, 0, F(reduction)},
+    {KD_PARAM_TEMPERATURE, "temperature", P_REAL, 0, 1e6, 1,
+     K(KD_LOSS_CROSS_ENTROPY) | K(KD_LOSS_KL_DISTILL), 0, F(temperature)},
+    {KD_PARAM_ALPHA, "alpha", P_REAL, 0, 1, 0, K_DISTILL, 0, F(soft_weight)},
+    {KD_PARAM_SOFT_WEIGHT, "soft_weight", P_REAL, 0, 1e6, 0, K_DISTILL, 0, F(soft_weight)},
+    {KD_PARAM_HARD_WEIGHT, "hard_weight", P_REAL, 0, 1e6, 0, K_DISTILL, 0, F(hard_weight)},
+    {KD_PARAM_T2_SCALING, "t2_scaling", P_INT, 0, 1, 0, K(KD_LOSS_KL_DISTILL), 0, F(t2_scaling)},
+    {KD_PARAM_DIVERGENCE, "divergence", P_INT, 0, 2, 0, K(KD_LOSS_KL_DISTILL), 0, F(divergence)},
+    {KD_PARAM_JSD_BETA, "jsd_beta", P_REAL, 0, 1, 0, K(KD_LOSS_KL_DISTILL), 0, F(jsd_beta)},
+    {KD_PARAM_NORMALIZATION, "normalization", P_INT, 0, 1, 0, K_DISTILL, 0, F(normalization)},
+    {KD_PARAM_IGNORE_INDEX, "ignore_index", P_INT, INT32_MIN, INT32_MAX, 0, K_ALL, 0, F(ignore_index)},
+    {KD_PARAM_LABEL_SMOOTHING, "label_smoothing", P_REAL, 0, 1, 0, K_ALL, 0, F(label_smoothing)},
+    {KD_PARAM_SMOOTHING_MODE, "smoothing_mode", P_INT, 0, 1, 0, K_ALL, 0, F(smoothing_mode)},
+    {KD_PARAM_LABEL_WEIGHT, "label_weight", P_REAL, 0, 1, 0, K(KD_LOSS_CROSS_ENTROPY), 0, F(label_weight)},
+    {KD_PARAM_THREADS, "threads", P_INT, 0, 4096, 0, K_ALL, 0, F(threads)},
+    {KD_PARAM_CHECK_FINITE, "check_finite", P_INT, 0, 1, 0, K_ALL, 0, F(check_finite)},
+    {KD_PARAM_NUM_CLASSES, "num_classes", P_INT, 1, INT32_MAX, 0, K_ALL, 1, 0},
+    {KD_PARAM_KIND, "kind", P_INT, 1, 3, 0, K_ALL, 1, 0},
+};
+#undef F
+
+static const param_info *find(kd_param id)
+{
+    for (size_t i = 0; i < sizeof PARAMS / sizeof PARAMS[0]; i++)
+        if (PARAMS[i].id == id)
+            return &PARAMS[i];
+    return NULL;
+}
+
+void kdi_loss_defaults(kd_loss *h);
+void kdi_loss_defaults(kd_loss *h)
+{
+    h->reduction = KD_REDUCTION_MEAN;
+    h->temperature = 1.0;
+    h->soft_weight = 1.0;
+    h->hard_weight = 0.0;
+    h->t2_scaling = 1;
+    h->divergence = KD_DIVERGENCE_FORWARD_KL;
+    h->jsd_beta = 0.5;
+    h->normalization = KD_NORMALIZE_BATCH;
+    h->ignore_index = -100;
+    h->label_smoothing = 0.0;
+    h->smoothing_mode = KD_SMOOTHING_UNIFORM;
+    h->label_weight = 0.7;
+    h->threads = 1;
+    h->check_finite = 0;
+}
+
+/* Look up a parameter for a handle and the wanted type. */
+static kd_status lookup(const kd_loss *h, char *err, kd_param id, int type, int writing,
+                        const param_info **out)
+{
+    const param_info *p = find(id);
+    if (!p)
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "param: unknown parameter %d", (int)id);
+    if (!(p->kinds & K(h->kind)))
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "param: %s does not apply to loss kind %d",
+                        p->name, (int)h->kind);
+    if (p->type != type)
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "param: %s is %s; use kd_loss_%s_%s", p->name,
+                        p->type == P_INT ? "an integer" : "a real number",
+                        writing ? "set" : "get", p->type == P_INT ? "int" : "float");
+    if (writing && p->read_only)
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "param: %s is read only", p->name);
+    *out = p;
+    return KD_OK;
+}
+
+static int in_range(const param_info *p, double v)
+{
+    if (!(v >= p->lo && v <= p->hi)) /* also rejects NaN */
+        return 0;
+    return !(p->open_low && v == p->lo);
+}
+
+kd_status kd_loss_set_int(kd_loss *h, kd_param param, int64_t value)
+{
+    if (!h)
+        return KD_ERR_NULL_POINTER;
+    const param_info *p = NULL;
+    kd_status st = lookup(h, h->err, param, P_INT, 1, &p);
+    if (st)
+        return st;
+    if (!in_range(p, (double)value))
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "param: %s = %lld outside [%.0f, %.0f]",
+                        p->name, (long long)value, p->lo, p->hi);
+    *(int32_t *)((char *)h + p->offset) = (int32_t)value;
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
+
+kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value)
+{
+    if (!h)
+        return KD_ERR_NULL_POINTER;
+    const param_info *p = NULL;
+    kd_status st = lookup(h, h->err, param, P_REAL, 1, &p);
+    if (st)
+        return st;
+    if (!isfinite(value) || !in_range(p, value))
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "param: %s = %g outside %s%g, %g]",
+                        p->name, value, p->open_low ? "(" : "[", p->lo, p->hi);
+    *(double *)((char *)h + p->offset) = value;
+    if (param == KD_PARAM_ALPHA)
+        h->hard_weight = 1.0 - value;
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
+
+kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value)
+{
+    if (!h || !value)
+        return KD_ERR_NULL_POINTER;
+    const param_info *p = NULL;
+    kd_status st = lookup(h, NULL, param, P_INT, 0, &p);
+    if (st)
+        return st;
+    if (param == KD_PARAM_NUM_CLASSES)
+        *value = h->c;
+    else if (param == KD_PARAM_KIND)
+        *value = h->kind;
+    else
+        *value = *(const int32_t *)((const char *)h + p->offset);
+    return KD_OK;
+}
+
+kd_status kd_loss_get_float(const kd_loss *h, kd_param param, double *value)
+{
+    if (!h || !value)
+        return KD_ERR_NULL_POINTER;
+    const param_info *p = NULL;
+    kd_status st = lookup(h, NULL, param, P_REAL, 0, &p);
+    if (st)
+        return st;
+    *value = *(const double *)((const char *)h + p->offset);
+    return KD_OK;
+}
+
+kd_status kd_loss_param_bounds(kd_loss_kind kind, kd_param param, double *lo, double *hi,
+                               int32_t *is_open_low)
+{
+    if (!lo || !hi || !is_open_low)
+        return KD_ERR_NULL_POINTER;
+    const param_info *p = find(param);
+    if (!p || kind < 0 || kind > 30 || !(p->kinds & K(kind)))
+        return KD_ERR_UNSUPPORTED;
+    *lo = p->lo;
+    *hi = p->hi;
+    *is_open_low = p->open_low;
+    return KD_OK;
+}
