@@ -30,6 +30,18 @@ kdi_lse kdi_row_lse(const float *x, int64_t c, float scale)
     return l;
 }
 
+int64_t kdi_row_argmax(const float *x, int64_t c)
+{
+    int64_t best = 0;
+    float m = x[0];
+    for (int64_t j = 1; j < c; j++)
+        if (x[j] > m || (isnan(m) && !isnan(x[j]))) {
+            m = x[j];
+            best = j;
+        }
+    return best;
+}
+
 double kdi_row_sum(const float *x, int64_t c)
 {
     double s = 0.0;

@@ -25,6 +25,11 @@ static inline float kdi_log_softmax(float x, float scale, kdi_lse l)
 /* Largest element of a row (NaN if any element is NaN). */
 float kdi_row_max(const float *x, int64_t c);
 
+/* Index of the largest element of a row, the lowest index on ties (as
+ * numpy.argmax).  Unlike numpy, NaN elements are never selected (a row of
+ * NaN only gives 0); callers that reject NaN validate first.  c >= 1. */
+int64_t kdi_row_argmax(const float *x, int64_t c);
+
 /* Sum of a row, accumulated in double. */
 double kdi_row_sum(const float *x, int64_t c);
 
