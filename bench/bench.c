@@ -1,0 +1,232 @@
+/* kd-bench: time kdlib's loss kernels (forward, backward, fused) on the
+ * design's shapes, next to a streaming-bandwidth probe (triad) measured in the
+ * same run.  Prints ns per element, GB/s of the minimal traffic and the ratio
+ * to the triad bandwidth.  --tsv prints machine-readable rows for
+ * bench/compare_torch.py. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kdlib/kdlib.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void fill(float *x, size_t n, unsigned seed, float scale)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = scale * ((float)(seed >> 8) / 16777216.0f - 0.5f);
+    }
+}
+
+/* Triad a = b + s * c over arrays far larger than the caches: bytes moved per
+ * second, counting 3 arrays (2 reads, 1 write), best of several runs. */
+static double triad_gbs(int threads)
+{
+    const size_t n = (size_t)1 << 25; /* 3 x 128 MiB */
+    float *a = malloc(n * 4), *b = malloc(n * 4), *c = malloc(n * 4);
+    if (!a || !b || !c)
+        return 0.0;
+#pragma omp parallel for num_threads(threads)
+    for (size_t i = 0; i < n; i++) {
+        a[i] = 0.0f;
+        b[i] = 1.0f;
+        c[i] = 2.0f;
+    }
+    double best = 1e30;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+#pragma omp parallel for num_threads(threads)
+        for (size_t i = 0; i < n; i++)
+            a[i] = b[i] + 0.5f * c[i];
+        double t = now() - t0;
+        if (t < best)
+            best = t;
+    }
+    volatile float sink = a[n / 2];
+    (void)sink;
+    free(a);
+    free(b);
+    free(c);
+    return 3.0 * 4.0 * (double)n / best / 1e9;
+}
+
+typedef struct {
+    const char *name;
+    kd_loss_kind kind;
+} bench_loss;
+
+static const bench_loss LOSSES[] = {
+    {"kl_distill", KD_LOSS_KL_DISTILL},  /* T = 4, alpha = 0.9, labels */
+    {"soft_ce", KD_LOSS_CROSS_ENTROPY}, /* target = softmax(teacher / T) */
+    {"logit_mse", KD_LOSS_LOGIT_MSE},
+};
+
+enum { MODE_FORWARD, MODE_BACKWARD, MODE_FUSED };
+static const char *MODE_NAMES[] = {"forward", "backward", "fused"};
+
+static int setup(kd_loss **out, const bench_loss *bl, int64_t c, int threads, const float *s,
+                 const float *t, const int32_t *y, float *g)
+{
+    kd_loss *h;
+    if (kd_loss_create(&h, bl->kind, c))
+        return 1;
+    int bad = kd_loss_set_int(h, KD_PARAM_THREADS, threads);
+    bad |= kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, c);
+    bad |= kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
+    bad |= kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, c);
+    if (bl->kind == KD_LOSS_KL_DISTILL) {
+        bad |= kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 4.0);
+        bad |= kd_loss_set_float(h, KD_PARAM_ALPHA, 0.9);
+        bad |= kd_loss_bind_labels(h, y);
+    } else if (bl->kind == KD_LOSS_CROSS_ENTROPY) {
+        bad |= kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 4.0);
+    }
+    if (bad) {
+        fprintf(stderr, "setup %s: %s\n", bl->name, kd_loss_last_error(h));
+        kd_loss_destroy(h);
+        return 1;
+    }
+    *out = h;
+    return 0;
+}
+
+static double time_mode(kd_loss *h, int mode, int64_t n, int reps)
+{
+    float loss = 0.0f, up = 1.0f;
+    double best = 1e30;
+    for (int r = 0; r < reps + 1; r++) { /* first run warms caches and workspace */
+        double t0 = now();
+        kd_status st = mode == MODE_FORWARD   ? kd_loss_forward(h, n, &loss)
+                       : mode == MODE_BACKWARD ? kd_loss_backward(h, n, &up)
+                                               : kd_loss_forward_backward(h, n, &loss);
+        double t = now() - t0;
+        if (st) {
+            fprintf(stderr, "run failed: %s\n", kd_loss_last_error(h));
+            exit(1);
+        }
+        if (r > 0 && t < best)
+            best = t;
+    }
+    return best;
+}
+
+static void usage(void)
+{
+    puts("usage: kd-bench [--loss NAME] [--shape NxC] [--threads T] [--reps R] [--tsv] [--no-triad]\n"
+         "  --loss    kl_distill | soft_ce | logit_mse (default: all)\n"
+         "  --shape   one shape (default: 4096x10 1024x100 1024x1000 256x32000 64x128000)\n"
+         "  --threads thread count (default: 1 and all cores); 0 = all cores\n"
+         "  --reps    timed repetitions, the best is reported (default 20)\n"
+         "  --mode    forward | backward | fused (default: all)\n"
+         "  --tsv     machine-readable rows: loss mode n c threads seconds");
+}
+
+int main(int argc, char **argv)
+{
+    int64_t shapes[8][2] = {{4096, 10}, {1024, 100}, {1024, 1000}, {256, 32000}, {64, 128000}};
+    int nshapes = 5, reps = 20, tsv = 0, triad = 1, mode_only = -1;
+    int thread_list[2] = {1, omp_get_num_procs()}, nthreads = thread_list[1] > 1 ? 2 : 1;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--loss") && i + 1 < argc) {
+            only = argv[++i];
+        } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            long long n, c;
+            if (sscanf(argv[++i], "%lldx%lld", &n, &c) != 2 || n < 1 || c < 1) {
+                usage();
+                return 2;
+            }
+            shapes[0][0] = n;
+            shapes[0][1] = c;
+            nshapes = 1;
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            int t = atoi(argv[++i]);
+            thread_list[0] = t > 0 ? t : omp_get_num_procs();
+            nthreads = 1;
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+            if (reps < 1)
+                reps = 1;
+        } else if (!strcmp(argv[i], "--mode") && i + 1 < argc) {
+            const char *m = argv[++i];
+            mode_only = !strcmp(m, "forward") ? 0 : !strcmp(m, "backward") ? 1 : !strcmp(m, "fused") ? 2 : -2;
+            if (mode_only == -2) {
+                usage();
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--tsv")) {
+            tsv = 1;
+        } else if (!strcmp(argv[i], "--no-triad")) {
+            triad = 0;
+        } else {
+            usage();
+            return !strcmp(argv[i], "--help") ? 0 : 2;
+        }
+    }
+
+    double bw[2] = {0, 0};
+    if (triad)
+        for (int k = 0; k < nthreads; k++)
+            bw[k] = triad_gbs(thread_list[k]);
+    if (!tsv) {
+        printf("kdlib %s benchmark; triad bandwidth:", kd_version_string());
+        for (int k = 0; k < nthreads; k++)
+            printf(" %.1f GB/s (%d thread%s)", bw[k], thread_list[k], thread_list[k] > 1 ? "s" : "");
+        printf("\n%-11s %-8s %6s %7s %3s %10s %8s %8s %7s\n", "loss", "mode", "N", "C", "thr",
+               "time_us", "ns/elem", "GB/s", "%triad");
+    }
+    for (size_t li = 0; li < sizeof LOSSES / sizeof LOSSES[0]; li++) {
+        if (only && strcmp(only, LOSSES[li].name))
+            continue;
+        for (int si = 0; si < nshapes; si++) {
+            int64_t n = shapes[si][0], c = shapes[si][1];
+            size_t e = (size_t)(n * c);
+            float *s = malloc(e * 4), *t = malloc(e * 4), *g = malloc(e * 4);
+            int32_t *y = malloc((size_t)n * 4);
+            if (!s || !t || !g || !y)
+                return 1;
+            fill(s, e, 1, 8.0f);
+            fill(t, e, 2, 8.0f);
+            for (int64_t i = 0; i < n; i++)
+                y[i] = (int32_t)((i * 7919) % c);
+            for (int k = 0; k < nthreads; k++) {
+                kd_loss *h;
+                if (setup(&h, &LOSSES[li], c, thread_list[k], s, t, y, g))
+                    return 1;
+                for (int m = 0; m < 3; m++) {
+                    if (mode_only >= 0 && m != mode_only)
+                        continue;
+                    double sec = time_mode(h, m, n, reps);
+                    /* minimal traffic: read student and teacher, write the gradient */
+                    double bytes = (m == MODE_FORWARD ? 2.0 : 3.0) * 4.0 * (double)e;
+                    double gbs = bytes / sec / 1e9;
+                    if (tsv)
+                        printf("%s\t%s\t%lld\t%lld\t%d\t%.9f\n", LOSSES[li].name, MODE_NAMES[m],
+                               (long long)n, (long long)c, thread_list[k], sec);
+                    else
+                        printf("%-11s %-8s %6lld %7lld %3d %10.1f %8.3f %8.2f %6.0f%%\n",
+                               LOSSES[li].name, MODE_NAMES[m], (long long)n, (long long)c,
+                               thread_list[k], sec * 1e6, sec * 1e9 / (double)e, gbs,
+                               bw[k] > 0 ? 100.0 * gbs / bw[k] : 0.0);
+                    fflush(stdout);
+                }
+                kd_loss_destroy(h);
+            }
+            free(s);
+            free(t);
+            free(g);
+            free(y);
+        }
+    }
+    return 0;
+}
