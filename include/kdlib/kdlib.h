@@ -4,5 +4,7 @@
 
 #include "kdlib/core.h"
 #include "kdlib/loss.h"
+#include "kdlib/labels.h"
+#include "kdlib/flexmatch.h"
 
 #endif

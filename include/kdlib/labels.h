@@ -1,0 +1,246 @@
+/*
+ * kdlib label tools: stateless functions for the pseudo-labeling and
+ * noisy-label workflows (docs/labels.md has the formulas and examples).
+ *
+ *   kd_select_pseudo_labels   confidence, argmax and threshold mask from teacher
+ *                             probabilities or logits, optional top-k per class
+ *   kd_label_quality          self-confidence / margin scores of given labels
+ *                             and the ranking of samples, worst first
+ *   kd_find_label_issues      confident-learning per-class thresholds, confident
+ *                             class of every sample and the suspect mask
+ *   kd_soft_labels            q = w onehot(y) + (1 - w) onehot(pred) or (1 - w) p
+ *   kd_ensemble_average       weighted average of K teacher matrices
+ *
+ * Conventions shared by every function here:
+ *
+ * - Matrices are row-major float32 with an explicit row stride (ld, in
+ *   elements, >= c), like BLAS: element (i, j) of x is x[i * ld + j].
+ *   n >= 0 rows (n = 0 is valid and writes nothing), 1 <= c <= INT32_MAX
+ *   classes; the matrix extent (n - 1) * ld + c must fit in int64.
+ * - Labels are int32 in [0, c), or equal to ignore_index (PyTorch's -100 is
+ *   KD_LABELS_DEFAULT_IGNORE_INDEX); anything else is KD_ERR_INVALID_ARGUMENT.
+ * - Required pointers must be non-NULL even when n = 0.  Outputs documented as
+ *   optional may be NULL (skipped).
+ * - NaN policy: inputs are checked before anything is written.  Probability
+ *   inputs must be finite and in [0, 1] (NaN or +-Inf: KD_ERR_NOT_FINITE; a
+ *   finite value outside [0, 1]: KD_ERR_INVALID_ARGUMENT).  Rows need not sum
+ *   to 1 (the functions never renormalise).  Logit inputs may hold -Inf (a
+ *   masked class, probability 0) but not NaN or +Inf, and every row needs one
+ *   finite logit (KD_ERR_NOT_FINITE otherwise).
+ * - Errors: every function returns a kd_status (core.h).  On failure nothing
+ *   is written to any output.  The functions take no handle; instead, the last
+ *   two arguments `err, err_size` receive a NUL-terminated message naming the
+ *   function, the argument and the value that failed ("" on success),
+ *   truncated to err_size bytes.  Pass NULL, 0 to skip the message.
+ * - Memory: kd_select_pseudo_labels (with top-k), kd_label_quality (with a
+ *   ranking), kd_find_label_issues and kd_ensemble_average allocate temporary
+ *   memory (O(n), O(n), O(c) and O(K)) before writing anything; allocation
+ *   failure is KD_ERR_OUT_OF_MEMORY.
+ * - Thread safety: pure functions of their arguments; any thread, any time.
+ *   Single-threaded and deterministic.
+ */
+#ifndef KDLIB_LABELS_H
+#define KDLIB_LABELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kdlib/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KD_LABELS_DEFAULT_IGNORE_INDEX (-100)
+
+/* ---- pseudo-label selection --------------------------------------------- */
+
+/* Flags of kd_select_pseudo_labels (bitwise or).  Pinned values. */
+enum {
+    KD_SELECT_PROBABILITIES = 0, /* scores are probabilities (the default) */
+    KD_SELECT_LOGITS = 1,        /* scores are logits: softmax is taken inside */
+    KD_SELECT_NON_STRICT = 2     /* mask uses confidence >= threshold (FixMatch/USB)
+                                    instead of > (tllib, the default) */
+};
+
+/* kd_select_pseudo_labels():
+ * For every row i of the n x c teacher scores:
+ *
+ *     p_i        = scores_i (probabilities) or softmax(scores_i) (KD_SELECT_LOGITS)
+ *     label_i    = argmax_j scores_ij      (lowest index on ties)
+ *     conf_i     = max_j p_ij              (for logits: exp(-logsumexp(z_i - max z_i)))
+ *     t_i        = class_thresholds[label_i] if class_thresholds else threshold
+ *     mask_i     = conf_i > t_i            (>= with KD_SELECT_NON_STRICT)
+ *
+ * then, if top_k_per_class > 0, among the selected rows of each predicted
+ * class only the top_k_per_class most confident stay selected (equal
+ * confidences: the lower row index wins); the others get mask_i = 0.
+ *
+ *   n, c, scores, ld   the teacher matrix (see the conventions above).
+ *   flags              KD_SELECT_* bits; unknown bits are KD_ERR_INVALID_ARGUMENT.
+ *   threshold          in [0, 1] (0.95 in tllib's FixMatch); ignored when
+ *                      class_thresholds is given.
+ *   class_thresholds   NULL or c per-class thresholds in [0, 1] (e.g. from
+ *                      kd_flexmatch_thresholds).
+ *   top_k_per_class    0 = no limit, else the maximum kept per class (>= 0).
+ *   confidence         optional n floats: conf_i (for every row, selected or not).
+ *   pseudo_labels      optional n int32: label_i (for every row).
+ *   mask               optional n floats: 1.0 selected, 0.0 not (ready to bind
+ *                      as per-sample weights of a loss).
+ *   num_selected       optional: number of selected rows.
+ * Outputs must not overlap the inputs or each other (not checked).
+ * Returns KD_OK; KD_ERR_NULL_POINTER (scores); KD_ERR_SHAPE (n < 0, c < 1,
+ * ld < c, extent overflow); KD_ERR_INVALID_ARGUMENT (flags, threshold,
+ * class_thresholds[j], top_k_per_class, a probability outside [0, 1]);
+ * KD_ERR_NOT_FINITE (see the NaN policy); KD_ERR_OUT_OF_MEMORY. */
+KD_API kd_status kd_select_pseudo_labels(int64_t n, int64_t c, const float *scores, int64_t ld,
+                                         int32_t flags, float threshold,
+                                         const float *class_thresholds, int64_t top_k_per_class,
+                                         float *confidence, int32_t *pseudo_labels, float *mask,
+                                         int64_t *num_selected, char *err, size_t err_size);
+
+/* ---- label quality and label issues (confident learning) ---------------- */
+
+/* Label quality scores of kd_label_quality.  Pinned values.  With y_i the
+ * given label and m_i = max_{j != y_i} p_ij (m_i = 0 when c = 1):
+ *
+ *   KD_LABEL_SCORE_SELF_CONFIDENCE    s_i = p_i,y_i
+ *   KD_LABEL_SCORE_NORMALIZED_MARGIN  s_i = (p_i,y_i - m_i + 1) / 2   (cleanlab >= 2.0,
+ *                                     in [0, 1])
+ *   KD_LABEL_SCORE_MARGIN             s_i = p_i,y_i - m_i             (cleanlab 1.x's
+ *                                     "normalized margin", in [-1, 1])
+ *
+ * Lower scores mean the given label is more likely wrong. */
+enum {
+    KD_LABEL_SCORE_SELF_CONFIDENCE = 0,
+    KD_LABEL_SCORE_NORMALIZED_MARGIN = 1,
+    KD_LABEL_SCORE_MARGIN = 2
+};
+
+/* kd_label_quality():
+ * Score every labelled row of out-of-fold predicted probabilities and rank
+ * the rows, most suspicious first.
+ *   n, c, probs, ld   out-of-fold probabilities (one row per sample).
+ *   labels            n given labels; rows with ignore_index are not scored.
+ *   ignore_index      label value meaning "no label" (any int32 outside [0, c)).
+ *   score_kind        KD_LABEL_SCORE_*.
+ *   scores            optional n floats: s_i (NaN for ignored rows).
+ *   ranking           optional n int64: the labelled rows sorted by s_i
+ *                     ascending, equal scores by row index ascending (a stable
+ *                     sort), followed by the ignored rows in index order.
+ *   num_ranked        optional: number of labelled rows (the length of the
+ *                     scored prefix of ranking).
+ * Scores are computed in float32 (one subtraction and, for the normalized
+ * margin, one addition and a halving).
+ * Returns KD_OK; KD_ERR_NULL_POINTER (probs, labels); KD_ERR_SHAPE;
+ * KD_ERR_INVALID_ARGUMENT (score_kind, a label, ignore_index in [0, c), a
+ * probability outside [0, 1]); KD_ERR_NOT_FINITE; KD_ERR_OUT_OF_MEMORY (only
+ * when ranking is requested). */
+KD_API kd_status kd_label_quality(int64_t n, int64_t c, const float *probs, int64_t ld,
+                                  const int32_t *labels, int32_t ignore_index, int32_t score_kind,
+                                  float *scores, int64_t *ranking, int64_t *num_ranked,
+                                  char *err, size_t err_size);
+
+/* kd_find_label_issues():
+ * Confident learning's per-class thresholds and off-diagonal suspects
+ * (Northcutt et al., JAIR 2021; cleanlab's compute_confident_joint):
+ *
+ *   t_j = mean of p_ij over the labelled rows with y_i = j   (accumulated in
+ *         double, rounded to float; +Inf when no row is labelled j, so that no
+ *         sample is ever confidently j)
+ *   J_i = { j : p_ij >= t_j }                 (the confident classes of row i)
+ *   k_i = argmax_{j in J_i} p_ij              (lowest index on ties), -1 if J_i is empty
+ *   suspect_i = (y_i is a label) and (k_i >= 0) and (k_i != y_i)
+ *
+ * k_i is computed for ignored rows too (they never are suspects).
+ *   n, c, probs, ld, labels, ignore_index   as kd_label_quality.
+ *   class_thresholds   optional c floats: t_j.
+ *   confident_class    optional n int32: k_i.
+ *   suspect            optional n bytes: 1 suspect, 0 not.
+ *   num_suspects       optional: number of suspects.
+ * To list the issues worst first (cleanlab's find_label_issues with
+ * filter_by="confident_learning" and return_indices_ranked_by), walk the
+ * ranking of kd_label_quality and keep the rows whose suspect byte is 1.
+ * Differences from cleanlab: cleanlab compares p_ij >= t_j - 1e-6, and when
+ * two or more classes are confident it takes the argmax over all classes
+ * (which may be a class that is not confident); kdlib uses the exact
+ * comparison and the argmax over confident classes, as the paper states.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (probs, labels); KD_ERR_SHAPE;
+ * KD_ERR_INVALID_ARGUMENT (a label, ignore_index in [0, c), a probability
+ * outside [0, 1]); KD_ERR_NOT_FINITE; KD_ERR_OUT_OF_MEMORY. */
+KD_API kd_status kd_find_label_issues(int64_t n, int64_t c, const float *probs, int64_t ld,
+                                      const int32_t *labels, int32_t ignore_index,
+                                      float *class_thresholds, int32_t *confident_class,
+                                      uint8_t *suspect, int64_t *num_suspects,
+                                      char *err, size_t err_size);
+
+/* ---- soft labels --------------------------------------------------------- */
+
+/* Modes of kd_soft_labels.  Pinned values. */
+enum {
+    KD_SOFT_LABEL_ONEHOT = 0,       /* q = w onehot(y) + (1 - w) onehot(pred) */
+    KD_SOFT_LABEL_PROBABILITIES = 1 /* q = w onehot(y) + (1 - w) p           */
+};
+
+/* kd_soft_labels():
+ * Soften given labels with a model's predictions, into an n x c matrix q
+ * (feed it to the soft-target cross-entropy):
+ *
+ *   KD_SOFT_LABEL_ONEHOT         q_i = w onehot(y_i) + (1 - w) onehot(pred_i)
+ *   KD_SOFT_LABEL_PROBABILITIES  q_i = w onehot(y_i) + (1 - w) p_i
+ *
+ * with pred_i = predictions[i] when predictions is given, else argmax_j p_ij
+ * (lowest index on ties).  A row whose label is ignore_index has no given
+ * label: its q_i is the prediction term alone with weight 1 (onehot(pred_i)
+ * or p_i), i.e. a plain pseudo-label.  Computed in float32 as written
+ * (w * [j == y] + (1 - w) * x).
+ *   n, c           shape.
+ *   labels         n given labels (or ignore_index).
+ *   ignore_index   label value meaning "no label" (outside [0, c)).
+ *   label_weight   w in [0, 1] (0.7 in the seeds' recipe).
+ *   mode           KD_SOFT_LABEL_*.
+ *   probs, ld_probs  n x c probabilities; required for PROBABILITIES, and for
+ *                  ONEHOT without predictions; may be NULL otherwise (then
+ *                  ld_probs is ignored).
+ *   predictions    NULL or n classes in [0, c) (ONEHOT only; must be NULL
+ *                  with PROBABILITIES).
+ *   out, ld_out    the n x c output.  out may be probs itself (in place, same
+ *                  ld); any other overlap with an input is KD_ERR_ALIASING.
+ * Returns KD_OK; KD_ERR_NULL_POINTER; KD_ERR_SHAPE; KD_ERR_INVALID_ARGUMENT
+ * (mode, label_weight, a label or prediction, ignore_index in [0, c),
+ * predictions with PROBABILITIES, a probability outside [0, 1]);
+ * KD_ERR_NOT_FINITE; KD_ERR_ALIASING. */
+KD_API kd_status kd_soft_labels(int64_t n, int64_t c, const int32_t *labels, int32_t ignore_index,
+                                float label_weight, int32_t mode, const float *probs,
+                                int64_t ld_probs, const int32_t *predictions, float *out,
+                                int64_t ld_out, char *err, size_t err_size);
+
+/* ---- ensembles ----------------------------------------------------------- */
+
+/* kd_ensemble_average():
+ * out = sum_k w_k X_k with w_k = weights[k] / sum(weights) (computed in
+ * double, rounded to float), or w_k = 1/K when weights is NULL.  The same
+ * call averages teacher logits (then take the softmax: "average before the
+ * softmax", as the multi-teacher distillation loss does) or teacher
+ * probabilities (rows keep summing to 1 up to rounding).  Accumulated in
+ * float32 in the order k = 0..K-1.
+ *   n, c           shape.
+ *   k              number of teachers, >= 1.
+ *   inputs         k matrix pointers (each non-NULL), n x c.
+ *   lds            k row strides (each >= c).
+ *   weights        NULL or k weights, each finite and >= 0, with a positive sum.
+ *   out, ld_out    the n x c output.  out may be inputs[0] itself (in place,
+ *                  same ld); any other overlap with an input is KD_ERR_ALIASING.
+ * Every input element must be finite (KD_ERR_NOT_FINITE: the message names
+ * the teacher, row and column).
+ * Returns KD_OK; KD_ERR_NULL_POINTER; KD_ERR_SHAPE; KD_ERR_INVALID_ARGUMENT
+ * (k, a weight); KD_ERR_NOT_FINITE; KD_ERR_ALIASING; KD_ERR_OUT_OF_MEMORY. */
+KD_API kd_status kd_ensemble_average(int64_t n, int64_t c, int32_t k, const float *const *inputs,
+                                     const int64_t *lds, const float *weights, float *out,
+                                     int64_t ld_out, char *err, size_t err_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KDLIB_LABELS_H */
