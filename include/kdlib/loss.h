@@ -94,7 +94,82 @@ enum {
     /* Logit matching  l_i = ws * mean_c (s_ic - t_ic)^2 + wh * CE(s_i, y_i)
      * (PyTorch MSELoss: MEAN = mean over all n*C elements).  Teachers are
      * averaged as for KL_DISTILL. */
-    KD_LOSS_LOGIT_MSE = 3
+    KD_LOSS_LOGIT_MSE = 3,
+
+    /* ---- self-training (tllib.self_training; values 10-29 reserved) ----
+     * Thresholding (PSEUDO_LABEL and STRONG_WEAK): the teacher row t_i gives
+     * conf_i = max_c softmax(t_i)_c (float32, as PyTorch), the pseudo-label
+     * yhat_i = argmax_c t_i (first maximum; first NaN if any) and the mask
+     * m_i = [conf_i > tau] (KD_THRESHOLD_STRICT, tllib, default) or
+     * [conf_i >= tau] (KD_THRESHOLD_INCLUSIVE, FixMatch/USB), with tau =
+     * KD_PARAM_THRESHOLD rounded to float, or tau_{yhat_i} when per-class
+     * thresholds are bound (KD_ARG_CLASS_THRESHOLDS, e.g. from FlexMatch).
+     * The teacher never gets a gradient.  Several teachers are averaged in
+     * logit space as for KL_DISTILL.  A masked row (m_i = 0) contributes
+     * exactly 0 and a zero gradient, even when its student row is not finite
+     * (tllib multiplies, so NaN * 0 = NaN there).  KD_ARG_MASK and
+     * KD_ARG_PSEUDO_LABELS, if bound, receive m_i (0/1) and yhat_i from
+     * forward and forward_backward. */
+
+    /* Pseudo-label (tllib ConfidenceRegularizedSelfTrainingLoss):
+     *   l_i = m_i * CE(s_i, yhat_i).
+     * MEAN divides by n: masked rows count as 0 in the mean. */
+    KD_LOSS_PSEUDO_LABEL = 10,
+    /* UDA strong/weak consistency (tllib StrongWeakConsistencyLoss):
+     *   l_i = m_i * KL(softmax(t_i) || softmax(s_i / T)),
+     * t = weak-view logits (KD_ARG_TEACHER, at temperature 1), s = strong-view
+     * student logits, T = KD_PARAM_TEMPERATURE.  MEAN is
+     * sum_i l_i / max(sum_i m_i, 1) (per-sample weights scale l_i only). */
+    KD_LOSS_STRONG_WEAK = 11,
+    /* Consistency (tllib Pi-model ConsistencyLoss):  l_i = D(p1_i, p2_i),
+     * p1 from KD_ARG_STUDENT, p2 from KD_ARG_TEACHER (exactly one; the second
+     * view, which may be trainable), both logits (p = softmax, the gradient
+     * goes through it) or probabilities (KD_PARAM_INPUT_TYPE).  D =
+     * KD_PARAM_DISTANCE: L2 sum_c (p1 - p2)^2 (tllib, default), KL(p2 || p1)
+     * = sum_c p2 (log p2 - log p1) (F.kl_div(log p1, p2)), or JS =
+     * (KL(p1||M) + KL(p2||M)) / 2, M = (p1 + p2) / 2.  0 log 0 = 0, and the
+     * gradient of such a term with respect to the zero probability is 0.
+     * The optional mask is KD_ARG_WEIGHTS.  MEAN divides by n.
+     * KD_ARG_GRAD_TEACHER, if bound, receives d loss / d second input. */
+    KD_LOSS_CONSISTENCY = 12,
+    /* Class balance (tllib self-ensemble ClassBalanceLoss):  a batch loss
+     *   pbar_c = (1/n) sum_i p_ic,  L = (1/C) sum_c BCE(pbar_c, 1/C),
+     * BCE(x, y) = -(y max(log x, -100) + (1-y) max(log(1-x), -100)) (PyTorch),
+     * p = softmax of logits or given probabilities (KD_PARAM_INPUT_TYPE).
+     * The gradient flows through the batch mean to every row.  Reduction MEAN
+     * only (the loss is one scalar); no per-sample output, no weights.  Given
+     * probabilities must give pbar_c in [0, 1] (KD_ERR_INVALID_ARGUMENT).
+     * With logits, 1 - pbar_c of a dominant class is summed from the other
+     * classes (no cancellation).  n = 0 gives 0. */
+    KD_LOSS_CLASS_BALANCE = 13,
+    /* Minimum class confusion (tllib MinimumClassConfusionLoss), a batch loss:
+     *   P = softmax(s / T);  H_i = -sum_c P_ic log(P_ic + 1e-5);
+     *   w_i = n (1 + e^-H_i) / sum_j (1 + e^-H_j)   (no gradient through w);
+     *   A = (w o P)^T P (C x C, cblas_sgemm);  r_k = sum_m A_km;
+     *   A'_jk = A_jk / r_k  (tllib's A / A.sum(dim=1) broadcasts the row
+     *   sums over the columns);  L = (sum A' - trace A') / C.
+     * A class with r_k = 0 (every P_ik underflowed to 0) would give 0/0 =
+     * NaN in tllib; kdlib defines that quotient as 0 (no loss, no gradient).
+     * Logits only; reduction MEAN only; no per-sample output, no weights.
+     * The C x C matrix products run in OpenBLAS with its own threads.
+     * n = 0 gives 0. */
+    KD_LOSS_MCC = 14,
+    /* DST worst-case estimation (tllib WorstCaseEstimationLoss), two batches:
+     *   L = eta' * mean_i CE(a_i, argmax l_i)
+     *     + mean_u -log(min(1 - softmax(b_u)[argmax m_u] + 1e-6, 1))
+     * with l = KD_ARG_LABELED_MAIN and a = KD_ARG_LABELED_ADV (n rows, the n
+     * of the compute calls), m = KD_ARG_UNLABELED_MAIN and b =
+     * KD_ARG_UNLABELED_ADV (KD_PARAM_UNLABELED_ROWS rows, default n), eta' =
+     * KD_PARAM_ETA_PRIME.  The main-head logits only give argmax labels (no
+     * gradient); gradients go to KD_ARG_GRAD_LABELED_ADV and
+     * KD_ARG_GRAD_UNLABELED_ADV (either may be left unbound; backward needs
+     * one).  1 - p is summed from the other classes relative to the row
+     * maximum (tllib subtracts in float32 and loses it near p = 1).  Where
+     * the min clamps (p < ~1e-6) the term and its gradient are 0.
+     * Reduction MEAN (each batch by its own row count; an empty batch gives
+     * 0) or SUM; no NONE, per-sample output or weights.  KD_ARG_STUDENT is not
+     * used. */
+    KD_LOSS_WORST_CASE = 15
 };
 
 /* Parameters (pinned values).  Each applies to the kinds named; setting one on
@@ -121,7 +196,20 @@ enum {
     KD_PARAM_THREADS = 14,        /* int >= 0, all kinds: OpenMP threads, 0 = all cores; default 1 */
     KD_PARAM_CHECK_FINITE = 15,   /* int 0/1, all kinds: reject NaN/Inf input; default 0 */
     KD_PARAM_NUM_CLASSES = 16,    /* int, read only */
-    KD_PARAM_KIND = 17            /* int, read only */
+    KD_PARAM_KIND = 17,           /* int, read only */
+
+    /* self-training (values 32-63 reserved) */
+    KD_PARAM_THRESHOLD = 32,      /* real in [0,1], PSEUDO_LABEL and STRONG_WEAK: the global
+                                     confidence threshold tau; default 0.95 */
+    KD_PARAM_THRESHOLD_MODE = 33, /* int, PSEUDO_LABEL and STRONG_WEAK: KD_THRESHOLD_*,
+                                     default STRICT (conf > tau, tllib) */
+    KD_PARAM_DISTANCE = 34,       /* int, CONSISTENCY: KD_DISTANCE_*, default L2 */
+    KD_PARAM_INPUT_TYPE = 35,     /* int, CONSISTENCY and CLASS_BALANCE: KD_INPUT_*,
+                                     default LOGITS */
+    KD_PARAM_ETA_PRIME = 36,      /* real >= 0 (finite), WORST_CASE: weight eta' of the
+                                     labeled term; default 1 */
+    KD_PARAM_UNLABELED_ROWS = 37  /* int in [-1, 2^31-1], WORST_CASE: rows of the unlabeled
+                                     batch; -1 (default) = the n of the compute call */
 };
 
 enum { KD_REDUCTION_MEAN = 0, KD_REDUCTION_SUM = 1, KD_REDUCTION_NONE = 2 };
@@ -130,6 +218,17 @@ enum { KD_NORMALIZE_BATCH = 0, KD_NORMALIZE_VALID = 1 };
 /* UNIFORM: q = (1-eps) onehot + eps/C (PyTorch).  OTHERS: the true class gets
  * 1-eps and each other class eps/(C-1) (C = 1: the true class gets 1). */
 enum { KD_SMOOTHING_UNIFORM = 0, KD_SMOOTHING_OTHERS = 1 };
+/* STRICT: keep a row when conf > tau (tllib).  INCLUSIVE: conf >= tau
+ * (FixMatch, USB). */
+enum { KD_THRESHOLD_STRICT = 0, KD_THRESHOLD_INCLUSIVE = 1 };
+/* Consistency distances (see KD_LOSS_CONSISTENCY). */
+enum { KD_DISTANCE_L2 = 0, KD_DISTANCE_KL = 1, KD_DISTANCE_JS = 2 };
+/* LOGITS: rows are logits, p = softmax(row).  PROBABILITIES: rows are p. */
+enum { KD_INPUT_LOGITS = 0, KD_INPUT_PROBABILITIES = 1 };
+
+/* Reductions each kind accepts (KD_PARAM_REDUCTION; others give
+ * KD_ERR_INVALID_ARGUMENT when set): CLASS_BALANCE and MCC only MEAN (a
+ * scalar loss), WORST_CASE MEAN and SUM, every other kind all three. */
 
 /* Argument roles (pinned values). */
 typedef int32_t kd_arg;
@@ -140,7 +239,23 @@ enum {
     KD_ARG_LABELS = 4,        /* input int32 vector of n labels (kd_loss_bind_labels) */
     KD_ARG_WEIGHTS = 5,       /* input float vector of n per-sample weights >= 0 */
     KD_ARG_GRAD_STUDENT = 6,  /* output matrix: d loss / d student logits */
-    KD_ARG_PER_SAMPLE = 7     /* output float vector: the n weighted per-sample losses */
+    KD_ARG_PER_SAMPLE = 7,    /* output float vector: the n weighted per-sample losses
+                                 (not CLASS_BALANCE, MCC, WORST_CASE) */
+
+    /* self-training (values 16-47 reserved) */
+    KD_ARG_CLASS_THRESHOLDS = 16, /* input float vector of C thresholds in [0,1]
+                                     (kd_loss_bind_vector): PSEUDO_LABEL, STRONG_WEAK */
+    KD_ARG_MASK = 17,             /* output float vector of n masks 0/1: PSEUDO_LABEL,
+                                     STRONG_WEAK */
+    KD_ARG_PSEUDO_LABELS = 18,    /* output int32 vector of n argmax labels
+                                     (kd_loss_bind_output_labels): PSEUDO_LABEL, STRONG_WEAK */
+    KD_ARG_GRAD_TEACHER = 19,     /* output matrix: d loss / d second input (CONSISTENCY) */
+    KD_ARG_LABELED_MAIN = 20,     /* input matrix, WORST_CASE: main head, labeled (y_l) */
+    KD_ARG_LABELED_ADV = 21,      /* input matrix, WORST_CASE: worst-case head, labeled */
+    KD_ARG_UNLABELED_MAIN = 22,   /* input matrix, WORST_CASE: main head, unlabeled (y_u) */
+    KD_ARG_UNLABELED_ADV = 23,    /* input matrix, WORST_CASE: worst-case head, unlabeled */
+    KD_ARG_GRAD_LABELED_ADV = 24, /* output matrix, WORST_CASE: d loss / d LABELED_ADV */
+    KD_ARG_GRAD_UNLABELED_ADV = 25 /* output matrix, WORST_CASE: d loss / d UNLABELED_ADV */
 };
 
 /* Create a loss of the given kind for num_classes >= 1 classes with every
@@ -170,7 +285,8 @@ KD_API kd_status kd_loss_get_float(const kd_loss *h, kd_param param, double *val
 KD_API kd_status kd_loss_param_bounds(kd_loss_kind kind, kd_param param,
                                       double *lo, double *hi, int32_t *is_open_low);
 
-/* Bind an input matrix (KD_ARG_STUDENT, KD_ARG_TEACHER, KD_ARG_TARGET) with
+/* Bind an input matrix (KD_ARG_STUDENT, KD_ARG_TEACHER, KD_ARG_TARGET, and
+ * WORST_CASE's KD_ARG_LABELED_* / KD_ARG_UNLABELED_*) with
  * row stride ld >= C.  data = NULL unbinds the role (ld ignored).
  * KD_ARG_TEACHER binds a single teacher (replacing any set of teachers).
  * Errors: KD_ERR_NULL_POINTER (h), KD_ERR_UNSUPPORTED (role not an input
@@ -194,11 +310,29 @@ KD_API kd_status kd_loss_bind_teachers(kd_loss *h, int32_t count, const float *c
 KD_API kd_status kd_loss_bind_labels(kd_loss *h, const int32_t *labels);
 
 /* Bind n per-sample weights (NULL unbinds).  Weights must be finite and
- * >= 0, checked by the compute calls.  Errors: KD_ERR_NULL_POINTER (h). */
+ * >= 0, checked by the compute calls.  Errors: KD_ERR_NULL_POINTER (h),
+ * KD_ERR_UNSUPPORTED (CLASS_BALANCE, MCC, WORST_CASE: no per-sample terms). */
 KD_API kd_status kd_loss_bind_weights(kd_loss *h, const float *weights);
 
+/* Bind an input float vector (NULL unbinds): KD_ARG_CLASS_THRESHOLDS (C
+ * values, each finite and in [0,1], checked by the compute calls: else
+ * KD_ERR_INVALID_ARGUMENT naming the class) or KD_ARG_WEIGHTS (n values, as
+ * kd_loss_bind_weights).  Errors: KD_ERR_NULL_POINTER (h),
+ * KD_ERR_UNSUPPORTED (role not a vector input of this kind). */
+KD_API kd_status kd_loss_bind_vector(kd_loss *h, kd_arg role, const float *data);
+
+/* Bind an int32 output vector of n values (NULL unbinds):
+ * KD_ARG_PSEUDO_LABELS.  Written by forward and forward_backward.
+ * Errors: KD_ERR_NULL_POINTER (h), KD_ERR_UNSUPPORTED. */
+KD_API kd_status kd_loss_bind_output_labels(kd_loss *h, kd_arg role, int32_t *data);
+
 /* Bind an output: KD_ARG_GRAD_STUDENT (matrix, ld >= C) or KD_ARG_PER_SAMPLE
- * (vector of n, ld ignored).  NULL unbinds.
+ * (vector of n, ld ignored).  NULL unbinds.  Self-training kinds also take
+ * KD_ARG_MASK (vector), KD_ARG_GRAD_TEACHER and KD_ARG_GRAD_*_ADV (matrices);
+ * WORST_CASE has no KD_ARG_GRAD_STUDENT.  A gradient may be written in place
+ * over the input it differentiates (same pointer and ld); any other overlap
+ * with an input or another output is refused by the compute calls
+ * (KD_ERR_ALIASING).
  * Errors: KD_ERR_NULL_POINTER (h), KD_ERR_UNSUPPORTED, KD_ERR_SHAPE. */
 KD_API kd_status kd_loss_bind_output(kd_loss *h, kd_arg role, float *data, int64_t ld);
 
@@ -207,8 +341,10 @@ KD_API kd_status kd_loss_bind_output(kd_loss *h, kd_arg role, float *data, int64
  * values in any reduction.  Gradients are not written.
  * Errors: KD_ERR_NULL_POINTER (h, loss), KD_ERR_MISSING_INPUT (student or the
  * kind's target not bound), KD_ERR_INVALID_ARGUMENT (n < 0, label out of
- * range, negative weight), KD_ERR_SHAPE (n * ld overflows), KD_ERR_NOT_FINITE,
- * KD_ERR_ALIASING, KD_ERR_OUT_OF_MEMORY. */
+ * range, negative weight, class threshold outside [0,1], CONSISTENCY with
+ * more than one teacher, CLASS_BALANCE mean probability outside [0,1]),
+ * KD_ERR_SHAPE (n * ld overflows), KD_ERR_NOT_FINITE, KD_ERR_ALIASING,
+ * KD_ERR_OUT_OF_MEMORY. */
 KD_API kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss);
 
 /* Backward: write d(upstream . loss)/d student into KD_ARG_GRAD_STUDENT.

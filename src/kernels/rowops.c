@@ -1,17 +1,9 @@
 #include "kernels/rowops.h"
+#include "kernels/simd.h"
 
 #include <math.h>
 
-float kdi_row_max(const float *x, int64_t c)
-{
-    float m = -INFINITY;
-    int nan = 0;
-    for (int64_t j = 0; j < c; j++) {
-        nan |= isnan(x[j]);
-        m = x[j] > m ? x[j] : m;
-    }
-    return nan ? NAN : m;
-}
+float kdi_row_max(const float *x, int64_t c) { return kdi_simd(KDI_ISA_AUTO)->row_max(x, c); }
 
 kdi_lse kdi_row_lse(const float *x, int64_t c, float scale)
 {
@@ -23,23 +15,8 @@ kdi_lse kdi_row_lse(const float *x, int64_t c, float scale)
         l.logsum = NAN;
         return l;
     }
-    double sum = 0.0;
-    for (int64_t j = 0; j < c; j++)
-        sum += expf(scale * (x[j] - l.max));
-    l.logsum = (float)log(sum);
+    l.logsum = (float)log(kdi_simd(KDI_ISA_AUTO)->row_sumexp(x, c, scale, l.max));
     return l;
-}
-
-int64_t kdi_row_argmax(const float *x, int64_t c)
-{
-    int64_t best = 0;
-    float m = x[0];
-    for (int64_t j = 1; j < c; j++)
-        if (x[j] > m || (isnan(m) && !isnan(x[j]))) {
-            m = x[j];
-            best = j;
-        }
-    return best;
 }
 
 double kdi_row_sum(const float *x, int64_t c)
@@ -67,4 +44,29 @@ int kdi_row_all_finite(const float *x, int64_t c, int64_t *bad)
             return 0;
         }
     return 1;
+}
+
+int64_t kdi_row_argmax(const float *x, int64_t c)
+{
+    int64_t best = 0;
+    for (int64_t j = 0; j < c; j++) {
+        if (isnan(x[j]))
+            return j;
+        if (x[j] > x[best])
+            best = j;
+    }
+    return best;
+}
+
+void kdi_softmax_backward(float *g, const float *x, kdi_lse l, float scale, const float *v,
+                          float coef, int64_t c)
+{
+    double dot = 0.0;
+    for (int64_t j = 0; j < c; j++)
+        dot += (double)expf(kdi_log_softmax(x[j], scale, l)) * v[j];
+    const float d = (float)dot;
+    for (int64_t j = 0; j < c; j++) {
+        float p = expf(kdi_log_softmax(x[j], scale, l));
+        g[j] = coef * p * (v[j] - d);
+    }
 }

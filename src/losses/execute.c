@@ -1,58 +1,41 @@
 /* The generic driver behind kd_loss_forward / _backward / _forward_backward:
  * validates every argument before anything is written, works out which terms
  * each row has and their coefficients, runs the kind's row kernel over the
- * rows in parallel and reduces the per-row values in row order. */
+ * rows in parallel and reduces the per-row values in row order.  Batch losses
+ * (class balance, MCC) and the two-batch worst-case loss have their own
+ * paths (batch_execute.c, worst_case.c). */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 
 #include "losses/loss_internal.h"
 
-typedef enum { RUN_FORWARD, RUN_BACKWARD, RUN_FUSED } run_mode;
-
 static kdi_row_kernel kernel_of(kd_loss_kind kind)
 {
     switch (kind) {
     case KD_LOSS_CROSS_ENTROPY: return kdi_cross_entropy_row;
     case KD_LOSS_KL_DISTILL: return kdi_kl_distill_row;
+    case KD_LOSS_PSEUDO_LABEL: return kdi_pseudo_label_row;
+    case KD_LOSS_STRONG_WEAK: return kdi_strong_weak_row;
+    case KD_LOSS_CONSISTENCY: return kdi_consistency_row;
     default: return kdi_logit_mse_row;
     }
 }
 
-/* Byte range [lo, hi) of an n-row matrix. */
-typedef struct {
-    const char *lo, *hi;
-} span;
-
-static span matrix_span(const float *p, int64_t n, int64_t ld, int64_t c)
+static int is_thresholded(kd_loss_kind k)
 {
-    span s = {(const char *)p, (const char *)p};
-    if (p && n > 0)
-        s.hi = (const char *)(p + (n - 1) * ld + c);
-    return s;
+    return k == KD_LOSS_PSEUDO_LABEL || k == KD_LOSS_STRONG_WEAK;
 }
 
-static int overlaps(span a, span b) { return a.lo < b.hi && b.lo < a.hi; }
-
-static kd_status check_extent(kd_loss *h, const char *fn, const char *what, int64_t n, int64_t ld)
+const float *kdi_teacher_row(const kd_loss *h, int64_t i, float *scratch)
 {
-    int64_t e;
-    if (n > 0 && (!kdi_mul_ok(n - 1, ld, &e) || e > INT64_MAX / 4 - h->c))
-        return kdi_fail(h->err, KD_ERR_SHAPE, "%s: %s extent (n = %lld, ld = %lld) overflows", fn,
-                        what, (long long)n, (long long)ld);
-    return KD_OK;
-}
-
-static kd_status check_finite_matrix(kd_loss *h, const char *fn, const char *what, const float *x,
-                                     int64_t n, int64_t ld)
-{
-    for (int64_t i = 0; i < n; i++) {
-        int64_t j;
-        if (!kdi_row_all_finite(x + i * ld, h->c, &j))
-            return kdi_fail(h->err, KD_ERR_NOT_FINITE, "%s: %s[%lld][%lld] = %g is not finite", fn,
-                            what, (long long)i, (long long)j, (double)x[i * ld + j]);
-    }
-    return KD_OK;
+    if (h->n_teachers == 1)
+        return h->teachers[0] + i * h->ld_teachers[0];
+    const float *rows[1024];
+    for (int32_t k = 0; k < h->n_teachers; k++)
+        rows[k] = h->teachers[k] + i * h->ld_teachers[k];
+    kdi_row_average(scratch, rows, h->teacher_weights, h->n_teachers, h->c);
+    return scratch;
 }
 
 static kd_status grow(kd_loss *h, const char *fn, int64_t n, int nthreads)
@@ -76,9 +59,63 @@ static kd_status grow(kd_loss *h, const char *fn, int64_t n, int nthreads)
     return KD_OK;
 }
 
+/* Checks of the self-training kinds that run through this driver: the
+ * second input's gradient, the mask and pseudo-label outputs, the per-class
+ * thresholds. */
+static kd_status validate_self_training(kd_loss *h, const char *fn, kdi_mode mode, int64_t n)
+{
+    const int64_t c = h->c;
+    if (h->kind == KD_LOSS_CONSISTENCY && h->n_teachers != 1)
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
+                        "%s: consistency takes exactly one second input; %d teachers bound", fn,
+                        (int)h->n_teachers);
+    if (h->class_thresholds && is_thresholded(h->kind))
+        for (int64_t j = 0; j < c; j++) {
+            float v = h->class_thresholds[j];
+            if (!(v >= 0.0f && v <= 1.0f))
+                return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
+                                "%s: class_thresholds[%lld] = %g outside [0, 1]", fn, (long long)j,
+                                (double)v);
+        }
+    kdi_span in[3] = {kdi_matrix_span(h->student, n, h->ld_student, c), {0, 0}, {0, 0}};
+    if (h->n_teachers == 1)
+        in[1] = kdi_matrix_span(h->teachers[0], n, h->ld_teachers[0], c);
+    in[2] = kdi_vector_span(h->class_thresholds, c, sizeof(float));
+    const int grads = mode != KDI_FORWARD;
+    if (grads && h->grad_teacher) {
+        kd_status st = kdi_check_extent(h, fn, "grad_teacher", n, h->ld_grad_teacher);
+        if (st)
+            return st;
+        kdi_span g2 = kdi_matrix_span(h->grad_teacher, n, h->ld_grad_teacher, c);
+        if (kdi_overlaps(g2, in[1]) &&
+            !(h->grad_teacher == h->teachers[0] && h->ld_grad_teacher == h->ld_teachers[0]))
+            return kdi_fail(h->err, KD_ERR_ALIASING,
+                            "%s: grad_teacher overlaps the second input without being it (in place "
+                            "needs the same pointer and ld)", fn);
+        if (kdi_overlaps(g2, in[0]))
+            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: grad_teacher overlaps the student", fn);
+        if (h->grad && kdi_overlaps(g2, kdi_matrix_span(h->grad, n, h->ld_grad, c)))
+            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: grad_teacher overlaps the student gradient",
+                            fn);
+    }
+    if (mode != KDI_BACKWARD) {
+        kdi_span outs[2] = {kdi_vector_span(h->mask_out, n, sizeof(float)),
+                            kdi_vector_span(h->labels_out, n, sizeof(int32_t))};
+        const char *names[2] = {"mask", "pseudo_labels"};
+        for (int o = 0; o < 2; o++)
+            for (int k = 0; k < 3; k++)
+                if (kdi_overlaps(outs[o], in[k]))
+                    return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s output overlaps an input", fn,
+                                    names[o]);
+        if (kdi_overlaps(outs[0], outs[1]))
+            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: mask and pseudo_labels overlap", fn);
+    }
+    return KD_OK;
+}
+
 /* Everything that can fail, before any output is touched.  Returns the
  * number of rows whose label is not ignored in *valid. */
-static kd_status validate(kd_loss *h, const char *fn, run_mode mode, int64_t n, const void *io,
+static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, const void *io,
                           int64_t *valid)
 {
     const int64_t c = h->c;
@@ -86,7 +123,7 @@ static kd_status validate(kd_loss *h, const char *fn, run_mode mode, int64_t n, 
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "%s: n = %lld < 0", fn, (long long)n);
     if (!io)
         return kdi_fail(h->err, KD_ERR_NULL_POINTER, "%s: %s is NULL", fn,
-                        mode == RUN_BACKWARD ? "upstream" : "loss");
+                        mode == KDI_BACKWARD ? "upstream" : "loss");
     if (!h->student)
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: student logits not bound", fn);
     if (h->kind == KD_LOSS_CROSS_ENTROPY) {
@@ -98,32 +135,34 @@ static kd_status validate(kd_loss *h, const char *fn, run_mode mode, int64_t n, 
     } else if (h->n_teachers == 0) {
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: teacher logits not bound", fn);
     }
-    if (mode != RUN_FORWARD && !h->grad)
+    if (mode != KDI_FORWARD && !h->grad && !(h->kind == KD_LOSS_CONSISTENCY && h->grad_teacher))
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: no gradient output bound", fn);
 
-    kd_status st = check_extent(h, fn, "student", n, h->ld_student);
+    kd_status st = kdi_check_extent(h, fn, "student", n, h->ld_student);
     for (int32_t k = 0; !st && k < h->n_teachers; k++)
-        st = check_extent(h, fn, "teacher", n, h->ld_teachers[k]);
+        st = kdi_check_extent(h, fn, "teacher", n, h->ld_teachers[k]);
     if (!st && h->target)
-        st = check_extent(h, fn, "target", n, h->ld_target);
-    if (!st && h->grad && mode != RUN_FORWARD)
-        st = check_extent(h, fn, "grad", n, h->ld_grad);
+        st = kdi_check_extent(h, fn, "target", n, h->ld_target);
+    if (!st && h->grad && mode != KDI_FORWARD)
+        st = kdi_check_extent(h, fn, "grad", n, h->ld_grad);
     if (st)
         return st;
 
-    if (h->grad && mode != RUN_FORWARD) {
-        span g = matrix_span(h->grad, n, h->ld_grad, c);
-        span s = matrix_span(h->student, n, h->ld_student, c);
-        if (overlaps(g, s) && !(h->grad == h->student && h->ld_grad == h->ld_student))
+    if (h->grad && mode != KDI_FORWARD) {
+        kdi_span g = kdi_matrix_span(h->grad, n, h->ld_grad, c);
+        kdi_span s = kdi_matrix_span(h->student, n, h->ld_student, c);
+        if (kdi_overlaps(g, s) && !(h->grad == h->student && h->ld_grad == h->ld_student))
             return kdi_fail(h->err, KD_ERR_ALIASING,
                             "%s: gradient overlaps the student logits without being them (in place "
                             "needs the same pointer and ld)", fn);
         for (int32_t k = 0; k < h->n_teachers; k++)
-            if (overlaps(g, matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
+            if (kdi_overlaps(g, kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
                 return kdi_fail(h->err, KD_ERR_ALIASING, "%s: gradient overlaps teacher %d", fn, (int)k);
-        if (h->target && overlaps(g, matrix_span(h->target, n, h->ld_target, c)))
+        if (h->target && kdi_overlaps(g, kdi_matrix_span(h->target, n, h->ld_target, c)))
             return kdi_fail(h->err, KD_ERR_ALIASING, "%s: gradient overlaps the target", fn);
     }
+    if (h->kind >= KD_LOSS_PSEUDO_LABEL && (st = validate_self_training(h, fn, mode, n)))
+        return st;
 
     int64_t count = n;
     if (h->labels) {
@@ -147,32 +186,30 @@ static kd_status validate(kd_loss *h, const char *fn, run_mode mode, int64_t n, 
                                 "%s: weights[%lld] = %g is not a finite value >= 0", fn, (long long)i,
                                 (double)h->weights[i]);
     if (h->check_finite) {
-        st = check_finite_matrix(h, fn, "student", h->student, n, h->ld_student);
+        st = kdi_check_finite_matrix(h, fn, "student", h->student, n, h->ld_student);
         for (int32_t k = 0; !st && k < h->n_teachers; k++)
-            st = check_finite_matrix(h, fn, "teacher", h->teachers[k], n, h->ld_teachers[k]);
+            st = kdi_check_finite_matrix(h, fn, "teacher", h->teachers[k], n, h->ld_teachers[k]);
         if (!st && h->target)
-            st = check_finite_matrix(h, fn, "target", h->target, n, h->ld_target);
-        if (!st && mode == RUN_BACKWARD) {
-            const float *up = io;
-            int64_t m = h->reduction == KD_REDUCTION_NONE ? n : 1;
-            for (int64_t i = 0; i < m; i++)
-                if (!isfinite(up[i]))
-                    return kdi_fail(h->err, KD_ERR_NOT_FINITE, "%s: upstream[%lld] = %g is not finite",
-                                    fn, (long long)i, (double)up[i]);
-        }
+            st = kdi_check_finite_matrix(h, fn, "target", h->target, n, h->ld_target);
+        if (!st && mode == KDI_BACKWARD)
+            st = kdi_check_finite_upstream(h, fn, io, h->reduction == KD_REDUCTION_NONE ? n : 1);
         if (st)
             return st;
     }
     return KD_OK;
 }
 
-static kd_status run(kd_loss *h, const char *fn, run_mode mode, int64_t n, float *loss,
+static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float *loss,
                      const float *upstream)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
+    if (kdi_is_batch_kind(h->kind))
+        return kdi_batch_run(h, fn, mode, n, loss, upstream);
+    if (h->kind == KD_LOSS_WORST_CASE)
+        return kdi_worst_case_run(h, fn, mode, n, loss, upstream);
     int64_t valid = 0;
-    kd_status st = validate(h, fn, mode, n, mode == RUN_BACKWARD ? (const void *)upstream : loss, &valid);
+    kd_status st = validate(h, fn, mode, n, mode == KDI_BACKWARD ? (const void *)upstream : loss, &valid);
     if (st)
         return st;
     int nthreads = kdi_resolve_threads(h->threads);
@@ -183,15 +220,22 @@ static kd_status run(kd_loss *h, const char *fn, run_mode mode, int64_t n, float
         return st;
 
     const int is_ce = h->kind == KD_LOSS_CROSS_ENTROPY;
-    const double sw = is_ce ? 1.0 : h->soft_weight;
-    const double hw = is_ce ? 0.0 : h->hard_weight;
+    const int is_distill = h->kind == KD_LOSS_KL_DISTILL || h->kind == KD_LOSS_LOGIT_MSE;
+    const double sw = is_distill ? h->soft_weight : 1.0;
+    const double hw = is_distill ? h->hard_weight : 0.0;
     const int soft_skips_ignored = is_ce || h->normalization == KD_NORMALIZE_VALID;
-    const int64_t d_soft = (soft_skips_ignored && h->labels) ? valid : n;
+    int64_t d_soft = (soft_skips_ignored && h->labels) ? valid : n;
     const int red = h->reduction;
+    /* tllib's UDA loss divides by the number of kept rows (at least 1) */
+    if (h->kind == KD_LOSS_STRONG_WEAK && red == KD_REDUCTION_MEAN) {
+        d_soft = kdi_count_confident(h, n, nthreads);
+        d_soft = d_soft > 1 ? d_soft : 1;
+    }
     /* 1 / denominator of each term for MEAN (an empty term contributes 0) */
     const double inv_soft = red != KD_REDUCTION_MEAN ? 1.0 : (d_soft > 0 ? 1.0 / (double)d_soft : 0.0);
     const double inv_hard = red != KD_REDUCTION_MEAN ? 1.0 : (valid > 0 ? 1.0 / (double)valid : 0.0);
-    const int want_grad = mode != RUN_FORWARD;
+    const int want_grad = mode != KDI_FORWARD;
+    const int want_aux = mode != KDI_BACKWARD && is_thresholded(h->kind);
     const kdi_row_kernel kernel = kernel_of(h->kind);
     const int64_t c = h->c;
 
@@ -200,9 +244,9 @@ static kd_status run(kd_loss *h, const char *fn, run_mode mode, int64_t n, float
         const int32_t y = h->labels ? h->labels[i] : -1;
         const int ignored = h->labels && y == h->ignore_index;
         const int soft_on = !(soft_skips_ignored && ignored);
-        const int hard_on = !is_ce && h->labels && !ignored && hw != 0.0;
+        const int hard_on = is_distill && h->labels && !ignored && hw != 0.0;
         double *out = h->terms + 2 * i;
-        float *g = want_grad ? h->grad + i * h->ld_grad : NULL;
+        float *g = want_grad ? (h->grad ? h->grad + i * h->ld_grad : NULL) : NULL;
         if (!soft_on) {
             out[0] = out[1] = 0.0;
             if (g)
@@ -212,33 +256,30 @@ static kd_status run(kd_loss *h, const char *fn, run_mode mode, int64_t n, float
         }
         const double w = h->weights ? h->weights[i] : 1.0;
         double up = 1.0;
-        if (mode == RUN_BACKWARD)
+        if (mode == KDI_BACKWARD)
             up = red == KD_REDUCTION_NONE ? upstream[i] : upstream[0];
         kdi_row r;
         r.s = h->student + i * h->ld_student;
         r.q = h->target ? h->target + i * h->ld_target : NULL;
         r.t = NULL;
-        if (h->n_teachers == 1) {
+        if (h->n_teachers == 1)
             r.t = h->teachers[0] + i * h->ld_teachers[0];
-        } else if (h->n_teachers > 1) {
-            float *avg = h->scratch + (size_t)omp_get_thread_num() * (size_t)c;
-            const float *rows[1024];
-            for (int32_t k = 0; k < h->n_teachers; k++)
-                rows[k] = h->teachers[k] + i * h->ld_teachers[k];
-            kdi_row_average(avg, rows, h->teacher_weights, h->n_teachers, c);
-            r.t = avg;
-        }
+        else if (h->n_teachers > 1)
+            r.t = kdi_teacher_row(h, i, h->scratch + (size_t)omp_get_thread_num() * (size_t)c);
         r.y = is_ce ? (ignored ? -1 : y) : (hard_on ? y : -1);
         r.g = g;
         r.c_soft = up * w * sw * inv_soft;
         r.c_hard = up * w * hw * inv_hard;
+        r.g2 = want_grad && h->grad_teacher ? h->grad_teacher + i * h->ld_grad_teacher : NULL;
+        r.mask = want_aux && h->mask_out ? h->mask_out + i : NULL;
+        r.label = want_aux && h->labels_out ? h->labels_out + i : NULL;
         double terms[2];
         kernel(h, &r, terms);
         out[0] = w * sw * terms[0];
         out[1] = hard_on ? w * hw * terms[1] : 0.0;
     }
 
-    if (mode != RUN_BACKWARD) {
+    if (mode != KDI_BACKWARD) {
         double s_soft = 0.0, s_hard = 0.0;
         for (int64_t i = 0; i < n; i++) {
             float li = (float)(h->terms[2 * i] + h->terms[2 * i + 1]);
@@ -258,15 +299,15 @@ static kd_status run(kd_loss *h, const char *fn, run_mode mode, int64_t n, float
 
 kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss)
 {
-    return run(h, "forward", RUN_FORWARD, n, loss, NULL);
+    return run(h, "forward", KDI_FORWARD, n, loss, NULL);
 }
 
 kd_status kd_loss_backward(kd_loss *h, int64_t n, const float *upstream)
 {
-    return run(h, "backward", RUN_BACKWARD, n, NULL, upstream);
+    return run(h, "backward", KDI_BACKWARD, n, NULL, upstream);
 }
 
 kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss)
 {
-    return run(h, "forward_backward", RUN_FUSED, n, loss, NULL);
+    return run(h, "forward_backward", KDI_FUSED, n, loss, NULL);
 }

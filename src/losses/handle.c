@@ -12,7 +12,8 @@ kd_status kd_loss_create(kd_loss **out, kd_loss_kind kind, int64_t num_classes)
 {
     if (!out)
         return KD_ERR_NULL_POINTER;
-    if (kind != KD_LOSS_CROSS_ENTROPY && kind != KD_LOSS_KL_DISTILL && kind != KD_LOSS_LOGIT_MSE)
+    if (kind != KD_LOSS_CROSS_ENTROPY && kind != KD_LOSS_KL_DISTILL && kind != KD_LOSS_LOGIT_MSE &&
+        !(kind >= KD_LOSS_PSEUDO_LABEL && kind <= KD_LOSS_WORST_CASE))
         return KD_ERR_INVALID_ARGUMENT;
     if (num_classes < 1 || num_classes > INT32_MAX)
         return KD_ERR_INVALID_ARGUMENT;
@@ -35,6 +36,8 @@ void kd_loss_destroy(kd_loss *h)
     free(h->teacher_weights);
     free(h->terms);
     free(h->scratch);
+    free(h->bf);
+    free(h->bd);
     free(h);
 }
 
@@ -43,14 +46,40 @@ const char *kd_loss_last_error(const kd_loss *h)
     return h ? h->err : "invalid handle (NULL)";
 }
 
-static int has_teacher(kd_loss_kind k) { return k == KD_LOSS_KL_DISTILL || k == KD_LOSS_LOGIT_MSE || k == KD_LOSS_CROSS_ENTROPY; }
+static int has_teacher(kd_loss_kind k)
+{
+    return k == KD_LOSS_KL_DISTILL || k == KD_LOSS_LOGIT_MSE || k == KD_LOSS_CROSS_ENTROPY ||
+           k == KD_LOSS_PSEUDO_LABEL || k == KD_LOSS_STRONG_WEAK || k == KD_LOSS_CONSISTENCY;
+}
+
+static int is_thresholded(kd_loss_kind k) { return k == KD_LOSS_PSEUDO_LABEL || k == KD_LOSS_STRONG_WEAK; }
+
+/* Kinds without per-sample terms: no weights, no per-sample output. */
+static int is_whole_batch(kd_loss_kind k)
+{
+    return k == KD_LOSS_CLASS_BALANCE || k == KD_LOSS_MCC || k == KD_LOSS_WORST_CASE;
+}
+
+/* WORST_CASE's input roles map to slots 0..3, its gradients to 0..1. */
+static int worst_case_slot(kd_arg role)
+{
+    return role >= KD_ARG_LABELED_MAIN && role <= KD_ARG_UNLABELED_ADV ? role - KD_ARG_LABELED_MAIN : -1;
+}
+
+static kd_status unsupported(kd_loss *h, const char *fn, kd_arg role)
+{
+    return kdi_fail(h->err, KD_ERR_UNSUPPORTED, "%s: role %d is not supported by loss kind %d", fn,
+                    (int)role, (int)h->kind);
+}
 
 kd_status kd_loss_bind_matrix(kd_loss *h, kd_arg role, const float *data, int64_t ld)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
-    int ok = role == KD_ARG_STUDENT || (role == KD_ARG_TEACHER && has_teacher(h->kind)) ||
-             (role == KD_ARG_TARGET && h->kind == KD_LOSS_CROSS_ENTROPY);
+    const int wc = h->kind == KD_LOSS_WORST_CASE;
+    int ok = (role == KD_ARG_STUDENT && !wc) || (role == KD_ARG_TEACHER && has_teacher(h->kind)) ||
+             (role == KD_ARG_TARGET && h->kind == KD_LOSS_CROSS_ENTROPY) ||
+             (wc && worst_case_slot(role) >= 0);
     if (!ok)
         return kdi_fail(h->err, KD_ERR_UNSUPPORTED,
                         "bind_matrix: role %d is not an input matrix of loss kind %d", (int)role,
@@ -60,7 +89,10 @@ kd_status kd_loss_bind_matrix(kd_loss *h, kd_arg role, const float *data, int64_
                         (long long)ld, (long long)h->c);
     if (role == KD_ARG_TEACHER)
         return kd_loss_bind_teachers(h, data ? 1 : 0, &data, &ld, NULL);
-    if (role == KD_ARG_STUDENT) {
+    if (wc) {
+        h->wc_in[worst_case_slot(role)] = data;
+        h->wc_ld[worst_case_slot(role)] = ld;
+    } else if (role == KD_ARG_STUDENT) {
         h->student = data;
         h->ld_student = ld;
     } else {
@@ -134,6 +166,8 @@ kd_status kd_loss_bind_labels(kd_loss *h, const int32_t *labels)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
+    if (h->kind >= KD_LOSS_PSEUDO_LABEL)
+        return unsupported(h, "bind_labels", KD_ARG_LABELS);
     h->labels = labels;
     kdi_clear_error(h->err);
     return KD_OK;
@@ -143,6 +177,8 @@ kd_status kd_loss_bind_weights(kd_loss *h, const float *weights)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
+    if (is_whole_batch(h->kind))
+        return unsupported(h, "bind_weights", KD_ARG_WEIGHTS);
     h->weights = weights;
     kdi_clear_error(h->err);
     return KD_OK;
@@ -152,18 +188,60 @@ kd_status kd_loss_bind_output(kd_loss *h, kd_arg role, float *data, int64_t ld)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
+    const int wc = h->kind == KD_LOSS_WORST_CASE;
+    const int is_matrix = role == KD_ARG_GRAD_STUDENT || role == KD_ARG_GRAD_TEACHER ||
+                          role == KD_ARG_GRAD_LABELED_ADV || role == KD_ARG_GRAD_UNLABELED_ADV;
+    if ((role == KD_ARG_GRAD_STUDENT && wc) ||
+        (role == KD_ARG_PER_SAMPLE && is_whole_batch(h->kind)) ||
+        (role == KD_ARG_MASK && !is_thresholded(h->kind)) ||
+        (role == KD_ARG_GRAD_TEACHER && h->kind != KD_LOSS_CONSISTENCY) ||
+        ((role == KD_ARG_GRAD_LABELED_ADV || role == KD_ARG_GRAD_UNLABELED_ADV) && !wc))
+        return unsupported(h, "bind_output", role);
+    if (is_matrix && data && ld < h->c)
+        return kdi_fail(h->err, KD_ERR_SHAPE, "bind_output: grad ld = %lld < num_classes = %lld",
+                        (long long)ld, (long long)h->c);
     if (role == KD_ARG_GRAD_STUDENT) {
-        if (data && ld < h->c)
-            return kdi_fail(h->err, KD_ERR_SHAPE, "bind_output: grad ld = %lld < num_classes = %lld",
-                            (long long)ld, (long long)h->c);
         h->grad = data;
         h->ld_grad = ld;
     } else if (role == KD_ARG_PER_SAMPLE) {
         h->per_sample = data;
+    } else if (role == KD_ARG_MASK) {
+        h->mask_out = data;
+    } else if (role == KD_ARG_GRAD_TEACHER) {
+        h->grad_teacher = data;
+        h->ld_grad_teacher = ld;
+    } else if (role == KD_ARG_GRAD_LABELED_ADV || role == KD_ARG_GRAD_UNLABELED_ADV) {
+        int k = role == KD_ARG_GRAD_UNLABELED_ADV;
+        h->wc_grad[k] = data;
+        h->wc_ld_grad[k] = ld;
     } else {
         return kdi_fail(h->err, KD_ERR_UNSUPPORTED, "bind_output: role %d is not an output",
                         (int)role);
     }
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
+
+kd_status kd_loss_bind_vector(kd_loss *h, kd_arg role, const float *data)
+{
+    if (!h)
+        return KD_ERR_NULL_POINTER;
+    if (role == KD_ARG_WEIGHTS)
+        return kd_loss_bind_weights(h, data);
+    if (role != KD_ARG_CLASS_THRESHOLDS || !is_thresholded(h->kind))
+        return unsupported(h, "bind_vector", role);
+    h->class_thresholds = data;
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
+
+kd_status kd_loss_bind_output_labels(kd_loss *h, kd_arg role, int32_t *data)
+{
+    if (!h)
+        return KD_ERR_NULL_POINTER;
+    if (role != KD_ARG_PSEUDO_LABELS || !is_thresholded(h->kind))
+        return unsupported(h, "bind_output_labels", role);
+    h->labels_out = data;
     kdi_clear_error(h->err);
     return KD_OK;
 }

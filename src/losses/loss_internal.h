@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kdlib/loss.h"
 #include "kernels/rowops.h"
+#include "kernels/simd.h"
 
 struct kd_loss {
     kd_loss_kind kind;
@@ -28,6 +29,13 @@ struct kd_loss {
     double label_weight;
     int32_t threads;
     int32_t check_finite;
+    /* self-training parameters */
+    double threshold;
+    int32_t threshold_mode;
+    int32_t distance;
+    int32_t input_type;
+    double eta_prime;
+    int32_t unlabeled_rows;
 
     /* bindings (borrowed) */
     const float *student;
@@ -43,12 +51,27 @@ struct kd_loss {
     float *grad;
     int64_t ld_grad;
     float *per_sample;
+    /* self-training bindings (borrowed) */
+    const float *class_thresholds;
+    float *mask_out;
+    int32_t *labels_out;
+    float *grad_teacher;
+    int64_t ld_grad_teacher;
+    const float *wc_in[4];   /* WORST_CASE: labeled main, labeled adv, unlabeled main, adv */
+    int64_t wc_ld[4];
+    float *wc_grad[2];       /* WORST_CASE: grad of labeled adv, unlabeled adv */
+    int64_t wc_ld_grad[2];
 
     /* workspace: per-row term values and per-thread scratch rows */
     double *terms;
     size_t terms_cap;
     float *scratch;
     size_t scratch_cap;
+    /* batch-loss workspace (CLASS_BALANCE, MCC) */
+    float *bf;
+    size_t bf_cap;
+    double *bd;
+    size_t bd_cap;
 
     char err[KDI_ERROR_SIZE];
 };
@@ -64,6 +87,9 @@ typedef struct {
     int32_t y;       /* label, or -1 when the row has no label term */
     float *g;        /* gradient row or NULL */
     double c_soft, c_hard;
+    float *g2;       /* CONSISTENCY: gradient row of the second input, or NULL */
+    float *mask;     /* thresholded kinds: where to write m_i, or NULL */
+    int32_t *label;  /* thresholded kinds: where to write yhat_i, or NULL */
 } kdi_row;
 
 typedef void (*kdi_row_kernel)(const kd_loss *h, const kdi_row *r, double terms[2]);
@@ -71,6 +97,90 @@ typedef void (*kdi_row_kernel)(const kd_loss *h, const kdi_row *r, double terms[
 void kdi_cross_entropy_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_kl_distill_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_logit_mse_row(const kd_loss *h, const kdi_row *r, double terms[2]);
+void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2]);
+void kdi_strong_weak_row(const kd_loss *h, const kdi_row *r, double terms[2]);
+void kdi_consistency_row(const kd_loss *h, const kdi_row *r, double terms[2]);
+
+typedef enum { KDI_FORWARD, KDI_BACKWARD, KDI_FUSED } kdi_mode;
+
+/* ---- shared argument checks (checks.c), all writing h->err ---- */
+
+/* Byte range [lo, hi) of an n-row matrix of C columns. */
+typedef struct {
+    const char *lo, *hi;
+} kdi_span;
+
+kdi_span kdi_matrix_span(const void *p, int64_t n, int64_t ld, int64_t c);
+static inline kdi_span kdi_vector_span(const void *p, int64_t n, size_t elem)
+{
+    kdi_span s = {(const char *)p, (const char *)p + (p && n > 0 ? (size_t)n * elem : 0)};
+    return s;
+}
+static inline int kdi_overlaps(kdi_span a, kdi_span b) { return a.lo < b.hi && b.lo < a.hi; }
+
+kd_status kdi_check_extent(kd_loss *h, const char *fn, const char *what, int64_t n, int64_t ld);
+kd_status kdi_check_finite_matrix(kd_loss *h, const char *fn, const char *what, const float *x,
+                                  int64_t n, int64_t ld);
+/* KD_ERR_NOT_FINITE when one of the m upstream values is not finite. */
+kd_status kdi_check_finite_upstream(kd_loss *h, const char *fn, const float *up, int64_t m);
+/* Grow *p to hold at least need elements of size elem (realloc, contents not kept). */
+kd_status kdi_grow(kd_loss *h, const char *fn, void **p, size_t *cap, size_t need, size_t elem);
+
+/* ---- thresholding of a teacher row (threshold.c) ---- */
+typedef struct {
+    kdi_lse l;      /* the teacher row's log-sum-exp at temperature 1 */
+    int32_t label;  /* argmax */
+    int keep;       /* the mask m_i */
+} kdi_confident;
+
+kdi_confident kdi_threshold_row(const kd_loss *h, const float *t);
+
+/* Teacher row i: the single teacher's row, or the weighted average written
+ * into scratch (C floats). */
+const float *kdi_teacher_row(const kd_loss *h, int64_t i, float *scratch);
+
+/* Number of kept rows among n (STRONG_WEAK's MEAN denominator). */
+int64_t kdi_count_confident(const kd_loss *h, int64_t n, int nthreads);
+
+/* ---- losses with their own execution path ---- */
+/* CLASS_BALANCE and MCC: whole-batch statistics, then a gradient pass. */
+static inline int kdi_is_batch_kind(kd_loss_kind k)
+{
+    return k == KD_LOSS_CLASS_BALANCE || k == KD_LOSS_MCC;
+}
+kd_status kdi_batch_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float *loss,
+                        const float *upstream);
+kd_status kdi_worst_case_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float *loss,
+                             const float *upstream);
+
+/* Statistics + finish + gradient pass of the batch losses (class_balance.c,
+ * mcc.c); the split into statistics that add over rows and a finish from
+ * (globally reduced) statistics is what a distributed caller all-reduces.
+ * Workspace is laid out by kdi_batch_run:
+ *   rows  : n kdi_lse (per-row log-sum-exp), kept for the gradient pass
+ *   stats : the additive statistics (doubles)
+ *   coef  : what the gradient pass needs from the finish */
+typedef struct {
+    int64_t n;          /* local rows */
+    double count;       /* rows the statistics cover (global n) */
+    kdi_lse *lse;       /* n */
+    double *stats;      /* CLASS_BALANCE: C column sums; MCC: S = sum_i e_i */
+    double *coef;       /* MCC: 1 value: the scale n/S of the entropy weights */
+    float *mat;         /* MCC: C x C: Ahat = sum_i e_i P_i^T P_i, then G + G^T */
+    float *probs;       /* MCC: n x C, P */
+    float *work;        /* MCC: n x C, e o P then P (G + G^T) */
+    double *ew;         /* MCC: n entropy weights e_i = 1 + exp(-H_i) */
+    double *rsum;       /* MCC: 2C: row sums r of A, then the r-gradient u */
+    float *vec;         /* CLASS_BALANCE: C gradient coefficients as float */
+    int nthreads;
+} kdi_batch;
+
+void kdi_class_balance_stats(const kd_loss *h, kdi_batch *b);
+kd_status kdi_class_balance_finish(kd_loss *h, const char *fn, kdi_batch *b, double *loss);
+void kdi_class_balance_grad(const kd_loss *h, const kdi_batch *b, float up);
+void kdi_mcc_stats(const kd_loss *h, kdi_batch *b);
+void kdi_mcc_finish(const kd_loss *h, kdi_batch *b, double *loss);
+void kdi_mcc_grad(const kd_loss *h, kdi_batch *b, float up);
 
 /* Smoothed one-hot target of the hard-label terms: the labelled class gets
  * `on`, every other class `off` (KD_PARAM_LABEL_SMOOTHING and _MODE). */
@@ -98,6 +208,21 @@ typedef struct {
 } kdi_hard;
 
 kdi_hard kdi_hard_begin(const kd_loss *h, const kdi_row *r);
+
+/* The hard-label term in the vectorised passes (kdi_simd_ops): the pass adds
+ * coef * (p_j - off) to every gradient element and sums log p_j; _end adds the
+ * labelled class's extra share and returns CE(s, y).  s_y is read by _begin,
+ * before an in-place gradient overwrites it. */
+typedef struct {
+    kdi_simd_hard v;
+    kdi_onehot oh;
+    int32_t y;
+    float s_y;
+    double sum_lp;
+} kdi_hard_pass;
+
+kdi_hard_pass kdi_hard_pass_begin(const kd_loss *h, const kdi_row *r, kdi_lse ls, float scale);
+double kdi_hard_pass_end(const kdi_hard_pass *hp, float *g);
 
 /* -q_j log p_j, the element's share of CE (0 when q_j = 0). */
 static inline double kdi_hard_loss_at(const kdi_hard *hd, float s, int64_t j)

@@ -9,6 +9,10 @@ enum { P_INT, P_REAL };
 #define K(kind) (1u << (kind))
 #define K_ALL (K(KD_LOSS_CROSS_ENTROPY) | K(KD_LOSS_KL_DISTILL) | K(KD_LOSS_LOGIT_MSE))
 #define K_DISTILL (K(KD_LOSS_KL_DISTILL) | K(KD_LOSS_LOGIT_MSE))
+#define K_SELF (K(KD_LOSS_PSEUDO_LABEL) | K(KD_LOSS_STRONG_WEAK) | K(KD_LOSS_CONSISTENCY) | \
+                K(KD_LOSS_CLASS_BALANCE) | K(KD_LOSS_MCC) | K(KD_LOSS_WORST_CASE))
+#define K_EVERY (K_ALL | K_SELF) /* parameters of every kind */
+#define K_THRESH (K(KD_LOSS_PSEUDO_LABEL) | K(KD_LOSS_STRONG_WEAK))
 
 typedef struct {
     kd_param id;
@@ -23,9 +27,10 @@ typedef struct {
 
 #define F(field) offsetof(struct kd_loss, field)
 static const param_info PARAMS[] = {
-    {KD_PARAM_REDUCTION, "reduction", P_INT, 0, 2, 0, K_ALL, 0, F(reduction)},
+    {KD_PARAM_REDUCTION, "reduction", P_INT, 0, 2, 0, K_EVERY, 0, F(reduction)},
     {KD_PARAM_TEMPERATURE, "temperature", P_REAL, 0, 1e6, 1,
-     K(KD_LOSS_CROSS_ENTROPY) | K(KD_LOSS_KL_DISTILL), 0, F(temperature)},
+     K(KD_LOSS_CROSS_ENTROPY) | K(KD_LOSS_KL_DISTILL) | K(KD_LOSS_STRONG_WEAK) | K(KD_LOSS_MCC), 0,
+     F(temperature)},
     {KD_PARAM_ALPHA, "alpha", P_REAL, 0, 1, 0, K_DISTILL, 0, F(soft_weight)},
     {KD_PARAM_SOFT_WEIGHT, "soft_weight", P_REAL, 0, 1e6, 0, K_DISTILL, 0, F(soft_weight)},
     {KD_PARAM_HARD_WEIGHT, "hard_weight", P_REAL, 0, 1e6, 0, K_DISTILL, 0, F(hard_weight)},
@@ -37,10 +42,18 @@ static const param_info PARAMS[] = {
     {KD_PARAM_LABEL_SMOOTHING, "label_smoothing", P_REAL, 0, 1, 0, K_ALL, 0, F(label_smoothing)},
     {KD_PARAM_SMOOTHING_MODE, "smoothing_mode", P_INT, 0, 1, 0, K_ALL, 0, F(smoothing_mode)},
     {KD_PARAM_LABEL_WEIGHT, "label_weight", P_REAL, 0, 1, 0, K(KD_LOSS_CROSS_ENTROPY), 0, F(label_weight)},
-    {KD_PARAM_THREADS, "threads", P_INT, 0, 4096, 0, K_ALL, 0, F(threads)},
-    {KD_PARAM_CHECK_FINITE, "check_finite", P_INT, 0, 1, 0, K_ALL, 0, F(check_finite)},
-    {KD_PARAM_NUM_CLASSES, "num_classes", P_INT, 1, INT32_MAX, 0, K_ALL, 1, 0},
-    {KD_PARAM_KIND, "kind", P_INT, 1, 3, 0, K_ALL, 1, 0},
+    {KD_PARAM_THREADS, "threads", P_INT, 0, 4096, 0, K_EVERY, 0, F(threads)},
+    {KD_PARAM_CHECK_FINITE, "check_finite", P_INT, 0, 1, 0, K_EVERY, 0, F(check_finite)},
+    {KD_PARAM_NUM_CLASSES, "num_classes", P_INT, 1, INT32_MAX, 0, K_EVERY, 1, 0},
+    {KD_PARAM_KIND, "kind", P_INT, 1, KD_LOSS_WORST_CASE, 0, K_EVERY, 1, 0},
+    {KD_PARAM_THRESHOLD, "threshold", P_REAL, 0, 1, 0, K_THRESH, 0, F(threshold)},
+    {KD_PARAM_THRESHOLD_MODE, "threshold_mode", P_INT, 0, 1, 0, K_THRESH, 0, F(threshold_mode)},
+    {KD_PARAM_DISTANCE, "distance", P_INT, 0, 2, 0, K(KD_LOSS_CONSISTENCY), 0, F(distance)},
+    {KD_PARAM_INPUT_TYPE, "input_type", P_INT, 0, 1, 0,
+     K(KD_LOSS_CONSISTENCY) | K(KD_LOSS_CLASS_BALANCE), 0, F(input_type)},
+    {KD_PARAM_ETA_PRIME, "eta_prime", P_REAL, 0, 1e6, 0, K(KD_LOSS_WORST_CASE), 0, F(eta_prime)},
+    {KD_PARAM_UNLABELED_ROWS, "unlabeled_rows", P_INT, -1, INT32_MAX, 0, K(KD_LOSS_WORST_CASE), 0,
+     F(unlabeled_rows)},
 };
 #undef F
 
@@ -69,6 +82,23 @@ void kdi_loss_defaults(kd_loss *h)
     h->label_weight = 0.7;
     h->threads = 1;
     h->check_finite = 0;
+    h->threshold = 0.95;
+    h->threshold_mode = KD_THRESHOLD_STRICT;
+    h->distance = KD_DISTANCE_L2;
+    h->input_type = KD_INPUT_LOGITS;
+    h->eta_prime = 1.0;
+    h->unlabeled_rows = -1;
+}
+
+/* The largest reduction a kind accepts: batch losses are one scalar, the
+ * two-batch worst-case loss has no per-sample vector. */
+static int64_t max_reduction(kd_loss_kind kind)
+{
+    if (kind == KD_LOSS_CLASS_BALANCE || kind == KD_LOSS_MCC)
+        return KD_REDUCTION_MEAN;
+    if (kind == KD_LOSS_WORST_CASE)
+        return KD_REDUCTION_SUM;
+    return KD_REDUCTION_NONE;
 }
 
 /* Look up a parameter for a handle and the wanted type. */
@@ -109,6 +139,10 @@ kd_status kd_loss_set_int(kd_loss *h, kd_param param, int64_t value)
     if (!in_range(p, (double)value))
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "param: %s = %lld outside [%.0f, %.0f]",
                         p->name, (long long)value, p->lo, p->hi);
+    if (param == KD_PARAM_REDUCTION && value > max_reduction(h->kind))
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
+                        "param: reduction = %lld not supported by loss kind %d (at most %lld)",
+                        (long long)value, (int)h->kind, (long long)max_reduction(h->kind));
     *(int32_t *)((char *)h + p->offset) = (int32_t)value;
     kdi_clear_error(h->err);
     return KD_OK;
@@ -171,6 +205,8 @@ kd_status kd_loss_param_bounds(kd_loss_kind kind, kd_param param, double *lo, do
         return KD_ERR_UNSUPPORTED;
     *lo = p->lo;
     *hi = p->hi;
+    if (param == KD_PARAM_REDUCTION)
+        *hi = (double)max_reduction(kind);
     *is_open_low = p->open_low;
     return KD_OK;
 }

@@ -1,0 +1,59 @@
+/* Argument checks shared by every execution path (the per-row driver, the
+ * batch losses, the worst-case estimation loss): extents that overflow,
+ * overlapping buffers, non-finite inputs, and workspace growth. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "losses/loss_internal.h"
+
+kdi_span kdi_matrix_span(const void *p, int64_t n, int64_t ld, int64_t c)
+{
+    kdi_span s = {(const char *)p, (const char *)p};
+    if (p && n > 0)
+        s.hi = (const char *)((const float *)p + (n - 1) * ld + c);
+    return s;
+}
+
+kd_status kdi_check_extent(kd_loss *h, const char *fn, const char *what, int64_t n, int64_t ld)
+{
+    int64_t e;
+    if (n > 0 && (!kdi_mul_ok(n - 1, ld, &e) || e > INT64_MAX / 4 - h->c))
+        return kdi_fail(h->err, KD_ERR_SHAPE, "%s: %s extent (n = %lld, ld = %lld) overflows", fn,
+                        what, (long long)n, (long long)ld);
+    return KD_OK;
+}
+
+kd_status kdi_check_finite_matrix(kd_loss *h, const char *fn, const char *what, const float *x,
+                                  int64_t n, int64_t ld)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j;
+        if (!kdi_row_all_finite(x + i * ld, h->c, &j))
+            return kdi_fail(h->err, KD_ERR_NOT_FINITE, "%s: %s[%lld][%lld] = %g is not finite", fn,
+                            what, (long long)i, (long long)j, (double)x[i * ld + j]);
+    }
+    return KD_OK;
+}
+
+kd_status kdi_check_finite_upstream(kd_loss *h, const char *fn, const float *up, int64_t m)
+{
+    for (int64_t i = 0; i < m; i++)
+        if (!isfinite(up[i]))
+            return kdi_fail(h->err, KD_ERR_NOT_FINITE, "%s: upstream[%lld] = %g is not finite", fn,
+                            (long long)i, (double)up[i]);
+    return KD_OK;
+}
+
+kd_status kdi_grow(kd_loss *h, const char *fn, void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return KD_OK;
+    if (need > SIZE_MAX / elem)
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace of %zu elements", fn, need);
+    void *q = realloc(*p, need * elem);
+    if (!q)
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace of %zu elements", fn, need);
+    *p = q;
+    *cap = need;
+    return KD_OK;
+}

@@ -1,0 +1,31 @@
+/* Confidence-threshold pseudo-label (tllib ConfidenceRegularizedSelfTrainingLoss):
+ *   l = m * CE(s, yhat),  yhat = argmax t,  m = [max softmax(t) > tau]
+ * Gradient (the teacher is detached): d l / d s_j = m (softmax(s)_j - [j = yhat]).
+ * A masked row costs one pass over the teacher only: the student is not read. */
+#include "losses/loss_internal.h"
+
+void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2])
+{
+    const int64_t c = h->c;
+    const kdi_confident cf = kdi_threshold_row(h, r->t);
+    if (r->mask)
+        *r->mask = cf.keep ? 1.0f : 0.0f;
+    if (r->label)
+        *r->label = cf.label;
+    terms[0] = terms[1] = 0.0;
+    if (!cf.keep) {
+        if (r->g)
+            for (int64_t j = 0; j < c; j++)
+                r->g[j] = 0.0f;
+        return;
+    }
+    const kdi_lse ls = kdi_row_lse(r->s, c, 1.0f);
+    terms[0] = -(double)kdi_log_softmax(r->s[cf.label], 1.0f, ls);
+    if (!r->g)
+        return;
+    const float cs = (float)r->c_soft;
+    for (int64_t j = 0; j < c; j++) {
+        float p = expf(kdi_log_softmax(r->s[j], 1.0f, ls));
+        r->g[j] = cs * (j == cf.label ? p - 1.0f : p);
+    }
+}
