@@ -33,7 +33,9 @@
  *                                                                 with num_updates = t)
  *
  * a_t is computed in double precision and rounded once to float32 (a_t and
- * 1 - a_t separately).  Arrays marked KD_EMA_COPY (BatchNorm running
+ * 1 - a_t separately).  An update with a_t = 0 is an exact copy of the
+ * student and one with a_t = 1 leaves the teacher as it is (bit for bit, also
+ * for -0.0, Inf and NaN).  Arrays marked KD_EMA_COPY (BatchNorm running
  * statistics, step counters kept as floats, ...) are copied verbatim.
  *
  * Errors: every function returns a kd_status (see core.h).  On failure the
@@ -214,7 +216,8 @@ KD_API kd_status kd_ema_copy_to_flat(kd_ema *ema, float *student);
  * Exchange teacher and student values (all kinds).  Calling it twice
  * restores both.  Typical use: swap, evaluate the student model (now holding
  * the teacher weights), swap back.  The step counter is not changed.
- * Student arrays must not overlap the teacher or each other.
+ * Student arrays must not overlap the teacher (checked) or each other (not
+ * checked: overlapping student arrays give unspecified values).
  * Returns KD_OK; KD_ERR_NULL_POINTER; KD_ERR_ALIASING. */
 KD_API kd_status kd_ema_swap(kd_ema *ema, float *const *student_arrays);
 KD_API kd_status kd_ema_swap_flat(kd_ema *ema, float *student);

@@ -339,7 +339,8 @@ kd_status kdi_statefile_open(kdi_statefile_reader *r, const char *path,
     r->fd = -1;
     r->path = path;
 
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO at path must not block the open (regular files ignore it). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return kdi_fail(err, KD_ERR_IO, "cannot open '%s': %s", path,
                         kdi_errno_text(errno, ebuf, sizeof ebuf));
