@@ -1,9 +1,17 @@
 #include "kernels/rowops.h"
-#include "kernels/simd.h"
 
 #include <math.h>
 
-float kdi_row_max(const float *x, int64_t c) { return kdi_simd(KDI_ISA_AUTO)->row_max(x, c); }
+float kdi_row_max(const float *x, int64_t c)
+{
+    float m = -INFINITY;
+    int nan = 0;
+    for (int64_t j = 0; j < c; j++) {
+        nan |= isnan(x[j]);
+        m = x[j] > m ? x[j] : m;
+    }
+    return nan ? NAN : m;
+}
 
 kdi_lse kdi_row_lse(const float *x, int64_t c, float scale)
 {
@@ -15,8 +23,23 @@ kdi_lse kdi_row_lse(const float *x, int64_t c, float scale)
         l.logsum = NAN;
         return l;
     }
-    l.logsum = (float)log(kdi_simd(KDI_ISA_AUTO)->row_sumexp(x, c, scale, l.max));
+    double sum = 0.0;
+    for (int64_t j = 0; j < c; j++)
+        sum += expf(scale * (x[j] - l.max));
+    l.logsum = (float)log(sum);
     return l;
+}
+
+int64_t kdi_row_argmax(const float *x, int64_t c)
+{
+    int64_t best = 0;
+    float m = x[0];
+    for (int64_t j = 1; j < c; j++)
+        if (x[j] > m || (isnan(m) && !isnan(x[j]))) {
+            m = x[j];
+            best = j;
+        }
+    return best;
 }
 
 double kdi_row_sum(const float *x, int64_t c)
@@ -46,7 +69,8 @@ int kdi_row_all_finite(const float *x, int64_t c, int64_t *bad)
     return 1;
 }
 
-int64_t kdi_row_argmax(const float *x, int64_t c)
+/* torch.max / argmax: the first maximum, or the first NaN. */
+int64_t kdi_row_argmax_torch(const float *x, int64_t c)
 {
     int64_t best = 0;
     for (int64_t j = 0; j < c; j++) {

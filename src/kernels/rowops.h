@@ -26,6 +26,11 @@ static inline float kdi_log_softmax(float x, float scale, kdi_lse l)
 /* Largest element of a row (NaN if any element is NaN). */
 float kdi_row_max(const float *x, int64_t c);
 
+/* Index of the largest element of a row, the lowest index on ties (as
+ * numpy.argmax).  Unlike numpy, NaN elements are never selected (a row of
+ * NaN only gives 0); callers that reject NaN validate first.  c >= 1. */
+int64_t kdi_row_argmax(const float *x, int64_t c);
+
 /* Sum of a row, accumulated in double. */
 double kdi_row_sum(const float *x, int64_t c);
 
@@ -35,9 +40,10 @@ void kdi_row_average(float *out, const float *const *rows, const float *w, int32
 /* 1 when every element of a row is finite, else 0 and *bad the first bad column. */
 int kdi_row_all_finite(const float *x, int64_t c, int64_t *bad);
 
-/* Index of the largest element: the first maximum, or the first NaN when the
- * row holds one (torch.max / argmax semantics).  c must be >= 1. */
-int64_t kdi_row_argmax(const float *x, int64_t c);
+/* Index of the largest element with torch.max / argmax semantics: the first
+ * maximum, or the first NaN when the row holds one (so a NaN row propagates
+ * as in PyTorch instead of being skipped as kdi_row_argmax does).  c >= 1. */
+int64_t kdi_row_argmax_torch(const float *x, int64_t c);
 
 /* log(a e^x + b e^y) from la = log a, lb = log b, exact for far-apart x and y
  * (the log of a mixture of two distributions, e.g. JSD's log M). */

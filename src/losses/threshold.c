@@ -10,7 +10,7 @@ kdi_confident kdi_threshold_row(const kd_loss *h, const float *t)
 {
     kdi_confident cf;
     cf.l = kdi_row_lse(t, h->c, 1.0f);
-    cf.label = (int32_t)kdi_row_argmax(t, h->c);
+    cf.label = (int32_t)kdi_row_argmax_torch(t, h->c);
     const float conf = expf(-cf.l.logsum); /* NaN for a non-finite row: never kept */
     const float tau = h->class_thresholds ? h->class_thresholds[cf.label] : (float)h->threshold;
     cf.keep = h->threshold_mode == KD_THRESHOLD_INCLUSIVE ? conf >= tau : conf > tau;

@@ -68,7 +68,7 @@ static double labeled_row(const kd_loss *h, int64_t i, float *g, float coef)
 {
     const int64_t c = h->c;
     const float *a = h->wc_in[LA] + i * h->wc_ld[LA];
-    const int64_t y = kdi_row_argmax(h->wc_in[LM] + i * h->wc_ld[LM], c);
+    const int64_t y = kdi_row_argmax_torch(h->wc_in[LM] + i * h->wc_ld[LM], c);
     const kdi_lse l = kdi_row_lse(a, c, 1.0f);
     const double v = -(double)kdi_log_softmax(a[y], 1.0f, l);
     for (int64_t j = 0; g && j < c; j++) {
@@ -82,7 +82,7 @@ static double unlabeled_row(const kd_loss *h, int64_t i, float *g, float coef)
 {
     const int64_t c = h->c;
     const float *b = h->wc_in[UA] + i * h->wc_ld[UA];
-    const int64_t k = kdi_row_argmax(h->wc_in[UM] + i * h->wc_ld[UM], c);
+    const int64_t k = kdi_row_argmax_torch(h->wc_in[UM] + i * h->wc_ld[UM], c);
     const kdi_lse l = kdi_row_lse(b, c, 1.0f);
     double q = 0.0;
     for (int64_t j = 0; j < c; j++)
