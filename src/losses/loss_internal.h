@@ -9,7 +9,6 @@
 #include "core/error.h"
 #include "kdlib/loss.h"
 #include "kernels/rowops.h"
-#include "kernels/simd.h"
 
 struct kd_loss {
     kd_loss_kind kind;
@@ -208,21 +207,6 @@ typedef struct {
 } kdi_hard;
 
 kdi_hard kdi_hard_begin(const kd_loss *h, const kdi_row *r);
-
-/* The hard-label term in the vectorised passes (kdi_simd_ops): the pass adds
- * coef * (p_j - off) to every gradient element and sums log p_j; _end adds the
- * labelled class's extra share and returns CE(s, y).  s_y is read by _begin,
- * before an in-place gradient overwrites it. */
-typedef struct {
-    kdi_simd_hard v;
-    kdi_onehot oh;
-    int32_t y;
-    float s_y;
-    double sum_lp;
-} kdi_hard_pass;
-
-kdi_hard_pass kdi_hard_pass_begin(const kd_loss *h, const kdi_row *r, kdi_lse ls, float scale);
-double kdi_hard_pass_end(const kdi_hard_pass *hp, float *g);
 
 /* -q_j log p_j, the element's share of CE (0 when q_j = 0). */
 static inline double kdi_hard_loss_at(const kdi_hard *hd, float s, int64_t j)
