@@ -1,0 +1,14 @@
+#include "layers.h"
+
+void tr_relu_forward(int64_t n, float *x)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void tr_relu_backward(int64_t n, const float *y, float *dy)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!(y[i] > 0.0f))
+            dy[i] = 0.0f;
+}

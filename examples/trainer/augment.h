@@ -1,0 +1,17 @@
+/* Data augmentation on normalised single-channel images, in place.
+ *   weak:   random shift by up to 2 pixels, horizontal flip with p = 0.5;
+ *   strong: shift by up to 4 pixels, flip, a 10 x 10 cutout, Gaussian noise
+ *           (sigma 0.2 in normalised units).
+ * Pixels shifted in or cut out take the value `background` (a black pixel
+ * after normalisation).  The two views of semi-supervised training are a weak
+ * and a strong augmentation of the same image. */
+#ifndef TR_AUGMENT_H
+#define TR_AUGMENT_H
+
+#include "rng.h"
+
+typedef enum { TR_AUG_NONE = 0, TR_AUG_WEAK = 1, TR_AUG_STRONG = 2 } tr_aug;
+
+void tr_augment(tr_aug kind, int count, int h, int w, float background, float *x, tr_rng *rng);
+
+#endif
