@@ -1,0 +1,236 @@
+/* KD_LOSS_STRONG_WEAK: tllib StrongWeakConsistencyLoss(threshold, temperature)
+ *   sum_i m_i KL(softmax(w_i) || softmax(s_i / T)) / max(sum_i m_i, 1). */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdlib/kdlib.h"
+#include "kdtest.h"
+#include "ref_selftrain.h"
+
+enum { N = 29, C = 7, LD = 9 };
+
+typedef struct {
+    float s[N * LD], t[N * LD], w[N], g[N * LD];
+    double sd[N * C], td[N * C], wd[N];
+} data;
+
+static void make(data *d, uint64_t seed)
+{
+    kdt_rng r;
+    kdt_seed(&r, seed);
+    kdt_fill_normal(&r, d->s, N * LD, 2.0);
+    kdt_fill_normal(&r, d->t, N * LD, 3.0);
+    for (int i = 0; i < N; i++)
+        d->wd[i] = d->w[i] = (float)kdt_uniform(&r);
+    rst_to_double(d->s, LD, N, C, d->sd);
+    rst_to_double(d->t, LD, N, C, d->td);
+}
+
+static kd_loss *make_loss(data *d, double tau, double temp)
+{
+    kd_loss *h;
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_STRONG_WEAK, C), KD_OK);
+    ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_THRESHOLD, tau), KD_OK);
+    ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, temp), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, d->s, LD), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_TEACHER, d->t, LD), KD_OK);
+    return h;
+}
+
+START_TEST(mean_divides_by_the_kept_rows_and_matches_reference)
+{
+    data d;
+    make(&d, 11);
+    kd_loss *h = make_loss(&d, 0.7, 0.4);
+    ck_assert_int_eq(kd_loss_bind_weights(h, d.w), KD_OK);
+    float loss[N], mask[N], per[N];
+    ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_MASK, mask, 0), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0), KD_OK);
+    rst_thresh th = {0.7, 0, NULL};
+    for (int red = 0; red < 3; red++) {
+        double rper[N];
+        double ref = rst_strong_weak(N, C, d.sd, d.td, 0.4, &th, d.wd, red, rper);
+        ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, red), KD_OK);
+        ck_assert_int_eq(kd_loss_forward(h, N, loss), KD_OK);
+        if (red < 2)
+            ck_assert_msg(kdt_close(loss[0], ref, 1e-5, 1e-6), "%d: %g vs %g", red, loss[0], ref);
+        double kept = 0, sum = 0;
+        for (int i = 0; i < N; i++) {
+            ck_assert(kdt_close(per[i], rper[i], 1e-5, 1e-6));
+            kept += mask[i];
+            sum += per[i];
+        }
+        ck_assert(kept > 2 && kept < N - 2);
+        if (red == 0)
+            ck_assert(kdt_close(loss[0], sum / kept, 1e-5, 0));
+    }
+    kd_loss_destroy(h);
+}
+END_TEST
+
+typedef struct {
+    data *d;
+    int red;
+} fd_ctx;
+
+static double fd_fn(void *ctx, const double *x)
+{
+    fd_ctx *f = ctx;
+    rst_thresh th = {0.6, 0, NULL};
+    return rst_strong_weak(N, C, x, f->d->td, 0.5, &th, f->d->wd, f->red, NULL);
+}
+
+START_TEST(gradient_matches_finite_differences)
+{
+    data d;
+    make(&d, 12);
+    kd_loss *h = make_loss(&d, 0.6, 0.5);
+    ck_assert_int_eq(kd_loss_bind_weights(h, d.w), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, d.g, LD), KD_OK);
+    for (int red = 0; red < 2; red++) {
+        fd_ctx f = {&d, red};
+        double fd[N * C];
+        rst_fd_grad(fd_fn, &f, d.sd, N * C, 1e-6, fd);
+        float loss, up = -1.5f;
+        ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, red), KD_OK);
+        ck_assert_int_eq(kd_loss_forward_backward(h, N, &loss), KD_OK);
+        ck_assert_double_lt(kdt_max_abs_diff(d.g, LD, fd, N, C), 3e-6);
+        ck_assert_int_eq(kd_loss_backward(h, N, &up), KD_OK);
+        for (int k = 0; k < N * C; k++)
+            fd[k] *= -1.5;
+        ck_assert_double_lt(kdt_max_abs_diff(d.g, LD, fd, N, C), 5e-6);
+    }
+    kd_loss_destroy(h);
+}
+END_TEST
+
+START_TEST(no_kept_row_gives_zero_and_inclusive_threshold_keeps_ties)
+{
+    float s[4] = {1.0f, 2.0f, -1.0f, 0.5f}, t[4] = {0.0f, 0.0f, 0.0f, 0.0f}, g[4], loss;
+    kd_loss *h;
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_STRONG_WEAK, 2), KD_OK);
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, 2);
+    kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, 2);
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, 2);
+    kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.5);
+    ck_assert_int_eq(kd_loss_forward_backward(h, 2, &loss), KD_OK);
+    ck_assert(loss == 0.0f && g[0] == 0.0f && g[3] == 0.0f);
+    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_THRESHOLD_MODE, KD_THRESHOLD_INCLUSIVE), KD_OK);
+    ck_assert_int_eq(kd_loss_forward_backward(h, 2, &loss), KD_OK);
+    double sd[4] = {1, 2, -1, 0.5}, td[4] = {0, 0, 0, 0};
+    rst_thresh th = {0.5, 1, NULL};
+    ck_assert(kdt_close(loss, rst_strong_weak(2, 2, sd, td, 1.0, &th, NULL, 0, NULL), 1e-6, 1e-7));
+    ck_assert(loss > 0.0f && g[0] != 0.0f);
+    kd_loss_destroy(h);
+}
+END_TEST
+
+START_TEST(edge_shapes_extreme_logits_nan_and_in_place)
+{
+    /* C = 1: KL = 0 */
+    float s1[2] = {3.0f, -4.0f}, t1[2] = {1.0f, 5.0f}, loss;
+    kd_loss *h;
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_STRONG_WEAK, 1), KD_OK);
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, s1, 1);
+    kd_loss_bind_matrix(h, KD_ARG_TEACHER, t1, 1);
+    ck_assert_int_eq(kd_loss_forward(h, 2, &loss), KD_OK);
+    ck_assert(loss == 0.0f);
+    kd_loss_destroy(h);
+    /* N = 1, +-1e4: teacher one-hot on class 0, student on class 1: KL = 2e4 / T */
+    float s[2] = {-1e4f, 1e4f}, t[2] = {1e4f, -1e4f}, g[2];
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_STRONG_WEAK, 2), KD_OK);
+    kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 2.0);
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, 2);
+    kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, 2);
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, s, 2); /* in place */
+    ck_assert_int_eq(kd_loss_forward_backward(h, 1, &loss), KD_OK);
+    ck_assert(kdt_close(loss, 1e4, 1e-6, 0));
+    ck_assert(s[0] == -0.5f && s[1] == 0.5f);
+    /* NaN in a kept student row propagates; check_finite rejects */
+    float sn[2] = {NAN, 0.0f};
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, sn, 2);
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, 2);
+    ck_assert_int_eq(kd_loss_forward(h, 1, &loss), KD_OK);
+    ck_assert(isnan(loss));
+    kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 1);
+    loss = 3.0f;
+    ck_assert_int_eq(kd_loss_forward(h, 1, &loss), KD_ERR_NOT_FINITE);
+    ck_assert(loss == 3.0f);
+    kd_loss_destroy(h);
+}
+END_TEST
+
+START_TEST(threads_give_identical_bits)
+{
+    enum { M = 513 };
+    static float s[M * C], t[M * C], g1[M * C], g2[M * C];
+    kdt_rng r;
+    kdt_seed(&r, 13);
+    kdt_fill_normal(&r, s, M * C, 2.0);
+    kdt_fill_normal(&r, t, M * C, 3.0);
+    kd_loss *h;
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_STRONG_WEAK, C), KD_OK);
+    kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.6);
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, C);
+    kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, C);
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g1, C);
+    float l1, l2;
+    ck_assert_int_eq(kd_loss_forward_backward(h, M, &l1), KD_OK);
+    kd_loss_set_int(h, KD_PARAM_THREADS, 3);
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g2, C);
+    ck_assert_int_eq(kd_loss_forward_backward(h, M, &l2), KD_OK);
+    ck_assert(l1 == l2);
+    ck_assert(memcmp(g1, g2, sizeof g1) == 0);
+    kd_loss_destroy(h);
+}
+END_TEST
+
+START_TEST(documented_errors)
+{
+    data d;
+    make(&d, 14);
+    kd_loss *h;
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_STRONG_WEAK, C), KD_OK);
+    float loss = 5.0f;
+    ck_assert_int_eq(kd_loss_forward(h, N, &loss), KD_ERR_MISSING_INPUT);
+    ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 0.0), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_THRESHOLD, -0.1), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, 1), KD_ERR_UNSUPPORTED);
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_TARGET, d.t, LD), KD_ERR_UNSUPPORTED);
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, d.s, LD), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_TEACHER, d.t, LD), KD_OK);
+    /* gradient overlapping the weak view */
+    ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, (float *)d.t, LD), KD_OK);
+    ck_assert_int_eq(kd_loss_forward_backward(h, N, &loss), KD_ERR_ALIASING);
+    ck_assert(loss == 5.0f);
+    float w[N];
+    for (int i = 0; i < N; i++)
+        w[i] = 1.0f;
+    w[3] = -1.0f;
+    ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, NULL, 0), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_vector(h, KD_ARG_WEIGHTS, w), KD_OK);
+    ck_assert_int_eq(kd_loss_forward(h, N, &loss), KD_ERR_INVALID_ARGUMENT);
+    ck_assert(loss == 5.0f);
+    kd_loss_destroy(h);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("strong_weak");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, mean_divides_by_the_kept_rows_and_matches_reference);
+    tcase_add_test(tc, gradient_matches_finite_differences);
+    tcase_add_test(tc, no_kept_row_gives_zero_and_inclusive_threshold_keeps_ties);
+    tcase_add_test(tc, edge_shapes_extreme_logits_nan_and_in_place);
+    tcase_add_test(tc, threads_give_identical_bits);
+    tcase_add_test(tc, documented_errors);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
