@@ -1,17 +1,9 @@
 #include "kernels/rowops.h"
+#include "kernels/simd.h"
 
 #include <math.h>
 
-float kdi_row_max(const float *x, int64_t c)
-{
-    float m = -INFINITY;
-    int nan = 0;
-    for (int64_t j = 0; j < c; j++) {
-        nan |= isnan(x[j]);
-        m = x[j] > m ? x[j] : m;
-    }
-    return nan ? NAN : m;
-}
+float kdi_row_max(const float *x, int64_t c) { return kdi_simd(KDI_ISA_AUTO)->row_max(x, c); }
 
 kdi_lse kdi_row_lse(const float *x, int64_t c, float scale)
 {
@@ -23,10 +15,7 @@ kdi_lse kdi_row_lse(const float *x, int64_t c, float scale)
         l.logsum = NAN;
         return l;
     }
-    double sum = 0.0;
-    for (int64_t j = 0; j < c; j++)
-        sum += expf(scale * (x[j] - l.max));
-    l.logsum = (float)log(sum);
+    l.logsum = (float)log(kdi_simd(KDI_ISA_AUTO)->row_sumexp(x, c, scale, l.max));
     return l;
 }
 

@@ -27,15 +27,21 @@ static int is_thresholded(kd_loss_kind k)
     return k == KD_LOSS_PSEUDO_LABEL || k == KD_LOSS_STRONG_WEAK;
 }
 
-const float *kdi_teacher_row(const kd_loss *h, int64_t i, float *scratch)
+float *kdi_thread_scratch(const kd_loss *h)
+{
+    return h->scratch + (size_t)omp_get_thread_num() * KDI_SCRATCH_STRIDE(h->c);
+}
+
+const float *kdi_teacher_row(const kd_loss *h, int64_t i)
 {
     if (h->n_teachers == 1)
         return h->teachers[0] + i * h->ld_teachers[0];
     const float *rows[1024];
     for (int32_t k = 0; k < h->n_teachers; k++)
         rows[k] = h->teachers[k] + i * h->ld_teachers[k];
-    kdi_row_average(scratch, rows, h->teacher_weights, h->n_teachers, h->c);
-    return scratch;
+    float *avg = kdi_thread_scratch(h);
+    kdi_row_average(avg, rows, h->teacher_weights, h->n_teachers, h->c);
+    return avg;
 }
 
 static kd_status grow(kd_loss *h, const char *fn, int64_t n, int nthreads)
@@ -48,7 +54,7 @@ static kd_status grow(kd_loss *h, const char *fn, int64_t n, int nthreads)
         h->terms = p;
         h->terms_cap = need_terms;
     }
-    size_t need_scratch = h->n_teachers > 1 ? (size_t)nthreads * (size_t)h->c : 0;
+    size_t need_scratch = (size_t)nthreads * KDI_SCRATCH_STRIDE(h->c);
     if (need_scratch > h->scratch_cap) {
         float *p = realloc(h->scratch, need_scratch * sizeof *p);
         if (!p)
@@ -265,9 +271,10 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
         if (h->n_teachers == 1)
             r.t = h->teachers[0] + i * h->ld_teachers[0];
         else if (h->n_teachers > 1)
-            r.t = kdi_teacher_row(h, i, h->scratch + (size_t)omp_get_thread_num() * (size_t)c);
+            r.t = kdi_teacher_row(h, i);
         r.y = is_ce ? (ignored ? -1 : y) : (hard_on ? y : -1);
         r.g = g;
+        r.work = kdi_thread_scratch(h) + c;
         r.c_soft = up * w * sw * inv_soft;
         r.c_hard = up * w * hw * inv_hard;
         r.g2 = want_grad && h->grad_teacher ? h->grad_teacher + i * h->ld_grad_teacher : NULL;

@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "kernels/rowops.h"
+#include "kernels/simd.h"
 #include "losses/loss_internal.h"
 
 kdi_hard kdi_hard_begin(const kd_loss *h, const kdi_row *r)
@@ -40,8 +41,6 @@ void kdi_kl_distill_row(const kd_loss *h, const kdi_row *r, double terms[2])
     const float *s = r->s, *t = r->t;
     const float inv_t = (float)(1.0 / h->temperature);
     const float f = h->t2_scaling ? (float)(h->temperature * h->temperature) : 1.0f;
-    const kdi_lse ls = kdi_row_lse(s, c, inv_t), lt = kdi_row_lse(t, c, inv_t);
-    const kdi_hard hd = kdi_hard_begin(h, r);
     const float cs = (float)r->c_soft * f * inv_t;
     float *g = r->g;
 
@@ -54,24 +53,18 @@ void kdi_kl_distill_row(const kd_loss *h, const kdi_row *r, double terms[2])
 
     double d = 0.0, ce = 0.0;
     if (div == KD_DIVERGENCE_FORWARD_KL) {
-        /* one pass: the gradient needs no row total */
-        for (int64_t j = 0; j < c; j++) {
-            float sj = s[j];
-            float lq = kdi_log_softmax(sj, inv_t, ls), lp = kdi_log_softmax(t[j], inv_t, lt);
-            float p = expf(lp);
-            if (p != 0.0f)
-                d += (double)p * (lp - lq);
-            if (hd.active)
-                ce += kdi_hard_loss_at(&hd, sj, j);
-            if (g)
-                g[j] = cs * (expf(lq) - p) + (hd.active ? kdi_hard_grad_at(&hd, sj, j) : 0.0f);
-        }
+        /* the gradient needs no row total: one vectorised row kernel */
+        const kdi_onehot oh = kdi_smoothed_onehot(h);
+        kdi_simd_label lab = {r->y >= 0, r->y, oh.on, oh.off, (float)r->c_hard};
+        kdi_simd(KDI_ISA_AUTO)->kl_row(s, t, g, c, inv_t, cs, &lab, r->work, &d, &ce);
         terms[0] = f * d;
         terms[1] = ce;
         return;
     }
 
     /* reverse KL and JSD: the gradient needs the row's total first */
+    const kdi_lse ls = kdi_row_lse(s, c, inv_t), lt = kdi_row_lse(t, c, inv_t);
+    const kdi_hard hd = kdi_hard_begin(h, r);
     const float lb = (float)log(beta), l1b = (float)log1p(-beta);
     double dp = 0.0, dq = 0.0; /* JSD's two halves; reverse KL uses dq */
     for (int64_t j = 0; j < c; j++) {

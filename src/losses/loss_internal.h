@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kdlib/loss.h"
 #include "kernels/rowops.h"
+#include "kernels/simd.h"
 
 struct kd_loss {
     kd_loss_kind kind;
@@ -86,6 +87,7 @@ typedef struct {
     int32_t y;       /* label, or -1 when the row has no label term */
     float *g;        /* gradient row or NULL */
     double c_soft, c_hard;
+    float *work;     /* KDI_SIMD_WORK(C) floats of this thread's scratch for the row kernel */
     float *g2;       /* CONSISTENCY: gradient row of the second input, or NULL */
     float *mask;     /* thresholded kinds: where to write m_i, or NULL */
     int32_t *label;  /* thresholded kinds: where to write yhat_i, or NULL */
@@ -136,7 +138,15 @@ kdi_confident kdi_threshold_row(const kd_loss *h, const float *t);
 
 /* Teacher row i: the single teacher's row, or the weighted average written
  * into scratch (C floats). */
-const float *kdi_teacher_row(const kd_loss *h, int64_t i, float *scratch);
+/* Per-thread scratch: one row for the averaged teacher, then the row
+ * kernel's work area.  Sized by the driver for its thread count. */
+#define KDI_SCRATCH_STRIDE(c) ((size_t)(c) + (size_t)KDI_SIMD_WORK(c))
+
+float *kdi_thread_scratch(const kd_loss *h);
+
+/* Row i of the teacher: the bound matrix, or the weighted average of the
+ * bound teachers written into this thread's scratch. */
+const float *kdi_teacher_row(const kd_loss *h, int64_t i);
 
 /* Number of kept rows among n (STRONG_WEAK's MEAN denominator). */
 int64_t kdi_count_confident(const kd_loss *h, int64_t n, int nthreads);
@@ -207,6 +217,7 @@ typedef struct {
 } kdi_hard;
 
 kdi_hard kdi_hard_begin(const kd_loss *h, const kdi_row *r);
+
 
 /* -q_j log p_j, the element's share of CE (0 when q_j = 0). */
 static inline double kdi_hard_loss_at(const kdi_hard *hd, float s, int64_t j)

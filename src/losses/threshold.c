@@ -22,10 +22,7 @@ int64_t kdi_count_confident(const kd_loss *h, int64_t n, int nthreads)
     int64_t kept = 0;
 #pragma omp parallel for num_threads(nthreads) schedule(static) reduction(+ : kept)
     for (int64_t i = 0; i < n; i++) {
-        float *scratch = h->n_teachers > 1
-                             ? h->scratch + (size_t)omp_get_thread_num() * (size_t)h->c
-                             : NULL;
-        kept += kdi_threshold_row(h, kdi_teacher_row(h, i, scratch)).keep;
+        kept += kdi_threshold_row(h, kdi_teacher_row(h, i)).keep;
     }
     return kept;
 }

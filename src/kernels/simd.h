@@ -1,0 +1,67 @@
+/* SIMD row kernels chosen at run time.
+ *
+ * The same source (simd_impl.h, written with GCC/Clang vector extensions) is
+ * compiled once per instruction set: portable baseline (SSE2 on x86-64, plain
+ * scalar code elsewhere), AVX2+FMA and AVX-512.  kdi_simd() picks the best one
+ * the CPU has; tests call every variant the machine supports and compare.
+ * All variants use the same exp polynomial (max error ~1.5 ulp) and differ
+ * only in the order of the row sums, so they agree to float32 rounding. */
+#ifndef KDI_SIMD_H
+#define KDI_SIMD_H
+
+#include <stdint.h>
+
+enum { KDI_ISA_AUTO = 0, KDI_ISA_BASE = 1, KDI_ISA_AVX2 = 2, KDI_ISA_AVX512 = 3 };
+
+/* A hard label inside a row kernel: the labelled class y gets `on`, every
+ * other class `off`; coef is the gradient coefficient of that term. */
+typedef struct {
+    int active;
+    int32_t y;
+    float on, off, coef;
+} kdi_simd_label;
+
+/* Scratch floats per row that kl_row / ce_row need. */
+#define KDI_SIMD_WORK(c) (3 * (c))
+
+typedef struct {
+    int isa;
+    const char *name;
+    /* max of a row; NaN if any element is NaN */
+    float (*row_max)(const float *x, int64_t c);
+    /* sum_j exp(scale * (x_j - max)) */
+    double (*row_sumexp)(const float *x, int64_t c, float scale, float max);
+    /* One row of forward-KL distillation at temperature 1/inv_t, everything
+     * in one call: with Q = softmax(s inv_t), P = softmax(t inv_t) returns
+     * *kl = sum_j P_j (log P_j - log Q_j) (0 where P_j = 0) and, for an active
+     * label, *ce = CE(s, y) with the smoothed one-hot (on, off); when g != NULL
+     * writes g_j = cs (Q_j - P_j) + coef (softmax(s)_j - onehot_j).  g may
+     * equal s.  work: 3 c floats of scratch (the exps are computed once). */
+    void (*kl_row)(const float *s, const float *t, float *g, int64_t c, float inv_t, float cs,
+                   const kdi_simd_label *lab, float *work, double *kl, double *ce);
+    /* One row of cross-entropy against q_j = a src_j + lab (lab = the smoothed
+     * one-hot (on, off), already scaled by its weight; coef unused), src = given
+     * probabilities (src_kind 1), softmax(t inv_t) (2) or nothing (0).  Returns
+     * -sum_j q_j log softmax(s)_j (0 where q_j = 0); when g != NULL writes
+     * g_j = cs (softmax(s)_j sum(q) - q_j), sum(q) = lab_sum + a sum(src).
+     * g may equal s.  work: 2 c floats. */
+    double (*ce_row)(const float *s, const float *src, int src_kind, float *g, int64_t c,
+                     float inv_t, float a, const kdi_simd_label *lab, float lab_sum, float cs,
+                     float *work);
+    /* One row of logit matching: *sq = sum_j (s_j - t_j)^2 and, for an active
+     * label, *ce = CE(s, y) as in kl_row; when g != NULL writes
+     * g_j = k (s_j - t_j) + coef (softmax(s)_j - onehot_j).  g may equal s.
+     * work: c floats. */
+    void (*mse_row)(const float *s, const float *t, float *g, int64_t c, float k,
+                    const kdi_simd_label *lab, float *work, double *sq, double *ce);
+} kdi_simd_ops;
+
+/* The variant for isa (KDI_ISA_AUTO: the best this CPU supports); NULL when
+ * the CPU lacks the instruction set or it was not built. */
+const kdi_simd_ops *kdi_simd(int isa);
+
+const kdi_simd_ops *kdi_simd_base(void);
+const kdi_simd_ops *kdi_simd_avx2(void);
+const kdi_simd_ops *kdi_simd_avx512(void);
+
+#endif

@@ -1,0 +1,453 @@
+/* Template of the SIMD row kernels (see simd.h), written once with GCC/Clang
+ * vector extensions.  Included by simd_base.c, simd_avx2.c and simd_avx512.c
+ * with KDV_W (lanes) and KDV_SUFFIX (name suffix) defined; each file is
+ * compiled for its own instruction set.
+ *
+ * Every loop handles full vectors, then the remainder of the row as one more
+ * vector loaded with neutral fill values and a lane mask, so each element goes
+ * through exactly the same arithmetic wherever it sits in the row. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/simd.h"
+
+#define KDV_CAT2(a, b) a##b
+#define KDV_CAT(a, b) KDV_CAT2(a, b)
+#define KDV_FN(name) KDV_CAT(name, KDV_SUFFIX)
+#define KDV_INLINE static inline __attribute__((always_inline))
+
+typedef float vf __attribute__((vector_size(KDV_W * 4)));
+typedef int32_t vi __attribute__((vector_size(KDV_W * 4)));
+/* Row sums: each lane adds up to KDV_BLOCK float terms, then the block is
+ * added into double lanes (two vectors of W/2 doubles: a single W-double
+ * vector makes GCC spill it).  Block error <= KDV_BLOCK ulp, and the row
+ * total is exact to double rounding across blocks; widening every vector
+ * costs more than the exps. */
+#define KDV_BLOCK 16
+typedef double vdh __attribute__((vector_size(KDV_W * 4)));
+typedef float vfh __attribute__((vector_size(KDV_W * 2)));
+typedef struct {
+    vdh lo, hi;
+    vf part;
+    int k;
+} vd;
+#if KDV_W == 8
+#define KDV_LO 0, 1, 2, 3
+#define KDV_HI 4, 5, 6, 7
+#elif KDV_W == 16
+#define KDV_LO 0, 1, 2, 3, 4, 5, 6, 7
+#define KDV_HI 8, 9, 10, 11, 12, 13, 14, 15
+#endif
+
+KDV_INLINE vf vload(const float *p)
+{
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+KDV_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+KDV_INLINE vf vload_part(const float *p, int64_t n, float fill)
+{
+    float b[KDV_W];
+    for (int i = 0; i < KDV_W; i++)
+        b[i] = i < n ? p[i] : fill;
+    return vload(b);
+}
+
+KDV_INLINE void vstore_part(float *p, vf v, int64_t n)
+{
+    float b[KDV_W];
+    vstore(b, v);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = b[i];
+}
+
+/* lanes [0, n) set */
+KDV_INLINE vi vmask_first(int64_t n)
+{
+    vi m;
+    for (int i = 0; i < KDV_W; i++)
+        m[i] = i < n ? -1 : 0;
+    return m;
+}
+
+/* every lane = a (written out: `x - x + a` would turn Inf lanes into NaN) */
+KDV_INLINE vf vset(float a)
+{
+    vf v = {0};
+    return v + a;
+}
+
+KDV_INLINE vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+
+/* The part of a row after its full vectors.  A row with at least one full
+ * vector loads its last W elements again (no partial load, whose scalar
+ * copies stall store forwarding) and masks out the lanes the main loop
+ * already counted; a shorter row loads a padded copy.  Kernels that write
+ * their output over their input compute the tail before the main loop and
+ * store it after, so the overlap always reads the original input. */
+typedef struct {
+    int64_t off, n; /* first element loaded, number of new elements */
+    int overlap;
+    vi valid;       /* lanes holding new elements */
+} vtail;
+
+KDV_INLINE vtail vtail_of(int64_t c)
+{
+    vtail t;
+    t.n = c % KDV_W;
+    t.overlap = c >= KDV_W;
+    t.off = t.overlap ? c - KDV_W : 0;
+    t.valid = t.overlap ? ~vmask_first(KDV_W - t.n) : vmask_first(t.n);
+    return t;
+}
+
+KDV_INLINE vf tload(const float *x, const vtail *t, float fill)
+{
+    return t->overlap ? vload(x + t->off) : vload_part(x, t->n, fill);
+}
+
+KDV_INLINE void tstore(float *x, const vtail *t, vf v)
+{
+    if (t->overlap)
+        vstore(x + t->off, v);
+    else
+        vstore_part(x, v, t->n);
+}
+
+#define VD_ZERO {{0}, {0}, {0}, 0}
+
+KDV_INLINE void vflush(vd *acc)
+{
+    vfh lo = __builtin_shufflevector(acc->part, acc->part, KDV_LO);
+    vfh hi = __builtin_shufflevector(acc->part, acc->part, KDV_HI);
+    acc->lo += __builtin_convertvector(lo, vdh);
+    acc->hi += __builtin_convertvector(hi, vdh);
+    acc->part = vset(0.0f);
+    acc->k = 0;
+}
+
+/* acc += x */
+KDV_INLINE void vacc(vd *acc, vf x)
+{
+    acc->part += x;
+    if (++acc->k == KDV_BLOCK)
+        vflush(acc);
+}
+
+KDV_INLINE double vdsum(vd v)
+{
+    vflush(&v);
+    double s = 0.0;
+    for (int i = 0; i < KDV_W / 2; i++)
+        s += v.lo[i] + v.hi[i];
+    return s;
+}
+
+/* exp(x): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), a degree-6
+ * polynomial for e^r, 2^n from the exponent bits.  Below -87.34 the result is
+ * 0 (also for -Inf), above 88.72 +Inf; NaN stays NaN.  Max error ~1.5 ulp. */
+KDV_INLINE vf vexp(vf x)
+{
+    const float lo = -87.33654f, hi = 88.72283f;
+    vf xc = vsel(x < lo, vset(lo), x);
+    xc = vsel(xc > hi, vset(hi), xc);
+    vf k = xc * 1.44269504088896341f + 12582912.0f; /* round to nearest via 1.5 * 2^23 */
+    vi ki = (vi)k - 0x4B400000;
+    vf n = k - 12582912.0f;
+    vf r = xc - n * 0.693145751953125f;
+    r = r - n * 1.428606765330187045e-06f;
+    vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    vf scale = (vf)((ki + 127) << 23);
+    vf v = p * scale;
+    return vsel(x < lo, vset(0.0f), v); /* NaN lanes compare false: stay NaN */
+}
+
+/* max of two rows at once (NaN if any element is NaN) */
+KDV_INLINE void max2(const float *x, const float *y, int64_t c, float *mx, float *my)
+{
+    vf a = vset(-INFINITY), b = vset(-INFINITY);
+    vi nan_a = vmask_first(0), nan_b = vmask_first(0);
+    int64_t j = 0;
+    for (; j + KDV_W <= c; j += KDV_W) {
+        vf u = vload(x + j);
+        nan_a |= u != u;
+        a = vsel(u > a, u, a);
+        if (y) {
+            vf v = vload(y + j);
+            nan_b |= v != v;
+            b = vsel(v > b, v, b);
+        }
+    }
+    const vtail tl = vtail_of(c);
+    if (tl.n) { /* overlapping lanes repeat real elements: harmless for a max */
+        vf u = tload(x, &tl, -INFINITY);
+        nan_a |= u != u;
+        a = vsel(u > a, u, a);
+        if (y) {
+            vf v = tload(y, &tl, -INFINITY);
+            nan_b |= v != v;
+            b = vsel(v > b, v, b);
+        }
+    }
+    float ra = -INFINITY, rb = -INFINITY;
+    int na = 0, nb = 0;
+    for (int i = 0; i < KDV_W; i++) {
+        ra = a[i] > ra ? a[i] : ra;
+        rb = b[i] > rb ? b[i] : rb;
+        na |= nan_a[i] != 0;
+        nb |= nan_b[i] != 0;
+    }
+    *mx = na ? NAN : ra;
+    if (y)
+        *my = nb ? NAN : rb;
+}
+
+static float KDV_FN(row_max_)(const float *x, int64_t c)
+{
+    float m;
+    max2(x, NULL, c, &m, NULL);
+    return m;
+}
+
+/* out_j = exp((x_j - m) * scale) (out may be NULL), returns the row sum */
+KDV_INLINE double exp_store(const float *x, int64_t c, float m, float scale, float *out)
+{
+    vd acc = VD_ZERO;
+    int64_t j = 0;
+    for (; j + KDV_W <= c; j += KDV_W) {
+        vf e = vexp((vload(x + j) - m) * scale);
+        if (out)
+            vstore(out + j, e);
+        vacc(&acc, e);
+    }
+    const vtail tl = vtail_of(c);
+    if (tl.n) {
+        vf e = vexp((tload(x, &tl, -INFINITY) - m) * scale);
+        if (out)
+            tstore(out, &tl, e);
+        vacc(&acc, vsel(tl.valid, e, vset(0.0f)));
+    }
+    return vdsum(acc);
+}
+
+static double KDV_FN(row_sumexp_)(const float *x, int64_t c, float scale, float max)
+{
+    return exp_store(x, c, max, scale, NULL);
+}
+
+/* The labelled class's share of the hard-label term, after a row pass that
+ * spread `off` over every class: returns CE(s, y) from sum_lp = sum_j log p_j
+ * and fixes the gradient at y.  s_y was read before an in-place pass. */
+KDV_INLINE double label_finish(const kdi_simd_label *lab, float s_y, float ms, float l1,
+                               double sum_lp, float *g)
+{
+    const float extra = lab->on - lab->off;
+    double ce = -(double)extra * ((s_y - ms) - l1);
+    if (lab->off != 0.0f)
+        ce -= (double)lab->off * sum_lp;
+    if (g)
+        g[lab->y] -= lab->coef * extra;
+    return ce;
+}
+
+typedef struct {
+    const float *s, *t, *es, *et, *e1;
+    float ms, mt, inv_t, ls, lt, l1, rs, rt, r1, cs, coef, off;
+    int hard;
+} kl_ctx;
+
+KDV_INLINE vf kl_step(const kl_ctx *k, vf s, vf t, vf es, vf et, vf e1, vi valid, vd *kl, vd *slp)
+{
+    const vf zero = vset(0.0f);
+    vf q = es * k->rs, p = et * k->rt;
+    vf lq = (s - k->ms) * k->inv_t - k->ls, lp = (t - k->mt) * k->inv_t - k->lt;
+    vacc(kl, vsel(valid & (p != 0.0f), p * (lp - lq), zero));
+    vf g = k->cs * (q - p);
+    if (k->hard) {
+        g += k->coef * (e1 * k->r1 - k->off);
+        vacc(slp, vsel(valid, (s - k->ms) - k->l1, zero));
+    }
+    return g;
+}
+
+static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c, float inv_t,
+                            float cs, const kdi_simd_label *lab, float *work, double *kl_out,
+                            double *ce_out)
+{
+    kl_ctx k = {0};
+    k.hard = lab->active;
+    const int sep1 = k.hard && inv_t != 1.0f; /* softmax at T = 1 needs its own exps */
+    const float s_y = k.hard ? s[lab->y] : 0.0f;
+    float *es = work, *et = work + c, *e1 = sep1 ? work + 2 * c : es;
+    max2(s, t, c, &k.ms, &k.mt);
+    double ss = exp_store(s, c, k.ms, inv_t, es), st = exp_store(t, c, k.mt, inv_t, et);
+    double s1 = sep1 ? exp_store(s, c, k.ms, 1.0f, e1) : ss;
+    k.inv_t = inv_t;
+    k.ls = (float)log(ss);
+    k.lt = (float)log(st);
+    k.l1 = (float)log(s1);
+    k.rs = (float)(1.0 / ss);
+    k.rt = (float)(1.0 / st);
+    k.r1 = (float)(1.0 / s1);
+    k.cs = cs;
+    k.coef = lab->coef;
+    k.off = lab->off;
+    vd kl = VD_ZERO, slp = VD_ZERO;
+    const vi all = vmask_first(KDV_W);
+    const vtail tl = vtail_of(c);
+    vf gtail = vset(0.0f);
+    if (tl.n) /* before the main loop: see vtail */
+        gtail = kl_step(&k, tload(s, &tl, 0.0f), tload(t, &tl, 0.0f), tload(es, &tl, 0.0f),
+                        tload(et, &tl, 0.0f), tload(e1, &tl, 0.0f), tl.valid, &kl, &slp);
+    for (int64_t j = 0; j + KDV_W <= c; j += KDV_W) {
+        vf gv = kl_step(&k, vload(s + j), vload(t + j), vload(es + j), vload(et + j),
+                        vload(e1 + j), all, &kl, &slp);
+        if (g)
+            vstore(g + j, gv);
+    }
+    if (tl.n && g)
+        tstore(g, &tl, gtail);
+    *kl_out = vdsum(kl);
+    *ce_out = k.hard ? label_finish(lab, s_y, k.ms, k.l1, vdsum(slp), g) : 0.0;
+}
+
+typedef struct {
+    const float *es, *et;
+    float ms, ls, rs, rt, a, off, cs, sum_q;
+    int src_kind;
+} ce_ctx;
+
+KDV_INLINE vf ce_step(const ce_ctx *k, vf s, vf es, vf src, vi valid, vd *loss)
+{
+    const vf zero = vset(0.0f);
+    vf lp = (s - k->ms) - k->ls;
+    vf sv = k->src_kind == 1 ? src : (k->src_kind == 2 ? src * k->rt : zero);
+    vf q = sv * k->a + k->off;
+    vacc(loss, vsel(valid & (q != 0.0f), q * lp, zero));
+    return k->cs * (es * k->rs * k->sum_q - q);
+}
+
+static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, float *g, int64_t c,
+                              float inv_t, float a, const kdi_simd_label *lab, float lab_sum,
+                              float cs, float *work)
+{
+    ce_ctx k = {0};
+    float mt = 0.0f;
+    float *es = work, *et = work + c;
+    const float s_y = lab->active ? s[lab->y] : 0.0f;
+    max2(s, src_kind == 2 ? src : NULL, c, &k.ms, &mt);
+    double ss = exp_store(s, c, k.ms, 1.0f, es);
+    double sum_src = 0.0;
+    const float *sv = src;
+    if (src_kind == 2) {
+        sum_src = 1.0;
+        k.rt = (float)(1.0 / exp_store(src, c, mt, inv_t, et));
+        sv = et;
+    } else if (src_kind == 1) {
+        vd acc = VD_ZERO;
+        for (int64_t j = 0; j + KDV_W <= c; j += KDV_W)
+            vacc(&acc, vload(src + j));
+        const vtail tl = vtail_of(c);
+        if (tl.n)
+            vacc(&acc, vsel(tl.valid, tload(src, &tl, 0.0f), vset(0.0f)));
+        sum_src = vdsum(acc);
+        k.rt = 1.0f;
+    } else {
+        k.rt = 1.0f;
+    }
+    k.src_kind = src_kind;
+    k.ls = (float)log(ss);
+    k.rs = (float)(1.0 / ss);
+    k.a = a;
+    k.off = lab->active ? lab->off : 0.0f;
+    k.cs = cs;
+    k.sum_q = (float)(lab_sum + a * sum_src);
+    vd loss = VD_ZERO;
+    const vi all = vmask_first(KDV_W);
+    const vtail tl = vtail_of(c);
+    vf gtail = vset(0.0f);
+    if (tl.n) /* before the main loop: see vtail */
+        gtail = ce_step(&k, tload(s, &tl, 0.0f), tload(es, &tl, 0.0f),
+                        src_kind ? tload(sv, &tl, 0.0f) : vset(0.0f), tl.valid, &loss);
+    for (int64_t j = 0; j + KDV_W <= c; j += KDV_W) {
+        vf gv = ce_step(&k, vload(s + j), vload(es + j), src_kind ? vload(sv + j) : vset(0.0f),
+                        all, &loss);
+        if (g)
+            vstore(g + j, gv);
+    }
+    if (tl.n && g)
+        tstore(g, &tl, gtail);
+    double total = -vdsum(loss);
+    if (lab->active) {
+        const float extra = lab->on - lab->off;
+        if (extra != 0.0f) {
+            total -= (double)extra * ((s_y - k.ms) - k.ls);
+            if (g)
+                g[lab->y] -= cs * extra;
+        }
+    }
+    return total;
+}
+
+KDV_INLINE vf sq_step(vf s, vf t, vf e1, vi valid, float k, float ms, float l1, float r1,
+                      const kdi_simd_label *lab, vd *acc, vd *slp)
+{
+    const vf zero = vset(0.0f);
+    vf d = s - t;
+    vacc(acc, vsel(valid, d * d, zero));
+    vf g = k * d;
+    if (lab->active) {
+        g += lab->coef * (e1 * r1 - lab->off);
+        vacc(slp, vsel(valid, (s - ms) - l1, zero));
+    }
+    return g;
+}
+
+static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c, float k,
+                             const kdi_simd_label *lab, float *work, double *sq_out,
+                             double *ce_out)
+{
+    float ms = 0.0f, l1 = 0.0f, r1 = 0.0f;
+    const float s_y = lab->active ? s[lab->y] : 0.0f;
+    if (lab->active) {
+        max2(s, NULL, c, &ms, NULL);
+        double s1 = exp_store(s, c, ms, 1.0f, work);
+        l1 = (float)log(s1);
+        r1 = (float)(1.0 / s1);
+    }
+    const float *e1 = lab->active ? work : s; /* e1 is only read when a label is active */
+    vd acc = VD_ZERO, slp = VD_ZERO;
+    const vi all = vmask_first(KDV_W);
+    const vtail tl = vtail_of(c);
+    vf gtail = vset(0.0f);
+    if (tl.n) /* before the main loop: see vtail */
+        gtail = sq_step(tload(s, &tl, 0.0f), tload(t, &tl, 0.0f), tload(e1, &tl, 0.0f), tl.valid,
+                        k, ms, l1, r1, lab, &acc, &slp);
+    for (int64_t j = 0; j + KDV_W <= c; j += KDV_W) {
+        vf gv = sq_step(vload(s + j), vload(t + j), vload(e1 + j), all, k, ms, l1, r1, lab, &acc, &slp);
+        if (g)
+            vstore(g + j, gv);
+    }
+    if (tl.n && g)
+        tstore(g, &tl, gtail);
+    *sq_out = vdsum(acc);
+    *ce_out = lab->active ? label_finish(lab, s_y, ms, l1, vdsum(slp), g) : 0.0;
+}
+
+static const kdi_simd_ops KDV_FN(ops_) = {
+    KDV_ISA,
+    KDV_NAME,
+    KDV_FN(row_max_),
+    KDV_FN(row_sumexp_),
+    KDV_FN(kl_row_),
+    KDV_FN(ce_row_),
+    KDV_FN(mse_row_),
+};
