@@ -42,7 +42,7 @@ void kdi_class_balance_stats(const kd_loss *h, kdi_batch *b)
 static double clamped_log(double x)
 {
     double l = log(x);
-    return l > -100.0 ? l : -100.0; /* also maps log 0 = -Inf to -100; NaN stays NaN */
+    return l < -100.0 ? -100.0 : l; /* also maps log 0 = -Inf to -100; NaN stays NaN */
 }
 
 kd_status kdi_class_balance_finish(kd_loss *h, const char *fn, kdi_batch *b, double *loss)
