@@ -545,12 +545,9 @@ START_TEST(gradient_overlapping_an_input_other_than_in_place_is_aliasing)
 }
 END_TEST
 
-/* KNOWN BUG (src/losses/execute.c, validate()): loss.h says "Any other overlap
- * between an output and an input is refused with KD_ERR_ALIASING", but only
- * the gradient output is checked.  A KD_ARG_PER_SAMPLE vector (or the NONE
- * loss vector) placed over the student logits is accepted and the forward
- * call overwrites the caller's input.  Enabled with KD_TEST_KNOWN_BUGS=1
- * until execute.c checks it. */
+/* loss.h: "Any other overlap between an output and an input is refused with
+ * KD_ERR_ALIASING" holds for the per-sample vector and the NONE loss vector
+ * too, not only for the gradient. */
 START_TEST(per_sample_output_overlapping_an_input_is_aliasing)
 {
     fixture f;
@@ -623,13 +620,7 @@ int main(void)
     tcase_add_test(tc, impossible_workspace_is_out_of_memory_and_changes_nothing);
     tcase_add_test(tc, every_documented_status_has_a_distinct_string);
     suite_add_tcase(s, tc);
-    /* Known library bugs, run on demand (see the comment on each test). */
-    const char *kb = getenv("KD_TEST_KNOWN_BUGS");
-    if (kb && strcmp(kb, "1") == 0) {
-        TCase *bugs = tcase_create("known_bugs");
-        tcase_add_test(bugs, per_sample_output_overlapping_an_input_is_aliasing);
-        suite_add_tcase(s, bugs);
-    }
+    tcase_add_test(tc, per_sample_output_overlapping_an_input_is_aliasing);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

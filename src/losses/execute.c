@@ -167,6 +167,31 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
         if (h->target && kdi_overlaps(g, kdi_matrix_span(h->target, n, h->ld_target, c)))
             return kdi_fail(h->err, KD_ERR_ALIASING, "%s: gradient overlaps the target", fn);
     }
+    if (mode != KDI_BACKWARD) {
+        /* the per-sample vectors (KD_ARG_PER_SAMPLE, and the loss itself for
+         * NONE) are outputs too: they may overlap no input and no gradient */
+        kdi_span outs[2] = {kdi_vector_span(h->per_sample, n, sizeof(float)),
+                            kdi_vector_span(h->reduction == KD_REDUCTION_NONE ? io : NULL, n,
+                                            sizeof(float))};
+        kdi_span ins[5] = {kdi_matrix_span(h->student, n, h->ld_student, c),
+                           kdi_matrix_span(h->target, n, h->ld_target, c),
+                           kdi_vector_span(h->labels, n, sizeof(int32_t)),
+                           kdi_vector_span(h->weights, n, sizeof(float)),
+                           kdi_matrix_span(mode == KDI_FUSED ? h->grad : NULL, n, h->ld_grad, c)};
+        for (int o = 0; o < 2; o++) {
+            const char *what = o ? "loss vector" : "per-sample output";
+            for (int k = 0; k < 5; k++)
+                if (kdi_overlaps(outs[o], ins[k]))
+                    return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s overlaps an input or the gradient",
+                                    fn, what);
+            for (int32_t k = 0; k < h->n_teachers; k++)
+                if (kdi_overlaps(outs[o], kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
+                    return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s overlaps teacher %d", fn, what,
+                                    (int)k);
+        }
+        if (kdi_overlaps(outs[0], outs[1]))
+            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: per-sample output overlaps the loss vector", fn);
+    }
     if (h->kind >= KD_LOSS_PSEUDO_LABEL && (st = validate_self_training(h, fn, mode, n)))
         return st;
 

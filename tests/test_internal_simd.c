@@ -1,0 +1,200 @@
+/* The SIMD variants of the row kernels (src/kernels/simd.h): every variant
+ * this CPU supports is checked against a double-precision reference and
+ * against the portable variant, for every row length around the vector
+ * widths, in place and out of place. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdtest.h"
+#include "kernels/simd.h"
+
+static const kdi_simd_ops *variants[3];
+static int nvariants;
+
+static void find_variants(void)
+{
+    nvariants = 0;
+    for (int isa = KDI_ISA_BASE; isa <= KDI_ISA_AVX512; isa++)
+        if (kdi_simd(isa))
+            variants[nvariants++] = kdi_simd(isa);
+}
+
+START_TEST(auto_picks_a_supported_variant)
+{
+    find_variants();
+    ck_assert_int_ge(nvariants, 1);
+    ck_assert_ptr_nonnull(kdi_simd(KDI_ISA_AUTO));
+    ck_assert_ptr_eq(kdi_simd(KDI_ISA_AUTO), variants[nvariants - 1]);
+    ck_assert_ptr_null(kdi_simd(99));
+}
+END_TEST
+
+START_TEST(exp_is_within_two_ulp_and_handles_specials)
+{
+    find_variants();
+    for (int v = 0; v < nvariants; v++) {
+        double worst = 0.0;
+        for (float x = -87.0f; x < 88.5f; x += 0.00731f) {
+            double e = exp((double)x);
+            double got = variants[v]->row_sumexp(&x, 1, 1.0f, 0.0f);
+            double rel = fabs(got - e) / e;
+            if (rel > worst)
+                worst = rel;
+        }
+        ck_assert_msg(worst < 2.5 * 5.96e-8, "%s: exp rel error %g", variants[v]->name, worst);
+        float ninf = -INFINITY, big = -100.0f, nan = NAN, pinf = 100.0f;
+        ck_assert(variants[v]->row_sumexp(&ninf, 1, 1.0f, 0.0f) == 0.0);
+        ck_assert(variants[v]->row_sumexp(&big, 1, 1.0f, 0.0f) == 0.0);
+        ck_assert(isnan(variants[v]->row_sumexp(&nan, 1, 1.0f, 0.0f)));
+        ck_assert(isinf(variants[v]->row_sumexp(&pinf, 1, 1.0f, 0.0f)));
+    }
+}
+END_TEST
+
+START_TEST(row_max_propagates_nan_at_every_position)
+{
+    find_variants();
+    float x[40];
+    for (int c = 1; c <= 40; c++)
+        for (int pos = 0; pos < c; pos++)
+            for (int v = 0; v < nvariants; v++) {
+                for (int j = 0; j < c; j++)
+                    x[j] = (float)j;
+                ck_assert(variants[v]->row_max(x, c) == (float)(c - 1));
+                x[pos] = NAN;
+                ck_assert_msg(isnan(variants[v]->row_max(x, c)), "%s c=%d pos=%d",
+                              variants[v]->name, c, pos);
+            }
+}
+END_TEST
+
+/* double reference of one forward-KL row with a hard label */
+static void ref_kl(const float *s, const float *t, int c, double inv_t, double cs,
+                   const kdi_simd_label *lab, double *g, double *kl, double *ce)
+{
+    double ms = -INFINITY, mt = -INFINITY, ss = 0, st = 0, s1 = 0;
+    for (int j = 0; j < c; j++) {
+        ms = fmax(ms, s[j]);
+        mt = fmax(mt, t[j]);
+    }
+    for (int j = 0; j < c; j++) {
+        ss += exp((s[j] - ms) * inv_t);
+        st += exp((t[j] - mt) * inv_t);
+        s1 += exp(s[j] - ms);
+    }
+    *kl = *ce = 0;
+    for (int j = 0; j < c; j++) {
+        double lq = (s[j] - ms) * inv_t - log(ss), lp = (t[j] - mt) * inv_t - log(st);
+        double lp1 = (s[j] - ms) - log(s1);
+        double p = exp(lp), oh = lab->active ? (j == lab->y ? lab->on : lab->off) : 0.0;
+        *kl += p > 0 ? p * (lp - lq) : 0.0;
+        *ce -= oh * lp1;
+        g[j] = cs * (exp(lq) - p) + (lab->active ? lab->coef * (exp(lp1) - oh) : 0.0);
+    }
+}
+
+START_TEST(kl_ce_mse_rows_match_reference_for_every_length)
+{
+    find_variants();
+    kdt_rng rng;
+    kdt_seed(&rng, 7);
+    enum { CMAX = 70 };
+    float s[CMAX], t[CMAX], g[CMAX], work[3 * CMAX], inplace[CMAX];
+    double gr[CMAX];
+    for (int c = 1; c < CMAX; c++) {
+        kdt_fill_normal(&rng, s, c, 4.0);
+        kdt_fill_normal(&rng, t, c, 4.0);
+        kdi_simd_label lab = {1, (int32_t)(kdt_next(&rng) % (uint64_t)c), 0.95f, 0.05f / c, 0.3f};
+        double kl_ref, ce_ref;
+        ref_kl(s, t, c, 0.25, 0.7, &lab, gr, &kl_ref, &ce_ref);
+        for (int v = 0; v < nvariants; v++) {
+            double kl, ce;
+            variants[v]->kl_row(s, t, g, c, 0.25f, 0.7f, &lab, work, &kl, &ce);
+            ck_assert_msg(kdt_close(kl, kl_ref, 1e-5, 1e-6) && kdt_close(ce, ce_ref, 1e-5, 1e-6),
+                          "%s c=%d kl %g/%g ce %g/%g", variants[v]->name, c, kl, kl_ref, ce, ce_ref);
+            for (int j = 0; j < c; j++)
+                ck_assert_msg(fabs(g[j] - gr[j]) < 1e-6, "%s c=%d j=%d", variants[v]->name, c, j);
+            /* in place: the gradient overwrites the student */
+            memcpy(inplace, s, sizeof(float) * (size_t)c);
+            double kl2, ce2;
+            variants[v]->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, &kl2, &ce2);
+            ck_assert(kl2 == kl && ce2 == ce);
+            ck_assert(memcmp(inplace, g, sizeof(float) * (size_t)c) == 0);
+
+            /* cross-entropy against teacher probabilities at T = 4 plus the label */
+            kdi_simd_label cl = {1, lab.y, 0.5f, 0.0f, 0.0f};
+            float gce[CMAX];
+            double l = variants[v]->ce_row(s, t, 2, gce, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work);
+            double mt = -INFINITY, st = 0, ms = -INFINITY, ss = 0, lref = 0;
+            for (int j = 0; j < c; j++) {
+                mt = fmax(mt, t[j]);
+                ms = fmax(ms, s[j]);
+            }
+            for (int j = 0; j < c; j++) {
+                st += exp((t[j] - mt) * 0.25);
+                ss += exp(s[j] - ms);
+            }
+            for (int j = 0; j < c; j++) {
+                double q = 0.5 * exp((t[j] - mt) * 0.25) / st + (j == lab.y ? 0.5 : 0.0);
+                double lp = s[j] - ms - log(ss);
+                lref -= q * lp;
+                ck_assert_msg(fabs(gce[j] - (exp(lp) - q)) < 1e-6, "%s ce c=%d j=%d",
+                              variants[v]->name, c, j);
+            }
+            ck_assert_msg(kdt_close(l, lref, 1e-5, 1e-6), "%s ce c=%d %g/%g", variants[v]->name, c, l, lref);
+
+            /* squared difference */
+            kdi_simd_label none = {0, 0, 0, 0, 0};
+            double sq, ce0;
+            variants[v]->mse_row(s, t, gce, c, 2.0f, &none, work, &sq, &ce0);
+            double sref = 0;
+            for (int j = 0; j < c; j++) {
+                sref += ((double)s[j] - t[j]) * ((double)s[j] - t[j]);
+                ck_assert(fabs(gce[j] - 2.0 * ((double)s[j] - t[j])) < 1e-5);
+            }
+            ck_assert(kdt_close(sq, sref, 1e-5, 1e-6) && ce0 == 0.0);
+        }
+    }
+}
+END_TEST
+
+START_TEST(variants_agree_to_float_rounding_on_long_rows)
+{
+    find_variants();
+    enum { C = 5003 };
+    static float s[C], t[C], g0[C], g1[C], work[3 * C];
+    kdt_rng rng;
+    kdt_seed(&rng, 11);
+    kdt_fill_normal(&rng, s, C, 20.0);
+    kdt_fill_normal(&rng, t, C, 20.0);
+    kdi_simd_label lab = {1, 17, 1.0f, 0.0f, 0.1f};
+    double kl0, ce0;
+    variants[0]->kl_row(s, t, g0, C, 1.0f, 1.0f, &lab, work, &kl0, &ce0);
+    for (int v = 1; v < nvariants; v++) {
+        double kl1, ce1;
+        variants[v]->kl_row(s, t, g1, C, 1.0f, 1.0f, &lab, work, &kl1, &ce1);
+        ck_assert(kdt_close(kl1, kl0, 1e-6, 0) && kdt_close(ce1, ce0, 1e-6, 0));
+        for (int j = 0; j < C; j++)
+            ck_assert(fabs(g1[j] - g0[j]) <= 1e-6 * (fabs(g0[j]) + 1e-6));
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("simd");
+    TCase *tc = tcase_create("simd");
+    tcase_add_test(tc, auto_picks_a_supported_variant);
+    tcase_add_test(tc, exp_is_within_two_ulp_and_handles_specials);
+    tcase_add_test(tc, row_max_propagates_nan_at_every_position);
+    tcase_add_test(tc, kl_ce_mse_rows_match_reference_for_every_length);
+    tcase_add_test(tc, variants_agree_to_float_rounding_on_long_rows);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
