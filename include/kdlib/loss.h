@@ -31,8 +31,10 @@
  * them, NONE returns the per-sample values.  Per-sample weights
  * (KD_ARG_WEIGHTS, >= 0) scale each row's loss and gradient but never change
  * the denominator, so a 0/1 weight is a mask whose masked rows count as 0 (as
- * tllib).  An empty batch (n = 0) or a batch whose rows are all ignored gives
- * loss 0 and a zero gradient (PyTorch gives NaN there).
+ * tllib).  A term with no row to average (n = 0, or every row ignored for a
+ * term that skips ignored rows) contributes 0 and a zero gradient (PyTorch
+ * gives NaN there); a distillation soft term normalised by the batch still
+ * counts every row when all labels are ignored.
  *
  * Non-finite input: by default NaN/Inf propagate through the arithmetic as in
  * PyTorch (an +Inf logit gives NaN).  With KD_PARAM_CHECK_FINITE = 1 every
@@ -85,14 +87,18 @@ enum {
      * and softmax(s/T) (student): forward KL (default), reverse KL or the
      * generalised JSD(beta).  ws = KD_PARAM_SOFT_WEIGHT (alpha), wh =
      * KD_PARAM_HARD_WEIGHT (1 - alpha); the T^2 factor can be switched off.
-     * Labels optional: without labels the hard term is absent.  Several
+     * Labels optional: without labels the hard term is absent and the soft
+     * term keeps its weight, so the default (alpha = 1) is T^2 * KL, Hinton's
+     * loss without labels; a weight set for the labelled case (alpha = 0.9)
+     * still scales it.  Several
      * teachers (kd_loss_bind_teachers) are averaged, with optional weights,
      * in logit space before the softmax.  MEAN divides the soft term by n
      * ("batchmean", KD_NORMALIZE_BATCH) or by the non-ignored rows
      * (KD_NORMALIZE_VALID) and the hard term by the non-ignored rows. */
     KD_LOSS_KL_DISTILL = 2,
     /* Logit matching  l_i = ws * mean_c (s_ic - t_ic)^2 + wh * CE(s_i, y_i)
-     * (PyTorch MSELoss: MEAN = mean over all n*C elements).  Teachers are
+     * (PyTorch MSELoss: MEAN = mean over all n*C elements; SUM adds the
+     * per-row means, i.e. MSELoss(reduction="sum") / C).  Teachers are
      * averaged as for KL_DISTILL. */
     KD_LOSS_LOGIT_MSE = 3,
 
