@@ -19,13 +19,8 @@ void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2])
                 r->g[j] = 0.0f;
         return;
     }
-    const kdi_lse ls = kdi_row_lse(r->s, c, 1.0f);
-    terms[0] = -(double)kdi_log_softmax(r->s[cf.label], 1.0f, ls);
-    if (!r->g)
-        return;
-    const float cs = (float)r->c_soft;
-    for (int64_t j = 0; j < c; j++) {
-        float p = expf(kdi_log_softmax(r->s[j], 1.0f, ls));
-        r->g[j] = cs * (j == cf.label ? p - 1.0f : p);
-    }
+    /* CE against the one-hot pseudo-label: the shared vectorised row kernel */
+    const kdi_simd_label lab = {1, cf.label, 1.0f, 0.0f, 0.0f};
+    terms[0] = kdi_simd(KDI_ISA_AUTO)->ce_row(r->s, NULL, 0, r->g, c, 1.0f, 0.0f, &lab, 1.0f,
+                                              (float)r->c_soft, r->work);
 }
