@@ -108,11 +108,16 @@ static kd_status validate_self_training(kd_loss *h, const char *fn, kdi_mode mod
         kdi_span outs[2] = {kdi_vector_span(h->mask_out, n, sizeof(float)),
                             kdi_vector_span(h->labels_out, n, sizeof(int32_t))};
         const char *names[2] = {"mask", "pseudo_labels"};
-        for (int o = 0; o < 2; o++)
+        for (int o = 0; o < 2; o++) {
             for (int k = 0; k < 3; k++)
                 if (kdi_overlaps(outs[o], in[k]))
                     return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s output overlaps an input", fn,
                                     names[o]);
+            for (int32_t k = 1; k < h->n_teachers; k++)
+                if (kdi_overlaps(outs[o], kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
+                    return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s output overlaps teacher %d", fn,
+                                    names[o], (int)k);
+        }
         if (kdi_overlaps(outs[0], outs[1]))
             return kdi_fail(h->err, KD_ERR_ALIASING, "%s: mask and pseudo_labels overlap", fn);
     }
