@@ -4,7 +4,9 @@
 
 #include "kdlib/core.h"
 #include "kdlib/loss.h"
+#include "kdlib/ema.h"
 #include "kdlib/labels.h"
 #include "kdlib/flexmatch.h"
+#include "kdlib/linear.h"
 
 #endif

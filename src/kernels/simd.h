@@ -4,7 +4,8 @@
  * compiled once per instruction set: portable baseline (SSE2 on x86-64, plain
  * scalar code elsewhere), AVX2+FMA and AVX-512.  kdi_simd() picks the best one
  * the CPU has; tests call every variant the machine supports and compare.
- * All variants use the same exp polynomial (max error ~1.5 ulp) and differ
+ * All variants use the same exp polynomial (max error ~1.5 ulp, for the
+ * arguments <= 0 that softmax needs) and differ
  * only in the order of the row sums, so they agree to float32 rounding. */
 #ifndef KDI_SIMD_H
 #define KDI_SIMD_H
@@ -29,7 +30,7 @@ typedef struct {
     const char *name;
     /* max of a row; NaN if any element is NaN */
     float (*row_max)(const float *x, int64_t c);
-    /* sum_j exp(scale * (x_j - max)) */
+    /* sum_j exp(scale * (x_j - max)), max >= every x_j (the row max) */
     double (*row_sumexp)(const float *x, int64_t c, float scale, float max);
     /* One row of forward-KL distillation at temperature 1/inv_t, everything
      * in one call: with Q = softmax(s inv_t), P = softmax(t inv_t) returns

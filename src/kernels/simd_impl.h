@@ -146,14 +146,15 @@ KDV_INLINE double vdsum(vd v)
     return s;
 }
 
-/* exp(x): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), a degree-6
- * polynomial for e^r, 2^n from the exponent bits.  Below -87.34 the result is
- * 0 (also for -Inf), above 88.72 +Inf; NaN stays NaN.  Max error ~2 ulp. */
-KDV_INLINE vf vexp(vf x)
+/* exp(x) for x <= 0 (or NaN): every exp in kdlib is of a logit minus its row
+ * max, times a positive scale.  x = n ln2 + r with |r| <= ln2/2 (Cody-Waite
+ * split of ln2), a degree-6 polynomial for e^r, 2^n (n in [-126, 0]) from
+ * the exponent bits.  Below -87.34 (also -Inf) the result is 0; NaN stays
+ * NaN.  Max error ~1.5 ulp. */
+KDV_INLINE vf vexp_nonpos(vf x)
 {
-    const float lo = -87.33654f, hi = 88.72283f;
+    const float lo = -87.33654f;
     vf xc = vsel(x < lo, vset(lo), x);
-    xc = vsel(xc > hi, vset(hi), xc);
     vf k = xc * 1.44269504088896341f + 12582912.0f; /* round to nearest via 1.5 * 2^23 */
     vi ki = (vi)k - 0x4B400000;
     vf n = k - 12582912.0f;
@@ -165,10 +166,7 @@ KDV_INLINE vf vexp(vf x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
-    /* 2^n as 2^(n/2) * 2^(n - n/2): both factors stay normal for n in [-126, 128] */
-    vi k1 = ki >> 1;
-    vf v = p * (vf)((k1 + 127) << 23) * (vf)((ki - k1 + 127) << 23);
-    v = vsel(x > hi, vset(INFINITY), v);
+    vf v = p * (vf)((ki + 127) << 23);
     return vsel(x < lo, vset(0.0f), v); /* NaN lanes compare false: stay NaN */
 }
 
@@ -225,14 +223,14 @@ KDV_INLINE double exp_store(const float *x, int64_t c, float m, float scale, flo
     vd acc = VD_ZERO;
     int64_t j = 0;
     for (; j + KDV_W <= c; j += KDV_W) {
-        vf e = vexp((vload(x + j) - m) * scale);
+        vf e = vexp_nonpos((vload(x + j) - m) * scale);
         if (out)
             vstore(out + j, e);
         vacc(&acc, e);
     }
     const vtail tl = vtail_of(c);
     if (tl.n) {
-        vf e = vexp((tload(x, &tl, -INFINITY) - m) * scale);
+        vf e = vexp_nonpos((tload(x, &tl, -INFINITY) - m) * scale);
         if (out)
             tstore(out, &tl, e);
         vacc(&acc, vsel(tl.valid, e, vset(0.0f)));
