@@ -24,11 +24,11 @@ static void im2col(const tr_conv *c, int batch, const float *x, float *col)
                     for (int kx = 0; kx < k; kx++) {
                         int ix = ox + kx - pad;
                         float *dst = row + (ky * k + kx) * cin;
-                        if (iy < 0 || iy >= h || ix < 0 || ix >= w)
-                            memset(dst, 0, (size_t)cin * sizeof *dst);
-                        else
-                            memcpy(dst, x + (((int64_t)b * h + iy) * w + ix) * cin,
-                                   (size_t)cin * sizeof *dst);
+                        const float *src = x + (((int64_t)b * h + iy) * w + ix) * cin;
+                        int inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+                        /* A plain loop: cin is often tiny (1 for the first layer). */
+                        for (int ci = 0; ci < cin; ci++)
+                            dst[ci] = inside ? src[ci] : 0.0f;
                     }
                 }
             }

@@ -1,0 +1,404 @@
+/* kd-noisy: find and soften noisy labels with kdlib's label tools.
+ *
+ * For each noise level (10% and 25% by default): flip that share of the
+ * training labels to another class (symmetric noise, fixed seed); train k
+ * models on k-1 folds each to get out-of-fold probabilities; rank the
+ * suspected label issues (kd_label_quality + kd_find_label_issues); report
+ * precision and recall of the truly flipped labels among the top-K suspects;
+ * then retrain on the noisy hard labels and on soft labels
+ * q = 0.7 onehot(given) + 0.3 onehot(predicted) (kd_soft_labels), and compare
+ * test accuracy.  Writes a PNG grid of the 25 most confident suspects of the
+ * first noise level with their given and predicted class names. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image.h"
+#include "kdlib/kdlib.h"
+#include "options.h"
+#include "train.h"
+
+typedef struct {
+    const char *data, *model, *png, *csv, *noise;
+    int64_t seed, epochs, final_epochs, threads, limit_train, limit_test, subset, folds, batch;
+    double lr, label_weight;
+} config;
+
+static void *checked_malloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    if (!p) {
+        fprintf(stderr, "error: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static void die_kd(kd_status st, const char *what, const char *message)
+{
+    if (st != KD_OK) {
+        fprintf(stderr, "kdlib: %s: %s: %s\n", what, kd_status_string(st), message);
+        exit(1);
+    }
+}
+
+/* A training job: a model on `pool` with hard labels (`labels`, by dataset
+ * row) or soft targets (`targets`, n x C by dataset row). */
+typedef struct {
+    char run[48];
+    const int32_t *pool;
+    int64_t pool_n, epochs;
+    const int32_t *labels;
+    const float *targets;
+    const int32_t *predict; /* rows whose probabilities to keep (out-of-fold) */
+    int64_t predict_n;
+    float *probs;           /* predict_n x C softmax outputs */
+    double accuracy;
+} job;
+
+typedef struct {
+    const config *cfg;
+    const tr_dataset *train, *test;
+    float background;
+    job *jobs;
+} context;
+
+typedef struct {
+    kd_loss *loss;
+    int C;
+    const int32_t *labels;
+    const float *targets;
+    int32_t *batch_labels;
+    float *batch_targets;
+} loss_ctx;
+
+static float loss_step(void *ctx, const int32_t *idx, int count, const float *logits,
+                       float *dlogits)
+{
+    loss_ctx *c = ctx;
+    for (int i = 0; i < count; i++) {
+        if (c->targets)
+            memcpy(c->batch_targets + (int64_t)i * c->C, c->targets + (int64_t)idx[i] * c->C,
+                   (size_t)c->C * sizeof(float));
+        else
+            c->batch_labels[i] = c->labels[idx[i]];
+    }
+    if (c->targets)
+        kd_loss_bind_matrix(c->loss, KD_ARG_TARGET, c->batch_targets, c->C);
+    else
+        kd_loss_bind_labels(c->loss, c->batch_labels);
+    kd_loss_bind_matrix(c->loss, KD_ARG_STUDENT, logits, c->C);
+    kd_loss_bind_output(c->loss, KD_ARG_GRAD_STUDENT, dlogits, c->C);
+    float loss = 0.0f;
+    die_kd(kd_loss_forward_backward(c->loss, count, &loss), "loss", kd_loss_last_error(c->loss));
+    return loss;
+}
+
+static void softmax_rows(float *z, int64_t n, int C)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float *r = z + i * C, m = r[0], s = 0.0f;
+        for (int c = 1; c < C; c++)
+            m = r[c] > m ? r[c] : m;
+        for (int c = 0; c < C; c++)
+            s += r[c] = expf(r[c] - m);
+        for (int c = 0; c < C; c++)
+            r[c] /= s;
+    }
+}
+
+static void run_job(void *ctx, int index, tr_log *log)
+{
+    const context *x = ctx;
+    job *j = &x->jobs[index];
+    const config *cfg = x->cfg;
+    const int C = x->train->classes;
+    char err[256];
+    tr_model *m = tr_model_create(cfg->model, x->train->h, x->train->w, C, 256, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "error: %s\n", err);
+        exit(2);
+    }
+    tr_rng init;
+    tr_rng_seed(&init, (uint64_t)cfg->seed, 10);
+    tr_model_init(m, &init);
+    loss_ctx lc = {.C = C, .labels = j->labels, .targets = j->targets};
+    die_kd(kd_loss_create(&lc.loss, KD_LOSS_CROSS_ENTROPY, C), "create", "");
+    lc.batch_labels = checked_malloc((size_t)cfg->batch * sizeof(int32_t));
+    lc.batch_targets = checked_malloc((size_t)(cfg->batch * C) * sizeof(float));
+    tr_supervised sup;
+    if (tr_supervised_init(&sup, x->train, j->pool, j->pool_n, (int)cfg->batch, TR_AUG_WEAK,
+                           x->background, (uint64_t)cfg->seed, loss_step,
+                           &lc) != 0)
+        exit(1);
+    int64_t epoch_steps = (j->pool_n + cfg->batch - 1) / cfg->batch;
+    tr_train_opts o = {.run = j->run, .steps = j->epochs * epoch_steps,
+                       .eval_every = epoch_steps, .samples_per_epoch = j->pool_n,
+                       .batch = (int)cfg->batch, .lr = (float)cfg->lr, .momentum = 0.9f,
+                       .weight_decay = 5e-4f, .cosine = 1};
+    char desc[160];
+    snprintf(desc, sizeof desc, "%s on %lld images, %s", cfg->model, (long long)j->pool_n,
+             j->targets ? "soft labels" : "hard labels");
+    tr_log_begin(log, j->run, desc);
+    if (tr_train(m, &o, tr_supervised_step, &sup, x->test, log) != 0)
+        exit(1);
+    double vloss;
+    tr_evaluate(m, x->test, &vloss, &j->accuracy);
+    if (j->predict_n > 0) {
+        tr_predict(m, x->train, j->predict, j->predict_n, j->probs);
+        softmax_rows(j->probs, j->predict_n, C);
+    }
+    tr_supervised_free(&sup);
+    kd_loss_destroy(lc.loss);
+    free(lc.batch_labels);
+    free(lc.batch_targets);
+    tr_model_destroy(m);
+}
+
+/* The PNG grid: 25 tiles, the image 2x, the given and predicted classes
+ * below; a red frame when the label was really flipped, green otherwise. */
+static int write_grid(const char *path, const tr_dataset *d, const int64_t *rows, int count,
+                      const int32_t *given, const int32_t *predicted, const uint8_t *flipped,
+                      int fashion)
+{
+    enum { COLS = 5, TILE_W = 92, TILE_H = 84, SCALE = 2 };
+    int nrows = (count + COLS - 1) / COLS;
+    tr_image im;
+    if (tr_image_init(&im, COLS * TILE_W, 16 + (nrows > 0 ? nrows : 1) * TILE_H, 255) != 0)
+        return -1;
+    tr_image_text(&im, 4, 4, "SUSPECTED LABEL ISSUES: GIVEN / PREDICTED", 0, 0, 0);
+    float lo = 1e30f, hi = -1e30f;
+    for (int64_t i = 0; i < (int64_t)d->h * d->w * d->n; i++) {
+        lo = d->x[i] < lo ? d->x[i] : lo;
+        hi = d->x[i] > hi ? d->x[i] : hi;
+    }
+    for (int k = 0; k < count; k++) {
+        int x0 = (k % COLS) * TILE_W, y0 = 16 + (k / COLS) * TILE_H;
+        int64_t r = rows[k];
+        uint8_t red = flipped[r] ? 200 : 0, green = flipped[r] ? 0 : 160;
+        int ix = x0 + (TILE_W - d->w * SCALE) / 2;
+        tr_image_fill(&im, ix - 2, y0 + 2, d->w * SCALE + 4, d->h * SCALE + 4, red, green, 0);
+        tr_image_draw_grey(&im, ix, y0 + 4, d->x + r * d->h * d->w, d->h, d->w, lo, hi, SCALE);
+        char line[32];
+        snprintf(line, sizeof line, "G:%s", tr_class_name(fashion, given[r]));
+        tr_image_text(&im, x0 + 4, y0 + 64, line, 0, 0, 0);
+        snprintf(line, sizeof line, "P:%s", tr_class_name(fashion, predicted[r]));
+        tr_image_text(&im, x0 + 4, y0 + 74, line, 0, 0, 160);
+    }
+    int rc = tr_image_write_png(&im, path);
+    tr_image_free(&im);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    config cfg = {.data = "/usr/share/datasets/fashion-mnist", .model = "conv16-conv32-fc64",
+                  .png = "kd_noisy_suspects.png", .noise = "0.1,0.25", .seed = 1, .epochs = 4,
+                  .final_epochs = 6, .threads = 0, .subset = 12000, .folds = 4, .batch = 64,
+                  .lr = 0.03, .label_weight = 0.7};
+    const tr_option opts[] = {
+        {"data", TR_OPT_STRING, &cfg.data, "directory with the IDX files (Fashion-MNIST or MNIST)"},
+        {"seed", TR_OPT_INT, &cfg.seed, "random seed (noise, folds, training)"},
+        {"epochs", TR_OPT_INT, &cfg.epochs, "epochs of each fold model"},
+        {"final-epochs", TR_OPT_INT, &cfg.final_epochs, "epochs of the retrained models"},
+        {"threads", TR_OPT_INT, &cfg.threads, "threads; independent runs train in parallel, 0 = all cores"},
+        {"limit-train", TR_OPT_INT, &cfg.limit_train, "use only the first N training images (0 = all)"},
+        {"limit-test", TR_OPT_INT, &cfg.limit_test, "use only the first N test images (0 = all)"},
+        {"subset", TR_OPT_INT, &cfg.subset, "training images used (the first N; 0 = all)"},
+        {"folds", TR_OPT_INT, &cfg.folds, "k of the k-fold out-of-fold predictions"},
+        {"noise", TR_OPT_STRING, &cfg.noise, "comma-separated shares of flipped labels"},
+        {"batch", TR_OPT_INT, &cfg.batch, "batch size"},
+        {"lr", TR_OPT_FLOAT, &cfg.lr, "learning rate (SGD, momentum 0.9, cosine decay)"},
+        {"label-weight", TR_OPT_FLOAT, &cfg.label_weight, "weight w of the given label in the soft labels"},
+        {"model", TR_OPT_STRING, &cfg.model, "model (convN-...-fcN)"},
+        {"png", TR_OPT_STRING, &cfg.png, "PNG grid of the 25 most confident suspects ('' = none)"},
+        {"csv", TR_OPT_STRING, &cfg.csv, "also write every table row to this CSV file"},
+    };
+    int rc = tr_parse_options(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
+                              "Inject label noise, find it with out-of-fold predictions and "
+                              "confident learning, retrain with soft labels (kdlib label tools).");
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    if (cfg.folds < 2 || cfg.folds > 20 || cfg.batch < 1 || cfg.batch > 256 || cfg.epochs < 1 ||
+        cfg.final_epochs < 1) {
+        fprintf(stderr, "error: folds in [2, 20], batch in [1, 256], epochs >= 1\n");
+        return 2;
+    }
+    double levels[8];
+    int num_levels = 0;
+    for (const char *p = cfg.noise; *p && num_levels < 8;) {
+        char *end;
+        levels[num_levels] = strtod(p, &end);
+        if (end == p || levels[num_levels] < 0 || levels[num_levels] >= 1) {
+            fprintf(stderr, "error: --noise '%s': expected shares in [0, 1) separated by commas\n",
+                    cfg.noise);
+            return 2;
+        }
+        num_levels++;
+        p = *end == ',' ? end + 1 : end;
+    }
+    double t_start = tr_now();
+    int threads = tr_set_threads((int)cfg.threads);
+    tr_dataset train, test;
+    float background;
+    if (tr_dataset_load_pair(cfg.data, cfg.limit_train, cfg.limit_test, &train, &test,
+                             &background) != 0)
+        return 1;
+    if (cfg.subset > 0 && cfg.subset < train.n)
+        train.n = cfg.subset;
+    tr_log log;
+    if (tr_log_open(&log, cfg.csv) != 0)
+        return 1;
+    const int C = train.classes;
+    const int64_t n = train.n;
+    const int fashion = tr_dataset_is_fashion(cfg.data);
+    printf("kd-noisy: kdlib %s, %lld train / %lld test images from %s, %d threads, seed %lld\n",
+           kd_version_string(), (long long)n, (long long)test.n, cfg.data, threads,
+           (long long)cfg.seed);
+
+    int32_t *noisy = checked_malloc((size_t)n * sizeof *noisy);
+    int32_t *order = checked_malloc((size_t)n * sizeof *order);
+    int32_t *pred = checked_malloc((size_t)n * sizeof *pred);
+    uint8_t *flipped = checked_malloc((size_t)n);
+    uint8_t *suspect = checked_malloc((size_t)n);
+    float *probs = checked_malloc((size_t)(n * C) * sizeof *probs);
+    float *soft = checked_malloc((size_t)(n * C) * sizeof *soft);
+    int64_t *ranking = checked_malloc((size_t)n * sizeof *ranking);
+    int32_t *fold_pool = checked_malloc((size_t)(cfg.folds * n) * sizeof *fold_pool);
+    job *jobs = checked_malloc((size_t)(cfg.folds + 2) * sizeof *jobs);
+    struct {
+        double noise, precision, recall, cl_precision, cl_recall, hard, soft;
+        int64_t flipped, cl_suspects;
+    } results[8];
+    char err[512];
+
+    for (int level = 0; level < num_levels; level++) {
+        /* Symmetric noise: a random share of the labels moves to another class. */
+        tr_rng r;
+        tr_rng_seed(&r, (uint64_t)cfg.seed, 200 + (uint64_t)level);
+        int64_t num_flipped = 0;
+        for (int64_t i = 0; i < n; i++) {
+            noisy[i] = train.y[i];
+            flipped[i] = 0;
+            order[i] = (int32_t)i;
+        }
+        tr_rng_shuffle(&r, order, n);
+        for (int64_t i = 0; i < (int64_t)llround(levels[level] * (double)n); i++) {
+            int32_t k = order[i];
+            noisy[k] = (int32_t)((train.y[k] + 1 + tr_rng_below(&r, C - 1)) % C);
+            flipped[k] = 1;
+            num_flipped++;
+        }
+
+        /* k-fold out-of-fold probabilities: fold f holds order[f], order[f + k], ... */
+        const int k = (int)cfg.folds;
+        context x = {.cfg = &cfg, .train = &train, .test = &test, .background = background,
+                     .jobs = jobs};
+        for (int f = 0; f < k; f++) {
+            job *j = &jobs[f];
+            memset(j, 0, sizeof *j);
+            snprintf(j->run, sizeof j->run, "noise%.0f%%-fold%d", 100 * levels[level], f + 1);
+            int32_t *train_rows = fold_pool + (int64_t)f * n;
+            int32_t *held = train_rows + n - (n + k - 1 - f) / k; /* the fold's rows at the end */
+            int64_t nt = 0, nh = 0;
+            for (int64_t i = 0; i < n; i++) {
+                if (i % k == f)
+                    held[nh++] = order[i];
+                else
+                    train_rows[nt++] = order[i];
+            }
+            j->pool = train_rows;
+            j->pool_n = nt;
+            j->epochs = cfg.epochs;
+            j->labels = noisy;
+            j->predict = held;
+            j->predict_n = nh;
+            j->probs = checked_malloc((size_t)(nh * C) * sizeof(float));
+        }
+        tr_run_parallel(k, threads, run_job, &x, &log);
+        for (int f = 0; f < k; f++) {
+            for (int64_t i = 0; i < jobs[f].predict_n; i++)
+                memcpy(probs + (int64_t)jobs[f].predict[i] * C, jobs[f].probs + i * C,
+                       (size_t)C * sizeof(float));
+            free(jobs[f].probs);
+        }
+
+        /* Rank: lowest self-confidence first; confident learning marks suspects. */
+        int64_t num_suspects = 0;
+        die_kd(kd_label_quality(n, C, probs, C, noisy, KD_LABELS_DEFAULT_IGNORE_INDEX,
+                                KD_LABEL_SCORE_SELF_CONFIDENCE, NULL, ranking, NULL, err,
+                                sizeof err),
+               "label quality", err);
+        die_kd(kd_find_label_issues(n, C, probs, C, noisy, KD_LABELS_DEFAULT_IGNORE_INDEX, NULL,
+                                    pred, suspect, &num_suspects, err, sizeof err),
+               "label issues", err);
+        for (int64_t i = 0; i < n; i++) /* the predicted class: argmax of p */
+            pred[i] = tr_argmax(probs + i * C, C);
+        int64_t hits_top_k = 0, hits_cl = 0;
+        for (int64_t i = 0; i < num_flipped; i++)
+            hits_top_k += flipped[ranking[i]];
+        for (int64_t i = 0; i < n; i++)
+            hits_cl += suspect[i] && flipped[i];
+        results[level].noise = levels[level];
+        results[level].flipped = num_flipped;
+        results[level].precision = num_flipped ? (double)hits_top_k / num_flipped : 0;
+        results[level].recall = results[level].precision; /* K = number flipped */
+        results[level].cl_suspects = num_suspects;
+        results[level].cl_precision = num_suspects ? (double)hits_cl / num_suspects : 0;
+        results[level].cl_recall = num_flipped ? (double)hits_cl / num_flipped : 0;
+
+        if (level == 0 && cfg.png && *cfg.png) {
+            int64_t top[25];
+            int count = 0;
+            for (int64_t i = 0; i < n && count < 25; i++)
+                if (suspect[ranking[i]])
+                    top[count++] = ranking[i];
+            if (write_grid(cfg.png, &train, top, count, noisy, pred, flipped, fashion) == 0)
+                printf("\nwrote %s: the %d most confident suspects at %.0f%% noise\n", cfg.png,
+                       count, 100 * levels[level]);
+        }
+
+        /* Retrain on all images: noisy hard labels vs soft labels. */
+        die_kd(kd_soft_labels(n, C, noisy, KD_LABELS_DEFAULT_IGNORE_INDEX, (float)cfg.label_weight,
+                              KD_SOFT_LABEL_ONEHOT, NULL, 0, pred, soft, C, err, sizeof err),
+               "soft labels", err);
+        for (int m = 0; m < 2; m++) {
+            job *j = &jobs[m];
+            memset(j, 0, sizeof *j);
+            snprintf(j->run, sizeof j->run, "noise%.0f%%-%s", 100 * levels[level],
+                     m ? "soft" : "hard");
+            j->pool = order;
+            j->pool_n = n;
+            j->epochs = cfg.final_epochs;
+            j->labels = noisy;
+            j->targets = m ? soft : NULL;
+        }
+        tr_run_parallel(2, threads, run_job, &x, &log);
+        results[level].hard = jobs[0].accuracy;
+        results[level].soft = jobs[1].accuracy;
+    }
+
+    printf("\n== kd-noisy results (%lld training images, %lld-fold out-of-fold predictions, "
+           "seed %lld; test accuracy on %lld images)\n",
+           (long long)n, (long long)cfg.folds, (long long)cfg.seed, (long long)test.n);
+    printf("%6s %8s %17s %9s %14s %14s %12s %12s\n", "noise", "flipped", "top-K prec=recall",
+           "CL found", "CL precision", "CL recall", "hard labels", "soft labels");
+    for (int level = 0; level < num_levels; level++)
+        printf("%5.0f%% %8lld %16.1f%% %9lld %13.1f%% %13.1f%% %11.2f%% %11.2f%%\n",
+               100 * results[level].noise, (long long)results[level].flipped,
+               100 * results[level].precision, (long long)results[level].cl_suspects,
+               100 * results[level].cl_precision, 100 * results[level].cl_recall,
+               100 * results[level].hard, 100 * results[level].soft);
+    printf("(top-K: the K = flipped lowest self-confidence labels; CL: confident-learning "
+           "suspects; soft labels: %.1f * given + %.1f * predicted)\n",
+           cfg.label_weight, 1 - cfg.label_weight);
+    printf("total time %.0f s\n", tr_now() - t_start);
+
+    free(noisy), free(order), free(pred), free(flipped), free(suspect), free(probs), free(soft);
+    free(ranking), free(fold_pool), free(jobs);
+    tr_log_close(&log);
+    tr_dataset_free(&train);
+    tr_dataset_free(&test);
+    return 0;
+}
