@@ -1,0 +1,49 @@
+"""kdlib: Python binding of libkd (knowledge-distillation, pseudo-labeling and
+self-training losses, EMA teacher, FlexMatch thresholds, label tools).
+
+A pure-Python ctypes binding: every computation runs in libkd.  The library
+is found through $KDLIB_LIBRARY, else the installed libkd.so.0, else a build
+tree next to the sources (build*/src/libkd.so*).
+
+Functional API on NumPy float32 arrays (C-contiguous or row-strided 2-D);
+each loss returns a LossResult with .loss and the gradients:
+
+    r = kdlib.kl_distill(student, teacher, labels, temperature=4.0, alpha=0.9)
+    r.loss, r.grad_student
+
+kdlib.torch has torch.autograd.Function wrappers of the same losses.
+"""
+from ._errors import (KdError, KdNullPointerError, KdInvalidArgumentError, KdShapeError,
+                      KdUnsupportedError, KdMissingInputError, KdOutOfMemoryError,
+                      KdNotFiniteError, KdAliasingError, KdIOError, KdCorruptError,
+                      KdVersionError, KdMismatchError, KdStateError)
+from ._lib import (library_path, library_version, library_version_string, status_string,
+                   BINDING_VERSION_NUMBER)
+from ._losses import (Loss, LossResult, param_bounds, cross_entropy, soft_cross_entropy,
+                      kl_distill, logit_mse, pseudo_label, strong_weak_consistency, consistency,
+                      class_balance, mcc, worst_case_estimation)
+from ._ema import EMATeacher, ema_param_bounds
+from ._flexmatch import FlexMatchThresholds, flexmatch_param_bounds
+from ._labels import (select_pseudo_labels, label_quality, find_label_issues, soft_labels,
+                      ensemble_average)
+from . import _losses as losses_constants  # KD_* values: CROSS_ENTROPY, PARAM_*, ARG_*, ...
+
+__version__ = "0.1.0"
+
+
+def version():
+    """The running library's version string (kd_version_string)."""
+    return library_version_string
+
+
+__all__ = [
+    "KdError", "KdNullPointerError", "KdInvalidArgumentError", "KdShapeError",
+    "KdUnsupportedError", "KdMissingInputError", "KdOutOfMemoryError", "KdNotFiniteError",
+    "KdAliasingError", "KdIOError", "KdCorruptError", "KdVersionError", "KdMismatchError",
+    "KdStateError", "library_path", "library_version", "version", "status_string",
+    "Loss", "LossResult", "param_bounds", "cross_entropy", "soft_cross_entropy", "kl_distill",
+    "logit_mse", "pseudo_label", "strong_weak_consistency", "consistency", "class_balance", "mcc",
+    "worst_case_estimation", "EMATeacher", "ema_param_bounds", "FlexMatchThresholds",
+    "flexmatch_param_bounds", "select_pseudo_labels", "label_quality", "find_label_issues",
+    "soft_labels", "ensemble_average",
+]

@@ -1,0 +1,575 @@
+"""Losses: the low-level Loss handle (kd_loss) and the functional API."""
+import ctypes
+
+import numpy as np
+
+from . import _arrays as A
+from ._lib import lib, raise_for_status, kd_loss_p
+
+# ---- constants of loss.h (pinned values) ----
+CROSS_ENTROPY, KL_DISTILL, LOGIT_MSE = 1, 2, 3
+PSEUDO_LABEL, STRONG_WEAK, CONSISTENCY, CLASS_BALANCE, MCC, WORST_CASE = 10, 11, 12, 13, 14, 15
+
+PARAM_REDUCTION, PARAM_TEMPERATURE, PARAM_ALPHA, PARAM_SOFT_WEIGHT, PARAM_HARD_WEIGHT = 1, 2, 3, 4, 5
+PARAM_T2_SCALING, PARAM_DIVERGENCE, PARAM_JSD_BETA, PARAM_NORMALIZATION = 6, 7, 8, 9
+PARAM_IGNORE_INDEX, PARAM_LABEL_SMOOTHING, PARAM_SMOOTHING_MODE, PARAM_LABEL_WEIGHT = 10, 11, 12, 13
+PARAM_THREADS, PARAM_CHECK_FINITE, PARAM_NUM_CLASSES, PARAM_KIND = 14, 15, 16, 17
+PARAM_THRESHOLD, PARAM_THRESHOLD_MODE, PARAM_DISTANCE, PARAM_INPUT_TYPE = 32, 33, 34, 35
+PARAM_ETA_PRIME, PARAM_UNLABELED_ROWS = 36, 37
+
+REDUCTION_MEAN, REDUCTION_SUM, REDUCTION_NONE = 0, 1, 2
+DIVERGENCE_FORWARD_KL, DIVERGENCE_REVERSE_KL, DIVERGENCE_JSD = 0, 1, 2
+NORMALIZE_BATCH, NORMALIZE_VALID = 0, 1
+SMOOTHING_UNIFORM, SMOOTHING_OTHERS = 0, 1
+THRESHOLD_STRICT, THRESHOLD_INCLUSIVE = 0, 1
+DISTANCE_L2, DISTANCE_KL, DISTANCE_JS = 0, 1, 2
+INPUT_LOGITS, INPUT_PROBABILITIES = 0, 1
+
+ARG_STUDENT, ARG_TEACHER, ARG_TARGET, ARG_LABELS, ARG_WEIGHTS = 1, 2, 3, 4, 5
+ARG_GRAD_STUDENT, ARG_PER_SAMPLE = 6, 7
+ARG_CLASS_THRESHOLDS, ARG_MASK, ARG_PSEUDO_LABELS, ARG_GRAD_TEACHER = 16, 17, 18, 19
+ARG_LABELED_MAIN, ARG_LABELED_ADV, ARG_UNLABELED_MAIN, ARG_UNLABELED_ADV = 20, 21, 22, 23
+ARG_GRAD_LABELED_ADV, ARG_GRAD_UNLABELED_ADV = 24, 25
+
+_FLOAT_PARAMS = {PARAM_TEMPERATURE, PARAM_ALPHA, PARAM_SOFT_WEIGHT, PARAM_HARD_WEIGHT,
+                 PARAM_JSD_BETA, PARAM_LABEL_SMOOTHING, PARAM_LABEL_WEIGHT, PARAM_THRESHOLD,
+                 PARAM_ETA_PRIME}
+
+
+def param_bounds(kind, param):
+    """kd_loss_param_bounds(): (lo, hi, is_open_low) of a parameter for a kind."""
+    lo, hi, open_low = ctypes.c_double(), ctypes.c_double(), ctypes.c_int32()
+    st = lib.kd_loss_param_bounds(kind, param, ctypes.byref(lo), ctypes.byref(hi),
+                                  ctypes.byref(open_low))
+    raise_for_status(st, "kd_loss_param_bounds")
+    return lo.value, hi.value, bool(open_low.value)
+
+
+class Loss:
+    """A kd_loss handle: the C API one to one, for callers who want to reuse a
+    handle (no allocation per call once shapes are known) or use backward().
+
+    Bound arrays are referenced by the object until they are rebound or the
+    handle is closed, so they cannot be freed while C holds their pointers.
+    The caller must not resize or free them otherwise (they are borrowed,
+    exactly as in C).  Use one Loss from one thread at a time.
+    """
+
+    def __init__(self, kind, num_classes):
+        h = kd_loss_p()
+        st = lib.kd_loss_create(ctypes.byref(h), int(kind), int(num_classes))
+        raise_for_status(st, "kd_loss_create",
+                         "kind %r, num_classes %r" % (kind, num_classes) if st else "")
+        self._h = h
+        self._keep = {}
+        self.num_classes = int(num_classes)
+        self.kind = int(kind)
+
+    # -- life cycle --
+    def close(self):
+        """Destroy the handle (kd_loss_destroy); idempotent."""
+        h = getattr(self, "_h", None)
+        if h:
+            lib.kd_loss_destroy(h)
+        self._h = None
+        self._keep = {}
+
+    __del__ = close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _handle(self):
+        if not self._h:
+            raise ValueError("the Loss handle is closed")
+        return self._h
+
+    def _check(self, st, function):
+        if st:
+            raise_for_status(st, function, (lib.kd_loss_last_error(self._h) or b"").decode())
+
+    @property
+    def last_error(self):
+        return (lib.kd_loss_last_error(self._h) or b"").decode()
+
+    # -- parameters --
+    def set(self, param, value):
+        """Set a parameter: kd_loss_set_float for real parameters, else kd_loss_set_int."""
+        h = self._handle()
+        if param in _FLOAT_PARAMS:
+            self._check(lib.kd_loss_set_float(h, int(param), float(value)), "kd_loss_set_float")
+        else:
+            self._check(lib.kd_loss_set_int(h, int(param), int(value)), "kd_loss_set_int")
+        return self
+
+    def set_int(self, param, value):
+        self._check(lib.kd_loss_set_int(self._handle(), int(param), int(value)), "kd_loss_set_int")
+
+    def set_float(self, param, value):
+        self._check(lib.kd_loss_set_float(self._handle(), int(param), float(value)),
+                    "kd_loss_set_float")
+
+    def get_int(self, param):
+        v = ctypes.c_int64()
+        self._check(lib.kd_loss_get_int(self._handle(), int(param), ctypes.byref(v)), "kd_loss_get_int")
+        return v.value
+
+    def get_float(self, param):
+        v = ctypes.c_double()
+        self._check(lib.kd_loss_get_float(self._handle(), int(param), ctypes.byref(v)),
+                    "kd_loss_get_float")
+        return v.value
+
+    def get(self, param):
+        return self.get_float(param) if param in _FLOAT_PARAMS else self.get_int(param)
+
+    # -- bindings --
+    def bind_matrix(self, role, a, name="matrix"):
+        """Bind an input matrix (None unbinds)."""
+        if a is None:
+            self._check(lib.kd_loss_bind_matrix(self._handle(), role, None, 0), "kd_loss_bind_matrix")
+            self._keep.pop(role, None)
+            return
+        a, ld = A.matrix(a, name, ncols=self.num_classes)
+        self._check(lib.kd_loss_bind_matrix(self._handle(), role, A.fptr(a), ld), "kd_loss_bind_matrix")
+        self._keep[role] = a
+
+    def bind_teachers(self, teachers, weights=None, name="teacher"):
+        """Bind several teacher logit matrices (averaged, optionally weighted)."""
+        if not teachers:
+            self._check(lib.kd_loss_bind_teachers(self._handle(), 0, None, None, None),
+                        "kd_loss_bind_teachers")
+            self._keep.pop(ARG_TEACHER, None)
+            return
+        mats, lds = [], []
+        for k, t in enumerate(teachers):
+            t, ld = A.matrix(t, "%s[%d]" % (name, k), ncols=self.num_classes)
+            mats.append(t)
+            lds.append(ld)
+        if weights is not None:
+            weights = A.float_vector(weights, "teacher_weights", len(mats), copy_lists=True)
+        self._check(lib.kd_loss_bind_teachers(self._handle(), len(mats), A.pointer_array(mats),
+                                              A.int64_array(lds), A.fptr(weights)),
+                    "kd_loss_bind_teachers")
+        self._keep[ARG_TEACHER] = (mats, weights)
+
+    def bind_labels(self, labels, n=None):
+        if labels is None:
+            self._check(lib.kd_loss_bind_labels(self._handle(), None), "kd_loss_bind_labels")
+            self._keep.pop(ARG_LABELS, None)
+            return
+        labels = A.int_vector(labels, "labels", n)
+        self._check(lib.kd_loss_bind_labels(self._handle(), A.i32ptr(labels)), "kd_loss_bind_labels")
+        self._keep[ARG_LABELS] = labels
+
+    def bind_weights(self, weights, n=None, name="weights"):
+        if weights is None:
+            self._check(lib.kd_loss_bind_weights(self._handle(), None), "kd_loss_bind_weights")
+            self._keep.pop(ARG_WEIGHTS, None)
+            return
+        weights = A.float_vector(weights, name, n)
+        self._check(lib.kd_loss_bind_weights(self._handle(), A.fptr(weights)), "kd_loss_bind_weights")
+        self._keep[ARG_WEIGHTS] = weights
+
+    def bind_vector(self, role, v, length=None, name="vector"):
+        if v is not None:
+            v = A.float_vector(v, name, length, copy_lists=(role == ARG_CLASS_THRESHOLDS))
+        self._check(lib.kd_loss_bind_vector(self._handle(), role, A.fptr(v)), "kd_loss_bind_vector")
+        self._keep[role] = v
+
+    def bind_output(self, role, out, name="output"):
+        """Bind an output matrix or float vector (None unbinds)."""
+        ld = 0
+        if out is not None:
+            if out.ndim == 2:
+                out, ld = A.matrix(out, name, ncols=self.num_classes)
+            else:
+                out = A.float_vector(out, name, None)
+            if not out.flags.writeable:
+                raise ValueError("%s must be writeable" % name)
+        self._check(lib.kd_loss_bind_output(self._handle(), role, A.fptr(out), ld), "kd_loss_bind_output")
+        self._keep[role] = out
+
+    def bind_output_labels(self, role, out, name="pseudo_labels"):
+        if out is not None:
+            if not isinstance(out, np.ndarray) or out.dtype != np.int32 or out.ndim != 1 \
+                    or not out.flags.c_contiguous or not out.flags.writeable:
+                raise TypeError("%s must be a writeable contiguous 1-D int32 numpy array" % name)
+        self._check(lib.kd_loss_bind_output_labels(self._handle(), role, A.i32ptr(out)),
+                    "kd_loss_bind_output_labels")
+        self._keep[role] = out
+
+    # -- compute --
+    def _loss_buffer(self, n, out):
+        count = n if self.get_int(PARAM_REDUCTION) == REDUCTION_NONE else 1
+        if out is None:
+            return np.zeros(count, np.float32)
+        out = A.float_vector(out, "loss", None)
+        if out.shape[0] < count:
+            raise ValueError("loss buffer needs %d values, got %d" % (count, out.shape[0]))
+        return out
+
+    def forward(self, n, out=None):
+        """kd_loss_forward: returns a float32 array (1 value, or n for NONE)."""
+        buf = self._loss_buffer(n, out)
+        self._check(lib.kd_loss_forward(self._handle(), int(n), A.fptr(buf)), "kd_loss_forward")
+        return buf
+
+    def forward_backward(self, n, out=None):
+        """kd_loss_forward_backward: loss values; gradients go to the bound outputs."""
+        buf = self._loss_buffer(n, out)
+        self._check(lib.kd_loss_forward_backward(self._handle(), int(n), A.fptr(buf)),
+                    "kd_loss_forward_backward")
+        return buf
+
+    def backward(self, n, upstream=1.0):
+        """kd_loss_backward with the upstream gradient (a scalar for MEAN/SUM,
+        n values for NONE)."""
+        if np.ndim(upstream) == 0:
+            up = np.array([upstream], np.float32)
+        else:
+            up = A.float_vector(np.asarray(upstream, np.float32), "upstream", None)
+        need = n if self.get_int(PARAM_REDUCTION) == REDUCTION_NONE else 1
+        if up.shape[0] != need:
+            raise ValueError("upstream must have %d values, got %d" % (need, up.shape[0]))
+        self._check(lib.kd_loss_backward(self._handle(), int(n), A.fptr(up)), "kd_loss_backward")
+
+
+class LossResult:
+    """What a functional loss returns.
+
+    loss          float (mean / sum) or float32 ndarray of n values (reduction "none")
+    grad_student  d loss / d student (n x C float32), None when compute_grad=False
+    other fields  per loss: grad_teacher, mask, pseudo_labels, grad_y_l_adv, ...
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError("this loss result has no field %r (fields: %s)"
+                             % (name, ", ".join(sorted(self.__dict__))))
+
+    def __repr__(self):
+        parts = []
+        for k, v in self.__dict__.items():
+            parts.append("%s=%s" % (k, "array%s" % (v.shape,) if isinstance(v, np.ndarray) else repr(v)))
+        return "LossResult(%s)" % ", ".join(parts)
+
+
+# ---- option parsing ----
+
+def _choice(value, name, table):
+    if isinstance(value, str):
+        key = value.lower().replace("-", "_")
+        if key in table:
+            return table[key]
+    raise ValueError("%s must be one of %s, got %r" % (name, ", ".join(repr(k) for k in table), value))
+
+
+_REDUCTIONS = {"mean": REDUCTION_MEAN, "sum": REDUCTION_SUM, "none": REDUCTION_NONE}
+_KL_REDUCTIONS = {"batchmean": REDUCTION_MEAN, "sum": REDUCTION_SUM, "none": REDUCTION_NONE}
+_SMOOTHING = {"uniform": SMOOTHING_UNIFORM, "others": SMOOTHING_OTHERS}
+_DIVERGENCES = {"forward_kl": DIVERGENCE_FORWARD_KL, "kl": DIVERGENCE_FORWARD_KL,
+                "reverse_kl": DIVERGENCE_REVERSE_KL, "jsd": DIVERGENCE_JSD}
+_NORMALIZATIONS = {"batch": NORMALIZE_BATCH, "valid": NORMALIZE_VALID}
+_DISTANCES = {"l2": DISTANCE_L2, "kl": DISTANCE_KL, "js": DISTANCE_JS}
+_INPUTS = {"logits": INPUT_LOGITS, "probabilities": INPUT_PROBABILITIES, "probs": INPUT_PROBABILITIES}
+
+
+def _new(kind, c, reduction, threads, check_finite):
+    h = Loss(kind, c)
+    try:
+        h.set_int(PARAM_REDUCTION, reduction)
+        h.set_int(PARAM_THREADS, threads)
+        h.set_int(PARAM_CHECK_FINITE, 1 if check_finite else 0)
+    except Exception:
+        h.close()
+        raise
+    return h
+
+
+def _student(student, name="student"):
+    student, _ = A.matrix(student, name)
+    return student, student.shape[0], student.shape[1]
+
+
+def _bind_teacher(h, teacher, n, c, teacher_weights, name="teacher"):
+    if isinstance(teacher, (list, tuple)):
+        if len(teacher) == 0:
+            raise ValueError("%s: an empty list of teachers" % name)
+        for k, t in enumerate(teacher):
+            A.matrix(t, "%s[%d]" % (name, k), shape=(n, c))
+        h.bind_teachers(list(teacher), teacher_weights, name)
+    else:
+        if teacher_weights is not None:
+            raise ValueError("teacher_weights needs a list of teachers")
+        A.matrix(teacher, name, shape=(n, c))
+        h.bind_matrix(ARG_TEACHER, teacher, name)
+
+
+def _run(h, n, compute_grad, result, outputs):
+    """Bind the gradient outputs (name -> (role, shape)), compute, fill result."""
+    if compute_grad:
+        for field, (role, shape) in outputs.items():
+            g = np.empty(shape, np.float32)
+            h.bind_output(role, g, field)
+            result[field] = g
+        value = h.forward_backward(n)
+    else:
+        for field in outputs:
+            result[field] = None
+        value = h.forward(n)
+    reduction = h.get_int(PARAM_REDUCTION)
+    result["loss"] = value if reduction == REDUCTION_NONE else float(value[0])
+    return LossResult(**result)
+
+
+def _common(h, weights, n, ignore_index=None):
+    if weights is not None:
+        h.bind_weights(weights, n)
+    if ignore_index is not None:
+        h.set_int(PARAM_IGNORE_INDEX, ignore_index)
+
+
+# ---- the functional API ----
+
+def cross_entropy(student, labels, label_smoothing=0.0, ignore_index=-100, reduction="mean", *,
+                  smoothing_mode="uniform", weights=None, threads=1, check_finite=False,
+                  compute_grad=True):
+    """Cross-entropy with hard labels: F.cross_entropy(student, labels,
+    ignore_index=, label_smoothing=, reduction=) (KD_LOSS_CROSS_ENTROPY).
+
+    weights: optional n per-sample weights >= 0 (never change the mean's
+    denominator).  Returns LossResult(loss, grad_student)."""
+    student, n, c = _student(student)
+    red = _choice(reduction, "reduction", _REDUCTIONS)
+    with _new(CROSS_ENTROPY, c, red, threads, check_finite) as h:
+        h.bind_matrix(ARG_STUDENT, student, "student")
+        h.bind_labels(labels, n)
+        h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
+        h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
+        _common(h, weights, n, ignore_index)
+        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+
+
+def soft_cross_entropy(student, target_probs=None, reduction="mean", *, teacher=None,
+                       temperature=1.0, teacher_weights=None, labels=None, label_weight=0.7,
+                       label_smoothing=0.0, smoothing_mode="uniform", ignore_index=-100,
+                       weights=None, threads=1, check_finite=False, compute_grad=True):
+    """Soft-target cross-entropy -sum_c q_c log softmax(student)_c.
+
+    q = target_probs (n x C probabilities, used as given), or
+    softmax(teacher / temperature) when teacher= (logits; a list is averaged)
+    is given instead; with labels= the target becomes
+    label_weight * onehot_eps(y) + (1 - label_weight) * q (soft labels).
+    Returns LossResult(loss, grad_student)."""
+    student, n, c = _student(student)
+    red = _choice(reduction, "reduction", _REDUCTIONS)
+    if (target_probs is None) == (teacher is None):
+        raise ValueError("give exactly one of target_probs and teacher")
+    with _new(CROSS_ENTROPY, c, red, threads, check_finite) as h:
+        h.bind_matrix(ARG_STUDENT, student, "student")
+        if target_probs is not None:
+            A.matrix(target_probs, "target_probs", shape=(n, c))
+            h.bind_matrix(ARG_TARGET, target_probs, "target_probs")
+        else:
+            _bind_teacher(h, teacher, n, c, teacher_weights)
+            h.set_float(PARAM_TEMPERATURE, temperature)
+        if labels is not None:
+            h.bind_labels(labels, n)
+            h.set_float(PARAM_LABEL_WEIGHT, label_weight)
+            h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
+            h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
+        _common(h, weights, n, ignore_index)
+        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+
+
+def _distill_weights(h, alpha, soft_weight, hard_weight):
+    if alpha is not None:
+        h.set_float(PARAM_ALPHA, alpha)
+    if soft_weight is not None:
+        h.set_float(PARAM_SOFT_WEIGHT, soft_weight)
+    if hard_weight is not None:
+        h.set_float(PARAM_HARD_WEIGHT, hard_weight)
+
+
+def kl_distill(student, teacher, labels=None, temperature=1.0, alpha=1.0, reduction="batchmean", *,
+               teacher_weights=None, soft_weight=None, hard_weight=None, t2_scaling=True,
+               divergence="forward_kl", jsd_beta=0.5, normalization="batch", label_smoothing=0.0,
+               smoothing_mode="uniform", ignore_index=-100, weights=None, threads=1,
+               check_finite=False, compute_grad=True):
+    """Hinton distillation (KD_LOSS_KL_DISTILL):
+    alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y).
+
+    teacher: n x C logits, or a list of them (averaged in logit space, with
+    teacher_weights if given).  Without labels the hard term is absent and the
+    soft term keeps weight alpha (C semantics).  soft_weight / hard_weight
+    override alpha's split.  reduction: "batchmean" (soft term / n, hard term /
+    non-ignored rows; normalization="valid" divides the soft term by the
+    non-ignored rows too), "sum", "none".  divergence: "forward_kl",
+    "reverse_kl", "jsd" (with jsd_beta).  The teacher gets no gradient.
+    Returns LossResult(loss, grad_student)."""
+    student, n, c = _student(student)
+    red = _choice(reduction, "reduction", _KL_REDUCTIONS)
+    with _new(KL_DISTILL, c, red, threads, check_finite) as h:
+        h.bind_matrix(ARG_STUDENT, student, "student")
+        _bind_teacher(h, teacher, n, c, teacher_weights)
+        if labels is not None:
+            h.bind_labels(labels, n)
+        h.set_float(PARAM_TEMPERATURE, temperature)
+        _distill_weights(h, alpha, soft_weight, hard_weight)
+        h.set_int(PARAM_T2_SCALING, 1 if t2_scaling else 0)
+        h.set_int(PARAM_DIVERGENCE, _choice(divergence, "divergence", _DIVERGENCES))
+        h.set_float(PARAM_JSD_BETA, jsd_beta)
+        h.set_int(PARAM_NORMALIZATION, _choice(normalization, "normalization", _NORMALIZATIONS))
+        h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
+        h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
+        _common(h, weights, n, ignore_index)
+        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+
+
+def logit_mse(student, teacher, reduction="mean", *, labels=None, alpha=None, soft_weight=None,
+              hard_weight=None, teacher_weights=None, normalization="batch", label_smoothing=0.0,
+              smoothing_mode="uniform", ignore_index=-100, weights=None, threads=1,
+              check_finite=False, compute_grad=True):
+    """Logit matching (KD_LOSS_LOGIT_MSE): F.mse_loss(student, teacher) for
+    "mean" (over all n*C elements); "sum" adds the per-row means (= PyTorch's
+    sum / C); "none" gives the per-row means.  With labels and alpha:
+    alpha * MSE + (1 - alpha) * CE.  Returns LossResult(loss, grad_student)."""
+    student, n, c = _student(student)
+    red = _choice(reduction, "reduction", _REDUCTIONS)
+    with _new(LOGIT_MSE, c, red, threads, check_finite) as h:
+        h.bind_matrix(ARG_STUDENT, student, "student")
+        _bind_teacher(h, teacher, n, c, teacher_weights)
+        if labels is not None:
+            h.bind_labels(labels, n)
+        _distill_weights(h, alpha, soft_weight, hard_weight)
+        h.set_int(PARAM_NORMALIZATION, _choice(normalization, "normalization", _NORMALIZATIONS))
+        h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
+        h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
+        _common(h, weights, n, ignore_index)
+        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+
+
+def _thresholding(h, n, c, threshold, class_thresholds, inclusive):
+    h.set_float(PARAM_THRESHOLD, threshold)
+    h.set_int(PARAM_THRESHOLD_MODE, THRESHOLD_INCLUSIVE if inclusive else THRESHOLD_STRICT)
+    if class_thresholds is not None:
+        h.bind_vector(ARG_CLASS_THRESHOLDS, class_thresholds, c, "class_thresholds")
+    mask = np.empty(n, np.float32)
+    labels = np.empty(n, np.int32)
+    h.bind_output(ARG_MASK, mask, "mask")
+    h.bind_output_labels(ARG_PSEUDO_LABELS, labels)
+    return {"mask": mask, "pseudo_labels": labels}
+
+
+def pseudo_label(student, teacher, threshold=0.95, class_thresholds=None, *, inclusive=False,
+                 reduction="mean", teacher_weights=None, weights=None, threads=1,
+                 check_finite=False, compute_grad=True):
+    """Confidence-thresholded pseudo-label loss (tllib
+    ConfidenceRegularizedSelfTrainingLoss): mean_i m_i * CE(s_i, argmax t_i),
+    m_i = [max softmax(t_i) > tau] (>= with inclusive=True), tau = threshold or
+    class_thresholds[pseudo-label] (C values, e.g. FlexMatch).
+    Returns LossResult(loss, grad_student, mask (float32 0/1), pseudo_labels (int32))."""
+    student, n, c = _student(student)
+    red = _choice(reduction, "reduction", _REDUCTIONS)
+    with _new(PSEUDO_LABEL, c, red, threads, check_finite) as h:
+        h.bind_matrix(ARG_STUDENT, student, "student")
+        _bind_teacher(h, teacher, n, c, teacher_weights)
+        extra = _thresholding(h, n, c, threshold, class_thresholds, inclusive)
+        _common(h, weights, n)
+        return _run(h, n, compute_grad, extra, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+
+
+def strong_weak_consistency(strong, weak, threshold=0.7, temperature=0.85, *, inclusive=False,
+                            class_thresholds=None, reduction="mean", weights=None, threads=1,
+                            check_finite=False, compute_grad=True):
+    """UDA consistency (tllib StrongWeakConsistencyLoss):
+    sum_i m_i KL(softmax(weak_i) || softmax(strong_i / T)) / max(sum_i m_i, 1),
+    m_i = [max softmax(weak_i) > threshold].  The weak view gets no gradient.
+    Returns LossResult(loss, grad_student (= d/d strong), mask, pseudo_labels)."""
+    strong, n, c = _student(strong, "strong")
+    red = _choice(reduction, "reduction", _REDUCTIONS)
+    with _new(STRONG_WEAK, c, red, threads, check_finite) as h:
+        h.bind_matrix(ARG_STUDENT, strong, "strong")
+        _bind_teacher(h, weak, n, c, None, "weak")
+        h.set_float(PARAM_TEMPERATURE, temperature)
+        extra = _thresholding(h, n, c, threshold, class_thresholds, inclusive)
+        _common(h, weights, n)
+        return _run(h, n, compute_grad, extra, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+
+
+def consistency(p1, p2, distance="l2", inputs="logits", mask=None, reduction="mean", *,
+                threads=1, check_finite=False, compute_grad=True):
+    """Pi-model consistency (tllib ConsistencyLoss): mask_i * D(p1_i, p2_i),
+    D = "l2" (sum_c (p1 - p2)^2), "kl" (KL(p2 || p1)) or "js"; inputs are
+    "logits" (softmax inside) or "probabilities".  Both inputs get a gradient.
+    Returns LossResult(loss, grad_student (d/d p1), grad_teacher (d/d p2));
+    grad_p1 / grad_p2 are the same arrays."""
+    p1, n, c = _student(p1, "p1")
+    A.matrix(p2, "p2", shape=(n, c))
+    red = _choice(reduction, "reduction", _REDUCTIONS)
+    with _new(CONSISTENCY, c, red, threads, check_finite) as h:
+        h.bind_matrix(ARG_STUDENT, p1, "p1")
+        h.bind_matrix(ARG_TEACHER, p2, "p2")
+        h.set_int(PARAM_DISTANCE, _choice(distance, "distance", _DISTANCES))
+        h.set_int(PARAM_INPUT_TYPE, _choice(inputs, "inputs", _INPUTS))
+        if mask is not None:
+            h.bind_weights(mask, n, "mask")
+        r = _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c)),
+                                          "grad_teacher": (ARG_GRAD_TEACHER, (n, c))})
+        r.grad_p1, r.grad_p2 = r.grad_student, r.grad_teacher
+        return r
+
+
+def class_balance(logits, inputs="logits", *, threads=1, check_finite=False, compute_grad=True):
+    """tllib ClassBalanceLoss: mean_c BCE(mean_i p_ic, 1/C) (PyTorch BCE, log
+    clamped at -100); p = softmax(logits) or the given probabilities.
+    Returns LossResult(loss (float), grad_student)."""
+    logits, n, c = _student(logits, "logits")
+    with _new(CLASS_BALANCE, c, REDUCTION_MEAN, threads, check_finite) as h:
+        h.bind_matrix(ARG_STUDENT, logits, "logits")
+        h.set_int(PARAM_INPUT_TYPE, _choice(inputs, "inputs", _INPUTS))
+        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+
+
+def mcc(logits, temperature=2.5, *, threads=1, check_finite=False, compute_grad=True):
+    """tllib MinimumClassConfusionLoss at temperature T (a class with zero
+    probability mass contributes 0 instead of tllib's NaN).
+    Returns LossResult(loss (float), grad_student)."""
+    logits, n, c = _student(logits, "logits")
+    with _new(MCC, c, REDUCTION_MEAN, threads, check_finite) as h:
+        h.bind_matrix(ARG_STUDENT, logits, "logits")
+        h.set_float(PARAM_TEMPERATURE, temperature)
+        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+
+
+def worst_case_estimation(y_l, y_l_adv, y_u, y_u_adv, eta_prime=2.0, reduction="mean", *,
+                          threads=1, check_finite=False, compute_grad=True):
+    """DST WorstCaseEstimationLoss (tllib):
+    eta' * mean_i CE(y_l_adv_i, argmax y_l_i)
+      + mean_u -log(min(1 - softmax(y_u_adv_u)[argmax y_u_u] + 1e-6, 1)).
+    y_l / y_l_adv: n_l x C; y_u / y_u_adv: n_u x C.  reduction "mean" or "sum".
+    The main heads y_l, y_u only give argmax labels (no gradient).
+    Returns LossResult(loss, grad_y_l_adv, grad_y_u_adv)."""
+    y_l, nl, c = _student(y_l, "y_l")
+    A.matrix(y_l_adv, "y_l_adv", shape=(nl, c))
+    y_u, _ = A.matrix(y_u, "y_u", ncols=c)
+    nu = y_u.shape[0]
+    A.matrix(y_u_adv, "y_u_adv", shape=(nu, c))
+    red = _choice(reduction, "reduction", {"mean": REDUCTION_MEAN, "sum": REDUCTION_SUM})
+    with _new(WORST_CASE, c, red, threads, check_finite) as h:
+        h.bind_matrix(ARG_LABELED_MAIN, y_l, "y_l")
+        h.bind_matrix(ARG_LABELED_ADV, y_l_adv, "y_l_adv")
+        h.bind_matrix(ARG_UNLABELED_MAIN, y_u, "y_u")
+        h.bind_matrix(ARG_UNLABELED_ADV, y_u_adv, "y_u_adv")
+        h.set_int(PARAM_UNLABELED_ROWS, nu)
+        h.set_float(PARAM_ETA_PRIME, eta_prime)
+        return _run(h, nl, compute_grad, {}, {"grad_y_l_adv": (ARG_GRAD_LABELED_ADV, (nl, c)),
+                                              "grad_y_u_adv": (ARG_GRAD_UNLABELED_ADV, (nu, c))})
