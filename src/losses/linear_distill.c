@@ -1,0 +1,367 @@
+/* Fused linear layer + KL distillation (include/kdlib/linear.h): the student
+ * logits are produced chunk by chunk by cblas_sgemm, turned into their
+ * gradient in place by the KL row kernel with the batch's global
+ * denominators, and pushed back through the layer by two more sgemms, so the
+ * n x C logits never exist.  The per-row work mirrors the generic driver
+ * (execute.c) for KD_LOSS_KL_DISTILL; the per-row values are reduced in row
+ * order across chunks, so the loss is the driver's for the same logits. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "kdlib/linear.h"
+#include "losses/loss_internal.h"
+
+#define FN "linear_kl_distill"
+
+int64_t kd_linear_default_chunk_rows(int64_t num_classes)
+{
+    const int64_t budget = (int64_t)1 << 21; /* floats: 8 MiB of logits */
+    if (num_classes < 1)
+        return 1;
+    int64_t r = budget / num_classes;
+    return r > 1 ? r : 1;
+}
+
+/* One matrix argument: rows x cols at p with row stride ld. */
+typedef struct {
+    const char *name;
+    const void *p;
+    int64_t rows, cols, ld;
+} operand;
+
+static kdi_span span_of(const operand *o)
+{
+    kdi_span s = {(const char *)o->p, (const char *)o->p};
+    if (o->p && o->rows > 0 && o->cols > 0)
+        s.hi = (const char *)((const float *)o->p + (o->rows - 1) * o->ld + o->cols);
+    return s;
+}
+
+/* ld >= cols, ld within CBLAS's int, and the extent fits in memory sizes. */
+static kd_status check_operand(kd_loss *h, const operand *o)
+{
+    if (!o->p)
+        return KD_OK;
+    if (o->ld < o->cols)
+        return kdi_fail(h->err, KD_ERR_SHAPE, FN ": %s ld = %lld < %lld", o->name, (long long)o->ld,
+                        (long long)o->cols);
+    if (o->ld > INT32_MAX)
+        return kdi_fail(h->err, KD_ERR_SHAPE, FN ": %s ld = %lld exceeds the CBLAS int range",
+                        o->name, (long long)o->ld);
+    int64_t e;
+    if (o->rows > 0 && (!kdi_mul_ok(o->rows - 1, o->ld, &e) || e > INT64_MAX / 4 - o->cols))
+        return kdi_fail(h->err, KD_ERR_SHAPE, FN ": %s extent (rows = %lld, ld = %lld) overflows",
+                        o->name, (long long)o->rows, (long long)o->ld);
+    return KD_OK;
+}
+
+static kd_status check_finite(kd_loss *h, const operand *o)
+{
+    if (!o->p)
+        return KD_OK;
+    for (int64_t i = 0; i < o->rows; i++) {
+        const float *row = (const float *)o->p + i * o->ld;
+        int64_t j;
+        if (!kdi_row_all_finite(row, o->cols, &j))
+            return kdi_fail(h->err, KD_ERR_NOT_FINITE, FN ": %s[%lld][%lld] = %g is not finite",
+                            o->name, (long long)i, (long long)j, (double)row[j]);
+    }
+    return KD_OK;
+}
+
+/* Everything that can fail, before any output is touched.  *valid receives
+ * the number of rows whose label is not ignored (n without labels). */
+static kd_status validate(kd_loss *h, int64_t n, int64_t d, const float *hidden, int64_t ld_h,
+                          const float *weight, int64_t ld_w, const float *bias, int64_t dt,
+                          const float *th, int64_t ld_th, const float *tw, int64_t ld_tw,
+                          const float *tb, int64_t chunk_rows, float *loss, float *gh,
+                          int64_t ld_gh, float *gw, int64_t ld_gw, float *gb, int64_t *valid_out)
+{
+    const int64_t c = h->c;
+    if (h->kind != KD_LOSS_KL_DISTILL)
+        return kdi_fail(h->err, KD_ERR_UNSUPPORTED,
+                        FN ": the handle is of kind %d, not KD_LOSS_KL_DISTILL", (int)h->kind);
+    if (!loss)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, FN ": loss is NULL");
+    if (!hidden)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, FN ": hidden is NULL");
+    if (!weight)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, FN ": weight is NULL");
+    if (n < 0)
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, FN ": n = %lld < 0", (long long)n);
+    if (d < 1)
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, FN ": d = %lld < 1", (long long)d);
+    if (d > INT32_MAX)
+        return kdi_fail(h->err, KD_ERR_SHAPE, FN ": d = %lld exceeds the CBLAS int range",
+                        (long long)d);
+    if (chunk_rows < 0)
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, FN ": chunk_rows = %lld < 0",
+                        (long long)chunk_rows);
+    const int teacher_linear = th || tw;
+    if (teacher_linear) {
+        if (!th || !tw)
+            return kdi_fail(h->err, KD_ERR_NULL_POINTER, FN ": %s is NULL while %s is given",
+                            th ? "teacher_weight" : "teacher_hidden",
+                            th ? "teacher_hidden" : "teacher_weight");
+        if (h->n_teachers > 0)
+            return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
+                            FN ": teacher logits are bound and teacher_hidden is given; use one");
+        if (dt < 1)
+            return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, FN ": d_teacher = %lld < 1",
+                            (long long)dt);
+        if (dt > INT32_MAX)
+            return kdi_fail(h->err, KD_ERR_SHAPE, FN ": d_teacher = %lld exceeds the CBLAS int range",
+                            (long long)dt);
+    } else {
+        if (tb)
+            return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
+                            FN ": teacher_bias given without teacher_hidden");
+        if (h->n_teachers == 0)
+            return kdi_fail(h->err, KD_ERR_MISSING_INPUT,
+                            FN ": no teacher logits bound and no teacher_hidden given");
+    }
+
+    operand in[8] = {
+        {"hidden", hidden, n, d, ld_h},
+        {"weight", weight, c, d, ld_w},
+        {"bias", bias, 1, c, c},
+        {"teacher_hidden", th, n, dt, ld_th},
+        {"teacher_weight", tw, c, dt, ld_tw},
+        {"teacher_bias", tb, 1, c, c},
+        {"labels", h->labels, 1, n, n},
+        {"weights", h->weights, 1, n, n},
+    };
+    const int64_t n_loss = h->reduction == KD_REDUCTION_NONE ? n : 1;
+    operand out[5] = {
+        {"grad_hidden", gh, n, d, ld_gh},
+        {"grad_weight", gw, c, d, ld_gw},
+        {"grad_bias", gb, 1, c, c},
+        {"loss", loss, 1, n_loss, n_loss},
+        {"per-sample output", h->per_sample, 1, n, n},
+    };
+    /* labels are int32: same byte size as a float, so the float spans hold */
+    kd_status st = KD_OK;
+    for (int k = 0; k < 6 && !st; k++)
+        st = check_operand(h, &in[k]);
+    for (int k = 0; k < 2 && !st; k++)
+        st = check_operand(h, &out[k]);
+    for (int32_t k = 0; k < h->n_teachers && !st; k++)
+        st = kdi_check_extent(h, FN, "teacher", n, h->ld_teachers[k]);
+    if (st)
+        return st;
+
+    for (int o = 0; o < 5; o++) {
+        kdi_span so = span_of(&out[o]);
+        for (int k = 0; k < 8; k++) {
+            if (!kdi_overlaps(so, span_of(&in[k])))
+                continue;
+            if (o == 0 && k == 0 && gh == hidden && ld_gh == ld_h)
+                continue; /* grad_hidden in place over hidden */
+            return kdi_fail(h->err, KD_ERR_ALIASING, FN ": %s overlaps %s%s", out[o].name,
+                            in[k].name,
+                            o == 0 && k == 0 ? " without being it (in place needs the same "
+                                               "pointer and ld)"
+                                             : "");
+        }
+        for (int32_t k = 0; k < h->n_teachers; k++)
+            if (kdi_overlaps(so, kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
+                return kdi_fail(h->err, KD_ERR_ALIASING, FN ": %s overlaps teacher %d", out[o].name,
+                                (int)k);
+        for (int p = 0; p < o; p++)
+            if (kdi_overlaps(so, span_of(&out[p])))
+                return kdi_fail(h->err, KD_ERR_ALIASING, FN ": %s overlaps %s", out[o].name,
+                                out[p].name);
+    }
+
+    int64_t valid = n;
+    if (h->labels) {
+        valid = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int32_t y = h->labels[i];
+            if (y == h->ignore_index)
+                continue;
+            if (y < 0 || y >= c)
+                return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
+                                FN ": labels[%lld] = %d outside [0, %lld) and not ignore_index %d",
+                                (long long)i, (int)y, (long long)c, (int)h->ignore_index);
+            valid++;
+        }
+    }
+    if (h->weights)
+        for (int64_t i = 0; i < n; i++)
+            if (!(h->weights[i] >= 0.0f) || isinf(h->weights[i]))
+                return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
+                                FN ": weights[%lld] = %g is not a finite value >= 0", (long long)i,
+                                (double)h->weights[i]);
+    if (h->check_finite) {
+        for (int k = 0; k < 6 && !st; k++)
+            st = check_finite(h, &in[k]);
+        for (int32_t k = 0; k < h->n_teachers && !st; k++)
+            st = kdi_check_finite_matrix(h, FN, "teacher", h->teachers[k], n, h->ld_teachers[k]);
+        if (st)
+            return st;
+    }
+    *valid_out = valid;
+    return KD_OK;
+}
+
+/* Logits of rows [i0, i0 + m) of a linear layer into out (m x C, ld C). */
+static void linear_logits(float *out, int64_t m, int64_t c, int64_t d, const float *x, int64_t ldx,
+                          const float *w, int64_t ldw, const float *b)
+{
+    if (b)
+        for (int64_t r = 0; r < m; r++)
+            memcpy(out + r * c, b, (size_t)c * sizeof *out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)c, (int)d, 1.0f, x, (int)ldx, w,
+                (int)ldw, b ? 1.0f : 0.0f, out, (int)c);
+}
+
+kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hidden,
+                               int64_t ld_hidden, const float *weight, int64_t ld_weight,
+                               const float *bias, int64_t d_teacher, const float *teacher_hidden,
+                               int64_t ld_teacher_hidden, const float *teacher_weight,
+                               int64_t ld_teacher_weight, const float *teacher_bias,
+                               int64_t chunk_rows, float *loss, float *grad_hidden,
+                               int64_t ld_grad_hidden, float *grad_weight, int64_t ld_grad_weight,
+                               float *grad_bias)
+{
+    if (!h)
+        return KD_ERR_NULL_POINTER;
+    int64_t valid = 0;
+    kd_status st = validate(h, n, d, hidden, ld_hidden, weight, ld_weight, bias, d_teacher,
+                            teacher_hidden, ld_teacher_hidden, teacher_weight, ld_teacher_weight,
+                            teacher_bias, chunk_rows, loss, grad_hidden, ld_grad_hidden, grad_weight,
+                            ld_grad_weight, grad_bias, &valid);
+    if (st)
+        return st;
+
+    const int64_t c = h->c;
+    const int teacher_linear = teacher_hidden != NULL;
+    int64_t chunk = chunk_rows > 0 ? chunk_rows : kd_linear_default_chunk_rows(c);
+    if (chunk > n)
+        chunk = n > 0 ? n : 1;
+    if (chunk > INT32_MAX)
+        chunk = INT32_MAX;
+    int nthreads = kdi_resolve_threads(h->threads);
+    if (nthreads > chunk)
+        nthreads = (int)chunk;
+
+    /* workspace, all grown before the first write: logits (+ teacher
+     * logits) of one chunk, the chunk's per-row terms, the kernels' per-thread
+     * scratch and the bias-gradient accumulator */
+    const size_t chunk_elems = (size_t)chunk * (size_t)c;
+    if ((size_t)chunk > SIZE_MAX / (size_t)c / 2)
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, FN ": workspace of %lld x %lld",
+                        (long long)chunk, (long long)c);
+    st = kdi_grow(h, FN, (void **)&h->bf, &h->bf_cap, chunk_elems * (teacher_linear ? 2 : 1),
+                  sizeof(float));
+    if (!st)
+        st = kdi_grow(h, FN, (void **)&h->terms, &h->terms_cap, (size_t)chunk * 2, sizeof(double));
+    if (!st)
+        st = kdi_grow(h, FN, (void **)&h->scratch, &h->scratch_cap,
+                      (size_t)nthreads * KDI_SCRATCH_STRIDE(c), sizeof(float));
+    if (!st && grad_bias)
+        st = kdi_grow(h, FN, (void **)&h->bd, &h->bd_cap, (size_t)c, sizeof(double));
+    if (st)
+        return st;
+
+    const double sw = h->soft_weight, hw = h->hard_weight;
+    const int soft_skips_ignored = h->normalization == KD_NORMALIZE_VALID;
+    const int64_t d_soft = (soft_skips_ignored && h->labels) ? valid : n;
+    const int red = h->reduction;
+    const double inv_soft = red != KD_REDUCTION_MEAN ? 1.0 : (d_soft > 0 ? 1.0 / (double)d_soft : 0.0);
+    const double inv_hard = red != KD_REDUCTION_MEAN ? 1.0 : (valid > 0 ? 1.0 / (double)valid : 0.0);
+    const int want_grad = grad_hidden || grad_weight || grad_bias;
+    float *s_chunk = h->bf;
+    float *t_chunk = teacher_linear ? h->bf + chunk_elems : NULL;
+    double *bias_acc = h->bd;
+    if (grad_bias)
+        for (int64_t j = 0; j < c; j++)
+            bias_acc[j] = 0.0;
+
+    double s_soft = 0.0, s_hard = 0.0;
+    for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+        const int64_t m = n - i0 < chunk ? n - i0 : chunk;
+        const float *h_k = hidden + i0 * ld_hidden;
+        linear_logits(s_chunk, m, c, d, h_k, ld_hidden, weight, ld_weight, bias);
+        if (teacher_linear)
+            linear_logits(t_chunk, m, c, d_teacher, teacher_hidden + i0 * ld_teacher_hidden,
+                          ld_teacher_hidden, teacher_weight, ld_teacher_weight, teacher_bias);
+        double *terms = h->terms;
+
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+        for (int64_t r = 0; r < m; r++) {
+            const int64_t i = i0 + r;
+            const int32_t y = h->labels ? h->labels[i] : -1;
+            const int ignored = h->labels && y == h->ignore_index;
+            const int hard_on = h->labels && !ignored && hw != 0.0;
+            float *srow = s_chunk + r * c;
+            double *out = terms + 2 * r;
+            if (soft_skips_ignored && ignored) {
+                out[0] = out[1] = 0.0;
+                if (want_grad)
+                    memset(srow, 0, (size_t)c * sizeof *srow);
+                continue;
+            }
+            const double w = h->weights ? h->weights[i] : 1.0;
+            kdi_row row;
+            memset(&row, 0, sizeof row);
+            row.s = srow;
+            row.t = teacher_linear ? t_chunk + r * c
+                    : h->n_teachers == 1 ? h->teachers[0] + i * h->ld_teachers[0]
+                                         : kdi_teacher_row(h, i);
+            row.y = hard_on ? y : -1;
+            row.g = want_grad ? srow : NULL; /* the gradient replaces the logits */
+            row.work = kdi_thread_scratch(h) + c;
+            row.c_soft = w * sw * inv_soft;
+            row.c_hard = w * hw * inv_hard;
+            double tv[2];
+            kdi_kl_distill_row(h, &row, tv);
+            out[0] = w * sw * tv[0];
+            out[1] = hard_on ? w * hw * tv[1] : 0.0;
+        }
+
+        for (int64_t r = 0; r < m; r++) {
+            const int64_t i = i0 + r;
+            float li = (float)(terms[2 * r] + terms[2 * r + 1]);
+            if (h->per_sample)
+                h->per_sample[i] = li;
+            if (red == KD_REDUCTION_NONE)
+                loss[i] = li;
+            s_soft += terms[2 * r];
+            s_hard += terms[2 * r + 1];
+        }
+        if (!want_grad)
+            continue;
+
+        /* grad_weight first: with grad_hidden in place over hidden, H_k is
+         * overwritten only by the last product of this chunk */
+        if (grad_weight)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)d, (int)m, 1.0f,
+                        s_chunk, (int)c, h_k, (int)ld_hidden, i0 == 0 ? 0.0f : 1.0f, grad_weight,
+                        (int)ld_grad_weight);
+        if (grad_bias)
+            for (int64_t r = 0; r < m; r++) {
+                const float *g = s_chunk + r * c;
+                for (int64_t j = 0; j < c; j++)
+                    bias_acc[j] += g[j];
+            }
+        if (grad_hidden)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)d, (int)c, 1.0f,
+                        s_chunk, (int)c, weight, (int)ld_weight, 0.0f, grad_hidden + i0 * ld_grad_hidden,
+                        (int)ld_grad_hidden);
+    }
+
+    if (n == 0 && grad_weight)
+        for (int64_t j = 0; j < c; j++)
+            memset(grad_weight + j * ld_grad_weight, 0, (size_t)d * sizeof *grad_weight);
+    if (grad_bias)
+        for (int64_t j = 0; j < c; j++)
+            grad_bias[j] = (float)bias_acc[j];
+    if (red != KD_REDUCTION_NONE)
+        *loss = (float)(s_soft * inv_soft + s_hard * inv_hard);
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
