@@ -22,6 +22,7 @@ from ._lib import (library_path, library_version, library_version_string, status
 from ._losses import (Loss, LossResult, param_bounds, cross_entropy, soft_cross_entropy,
                       kl_distill, logit_mse, pseudo_label, strong_weak_consistency, consistency,
                       class_balance, mcc, worst_case_estimation)
+from ._linear import linear_kl_distill, default_chunk_rows
 from ._ema import EMATeacher, ema_param_bounds
 from ._flexmatch import FlexMatchThresholds, flexmatch_param_bounds
 from ._labels import (select_pseudo_labels, label_quality, find_label_issues, soft_labels,
@@ -43,7 +44,7 @@ __all__ = [
     "KdStateError", "library_path", "library_version", "version", "status_string",
     "Loss", "LossResult", "param_bounds", "cross_entropy", "soft_cross_entropy", "kl_distill",
     "logit_mse", "pseudo_label", "strong_weak_consistency", "consistency", "class_balance", "mcc",
-    "worst_case_estimation", "EMATeacher", "ema_param_bounds", "FlexMatchThresholds",
+    "worst_case_estimation", "linear_kl_distill", "default_chunk_rows", "EMATeacher", "ema_param_bounds", "FlexMatchThresholds",
     "flexmatch_param_bounds", "select_pseudo_labels", "label_quality", "find_label_issues",
     "soft_labels", "ensemble_average",
 ]

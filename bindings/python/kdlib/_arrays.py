@@ -41,7 +41,7 @@ def matrix(a, name, shape=None, ncols=None, allow_empty_rows=True):
     if not a.flags.aligned:
         raise ValueError("%s is not aligned to 4 bytes" % name)
     s0, s1 = a.strides
-    if c > 1 and s1 != 4:
+    if n > 0 and c > 1 and s1 != 4:
         raise ValueError("%s must have contiguous rows (column stride 4 bytes, got %d); "
                          "use numpy.ascontiguousarray(%s)" % (name, s1, name))
     if n <= 1:

@@ -70,6 +70,14 @@ PROTOTYPES = {
     "kd_loss_forward": (kd_status, [kd_loss_p, i64, c_float_p]),
     "kd_loss_backward": (kd_status, [kd_loss_p, i64, c_float_p]),
     "kd_loss_forward_backward": (kd_status, [kd_loss_p, i64, c_float_p]),
+    "kd_loss_stats_size": (kd_status, [kd_loss_p, c_int64_p]),
+    "kd_loss_local_stats": (kd_status, [kd_loss_p, i64, c_double_p]),
+    "kd_loss_finish": (kd_status, [kd_loss_p, i64, c_double_p, c_float_p]),
+    # linear.h
+    "kd_linear_kl_distill": (kd_status, [kd_loss_p, i64, i64, c_float_p, i64, c_float_p, i64, c_float_p,
+                                         i64, c_float_p, i64, c_float_p, i64, c_float_p, i64,
+                                         c_float_p, c_float_p, i64, c_float_p, i64, c_float_p]),
+    "kd_linear_default_chunk_rows": (i64, [i64]),
     # ema.h
     "kd_ema_create": (kd_status, [ctypes.POINTER(kd_ema_p), i32, c_float_pp, c_int64_p, c_int32_p]),
     "kd_ema_create_flat": (kd_status, [ctypes.POINTER(kd_ema_p), c_float_p, i64]),
@@ -127,6 +135,23 @@ PROTOTYPES = {
 }
 
 
+# Functions added after the first 0.1.0 libraries: a library without them
+# still loads; the Python functions that need them raise KdError.
+OPTIONAL = {"kd_loss_stats_size", "kd_loss_local_stats", "kd_loss_finish",
+            "kd_linear_kl_distill", "kd_linear_default_chunk_rows"}
+
+
+def has(name):
+    """Whether the loaded library exports the C function `name`."""
+    return name in available
+
+
+def require(name):
+    if name not in available:
+        raise KdError("%s: not in the loaded library %s (built before this function existed)"
+                      % (name, library_path))
+
+
 def _candidates():
     """Paths to try, in order: $KDLIB_LIBRARY, the installed library, the build tree."""
     env = os.environ.get("KDLIB_LIBRARY")
@@ -162,17 +187,22 @@ def _load():
 
 
 def _declare(lib):
+    found = set()
     for name, (restype, argtypes) in PROTOTYPES.items():
         try:
             fn = getattr(lib, name)
         except AttributeError:
+            if name in OPTIONAL:
+                continue
             raise ImportError("kdlib: the loaded libkd has no symbol %s (library too old?)" % name)
         fn.restype = restype
         fn.argtypes = argtypes
+        found.add(name)
+    return found
 
 
 lib, library_path = _load()
-_declare(lib)
+available = _declare(lib)
 
 library_version = lib.kd_version_number()
 library_version_string = lib.kd_version_string().decode()

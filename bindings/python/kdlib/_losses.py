@@ -4,7 +4,7 @@ import ctypes
 import numpy as np
 
 from . import _arrays as A
-from ._lib import lib, raise_for_status, kd_loss_p
+from ._lib import lib, raise_for_status, kd_loss_p, require, c_double_p
 
 # ---- constants of loss.h (pinned values) ----
 CROSS_ENTROPY, KL_DISTILL, LOGIT_MSE = 1, 2, 3
@@ -236,6 +236,35 @@ class Loss:
         if up.shape[0] != need:
             raise ValueError("upstream must have %d values, got %d" % (need, up.shape[0]))
         self._check(lib.kd_loss_backward(self._handle(), int(n), A.fptr(up)), "kd_loss_backward")
+
+    # -- split batch statistics (data-parallel CLASS_BALANCE and MCC) --
+    def stats_size(self):
+        """kd_loss_stats_size: doubles in the statistics buffer (C + 1 or C*C + 2)."""
+        require("kd_loss_stats_size")
+        v = ctypes.c_int64()
+        self._check(lib.kd_loss_stats_size(self._handle(), ctypes.byref(v)), "kd_loss_stats_size")
+        return v.value
+
+    def local_stats(self, n):
+        """kd_loss_local_stats: this rank's float64 statistics over its n rows
+        of the bound student; all-reduce them with SUM, then call finish()."""
+        require("kd_loss_local_stats")
+        stats = np.zeros(self.stats_size(), np.float64)
+        self._check(lib.kd_loss_local_stats(self._handle(), int(n), stats.ctypes.data_as(c_double_p)),
+                    "kd_loss_local_stats")
+        return stats
+
+    def finish(self, n, global_stats):
+        """kd_loss_finish: the global loss from the summed statistics (and this
+        rank's rows of the gradient into the bound KD_ARG_GRAD_STUDENT)."""
+        require("kd_loss_finish")
+        g = np.ascontiguousarray(global_stats, dtype=np.float64)
+        if g.ndim != 1 or g.shape[0] != self.stats_size():
+            raise ValueError("global_stats must have %d values" % self.stats_size())
+        loss = np.zeros(1, np.float32)
+        self._check(lib.kd_loss_finish(self._handle(), int(n), g.ctypes.data_as(c_double_p), A.fptr(loss)),
+                    "kd_loss_finish")
+        return float(loss[0])
 
 
 class LossResult:

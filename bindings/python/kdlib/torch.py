@@ -24,7 +24,7 @@ from . import _losses as L
 
 __all__ = ["cross_entropy", "soft_cross_entropy", "kl_distill", "logit_mse", "pseudo_label",
            "strong_weak_consistency", "consistency", "class_balance", "mcc",
-           "worst_case_estimation"]
+           "worst_case_estimation", "linear_kl_distill"]
 
 
 def _np(t, name):
@@ -192,3 +192,18 @@ def worst_case_estimation(y_l, y_l_adv, y_u, y_u_adv, eta_prime=2.0, reduction="
                                        compute_grad=grad, **kw)
     return _apply(call, [("y_l", y_l), ("y_l_adv", y_l_adv), ("y_u", y_u), ("y_u_adv", y_u_adv)],
                   {1: "grad_y_l_adv", 3: "grad_y_u_adv"})
+
+
+def linear_kl_distill(hidden, weight, bias=None, teacher=None, labels=None, temperature=1.0,
+                      alpha=1.0, reduction="batchmean", **kw):
+    """kdlib.linear_kl_distill as an autograd function of hidden, weight and
+    bias (student logits = hidden @ weight.T + bias, never materialised);
+    teacher: n x C logits (no gradient)."""
+    from ._linear import linear_kl_distill as _f
+
+    def call(a, grad):
+        return _f(a[0], a[1], a[2], a[3], a[4], temperature, alpha, reduction,
+                  compute_grad=grad, **kw)
+    return _apply(call, [("hidden", hidden), ("weight", weight), ("bias", bias),
+                         ("teacher", teacher), ("labels", labels)],
+                  {0: "grad_hidden", 1: "grad_weight", 2: "grad_bias"})
