@@ -136,13 +136,12 @@ class FlexMatchThresholds:
     def update(self, indices, confidences, predictions):
         """Record a batch: pred[indices[k]] = predictions[k] where
         confidences[k] > threshold.  indices: integer array (converted to
-        int64), confidences: float32 array (a float64 array is converted),
+        int64), confidences: float32 array (other
+        float arrays and lists are converted),
         predictions: integer array (converted to int32)."""
         indices = A.int_vector(indices, "indices", None, np.int64)
         n = indices.shape[0]
-        if isinstance(confidences, np.ndarray) and confidences.dtype == np.float64:
-            confidences = confidences.astype(np.float32)
-        confidences = A.float_vector(confidences, "confidences", n)
+        confidences = A.float_vector(confidences, "confidences", n, copy_lists=True)
         predictions = A.int_vector(predictions, "predictions", n)
         self._check(lib.kd_flexmatch_update(self._handle(), n, A.i64ptr(indices), A.fptr(confidences),
                                             A.i32ptr(predictions)), "kd_flexmatch_update")

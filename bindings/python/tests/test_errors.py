@@ -218,7 +218,8 @@ class CStatus(unittest.TestCase):
             other = kdlib.EMATeacher([f32(11)])
             with self.assertRaisesRegex(kdlib.KdMismatchError, "length"):
                 other.load(path)
-            data = bytearray(open(path, "rb").read())
+            with open(path, "rb") as f:
+                data = bytearray(f.read())
             data[-3] ^= 0xFF
             with open(path, "wb") as f:
                 f.write(data)
