@@ -364,6 +364,92 @@ KD_API kd_status kd_loss_backward(kd_loss *h, int64_t n, const float *upstream);
  * Errors: those of forward and backward. */
 KD_API kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss);
 
+/* ---- Split batch statistics: data-parallel training (docs/distributed.md) ----
+ *
+ * CLASS_BALANCE and MCC depend on the whole batch through a few sums over its
+ * rows.  When the batch is split over ranks (processes, GPUs), each rank
+ *   1. kd_loss_local_stats(h, n_r, stats)    its n_r rows -> stats
+ *   2. all-reduces stats with SUM            (MPI_Allreduce(MPI_SUM, MPI_DOUBLE),
+ *                                             ncclAllReduce(ncclSum, ncclFloat64),
+ *                                             torch.distributed.all_reduce(SUM))
+ *   3. kd_loss_finish(h, n_r, stats, &loss)  the global loss, and its own rows
+ *                                            of the global gradient
+ * kdlib never links a communication library: the caller's engine moves the
+ * buffer.  Every rank gets the same loss, equal to the single-process loss of
+ * the concatenated batch, and its own rows of that batch's gradient (within
+ * float32 rounding: the sums are added in another order).
+ *
+ * Why a sum is enough: every statistic is a sum over rows of a per-row value,
+ * the row count included, so the sum over ranks is the global batch's sum;
+ * the loss is a function of those sums only, and row i's gradient is a
+ * function of the sums and of row i alone.  Layout (doubles, all summed):
+ *   CLASS_BALANCE  C + 1:    [0, C)  sum_i p_ic  (column sums of p)
+ *                            [C]     N, the row count
+ *   MCC            C^2 + 2:  [0, C^2) Ahat = sum_i e_i P_i^T P_i, row-major
+ *                                    (e_i = 1 + exp(-H_i), the undivided
+ *                                    entropy weight; P_i = softmax(z_i / T))
+ *                            [C^2]   S = sum_i e_i (the weights' normaliser)
+ *                            [C^2+1] N, the row count
+ * The finish forms x_c = sum_c / N (class balance) or A = (N / S) Ahat and its
+ * row sums r_k (MCC) from the summed buffer.  Doubles, not floats: the sums
+ * of a large global batch keep their precision and N stays exact (to 2^53).
+ * The buffer must be summed, never averaged: an average keeps the loss but
+ * multiplies the gradient by the number of ranks.
+ *
+ * Gradient convention: the rows kd_loss_finish writes are rows of d L / d
+ * logits for the GLOBAL loss L.  The parameter gradient of the global batch
+ * is therefore the SUM over ranks of each rank's backpropagated gradient; an
+ * engine that AVERAGES gradients (torch DistributedDataParallel, most
+ * Allreduce-average trainers) needs these rows multiplied by the number of
+ * ranks (docs/distributed.md).
+ *
+ * The single-process forward / backward / forward_backward run exactly
+ * these pieces (local statistics into the handle's workspace, then the
+ * finish), so one rank with the whole batch gives bit-identical results.
+ *
+ * Memory: the calls allocate only when n or C grows, as the others. */
+
+/* Number of doubles in the statistics buffer of this handle's kind: C + 1
+ * for CLASS_BALANCE, C * C + 2 for MCC.  *count is set only on success.
+ * Errors: KD_ERR_NULL_POINTER (h, count), KD_ERR_UNSUPPORTED (a kind without
+ * batch statistics; no message: h is const). */
+KD_API kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count);
+
+/* Compute this rank's statistics over its n >= 0 rows of the bound student
+ * (KD_ARG_STUDENT; probabilities or logits per KD_PARAM_INPUT_TYPE for
+ * CLASS_BALANCE) into stats (kd_loss_stats_size doubles, overwritten; n = 0
+ * gives zeros).  The per-row values (log-sum-exp; MCC's softmax and entropy
+ * weights) stay in the handle's workspace for kd_loss_finish.
+ * Errors: KD_ERR_NULL_POINTER (h, stats), KD_ERR_UNSUPPORTED (not
+ * CLASS_BALANCE or MCC), KD_ERR_MISSING_INPUT (student not bound),
+ * KD_ERR_INVALID_ARGUMENT (n < 0), KD_ERR_SHAPE (n * ld overflows; MCC: n >
+ * 2^31 - 1), KD_ERR_NOT_FINITE (KD_PARAM_CHECK_FINITE), KD_ERR_ALIASING
+ * (stats overlaps the student matrix), KD_ERR_OUT_OF_MEMORY.  On error stats
+ * is untouched. */
+KD_API kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats);
+
+/* From global_stats (the SUM over every rank of kd_loss_local_stats'
+ * buffers, this rank's included), write the global loss into *loss and, when
+ * KD_ARG_GRAD_STUDENT is bound, this rank's n rows of d L / d student (as
+ * forward_backward with upstream 1; scale them yourself for another
+ * upstream).  n and the bound student must be those given to
+ * kd_loss_local_stats, with the data unchanged: the per-row values are
+ * reused when n, the student (pointer, ld) and the parameters are the same
+ * as that call's, and recomputed from the bound student otherwise.  In place
+ * (gradient over the student) destroys the student, as always.  A global
+ * count N = 0 gives 0 and writes no row; n = 0 with N > 0 gives the loss and
+ * writes no row.
+ * Errors: KD_ERR_NULL_POINTER (h, global_stats, loss), KD_ERR_UNSUPPORTED
+ * (not CLASS_BALANCE or MCC), KD_ERR_MISSING_INPUT (student not bound),
+ * KD_ERR_INVALID_ARGUMENT (n < 0; the count global_stats[last] not an
+ * integer in [n, 2^53]; MCC: S <= 0 with N > 0; CLASS_BALANCE: a mean
+ * probability outside [0, 1]), KD_ERR_SHAPE, KD_ERR_NOT_FINITE (with
+ * KD_PARAM_CHECK_FINITE: the student or a global statistic),
+ * KD_ERR_ALIASING (gradient overlapping the student without being it, or
+ * overlapping global_stats), KD_ERR_OUT_OF_MEMORY.  On error nothing is
+ * written. */
+KD_API kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, float *loss);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,34 +1,52 @@
-/* Execution path of the batch losses (class balance, MCC), whose value
- * depends on the whole batch: validate everything, then
+/* Execution paths of the batch losses (class balance, MCC), whose value
+ * depends on the whole batch.  Every entry validates everything first, then
+ * runs the pieces
+ *   rows        (per-row values kept for the gradient pass)
  *   statistics  (additive over rows: what a distributed caller all-reduces)
  *   finish      (loss and the gradient's coefficients from the statistics)
  *   gradient    (one pass over the rows)
- * in the handle's workspace, which grows only when n or C grows.  Outputs are
- * written only after the finish has accepted the statistics. */
+ * in the handle's workspace, which grows only when n or C grows.
+ *   forward / backward / forward_backward: rows, statistics into the
+ *     handle's own buffer, finish, gradient;
+ *   kd_loss_local_stats: rows, statistics into the caller's buffer;
+ *   kd_loss_finish: rows (unless the last local_stats left them for the same
+ *     rows), finish from the caller's summed statistics, gradient.
+ * Outputs are written only after the finish has accepted the statistics. */
+#include <math.h>
 #include <omp.h>
 
 #include "losses/loss_internal.h"
 
-static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, const void *io)
+/* Counts above 2^53 are not exact in a double. */
+#define MAX_EXACT_COUNT 9007199254740992.0
+
+int64_t kdi_batch_stats_size(const kd_loss *h)
+{
+    return h->kind == KD_LOSS_MCC ? h->c * h->c + 2 : h->c + 1;
+}
+
+static const char *kind_name(kd_loss_kind k)
+{
+    return k == KD_LOSS_MCC ? "MCC" : "class balance";
+}
+
+/* Checks every batch-loss entry shares: n, the student matrix, and the
+ * gradient output when it will be written. */
+static kd_status check_rows(kd_loss *h, const char *fn, int64_t n, int write_grad)
 {
     if (n < 0)
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "%s: n = %lld < 0", fn, (long long)n);
-    if (!io)
-        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "%s: %s is NULL", fn,
-                        mode == KDI_BACKWARD ? "upstream" : "loss");
     if (!h->student)
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: student logits not bound", fn);
-    if (mode != KDI_FORWARD && !h->grad)
-        return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: no gradient output bound", fn);
     if (h->kind == KD_LOSS_MCC && n > INT32_MAX)
         return kdi_fail(h->err, KD_ERR_SHAPE, "%s: n = %lld exceeds the BLAS int range", fn,
                         (long long)n);
     kd_status st = kdi_check_extent(h, fn, "student", n, h->ld_student);
-    if (!st && mode != KDI_FORWARD)
+    if (!st && write_grad)
         st = kdi_check_extent(h, fn, "grad", n, h->ld_grad);
     if (st)
         return st;
-    if (mode != KDI_FORWARD) {
+    if (write_grad) {
         kdi_span g = kdi_matrix_span(h->grad, n, h->ld_grad, h->c);
         if (kdi_overlaps(g, kdi_matrix_span(h->student, n, h->ld_student, h->c)) &&
             !(h->grad == h->student && h->ld_grad == h->ld_student))
@@ -36,12 +54,9 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
                             "%s: gradient overlaps the student logits without being them (in place "
                             "needs the same pointer and ld)", fn);
     }
-    if (h->check_finite) {
-        st = kdi_check_finite_matrix(h, fn, "student", h->student, n, h->ld_student);
-        if (!st && mode == KDI_BACKWARD)
-            st = kdi_check_finite_upstream(h, fn, io, 1);
-    }
-    return st;
+    if (h->check_finite)
+        return kdi_check_finite_matrix(h, fn, "student", h->student, n, h->ld_student);
+    return KD_OK;
 }
 
 /* Lay out the workspace for n rows (grows h->bf and h->bd). */
@@ -51,28 +66,93 @@ static kd_status workspace(kd_loss *h, const char *fn, int64_t n, kdi_batch *b)
     const int mcc = h->kind == KD_LOSS_MCC;
     if (mcc && (c > SIZE_MAX / 8 / c || (rows > 0 && c > SIZE_MAX / 16 / rows)))
         return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld", fn, (long long)n);
+    const size_t nstats = (size_t)kdi_batch_stats_size(h);
     size_t nf = 2 * rows + (mcc ? 2 * rows * c + c * c : c);
-    size_t nd = mcc ? 2 + rows + 2 * c : c;
+    size_t nd = nstats + (mcc ? 1 + rows + 2 * c : 0);
+    float *old_bf = h->bf;
+    double *old_bd = h->bd;
     kd_status st = kdi_grow(h, fn, (void **)&h->bf, &h->bf_cap, nf, sizeof(float));
     if (!st)
         st = kdi_grow(h, fn, (void **)&h->bd, &h->bd_cap, nd, sizeof(double));
+    if (h->bf != old_bf || h->bd != old_bd)
+        h->batch_rows.valid = 0;
     if (st)
         return st;
     b->n = n;
     b->count = (double)n;
     b->lse = (kdi_lse *)h->bf;
+    b->own = h->bd;
     float *f = h->bf + 2 * rows;
     if (mcc) {
         b->probs = f;
         b->work = f + rows * c;
         b->mat = f + 2 * rows * c;
-        b->stats = h->bd;
-        b->coef = h->bd + 1;
-        b->ew = h->bd + 2;
-        b->rsum = h->bd + 2 + rows;
+        b->coef = h->bd + nstats;
+        b->ew = b->coef + 1;
+        b->rsum = b->ew + rows;
     } else {
         b->vec = f;
-        b->stats = h->bd;
+    }
+    int nthreads = kdi_resolve_threads(h->threads);
+    b->nthreads = nthreads > n ? (n > 0 ? (int)n : 1) : nthreads;
+    return KD_OK;
+}
+
+/* Do the workspace's per-row values belong to these n rows of the bound
+ * student with the current parameters? */
+static int rows_are_current(const kd_loss *h, int64_t n)
+{
+    return h->batch_rows.valid && h->batch_rows.student == h->student &&
+           h->batch_rows.ld == h->ld_student && h->batch_rows.n == n &&
+           h->batch_rows.temperature == h->temperature &&
+           h->batch_rows.input_type == h->input_type;
+}
+
+static void compute_rows(kd_loss *h, kdi_batch *b)
+{
+    if (h->kind == KD_LOSS_MCC)
+        kdi_mcc_rows(h, b);
+    else
+        kdi_class_balance_rows(h, b);
+    h->batch_rows.valid = 1;
+    h->batch_rows.student = h->student;
+    h->batch_rows.ld = h->ld_student;
+    h->batch_rows.n = b->n;
+    h->batch_rows.temperature = h->temperature;
+    h->batch_rows.input_type = h->input_type;
+}
+
+static void compute_stats(const kd_loss *h, kdi_batch *b, double *out)
+{
+    if (h->kind == KD_LOSS_MCC)
+        kdi_mcc_stats(h, b, out);
+    else
+        kdi_class_balance_stats(h, b, out);
+}
+
+/* Finish from statistics covering stats[last] = N rows, then (grad != 0)
+ * the local gradient rows times up.  N = 0 gives 0 and writes nothing. */
+static kd_status finish_and_grad(kd_loss *h, const char *fn, kdi_batch *b, const double *stats,
+                                 int grad, float up, double *value)
+{
+    b->count = stats[kdi_batch_stats_size(h) - 1];
+    *value = 0.0;
+    if (b->count == 0.0)
+        return KD_OK;
+    if (h->kind == KD_LOSS_MCC) {
+        kdi_mcc_finish(h, b, stats, value);
+    } else {
+        kd_status st = kdi_class_balance_finish(h, fn, b, stats, value);
+        if (st)
+            return st;
+    }
+    if (grad && b->n > 0) {
+        if (h->kind == KD_LOSS_MCC)
+            kdi_mcc_grad(h, b, up);
+        else
+            kdi_class_balance_grad(h, b, up);
+        if (h->grad == h->student) /* the rows' inputs are gone */
+            h->batch_rows.valid = 0;
     }
     return KD_OK;
 }
@@ -80,38 +160,131 @@ static kd_status workspace(kd_loss *h, const char *fn, int64_t n, kdi_batch *b)
 kd_status kdi_batch_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float *loss,
                         const float *upstream)
 {
-    kd_status st = validate(h, fn, mode, n, mode == KDI_BACKWARD ? (const void *)upstream : loss);
+    if (n < 0)
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "%s: n = %lld < 0", fn, (long long)n);
+    if (!(mode == KDI_BACKWARD ? (const void *)upstream : loss))
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "%s: %s is NULL", fn,
+                        mode == KDI_BACKWARD ? "upstream" : "loss");
+    if (!h->student)
+        return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: student logits not bound", fn);
+    if (mode != KDI_FORWARD && !h->grad)
+        return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: no gradient output bound", fn);
+    kd_status st = check_rows(h, fn, n, mode != KDI_FORWARD);
+    if (!st && h->check_finite && mode == KDI_BACKWARD)
+        st = kdi_check_finite_upstream(h, fn, upstream, 1);
     if (st)
         return st;
     kdi_batch b = {0};
     st = workspace(h, fn, n, &b);
     if (st)
         return st;
-    int nthreads = kdi_resolve_threads(h->threads);
-    b.nthreads = nthreads > n ? (n > 0 ? (int)n : 1) : nthreads;
-
-    double value = 0.0; /* an empty batch gives 0 and writes no gradient row */
-    const int mcc = h->kind == KD_LOSS_MCC;
-    if (n > 0) {
-        if (mcc) {
-            kdi_mcc_stats(h, &b);
-            kdi_mcc_finish(h, &b, &value);
-        } else {
-            kdi_class_balance_stats(h, &b);
-            st = kdi_class_balance_finish(h, fn, &b, &value);
-            if (st)
-                return st;
-        }
-        if (mode != KDI_FORWARD) {
-            const float up = mode == KDI_BACKWARD ? upstream[0] : 1.0f;
-            if (mcc)
-                kdi_mcc_grad(h, &b, up);
-            else
-                kdi_class_balance_grad(h, &b, up);
-        }
-    }
+    compute_rows(h, &b);
+    compute_stats(h, &b, b.own);
+    double value;
+    const float up = mode == KDI_BACKWARD ? upstream[0] : 1.0f;
+    st = finish_and_grad(h, fn, &b, b.own, mode != KDI_FORWARD, up, &value);
+    if (st)
+        return st;
     if (mode != KDI_BACKWARD)
         *loss = (float)value;
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
+
+/* ---- split API (loss.h) ---- */
+
+static kd_status check_kind(kd_loss *h, const char *fn)
+{
+    if (!kdi_is_batch_kind(h->kind))
+        return kdi_fail(h->err, KD_ERR_UNSUPPORTED,
+                        "%s: kind %d has no batch statistics (only CLASS_BALANCE and MCC)", fn,
+                        (int)h->kind);
+    return KD_OK;
+}
+
+kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count)
+{
+    if (!h || !count)
+        return KD_ERR_NULL_POINTER;
+    if (!kdi_is_batch_kind(h->kind))
+        return KD_ERR_UNSUPPORTED;
+    *count = kdi_batch_stats_size(h);
+    return KD_OK;
+}
+
+kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
+{
+    static const char fn[] = "local_stats";
+    if (!h)
+        return KD_ERR_NULL_POINTER;
+    kd_status st = check_kind(h, fn);
+    if (st)
+        return st;
+    if (!stats)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "%s: stats is NULL", fn);
+    st = check_rows(h, fn, n, 0);
+    if (st)
+        return st;
+    const int64_t m = kdi_batch_stats_size(h);
+    if (kdi_overlaps(kdi_vector_span(stats, m, sizeof(double)),
+                     kdi_matrix_span(h->student, n, h->ld_student, h->c)))
+        return kdi_fail(h->err, KD_ERR_ALIASING, "%s: stats overlaps the student matrix", fn);
+    kdi_batch b = {0};
+    st = workspace(h, fn, n, &b);
+    if (st)
+        return st;
+    compute_rows(h, &b);
+    compute_stats(h, &b, stats);
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
+
+kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, float *loss)
+{
+    static const char fn[] = "finish";
+    if (!h)
+        return KD_ERR_NULL_POINTER;
+    kd_status st = check_kind(h, fn);
+    if (st)
+        return st;
+    if (!global_stats || !loss)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "%s: %s is NULL", fn,
+                        global_stats ? "loss" : "global_stats");
+    const int grad = h->grad != NULL;
+    st = check_rows(h, fn, n, grad);
+    if (st)
+        return st;
+    const int64_t m = kdi_batch_stats_size(h);
+    if (grad && kdi_overlaps(kdi_vector_span(global_stats, m, sizeof(double)),
+                             kdi_matrix_span(h->grad, n, h->ld_grad, h->c)))
+        return kdi_fail(h->err, KD_ERR_ALIASING, "%s: global_stats overlaps the gradient output",
+                        fn);
+    if (h->check_finite)
+        for (int64_t k = 0; k < m; k++)
+            if (!isfinite(global_stats[k]))
+                return kdi_fail(h->err, KD_ERR_NOT_FINITE, "%s: global_stats[%lld] = %g is not finite",
+                                fn, (long long)k, global_stats[k]);
+    const double count = global_stats[m - 1];
+    if (!(count >= (double)n) || count != floor(count) || count > MAX_EXACT_COUNT)
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
+                        "%s: global_stats[%lld] = %g is not a row count >= n = %lld (the %s "
+                        "statistics must be summed over every rank, this one included)",
+                        fn, (long long)(m - 1), count, (long long)n, kind_name(h->kind));
+    if (h->kind == KD_LOSS_MCC && count > 0.0 && global_stats[m - 2] <= 0.0)
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
+                        "%s: global_stats[%lld] = %g: the sum of the entropy weights must be > 0 "
+                        "for N = %g rows", fn, (long long)(m - 2), global_stats[m - 2], count);
+    kdi_batch b = {0};
+    st = workspace(h, fn, n, &b);
+    if (st)
+        return st;
+    if (!rows_are_current(h, n))
+        compute_rows(h, &b);
+    double value;
+    st = finish_and_grad(h, fn, &b, global_stats, grad, 1.0f, &value);
+    if (st)
+        return st;
+    *loss = (float)value;
     kdi_clear_error(h->err);
     return KD_OK;
 }

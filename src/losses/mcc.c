@@ -8,14 +8,16 @@
  *   dL/dA_ab = G_ab = [a != b] / (C r_b) - u_a
  *   dL/dP    = diag(w) P (G + G^T)           (A is bilinear in P)
  *   dL/dz_ij = (1/T) P_ij (D_ij - sum_k P_ik D_ik),  D = dL/dP
- * Statistics (additive over rows): Ahat = sum_i e_i P_i^T P_i and S; the
- * finish scales A = (n / S) Ahat as tllib's weights do. */
+ * Statistics (additive over rows, so sums over ranks give the global
+ * batch's): Ahat = sum_i e_i P_i^T P_i, S and the row count N; the finish
+ * scales A = (N / S) Ahat as tllib's weights do.  Row i's gradient needs only
+ * its own P_i, e_i and the global G, N, S. */
 #include <cblas.h>
 #include <math.h>
 
 #include "losses/loss_internal.h"
 
-void kdi_mcc_stats(const kd_loss *h, kdi_batch *b)
+void kdi_mcc_rows(const kd_loss *h, kdi_batch *b)
 {
     const int64_t n = b->n, c = h->c;
     const float inv_t = (float)(1.0 / h->temperature);
@@ -35,22 +37,36 @@ void kdi_mcc_stats(const kd_loss *h, kdi_batch *b)
         b->lse[i] = l;
         b->ew[i] = e;
     }
+}
+
+/* out = [Ahat (C x C, row-major), S, n]; Ahat in float32 from cblas_sgemm,
+ * widened to double so that the sum over ranks adds no float rounding. */
+void kdi_mcc_stats(const kd_loss *h, kdi_batch *b, double *out)
+{
+    const int64_t n = b->n, c = h->c;
     double s = 0.0;
     for (int64_t i = 0; i < n; i++)
         s += b->ew[i];
-    b->stats[0] = s;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)c, (int)n, 1.0f, b->work,
-                (int)c, b->probs, (int)c, 0.0f, b->mat, (int)c);
+    if (n > 0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)c, (int)n, 1.0f, b->work,
+                    (int)c, b->probs, (int)c, 0.0f, b->mat, (int)c);
+    else
+        for (int64_t k = 0; k < c * c; k++)
+            b->mat[k] = 0.0f;
+    for (int64_t k = 0; k < c * c; k++)
+        out[k] = b->mat[k];
+    out[c * c] = s;
+    out[c * c + 1] = (double)n;
 }
 
-void kdi_mcc_finish(const kd_loss *h, kdi_batch *b, double *loss)
+void kdi_mcc_finish(const kd_loss *h, kdi_batch *b, const double *stats, double *loss)
 {
     const int64_t c = h->c;
-    const double scale = b->count / b->stats[0];
+    const double scale = b->count / stats[c * c];
     float *a = b->mat;
     double *r = b->rsum, *u = b->rsum + c;
     for (int64_t k = 0; k < c * c; k++)
-        a[k] = (float)(scale * a[k]);
+        a[k] = (float)(scale * stats[k]);
     for (int64_t k = 0; k < c; k++) {
         double rk = 0.0;
         for (int64_t m = 0; m < c; m++)
