@@ -182,6 +182,74 @@ START_TEST(variants_agree_to_float_rounding_on_long_rows)
 }
 END_TEST
 
+/* The one-row-per-lane kernels give what the row kernels give, for every
+ * short length, any number of rows per call, labels, and in place. */
+START_TEST(short_row_kernels_match_the_row_kernels)
+{
+    find_variants();
+    kdt_rng rng;
+    kdt_seed(&rng, 23);
+    enum { R = KDI_MAX_LANES, CM = KDI_SMALL_C };
+    static float s[R][CM], t[R][CM], g_small[R][CM], g_row[R][CM], work[3 * CM], sc[R][CM];
+    for (int v = 0; v < nvariants; v++) {
+        const kdi_simd_ops *ops = variants[v];
+        for (int c = 1; c <= CM; c += (c < 12 ? 1 : 5)) {
+            for (int nrows = 1; nrows <= ops->lanes; nrows += 3) {
+                kdi_small_row rows[R];
+                for (int r = 0; r < nrows; r++) {
+                    kdt_fill_normal(&rng, s[r], c, 6.0);
+                    kdt_fill_normal(&rng, t[r], c, 6.0);
+                    if (r == 1 && c > 1)
+                        s[r][0] = -INFINITY; /* a masked-out class */
+                    int y = r % 3 == 0 ? -1 : (int)(kdt_next(&rng) % (uint64_t)c);
+                    kdi_simd_label lab = {y >= 0, y, 0.9f, 0.1f / (float)c, 0.25f};
+                    kdi_small_row x = {s[r], t[r], g_small[r], 0.5f, 0.3f, y >= 0 ? 0.7f : 0.0f, lab};
+                    rows[r] = x;
+                }
+                double kl[R], ce[R];
+                ops->kl_small(rows, nrows, c, 0.5f, kl, ce);
+                for (int r = 0; r < nrows; r++) {
+                    double kl1, ce1;
+                    ops->kl_row(s[r], t[r], g_row[r], c, 0.5f, 0.5f, &rows[r].lab, work, &kl1, &ce1);
+                    ck_assert_msg(kdt_close(kl[r], kl1, 2e-5, 1e-6) && kdt_close(ce[r], ce1, 2e-5, 1e-6),
+                                  "%s kl_small c=%d r=%d: %g/%g %g/%g", ops->name, c, r, kl[r], kl1,
+                                  ce[r], ce1);
+                    for (int j = 0; j < c; j++)
+                        ck_assert_msg(fabs(g_small[r][j] - g_row[r][j]) < 2e-6, "%s c=%d r=%d j=%d",
+                                      ops->name, c, r, j);
+                }
+                /* in place */
+                for (int r = 0; r < nrows; r++) {
+                    memcpy(sc[r], s[r], sizeof(float) * (size_t)c);
+                    rows[r].s = rows[r].g = sc[r];
+                }
+                double kl2[R], ce2[R];
+                ops->kl_small(rows, nrows, c, 0.5f, kl2, ce2);
+                for (int r = 0; r < nrows; r++) {
+                    ck_assert(kl2[r] == kl[r] && ce2[r] == ce[r]);
+                    ck_assert(memcmp(sc[r], g_small[r], sizeof(float) * (size_t)c) == 0);
+                    rows[r].s = s[r];
+                    rows[r].g = g_small[r];
+                }
+                /* cross-entropy against teacher softmax at T = 2 mixed with the label */
+                double loss[R];
+                ops->ce_small(rows, nrows, c, 2, 0.5f, loss);
+                for (int r = 0; r < nrows; r++) {
+                    kdi_simd_label lab = rows[r].lab;
+                    double l1 = ops->ce_row(s[r], t[r], 2, g_row[r], c, 0.5f, rows[r].a, &lab,
+                                            rows[r].lab_sum, 0.5f, work);
+                    ck_assert_msg(kdt_close(loss[r], l1, 2e-5, 1e-6), "%s ce_small c=%d r=%d: %g/%g",
+                                  ops->name, c, r, loss[r], l1);
+                    for (int j = 0; j < c; j++)
+                        ck_assert_msg(fabs(g_small[r][j] - g_row[r][j]) < 2e-6, "%s ce c=%d r=%d j=%d",
+                                      ops->name, c, r, j);
+                }
+            }
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("simd");
@@ -191,6 +259,7 @@ int main(void)
     tcase_add_test(tc, row_max_propagates_nan_at_every_position);
     tcase_add_test(tc, kl_ce_mse_rows_match_reference_for_every_length);
     tcase_add_test(tc, variants_agree_to_float_rounding_on_long_rows);
+    tcase_add_test(tc, short_row_kernels_match_the_row_kernels);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

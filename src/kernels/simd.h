@@ -22,12 +22,30 @@ typedef struct {
     float on, off, coef;
 } kdi_simd_label;
 
+/* Rows of at most KDI_SMALL_C classes go through the *_small kernels, which
+ * hold up to `lanes` rows at once with one row per vector lane, so a short
+ * row costs a few vector instructions instead of a full row pass. */
+#define KDI_SMALL_C 32
+#define KDI_MAX_LANES 16
+
+/* One row of a *_small call. */
+typedef struct {
+    const float *s; /* student logits */
+    const float *t; /* teacher logits, probabilities (ce_small src_kind 1) or NULL */
+    float *g;       /* gradient row or NULL; may equal s */
+    float cs;       /* gradient coefficient of the soft term */
+    float a;        /* ce_small: weight of the soft source */
+    float lab_sum;  /* ce_small: sum of the label part of q */
+    kdi_simd_label lab;
+} kdi_small_row;
+
 /* Scratch floats per row that kl_row / ce_row need. */
 #define KDI_SIMD_WORK(c) (3 * (c))
 
 typedef struct {
     int isa;
     const char *name;
+    int lanes; /* rows per *_small call */
     /* max of a row; NaN if any element is NaN */
     float (*row_max)(const float *x, int64_t c);
     /* sum_j exp(scale * (x_j - max)), max >= every x_j (the row max) */
@@ -55,6 +73,22 @@ typedef struct {
      * work: c floats. */
     void (*mse_row)(const float *s, const float *t, float *g, int64_t c, float k,
                     const kdi_simd_label *lab, float *work, double *sq, double *ce);
+    /* kl_row for nrows <= lanes rows of c <= KDI_SMALL_C classes at once:
+     * kl[r], ce[r] per row; gradients as kl_row (g may equal s). */
+    void (*kl_small)(const kdi_small_row *rows, int nrows, int64_t c, float inv_t, double *kl,
+                     double *ce);
+    /* ce_row for nrows <= lanes rows of c <= KDI_SMALL_C classes at once, with
+     * q_j = a src_j + lab (per row) and src as in ce_row; loss[r] per row. */
+    void (*ce_small)(const kdi_small_row *rows, int nrows, int64_t c, int src_kind, float inv_t,
+                     double *loss);
+    /* Confidence-threshold pseudo-label of nrows <= lanes short rows (t =
+     * teacher logits): label[r] = argmax t (first index on ties, the first NaN
+     * if any, as torch), keep[r] = max softmax(t) > tau_label (>= when
+     * inclusive; tau_label = class_thr[label], or tau when class_thr is NULL);
+     * kept rows: loss[r] = CE(s, label), g = cs (softmax(s) - onehot(label));
+     * masked rows: loss 0 and a zero gradient. */
+    void (*pl_small)(const kdi_small_row *rows, int nrows, int64_t c, const float *class_thr,
+                     float tau, int inclusive, double *loss, int32_t *label, int *keep);
 } kdi_simd_ops;
 
 /* The variant for isa (KDI_ISA_AUTO: the best this CPU supports); NULL when

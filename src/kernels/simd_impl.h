@@ -65,11 +65,18 @@ KDV_INLINE void vstore_part(float *p, vf v, int64_t n)
 }
 
 /* lanes [0, n) set */
+/* lanes [0, n) set, n in [0, W]: one unaligned load from a table */
+static const int32_t KDV_FN(mask_table_)[2 * KDV_W] = {
+    -1, -1, -1, -1, -1, -1, -1, -1,
+#if KDV_W == 16
+    -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0,
+#endif
+    0, 0, 0, 0, 0, 0, 0, 0};
+
 KDV_INLINE vi vmask_first(int64_t n)
 {
     vi m;
-    for (int i = 0; i < KDV_W; i++)
-        m[i] = i < n ? -1 : 0;
+    memcpy(&m, KDV_FN(mask_table_) + KDV_W - n, sizeof m);
     return m;
 }
 
@@ -291,9 +298,9 @@ static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c,
     double ss = exp_store(s, c, k.ms, inv_t, es), st = exp_store(t, c, k.mt, inv_t, et);
     double s1 = sep1 ? exp_store(s, c, k.ms, 1.0f, e1) : ss;
     k.inv_t = inv_t;
-    k.ls = (float)log(ss);
-    k.lt = (float)log(st);
-    k.l1 = (float)log(s1);
+    k.ls = logf((float)ss);
+    k.lt = logf((float)st);
+    k.l1 = logf((float)s1);
     k.rs = (float)(1.0 / ss);
     k.rt = (float)(1.0 / st);
     k.r1 = (float)(1.0 / s1);
@@ -364,7 +371,7 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
         k.rt = 1.0f;
     }
     k.src_kind = src_kind;
-    k.ls = (float)log(ss);
+    k.ls = logf((float)ss);
     k.rs = (float)(1.0 / ss);
     k.a = a;
     k.off = lab->active ? lab->off : 0.0f;
@@ -420,7 +427,7 @@ static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c
     if (lab->active) {
         max2(s, NULL, c, &ms, NULL);
         double s1 = exp_store(s, c, ms, 1.0f, work);
-        l1 = (float)log(s1);
+        l1 = logf((float)s1);
         r1 = (float)(1.0 / s1);
     }
     const float *e1 = lab->active ? work : s; /* e1 is only read when a label is active */
@@ -442,12 +449,244 @@ static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c
     *ce_out = lab->active ? label_finish(lab, s_y, ms, l1, vdsum(slp), g) : 0.0;
 }
 
+/* ---- short rows, one row per lane (see KDI_SMALL_C) ---- */
+
+/* x[j] lane r = rows[r].(s or t)[j]; lanes past nrows hold 0 */
+KDV_INLINE void gather_rows(const kdi_small_row *rows, int nrows, int64_t c, int which, vf *x)
+{
+    float b[KDI_SMALL_C * KDV_W];
+    for (int r = 0; r < nrows; r++) {
+        const float *src = which ? rows[r].t : rows[r].s;
+        for (int64_t j = 0; j < c; j++)
+            b[j * KDV_W + r] = src[j];
+    }
+    for (int r = nrows; r < KDV_W; r++)
+        for (int64_t j = 0; j < c; j++)
+            b[j * KDV_W + r] = 0.0f;
+    for (int64_t j = 0; j < c; j++)
+        x[j] = vload(b + j * KDV_W);
+}
+
+KDV_INLINE void scatter_rows(const kdi_small_row *rows, int nrows, int64_t c, const vf *g)
+{
+    float b[KDI_SMALL_C * KDV_W];
+    for (int64_t j = 0; j < c; j++)
+        vstore(b + j * KDV_W, g[j]);
+    for (int r = 0; r < nrows; r++) {
+        float *dst = rows[r].g;
+        if (dst)
+            for (int64_t j = 0; j < c; j++)
+                dst[j] = b[j * KDV_W + r];
+    }
+}
+
+/* log(x) for x >= 1 (a softmax denominator: the max term alone is 1), NaN
+ * stays NaN: x = 2^e m with m in [sqrt(1/2), sqrt(2)), log(m) = log(1 + f)
+ * by a degree-9 minimax polynomial in f.  Max error ~1 ulp. */
+KDV_INLINE vf vlog_ge1(vf x)
+{
+    vi bits = (vi)x;
+    vi e = ((bits >> 23) & 0xff) - 127;
+    vf m = (vf)((bits & 0x007fffff) | 0x3f800000); /* [1, 2) */
+    vi big = m > 1.41421356f;
+    m = vsel(big, m * 0.5f, m);
+    e = e + (big & 1);
+    vf f = m - 1.0f, z = f * f;
+    vf y = f * 7.0376836292e-2f - 1.1514610310e-1f;
+    y = y * f + 1.1676998740e-1f;
+    y = y * f - 1.2420140846e-1f;
+    y = y * f + 1.4249322787e-1f;
+    y = y * f - 1.6668057665e-1f;
+    y = y * f + 2.0000714765e-1f;
+    y = y * f - 2.4999993993e-1f;
+    y = y * f + 3.3333331174e-1f;
+    y = y * f * z;
+    vf ef = __builtin_convertvector(e, vf);
+    y = y + ef * -2.12194440e-4f - 0.5f * z;
+    vf r = f + y + ef * 0.693359375f;
+    return vsel(x == x, r, x);
+}
+
+/* per-lane max over the c vectors (NaN lanes stay NaN) */
+KDV_INLINE vf lanes_max(const vf *x, int64_t c)
+{
+    vf m = vset(-INFINITY);
+    vi nan = vmask_first(0);
+    for (int64_t j = 0; j < c; j++) {
+        nan |= x[j] != x[j];
+        m = vsel(x[j] > m, x[j], m);
+    }
+    return vsel(nan, vset(NAN), m);
+}
+
+/* e[j] = exp((x[j] - m) * scale), returns the per-lane sum */
+KDV_INLINE vf lanes_exp(const vf *x, int64_t c, vf m, float scale, vf *e)
+{
+    vf sum = vset(0.0f);
+    for (int64_t j = 0; j < c; j++) {
+        e[j] = vexp_nonpos((x[j] - m) * scale);
+        sum += e[j];
+    }
+    return sum;
+}
+
+/* per-lane log and reciprocal of a softmax denominator (>= 1) */
+KDV_INLINE void lanes_log_inv(vf sum, vf *lg, vf *inv)
+{
+    *lg = vlog_ge1(sum);
+    *inv = 1.0f / sum;
+}
+
+typedef struct {
+    vf on, off, coef, cs, a, lab_sum;
+    vi y;
+} small_params;
+
+KDV_INLINE small_params small_params_of(const kdi_small_row *rows, int nrows)
+{
+    small_params p;
+    for (int r = 0; r < KDV_W; r++) {
+        const kdi_small_row *w = r < nrows ? &rows[r] : NULL;
+        int act = w && w->lab.active;
+        p.on[r] = act ? w->lab.on : 0.0f;
+        p.off[r] = act ? w->lab.off : 0.0f;
+        p.coef[r] = act ? w->lab.coef : 0.0f;
+        p.y[r] = act ? w->lab.y : -1;
+        p.cs[r] = w ? w->cs : 0.0f;
+        p.a[r] = w ? w->a : 0.0f;
+        p.lab_sum[r] = w ? w->lab_sum : 0.0f;
+    }
+    return p;
+}
+
+static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, float inv_t,
+                              double *kl_out, double *ce_out)
+{
+    vf S[KDI_SMALL_C], T[KDI_SMALL_C], ES[KDI_SMALL_C], ET[KDI_SMALL_C], E1[KDI_SMALL_C];
+    const small_params p = small_params_of(rows, nrows);
+    gather_rows(rows, nrows, c, 0, S);
+    gather_rows(rows, nrows, c, 1, T);
+    const vf ms = lanes_max(S, c), mt = lanes_max(T, c);
+    vf ls, lt, l1, rs, rt, r1;
+    lanes_log_inv(lanes_exp(S, c, ms, inv_t, ES), &ls, &rs);
+    lanes_log_inv(lanes_exp(T, c, mt, inv_t, ET), &lt, &rt);
+    const vf *e1 = ES;
+    l1 = ls;
+    r1 = rs;
+    if (inv_t != 1.0f) {
+        lanes_log_inv(lanes_exp(S, c, ms, 1.0f, E1), &l1, &r1);
+        e1 = E1;
+    }
+    const vf zero = vset(0.0f);
+    vf kl = zero, ce = zero, G[KDI_SMALL_C];
+    for (int64_t j = 0; j < c; j++) {
+        vf q = ES[j] * rs, pt = ET[j] * rt;
+        vf lq = (S[j] - ms) * inv_t - ls, lp = (T[j] - mt) * inv_t - lt;
+        kl += vsel(pt != 0.0f, pt * (lp - lq), zero);
+        vf oh = vsel(p.y == (int32_t)j, p.on, p.off);
+        ce -= vsel(oh != 0.0f, oh * ((S[j] - ms) - l1), zero);
+        G[j] = p.cs * (q - pt) + p.coef * (e1[j] * r1 - oh);
+    }
+    scatter_rows(rows, nrows, c, G);
+    for (int r = 0; r < nrows; r++) {
+        kl_out[r] = kl[r];
+        ce_out[r] = ce[r];
+    }
+}
+
+static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, int src_kind,
+                              float inv_t, double *loss_out)
+{
+    vf S[KDI_SMALL_C], Q[KDI_SMALL_C], ES[KDI_SMALL_C];
+    const small_params p = small_params_of(rows, nrows);
+    const vf zero = vset(0.0f);
+    gather_rows(rows, nrows, c, 0, S);
+    const vf ms = lanes_max(S, c);
+    vf ls, rs, sum_src = zero;
+    lanes_log_inv(lanes_exp(S, c, ms, 1.0f, ES), &ls, &rs);
+    if (src_kind) {
+        gather_rows(rows, nrows, c, 1, Q);
+        if (src_kind == 2) { /* teacher logits: Q becomes softmax(t / T) */
+            const vf mt = lanes_max(Q, c);
+            vf lt, rt;
+            lanes_log_inv(lanes_exp(Q, c, mt, inv_t, Q), &lt, &rt);
+            for (int64_t j = 0; j < c; j++)
+                Q[j] *= rt;
+            sum_src = vset(1.0f);
+        } else {
+            for (int64_t j = 0; j < c; j++)
+                sum_src += Q[j];
+        }
+    }
+    const vf sum_q = p.lab_sum + p.a * sum_src;
+    vf loss = zero, G[KDI_SMALL_C];
+    for (int64_t j = 0; j < c; j++) {
+        vf q = vsel(p.y == (int32_t)j, p.on, p.off);
+        if (src_kind)
+            q += p.a * Q[j];
+        loss -= vsel(q != 0.0f, q * ((S[j] - ms) - ls), zero);
+        G[j] = p.cs * (ES[j] * rs * sum_q - q);
+    }
+    scatter_rows(rows, nrows, c, G);
+    for (int r = 0; r < nrows; r++)
+        loss_out[r] = loss[r];
+}
+
+static void KDV_FN(pl_small_)(const kdi_small_row *rows, int nrows, int64_t c,
+                              const float *class_thr, float tau, int inclusive, double *loss_out,
+                              int32_t *label_out, int *keep_out)
+{
+    vf S[KDI_SMALL_C], T[KDI_SMALL_C], ES[KDI_SMALL_C];
+    const small_params p = small_params_of(rows, nrows);
+    const vf zero = vset(0.0f);
+    gather_rows(rows, nrows, c, 0, S);
+    gather_rows(rows, nrows, c, 1, T);
+    /* argmax of the teacher, first index on ties, the first NaN if any (torch) */
+    vi idx = vmask_first(0), nan_idx = idx - 1;
+    vf m = vset(-INFINITY);
+    for (int64_t j = 0; j < c; j++) {
+        vi is_nan = T[j] != T[j], gt = T[j] > m;
+        nan_idx = (vi)vsel(is_nan & (nan_idx < 0), (vf)(idx - idx + (int32_t)j), (vf)nan_idx);
+        idx = (vi)vsel(gt, (vf)(idx - idx + (int32_t)j), (vf)idx);
+        m = vsel(gt, T[j], m);
+    }
+    idx = (vi)vsel(nan_idx >= 0, (vf)nan_idx, (vf)idx);
+    /* confidence = max softmax(t) = 1 / sum_j exp(t_j - max) */
+    vf ET[KDI_SMALL_C];
+    const vf conf = 1.0f / lanes_exp(T, c, lanes_max(T, c), 1.0f, ET);
+    vf thr = vset(tau);
+    if (class_thr)
+        for (int r = 0; r < KDV_W; r++)
+            thr[r] = class_thr[idx[r] >= 0 && idx[r] < c ? idx[r] : 0];
+    const vi keep = inclusive ? conf >= thr : conf > thr;
+    /* kept rows: CE(s, label) */
+    const vf ms = lanes_max(S, c);
+    vf ls, rs;
+    lanes_log_inv(lanes_exp(S, c, ms, 1.0f, ES), &ls, &rs);
+    vf loss = zero, G[KDI_SMALL_C];
+    for (int64_t j = 0; j < c; j++) { /* masked rows: exactly 0, even for a NaN student */
+        vi is_y = idx == (int32_t)j;
+        loss -= vsel(is_y & keep, (S[j] - ms) - ls, zero);
+        G[j] = vsel(keep, p.cs * (ES[j] * rs - vsel(is_y, vset(1.0f), zero)), zero);
+    }
+    scatter_rows(rows, nrows, c, G);
+    for (int r = 0; r < nrows; r++) {
+        loss_out[r] = loss[r];
+        label_out[r] = idx[r];
+        keep_out[r] = keep[r] != 0;
+    }
+}
+
 static const kdi_simd_ops KDV_FN(ops_) = {
     KDV_ISA,
     KDV_NAME,
+    KDV_W,
     KDV_FN(row_max_),
     KDV_FN(row_sumexp_),
     KDV_FN(kl_row_),
     KDV_FN(ce_row_),
     KDV_FN(mse_row_),
+    KDV_FN(kl_small_),
+    KDV_FN(ce_small_),
+    KDV_FN(pl_small_),
 };

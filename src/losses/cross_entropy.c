@@ -38,3 +38,43 @@ kdi_onehot kdi_smoothed_onehot(const kd_loss *h)
     }
     return oh;
 }
+
+/* Describe one cross-entropy row for the short-row kernel (see ce_row). */
+kdi_small_row kdi_cross_entropy_small_row(const kd_loss *h, const kdi_row *r, int src_kind)
+{
+    const int32_t y = r->y;
+    const float lab_w = y >= 0 ? (src_kind ? (float)h->label_weight : 1.0f) : 0.0f;
+    const float src_w = src_kind ? (y >= 0 ? 1.0f - (float)h->label_weight : 1.0f) : 0.0f;
+    const kdi_onehot oh = kdi_smoothed_onehot(h);
+    kdi_small_row x = {r->s, r->q ? r->q : r->t, r->g, (float)r->c_soft, src_w, lab_w,
+                       {y >= 0, y, lab_w * oh.on, lab_w * oh.off, 0.0f}};
+    return x;
+}
+
+/* Run the short-row kernel over count prepared rows, lanes rows per call. */
+void kdi_ce_small_rows(const kdi_small_row *sr, int count, int64_t c, int src_kind, float inv_t,
+                       double *loss)
+{
+    const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
+    for (int k = 0; k < count; k += ops->lanes) {
+        int m = count - k < ops->lanes ? count - k : ops->lanes;
+        ops->ce_small(sr + k, m, c, src_kind, inv_t, loss + k);
+    }
+}
+
+int kdi_cross_entropy_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2])
+{
+    if (h->c > KDI_SMALL_C || count < 1)
+        return 0;
+    const int src_kind = rows[0].q ? 1 : (rows[0].t ? 2 : 0);
+    kdi_small_row sr[KDI_ROW_BLOCK];
+    double loss[KDI_ROW_BLOCK];
+    for (int k = 0; k < count; k++)
+        sr[k] = kdi_cross_entropy_small_row(h, &rows[k], src_kind);
+    kdi_ce_small_rows(sr, count, h->c, src_kind, (float)(1.0 / h->temperature), loss);
+    for (int k = 0; k < count; k++) {
+        terms[k][0] = loss[k];
+        terms[k][1] = 0.0;
+    }
+    return 1;
+}

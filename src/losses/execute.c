@@ -22,6 +22,22 @@ static kdi_row_kernel kernel_of(kd_loss_kind kind)
     }
 }
 
+void kdi_run_rows(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2])
+{
+    int done = 0;
+    if (h->kind == KD_LOSS_KL_DISTILL)
+        done = kdi_kl_distill_rows_small(h, rows, count, terms);
+    else if (h->kind == KD_LOSS_CROSS_ENTROPY)
+        done = kdi_cross_entropy_rows_small(h, rows, count, terms);
+    else if (h->kind == KD_LOSS_PSEUDO_LABEL)
+        done = kdi_pseudo_label_rows_small(h, rows, count, terms);
+    if (done)
+        return;
+    const kdi_row_kernel kernel = kernel_of(h->kind);
+    for (int k = 0; k < count; k++)
+        kernel(h, &rows[k], terms[k]);
+}
+
 static int is_thresholded(kd_loss_kind k)
 {
     return k == KD_LOSS_PSEUDO_LABEL || k == KD_LOSS_STRONG_WEAK;
@@ -272,48 +288,61 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     const double inv_hard = red != KD_REDUCTION_MEAN ? 1.0 : (valid > 0 ? 1.0 / (double)valid : 0.0);
     const int want_grad = mode != KDI_FORWARD;
     const int want_aux = mode != KDI_BACKWARD && is_thresholded(h->kind);
-    const kdi_row_kernel kernel = kernel_of(h->kind);
     const int64_t c = h->c;
+    /* averaged teachers live in one scratch row per thread: one row per block then */
+    const int64_t block = h->n_teachers > 1 ? 1 : KDI_ROW_BLOCK;
+    const int64_t nblocks = (n + block - 1) / block;
 
 #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        const int32_t y = h->labels ? h->labels[i] : -1;
-        const int ignored = h->labels && y == h->ignore_index;
-        const int soft_on = !(soft_skips_ignored && ignored);
-        const int hard_on = is_distill && h->labels && !ignored && hw != 0.0;
-        double *out = h->terms + 2 * i;
-        float *g = want_grad ? (h->grad ? h->grad + i * h->ld_grad : NULL) : NULL;
-        if (!soft_on) {
-            out[0] = out[1] = 0.0;
-            if (g)
-                for (int64_t j = 0; j < c; j++)
-                    g[j] = 0.0f;
-            continue;
+    for (int64_t b = 0; b < nblocks; b++) {
+        kdi_row rows[KDI_ROW_BLOCK];
+        double terms[KDI_ROW_BLOCK][2], wk[KDI_ROW_BLOCK];
+        int64_t idx[KDI_ROW_BLOCK];
+        int hard[KDI_ROW_BLOCK], cnt = 0;
+        const int64_t end = (b + 1) * block < n ? (b + 1) * block : n;
+        for (int64_t i = b * block; i < end; i++) {
+            const int32_t y = h->labels ? h->labels[i] : -1;
+            const int ignored = h->labels && y == h->ignore_index;
+            const int soft_on = !(soft_skips_ignored && ignored);
+            const int hard_on = is_distill && h->labels && !ignored && hw != 0.0;
+            float *g = want_grad ? (h->grad ? h->grad + i * h->ld_grad : NULL) : NULL;
+            if (!soft_on) {
+                h->terms[2 * i] = h->terms[2 * i + 1] = 0.0;
+                if (g)
+                    for (int64_t j = 0; j < c; j++)
+                        g[j] = 0.0f;
+                continue;
+            }
+            const double w = h->weights ? h->weights[i] : 1.0;
+            double up = 1.0;
+            if (mode == KDI_BACKWARD)
+                up = red == KD_REDUCTION_NONE ? upstream[i] : upstream[0];
+            kdi_row *r = &rows[cnt];
+            r->s = h->student + i * h->ld_student;
+            r->q = h->target ? h->target + i * h->ld_target : NULL;
+            r->t = NULL;
+            if (h->n_teachers == 1)
+                r->t = h->teachers[0] + i * h->ld_teachers[0];
+            else if (h->n_teachers > 1)
+                r->t = kdi_teacher_row(h, i);
+            r->y = is_ce ? (ignored ? -1 : y) : (hard_on ? y : -1);
+            r->g = g;
+            r->work = kdi_thread_scratch(h) + c;
+            r->c_soft = up * w * sw * inv_soft;
+            r->c_hard = up * w * hw * inv_hard;
+            r->g2 = want_grad && h->grad_teacher ? h->grad_teacher + i * h->ld_grad_teacher : NULL;
+            r->mask = want_aux && h->mask_out ? h->mask_out + i : NULL;
+            r->label = want_aux && h->labels_out ? h->labels_out + i : NULL;
+            wk[cnt] = w;
+            hard[cnt] = hard_on;
+            idx[cnt++] = i;
         }
-        const double w = h->weights ? h->weights[i] : 1.0;
-        double up = 1.0;
-        if (mode == KDI_BACKWARD)
-            up = red == KD_REDUCTION_NONE ? upstream[i] : upstream[0];
-        kdi_row r;
-        r.s = h->student + i * h->ld_student;
-        r.q = h->target ? h->target + i * h->ld_target : NULL;
-        r.t = NULL;
-        if (h->n_teachers == 1)
-            r.t = h->teachers[0] + i * h->ld_teachers[0];
-        else if (h->n_teachers > 1)
-            r.t = kdi_teacher_row(h, i);
-        r.y = is_ce ? (ignored ? -1 : y) : (hard_on ? y : -1);
-        r.g = g;
-        r.work = kdi_thread_scratch(h) + c;
-        r.c_soft = up * w * sw * inv_soft;
-        r.c_hard = up * w * hw * inv_hard;
-        r.g2 = want_grad && h->grad_teacher ? h->grad_teacher + i * h->ld_grad_teacher : NULL;
-        r.mask = want_aux && h->mask_out ? h->mask_out + i : NULL;
-        r.label = want_aux && h->labels_out ? h->labels_out + i : NULL;
-        double terms[2];
-        kernel(h, &r, terms);
-        out[0] = w * sw * terms[0];
-        out[1] = hard_on ? w * hw * terms[1] : 0.0;
+        kdi_run_rows(h, rows, cnt, terms);
+        for (int k = 0; k < cnt; k++) {
+            double *out = h->terms + 2 * idx[k];
+            out[0] = wk[k] * sw * terms[k][0];
+            out[1] = hard[k] ? wk[k] * hw * terms[k][1] : 0.0;
+        }
     }
 
     if (mode != KDI_BACKWARD) {
