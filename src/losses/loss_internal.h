@@ -72,6 +72,16 @@ struct kd_loss {
     size_t bf_cap;
     double *bd;
     size_t bd_cap;
+    /* CLASS_BALANCE, MCC: what the per-row values in bf / bd (log-sum-exp,
+     * MCC's P and entropy weights) were last computed from, so that
+     * kd_loss_finish reuses the pass of kd_loss_local_stats (batch_execute.c) */
+    struct {
+        int valid;
+        const float *student;
+        int64_t ld, n;
+        double temperature;
+        int32_t input_type;
+    } batch_rows;
 
     char err[KDI_ERROR_SIZE];
 };
@@ -176,19 +186,21 @@ kd_status kdi_worst_case_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t 
                              const float *upstream);
 
 /* Statistics + finish + gradient pass of the batch losses (class_balance.c,
- * mcc.c); the split into statistics that add over rows and a finish from
- * (globally reduced) statistics is what a distributed caller all-reduces.
- * Workspace is laid out by kdi_batch_run:
- *   rows  : n kdi_lse (per-row log-sum-exp), kept for the gradient pass
- *   stats : the additive statistics (doubles)
+ * mcc.c).  The statistics add over rows: kd_loss_local_stats hands them to
+ * a distributed caller, which sums them over ranks and calls kd_loss_finish;
+ * the single-process calls run the same pieces on their own statistics.
+ * Workspace is laid out by batch_execute.c:
+ *   rows  : per-row values (log-sum-exp; MCC: P and e o P, e_i), kept from
+ *           the rows pass for the gradient pass
+ *   own   : the handle's own statistics (kd_loss_stats_size doubles)
  *   coef  : what the gradient pass needs from the finish */
 typedef struct {
     int64_t n;          /* local rows */
-    double count;       /* rows the statistics cover (global n) */
+    double count;       /* rows the statistics cover (the global N) */
     kdi_lse *lse;       /* n */
-    double *stats;      /* CLASS_BALANCE: C column sums; MCC: S = sum_i e_i */
-    double *coef;       /* MCC: 1 value: the scale n/S of the entropy weights */
-    float *mat;         /* MCC: C x C: Ahat = sum_i e_i P_i^T P_i, then G + G^T */
+    double *own;        /* the single-process path's statistics */
+    double *coef;       /* MCC: 1 value: the scale N/S of the entropy weights */
+    float *mat;         /* MCC: C x C: the local Ahat, then G + G^T */
     float *probs;       /* MCC: n x C, P */
     float *work;        /* MCC: n x C, e o P then P (G + G^T) */
     double *ew;         /* MCC: n entropy weights e_i = 1 + exp(-H_i) */
@@ -197,11 +209,22 @@ typedef struct {
     int nthreads;
 } kdi_batch;
 
-void kdi_class_balance_stats(const kd_loss *h, kdi_batch *b);
-kd_status kdi_class_balance_finish(kd_loss *h, const char *fn, kdi_batch *b, double *loss);
+/* Number of statistics (doubles) of a batch kind: C + 1 or C^2 + 2. */
+int64_t kdi_batch_stats_size(const kd_loss *h);
+
+/* rows: the per-row values of the n local rows; stats: the local statistics
+ * into out (kdi_batch_stats_size doubles, the row count last); finish: the
+ * loss and the gradient coefficients from statistics summed over every row
+ * of the global batch (stats[last] = N > 0); grad: the local gradient rows
+ * times up. */
+void kdi_class_balance_rows(const kd_loss *h, kdi_batch *b);
+void kdi_class_balance_stats(const kd_loss *h, kdi_batch *b, double *out);
+kd_status kdi_class_balance_finish(kd_loss *h, const char *fn, kdi_batch *b, const double *stats,
+                                   double *loss);
 void kdi_class_balance_grad(const kd_loss *h, const kdi_batch *b, float up);
-void kdi_mcc_stats(const kd_loss *h, kdi_batch *b);
-void kdi_mcc_finish(const kd_loss *h, kdi_batch *b, double *loss);
+void kdi_mcc_rows(const kd_loss *h, kdi_batch *b);
+void kdi_mcc_stats(const kd_loss *h, kdi_batch *b, double *out);
+void kdi_mcc_finish(const kd_loss *h, kdi_batch *b, const double *stats, double *loss);
 void kdi_mcc_grad(const kd_loss *h, kdi_batch *b, float up);
 
 /* Smoothed one-hot target of the hard-label terms: the labelled class gets
