@@ -1,0 +1,1520 @@
+/*
+ * libFuzzer harness over kdlib's public API (build and run: fuzz/run.sh).
+ *
+ * The first byte chooses an area (losses, EMA teacher, FlexMatch, label
+ * tools); the rest of the input drives a short session of calls in that area:
+ * every setter with any value, shapes (0, 1, huge and overflowing N*C),
+ * strides, NULL pointers, NaN/Inf/denormal values, labels out of range, and
+ * state files that are truncated, bit-flipped or of a wrong version (with or
+ * without repaired checksums, so that the meta parser is reached too).
+ *
+ * Honesty rule: every buffer handed to the library is a real allocation of
+ * exactly the size the call claims, so that AddressSanitizer flags any access
+ * outside it.  The only exceptions are deliberate: NULL pointers, and sizes
+ * that overflow (n * ld beyond int64, allocation sizes beyond what malloc can
+ * give); with those the documented contract is that the library rejects the
+ * call before touching memory, so the buffers behind them are small dummies.
+ *
+ * Beyond crashes the harness checks the contract of core.h: every status is a
+ * known code, and on any error no output and no caller buffer has changed
+ * (every buffer is compared byte for byte with a snapshot), and the handle's
+ * state is unchanged.  A violation aborts with a message naming the call.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kdlib/ema.h"
+#include "kdlib/flexmatch.h"
+#include "kdlib/kdlib.h"
+
+/* Allocations larger than 1 GiB fail (return NULL) instead of being
+ * attempted: huge-but-valid sizes exercise the KD_ERR_OUT_OF_MEMORY paths. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1:max_allocation_size_mb=1024:detect_leaks=1";
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* ---- contract checks ---------------------------------------------------- */
+
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "fuzz_api: contract violation: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    abort();
+}
+
+static kd_status check_status(const char *call, kd_status st)
+{
+    if (st < KD_OK || st > KD_ERR_STATE)
+        fail("%s returned unknown status %d", call, (int)st);
+    const char *s = kd_status_string(st);
+    if (!s || !*s)
+        fail("kd_status_string(%d) is empty", (int)st);
+    return st;
+}
+
+#define CALL(expr) check_status(#expr, (expr))
+
+/* ---- fuzz input reader -------------------------------------------------- */
+
+typedef struct {
+    const uint8_t *d;
+    size_t n, i;
+} rd;
+
+static uint8_t r8(rd *r) { return r->i < r->n ? r->d[r->i++] : 0; }
+static int rmore(const rd *r) { return r->i < r->n; }
+static uint32_t r32(rd *r)
+{
+    uint32_t v = 0;
+    for (int k = 0; k < 4; k++)
+        v |= (uint32_t)r8(r) << (8 * k);
+    return v;
+}
+static uint64_t r64(rd *r) { return (uint64_t)r32(r) | ((uint64_t)r32(r) << 32); }
+static unsigned rpick(rd *r, unsigned k) { return r8(r) % k; }
+
+static const int64_t INTERESTING_I64[] = {
+    0, 1, 2, 3, 4, 5, 7, 8, 10, 16, -1, -2, -100, -101, 31, 32, 33, 64, 100, 127, 128, 255, 256,
+    1000, 1024, 1025, 4095, 4096, 4097, 65535, 65536, INT32_MAX, (int64_t)INT32_MAX + 1,
+    INT32_MIN, (int64_t)INT32_MIN - 1, INT64_MAX, INT64_MIN, INT64_MAX - 1, (int64_t)1 << 32,
+    (int64_t)1 << 40, ((int64_t)1 << 40) + 1, (int64_t)1 << 62, ((int64_t)1 << 30) + 1};
+#define NI64 (sizeof INTERESTING_I64 / sizeof INTERESTING_I64[0])
+
+static int64_t ri64(rd *r)
+{
+    uint8_t b = r8(r);
+    if (b < 200)
+        return INTERESTING_I64[b % NI64];
+    if (b < 230)
+        return (int64_t)(b - 215);
+    return (int64_t)r64(r);
+}
+
+static double rf64(rd *r)
+{
+    static const double v[] = {0.0, -0.0, 1.0, -1.0, 0.5, 0.7, 0.9, 0.95, 0.999, 2.0, 4.0, 10.0,
+                               100.0, 1e-7, 1e-38, 1e-45, 4.9e-324, FLT_MAX, 1e39, DBL_MAX,
+                               -DBL_MAX, NAN, -NAN, INFINITY, -INFINITY, 1.0 + DBL_EPSILON,
+                               1.0 - DBL_EPSILON / 2, 1.0000001, 0.99999994, 1e4, -1e4, 1e-300,
+                               0.25, 3.0, 1024.0, 4096.0, 4097.0, -100.0, 2147483648.0};
+    uint8_t b = r8(r);
+    if (b < 200)
+        return v[b % (sizeof v / sizeof v[0])];
+    if (b < 230)
+        return (double)(b - 200) / 29.0;
+    uint64_t bits = r64(r);
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* A logit-like value: mostly small, sometimes extreme or not finite. */
+static float rlogit(rd *r, size_t k)
+{
+    static const float sp[] = {NAN, INFINITY, -INFINITY, 1e4f, -1e4f, FLT_MAX, -FLT_MAX, FLT_MIN,
+                               1e-45f, -0.0f, 1e38f, 88.7f, -103.9f, 3e4f, 1e-40f, 0.5f};
+    if (!rmore(r))
+        return (float)((int)(k * 37 % 23) - 11) * 0.3f;
+    uint8_t b = r8(r);
+    if (b < 224)
+        return ((int)b - 112) * 0.125f;
+    return sp[b & 15];
+}
+
+/* A probability-like value: mostly in [0, 1], sometimes not. */
+static float rprob(rd *r, size_t k)
+{
+    static const float sp[] = {NAN, INFINITY, -1e-45f, 1.0000001f, -0.0f, 2.0f, 1e-45f, -1.0f};
+    if (!rmore(r))
+        return (float)(k % 7) / 7.0f;
+    uint8_t b = r8(r);
+    if (b < 248)
+        return (float)b / 247.0f;
+    return sp[b & 7];
+}
+
+/* ---- allocations of one session, with snapshots for canary checks -------- */
+
+#define MAX_ALLOCS 256
+#define MAXR 64 /* largest row count the harness really allocates */
+
+typedef struct {
+    void *p;
+    size_t size;
+    void *snap;
+    int output; /* bound as (or containing) an output of the next call */
+} alloc_t;
+
+typedef struct {
+    alloc_t a[MAX_ALLOCS];
+    int n;
+} arena;
+
+static void *aalloc(arena *A, size_t size)
+{
+    if (A->n == MAX_ALLOCS)
+        return NULL;
+    void *p = malloc(size ? size : 1);
+    if (!p)
+        abort();
+    A->a[A->n].p = p;
+    A->a[A->n].size = size;
+    A->a[A->n].snap = NULL;
+    A->a[A->n].output = 0;
+    A->n++;
+    return p;
+}
+
+static void afree(arena *A)
+{
+    for (int i = 0; i < A->n; i++) {
+        free(A->a[i].p);
+        free(A->a[i].snap);
+    }
+    A->n = 0;
+}
+
+static alloc_t *afind(arena *A, const void *p)
+{
+    for (int i = 0; i < A->n; i++) {
+        const char *b = A->a[i].p;
+        if ((const char *)p >= b && (const char *)p < b + (A->a[i].size ? A->a[i].size : 1))
+            return &A->a[i];
+    }
+    return NULL;
+}
+
+static void asnapshot(arena *A)
+{
+    for (int i = 0; i < A->n; i++) {
+        free(A->a[i].snap);
+        A->a[i].snap = malloc(A->a[i].size ? A->a[i].size : 1);
+        memcpy(A->a[i].snap, A->a[i].p, A->a[i].size);
+    }
+}
+
+/* After a call: inputs never change; outputs only on success. */
+static void acheck(arena *A, const char *call, kd_status st)
+{
+    for (int i = 0; i < A->n; i++) {
+        if (!A->a[i].snap || (A->a[i].output && st == KD_OK))
+            continue;
+        if (memcmp(A->a[i].snap, A->a[i].p, A->a[i].size) != 0)
+            fail("%s (status %d) changed %s buffer %d of %zu bytes", call, (int)st,
+                 A->a[i].output ? "an output" : "an input", i, A->a[i].size);
+    }
+}
+
+/* The error-message buffer of the label tools is written on failure. */
+static void askip(arena *A, const void *p)
+{
+    alloc_t *a = p ? afind(A, p) : NULL;
+    if (a) {
+        free(a->snap);
+        a->snap = NULL;
+    }
+}
+
+static void aclear_outputs(arena *A)
+{
+    for (int i = 0; i < A->n; i++)
+        A->a[i].output = 0;
+}
+
+static void amark_output(arena *A, const void *p)
+{
+    alloc_t *a = p ? afind(A, p) : NULL;
+    if (a)
+        a->output = 1;
+}
+
+static float *alloc_floats(arena *A, rd *r, size_t count, int probs)
+{
+    float *p = aalloc(A, count * sizeof(float));
+    if (!p)
+        return NULL;
+    for (size_t k = 0; k < count; k++)
+        p[k] = probs ? rprob(r, k) : rlogit(r, k);
+    return p;
+}
+
+/* Elements spanned by `rows` rows of stride ld and c columns (0 if rows = 0),
+ * or -1 if that does not fit in memory we are willing to allocate. */
+static int64_t extent(int64_t rows, int64_t c, int64_t ld)
+{
+    if (rows <= 0)
+        return 0;
+    if (rows == 1 && c <= 4096)
+        return c;
+    if (rows > MAXR || ld > 4096 || c > 4096 || ld < c)
+        return -1;
+    return (rows - 1) * ld + c;
+}
+
+/* A stride for which (rows - 1) * ld + c overflows int64 (rows >= 2). */
+static int64_t overflowing_ld(int64_t rows, int64_t c)
+{
+    int64_t ld = (INT64_MAX - (c > 0 ? c : 1)) / (rows - 1) + 1;
+    return ld < c ? c : ld;
+}
+
+/* ---- state-file mutation ------------------------------------------------ */
+
+static uint32_t crc32c(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int k = 0; k < 4; k++)
+        p[k] = (uint8_t)(v >> (8 * k));
+}
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < 8; k++)
+        v |= (uint64_t)p[k] << (8 * k);
+    return v;
+}
+
+static char g_dir[256];
+
+static int read_file(const char *path, uint8_t *buf, size_t cap, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    *len = fread(buf, 1, cap, f);
+    fclose(f);
+    return 0;
+}
+
+static void write_file(const char *path, const uint8_t *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        abort();
+    if (len && fwrite(buf, 1, len, f) != len)
+        abort();
+    fclose(f);
+}
+
+/* Truncate, flip, overwrite header fields, append; optionally repair CRCs. */
+static size_t mutate_state(rd *r, uint8_t *b, size_t len, size_t cap)
+{
+    unsigned nops = rpick(r, 5);
+    for (unsigned k = 0; k < nops; k++) {
+        switch (rpick(r, 6)) {
+        case 0:
+            if (len)
+                b[r32(r) % len] ^= (uint8_t)(1u << rpick(r, 8));
+            break;
+        case 1:
+            len = r32(r) % (len + 1);
+            break;
+        case 2:
+            if (len)
+                b[r32(r) % len] = r8(r);
+            break;
+        case 3: {
+            static const size_t offs[] = {8, 12, 16, 20, 24, 28, 36, 40, 44, 48, 52, 56};
+            size_t off = offs[rpick(r, 12)];
+            if (off + 4 <= len)
+                put32(b + off, (uint32_t)ri64(r));
+            break;
+        }
+        case 4: {
+            size_t add = rpick(r, 16);
+            while (add-- && len < cap)
+                b[len++] = r8(r);
+            break;
+        }
+        default: /* an 8-byte field at a meta offset */
+            if (len >= 44) {
+                size_t off = 36 + 8 * rpick(r, 4);
+                uint64_t v = (uint64_t)ri64(r);
+                if (off + 8 <= len)
+                    for (int q = 0; q < 8; q++)
+                        b[off + q] = (uint8_t)(v >> (8 * q));
+            }
+        }
+    }
+    if (r8(r) & 1 && len >= 36) {
+        put32(b + 32, crc32c(b, 32));
+        uint64_t m = get64(b + 16), d = get64(b + 24);
+        if (m <= len && 40 + m <= len) {
+            put32(b + 36 + m, crc32c(b + 36, m));
+            if (d <= len && 44 + m + d <= len)
+                put32(b + 40 + m + d, crc32c(b + 40 + m, d));
+        }
+    }
+    return len;
+}
+
+#define STATE_CAP 65536
+static uint8_t g_state[STATE_CAP];
+
+/* ---- losses ------------------------------------------------------------- */
+
+static const int32_t MROLES[] = {KD_ARG_STUDENT,        KD_ARG_TARGET,
+                                 KD_ARG_LABELED_MAIN,   KD_ARG_LABELED_ADV,
+                                 KD_ARG_UNLABELED_MAIN, KD_ARG_UNLABELED_ADV,
+                                 KD_ARG_GRAD_STUDENT,   KD_ARG_GRAD_TEACHER,
+                                 KD_ARG_GRAD_LABELED_ADV, KD_ARG_GRAD_UNLABELED_ADV};
+#define NMROLES 10
+#define FIRST_OUTPUT 6
+
+static int is_unlabeled_role(int32_t role)
+{
+    return role == KD_ARG_UNLABELED_MAIN || role == KD_ARG_UNLABELED_ADV ||
+           role == KD_ARG_GRAD_UNLABELED_ADV;
+}
+
+typedef struct {
+    float *buf;
+    int64_t ld, rows;
+    int bound;
+} mslot;
+
+typedef struct {
+    kd_loss *h;
+    int64_t c, n;
+    arena A;
+    mslot m[NMROLES];
+    /* teachers: k = 0 none */
+    int32_t tk;
+    float *tbuf[4];
+    int64_t tld[4], trows;
+    float *tweights;
+    /* vectors */
+    int32_t *labels;
+    float *weights, *cthr, *per_sample, *mask;
+    int32_t *plabels;
+    int64_t vlen; /* entries of the n-vectors */
+} loss_session;
+
+static const int32_t PARAMS[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                 16, 17, 32, 33, 34, 35, 36, 37, 0, 18, 31, 38, -1};
+
+static int64_t nu_rows(loss_session *S, int64_t n)
+{
+    int64_t nu = -1;
+    if (kd_loss_get_int(S->h, KD_PARAM_UNLABELED_ROWS, &nu) != KD_OK)
+        return n;
+    return nu == -1 ? n : nu;
+}
+
+static int64_t rows_for(loss_session *S, int32_t role, int64_t n)
+{
+    return is_unlabeled_role(role) ? nu_rows(S, n) : n;
+}
+
+static float *matrix_buffer(loss_session *S, rd *r, int64_t rows, int64_t ld, int probs)
+{
+    int64_t e = extent(rows, S->c, ld);
+    if (e < 0)
+        return aalloc(&S->A, sizeof(float)); /* dummy: only with overflowing shapes */
+    return alloc_floats(&S->A, r, (size_t)e, probs);
+}
+
+static int64_t pick_ld(loss_session *S, rd *r)
+{
+    switch (rpick(r, 8)) {
+    case 0:
+        return S->c + rpick(r, 4);
+    case 1:
+        return S->c - 1;
+    case 2:
+        return ri64(r);
+    default:
+        return S->c;
+    }
+}
+
+/* Before a compute call over n rows: make every bound matrix honest (enough
+ * rows), or, when that many rows cannot be allocated, rebind it with a stride
+ * that makes the extent overflow so that the call must be refused. */
+static void ensure_rows(loss_session *S, rd *r, int64_t n)
+{
+    if (n < 0)
+        return;
+    for (int k = 0; k < NMROLES; k++) {
+        mslot *s = &S->m[k];
+        if (!s->bound)
+            continue;
+        int64_t need = rows_for(S, MROLES[k], n);
+        if (need <= s->rows)
+            continue;
+        if (extent(need, S->c, s->ld) >= 0) {
+            float *b = matrix_buffer(S, r, need, s->ld, MROLES[k] == KD_ARG_TARGET);
+            if (!b)
+                continue;
+            if (k >= FIRST_OUTPUT)
+                kd_loss_bind_output(S->h, MROLES[k], b, s->ld);
+            else
+                kd_loss_bind_matrix(S->h, MROLES[k], b, s->ld);
+            s->buf = b;
+            s->rows = need;
+        } else if (need >= 2) {
+            int64_t ld = overflowing_ld(need, S->c);
+            kd_status st = k >= FIRST_OUTPUT ? kd_loss_bind_output(S->h, MROLES[k], s->buf, ld)
+                                             : kd_loss_bind_matrix(S->h, MROLES[k], s->buf, ld);
+            if (st != KD_OK)
+                fail("rebinding role %d with ld %lld failed (%d)", (int)MROLES[k], (long long)ld,
+                     (int)st);
+            s->ld = ld;
+            s->rows = need;
+        }
+    }
+    if (S->tk > 0 && n > S->trows) {
+        int64_t lds[4];
+        const float *ts[4];
+        for (int q = 0; q < S->tk; q++) {
+            if (extent(n, S->c, S->tld[q]) >= 0) {
+                S->tbuf[q] = matrix_buffer(S, r, n, S->tld[q], 0);
+                lds[q] = S->tld[q];
+            } else {
+                lds[q] = n >= 2 ? overflowing_ld(n, S->c) : S->tld[q];
+            }
+            ts[q] = S->tbuf[q];
+            S->tld[q] = lds[q];
+        }
+        if (S->tk == 1 && !S->tweights) {
+            kd_loss_bind_matrix(S->h, KD_ARG_TEACHER, ts[0], lds[0]);
+        } else if (kd_loss_bind_teachers(S->h, S->tk, ts, lds, S->tweights) != KD_OK) {
+            kd_loss_bind_teachers(S->h, 0, NULL, NULL, NULL);
+            S->tk = 0;
+        }
+        S->trows = n;
+    }
+    /* n-vectors: reallocate when n grows but stays allocatable. */
+    if (n > S->vlen && n <= MAXR) {
+        if (S->labels) {
+            int32_t *l = aalloc(&S->A, (size_t)n * sizeof(int32_t));
+            for (int64_t i = 0; l && i < n; i++)
+                l[i] = (int32_t)(r8(r) % (S->c < 250 ? S->c + 2 : 250)) - 1;
+            if (l) {
+                kd_loss_bind_labels(S->h, l);
+                S->labels = l;
+            }
+        }
+        if (S->weights) {
+            float *w = alloc_floats(&S->A, r, (size_t)n, 1);
+            if (w) {
+                kd_loss_bind_weights(S->h, w);
+                S->weights = w;
+            }
+        }
+        if (S->per_sample) {
+            float *p = alloc_floats(&S->A, r, (size_t)n, 0);
+            if (p && kd_loss_bind_output(S->h, KD_ARG_PER_SAMPLE, p, 0) == KD_OK)
+                S->per_sample = p;
+        }
+        if (S->mask) {
+            float *p = alloc_floats(&S->A, r, (size_t)n, 0);
+            if (p && kd_loss_bind_output(S->h, KD_ARG_MASK, p, 0) == KD_OK)
+                S->mask = p;
+        }
+        if (S->plabels) {
+            int32_t *p = aalloc(&S->A, (size_t)n * sizeof(int32_t));
+            if (p && kd_loss_bind_output_labels(S->h, KD_ARG_PSEUDO_LABELS, p) == KD_OK)
+                S->plabels = p;
+        }
+        S->vlen = n;
+    }
+}
+
+static void loss_compute(loss_session *S, rd *r)
+{
+    unsigned which = rpick(r, 3);
+    int64_t n = S->n;
+    switch (rpick(r, 8)) {
+    case 0:
+        n = S->n > 0 ? S->n - 1 : 0;
+        break;
+    case 1:
+        n = -1 - (int64_t)rpick(r, 2) * (INT64_MAX - 1);
+        break;
+    default:
+        break;
+    }
+    ensure_rows(S, r, n);
+    int64_t red = 0;
+    kd_loss_get_int(S->h, KD_PARAM_REDUCTION, &red);
+    size_t cnt = red == KD_REDUCTION_NONE ? (n > 0 && n <= MAXR ? (size_t)n : 1) : 1;
+    float *io = alloc_floats(&S->A, r, cnt, 0);
+    if (!io)
+        return;
+    int null_io = rpick(r, 16) == 0;
+    aclear_outputs(&S->A);
+    for (int k = FIRST_OUTPUT; k < NMROLES; k++)
+        if (S->m[k].bound)
+            amark_output(&S->A, S->m[k].buf);
+    if (which != 1)
+        amark_output(&S->A, S->per_sample), amark_output(&S->A, S->mask),
+            amark_output(&S->A, S->plabels), amark_output(&S->A, io);
+    asnapshot(&S->A);
+    kd_status st;
+    const char *name;
+    if (which == 0) {
+        name = "kd_loss_forward";
+        st = CALL(kd_loss_forward(S->h, n, null_io ? NULL : io));
+    } else if (which == 1) {
+        name = "kd_loss_backward";
+        st = CALL(kd_loss_backward(S->h, n, null_io ? NULL : io));
+    } else {
+        name = "kd_loss_forward_backward";
+        st = CALL(kd_loss_forward_backward(S->h, n, null_io ? NULL : io));
+    }
+    if (st != KD_OK && !*kd_loss_last_error(S->h))
+        fail("%s failed (%d) without a message", name, (int)st);
+    acheck(&S->A, name, st);
+}
+
+static void fuzz_loss(rd *r)
+{
+    static const int32_t kinds[] = {1, 2, 3, 10, 11, 12, 13, 14, 15, 0, 4, 9, 16, -1, INT32_MAX};
+    static const int64_t cs[] = {1, 2, 3, 4, 5, 7, 10, 16, 33, 0, -1, (int64_t)1 << 31,
+                                 ((int64_t)1 << 31) + 1, INT64_MAX, INT64_MIN, 5000};
+    loss_session S;
+    memset(&S, 0, sizeof S);
+    int32_t kind = kinds[rpick(r, sizeof kinds / sizeof kinds[0])];
+    S.c = cs[rpick(r, sizeof cs / sizeof cs[0])];
+    kd_loss *canary = (kd_loss *)(uintptr_t)0x5a5a5a5a;
+    kd_loss *h = canary;
+    kd_status st = CALL(kd_loss_create(rpick(r, 32) ? &h : NULL, kind, S.c));
+    if (st != KD_OK) {
+        if (h != canary)
+            fail("kd_loss_create failed (%d) but wrote *out", (int)st);
+        return;
+    }
+    S.h = h;
+    /* Rows of this session: small, or huge (only overflowing extents). */
+    int big_c = S.c > 4096;
+    if (big_c || rpick(r, 16) == 0) {
+        static const int64_t huge[] = {0, (int64_t)1 << 33, (int64_t)1 << 62, INT64_MAX, 65};
+        S.n = huge[rpick(r, 5)];
+    } else {
+        S.n = rpick(r, 13);
+    }
+    S.vlen = S.n <= MAXR ? S.n : 1;
+    int64_t vl = S.vlen;
+    unsigned nops = 1 + rpick(r, 24);
+    for (unsigned op = 0; op < nops && rmore(r); op++) {
+        unsigned what = rpick(r, 16);
+        switch (what) {
+        case 0: { /* set_int */
+            kd_param p = PARAMS[rpick(r, sizeof PARAMS / sizeof PARAMS[0])];
+            int64_t v = ri64(r);
+            if (p == KD_PARAM_THREADS && v > 4)
+                v = 1 + v % 4; /* keep the fuzzer fast; bounds are tested elsewhere */
+            int64_t before = 0, after = 0;
+            kd_status g1 = kd_loss_get_int(h, p, &before);
+            st = CALL(kd_loss_set_int(h, p, v));
+            if (st != KD_OK && g1 == KD_OK) {
+                kd_loss_get_int(h, p, &after);
+                if (after != before)
+                    fail("kd_loss_set_int(%d, %lld) failed but changed the value", p, (long long)v);
+            }
+            break;
+        }
+        case 1: { /* set_float */
+            kd_param p = PARAMS[rpick(r, sizeof PARAMS / sizeof PARAMS[0])];
+            double v = rf64(r), before = 0, after = 0;
+            kd_status g1 = kd_loss_get_float(h, p, &before);
+            st = CALL(kd_loss_set_float(h, p, v));
+            if (st != KD_OK && g1 == KD_OK) {
+                kd_loss_get_float(h, p, &after);
+                if (memcmp(&after, &before, sizeof after) != 0)
+                    fail("kd_loss_set_float(%d, %g) failed but changed the value", p, v);
+            }
+            break;
+        }
+        case 2: { /* getters and bounds */
+            kd_param p = PARAMS[rpick(r, sizeof PARAMS / sizeof PARAMS[0])];
+            int64_t iv = 12345;
+            double fv = 12345.0, lo = 7, hi = 7;
+            int32_t open = 7;
+            if (CALL(kd_loss_get_int(h, p, rpick(r, 8) ? &iv : NULL)) && iv != 12345)
+                fail("kd_loss_get_int failed but wrote the value");
+            if (CALL(kd_loss_get_float(h, p, rpick(r, 8) ? &fv : NULL)) && fv != 12345.0)
+                fail("kd_loss_get_float failed but wrote the value");
+            if (CALL(kd_loss_param_bounds(rpick(r, 2) ? kind : (kd_loss_kind)ri64(r), p,
+                                          rpick(r, 8) ? &lo : NULL, &hi, &open)) &&
+                (lo != 7 || hi != 7 || open != 7))
+                fail("kd_loss_param_bounds failed but wrote a bound");
+            break;
+        }
+        case 3:
+        case 4:
+        case 5: { /* bind a matrix role */
+            int k = (int)rpick(r, NMROLES);
+            int32_t role = MROLES[k];
+            int64_t ld = pick_ld(&S, r);
+            int64_t rows = rows_for(&S, role, S.n);
+            float *b = NULL;
+            if (rpick(r, 8))
+                b = matrix_buffer(&S, r, rows, ld, role == KD_ARG_TARGET);
+            if (rows > 0 && extent(rows, S.c, ld) < 0 && b) {
+                if (rows < 2 || ld < S.c) {
+                    b = NULL; /* cannot make this honest */
+                } else {
+                    ld = overflowing_ld(rows, S.c);
+                }
+            }
+            st = k >= FIRST_OUTPUT ? CALL(kd_loss_bind_output(h, role, b, ld))
+                                   : CALL(kd_loss_bind_matrix(h, role, b, ld));
+            if (st == KD_OK) {
+                S.m[k].buf = b;
+                S.m[k].ld = ld;
+                S.m[k].rows = rows;
+                S.m[k].bound = b != NULL;
+            }
+            break;
+        }
+        case 6: { /* in-place or overlapping output over an input */
+            int in = (int)rpick(r, FIRST_OUTPUT), out = FIRST_OUTPUT + (int)rpick(r, 4);
+            int64_t rows = rows_for(&S, MROLES[in], S.n);
+            int64_t e = extent(rows, S.c, S.c);
+            if (e < 0 || rows != rows_for(&S, MROLES[out], S.n))
+                break;
+            int64_t off = rpick(r, 3) == 0 ? 0 : (int64_t)rpick(r, 4);
+            float *b = alloc_floats(&S.A, r, (size_t)(e + off), 0);
+            if (!b || kd_loss_bind_matrix(h, MROLES[in], b, S.c) != KD_OK)
+                break;
+            S.m[in] = (mslot){b, S.c, rows, 1};
+            if (CALL(kd_loss_bind_output(h, MROLES[out], b + off, S.c)) == KD_OK)
+                S.m[out] = (mslot){b + off, S.c, rows, 1};
+            break;
+        }
+        case 7: { /* teachers */
+            int32_t counts[] = {1, 2, 3, 4, 0, -1, 1025, INT32_MAX};
+            int32_t cnt = counts[rpick(r, 8)];
+            if (rpick(r, 3) == 0) {
+                int64_t ld = pick_ld(&S, r);
+                float *b = rpick(r, 8) ? matrix_buffer(&S, r, S.n, ld, 0) : NULL;
+                if (S.n > 0 && extent(S.n, S.c, ld) < 0 && b) {
+                    if (S.n < 2 || ld < S.c)
+                        b = NULL;
+                    else
+                        ld = overflowing_ld(S.n, S.c);
+                }
+                if (CALL(kd_loss_bind_matrix(h, KD_ARG_TEACHER, b, ld)) == KD_OK) {
+                    S.tk = b ? 1 : 0;
+                    S.tbuf[0] = b;
+                    S.tld[0] = ld;
+                    S.trows = S.n;
+                    S.tweights = NULL;
+                }
+                break;
+            }
+            int32_t real = cnt >= 1 && cnt <= 4 ? cnt : (cnt == 1025 ? 1025 : 1);
+            const float **ts = aalloc(&S.A, (size_t)real * sizeof(float *));
+            int64_t *lds = aalloc(&S.A, (size_t)real * sizeof(int64_t));
+            float *w = rpick(r, 2) ? alloc_floats(&S.A, r, (size_t)real, 1) : NULL;
+            if (!ts || !lds)
+                break;
+            int64_t ld0 = pick_ld(&S, r);
+            float *b0 = matrix_buffer(&S, r, S.n, ld0, 0);
+            if (S.n > 0 && extent(S.n, S.c, ld0) < 0) {
+                if (S.n < 2 || ld0 < S.c)
+                    break;
+                ld0 = overflowing_ld(S.n, S.c);
+            }
+            for (int32_t q = 0; q < real; q++) {
+                ts[q] = b0;
+                lds[q] = ld0;
+            }
+            if (real <= 4)
+                for (int32_t q = 1; q < real; q++) {
+                    int64_t ld = S.c + rpick(r, 2);
+                    if (extent(S.n, S.c, ld) >= 0) {
+                        ts[q] = matrix_buffer(&S, r, S.n, ld, 0);
+                        lds[q] = ld;
+                    }
+                }
+            if (rpick(r, 16) == 0)
+                ts[rpick(r, (unsigned)real)] = NULL;
+            if (rpick(r, 16) == 0)
+                lds[rpick(r, (unsigned)real)] = S.c - 1;
+            asnapshot(&S.A);
+            aclear_outputs(&S.A);
+            st = CALL(kd_loss_bind_teachers(h, cnt, rpick(r, 16) ? ts : NULL,
+                                            rpick(r, 16) ? lds : NULL, w));
+            acheck(&S.A, "kd_loss_bind_teachers", KD_ERR_IO);
+            if (st == KD_OK) {
+                if (cnt > 4)
+                    fail("kd_loss_bind_teachers accepted count %d", (int)cnt);
+                S.tk = cnt;
+                for (int32_t q = 0; q < cnt; q++) {
+                    S.tbuf[q] = (float *)ts[q];
+                    S.tld[q] = lds[q];
+                }
+                S.trows = S.n;
+                S.tweights = w;
+            }
+            break;
+        }
+        case 8: { /* labels */
+            int32_t *l = NULL;
+            if (rpick(r, 8)) {
+                l = aalloc(&S.A, (size_t)vl * sizeof(int32_t));
+                int64_t ig = -100;
+                kd_loss_get_int(h, KD_PARAM_IGNORE_INDEX, &ig);
+                for (int64_t i = 0; l && i < vl; i++) {
+                    uint8_t b = r8(r);
+                    l[i] = b < 200 ? (int32_t)(b % (S.c < 200 ? S.c : 200))
+                         : b < 230 ? (int32_t)ig
+                                   : (int32_t)ri64(r);
+                }
+            }
+            if (CALL(kd_loss_bind_labels(h, l)) == KD_OK)
+                S.labels = l;
+            break;
+        }
+        case 9: { /* weights */
+            float *w = rpick(r, 8) ? alloc_floats(&S.A, r, (size_t)vl, 1) : NULL;
+            st = rpick(r, 2) ? CALL(kd_loss_bind_weights(h, w))
+                             : CALL(kd_loss_bind_vector(h, KD_ARG_WEIGHTS, w));
+            if (st == KD_OK)
+                S.weights = w;
+            break;
+        }
+        case 10: { /* class thresholds: C values */
+            if (big_c)
+                break;
+            float *t = rpick(r, 8) ? alloc_floats(&S.A, r, (size_t)S.c, 1) : NULL;
+            if (CALL(kd_loss_bind_vector(h, KD_ARG_CLASS_THRESHOLDS, t)) == KD_OK)
+                S.cthr = t;
+            break;
+        }
+        case 11: { /* vector outputs */
+            unsigned v = rpick(r, 3);
+            void *p = rpick(r, 8) ? aalloc(&S.A, (size_t)vl * 4) : NULL;
+            if (p)
+                memset(p, 0x7f, (size_t)vl * 4);
+            if (v == 0) {
+                if (CALL(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, p, ri64(r))) == KD_OK)
+                    S.per_sample = p;
+            } else if (v == 1) {
+                if (CALL(kd_loss_bind_output(h, KD_ARG_MASK, p, 0)) == KD_OK)
+                    S.mask = p;
+            } else if (CALL(kd_loss_bind_output_labels(h, KD_ARG_PSEUDO_LABELS, p)) == KD_OK) {
+                S.plabels = p;
+            }
+            break;
+        }
+        case 12: { /* roles a function does not take: must be refused */
+            static const int32_t bad[] = {0, 8, 9, 15, 26, 47, 100, -1, INT32_MAX};
+            int32_t role = bad[rpick(r, 9)];
+            float *b = aalloc(&S.A, sizeof(float));
+            if (CALL(kd_loss_bind_matrix(h, role, b, S.c)) == KD_OK ||
+                CALL(kd_loss_bind_output(h, role, b, S.c)) == KD_OK ||
+                CALL(kd_loss_bind_vector(h, role, b)) == KD_OK ||
+                CALL(kd_loss_bind_output_labels(h, role, (int32_t *)b)) == KD_OK)
+                fail("role %d accepted", (int)role);
+            /* a role of the wrong binding function */
+            int32_t wrong[] = {KD_ARG_LABELS, KD_ARG_PSEUDO_LABELS, KD_ARG_CLASS_THRESHOLDS,
+                               KD_ARG_MASK, KD_ARG_PER_SAMPLE};
+            if (CALL(kd_loss_bind_matrix(h, wrong[rpick(r, 5)], b, S.c)) == KD_OK)
+                fail("a vector role accepted by kd_loss_bind_matrix");
+            break;
+        }
+        case 13:
+            if (!kd_loss_last_error(NULL) || !kd_loss_last_error(h))
+                fail("kd_loss_last_error returned NULL");
+            /* fallthrough */
+        default:
+            loss_compute(&S, r);
+        }
+    }
+    if (rpick(r, 2))
+        loss_compute(&S, r);
+    kd_loss_destroy(h);
+    afree(&S.A);
+}
+
+/* ---- EMA teacher -------------------------------------------------------- */
+
+typedef struct {
+    float *teacher;
+    int64_t total, step;
+    float decay;
+    int32_t warmup, threads;
+} ema_snap;
+
+static void ema_take(kd_ema *e, ema_snap *s)
+{
+    const float *t = NULL;
+    int64_t len = 0;
+    kd_ema_teacher_flat(e, &t, &len);
+    s->total = len;
+    s->teacher = malloc((size_t)len * sizeof(float) + 1);
+    memcpy(s->teacher, t, (size_t)len * sizeof(float));
+    kd_ema_step(e, &s->step);
+    kd_ema_get_float(e, KD_EMA_PARAM_DECAY, &s->decay);
+    kd_ema_get_int(e, KD_EMA_PARAM_WARMUP, &s->warmup);
+    kd_ema_get_int(e, KD_EMA_PARAM_THREADS, &s->threads);
+}
+
+static void ema_same(kd_ema *e, ema_snap *s, const char *call)
+{
+    ema_snap now;
+    ema_take(e, &now);
+    if (now.total != s->total || memcmp(now.teacher, s->teacher, (size_t)s->total * 4) != 0 ||
+        now.step != s->step || memcmp(&now.decay, &s->decay, 4) != 0 || now.warmup != s->warmup ||
+        now.threads != s->threads)
+        fail("%s failed but changed the EMA handle", call);
+    free(now.teacher);
+}
+
+static void fuzz_ema(rd *r)
+{
+    static const int32_t nas[] = {1, 1, 2, 3, 4, 0, -1, INT32_MIN};
+    static const int64_t lens[] = {0, 1, 2, 3, 5, 8, 17, 40, -1, INT64_MIN, (int64_t)1 << 30,
+                                   (int64_t)1 << 40, INT64_MAX, INT64_MAX / 2 + 1, (int64_t)1 << 61,
+                                   (int64_t)1 << 62};
+    arena A = {.n = 0};
+    int32_t na = nas[rpick(r, 8)];
+    int32_t real = na >= 1 ? na : 1;
+    int64_t *lengths = aalloc(&A, (size_t)real * sizeof(int64_t));
+    const float **arrays = aalloc(&A, (size_t)real * sizeof(float *));
+    int32_t *kinds = rpick(r, 2) ? aalloc(&A, (size_t)real * sizeof(int32_t)) : NULL;
+    for (int32_t i = 0; i < real; i++) {
+        lengths[i] = rpick(r, 12) ? lens[rpick(r, 8)] : lens[rpick(r, 16)];
+        int64_t cnt = lengths[i] > 0 && lengths[i] <= 64 ? lengths[i] : 1;
+        arrays[i] = rpick(r, 24) ? alloc_floats(&A, r, (size_t)cnt, 0) : NULL;
+        if (lengths[i] == 0 && rpick(r, 2))
+            arrays[i] = NULL;
+        if (kinds) {
+            static const int32_t kv[] = {0, 1, 0, 1, 2, -1, INT32_MAX};
+            kinds[i] = kv[rpick(r, 7)];
+        }
+    }
+    kd_ema *canary = (kd_ema *)(uintptr_t)0x5a5a5a5a, *e = canary;
+    kd_status st;
+    asnapshot(&A);
+    if (na == 1 && rpick(r, 2))
+        st = CALL(kd_ema_create_flat(rpick(r, 32) ? &e : NULL, arrays[0], lengths[0]));
+    else
+        st = CALL(kd_ema_create(rpick(r, 32) ? &e : NULL, na, rpick(r, 32) ? arrays : NULL,
+                                rpick(r, 32) ? lengths : NULL, kinds));
+    acheck(&A, "kd_ema_create", KD_ERR_IO);
+    if (st != KD_OK) {
+        if (e != canary)
+            fail("kd_ema_create failed (%d) but wrote *out", (int)st);
+        if (!*kd_ema_last_error(NULL))
+            fail("kd_ema_create failed (%d) without a message", (int)st);
+        afree(&A);
+        return;
+    }
+    int32_t nar = 0;
+    int64_t total = 0;
+    if (CALL(kd_ema_shape(e, &nar, &total)) != KD_OK || nar != na)
+        fail("kd_ema_shape");
+    char path[300], path2[300];
+    snprintf(path, sizeof path, "%s/ema.state", g_dir);
+    snprintf(path2, sizeof path2, "%s/ema-in.state", g_dir);
+    unsigned nops = 1 + rpick(r, 16);
+    for (unsigned op = 0; op < nops && rmore(r); op++) {
+        ema_snap s0;
+        ema_take(e, &s0);
+        const char *call = "?";
+        aclear_outputs(&A);
+        /* student arrays of the registered shape */
+        float **stu = aalloc(&A, (size_t)na * sizeof(float *));
+        float *flat = alloc_floats(&A, r, (size_t)total, 0);
+        if (!stu || !flat) {
+            free(s0.teacher);
+            break;
+        }
+        for (int32_t i = 0; i < na; i++)
+            stu[i] = lengths[i] > 0 ? alloc_floats(&A, r, (size_t)lengths[i], 0) : NULL;
+        const float *tflat = NULL;
+        kd_ema_teacher_flat(e, &tflat, NULL);
+        if (rpick(r, 16) == 0 && na > 0) { /* overlap with the teacher storage */
+            int32_t i = (int32_t)rpick(r, (unsigned)na);
+            const float *ti = NULL;
+            kd_ema_teacher(e, i, &ti, NULL);
+            stu[i] = (float *)ti;
+        }
+        if (rpick(r, 24) == 0 && na > 0)
+            stu[rpick(r, (unsigned)na)] = NULL;
+        float *const *su = rpick(r, 24) ? stu : NULL;
+        float *fl = rpick(r, 24) ? (rpick(r, 16) ? flat : (float *)tflat) : NULL;
+        switch (rpick(r, 14)) {
+        case 0:
+            call = "kd_ema_set_float";
+            st = CALL(kd_ema_set_float(e, (kd_ema_param)ri64(r) % 5, (float)rf64(r)));
+            break;
+        case 1: {
+            call = "kd_ema_set_int";
+            kd_ema_param p = (kd_ema_param)(ri64(r) % 5);
+            int32_t v = (int32_t)ri64(r);
+            if (p == KD_EMA_PARAM_THREADS && v > 4)
+                v = 4;
+            st = CALL(kd_ema_set_int(e, p, v));
+            break;
+        }
+        case 2: {
+            float fv = 9;
+            int32_t iv = 9;
+            double lo = 9, hi = 9;
+            kd_ema_param p = (kd_ema_param)(ri64(r) % 5);
+            call = "kd_ema_get";
+            if (CALL(kd_ema_get_float(e, p, rpick(r, 8) ? &fv : NULL)) && fv != 9)
+                fail("kd_ema_get_float failed but wrote");
+            if (CALL(kd_ema_get_int(e, p, rpick(r, 8) ? &iv : NULL)) && iv != 9)
+                fail("kd_ema_get_int failed but wrote");
+            if (CALL(kd_ema_param_bounds(p, rpick(r, 8) ? &lo : NULL, &hi)) && (lo != 9 || hi != 9))
+                fail("kd_ema_param_bounds failed but wrote");
+            st = KD_OK;
+            break;
+        }
+        case 3:
+            call = "kd_ema_update";
+            asnapshot(&A);
+            st = CALL(kd_ema_update(e, (const float *const *)su));
+            acheck(&A, call, st);
+            break;
+        case 4:
+            call = "kd_ema_update_flat";
+            asnapshot(&A);
+            st = CALL(kd_ema_update_flat(e, fl));
+            acheck(&A, call, st);
+            break;
+        case 5: {
+            int64_t stp = 9, tl = 9;
+            float d = 9;
+            int32_t nn = 9;
+            call = "kd_ema_step";
+            if (CALL(kd_ema_step(e, rpick(r, 8) ? &stp : NULL)) && stp != 9)
+                fail("kd_ema_step wrote on failure");
+            if (CALL(kd_ema_next_decay(e, rpick(r, 8) ? &d : NULL)) && d != 9)
+                fail("kd_ema_next_decay wrote on failure");
+            if (CALL(kd_ema_shape(e, rpick(r, 4) ? &nn : NULL, rpick(r, 4) ? &tl : NULL)) &&
+                (nn != 9 || tl != 9))
+                fail("kd_ema_shape wrote on failure");
+            st = KD_OK;
+            break;
+        }
+        case 6: {
+            const float *d = (const float *)&A;
+            int64_t len = 9;
+            int32_t idx = (int32_t)ri64(r);
+            call = "kd_ema_teacher";
+            st = CALL(kd_ema_teacher(e, idx, rpick(r, 8) ? &d : NULL, rpick(r, 2) ? &len : NULL));
+            if (st && (d != (const float *)&A || len != 9))
+                fail("kd_ema_teacher wrote on failure");
+            if (!st && (idx < 0 || idx >= na))
+                fail("kd_ema_teacher accepted index %d", (int)idx);
+            break;
+        }
+        case 7:
+            call = "kd_ema_copy_to";
+            for (int32_t i = 0; i < na; i++)
+                amark_output(&A, stu[i]);
+            amark_output(&A, flat);
+            asnapshot(&A);
+            st = rpick(r, 2) ? CALL(kd_ema_copy_to(e, su)) : CALL(kd_ema_copy_to_flat(e, fl));
+            acheck(&A, call, st);
+            break;
+        case 8:
+            call = "kd_ema_swap";
+            for (int32_t i = 0; i < na; i++)
+                amark_output(&A, stu[i]);
+            amark_output(&A, flat);
+            asnapshot(&A);
+            st = rpick(r, 2) ? CALL(kd_ema_swap(e, su)) : CALL(kd_ema_swap_flat(e, fl));
+            acheck(&A, call, st);
+            break;
+        case 9:
+            call = "kd_ema_reset";
+            asnapshot(&A);
+            st = rpick(r, 2) ? CALL(kd_ema_reset(e, (const float *const *)su))
+                             : CALL(kd_ema_reset_flat(e, fl));
+            acheck(&A, call, st);
+            break;
+        case 10:
+        case 11: { /* save, mutate, load */
+            size_t len = 0;
+            call = "kd_ema_load";
+            if (CALL(kd_ema_save(e, path)) != KD_OK || read_file(path, g_state, STATE_CAP, &len))
+                fail("kd_ema_save to %s", path);
+            len = mutate_state(r, g_state, len, STATE_CAP);
+            write_file(path2, g_state, len);
+            st = CALL(kd_ema_load(e, path2));
+            break;
+        }
+        case 12: { /* raw bytes as a state file */
+            size_t len = 0;
+            while (rmore(r) && len < 2048)
+                g_state[len++] = r8(r);
+            write_file(path2, g_state, len);
+            call = "kd_ema_load(raw)";
+            st = CALL(kd_ema_load(e, path2));
+            break;
+        }
+        default: {
+            static const char *bad[] = {"/nonexistent/x/y", "", ".", "/dev/null", "/proc/self"};
+            call = "kd_ema_load(bad path)";
+            st = CALL(kd_ema_load(e, rpick(r, 6) ? bad[rpick(r, 5)] : NULL));
+            if (st == KD_OK)
+                fail("kd_ema_load of a bad path succeeded");
+        }
+        }
+        if (st != KD_OK) {
+            if (!*kd_ema_last_error(e))
+                fail("%s failed without a message", call);
+            ema_same(e, &s0, call);
+        }
+        free(s0.teacher);
+    }
+    kd_ema_destroy(e);
+    afree(&A);
+}
+
+/* ---- FlexMatch ------------------------------------------------------------ */
+
+typedef struct {
+    int32_t *pred;
+    int64_t *sigma, unused, nn, cc;
+    float tau;
+    int64_t mapping, warmup, strict;
+} fm_snap;
+
+static void fm_take(kd_flexmatch *f, int64_t N, int64_t C, fm_snap *s)
+{
+    s->pred = malloc((size_t)N * 4);
+    s->sigma = malloc((size_t)C * 8);
+    kd_flexmatch_predictions(f, s->pred);
+    kd_flexmatch_counts(f, s->sigma, &s->unused);
+    kd_flexmatch_get_float(f, KD_FLEXMATCH_PARAM_THRESHOLD, &s->tau);
+    kd_flexmatch_get_int(f, KD_FLEXMATCH_PARAM_MAPPING, &s->mapping);
+    kd_flexmatch_get_int(f, KD_FLEXMATCH_PARAM_WARMUP, &s->warmup);
+    kd_flexmatch_get_int(f, KD_FLEXMATCH_PARAM_NON_STRICT, &s->strict);
+    kd_flexmatch_get_int(f, KD_FLEXMATCH_PARAM_NUM_SAMPLES, &s->nn);
+    kd_flexmatch_get_int(f, KD_FLEXMATCH_PARAM_NUM_CLASSES, &s->cc);
+}
+
+static void fm_free(fm_snap *s)
+{
+    free(s->pred);
+    free(s->sigma);
+}
+
+static void fm_same(kd_flexmatch *f, int64_t N, int64_t C, fm_snap *s, const char *call)
+{
+    fm_snap t;
+    fm_take(f, N, C, &t);
+    if (memcmp(t.pred, s->pred, (size_t)N * 4) || memcmp(t.sigma, s->sigma, (size_t)C * 8) ||
+        t.unused != s->unused || memcmp(&t.tau, &s->tau, 4) || t.mapping != s->mapping ||
+        t.warmup != s->warmup || t.strict != s->strict || t.nn != s->nn || t.cc != s->cc)
+        fail("%s failed but changed the FlexMatch handle", call);
+    fm_free(&t);
+}
+
+static void fuzz_flexmatch(rd *r)
+{
+    static const int64_t ns[] = {1, 2, 3, 5, 8, 16, 64, 0, -1, ((int64_t)1 << 40) + 1, INT64_MAX,
+                                 INT64_MIN, (int64_t)1 << 40, 1000};
+    static const int64_t cs[] = {1, 2, 3, 4, 7, 10, 0, -1, ((int64_t)1 << 30) + 1,
+                                 (int64_t)1 << 30, 100};
+    arena A = {.n = 0};
+    int64_t N = ns[rpick(r, 14)], C = cs[rpick(r, 11)];
+    kd_flexmatch *canary = (kd_flexmatch *)(uintptr_t)0x5a5a5a5a, *f = canary;
+    kd_status st = CALL(kd_flexmatch_create(rpick(r, 32) ? &f : NULL, N, C));
+    if (st != KD_OK) {
+        if (f != canary)
+            fail("kd_flexmatch_create failed (%d) but wrote *out", (int)st);
+        if (!*kd_flexmatch_last_error(NULL))
+            fail("kd_flexmatch_create failed without a message");
+        return;
+    }
+    if (N > 4096 || C > 4096)
+        fail("kd_flexmatch_create(%lld, %lld) succeeded within 1 GiB?", (long long)N, (long long)C);
+    /* A second handle of another shape, to load mismatching files into. */
+    kd_flexmatch *g = NULL;
+    int64_t N2 = N, C2 = C;
+    if (rpick(r, 4) == 0) {
+        N2 = 1 + rpick(r, 8);
+        C2 = 1 + rpick(r, 5);
+        if (kd_flexmatch_create(&g, N2, C2) != KD_OK)
+            g = NULL;
+    }
+    char path[300], path2[300];
+    snprintf(path, sizeof path, "%s/fm.state", g_dir);
+    snprintf(path2, sizeof path2, "%s/fm-in.state", g_dir);
+    unsigned nops = 1 + rpick(r, 16);
+    for (unsigned op = 0; op < nops && rmore(r); op++) {
+        fm_snap s0;
+        fm_take(f, N, C, &s0);
+        const char *call = "?";
+        kd_flexmatch *target = f, *msg = f; /* msg: handle that gets the message */
+        aclear_outputs(&A);
+        switch (rpick(r, 12)) {
+        case 0:
+            call = "kd_flexmatch_set_float";
+            st = CALL(kd_flexmatch_set_float(f, (kd_flexmatch_param)(ri64(r) % 8), (float)rf64(r)));
+            break;
+        case 1:
+            call = "kd_flexmatch_set_int";
+            st = CALL(kd_flexmatch_set_int(f, (kd_flexmatch_param)(ri64(r) % 8), ri64(r)));
+            break;
+        case 2: {
+            float fv = 9;
+            int64_t iv = 9;
+            double lo = 9, hi = 9;
+            kd_flexmatch_param p = (kd_flexmatch_param)(ri64(r) % 8);
+            call = "kd_flexmatch_get";
+            if (CALL(kd_flexmatch_get_float(f, p, rpick(r, 8) ? &fv : NULL)) && fv != 9)
+                fail("kd_flexmatch_get_float wrote on failure");
+            if (CALL(kd_flexmatch_get_int(f, p, rpick(r, 8) ? &iv : NULL)) && iv != 9)
+                fail("kd_flexmatch_get_int wrote on failure");
+            if (CALL(kd_flexmatch_param_bounds(p, &lo, rpick(r, 8) ? &hi : NULL)) &&
+                (lo != 9 || hi != 9))
+                fail("kd_flexmatch_param_bounds wrote on failure");
+            st = KD_OK;
+            break;
+        }
+        case 3:
+        case 4:
+        case 5: {
+            int64_t n = rpick(r, 17);
+            if (rpick(r, 16) == 0)
+                n = rpick(r, 2) ? -1 : INT64_MIN;
+            size_t cnt = n > 0 ? (size_t)n : 0;
+            int64_t *idx = aalloc(&A, cnt * 8);
+            float *conf = alloc_floats(&A, r, cnt, 1);
+            int32_t *pr = aalloc(&A, cnt * 4);
+            if (!idx || !conf || !pr)
+                break;
+            for (size_t k = 0; k < cnt; k++) {
+                uint8_t b = r8(r);
+                idx[k] = b < 240 ? (int64_t)(b % N) : ri64(r);
+                b = r8(r);
+                pr[k] = b < 240 ? (int32_t)(b % C) : (int32_t)ri64(r);
+                if (r8(r) < 128)
+                    conf[k] = 1.0f; /* selected */
+            }
+            call = "kd_flexmatch_update";
+            asnapshot(&A);
+            st = CALL(kd_flexmatch_update(f, n, rpick(r, 24) ? idx : NULL,
+                                          rpick(r, 24) ? conf : NULL, rpick(r, 24) ? pr : NULL));
+            acheck(&A, call, st);
+            break;
+        }
+        case 6: {
+            float *t = alloc_floats(&A, r, (size_t)C, 1);
+            int64_t *sg = aalloc(&A, (size_t)C * 8);
+            int32_t *pp = aalloc(&A, (size_t)N * 4);
+            int64_t *un = aalloc(&A, 8);
+            if (!t || !sg || !pp || !un)
+                break;
+            amark_output(&A, t), amark_output(&A, sg), amark_output(&A, pp), amark_output(&A, un);
+            asnapshot(&A);
+            call = "kd_flexmatch_read";
+            switch (rpick(r, 4)) {
+            case 0:
+                st = CALL(kd_flexmatch_thresholds(f, rpick(r, 8) ? t : NULL));
+                break;
+            case 1:
+                st = CALL(kd_flexmatch_learning_effect(f, rpick(r, 8) ? t : NULL));
+                if (st == KD_OK)
+                    for (int64_t c = 0; c < C; c++)
+                        if (!(t[c] >= 0.0f && t[c] <= 1.0f))
+                            fail("learning effect %g outside [0, 1]", (double)t[c]);
+                break;
+            case 2:
+                st = CALL(kd_flexmatch_counts(rpick(r, 16) ? f : NULL, rpick(r, 2) ? sg : NULL,
+                                              rpick(r, 2) ? un : NULL));
+                break;
+            default:
+                st = CALL(kd_flexmatch_predictions(f, rpick(r, 8) ? pp : NULL));
+            }
+            acheck(&A, call, st);
+            break;
+        }
+        case 7:
+            call = "kd_flexmatch_reset";
+            if (rpick(r, 16) == 0)
+                msg = NULL;
+            st = CALL(kd_flexmatch_reset(msg));
+            break;
+        case 8:
+        case 9: {
+            size_t len = 0;
+            if (CALL(kd_flexmatch_save(f, path)) != KD_OK ||
+                read_file(path, g_state, STATE_CAP, &len))
+                fail("kd_flexmatch_save to %s", path);
+            len = mutate_state(r, g_state, len, STATE_CAP);
+            write_file(path2, g_state, len);
+            call = "kd_flexmatch_load";
+            if (g && rpick(r, 2)) {
+                target = g;
+                fm_free(&s0);
+                fm_take(g, N2, C2, &s0);
+            }
+            st = CALL(kd_flexmatch_load(target, path2));
+            break;
+        }
+        case 10: {
+            size_t len = 0;
+            while (rmore(r) && len < 2048)
+                g_state[len++] = r8(r);
+            write_file(path2, g_state, len);
+            call = "kd_flexmatch_load(raw)";
+            st = CALL(kd_flexmatch_load(f, path2));
+            break;
+        }
+        default: {
+            static const char *bad[] = {"/nonexistent/x/y", "", ".", "/dev/null", "/proc/self"};
+            call = "kd_flexmatch_load(bad path)";
+            st = CALL(kd_flexmatch_load(f, rpick(r, 6) ? bad[rpick(r, 5)] : NULL));
+            if (st == KD_OK)
+                fail("kd_flexmatch_load of a bad path succeeded");
+        }
+        }
+        if (st != KD_OK) {
+            if (target == g)
+                msg = g;
+            if (msg && !*kd_flexmatch_last_error(msg) && strcmp(call, "kd_flexmatch_read"))
+                fail("%s failed without a message", call);
+            if (target == g)
+                fm_same(g, N2, C2, &s0, call);
+            else
+                fm_same(f, N, C, &s0, call);
+        }
+        fm_free(&s0);
+    }
+    kd_flexmatch_destroy(f);
+    kd_flexmatch_destroy(g);
+    afree(&A);
+}
+
+/* ---- label tools -------------------------------------------------------- */
+
+static void check_err(const char *err, size_t size, const char *call, kd_status st)
+{
+    if (size == 0)
+        return;
+    if (!memchr(err, 0, size))
+        fail("%s: message not NUL-terminated within err_size", call);
+    if (st != KD_OK && size > 1 && !err[0])
+        fail("%s failed (%d) without a message", call, (int)st);
+}
+
+static void fuzz_labels(rd *r)
+{
+    arena A = {.n = 0};
+    int64_t n = rpick(r, 10), c = 1 + rpick(r, 9);
+    int64_t ld = c + (rpick(r, 4) == 0 ? rpick(r, 3) : 0);
+    switch (rpick(r, 16)) {
+    case 0:
+        n = -1 - rpick(r, 2);
+        break;
+    case 1:
+        c = rpick(r, 2) ? 0 : ri64(r);
+        break;
+    case 2:
+        ld = c - 1 - rpick(r, 2);
+        break;
+    case 3: /* overflowing extent: buffers are dummies */
+        n = rpick(r, 2) ? INT64_MAX : (int64_t)1 << 62;
+        ld = rpick(r, 2) ? overflowing_ld(n, c) : ((int64_t)1 << 40);
+        break;
+    default:
+        break;
+    }
+    /* A shape we cannot allocate must be one the documentation rejects. */
+    int64_t e = extent(n, c, ld);
+    if (e < 0 && !(n < 0 || c < 1 || c > INT32_MAX || ld < c ||
+                   (n >= 2 && ld > (INT64_MAX - c) / (n - 1))))
+        n = 0, e = 0;
+    int honest = e >= 0;
+    size_t me = honest ? (size_t)e : 1, vn = honest && n > 0 ? (size_t)n : 1;
+    size_t cn = c >= 1 && c <= 4096 ? (size_t)c : 1;
+    int probs = rpick(r, 4) != 0;
+    float *x = alloc_floats(&A, r, me, probs);
+    int32_t ig = rpick(r, 4) ? -100 : (int32_t)ri64(r);
+    int32_t *labels = aalloc(&A, vn * 4);
+    for (size_t i = 0; labels && i < vn; i++) {
+        uint8_t b = r8(r);
+        labels[i] = b < 220 ? (int32_t)(b % (cn + 1)) : b < 240 ? ig : (int32_t)ri64(r);
+    }
+    static const size_t esz[] = {0, 1, 2, 16, 256};
+    size_t err_size = esz[rpick(r, 5)];
+    char *err = rpick(r, 8) ? aalloc(&A, err_size) : NULL;
+    if (err)
+        memset(err, 'x', err_size);
+    else
+        err_size = rpick(r, 2) ? 0 : 64; /* NULL with a size: must be tolerated */
+    float *o1 = alloc_floats(&A, r, vn, 0);
+    int32_t *o2 = aalloc(&A, vn * 4);
+    float *o3 = alloc_floats(&A, r, vn, 0);
+    int64_t *o4 = aalloc(&A, vn * 8);
+    int64_t *o5 = aalloc(&A, 8);
+    uint8_t *o6 = aalloc(&A, vn);
+    float *ct = alloc_floats(&A, r, cn, 1);
+    if (!x || !labels || !o1 || !o2 || !o3 || !o4 || !o5 || !o6 || !ct)
+        goto out;
+    memset(o2, 0x55, vn * 4), memset(o4, 0x55, vn * 8), memset(o5, 0x55, 8), memset(o6, 0x55, vn);
+    aclear_outputs(&A);
+    amark_output(&A, o1), amark_output(&A, o2), amark_output(&A, o3), amark_output(&A, o4);
+    amark_output(&A, o5), amark_output(&A, o6), amark_output(&A, err);
+    const char *call;
+    kd_status st;
+    unsigned which = rpick(r, 6);
+    if (which == 2)
+        amark_output(&A, ct); /* class_thresholds is an output there */
+    asnapshot(&A);
+    switch (which) {
+    case 0: {
+        static const int32_t flags[] = {0, 1, 2, 3, 4, -1, 8};
+        call = "kd_select_pseudo_labels";
+        int32_t fl = flags[rpick(r, 7)];
+        int64_t topk = rpick(r, 2) ? 0 : ri64(r);
+        st = CALL(kd_select_pseudo_labels(n, c, rpick(r, 16) ? x : NULL, ld, fl, (float)rf64(r),
+                                          rpick(r, 3) ? NULL : ct, topk, rpick(r, 2) ? o1 : NULL,
+                                          rpick(r, 2) ? o2 : NULL, rpick(r, 2) ? o3 : NULL,
+                                          rpick(r, 2) ? o5 : NULL, err, err_size));
+        break;
+    }
+    case 1:
+        call = "kd_label_quality";
+        st = CALL(kd_label_quality(n, c, rpick(r, 16) ? x : NULL, ld, rpick(r, 16) ? labels : NULL,
+                                   ig, (int32_t)(ri64(r) % 4), rpick(r, 2) ? o1 : NULL,
+                                   rpick(r, 2) ? o4 : NULL, rpick(r, 2) ? o5 : NULL, err, err_size));
+        break;
+    case 2:
+        call = "kd_find_label_issues";
+        st = CALL(kd_find_label_issues(n, c, rpick(r, 16) ? x : NULL, ld,
+                                       rpick(r, 16) ? labels : NULL, ig, rpick(r, 2) ? ct : NULL,
+                                       rpick(r, 2) ? o2 : NULL, rpick(r, 2) ? o6 : NULL,
+                                       rpick(r, 2) ? o5 : NULL, err, err_size));
+        break;
+    case 3:
+    case 4: {
+        call = "kd_soft_labels";
+        int64_t ldo = ld;
+        float *out = alloc_floats(&A, r, me, 0);
+        if (!out)
+            goto out;
+        int inplace = rpick(r, 4) == 0;
+        int32_t *pred = rpick(r, 2) ? NULL : labels;
+        aclear_outputs(&A);
+        amark_output(&A, err);
+        amark_output(&A, inplace ? x : out);
+        asnapshot(&A);
+        st = CALL(kd_soft_labels(n, c, rpick(r, 16) ? labels : NULL, ig, (float)rf64(r),
+                                 (int32_t)(ri64(r) % 3), rpick(r, 8) ? x : NULL, ld, pred,
+                                 inplace ? x : (rpick(r, 16) ? out : NULL), ldo, err, err_size));
+        break;
+    }
+    default: {
+        call = "kd_ensemble_average";
+        int32_t k = 1 + (int32_t)rpick(r, 3);
+        if (rpick(r, 16) == 0)
+            k = (int32_t)(ri64(r) % 2) - 1; /* 0 or -1... or -2 */
+        int32_t real = k >= 1 ? k : 1;
+        const float **in = aalloc(&A, (size_t)real * sizeof(float *));
+        int64_t *lds = aalloc(&A, (size_t)real * 8);
+        float *w = rpick(r, 2) ? alloc_floats(&A, r, (size_t)real, 1) : NULL;
+        float *out = alloc_floats(&A, r, me, 0);
+        if (!in || !lds || !out)
+            goto out;
+        for (int32_t q = 0; q < real; q++) {
+            in[q] = q == 0 ? x : alloc_floats(&A, r, me, probs);
+            lds[q] = ld;
+            if (!in[q])
+                goto out;
+        }
+        if (rpick(r, 16) == 0)
+            in[rpick(r, (unsigned)real)] = NULL;
+        int inplace = rpick(r, 4) == 0;
+        aclear_outputs(&A);
+        amark_output(&A, err);
+        amark_output(&A, inplace ? x : out);
+        asnapshot(&A);
+        st = CALL(kd_ensemble_average(n, c, k, rpick(r, 16) ? in : NULL, lds, w,
+                                      inplace ? x : out, ld, err, err_size));
+    }
+    }
+    askip(&A, err);
+    acheck(&A, call, st);
+    if (err)
+        check_err(err, err_size, call, st);
+out:
+    afree(&A);
+}
+
+/* ---- entry points --------------------------------------------------------- */
+
+static void cleanup(void)
+{
+    char cmd[400];
+    if (g_dir[0]) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "fuzz_api: could not remove %s\n", g_dir);
+    }
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    struct stat sb;
+    const char *base = stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode) ? "/dev/shm" : "/tmp";
+    snprintf(g_dir, sizeof g_dir, "%s/kdfuzz-XXXXXX", base);
+    if (!mkdtemp(g_dir)) {
+        perror("mkdtemp");
+        abort();
+    }
+    atexit(cleanup);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    rd r = {data, size, 0};
+    (void)kd_status_string((kd_status)r32(&r));
+    r.i = 0;
+    switch (r8(&r) & 3) {
+    case 0:
+        fuzz_loss(&r);
+        break;
+    case 1:
+        fuzz_ema(&r);
+        break;
+    case 2:
+        fuzz_flexmatch(&r);
+        break;
+    default:
+        fuzz_labels(&r);
+    }
+    return 0;
+}
