@@ -8,6 +8,7 @@ PKGS=(
   check libsubunit-dev              # unit tests
   python3 python3-numpy python3-torch    # Python binding and parity tests
   dataset-fashion-mnist             # the examples' data
+  libopenmpi-dev openmpi-bin        # examples/mpi (data-parallel kd-mpi and its 2-rank test)
 )
 PKGS+=(${KD_EXTRA_PACKAGES:-})
 missing=()
