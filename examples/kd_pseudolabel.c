@@ -25,6 +25,7 @@ typedef struct {
     int64_t seed, epochs, threads, limit_train, limit_test, labeled, steps, batch, mu,
         eval_every;
     double lr, threshold, unlabeled_weight, ema_decay;
+    int64_t flexmatch_warmup, weak_student;
 } config;
 
 enum { RUN_SUPERVISED, RUN_PSEUDO, RUN_FLEXMATCH, NUM_RUNS };
@@ -92,8 +93,8 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
     if (U > 0) {
         memcpy(s->x_weak, s->x_in + B * size, (size_t)(U * size) * sizeof(float));
         tr_augment(TR_AUG_WEAK, U, d->h, d->w, s->x->background, s->x_weak, &s->aug_rng);
-        tr_augment(TR_AUG_STRONG, U, d->h, d->w, s->x->background, s->x_in + B * size,
-                   &s->aug_rng);
+        tr_augment(s->x->cfg->weak_student ? TR_AUG_WEAK : TR_AUG_STRONG, U, d->h, d->w,
+                   s->x->background, s->x_in + B * size, &s->aug_rng);
         /* Teacher: the EMA weights on the weak view. */
         kd_ema_copy_to_flat(s->ema, s->teacher->params);
         const float *t = tr_model_forward(s->teacher, s->x_weak, U);
@@ -212,7 +213,8 @@ static void run(void *ctx, int kind, tr_log *log)
         die_kd(kd_flexmatch_set_float(s.flexmatch, KD_FLEXMATCH_PARAM_THRESHOLD,
                                       (float)cfg->threshold),
                "flexmatch threshold", kd_flexmatch_last_error(s.flexmatch));
-        kd_flexmatch_set_int(s.flexmatch, KD_FLEXMATCH_PARAM_WARMUP, 1);
+        die_kd(kd_flexmatch_set_int(s.flexmatch, KD_FLEXMATCH_PARAM_WARMUP, cfg->flexmatch_warmup),
+               "flexmatch warm-up", kd_flexmatch_last_error(s.flexmatch));
     }
 
     tr_train_opts o = {.run = run_names[kind], .steps = cfg->steps, .eval_every = cfg->eval_every,
@@ -271,6 +273,8 @@ int main(int argc, char **argv)
         {"threshold", TR_OPT_FLOAT, &cfg.threshold, "confidence threshold tau"},
         {"unlabeled-weight", TR_OPT_FLOAT, &cfg.unlabeled_weight, "weight of the pseudo-label loss"},
         {"ema-decay", TR_OPT_FLOAT, &cfg.ema_decay, "EMA teacher decay (Mean Teacher warm-up)"},
+        {"flexmatch-warmup", TR_OPT_INT, &cfg.flexmatch_warmup, "FlexMatch threshold warm-up (1: unused samples count, as the paper)"},
+        {"weak-student", TR_OPT_INT, &cfg.weak_student, "1: the student sees a second weak view instead of a strong one"},
         {"model", TR_OPT_STRING, &cfg.model, "model (convN-...-fcN)"},
         {"csv", TR_OPT_STRING, &cfg.csv, "also write every table row to this CSV file"},
     };
