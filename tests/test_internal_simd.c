@@ -70,6 +70,33 @@ START_TEST(row_max_propagates_nan_at_every_position)
 }
 END_TEST
 
+START_TEST(row_argmax_is_torch_argmax_at_every_position)
+{
+    find_variants();
+    float x[40];
+    for (int c = 1; c <= 40; c++)
+        for (int pos = 0; pos < c; pos++)
+            for (int v = 0; v < nvariants; v++) {
+                const kdi_simd_ops *ops = variants[v];
+                for (int j = 0; j < c; j++)
+                    x[j] = (float)((j * 7) % 5);
+                x[pos] = 9.0f;
+                ck_assert_int_eq(ops->row_argmax(x, c), pos);
+                if (pos + 1 < c) { /* a later tie keeps the first */
+                    x[c - 1] = 9.0f;
+                    ck_assert_int_eq(ops->row_argmax(x, c), pos);
+                }
+                x[pos] = NAN; /* the first NaN wins, wherever the max is */
+                if (pos + 1 < c)
+                    x[c - 1] = NAN;
+                ck_assert_msg(ops->row_argmax(x, c) == pos, "%s c=%d pos=%d", ops->name, c, pos);
+                for (int j = 0; j < c; j++)
+                    x[j] = -INFINITY;
+                ck_assert_int_eq(ops->row_argmax(x, c), 0);
+            }
+}
+END_TEST
+
 /* double reference of one forward-KL row with a hard label */
 static void ref_kl(const float *s, const float *t, int c, double inv_t, double cs,
                    const kdi_simd_label *lab, double *g, double *kl, double *ce)
@@ -257,6 +284,7 @@ int main(void)
     tcase_add_test(tc, auto_picks_a_supported_variant);
     tcase_add_test(tc, exp_of_nonpositive_arguments_is_within_two_ulp_and_handles_specials);
     tcase_add_test(tc, row_max_propagates_nan_at_every_position);
+    tcase_add_test(tc, row_argmax_is_torch_argmax_at_every_position);
     tcase_add_test(tc, kl_ce_mse_rows_match_reference_for_every_length);
     tcase_add_test(tc, variants_agree_to_float_rounding_on_long_rows);
     tcase_add_test(tc, short_row_kernels_match_the_row_kernels);

@@ -61,14 +61,7 @@ int kdi_row_all_finite(const float *x, int64_t c, int64_t *bad)
 /* torch.max / argmax: the first maximum, or the first NaN. */
 int64_t kdi_row_argmax_torch(const float *x, int64_t c)
 {
-    int64_t best = 0;
-    for (int64_t j = 0; j < c; j++) {
-        if (isnan(x[j]))
-            return j;
-        if (x[j] > x[best])
-            best = j;
-    }
-    return best;
+    return kdi_simd(KDI_ISA_AUTO)->row_argmax(x, c);
 }
 
 void kdi_softmax_backward(float *g, const float *x, kdi_lse l, float scale, const float *v,

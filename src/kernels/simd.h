@@ -50,6 +50,9 @@ typedef struct {
     float (*row_max)(const float *x, int64_t c);
     /* sum_j exp(scale * (x_j - max)), max >= every x_j (the row max) */
     double (*row_sumexp)(const float *x, int64_t c, float scale, float max);
+    /* index of the largest element, the first on ties; the first NaN if any
+     * (torch.argmax semantics); 0 for a row of -Inf */
+    int64_t (*row_argmax)(const float *x, int64_t c);
     /* One row of forward-KL distillation at temperature 1/inv_t, everything
      * in one call: with Q = softmax(s inv_t), P = softmax(t inv_t) returns
      * *kl = sum_j P_j (log P_j - log Q_j) (0 where P_j = 0) and, for an active

@@ -224,6 +224,48 @@ static float KDV_FN(row_max_)(const float *x, int64_t c)
     return m;
 }
 
+/* index of the row's largest element, the first on ties; the first NaN if
+ * any (torch.argmax) */
+static int64_t KDV_FN(row_argmax_)(const float *x, int64_t c)
+{
+    vf m = vset(-INFINITY);
+    vi idx = vmask_first(0), nan_at = idx - 1, lane;
+    for (int i = 0; i < KDV_W; i++)
+        lane[i] = i;
+    int64_t j = 0;
+    /* int32 lane indices: rows of up to 2^31 - 1 classes */
+    for (; j + KDV_W <= c; j += KDV_W) {
+        vf v = vload(x + j);
+        vi at = lane + (int32_t)j;
+        nan_at = (vi)vsel((v != v) & (nan_at < 0), (vf)at, (vf)nan_at);
+        vi gt = v > m;
+        idx = (vi)vsel(gt, (vf)at, (vf)idx);
+        m = vsel(gt, v, m);
+    }
+    for (; j < c; j++) { /* the tail joins lane 0; the lane reduction keeps first indices */
+        if (isnan(x[j])) {
+            if (nan_at[0] < 0)
+                nan_at[0] = (int32_t)j;
+        } else if (x[j] > m[0]) {
+            m[0] = x[j];
+            idx[0] = (int32_t)j;
+        }
+    }
+    int64_t best = -1, first_nan = -1;
+    float bv = -INFINITY;
+    for (int i = 0; i < KDV_W; i++) {
+        if (nan_at[i] >= 0 && (first_nan < 0 || nan_at[i] < first_nan))
+            first_nan = nan_at[i];
+        if (m[i] > bv || (m[i] == bv && (best < 0 || idx[i] < best))) {
+            bv = m[i];
+            best = idx[i];
+        }
+    }
+    if (first_nan >= 0)
+        return first_nan;
+    return best < 0 ? 0 : best; /* every element -Inf: index 0, as torch */
+}
+
 /* out_j = exp((x_j - m) * scale) (out may be NULL), returns the row sum */
 KDV_INLINE double exp_store(const float *x, int64_t c, float m, float scale, float *out)
 {
@@ -683,6 +725,7 @@ static const kdi_simd_ops KDV_FN(ops_) = {
     KDV_W,
     KDV_FN(row_max_),
     KDV_FN(row_sumexp_),
+    KDV_FN(row_argmax_),
     KDV_FN(kl_row_),
     KDV_FN(ce_row_),
     KDV_FN(mse_row_),

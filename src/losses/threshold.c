@@ -1,7 +1,8 @@
 /* Confidence thresholding of teacher rows, shared by the pseudo-label and the
- * UDA strong/weak losses: conf = max softmax(t) = exp(-logsum) (the max
- * logit's log-probability is exactly -logsum), compared in float32 with the
+ * UDA strong/weak losses: conf = max softmax(t) = 1 / sum_j exp(t_j - max)
+ * (the max logit's probability), compared in float32 with the
  * global or the per-class threshold, strict (tllib) or not (FixMatch). */
+#include <math.h>
 #include <omp.h>
 
 #include "losses/loss_internal.h"
@@ -9,9 +10,14 @@
 kdi_confident kdi_threshold_row(const kd_loss *h, const float *t)
 {
     kdi_confident cf;
-    cf.l = kdi_row_lse(t, h->c, 1.0f);
-    cf.label = (int32_t)kdi_row_argmax_torch(t, h->c);
-    const float conf = expf(-cf.l.logsum); /* NaN for a non-finite row: never kept */
+    const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
+    cf.label = (int32_t)ops->row_argmax(t, h->c);
+    /* the max is the argmax's value (NaN when the row has a NaN); with a +Inf
+     * or an all -Inf row the sum is NaN, and NaN is never kept */
+    cf.l.max = t[cf.label];
+    const double sum = isfinite(cf.l.max) ? ops->row_sumexp(t, h->c, 1.0f, cf.l.max) : NAN;
+    cf.l.logsum = (float)log(sum);
+    const float conf = (float)(1.0 / sum); /* max softmax(t), as the short-row kernel */
     const float tau = h->class_thresholds ? h->class_thresholds[cf.label] : (float)h->threshold;
     cf.keep = h->threshold_mode == KD_THRESHOLD_INCLUSIVE ? conf >= tau : conf > tau;
     return cf;
