@@ -27,7 +27,7 @@ def torch_step(torch, F, loss, s, t, y):
                * T * T * ALPHA + (1 - ALPHA) * F.cross_entropy(S, y))
     elif loss == "soft_ce":
         out = F.cross_entropy(S, F.softmax(t / T, dim=1))
-    else:  # tllib ConfidenceRegularized pseudo-label, threshold 0 (every row kept)
+    else:  # tllib ConfidenceBasedSelfTrainingLoss, threshold 0 (every row kept)
         conf, pl = F.softmax(t, dim=1).max(dim=1)
         mask = (conf > 0.0).float()
         out = (F.cross_entropy(S, pl, reduction="none") * mask).mean()

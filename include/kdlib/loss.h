@@ -117,7 +117,7 @@ enum {
      * KD_ARG_PSEUDO_LABELS, if bound, receive m_i (0/1) and yhat_i from
      * forward and forward_backward. */
 
-    /* Pseudo-label (tllib ConfidenceRegularizedSelfTrainingLoss):
+    /* Pseudo-label (tllib ConfidenceBasedSelfTrainingLoss):
      *   l_i = m_i * CE(s_i, yhat_i).
      * MEAN divides by n: masked rows count as 0 in the mean. */
     KD_LOSS_PSEUDO_LABEL = 10,

@@ -1,4 +1,4 @@
-/* Confidence-threshold pseudo-label (tllib ConfidenceRegularizedSelfTrainingLoss):
+/* Confidence-threshold pseudo-label (tllib ConfidenceBasedSelfTrainingLoss):
  *   l = m * CE(s, yhat),  yhat = argmax t,  m = [max softmax(t) > tau]
  * Gradient (the teacher is detached): d l / d s_j = m (softmax(s)_j - [j = yhat]).
  * A masked row costs one pass over the teacher only: the student is not read. */
