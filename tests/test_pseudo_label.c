@@ -1,5 +1,5 @@
 /* KD_LOSS_PSEUDO_LABEL: m_i * CE(s_i, argmax t_i), m_i = [max softmax(t_i) > tau]
- * (tllib ConfidenceRegularizedSelfTrainingLoss), against the double reference. */
+ * (tllib ConfidenceBasedSelfTrainingLoss), against the double reference. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
 """Parity of kdlib's self-training losses with the tllib.self_training definitions.
 
 Each tllib loss is re-implemented here from its definition in PyTorch
-(ConfidenceRegularizedSelfTrainingLoss, StrongWeakConsistencyLoss, the Pi-model
+(ConfidenceBasedSelfTrainingLoss, StrongWeakConsistencyLoss, the Pi-model
 ConsistencyLoss with L2 / KL / JS distances, ClassBalanceLoss,
 MinimumClassConfusionLoss, WorstCaseEstimationLoss); autograd gives the
 reference gradients.  kdlib runs in float32; PyTorch runs the same float32

@@ -502,7 +502,7 @@ def pseudo_label(student, teacher, threshold=0.95, class_thresholds=None, *, inc
                  reduction="mean", teacher_weights=None, weights=None, threads=1,
                  check_finite=False, compute_grad=True):
     """Confidence-thresholded pseudo-label loss (tllib
-    ConfidenceRegularizedSelfTrainingLoss): mean_i m_i * CE(s_i, argmax t_i),
+    ConfidenceBasedSelfTrainingLoss): mean_i m_i * CE(s_i, argmax t_i),
     m_i = [max softmax(t_i) > tau] (>= with inclusive=True), tau = threshold or
     class_thresholds[pseudo-label] (C values, e.g. FlexMatch).
     Returns LossResult(loss, grad_student, mask (float32 0/1), pseudo_labels (int32))."""
