@@ -1,0 +1,495 @@
+/*
+ * Thread safety and determinism.
+ *
+ * - Distinct handles used concurrently from many threads (pthreads) give the
+ *   results of a single-threaded run, bit for bit (core.h, loss.h, ema.h,
+ *   flexmatch.h: "distinct handles are independent").
+ * - The same inputs and thread count give bit-identical outputs, and the
+ *   loss and EMA results do not depend on KD_PARAM_THREADS (1, 2, 3, 4): rows
+ *   are reduced in row order.
+ *
+ * Every scenario below runs a whole life cycle (create, configure, bind,
+ * compute, destroy) and returns its outputs as one byte string, so that
+ * comparisons are memcmp.  scripts/tsan.sh builds this test with
+ * ThreadSanitizer (clang, LLVM's libomp with the Archer tool, so that OpenMP's
+ * own synchronisation is understood).
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdlib/ema.h"
+#include "kdlib/flexmatch.h"
+#include "kdlib/kdlib.h"
+#include "kdtest.h"
+
+#define N 67 /* odd: uneven splits over 2, 3 and 4 threads */
+#define NU 41
+#define C 13
+#define LD 16
+
+/* Read-only inputs shared by every thread. */
+static float g_student[N * LD], g_teacher[N * LD], g_teacher2[N * LD], g_probs[N * LD];
+static float g_um[NU * LD], g_ua[NU * LD], g_weights[N];
+static int32_t g_labels[N];
+
+static void init_inputs(void)
+{
+    kdt_rng r;
+    kdt_seed(&r, 8);
+    kdt_fill_normal(&r, g_student, N * LD, 2.0);
+    kdt_fill_normal(&r, g_teacher, N * LD, 3.0);
+    kdt_fill_normal(&r, g_teacher2, N * LD, 3.0);
+    kdt_fill_normal(&r, g_um, NU * LD, 2.0);
+    kdt_fill_normal(&r, g_ua, NU * LD, 2.0);
+    for (int i = 0; i < N; i++) {
+        double s = 0;
+        for (int j = 0; j < C; j++)
+            s += (g_probs[i * LD + j] = (float)kdt_uniform(&r));
+        for (int j = 0; j < C; j++)
+            g_probs[i * LD + j] = (float)(g_probs[i * LD + j] / s);
+        g_labels[i] = i % 11 == 5 ? -100 : (int32_t)(kdt_next(&r) % C);
+        g_weights[i] = (float)kdt_uniform(&r);
+    }
+    /* a few confident teacher rows so that thresholded losses keep some */
+    for (int i = 0; i < N; i += 3)
+        g_teacher[i * LD + i % C] += 12.0f;
+}
+
+/* ---- results as byte strings ---------------------------------------------- */
+
+typedef struct {
+    unsigned char *p;
+    size_t n, cap;
+    int failed; /* a call returned an error: the message is in `msg` */
+    char msg[256];
+} result;
+
+static void put(result *r, const void *p, size_t n)
+{
+    if (r->n + n > r->cap) {
+        r->cap = (r->n + n) * 2;
+        r->p = realloc(r->p, r->cap);
+        if (!r->p)
+            abort();
+    }
+    memcpy(r->p + r->n, p, n);
+    r->n += n;
+}
+
+static void check(result *r, kd_status st, const char *what, const char *detail)
+{
+    if (st != KD_OK && !r->failed) {
+        r->failed = 1;
+        snprintf(r->msg, sizeof r->msg, "%s: %s (%s)", what, kd_status_string(st),
+                 detail ? detail : "");
+    }
+}
+
+static void result_free(result *r)
+{
+    free(r->p);
+    memset(r, 0, sizeof *r);
+}
+
+static int same(const result *a, const result *b)
+{
+    return !a->failed && !b->failed && a->n == b->n && memcmp(a->p, b->p, a->n) == 0;
+}
+
+/* ---- scenarios -------------------------------------------------------------- */
+
+enum {
+    S_KL,
+    S_KL_MULTI,
+    S_CE,
+    S_MSE,
+    S_PSEUDO,
+    S_STRONG_WEAK,
+    S_CONSISTENCY,
+    S_CLASS_BALANCE,
+    S_MCC,
+    S_WORST_CASE,
+    NUM_LOSS_SCENARIOS,
+    S_EMA = NUM_LOSS_SCENARIOS,
+    S_FLEXMATCH,
+    S_LABELS,
+    NUM_SCENARIOS
+};
+
+static const char *scenario_name(int s)
+{
+    static const char *names[] = {"kl",  "kl-multi", "ce",         "mse",       "pseudo-label",
+                                  "strong-weak", "consistency", "class-balance", "mcc",
+                                  "worst-case",  "ema",         "flexmatch",     "labels"};
+    return names[s];
+}
+
+static void run_loss(int s, int threads, result *out)
+{
+    static const kd_loss_kind kinds[] = {KD_LOSS_KL_DISTILL,   KD_LOSS_KL_DISTILL,
+                                         KD_LOSS_CROSS_ENTROPY, KD_LOSS_LOGIT_MSE,
+                                         KD_LOSS_PSEUDO_LABEL,  KD_LOSS_STRONG_WEAK,
+                                         KD_LOSS_CONSISTENCY,   KD_LOSS_CLASS_BALANCE,
+                                         KD_LOSS_MCC,           KD_LOSS_WORST_CASE};
+    float grad[N * LD], grad2[N * LD], gu[NU * LD], per[N], mask[N], loss = 0;
+    int32_t plabels[N];
+    memset(grad, 0, sizeof grad), memset(grad2, 0, sizeof grad2), memset(gu, 0, sizeof gu);
+    memset(per, 0, sizeof per), memset(mask, 0, sizeof mask), memset(plabels, 0, sizeof plabels);
+    kd_loss *h = NULL;
+    kd_status st = kd_loss_create(&h, kinds[s], C);
+    check(out, st, "kd_loss_create", scenario_name(s));
+    if (st)
+        return;
+#define T(call) check(out, (call), #call, kd_loss_last_error(h))
+    T(kd_loss_set_int(h, KD_PARAM_THREADS, threads));
+    switch (s) {
+    case S_KL:
+    case S_KL_MULTI:
+        T(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 4.0));
+        T(kd_loss_set_float(h, KD_PARAM_ALPHA, 0.9));
+        T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_labels(h, g_labels));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
+        T(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0));
+        if (s == S_KL) {
+            T(kd_loss_bind_matrix(h, KD_ARG_TEACHER, g_teacher, LD));
+        } else {
+            const float *ts[2] = {g_teacher, g_teacher2};
+            const int64_t lds[2] = {LD, LD};
+            const float w[2] = {0.7f, 0.3f};
+            T(kd_loss_set_int(h, KD_PARAM_DIVERGENCE, KD_DIVERGENCE_JSD));
+            T(kd_loss_set_int(h, KD_PARAM_NORMALIZATION, KD_NORMALIZE_VALID));
+            T(kd_loss_bind_teachers(h, 2, ts, lds, w));
+            T(kd_loss_bind_weights(h, g_weights));
+        }
+        break;
+    case S_CE:
+        T(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 2.0));
+        T(kd_loss_set_float(h, KD_PARAM_LABEL_SMOOTHING, 0.1));
+        T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_matrix(h, KD_ARG_TEACHER, g_teacher, LD));
+        T(kd_loss_bind_labels(h, g_labels));
+        T(kd_loss_bind_weights(h, g_weights));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
+        T(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0));
+        break;
+    case S_MSE:
+        T(kd_loss_set_float(h, KD_PARAM_ALPHA, 0.5));
+        T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_matrix(h, KD_ARG_TEACHER, g_teacher, LD));
+        T(kd_loss_bind_labels(h, g_labels));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
+        break;
+    case S_PSEUDO:
+    case S_STRONG_WEAK:
+        T(kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.6));
+        if (s == S_STRONG_WEAK)
+            T(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 0.5));
+        T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_matrix(h, KD_ARG_TEACHER, g_teacher, LD));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
+        T(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0));
+        T(kd_loss_bind_output(h, KD_ARG_MASK, mask, 0));
+        T(kd_loss_bind_output_labels(h, KD_ARG_PSEUDO_LABELS, plabels));
+        break;
+    case S_CONSISTENCY:
+        T(kd_loss_set_int(h, KD_PARAM_DISTANCE, KD_DISTANCE_JS));
+        T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_matrix(h, KD_ARG_TEACHER, g_teacher, LD));
+        T(kd_loss_bind_weights(h, g_weights));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_TEACHER, grad2, LD));
+        break;
+    case S_CLASS_BALANCE:
+        T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
+        break;
+    case S_MCC:
+        T(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 2.5));
+        T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
+        break;
+    case S_WORST_CASE:
+        T(kd_loss_set_float(h, KD_PARAM_ETA_PRIME, 2.0));
+        T(kd_loss_set_int(h, KD_PARAM_UNLABELED_ROWS, NU));
+        T(kd_loss_bind_matrix(h, KD_ARG_LABELED_MAIN, g_teacher, LD));
+        T(kd_loss_bind_matrix(h, KD_ARG_LABELED_ADV, g_student, LD));
+        T(kd_loss_bind_matrix(h, KD_ARG_UNLABELED_MAIN, g_um, LD));
+        T(kd_loss_bind_matrix(h, KD_ARG_UNLABELED_ADV, g_ua, LD));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_LABELED_ADV, grad, LD));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_UNLABELED_ADV, gu, LD));
+        break;
+    default:
+        break;
+    }
+    /* fused, then forward and backward separately (SUM for a second value) */
+    T(kd_loss_forward_backward(h, N, &loss));
+    put(out, &loss, sizeof loss);
+    put(out, grad, sizeof grad), put(out, grad2, sizeof grad2), put(out, gu, sizeof gu);
+    put(out, per, sizeof per), put(out, mask, sizeof mask), put(out, plabels, sizeof plabels);
+    T(kd_loss_forward(h, N, &loss));
+    put(out, &loss, sizeof loss);
+    float up = 0.5f;
+    T(kd_loss_backward(h, N, &up));
+    put(out, grad, sizeof grad), put(out, gu, sizeof gu);
+#undef T
+    kd_loss_destroy(h);
+}
+
+static void run_ema(int threads, result *out)
+{
+    enum { L0 = 1000, L1 = 37, L2 = 20011 };
+    static float s0[L0], s1[L1], s2[L2];
+    float *a0 = malloc(sizeof s0), *a1 = malloc(sizeof s1), *a2 = malloc(sizeof s2);
+    for (int i = 0; i < L0; i++)
+        a0[i] = (float)(i % 17) * 0.25f;
+    for (int i = 0; i < L1; i++)
+        a1[i] = (float)i;
+    for (int i = 0; i < L2; i++)
+        a2[i] = (float)((i * 7919) % 101) / 101.0f - 0.5f;
+    const float *arrays[3] = {a0, a1, a2};
+    const int64_t lengths[3] = {L0, L1, L2};
+    const int32_t kinds[3] = {KD_EMA_AVERAGE, KD_EMA_COPY, KD_EMA_AVERAGE};
+    kd_ema *e = NULL;
+    kd_status st = kd_ema_create(&e, 3, arrays, lengths, kinds);
+    check(out, st, "kd_ema_create", kd_ema_last_error(NULL));
+    if (!st) {
+#define T(call) check(out, (call), #call, kd_ema_last_error(e))
+        T(kd_ema_set_int(e, KD_EMA_PARAM_THREADS, threads));
+        T(kd_ema_set_float(e, KD_EMA_PARAM_DECAY, 0.99f));
+        T(kd_ema_set_int(e, KD_EMA_PARAM_WARMUP, KD_EMA_WARMUP_MEAN_TEACHER));
+        for (int step = 0; step < 6; step++) {
+            for (int i = 0; i < L0; i++)
+                a0[i] = a0[i] * 0.9f + (float)step;
+            for (int i = 0; i < L1; i++)
+                a1[i] += 1.0f;
+            for (int i = 0; i < L2; i++)
+                a2[i] = a2[i] * 1.01f - 0.001f * (float)step;
+            T(kd_ema_update(e, arrays));
+        }
+        const float *t = NULL;
+        int64_t len = 0, stp = 0;
+        T(kd_ema_teacher_flat(e, &t, &len));
+        T(kd_ema_step(e, &stp));
+        if (t)
+            put(out, t, (size_t)len * sizeof(float));
+        put(out, &stp, sizeof stp);
+#undef T
+        kd_ema_destroy(e);
+    }
+    free(a0), free(a1), free(a2);
+}
+
+static void run_flexmatch(result *out)
+{
+    enum { NS = 500, B = 64 };
+    kd_flexmatch *f = NULL;
+    kd_status st = kd_flexmatch_create(&f, NS, C);
+    check(out, st, "kd_flexmatch_create", kd_flexmatch_last_error(NULL));
+    if (st)
+        return;
+#define T(call) check(out, (call), #call, kd_flexmatch_last_error(f))
+    T(kd_flexmatch_set_int(f, KD_FLEXMATCH_PARAM_WARMUP, 1));
+    int64_t idx[B];
+    float conf[B], tau[C];
+    int32_t pred[B], all[NS];
+    kdt_rng r;
+    kdt_seed(&r, 99);
+    for (int step = 0; step < 20; step++) {
+        for (int k = 0; k < B; k++) {
+            idx[k] = (int64_t)(kdt_next(&r) % NS);
+            conf[k] = (float)kdt_uniform(&r);
+            pred[k] = (int32_t)(kdt_next(&r) % C);
+        }
+        T(kd_flexmatch_thresholds(f, tau));
+        put(out, tau, sizeof tau);
+        T(kd_flexmatch_update(f, B, idx, conf, pred));
+    }
+    T(kd_flexmatch_predictions(f, all));
+    put(out, all, sizeof all);
+#undef T
+    kd_flexmatch_destroy(f);
+}
+
+static void run_labels(result *out)
+{
+    float conf[N], mask[N], avg[N * LD], scores[N], cth[C];
+    int32_t pl[N], cc[N];
+    int64_t sel = 0, rank[N], nr = 0, ns = 0;
+    uint8_t sus[N];
+    char err[128];
+    memset(avg, 0, sizeof avg);
+#define T(call) check(out, (call), #call, err)
+    T(kd_select_pseudo_labels(N, C, g_teacher, LD, KD_SELECT_LOGITS, 0.5f, NULL, 3, conf, pl, mask,
+                              &sel, err, sizeof err));
+    put(out, conf, sizeof conf), put(out, pl, sizeof pl), put(out, mask, sizeof mask);
+    put(out, &sel, sizeof sel);
+    const float *ins[2] = {g_teacher, g_teacher2};
+    const int64_t lds[2] = {LD, LD};
+    const float w[2] = {1.0f, 3.0f};
+    T(kd_ensemble_average(N, C, 2, ins, lds, w, avg, LD, err, sizeof err));
+    put(out, avg, sizeof avg);
+    T(kd_label_quality(N, C, g_probs, LD, g_labels, -100, KD_LABEL_SCORE_NORMALIZED_MARGIN, scores,
+                       rank, &nr, err, sizeof err));
+    put(out, rank, sizeof rank), put(out, &nr, sizeof nr);
+    T(kd_find_label_issues(N, C, g_probs, LD, g_labels, -100, cth, cc, sus, &ns, err, sizeof err));
+    put(out, cth, sizeof cth), put(out, cc, sizeof cc), put(out, sus, sizeof sus);
+#undef T
+}
+
+static void run_scenario(int s, int threads, result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (s < NUM_LOSS_SCENARIOS)
+        run_loss(s, threads, out);
+    else if (s == S_EMA)
+        run_ema(threads, out);
+    else if (s == S_FLEXMATCH)
+        run_flexmatch(out);
+    else
+        run_labels(out);
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+START_TEST(results_do_not_depend_on_the_thread_count)
+{
+    for (int s = 0; s < NUM_SCENARIOS; s++) {
+        result ref;
+        run_scenario(s, 1, &ref);
+        ck_assert_msg(!ref.failed, "%s: %s", scenario_name(s), ref.msg);
+        for (int t = 2; t <= 4; t++) {
+            result got;
+            run_scenario(s, t, &got);
+            ck_assert_msg(same(&ref, &got), "%s: KD_PARAM_THREADS %d differs from 1 %s",
+                          scenario_name(s), t, got.msg);
+            result_free(&got);
+        }
+        result_free(&ref);
+    }
+}
+END_TEST
+
+START_TEST(same_inputs_and_thread_count_are_bit_identical)
+{
+    static const int counts[] = {1, 2, 4};
+    for (int s = 0; s < NUM_SCENARIOS; s++)
+        for (int k = 0; k < 3; k++) {
+            result a, b;
+            run_scenario(s, counts[k], &a);
+            run_scenario(s, counts[k], &b);
+            ck_assert_msg(same(&a, &b), "%s with %d threads: two runs differ %s",
+                          scenario_name(s), counts[k], a.msg);
+            result_free(&a), result_free(&b);
+        }
+}
+END_TEST
+
+#define NUM_WORKERS 8
+#define ROUNDS 3
+
+typedef struct {
+    int id;
+    const result *ref; /* NUM_SCENARIOS single-threaded references */
+    int mismatches;
+    char msg[400];
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    for (int round = 0; round < ROUNDS; round++)
+        for (int k = 0; k < NUM_SCENARIOS; k++) {
+            /* each worker walks the scenarios in its own order */
+            int s = (k + w->id * 5 + round) % NUM_SCENARIOS;
+            /* handles' own OpenMP threads too */
+            int threads = 1 + (w->id + round) % 2;
+            result got;
+            run_scenario(s, threads, &got);
+            if (!same(&w->ref[s], &got) && !w->mismatches++)
+                snprintf(w->msg, sizeof w->msg, "worker %d, %s, %d thread(s): differs %s", w->id,
+                         scenario_name(s), threads, got.msg);
+            result_free(&got);
+        }
+    return NULL;
+}
+
+START_TEST(distinct_handles_run_concurrently)
+{
+    result ref[NUM_SCENARIOS];
+    for (int s = 0; s < NUM_SCENARIOS; s++) {
+        run_scenario(s, 1, &ref[s]);
+        ck_assert_msg(!ref[s].failed, "%s: %s", scenario_name(s), ref[s].msg);
+    }
+    pthread_t tid[NUM_WORKERS];
+    worker w[NUM_WORKERS];
+    for (int i = 0; i < NUM_WORKERS; i++) {
+        w[i] = (worker){.id = i, .ref = ref};
+        ck_assert_int_eq(pthread_create(&tid[i], NULL, work, &w[i]), 0);
+    }
+    for (int i = 0; i < NUM_WORKERS; i++)
+        ck_assert_int_eq(pthread_join(tid[i], NULL), 0);
+    for (int i = 0; i < NUM_WORKERS; i++)
+        ck_assert_msg(w[i].mismatches == 0, "%s", w[i].msg);
+    for (int s = 0; s < NUM_SCENARIOS; s++)
+        result_free(&ref[s]);
+}
+END_TEST
+
+/* Functions without a handle keep their failure message per thread. */
+static void *failing_create(void *arg)
+{
+    int *ok = arg;
+    for (int i = 0; i < 200; i++) {
+        kd_ema *e = NULL;
+        const float x = 1.0f;
+        const float *arrays[1] = {&x};
+        int64_t bad = -1 - (int64_t)(i % 3);
+        if (kd_ema_create(&e, 1, arrays, &bad, NULL) != KD_ERR_SHAPE || !*kd_ema_last_error(NULL))
+            *ok = 0;
+        kd_flexmatch *f = NULL;
+        if (kd_flexmatch_create(&f, 0, 3) != KD_ERR_INVALID_ARGUMENT ||
+            !*kd_flexmatch_last_error(NULL))
+            *ok = 0;
+        int64_t good = 1;
+        if (kd_ema_create(&e, 1, arrays, &good, NULL) != KD_OK || *kd_ema_last_error(NULL))
+            *ok = 0;
+        kd_ema_destroy(e);
+    }
+    return NULL;
+}
+
+START_TEST(create_messages_are_per_thread)
+{
+    pthread_t tid[4];
+    int ok[4] = {1, 1, 1, 1};
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&tid[i], NULL, failing_create, &ok[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(pthread_join(tid[i], NULL), 0);
+        ck_assert_msg(ok[i], "thread %d saw a wrong status or message", i);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    init_inputs();
+    Suite *s = suite_create("threads");
+    TCase *tc = tcase_create("threads");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, results_do_not_depend_on_the_thread_count);
+    tcase_add_test(tc, same_inputs_and_thread_count_are_bit_identical);
+    tcase_add_test(tc, distinct_handles_run_concurrently);
+    tcase_add_test(tc, create_messages_are_per_thread);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
