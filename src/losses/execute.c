@@ -216,27 +216,8 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
     if (h->kind >= KD_LOSS_PSEUDO_LABEL && (st = validate_self_training(h, fn, mode, n)))
         return st;
 
-    int64_t count = n;
-    if (h->labels) {
-        count = 0;
-        for (int64_t i = 0; i < n; i++) {
-            int32_t y = h->labels[i];
-            if (y == h->ignore_index)
-                continue;
-            if (y < 0 || y >= c)
-                return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
-                                "%s: labels[%lld] = %d outside [0, %lld) and not ignore_index %d", fn,
-                                (long long)i, (int)y, (long long)c, (int)h->ignore_index);
-            count++;
-        }
-    }
-    *valid = count;
-    if (h->weights)
-        for (int64_t i = 0; i < n; i++)
-            if (!(h->weights[i] >= 0.0f) || isinf(h->weights[i]))
-                return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
-                                "%s: weights[%lld] = %g is not a finite value >= 0", fn, (long long)i,
-                                (double)h->weights[i]);
+    if ((st = kdi_check_labels_weights(h, fn, n, valid)))
+        return st;
     if (h->check_finite) {
         st = kdi_check_finite_matrix(h, fn, "student", h->student, n, h->ld_student);
         for (int32_t k = 0; !st && k < h->n_teachers; k++)

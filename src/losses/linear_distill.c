@@ -180,25 +180,8 @@ static kd_status validate(kd_loss *h, int64_t n, int64_t d, const float *hidden,
     }
 
     int64_t valid = n;
-    if (h->labels) {
-        valid = 0;
-        for (int64_t i = 0; i < n; i++) {
-            int32_t y = h->labels[i];
-            if (y == h->ignore_index)
-                continue;
-            if (y < 0 || y >= c)
-                return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
-                                FN ": labels[%lld] = %d outside [0, %lld) and not ignore_index %d",
-                                (long long)i, (int)y, (long long)c, (int)h->ignore_index);
-            valid++;
-        }
-    }
-    if (h->weights)
-        for (int64_t i = 0; i < n; i++)
-            if (!(h->weights[i] >= 0.0f) || isinf(h->weights[i]))
-                return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
-                                FN ": weights[%lld] = %g is not a finite value >= 0", (long long)i,
-                                (double)h->weights[i]);
+    if ((st = kdi_check_labels_weights(h, FN, n, &valid)))
+        return st;
     if (h->check_finite) {
         for (int k = 0; k < 6 && !st; k++)
             st = check_finite(h, &in[k]);

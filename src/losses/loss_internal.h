@@ -142,6 +142,9 @@ static inline kdi_span kdi_vector_span(const void *p, int64_t n, size_t elem)
 }
 static inline int kdi_overlaps(kdi_span a, kdi_span b) { return a.lo < b.hi && b.lo < a.hi; }
 
+/* Labels in [0, C) or the ignore index, weights finite and >= 0; *valid =
+ * the number of rows whose label is not ignored (n without labels). */
+kd_status kdi_check_labels_weights(kd_loss *h, const char *fn, int64_t n, int64_t *valid);
 kd_status kdi_check_extent(kd_loss *h, const char *fn, const char *what, int64_t n, int64_t ld);
 kd_status kdi_check_finite_matrix(kd_loss *h, const char *fn, const char *what, const float *x,
                                   int64_t n, int64_t ld);
