@@ -1,0 +1,2088 @@
+/*
+ * The bad-input matrix of docs/errors.md, one test row per row of that
+ * document: every public function that returns a kd_status, each invalid
+ * input, and the status it must return.
+ *
+ * Every caller buffer lives in one block (B).  Each row sets up its handles
+ * and inputs, then CALL() snapshots B and the observable state of every live
+ * handle (parameters, teacher values, step, predictions), makes the call, and
+ * checks that the status is the documented one and that nothing changed:
+ * outputs, inputs and handles are untouched on error (core.h).
+ *
+ * docs/errors.md is generated from this table (`test_error_matrix
+ * --markdown`); the test `errors_md_matches_the_table` fails when the two
+ * disagree, so a new row goes into both.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kdlib/ema.h"
+#include "kdlib/flexmatch.h"
+#include "kdlib/kdlib.h"
+#include "kdlib/linear.h"
+
+#define N 6
+#define C 4
+#define LD 5
+#define P0 7
+#define P1 3
+#define FM_N 9
+#define DH 3 /* hidden size of the linear rows */
+
+static struct {
+    float student[N * LD], teacher[N * LD], probs[N * LD], grad[N * LD], out[N * LD];
+    float loss[N], up[N], weights[N], mask[N], conf[N], scores[N], cthr[C];
+    float hidden[N * DH], weight[C * DH];
+    float p0[P0], p1[P1], s0[P0], s1[P1];
+    double stats[C * C + 2];
+    int32_t labels[N], plabels[N], pred[N], cc[N];
+    int64_t idx[N], rank[N], sigma[C];
+    uint8_t sus[N];
+    char err[128];
+    int64_t i64;
+    int32_t i32;
+    float f32;
+    double f64, f64b;
+    const float *cptr;
+} B, SNAP;
+
+static const float *ARRAYS[2] = {B.p0, B.p1};
+static const int64_t LENGTHS[2] = {P0, P1};
+static const float *INS2[2] = {B.teacher, B.probs};
+static const int64_t LDS2[2] = {LD, LD};
+static kd_loss *OUT_LOSS = (kd_loss *)0x1;
+static kd_ema *OUT_EMA = (kd_ema *)0x1;
+static kd_flexmatch *OUT_FM = (kd_flexmatch *)0x1;
+
+/* ---- fixtures: every handle made here is destroyed after its row ---------- */
+
+#define MAX_LIVE 8
+static kd_loss *live_loss[MAX_LIVE];
+static kd_ema *live_ema[MAX_LIVE];
+static kd_flexmatch *live_fm[MAX_LIVE];
+static int n_loss, n_ema, n_fm;
+static char tmpdir[64];
+static char pathbuf[4][160];
+static int npath;
+
+static void fill(void)
+{
+    memset(&B, 0, sizeof B);
+    for (int i = 0; i < N * LD; i++) {
+        B.student[i] = (float)((i * 7) % 11) * 0.3f - 1.5f;
+        B.teacher[i] = (float)((i * 5) % 13) * 0.4f - 2.0f;
+        B.probs[i] = (i % LD) < C ? 1.0f / C : 0.0f;
+        B.grad[i] = B.out[i] = 1234.5f; /* canaries */
+    }
+    for (int i = 0; i < N; i++) {
+        B.loss[i] = B.mask[i] = B.scores[i] = 1234.5f;
+        B.up[i] = 1.0f;
+        B.weights[i] = 0.5f;
+        B.conf[i] = 0.99f;
+        B.labels[i] = i % C;
+        B.pred[i] = (i + 1) % C;
+        B.plabels[i] = B.cc[i] = 77;
+        B.idx[i] = i;
+        B.rank[i] = 77;
+        B.sus[i] = 77;
+    }
+    for (int j = 0; j < C; j++) {
+        B.cthr[j] = 0.5f;
+        B.sigma[j] = 77;
+    }
+    for (int i = 0; i < N * DH; i++)
+        B.hidden[i] = (float)(i % 5) * 0.2f;
+    for (int i = 0; i < C * DH; i++)
+        B.weight[i] = (float)(i % 3) * 0.1f;
+    for (int i = 0; i < P0; i++)
+        B.p0[i] = (float)i, B.s0[i] = (float)(2 * i);
+    for (int i = 0; i < P1; i++)
+        B.p1[i] = (float)-i, B.s1[i] = 1.0f;
+    for (int i = 0; i < C * C + 2; i++)
+        B.stats[i] = 0.25;
+    B.stats[C] = N; /* CLASS_BALANCE's count */
+    memset(B.err, 'x', sizeof B.err);
+    B.i64 = 77, B.i32 = 77, B.f32 = 77.0f, B.f64 = B.f64b = 77.0;
+    B.cptr = NULL;
+    OUT_LOSS = (kd_loss *)0x1, OUT_EMA = (kd_ema *)0x1, OUT_FM = (kd_flexmatch *)0x1;
+}
+
+static kd_loss *mk(kd_loss_kind kind)
+{
+    kd_loss *h = NULL;
+    ck_assert_int_eq(kd_loss_create(&h, kind, C), KD_OK);
+    live_loss[n_loss++] = h;
+    return h;
+}
+
+/* KL distillation with student, teacher, labels and a gradient bound. */
+static kd_loss *kl(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, B.student, LD), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_TEACHER, B.teacher, LD), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_labels(h, B.labels), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.grad, LD), KD_OK);
+    return h;
+}
+
+/* A self-training kind with student (and teacher where it has one) bound. */
+static kd_loss *selftrain(kd_loss_kind kind)
+{
+    kd_loss *h = mk(kind);
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, B.student, LD), KD_OK);
+    if (kind != KD_LOSS_CLASS_BALANCE && kind != KD_LOSS_MCC)
+        ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_TEACHER, B.teacher, LD), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.grad, LD), KD_OK);
+    return h;
+}
+
+static kd_ema *ema(void)
+{
+    kd_ema *e = NULL;
+    ck_assert_int_eq(kd_ema_create(&e, 2, ARRAYS, LENGTHS, NULL), KD_OK);
+    ck_assert_int_eq(kd_ema_update(e, (const float *const[]){B.s0, B.s1}), KD_OK);
+    live_ema[n_ema++] = e;
+    return e;
+}
+
+static void track_fm(kd_flexmatch *f) { live_fm[n_fm++] = f; }
+
+static kd_flexmatch *fm(void)
+{
+    kd_flexmatch *f = NULL;
+    ck_assert_int_eq(kd_flexmatch_create(&f, FM_N, C), KD_OK);
+    int64_t idx[3] = {0, 4, 8};
+    float conf[3] = {0.99f, 0.5f, 0.97f};
+    int32_t pred[3] = {1, 2, 3};
+    ck_assert_int_eq(kd_flexmatch_update(f, 3, idx, conf, pred), KD_OK);
+    track_fm(f);
+    return f;
+}
+
+static const char *tmp_path(const char *name)
+{
+    char *p = pathbuf[npath++ % 4];
+    snprintf(p, sizeof pathbuf[0], "%s/%s", tmpdir, name);
+    return p;
+}
+
+/* A valid state file of another object (a fresh handle of the fixture shape). */
+static const char *ema_file(void)
+{
+    kd_ema *e = NULL;
+    const char *p = tmp_path("fixture.kdema");
+    ck_assert_int_eq(kd_ema_create(&e, 2, ARRAYS, LENGTHS, NULL), KD_OK);
+    ck_assert_int_eq(kd_ema_save(e, p), KD_OK);
+    kd_ema_destroy(e);
+    return p;
+}
+
+static const char *fm_file(void)
+{
+    kd_flexmatch *f = NULL;
+    const char *p = tmp_path("fixture.kdfm");
+    ck_assert_int_eq(kd_flexmatch_create(&f, FM_N, C), KD_OK);
+    ck_assert_int_eq(kd_flexmatch_save(f, p), KD_OK);
+    kd_flexmatch_destroy(f);
+    return p;
+}
+
+static long file_size(const char *p)
+{
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* Negative offsets count from the end of the file. */
+static void truncate_file(const char *p, long by) { ck_assert_int_eq(truncate(p, file_size(p) + by), 0); }
+
+static void patch(const char *p, long off, const void *bytes, size_t n)
+{
+    FILE *f = fopen(p, "r+b");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, off < 0 ? file_size(p) + off : off, SEEK_SET);
+    ck_assert_uint_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+}
+
+static void poke32(const char *p, long off, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    patch(p, off, b, 4);
+}
+
+static void flip(const char *p, long off)
+{
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, off < 0 ? file_size(p) + off : off, SEEK_SET);
+    int c = fgetc(f);
+    fclose(f);
+    unsigned char b = (unsigned char)(c ^ 0x10);
+    patch(p, off, &b, 1);
+}
+
+/* kd_linear_kl_distill over the bound teacher, all gradients skipped. */
+#define LINEAR(h, n, hidden, weight, loss)                                                       \
+    kd_linear_kl_distill(h, n, DH, hidden, DH, weight, DH, NULL, 0, NULL, 0, NULL, 0, NULL, 0,   \
+                         loss, NULL, 0, NULL, 0, NULL)
+
+/* ---- observable state of the live handles --------------------------------- */
+
+typedef struct {
+    unsigned char *p;
+    size_t n;
+} bytes;
+
+static void add(bytes *b, const void *p, size_t n)
+{
+    b->p = realloc(b->p, b->n + n);
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+static bytes state(void)
+{
+    bytes b = {NULL, 0};
+    for (int k = 0; k < n_loss; k++)
+        for (kd_param p = 1; p < 64; p++) {
+            int64_t iv = 0;
+            double fv = 0;
+            if (kd_loss_get_int(live_loss[k], p, &iv) == KD_OK)
+                add(&b, &iv, sizeof iv);
+            if (kd_loss_get_float(live_loss[k], p, &fv) == KD_OK)
+                add(&b, &fv, sizeof fv);
+        }
+    for (int k = 0; k < n_ema; k++) {
+        const float *t = NULL;
+        int64_t len = 0, step = 0;
+        float d = 0;
+        int32_t w = 0, th = 0;
+        kd_ema_teacher_flat(live_ema[k], &t, &len);
+        add(&b, t, (size_t)len * sizeof *t);
+        kd_ema_step(live_ema[k], &step);
+        kd_ema_get_float(live_ema[k], KD_EMA_PARAM_DECAY, &d);
+        kd_ema_get_int(live_ema[k], KD_EMA_PARAM_WARMUP, &w);
+        kd_ema_get_int(live_ema[k], KD_EMA_PARAM_THREADS, &th);
+        add(&b, &step, sizeof step), add(&b, &d, sizeof d), add(&b, &w, sizeof w);
+        add(&b, &th, sizeof th);
+    }
+    for (int k = 0; k < n_fm; k++) {
+        int64_t nn = 0, cc = 0, v = 0;
+        float tau = 0;
+        kd_flexmatch_get_int(live_fm[k], KD_FLEXMATCH_PARAM_NUM_SAMPLES, &nn);
+        kd_flexmatch_get_int(live_fm[k], KD_FLEXMATCH_PARAM_NUM_CLASSES, &cc);
+        int32_t *pred = malloc((size_t)nn * sizeof *pred);
+        kd_flexmatch_predictions(live_fm[k], pred);
+        add(&b, pred, (size_t)nn * sizeof *pred);
+        free(pred);
+        kd_flexmatch_get_float(live_fm[k], KD_FLEXMATCH_PARAM_THRESHOLD, &tau);
+        add(&b, &tau, sizeof tau);
+        for (kd_flexmatch_param p = KD_FLEXMATCH_PARAM_MAPPING; p <= KD_FLEXMATCH_PARAM_NON_STRICT; p++) {
+            kd_flexmatch_get_int(live_fm[k], p, &v);
+            add(&b, &v, sizeof v);
+        }
+    }
+    return b;
+}
+
+static bytes state_before;
+
+static void before_call(void)
+{
+    SNAP = B;
+    state_before = state();
+}
+
+/* Statuses above this range are the checker's own verdicts. */
+#define CHANGED_BUFFERS 1001
+#define CHANGED_HANDLE 1002
+
+static kd_status after_call(kd_status st)
+{
+    bytes now = state();
+    int handle_same = now.n == state_before.n && memcmp(now.p, state_before.p, now.n) == 0;
+    free(now.p);
+    free(state_before.p);
+    state_before.p = NULL;
+    /* the label tools write their message into B.err: not a result */
+    memcpy(SNAP.err, B.err, sizeof B.err);
+    if (st != KD_OK && memcmp(&SNAP, &B, sizeof B) != 0)
+        return CHANGED_BUFFERS;
+    if (st != KD_OK && !handle_same)
+        return CHANGED_HANDLE;
+    return st;
+}
+
+#define CALL(expr)                                                                                \
+    do {                                                                                          \
+        before_call();                                                                            \
+        kd_status st_ = (expr);                                                                   \
+        return after_call(st_);                                                                   \
+    } while (0)
+
+/* ---- the rows --------------------------------------------------------------- */
+
+typedef struct {
+    const char *function, *input;
+    kd_status status;
+    const char *status_name;
+    kd_status (*run)(void);
+} row;
+
+static kd_status row000(void)
+{
+    CALL(kd_loss_create(NULL, KD_LOSS_KL_DISTILL, C));
+}
+
+static kd_status row001(void)
+{
+    CALL(kd_loss_create(&OUT_LOSS, 4, C));
+}
+
+static kd_status row002(void)
+{
+    CALL(kd_loss_create(&OUT_LOSS, KD_LOSS_KL_DISTILL, 0));
+}
+
+static kd_status row003(void)
+{
+    CALL(kd_loss_create(&OUT_LOSS, KD_LOSS_KL_DISTILL, ((int64_t)1 << 31) + 1));
+}
+
+static kd_status row004(void)
+{
+    CALL(kd_loss_set_int(NULL, KD_PARAM_REDUCTION, 0));
+}
+
+static kd_status row005(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_int(h, 999, 0));
+}
+
+static kd_status row006(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_int(h, KD_PARAM_TEMPERATURE, 2));
+}
+
+static kd_status row007(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_int(h, KD_PARAM_NUM_CLASSES, 3));
+}
+
+static kd_status row008(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_int(h, KD_PARAM_THRESHOLD_MODE, 1));
+}
+
+static kd_status row009(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_int(h, KD_PARAM_REDUCTION, 3));
+}
+
+static kd_status row010(void)
+{
+    kd_loss *h = mk(KD_LOSS_MCC);
+    CALL(kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_NONE));
+}
+
+static kd_status row011(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_int(h, KD_PARAM_THREADS, 4097));
+}
+
+static kd_status row012(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_int(h, KD_PARAM_IGNORE_INDEX, (int64_t)INT32_MAX + 1));
+}
+
+static kd_status row013(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 2));
+}
+
+static kd_status row014(void)
+{
+    kd_loss *h = mk(KD_LOSS_WORST_CASE);
+    CALL(kd_loss_set_int(h, KD_PARAM_UNLABELED_ROWS, -2));
+}
+
+static kd_status row015(void)
+{
+    CALL(kd_loss_set_float(NULL, KD_PARAM_TEMPERATURE, 2.0));
+}
+
+static kd_status row016(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 0.0));
+}
+
+static kd_status row017(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_float(h, KD_PARAM_ALPHA, NAN));
+}
+
+static kd_status row018(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_float(h, KD_PARAM_SOFT_WEIGHT, INFINITY));
+}
+
+static kd_status row019(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_float(h, KD_PARAM_ALPHA, 1.5));
+}
+
+static kd_status row020(void)
+{
+    kd_loss *h = mk(KD_LOSS_PSEUDO_LABEL);
+    CALL(kd_loss_set_float(h, KD_PARAM_THRESHOLD, -0.1));
+}
+
+static kd_status row021(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_float(h, KD_PARAM_REDUCTION, 1.0));
+}
+
+static kd_status row022(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.5));
+}
+
+static kd_status row023(void)
+{
+    CALL(kd_loss_get_int(NULL, KD_PARAM_REDUCTION, &B.i64));
+}
+
+static kd_status row024(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_get_int(h, KD_PARAM_REDUCTION, NULL));
+}
+
+static kd_status row025(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_get_int(h, KD_PARAM_TEMPERATURE, &B.i64));
+}
+
+static kd_status row026(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_get_float(h, KD_PARAM_TEMPERATURE, NULL));
+}
+
+static kd_status row027(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_get_float(h, KD_PARAM_REDUCTION, &B.f64));
+}
+
+static kd_status row028(void)
+{
+    CALL(kd_loss_param_bounds(KD_LOSS_KL_DISTILL, KD_PARAM_TEMPERATURE, NULL, &B.f64, &B.i32));
+}
+
+static kd_status row029(void)
+{
+    CALL(kd_loss_param_bounds(KD_LOSS_MCC, KD_PARAM_ALPHA, &B.f64, &B.f64b, &B.i32));
+}
+
+static kd_status row030(void)
+{
+    CALL(kd_loss_bind_matrix(NULL, KD_ARG_STUDENT, B.student, LD));
+}
+
+static kd_status row031(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_bind_matrix(h, KD_ARG_STUDENT, B.student, C - 1));
+}
+
+static kd_status row032(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_bind_matrix(h, KD_ARG_GRAD_STUDENT, B.student, LD));
+}
+
+static kd_status row033(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_bind_matrix(h, KD_ARG_TARGET, B.probs, LD));
+}
+
+static kd_status row034(void)
+{
+    const float *t[1] = {B.teacher};
+    int64_t l[1] = {LD};
+    CALL(kd_loss_bind_teachers(NULL, 1, t, l, NULL));
+}
+
+static kd_status row035(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    int64_t l[1] = {LD};
+    CALL(kd_loss_bind_teachers(h, 1, NULL, l, NULL));
+}
+
+static kd_status row036(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    const float *t[2] = {B.teacher, NULL};
+    int64_t l[2] = {LD, LD};
+    CALL(kd_loss_bind_teachers(h, 2, t, l, NULL));
+}
+
+static kd_status row037(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    const float *t[1] = {B.teacher};
+    int64_t l[1] = {LD};
+    CALL(kd_loss_bind_teachers(h, -1, t, l, NULL));
+}
+
+static kd_status row038(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    const float *t[2] = {B.teacher, B.student};
+    int64_t l[2] = {LD, LD};
+    float w[2] = {1.0f, -1.0f};
+    CALL(kd_loss_bind_teachers(h, 2, t, l, w));
+}
+
+static kd_status row039(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    const float *t[2] = {B.teacher, B.student};
+    int64_t l[2] = {LD, LD};
+    float w[2] = {0.0f, 0.0f};
+    CALL(kd_loss_bind_teachers(h, 2, t, l, w));
+}
+
+static kd_status row040(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    const float *t[2] = {B.teacher, B.student};
+    int64_t l[2] = {LD, C - 1};
+    CALL(kd_loss_bind_teachers(h, 2, t, l, NULL));
+}
+
+static kd_status row041(void)
+{
+    kd_loss *h = mk(KD_LOSS_CLASS_BALANCE);
+    const float *t[1] = {B.teacher};
+    int64_t l[1] = {LD};
+    CALL(kd_loss_bind_teachers(h, 1, t, l, NULL));
+}
+
+static kd_status row042(void)
+{
+    CALL(kd_loss_bind_labels(NULL, B.labels));
+}
+
+static kd_status row043(void)
+{
+    kd_loss *h = mk(KD_LOSS_MCC);
+    CALL(kd_loss_bind_labels(h, B.labels));
+}
+
+static kd_status row044(void)
+{
+    CALL(kd_loss_bind_weights(NULL, B.weights));
+}
+
+static kd_status row045(void)
+{
+    kd_loss *h = mk(KD_LOSS_MCC);
+    CALL(kd_loss_bind_weights(h, B.weights));
+}
+
+static kd_status row046(void)
+{
+    CALL(kd_loss_bind_vector(NULL, KD_ARG_WEIGHTS, B.weights));
+}
+
+static kd_status row047(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_bind_vector(h, KD_ARG_CLASS_THRESHOLDS, B.cthr));
+}
+
+static kd_status row048(void)
+{
+    CALL(kd_loss_bind_output_labels(NULL, KD_ARG_PSEUDO_LABELS, B.plabels));
+}
+
+static kd_status row049(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_bind_output_labels(h, KD_ARG_PSEUDO_LABELS, B.plabels));
+}
+
+static kd_status row050(void)
+{
+    CALL(kd_loss_bind_output(NULL, KD_ARG_GRAD_STUDENT, B.grad, LD));
+}
+
+static kd_status row051(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.grad, C - 1));
+}
+
+static kd_status row052(void)
+{
+    kd_loss *h = mk(KD_LOSS_WORST_CASE);
+    CALL(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.grad, LD));
+}
+
+static kd_status row053(void)
+{
+    CALL(kd_loss_forward(NULL, N, B.loss));
+}
+
+static kd_status row054(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_loss_forward(h, N, NULL));
+}
+
+static kd_status row055(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, NULL, 0);
+    CALL(kd_loss_forward(h, N, B.loss));
+}
+
+static kd_status row056(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_matrix(h, KD_ARG_TEACHER, NULL, 0);
+    CALL(kd_loss_forward(h, N, B.loss));
+}
+
+static kd_status row057(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_loss_forward(h, -1, B.loss));
+}
+
+static kd_status row058(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_loss_forward(h, INT64_MAX / 2, B.loss));
+}
+
+static kd_status row059(void)
+{
+    kd_loss *h = kl();
+    B.labels[2] = C;
+    kd_loss_bind_labels(h, B.labels);
+    CALL(kd_loss_forward(h, N, B.loss));
+}
+
+static kd_status row060(void)
+{
+    kd_loss *h = kl();
+    B.weights[1] = -1.0f;
+    kd_loss_bind_weights(h, B.weights);
+    CALL(kd_loss_forward(h, N, B.loss));
+}
+
+static kd_status row061(void)
+{
+    kd_loss *h = kl();
+    kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 1);
+    B.teacher[5] = NAN;
+    CALL(kd_loss_forward(h, N, B.loss));
+}
+
+static kd_status row062(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, B.student + 1, 0);
+    CALL(kd_loss_forward(h, N, B.loss));
+}
+
+static kd_status row063(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_PSEUDO_LABEL);
+    B.cthr[1] = 1.5f;
+    kd_loss_bind_vector(h, KD_ARG_CLASS_THRESHOLDS, B.cthr);
+    CALL(kd_loss_forward(h, N, B.loss));
+}
+
+static kd_status row064(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_CONSISTENCY);
+    const float *t[2] = {B.teacher, B.probs};
+    int64_t l[2] = {LD, LD};
+    kd_loss_bind_teachers(h, 2, t, l, NULL);
+    CALL(kd_loss_forward(h, N, B.loss));
+}
+
+static kd_status row065(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_CLASS_BALANCE);
+    kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, KD_INPUT_PROBABILITIES);
+    for (int i = 0;
+    i < N;
+    i++) B.probs[i * LD] = 2.0f;
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, B.probs, LD);
+    CALL(kd_loss_forward(h, N, B.loss));
+}
+
+static kd_status row066(void)
+{
+    CALL(kd_loss_forward_backward(NULL, N, B.loss));
+}
+
+static kd_status row067(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_loss_forward_backward(h, N, NULL));
+}
+
+static kd_status row068(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, NULL, 0);
+    CALL(kd_loss_forward_backward(h, N, B.loss));
+}
+
+static kd_status row069(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_matrix(h, KD_ARG_TEACHER, NULL, 0);
+    CALL(kd_loss_forward_backward(h, N, B.loss));
+}
+
+static kd_status row070(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_loss_forward_backward(h, -1, B.loss));
+}
+
+static kd_status row071(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_loss_forward_backward(h, INT64_MAX / 2, B.loss));
+}
+
+static kd_status row072(void)
+{
+    kd_loss *h = kl();
+    B.labels[2] = C;
+    kd_loss_bind_labels(h, B.labels);
+    CALL(kd_loss_forward_backward(h, N, B.loss));
+}
+
+static kd_status row073(void)
+{
+    kd_loss *h = kl();
+    B.weights[1] = -1.0f;
+    kd_loss_bind_weights(h, B.weights);
+    CALL(kd_loss_forward_backward(h, N, B.loss));
+}
+
+static kd_status row074(void)
+{
+    kd_loss *h = kl();
+    kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 1);
+    B.teacher[5] = NAN;
+    CALL(kd_loss_forward_backward(h, N, B.loss));
+}
+
+static kd_status row075(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, B.student + 1, 0);
+    CALL(kd_loss_forward_backward(h, N, B.loss));
+}
+
+static kd_status row076(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_PSEUDO_LABEL);
+    B.cthr[1] = 1.5f;
+    kd_loss_bind_vector(h, KD_ARG_CLASS_THRESHOLDS, B.cthr);
+    CALL(kd_loss_forward_backward(h, N, B.loss));
+}
+
+static kd_status row077(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_CONSISTENCY);
+    const float *t[2] = {B.teacher, B.probs};
+    int64_t l[2] = {LD, LD};
+    kd_loss_bind_teachers(h, 2, t, l, NULL);
+    CALL(kd_loss_forward_backward(h, N, B.loss));
+}
+
+static kd_status row078(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_CLASS_BALANCE);
+    kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, KD_INPUT_PROBABILITIES);
+    for (int i = 0;
+    i < N;
+    i++) B.probs[i * LD] = 2.0f;
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, B.probs, LD);
+    CALL(kd_loss_forward_backward(h, N, B.loss));
+}
+
+static kd_status row079(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.student + 1, LD);
+    CALL(kd_loss_forward_backward(h, N - 1, B.loss));
+}
+
+static kd_status row080(void)
+{
+    CALL(kd_loss_backward(NULL, N, B.up));
+}
+
+static kd_status row081(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_loss_backward(h, N, NULL));
+}
+
+static kd_status row082(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, NULL, 0);
+    CALL(kd_loss_backward(h, N, B.up));
+}
+
+static kd_status row083(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_loss_backward(h, -5, B.up));
+}
+
+static kd_status row084(void)
+{
+    kd_loss *h = kl();
+    B.labels[0] = -7;
+    kd_loss_bind_labels(h, B.labels);
+    CALL(kd_loss_backward(h, N, B.up));
+}
+
+static kd_status row085(void)
+{
+    kd_loss *h = kl();
+    kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 1);
+    B.up[0] = INFINITY;
+    CALL(kd_loss_backward(h, N, B.up));
+}
+
+static kd_status row086(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.teacher, LD);
+    CALL(kd_loss_backward(h, N, B.up));
+}
+
+static kd_status row087(void)
+{
+    kd_loss *h = mk(KD_LOSS_MCC);
+    CALL(kd_loss_stats_size(h, NULL));
+}
+
+static kd_status row088(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_stats_size(h, &B.i64));
+}
+
+static kd_status row089(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_MCC);
+    CALL(kd_loss_local_stats(h, N, NULL));
+}
+
+static kd_status row090(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_loss_local_stats(h, N, B.stats));
+}
+
+static kd_status row091(void)
+{
+    kd_loss *h = mk(KD_LOSS_MCC);
+    CALL(kd_loss_local_stats(h, N, B.stats));
+}
+
+static kd_status row092(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_MCC);
+    CALL(kd_loss_local_stats(h, -1, B.stats));
+}
+
+static kd_status row093(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_CLASS_BALANCE);
+    CALL(kd_loss_local_stats(h, INT64_MAX / 2, B.stats));
+}
+
+static kd_status row094(void)
+{
+    kd_loss *h = mk(KD_LOSS_CLASS_BALANCE);
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, (const float *)B.stats, C);
+    CALL(kd_loss_local_stats(h, 2, B.stats));
+}
+
+static kd_status row095(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_CLASS_BALANCE);
+    CALL(kd_loss_finish(h, N, B.stats, NULL));
+}
+
+static kd_status row096(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_loss_finish(h, N, B.stats, B.loss));
+}
+
+static kd_status row097(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_CLASS_BALANCE);
+    B.stats[C] = 2.5;
+    CALL(kd_loss_finish(h, N, B.stats, B.loss));
+}
+
+static kd_status row098(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_MCC);
+    B.stats[C * C] = 0.0;
+    B.stats[C * C + 1] = N;
+    CALL(kd_loss_finish(h, N, B.stats, B.loss));
+}
+
+static kd_status row099(void)
+{
+    kd_loss *h = kl();
+    CALL(LINEAR(h, N, B.hidden, B.weight, NULL));
+}
+
+static kd_status row100(void)
+{
+    kd_loss *h = mk(KD_LOSS_CROSS_ENTROPY);
+    CALL(LINEAR(h, N, B.hidden, B.weight, B.loss));
+}
+
+static kd_status row101(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(LINEAR(h, N, B.hidden, B.weight, B.loss));
+}
+
+static kd_status row102(void)
+{
+    kd_loss *h = kl();
+    CALL(LINEAR(h, -1, B.hidden, B.weight, B.loss));
+}
+
+static kd_status row103(void)
+{
+    CALL(kd_ema_create(NULL, 2, ARRAYS, LENGTHS, NULL));
+}
+
+static kd_status row104(void)
+{
+    CALL(kd_ema_create(&OUT_EMA, 2, NULL, LENGTHS, NULL));
+}
+
+static kd_status row105(void)
+{
+    const float *a[2] = {B.p0, NULL};
+    CALL(kd_ema_create(&OUT_EMA, 2, a, LENGTHS, NULL));
+}
+
+static kd_status row106(void)
+{
+    CALL(kd_ema_create(&OUT_EMA, 0, ARRAYS, LENGTHS, NULL));
+}
+
+static kd_status row107(void)
+{
+    int32_t k[2] = {KD_EMA_AVERAGE, 7};
+    CALL(kd_ema_create(&OUT_EMA, 2, ARRAYS, LENGTHS, k));
+}
+
+static kd_status row108(void)
+{
+    int64_t l[2] = {P0, -1};
+    CALL(kd_ema_create(&OUT_EMA, 2, ARRAYS, l, NULL));
+}
+
+static kd_status row109(void)
+{
+    int64_t l[2] = {INT64_MAX / 2 + 1, INT64_MAX / 2 + 1};
+    CALL(kd_ema_create(&OUT_EMA, 2, ARRAYS, l, NULL));
+}
+
+static kd_status row110(void)
+{
+    CALL(kd_ema_create_flat(&OUT_EMA, NULL, 3));
+}
+
+static kd_status row111(void)
+{
+    CALL(kd_ema_create_flat(&OUT_EMA, B.p0, -3));
+}
+
+static kd_status row112(void)
+{
+    CALL(kd_ema_set_float(NULL, KD_EMA_PARAM_DECAY, 0.5f));
+}
+
+static kd_status row113(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_set_float(e, KD_EMA_PARAM_DECAY, 1.5f));
+}
+
+static kd_status row114(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_set_float(e, KD_EMA_PARAM_WARMUP, 1.0f));
+}
+
+static kd_status row115(void)
+{
+    CALL(kd_ema_set_int(NULL, KD_EMA_PARAM_WARMUP, 1));
+}
+
+static kd_status row116(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_set_int(e, KD_EMA_PARAM_WARMUP, 3));
+}
+
+static kd_status row117(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_set_int(e, KD_EMA_PARAM_THREADS, -1));
+}
+
+static kd_status row118(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_set_int(e, KD_EMA_PARAM_DECAY, 1));
+}
+
+static kd_status row119(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_get_float(e, KD_EMA_PARAM_DECAY, NULL));
+}
+
+static kd_status row120(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_get_float(e, 99, &B.f32));
+}
+
+static kd_status row121(void)
+{
+    CALL(kd_ema_get_int(NULL, KD_EMA_PARAM_WARMUP, &B.i32));
+}
+
+static kd_status row122(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_get_int(e, KD_EMA_PARAM_DECAY, &B.i32));
+}
+
+static kd_status row123(void)
+{
+    CALL(kd_ema_param_bounds(KD_EMA_PARAM_DECAY, &B.f64, NULL));
+}
+
+static kd_status row124(void)
+{
+    CALL(kd_ema_param_bounds(0, &B.f64, &B.f64b));
+}
+
+static kd_status row125(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_update(e, NULL));
+}
+
+static kd_status row126(void)
+{
+    kd_ema *e = ema();
+    const float *s[2] = {B.s0, NULL};
+    CALL(kd_ema_update(e, s));
+}
+
+static kd_status row127(void)
+{
+    kd_ema *e = ema();
+    const float *t;
+    kd_ema_teacher(e, 0, &t, NULL);
+    const float *s[2] = {B.s0, t};
+    CALL(kd_ema_update(e, s));
+}
+
+static kd_status row128(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_update_flat(e, NULL));
+}
+
+static kd_status row129(void)
+{
+    kd_ema *e = ema();
+    const float *t;
+    kd_ema_teacher_flat(e, &t, NULL);
+    CALL(kd_ema_update_flat(e, t + 1));
+}
+
+static kd_status row130(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_step(e, NULL));
+}
+
+static kd_status row131(void)
+{
+    CALL(kd_ema_next_decay(NULL, &B.f32));
+}
+
+static kd_status row132(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_shape(e, NULL, NULL));
+}
+
+static kd_status row133(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_teacher(e, 0, NULL, &B.i64));
+}
+
+static kd_status row134(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_teacher(e, 2, &B.cptr, &B.i64));
+}
+
+static kd_status row135(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_teacher_flat(e, NULL, &B.i64));
+}
+
+static kd_status row136(void)
+{
+    kd_ema *e = ema();
+    float *s[2] = {B.s0, NULL};
+    CALL(kd_ema_copy_to(e, s));
+}
+
+static kd_status row137(void)
+{
+    kd_ema *e = ema();
+    const float *t;
+    kd_ema_teacher(e, 1, &t, NULL);
+    float *s[2] = {(float *)t, B.s1};
+    CALL(kd_ema_copy_to(e, s));
+}
+
+static kd_status row138(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_copy_to_flat(e, NULL));
+}
+
+static kd_status row139(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_swap(e, NULL));
+}
+
+static kd_status row140(void)
+{
+    kd_ema *e = ema();
+    const float *t;
+    kd_ema_teacher(e, 0, &t, NULL);
+    float *s[2] = {(float *)t + 1, B.s1};
+    CALL(kd_ema_swap(e, s));
+}
+
+static kd_status row141(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_swap_flat(e, NULL));
+}
+
+static kd_status row142(void)
+{
+    CALL(kd_ema_reset(NULL, ARRAYS));
+}
+
+static kd_status row143(void)
+{
+    kd_ema *e = ema();
+    const float *t;
+    kd_ema_teacher(e, 0, &t, NULL);
+    const float *s[2] = {t, B.s1};
+    CALL(kd_ema_reset(e, s));
+}
+
+static kd_status row144(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_reset_flat(e, NULL));
+}
+
+static kd_status row145(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_save(e, NULL));
+}
+
+static kd_status row146(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_save(e, "/nonexistent-kdlib-dir/x.kdema"));
+}
+
+static kd_status row147(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_load(e, NULL));
+}
+
+static kd_status row148(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_load(e, "/nonexistent-kdlib-dir/x.kdema"));
+}
+
+static kd_status row149(void)
+{
+    kd_ema *e = ema();
+    CALL(kd_ema_load(e, fm_file()));
+}
+
+static kd_status row150(void)
+{
+    kd_ema *e = ema();
+    const char *p = ema_file();
+    poke32(p, 8, 99);
+    CALL(kd_ema_load(e, p));
+}
+
+static kd_status row151(void)
+{
+    kd_ema *e = ema();
+    const char *p = ema_file();
+    truncate_file(p, -5);
+    CALL(kd_ema_load(e, p));
+}
+
+static kd_status row152(void)
+{
+    kd_ema *e = ema();
+    const char *p = ema_file();
+    flip(p, -10);
+    CALL(kd_ema_load(e, p));
+}
+
+static kd_status row153(void)
+{
+    kd_ema *e = ema();
+    kd_ema *o = NULL;
+    int64_t l = 5;
+    kd_ema_create_flat(&o, B.s0, l);
+    kd_ema_save(o, tmp_path("other.kdema"));
+    kd_ema_destroy(o);
+    CALL(kd_ema_load(e, tmp_path("other.kdema")));
+}
+
+static kd_status row154(void)
+{
+    CALL(kd_flexmatch_create(NULL, 10, C));
+}
+
+static kd_status row155(void)
+{
+    CALL(kd_flexmatch_create(&OUT_FM, KD_FLEXMATCH_MAX_SAMPLES + 1, C));
+}
+
+static kd_status row156(void)
+{
+    CALL(kd_flexmatch_create(&OUT_FM, 10, 0));
+}
+
+static kd_status row157(void)
+{
+    CALL(kd_flexmatch_reset(NULL));
+}
+
+static kd_status row158(void)
+{
+    CALL(kd_flexmatch_set_float(NULL, KD_FLEXMATCH_PARAM_THRESHOLD, 0.5f));
+}
+
+static kd_status row159(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_set_float(f, KD_FLEXMATCH_PARAM_THRESHOLD, NAN));
+}
+
+static kd_status row160(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_set_float(f, KD_FLEXMATCH_PARAM_MAPPING, 1.0f));
+}
+
+static kd_status row161(void)
+{
+    CALL(kd_flexmatch_set_int(NULL, KD_FLEXMATCH_PARAM_WARMUP, 1));
+}
+
+static kd_status row162(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_set_int(f, KD_FLEXMATCH_PARAM_MAPPING, 3));
+}
+
+static kd_status row163(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_set_int(f, KD_FLEXMATCH_PARAM_WARMUP, 2));
+}
+
+static kd_status row164(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_set_int(f, KD_FLEXMATCH_PARAM_NUM_SAMPLES, 3));
+}
+
+static kd_status row165(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_get_float(f, KD_FLEXMATCH_PARAM_THRESHOLD, NULL));
+}
+
+static kd_status row166(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_get_float(f, KD_FLEXMATCH_PARAM_WARMUP, &B.f32));
+}
+
+static kd_status row167(void)
+{
+    CALL(kd_flexmatch_get_int(NULL, KD_FLEXMATCH_PARAM_WARMUP, &B.i64));
+}
+
+static kd_status row168(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_get_int(f, KD_FLEXMATCH_PARAM_THRESHOLD, &B.i64));
+}
+
+static kd_status row169(void)
+{
+    CALL(kd_flexmatch_param_bounds(KD_FLEXMATCH_PARAM_THRESHOLD, NULL, &B.f64));
+}
+
+static kd_status row170(void)
+{
+    CALL(kd_flexmatch_param_bounds(KD_FLEXMATCH_PARAM_NUM_CLASSES, &B.f64, &B.f64b));
+}
+
+static kd_status row171(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_update(f, N, B.idx, NULL, B.pred));
+}
+
+static kd_status row172(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_update(f, -1, B.idx, B.conf, B.pred));
+}
+
+static kd_status row173(void)
+{
+    kd_flexmatch *f = fm();
+    B.idx[3] = FM_N;
+    CALL(kd_flexmatch_update(f, N, B.idx, B.conf, B.pred));
+}
+
+static kd_status row174(void)
+{
+    kd_flexmatch *f = fm();
+    B.pred[4] = -1;
+    CALL(kd_flexmatch_update(f, N, B.idx, B.conf, B.pred));
+}
+
+static kd_status row175(void)
+{
+    kd_flexmatch *f = fm();
+    B.conf[5] = NAN;
+    CALL(kd_flexmatch_update(f, N, B.idx, B.conf, B.pred));
+}
+
+static kd_status row176(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_thresholds(f, NULL));
+}
+
+static kd_status row177(void)
+{
+    CALL(kd_flexmatch_learning_effect(NULL, B.cthr));
+}
+
+static kd_status row178(void)
+{
+    CALL(kd_flexmatch_counts(NULL, B.sigma, &B.i64));
+}
+
+static kd_status row179(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_predictions(f, NULL));
+}
+
+static kd_status row180(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_save(f, NULL));
+}
+
+static kd_status row181(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_save(f, "/nonexistent-kdlib-dir/x.kdfm"));
+}
+
+static kd_status row182(void)
+{
+    CALL(kd_flexmatch_load(NULL, "x"));
+}
+
+static kd_status row183(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_load(f, "/nonexistent-kdlib-dir/x.kdfm"));
+}
+
+static kd_status row184(void)
+{
+    kd_flexmatch *f = fm();
+    CALL(kd_flexmatch_load(f, ema_file()));
+}
+
+static kd_status row185(void)
+{
+    kd_flexmatch *f = fm();
+    const char *p = fm_file();
+    poke32(p, 8, 2);
+    CALL(kd_flexmatch_load(f, p));
+}
+
+static kd_status row186(void)
+{
+    kd_flexmatch *f = fm();
+    const char *p = fm_file();
+    truncate_file(p, -1);
+    CALL(kd_flexmatch_load(f, p));
+}
+
+static kd_status row187(void)
+{
+    kd_flexmatch *f = fm();
+    const char *p = fm_file();
+    flip(p, -6);
+    CALL(kd_flexmatch_load(f, p));
+}
+
+static kd_status row188(void)
+{
+    kd_flexmatch *f = NULL;
+    kd_flexmatch_create(&f, FM_N + 1, C);
+    track_fm(f);
+    CALL(kd_flexmatch_load(f, fm_file()));
+}
+
+static kd_status row189(void)
+{
+    CALL(kd_select_pseudo_labels(N, C, NULL, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row190(void)
+{
+    CALL(kd_select_pseudo_labels(-1, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row191(void)
+{
+    CALL(kd_select_pseudo_labels(N, 0, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row192(void)
+{
+    CALL(kd_select_pseudo_labels(N, C, B.probs, C - 1, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row193(void)
+{
+    CALL(kd_select_pseudo_labels(INT64_MAX / 2, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row194(void)
+{
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 4, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row195(void)
+{
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 1.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row196(void)
+{
+    B.cthr[2] = -0.5f;
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, B.cthr, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row197(void)
+{
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, NULL, -1, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row198(void)
+{
+    B.probs[LD + 1] = 1.5f;
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row199(void)
+{
+    B.probs[2 * LD] = NAN;
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row200(void)
+{
+    for (int j = 0;
+    j < C;
+    j++) B.student[LD + j] = -INFINITY;
+    CALL(kd_select_pseudo_labels(N, C, B.student, LD, KD_SELECT_LOGITS, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row201(void)
+{
+    CALL(kd_label_quality(N, C, B.probs, LD, NULL, -100, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row202(void)
+{
+    CALL(kd_label_quality(-2, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row203(void)
+{
+    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 3, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row204(void)
+{
+    B.labels[1] = C;
+    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row205(void)
+{
+    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, 1, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row206(void)
+{
+    B.probs[3] = -0.25f;
+    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row207(void)
+{
+    B.probs[3] = INFINITY;
+    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row208(void)
+{
+    CALL(kd_find_label_issues(N, C, NULL, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row209(void)
+{
+    CALL(kd_find_label_issues(-1, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row210(void)
+{
+    B.labels[0] = 99;
+    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row211(void)
+{
+    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, 0, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row212(void)
+{
+    B.probs[7] = 3.0f;
+    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row213(void)
+{
+    B.probs[7] = NAN;
+    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row214(void)
+{
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, NULL, LD, B.err, sizeof B.err));
+}
+
+static kd_status row215(void)
+{
+    CALL(kd_soft_labels(-1, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row216(void)
+{
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, 2, B.probs, LD, NULL, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row217(void)
+{
+    CALL(kd_soft_labels(N, C, B.labels, -100, 1.5f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row218(void)
+{
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, B.pred, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row219(void)
+{
+    B.pred[2] = C;
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_ONEHOT, B.probs, LD, B.pred, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row220(void)
+{
+    B.probs[LD + 1] = 1.25f;
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row221(void)
+{
+    B.probs[LD + 1] = NAN;
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row222(void)
+{
+    CALL(kd_soft_labels(N - 1, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, B.probs + 1, LD, B.err, sizeof B.err));
+}
+
+static kd_status row223(void)
+{
+    const float *in[2] = {B.teacher, NULL};
+    CALL(kd_ensemble_average(N, C, 2, in, LDS2, NULL, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row224(void)
+{
+    CALL(kd_ensemble_average(-1, C, 2, INS2, LDS2, NULL, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row225(void)
+{
+    CALL(kd_ensemble_average(N, C, 0, INS2, LDS2, NULL, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row226(void)
+{
+    float w[2] = {0.0f, 0.0f};
+    CALL(kd_ensemble_average(N, C, 2, INS2, LDS2, w, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row227(void)
+{
+    B.teacher[LD + 2] = -INFINITY;
+    CALL(kd_ensemble_average(N, C, 2, INS2, LDS2, NULL, B.out, LD, B.err, sizeof B.err));
+}
+
+static kd_status row228(void)
+{
+    CALL(kd_ensemble_average(N, C, 2, INS2, LDS2, NULL, B.probs + 1, LD, B.err, sizeof B.err));
+}
+
+static const row ROWS[] = {
+    {"kd_loss_create", "out is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row000},
+    {"kd_loss_create", "unknown kind (0, 4, 999)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row001},
+    {"kd_loss_create", "num_classes < 1", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row002},
+    {"kd_loss_create", "num_classes > 2^31", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row003},
+    {"kd_loss_set_int", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row004},
+    {"kd_loss_set_int", "unknown parameter", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row005},
+    {"kd_loss_set_int", "a real parameter (TEMPERATURE)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row006},
+    {"kd_loss_set_int", "a read-only parameter (NUM_CLASSES, KIND)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row007},
+    {"kd_loss_set_int", "a parameter of another kind (THRESHOLD_MODE on KL)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row008},
+    {"kd_loss_set_int", "enum value out of range (REDUCTION = 3)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row009},
+    {"kd_loss_set_int", "a reduction the kind lacks (NONE on MCC)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row010},
+    {"kd_loss_set_int", "THREADS < 0 or > 4096", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row011},
+    {"kd_loss_set_int", "IGNORE_INDEX outside int32", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row012},
+    {"kd_loss_set_int", "a 0/1 flag set to 2 (CHECK_FINITE)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row013},
+    {"kd_loss_set_int", "UNLABELED_ROWS < -1", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row014},
+    {"kd_loss_set_float", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row015},
+    {"kd_loss_set_float", "TEMPERATURE <= 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row016},
+    {"kd_loss_set_float", "NaN", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row017},
+    {"kd_loss_set_float", "+Inf (SOFT_WEIGHT)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row018},
+    {"kd_loss_set_float", "a value in [0,1] outside it (ALPHA = 1.5)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row019},
+    {"kd_loss_set_float", "THRESHOLD outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row020},
+    {"kd_loss_set_float", "an integer parameter (REDUCTION)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row021},
+    {"kd_loss_set_float", "a parameter of another kind (THRESHOLD on KL)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row022},
+    {"kd_loss_get_int", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row023},
+    {"kd_loss_get_int", "value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row024},
+    {"kd_loss_get_int", "unknown or real parameter", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row025},
+    {"kd_loss_get_float", "value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row026},
+    {"kd_loss_get_float", "unknown or integer parameter", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row027},
+    {"kd_loss_param_bounds", "lo, hi or is_open_low is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row028},
+    {"kd_loss_param_bounds", "a parameter the kind lacks, or an unknown kind", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row029},
+    {"kd_loss_bind_matrix", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row030},
+    {"kd_loss_bind_matrix", "ld < C", KD_ERR_SHAPE, "KD_ERR_SHAPE", row031},
+    {"kd_loss_bind_matrix", "an output or vector role (GRAD_STUDENT, LABELS)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row032},
+    {"kd_loss_bind_matrix", "a role of another kind (TARGET on KL)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row033},
+    {"kd_loss_bind_teachers", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row034},
+    {"kd_loss_bind_teachers", "teachers or lds is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row035},
+    {"kd_loss_bind_teachers", "teachers[k] is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row036},
+    {"kd_loss_bind_teachers", "count < 0 or > 1024", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row037},
+    {"kd_loss_bind_teachers", "a negative or NaN weight", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row038},
+    {"kd_loss_bind_teachers", "weights summing to 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row039},
+    {"kd_loss_bind_teachers", "lds[k] < C", KD_ERR_SHAPE, "KD_ERR_SHAPE", row040},
+    {"kd_loss_bind_teachers", "a kind without teachers (CLASS_BALANCE)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row041},
+    {"kd_loss_bind_labels", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row042},
+    {"kd_loss_bind_labels", "a kind without labels (MCC)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row043},
+    {"kd_loss_bind_weights", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row044},
+    {"kd_loss_bind_weights", "CLASS_BALANCE, MCC, WORST_CASE", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row045},
+    {"kd_loss_bind_vector", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row046},
+    {"kd_loss_bind_vector", "CLASS_THRESHOLDS on a kind without thresholds (KL)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row047},
+    {"kd_loss_bind_output_labels", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row048},
+    {"kd_loss_bind_output_labels", "a role other than PSEUDO_LABELS, or a kind without it", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row049},
+    {"kd_loss_bind_output", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row050},
+    {"kd_loss_bind_output", "gradient ld < C", KD_ERR_SHAPE, "KD_ERR_SHAPE", row051},
+    {"kd_loss_bind_output", "an input role, or GRAD_STUDENT on WORST_CASE", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row052},
+    {"kd_loss_forward", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row053},
+    {"kd_loss_forward", "loss is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row054},
+    {"kd_loss_forward", "student not bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row055},
+    {"kd_loss_forward", "the kind's target (teacher) not bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row056},
+    {"kd_loss_forward", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row057},
+    {"kd_loss_forward", "n * ld overflows", KD_ERR_SHAPE, "KD_ERR_SHAPE", row058},
+    {"kd_loss_forward", "a label outside [0, C) and not ignore_index", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row059},
+    {"kd_loss_forward", "a negative, NaN or infinite weight", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row060},
+    {"kd_loss_forward", "NaN/Inf input with CHECK_FINITE = 1", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row061},
+    {"kd_loss_forward", "an output overlapping an input (per-sample vector over the student)", KD_ERR_ALIASING, "KD_ERR_ALIASING", row062},
+    {"kd_loss_forward", "a class threshold outside [0, 1] or NaN (PSEUDO_LABEL)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row063},
+    {"kd_loss_forward", "CONSISTENCY with more than one teacher", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row064},
+    {"kd_loss_forward", "CLASS_BALANCE probabilities whose column mean is outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row065},
+    {"kd_loss_forward_backward", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row066},
+    {"kd_loss_forward_backward", "loss is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row067},
+    {"kd_loss_forward_backward", "student not bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row068},
+    {"kd_loss_forward_backward", "the kind's target (teacher) not bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row069},
+    {"kd_loss_forward_backward", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row070},
+    {"kd_loss_forward_backward", "n * ld overflows", KD_ERR_SHAPE, "KD_ERR_SHAPE", row071},
+    {"kd_loss_forward_backward", "a label outside [0, C) and not ignore_index", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row072},
+    {"kd_loss_forward_backward", "a negative, NaN or infinite weight", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row073},
+    {"kd_loss_forward_backward", "NaN/Inf input with CHECK_FINITE = 1", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row074},
+    {"kd_loss_forward_backward", "an output overlapping an input (per-sample vector over the student)", KD_ERR_ALIASING, "KD_ERR_ALIASING", row075},
+    {"kd_loss_forward_backward", "a class threshold outside [0, 1] or NaN (PSEUDO_LABEL)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row076},
+    {"kd_loss_forward_backward", "CONSISTENCY with more than one teacher", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row077},
+    {"kd_loss_forward_backward", "CLASS_BALANCE probabilities whose column mean is outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row078},
+    {"kd_loss_forward_backward", "the gradient overlapping the student without being it", KD_ERR_ALIASING, "KD_ERR_ALIASING", row079},
+    {"kd_loss_backward", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row080},
+    {"kd_loss_backward", "upstream is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row081},
+    {"kd_loss_backward", "no gradient output bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row082},
+    {"kd_loss_backward", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row083},
+    {"kd_loss_backward", "a label outside [0, C) and not ignore_index", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row084},
+    {"kd_loss_backward", "NaN/Inf upstream with CHECK_FINITE = 1", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row085},
+    {"kd_loss_backward", "the gradient overlapping the teacher", KD_ERR_ALIASING, "KD_ERR_ALIASING", row086},
+    {"kd_loss_stats_size", "h or count is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row087},
+    {"kd_loss_stats_size", "a kind without batch statistics (KL)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row088},
+    {"kd_loss_local_stats", "h or stats is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row089},
+    {"kd_loss_local_stats", "not CLASS_BALANCE or MCC", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row090},
+    {"kd_loss_local_stats", "student not bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row091},
+    {"kd_loss_local_stats", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row092},
+    {"kd_loss_local_stats", "n * ld overflows", KD_ERR_SHAPE, "KD_ERR_SHAPE", row093},
+    {"kd_loss_local_stats", "stats overlapping the student", KD_ERR_ALIASING, "KD_ERR_ALIASING", row094},
+    {"kd_loss_finish", "h, global_stats or loss is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row095},
+    {"kd_loss_finish", "not CLASS_BALANCE or MCC", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row096},
+    {"kd_loss_finish", "the global count not an integer in [n, 2^53]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row097},
+    {"kd_loss_finish", "MCC: S <= 0 with N > 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row098},
+    {"kd_linear_kl_distill", "h, loss, hidden or weight is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row099},
+    {"kd_linear_kl_distill", "h is not a KL_DISTILL handle", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row100},
+    {"kd_linear_kl_distill", "no teacher bound and no teacher_hidden", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row101},
+    {"kd_linear_kl_distill", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row102},
+    {"kd_ema_create", "out is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row103},
+    {"kd_ema_create", "arrays or lengths is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row104},
+    {"kd_ema_create", "arrays[i] NULL with lengths[i] > 0", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row105},
+    {"kd_ema_create", "num_arrays < 1", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row106},
+    {"kd_ema_create", "an unknown kinds[i]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row107},
+    {"kd_ema_create", "a negative lengths[i]", KD_ERR_SHAPE, "KD_ERR_SHAPE", row108},
+    {"kd_ema_create", "total size overflows", KD_ERR_SHAPE, "KD_ERR_SHAPE", row109},
+    {"kd_ema_create_flat", "out, or params with length > 0, is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row110},
+    {"kd_ema_create_flat", "length < 0", KD_ERR_SHAPE, "KD_ERR_SHAPE", row111},
+    {"kd_ema_set_float", "ema is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row112},
+    {"kd_ema_set_float", "DECAY outside [0, 1] or NaN", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row113},
+    {"kd_ema_set_float", "an unknown or integer key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row114},
+    {"kd_ema_set_int", "ema is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row115},
+    {"kd_ema_set_int", "WARMUP not a KD_EMA_WARMUP_* value", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row116},
+    {"kd_ema_set_int", "THREADS < 0 or > KD_EMA_MAX_THREADS", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row117},
+    {"kd_ema_set_int", "an unknown or real key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row118},
+    {"kd_ema_get_float", "ema or value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row119},
+    {"kd_ema_get_float", "an unknown or integer key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row120},
+    {"kd_ema_get_int", "ema or value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row121},
+    {"kd_ema_get_int", "an unknown or real key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row122},
+    {"kd_ema_param_bounds", "lower or upper is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row123},
+    {"kd_ema_param_bounds", "an unknown key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row124},
+    {"kd_ema_update", "ema or student_arrays is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row125},
+    {"kd_ema_update", "student_arrays[i] NULL with a length > 0", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row126},
+    {"kd_ema_update", "a student array overlapping the teacher storage", KD_ERR_ALIASING, "KD_ERR_ALIASING", row127},
+    {"kd_ema_update_flat", "student is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row128},
+    {"kd_ema_update_flat", "student overlapping the teacher storage", KD_ERR_ALIASING, "KD_ERR_ALIASING", row129},
+    {"kd_ema_step", "ema or step is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row130},
+    {"kd_ema_next_decay", "ema or decay is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row131},
+    {"kd_ema_shape", "ema is NULL, or both outputs are NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row132},
+    {"kd_ema_teacher", "ema or data is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row133},
+    {"kd_ema_teacher", "index outside [0, num_arrays)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row134},
+    {"kd_ema_teacher_flat", "ema or data is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row135},
+    {"kd_ema_copy_to", "ema or student_arrays (or one with a length > 0) is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row136},
+    {"kd_ema_copy_to", "a student array overlapping the teacher", KD_ERR_ALIASING, "KD_ERR_ALIASING", row137},
+    {"kd_ema_copy_to_flat", "student is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row138},
+    {"kd_ema_swap", "ema or student_arrays is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row139},
+    {"kd_ema_swap", "a student array overlapping the teacher", KD_ERR_ALIASING, "KD_ERR_ALIASING", row140},
+    {"kd_ema_swap_flat", "student is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row141},
+    {"kd_ema_reset", "ema or student_arrays is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row142},
+    {"kd_ema_reset", "a student array overlapping the teacher", KD_ERR_ALIASING, "KD_ERR_ALIASING", row143},
+    {"kd_ema_reset_flat", "student is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row144},
+    {"kd_ema_save", "ema or path is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row145},
+    {"kd_ema_save", "a directory that does not exist", KD_ERR_IO, "KD_ERR_IO", row146},
+    {"kd_ema_load", "ema or path is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row147},
+    {"kd_ema_load", "a file that does not exist", KD_ERR_IO, "KD_ERR_IO", row148},
+    {"kd_ema_load", "not an EMA state file (a FlexMatch file)", KD_ERR_VERSION, "KD_ERR_VERSION", row149},
+    {"kd_ema_load", "an unknown format version", KD_ERR_VERSION, "KD_ERR_VERSION", row150},
+    {"kd_ema_load", "a truncated file", KD_ERR_CORRUPT, "KD_ERR_CORRUPT", row151},
+    {"kd_ema_load", "a flipped bit (checksum mismatch)", KD_ERR_CORRUPT, "KD_ERR_CORRUPT", row152},
+    {"kd_ema_load", "a valid file of another shape", KD_ERR_MISMATCH, "KD_ERR_MISMATCH", row153},
+    {"kd_flexmatch_create", "out is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row154},
+    {"kd_flexmatch_create", "num_samples outside [1, KD_FLEXMATCH_MAX_SAMPLES]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row155},
+    {"kd_flexmatch_create", "num_classes outside [1, KD_FLEXMATCH_MAX_CLASSES]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row156},
+    {"kd_flexmatch_reset", "fm is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row157},
+    {"kd_flexmatch_set_float", "fm is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row158},
+    {"kd_flexmatch_set_float", "THRESHOLD outside [0, 1] or NaN", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row159},
+    {"kd_flexmatch_set_float", "an unknown, integer or read-only key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row160},
+    {"kd_flexmatch_set_int", "fm is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row161},
+    {"kd_flexmatch_set_int", "MAPPING not a KD_FLEXMATCH_MAPPING_* value", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row162},
+    {"kd_flexmatch_set_int", "WARMUP or NON_STRICT not 0/1", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row163},
+    {"kd_flexmatch_set_int", "a read-only key (NUM_SAMPLES, NUM_CLASSES), unknown or real key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row164},
+    {"kd_flexmatch_get_float", "fm or value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row165},
+    {"kd_flexmatch_get_float", "an unknown or integer key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row166},
+    {"kd_flexmatch_get_int", "fm or value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row167},
+    {"kd_flexmatch_get_int", "an unknown or real key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row168},
+    {"kd_flexmatch_param_bounds", "lower or upper is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row169},
+    {"kd_flexmatch_param_bounds", "an unknown or read-only key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row170},
+    {"kd_flexmatch_update", "fm, or an array with n > 0, is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row171},
+    {"kd_flexmatch_update", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row172},
+    {"kd_flexmatch_update", "an index outside [0, N)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row173},
+    {"kd_flexmatch_update", "a prediction outside [0, C) (selected or not)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row174},
+    {"kd_flexmatch_update", "a NaN confidence", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row175},
+    {"kd_flexmatch_thresholds", "fm or thresholds is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row176},
+    {"kd_flexmatch_learning_effect", "fm or beta is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row177},
+    {"kd_flexmatch_counts", "fm is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row178},
+    {"kd_flexmatch_predictions", "fm or predictions is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row179},
+    {"kd_flexmatch_save", "fm or path is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row180},
+    {"kd_flexmatch_save", "a directory that does not exist", KD_ERR_IO, "KD_ERR_IO", row181},
+    {"kd_flexmatch_load", "fm or path is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row182},
+    {"kd_flexmatch_load", "a file that does not exist", KD_ERR_IO, "KD_ERR_IO", row183},
+    {"kd_flexmatch_load", "not a FlexMatch state file (an EMA file)", KD_ERR_VERSION, "KD_ERR_VERSION", row184},
+    {"kd_flexmatch_load", "an unknown format version", KD_ERR_VERSION, "KD_ERR_VERSION", row185},
+    {"kd_flexmatch_load", "a truncated file", KD_ERR_CORRUPT, "KD_ERR_CORRUPT", row186},
+    {"kd_flexmatch_load", "a flipped bit (checksum mismatch)", KD_ERR_CORRUPT, "KD_ERR_CORRUPT", row187},
+    {"kd_flexmatch_load", "a valid file of another N or C", KD_ERR_MISMATCH, "KD_ERR_MISMATCH", row188},
+    {"kd_select_pseudo_labels", "scores is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row189},
+    {"kd_select_pseudo_labels", "n < 0", KD_ERR_SHAPE, "KD_ERR_SHAPE", row190},
+    {"kd_select_pseudo_labels", "c < 1 or c > INT32_MAX", KD_ERR_SHAPE, "KD_ERR_SHAPE", row191},
+    {"kd_select_pseudo_labels", "ld < c", KD_ERR_SHAPE, "KD_ERR_SHAPE", row192},
+    {"kd_select_pseudo_labels", "the extent (n - 1) * ld + c overflows", KD_ERR_SHAPE, "KD_ERR_SHAPE", row193},
+    {"kd_select_pseudo_labels", "unknown flag bits", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row194},
+    {"kd_select_pseudo_labels", "threshold outside [0, 1] or NaN", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row195},
+    {"kd_select_pseudo_labels", "a class threshold outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row196},
+    {"kd_select_pseudo_labels", "top_k_per_class < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row197},
+    {"kd_select_pseudo_labels", "a probability outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row198},
+    {"kd_select_pseudo_labels", "a NaN or infinite probability", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row199},
+    {"kd_select_pseudo_labels", "logits: a NaN or +Inf logit, or a row without a finite one", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row200},
+    {"kd_label_quality", "probs or labels is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row201},
+    {"kd_label_quality", "n < 0, c < 1, ld < c or an overflowing extent", KD_ERR_SHAPE, "KD_ERR_SHAPE", row202},
+    {"kd_label_quality", "score_kind not a KD_LABEL_SCORE_* value", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row203},
+    {"kd_label_quality", "a label outside [0, c) and not ignore_index", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row204},
+    {"kd_label_quality", "ignore_index in [0, c)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row205},
+    {"kd_label_quality", "a probability outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row206},
+    {"kd_label_quality", "a NaN or infinite probability", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row207},
+    {"kd_find_label_issues", "probs or labels is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row208},
+    {"kd_find_label_issues", "n < 0, c < 1, ld < c or an overflowing extent", KD_ERR_SHAPE, "KD_ERR_SHAPE", row209},
+    {"kd_find_label_issues", "a label outside [0, c) and not ignore_index", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row210},
+    {"kd_find_label_issues", "ignore_index in [0, c)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row211},
+    {"kd_find_label_issues", "a probability outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row212},
+    {"kd_find_label_issues", "a NaN or infinite probability", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row213},
+    {"kd_soft_labels", "labels or out is NULL, or probs NULL where required", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row214},
+    {"kd_soft_labels", "n < 0, c < 1, an ld < c or an overflowing extent", KD_ERR_SHAPE, "KD_ERR_SHAPE", row215},
+    {"kd_soft_labels", "mode not a KD_SOFT_LABEL_* value", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row216},
+    {"kd_soft_labels", "label_weight outside [0, 1] or NaN", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row217},
+    {"kd_soft_labels", "predictions given with PROBABILITIES", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row218},
+    {"kd_soft_labels", "a label or prediction outside [0, c)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row219},
+    {"kd_soft_labels", "a probability outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row220},
+    {"kd_soft_labels", "a NaN or infinite probability", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row221},
+    {"kd_soft_labels", "out overlapping probs without being it", KD_ERR_ALIASING, "KD_ERR_ALIASING", row222},
+    {"kd_ensemble_average", "inputs, inputs[k] or out is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row223},
+    {"kd_ensemble_average", "n < 0, c < 1, an ld < c or an overflowing extent", KD_ERR_SHAPE, "KD_ERR_SHAPE", row224},
+    {"kd_ensemble_average", "k < 1", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row225},
+    {"kd_ensemble_average", "a negative or non-finite weight, or weights summing to 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row226},
+    {"kd_ensemble_average", "a NaN or infinite input element", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row227},
+    {"kd_ensemble_average", "out overlapping an input other than in place over inputs[0]", KD_ERR_ALIASING, "KD_ERR_ALIASING", row228},
+};
+
+static void cleanup_row(void)
+{
+    for (int k = 0; k < n_loss; k++)
+        kd_loss_destroy(live_loss[k]);
+    for (int k = 0; k < n_ema; k++)
+        kd_ema_destroy(live_ema[k]);
+    for (int k = 0; k < n_fm; k++)
+        kd_flexmatch_destroy(live_fm[k]);
+    n_loss = n_ema = n_fm = 0;
+    if (OUT_LOSS != (kd_loss *)0x1 || OUT_EMA != (kd_ema *)0x1 || OUT_FM != (kd_flexmatch *)0x1)
+        ck_abort_msg("a failed create wrote its out pointer");
+}
+
+START_TEST(every_row_returns_its_status_and_changes_nothing)
+{
+    const row *r = &ROWS[_i];
+    fill();
+    kd_status got = r->run();
+    cleanup_row();
+    ck_assert_msg(got == r->status, "%s, %s: expected %s, got %s", r->function, r->input,
+                  r->status_name,
+                  got == CHANGED_BUFFERS  ? "a changed caller buffer"
+                  : got == CHANGED_HANDLE ? "a changed handle"
+                                          : kd_status_string(got));
+}
+END_TEST
+
+static void markdown(FILE *f)
+{
+    fputs("<!-- Generated by `tests/test_error_matrix --markdown`; edit the table in\n"
+          "     tests/test_error_matrix.c and regenerate. -->\n", f);
+    fputs("# Bad-input matrix\n\n"
+          "Every public function that returns a `kd_status`, each invalid input, and the\n"
+          "status it returns.  On every one of these errors nothing is written: no output,\n"
+          "no caller buffer, no `*out` handle pointer, and the handle's parameters and\n"
+          "state are unchanged (only its error message, `kd_*_last_error()`, is set).\n"
+          "`tests/test_error_matrix.c` checks each row with canaries: it snapshots every\n"
+          "caller buffer and the observable state of every handle before the call and\n"
+          "compares after it.  When one input breaks several rules the status is that of\n"
+          "the first check; the rows below break one rule each.\n\n"
+          "Functions without a status: `kd_loss_destroy`, `kd_ema_destroy` and\n"
+          "`kd_flexmatch_destroy` accept NULL (no-op); `kd_loss_last_error(NULL)`,\n"
+          "`kd_ema_last_error(NULL)` and `kd_flexmatch_last_error(NULL)` return a message,\n"
+          "never NULL; `kd_status_string` returns \"unknown status\" for unknown values;\n"
+          "`kd_version_number`, `kd_version_string` and `kd_linear_default_chunk_rows`\n"
+          "take no input that can be invalid.\n", f);
+    const char *last = "";
+    for (size_t i = 0; i < sizeof ROWS / sizeof ROWS[0]; i++) {
+        const row *r = &ROWS[i];
+        if (strcmp(r->function, last) != 0) {
+            fprintf(f, "\n## `%s`\n\n| invalid input | status |\n|---|---|\n", r->function);
+            last = r->function;
+        }
+        fprintf(f, "| %s | `%s` |\n", r->input, r->status_name);
+    }
+}
+
+START_TEST(errors_md_matches_the_table)
+{
+    char *want = NULL, have[1 << 16];
+    size_t want_len = 0;
+    FILE *m = open_memstream(&want, &want_len);
+    markdown(m);
+    fclose(m);
+    FILE *f = fopen(KD_SOURCE_DIR "/docs/errors.md", "rb");
+    ck_assert_msg(f != NULL, "cannot open docs/errors.md");
+    size_t n = fread(have, 1, sizeof have, f);
+    fclose(f);
+    ck_assert_msg(n == want_len && memcmp(have, want, n) == 0,
+                  "docs/errors.md differs from the table: regenerate it with "
+                  "tests/test_error_matrix --markdown > docs/errors.md");
+    free(want);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--markdown") == 0) {
+        markdown(stdout);
+        return 0;
+    }
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/kd-errmatrix-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return EXIT_FAILURE;
+    Suite *s = suite_create("error_matrix");
+    TCase *tc = tcase_create("rows");
+    tcase_add_loop_test(tc, every_row_returns_its_status_and_changes_nothing, 0,
+                        (int)(sizeof ROWS / sizeof ROWS[0]));
+    tcase_add_test(tc, errors_md_matches_the_table);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
