@@ -137,7 +137,8 @@ typedef struct {
 kdi_span kdi_matrix_span(const void *p, int64_t n, int64_t ld, int64_t c);
 static inline kdi_span kdi_vector_span(const void *p, int64_t n, size_t elem)
 {
-    kdi_span s = {(const char *)p, (const char *)p + (p && n > 0 ? (size_t)n * elem : 0)};
+    /* no arithmetic on NULL (NULL + 0 is undefined behaviour in C) */
+    kdi_span s = {(const char *)p, p && n > 0 ? (const char *)p + (size_t)n * elem : (const char *)p};
     return s;
 }
 static inline int kdi_overlaps(kdi_span a, kdi_span b) { return a.lo < b.hi && b.lo < a.hi; }
