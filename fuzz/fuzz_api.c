@@ -397,6 +397,7 @@ typedef struct {
     float *buf;
     int64_t ld, rows;
     int bound;
+    int ovf; /* ld chosen to overflow for exactly `rows` rows */
 } mslot;
 
 typedef struct {
@@ -413,7 +414,8 @@ typedef struct {
     int32_t *labels;
     float *weights, *cthr, *per_sample, *mask;
     int32_t *plabels;
-    int64_t vlen; /* entries of the n-vectors */
+    int64_t vlen;  /* entries of the n-vectors */
+    int overflowed; /* some binding relies on an overflowing stride */
 } loss_session;
 
 static const int32_t PARAMS[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
@@ -435,8 +437,8 @@ static int64_t rows_for(loss_session *S, int32_t role, int64_t n)
 static float *matrix_buffer(loss_session *S, rd *r, int64_t rows, int64_t ld, int probs)
 {
     int64_t e = extent(rows, S->c, ld);
-    if (e < 0)
-        return aalloc(&S->A, sizeof(float)); /* dummy: only with overflowing shapes */
+    if (e < 0) /* dummy (one row if possible): only with overflowing shapes */
+        return aalloc(&S->A, (S->c >= 1 && S->c <= 4096 ? (size_t)S->c : 1) * sizeof(float));
     return alloc_floats(&S->A, r, (size_t)e, probs);
 }
 
@@ -466,6 +468,14 @@ static void ensure_rows(loss_session *S, rd *r, int64_t n)
         if (!s->bound)
             continue;
         int64_t need = rows_for(S, MROLES[k], n);
+        if (s->ovf && need != s->rows) { /* fewer rows might not overflow: unbind */
+            if (k >= FIRST_OUTPUT)
+                kd_loss_bind_output(S->h, MROLES[k], NULL, 0);
+            else
+                kd_loss_bind_matrix(S->h, MROLES[k], NULL, 0);
+            s->bound = s->ovf = 0;
+            continue;
+        }
         if (need <= s->rows)
             continue;
         if (extent(need, S->c, s->ld) >= 0) {
@@ -480,6 +490,7 @@ static void ensure_rows(loss_session *S, rd *r, int64_t n)
             s->rows = need;
         } else if (need >= 2) {
             int64_t ld = overflowing_ld(need, S->c);
+            S->overflowed = 1;
             kd_status st = k >= FIRST_OUTPUT ? kd_loss_bind_output(S->h, MROLES[k], s->buf, ld)
                                              : kd_loss_bind_matrix(S->h, MROLES[k], s->buf, ld);
             if (st != KD_OK)
@@ -487,6 +498,7 @@ static void ensure_rows(loss_session *S, rd *r, int64_t n)
                      (int)st);
             s->ld = ld;
             s->rows = need;
+            s->ovf = 1;
         }
     }
     if (S->tk > 0 && n > S->trows) {
@@ -498,6 +510,7 @@ static void ensure_rows(loss_session *S, rd *r, int64_t n)
                 lds[q] = S->tld[q];
             } else {
                 lds[q] = n >= 2 ? overflowing_ld(n, S->c) : S->tld[q];
+                S->overflowed = 1;
             }
             ts[q] = S->tbuf[q];
             S->tld[q] = lds[q];
@@ -552,8 +565,9 @@ static void loss_compute(loss_session *S, rd *r)
     unsigned which = rpick(r, 3);
     int64_t n = S->n;
     switch (rpick(r, 8)) {
-    case 0:
-        n = S->n > 0 ? S->n - 1 : 0;
+    case 0: /* fewer rows: only when no stride was made to overflow for S->n rows */
+        if (!S->overflowed)
+            n = S->n > 0 ? S->n - 1 : 0;
         break;
     case 1:
         n = -1 - (int64_t)rpick(r, 2) * (INT64_MAX - 1);
@@ -675,6 +689,7 @@ static void fuzz_loss(rd *r)
             int32_t role = MROLES[k];
             int64_t ld = pick_ld(&S, r);
             int64_t rows = rows_for(&S, role, S.n);
+            int ovf = 0;
             float *b = NULL;
             if (rpick(r, 8))
                 b = matrix_buffer(&S, r, rows, ld, role == KD_ARG_TARGET);
@@ -683,6 +698,7 @@ static void fuzz_loss(rd *r)
                     b = NULL; /* cannot make this honest */
                 } else {
                     ld = overflowing_ld(rows, S.c);
+                    S.overflowed = ovf = 1;
                 }
             }
             st = k >= FIRST_OUTPUT ? CALL(kd_loss_bind_output(h, role, b, ld))
@@ -692,6 +708,7 @@ static void fuzz_loss(rd *r)
                 S.m[k].ld = ld;
                 S.m[k].rows = rows;
                 S.m[k].bound = b != NULL;
+                S.m[k].ovf = ovf;
             }
             break;
         }
@@ -705,9 +722,9 @@ static void fuzz_loss(rd *r)
             float *b = alloc_floats(&S.A, r, (size_t)(e + off), 0);
             if (!b || kd_loss_bind_matrix(h, MROLES[in], b, S.c) != KD_OK)
                 break;
-            S.m[in] = (mslot){b, S.c, rows, 1};
+            S.m[in] = (mslot){b, S.c, rows, 1, 0};
             if (CALL(kd_loss_bind_output(h, MROLES[out], b + off, S.c)) == KD_OK)
-                S.m[out] = (mslot){b + off, S.c, rows, 1};
+                S.m[out] = (mslot){b + off, S.c, rows, 1, 0};
             break;
         }
         case 7: { /* teachers */
@@ -720,7 +737,7 @@ static void fuzz_loss(rd *r)
                     if (S.n < 2 || ld < S.c)
                         b = NULL;
                     else
-                        ld = overflowing_ld(S.n, S.c);
+                        ld = overflowing_ld(S.n, S.c), S.overflowed = 1;
                 }
                 if (CALL(kd_loss_bind_matrix(h, KD_ARG_TEACHER, b, ld)) == KD_OK) {
                     S.tk = b ? 1 : 0;
@@ -743,6 +760,7 @@ static void fuzz_loss(rd *r)
                 if (S.n < 2 || ld0 < S.c)
                     break;
                 ld0 = overflowing_ld(S.n, S.c);
+                S.overflowed = 1;
             }
             for (int32_t q = 0; q < real; q++) {
                 ts[q] = b0;
