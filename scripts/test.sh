@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build kdlib and run every test: the normal build, then the whole suite again
-# under AddressSanitizer + UndefinedBehaviorSanitizer.
+# under AddressSanitizer + UndefinedBehaviorSanitizer, the examples' smoke runs
+# under Valgrind, the thread test under ThreadSanitizer, the ABI check and a
+# bounded fuzz run (KD_FUZZ_SECONDS, default 120; 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -20,3 +22,18 @@ cmake --build "$BUILD-asan" -j "$JOBS"
 # LD_PRELOAD-free: Python tests cannot load an ASan library, they run in the normal build only.
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir "$BUILD-asan" --output-on-failure -j "$JOBS" -LE nosan
+
+echo "== examples' smoke runs under Valgrind memcheck ($BUILD)"
+bash scripts/valgrind-smoke.sh "$BUILD"
+
+echo "== thread test under ThreadSanitizer ($BUILD-tsan)"
+KD_BUILD_DIR="$BUILD" bash scripts/tsan.sh
+
+echo "== ABI against abi/libkd.abi ($BUILD-abi)"
+KD_BUILD_DIR="$BUILD" bash abi/check.sh
+
+FUZZ_SECONDS=${KD_FUZZ_SECONDS:-120}
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+  echo "== libFuzzer on the public API, ${FUZZ_SECONDS}s ($BUILD-fuzz)"
+  KD_FUZZ_BUILD="$BUILD-fuzz" bash fuzz/run.sh run "$FUZZ_SECONDS"
+fi
