@@ -9,6 +9,8 @@ PKGS=(
   python3 python3-numpy python3-torch    # Python binding and parity tests
   dataset-fashion-mnist             # the examples' data
   libopenmpi-dev openmpi-bin        # examples/mpi (data-parallel kd-mpi and its 2-rank test)
+  clang libclang-rt-14-dev libomp-14-dev  # libFuzzer, TSan, LLVM OpenMP + Archer (fuzz/, scripts/tsan.sh)
+  valgrind abigail-tools            # memcheck of the examples' smoke runs, ABI baseline (abi/)
 )
 PKGS+=(${KD_EXTRA_PACKAGES:-})
 missing=()
