@@ -312,7 +312,8 @@ static void before_call(void)
 static kd_status after_call(kd_status st)
 {
     bytes now = state();
-    int handle_same = now.n == state_before.n && memcmp(now.p, state_before.p, now.n) == 0;
+    int handle_same = now.n == state_before.n &&
+                      (now.n == 0 || memcmp(now.p, state_before.p, now.n) == 0);
     free(now.p);
     free(state_before.p);
     state_before.p = NULL;
