@@ -480,8 +480,14 @@ static void ensure_rows(loss_session *S, rd *r, int64_t n)
             continue;
         if (extent(need, S->c, s->ld) >= 0) {
             float *b = matrix_buffer(S, r, need, s->ld, MROLES[k] == KD_ARG_TARGET);
-            if (!b)
+            if (!b) { /* the arena is full: a too-short buffer must not stay bound */
+                if (k >= FIRST_OUTPUT)
+                    kd_loss_bind_output(S->h, MROLES[k], NULL, 0);
+                else
+                    kd_loss_bind_matrix(S->h, MROLES[k], NULL, 0);
+                s->bound = s->ovf = 0;
                 continue;
+            }
             if (k >= FIRST_OUTPUT)
                 kd_loss_bind_output(S->h, MROLES[k], b, s->ld);
             else
@@ -499,7 +505,21 @@ static void ensure_rows(loss_session *S, rd *r, int64_t n)
             s->ld = ld;
             s->rows = need;
             s->ovf = 1;
+        } else { /* one row too large to allocate, and no stride can overflow: unbind */
+            if (k >= FIRST_OUTPUT)
+                kd_loss_bind_output(S->h, MROLES[k], NULL, 0);
+            else
+                kd_loss_bind_matrix(S->h, MROLES[k], NULL, 0);
+            s->bound = s->ovf = 0;
         }
+    }
+    if (S->tk > 0 && n > S->trows && n < 2) { /* one row that cannot be allocated: unbind */
+        for (int q = 0; q < S->tk; q++)
+            if (extent(n, S->c, S->tld[q]) < 0) {
+                kd_loss_bind_teachers(S->h, 0, NULL, NULL, NULL);
+                S->tk = 0;
+                break;
+            }
     }
     if (S->tk > 0 && n > S->trows) {
         int64_t lds[4];

@@ -41,6 +41,9 @@ case "$cmd" in
     build >/dev/null
     mkdir -p "$BUILD/corpus" "$BUILD/artifacts"
     echo "fuzz: $jobs job(s) for ${secs}s ($BUILD/fuzz_api)"
+    # every past finding is replayed first: a regression fails before any fuzzing
+    "$BUILD/fuzz_api" fuzz/crashes/* >/dev/null 2>&1 || { echo "fuzz: a past finding fails again"; \
+      "$BUILD/fuzz_api" fuzz/crashes/*; exit 1; }
     if [ "$jobs" -gt 1 ]; then
       # -fork keeps going after a finding? no: stop at the first one (default).
       "$BUILD/fuzz_api" -fork="$jobs" -max_total_time="$secs" -max_len=4096 -timeout=20 \
