@@ -115,6 +115,10 @@ def main():
             f.write("|---|---:|---:|---:|---:|---:|---:|\n")
             for loss, n, c, th, kd, tc in rows:
                 f.write(f"| {loss} | {n} | {c} | {th} | {kd * 1e6:.1f} | {tc * 1e6:.1f} | {tc / kd:.1f}x |\n")
+            met = sum(1 for r in rows if r[5] / r[4] >= 10.0)
+            f.write(f"\nDesign target (design.md section 9, >= 10x PyTorch eager): met on {met} of "
+                    f"{len(rows)} rows; speed-ups range from {min(r[5] / r[4] for r in rows):.1f}x to "
+                    f"{max(r[5] / r[4] for r in rows):.1f}x.\n")
             f.write("\nPyTorch expressions: KL distillation `F.kl_div(F.log_softmax(s/T), F.softmax(t/T), "
                     "reduction='batchmean')*T*T*alpha + (1-alpha)*F.cross_entropy(s, y)` (T=4, alpha=0.9); "
                     "soft CE `F.cross_entropy(s, F.softmax(t/T))`; pseudo-label (tllib) "

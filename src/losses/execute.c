@@ -281,6 +281,7 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
         int64_t idx[KDI_ROW_BLOCK];
         int hard[KDI_ROW_BLOCK], cnt = 0;
         const int64_t end = (b + 1) * block < n ? (b + 1) * block : n;
+        float *work = kdi_thread_scratch(h) + c;
         for (int64_t i = b * block; i < end; i++) {
             const int32_t y = h->labels ? h->labels[i] : -1;
             const int ignored = h->labels && y == h->ignore_index;
@@ -308,7 +309,7 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
                 r->t = kdi_teacher_row(h, i);
             r->y = is_ce ? (ignored ? -1 : y) : (hard_on ? y : -1);
             r->g = g;
-            r->work = kdi_thread_scratch(h) + c;
+            r->work = work;
             r->c_soft = up * w * sw * inv_soft;
             r->c_hard = up * w * hw * inv_hard;
             r->g2 = want_grad && h->grad_teacher ? h->grad_teacher + i * h->ld_grad_teacher : NULL;
