@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:?usage: $0 BUILD_DIR}
+BUILD=$(cd "$BUILD" && pwd)  # the commands run in their own directories
 SUPP=$PWD/scripts/valgrind.supp
 # Appended to each smoke command (the examples take the last value of an
 # option): fewer images keep memcheck's 20-50x slowdown within CI's budget
