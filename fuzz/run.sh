@@ -46,11 +46,11 @@ case "$cmd" in
       "$BUILD/fuzz_api" fuzz/crashes/*; exit 1; }
     if [ "$jobs" -gt 1 ]; then
       # -fork keeps going after a finding? no: stop at the first one (default).
-      "$BUILD/fuzz_api" -fork="$jobs" -max_total_time="$secs" -max_len=4096 -timeout=20 \
+      "$BUILD/fuzz_api" -fork="$jobs" -max_total_time="$secs" -max_len=4096 -timeout=60 \
         -rss_limit_mb=3072 -print_final_stats=1 -artifact_prefix="$BUILD/artifacts/" \
         "$BUILD/corpus" fuzz/corpus
     else
-      "$BUILD/fuzz_api" -max_total_time="$secs" -max_len=4096 -timeout=20 \
+      "$BUILD/fuzz_api" -max_total_time="$secs" -max_len=4096 -timeout=60 \
         -rss_limit_mb=3072 -print_final_stats=1 -artifact_prefix="$BUILD/artifacts/" \
         "$BUILD/corpus" fuzz/corpus
     fi ;;
