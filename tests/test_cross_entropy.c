@@ -13,13 +13,6 @@
 #include "kdtest.h"
 #include "ref_losses.h"
 
-static void verify(const ref_case *k, unsigned flags)
-{
-    char msg[512] = "";
-    int ok = ref_verify(k, flags, msg, sizeof msg);
-    ck_assert_msg(ok, "%s", msg);
-}
-
 /* A CE case with random student logits of stride c + 3 (NaN padding). */
 static ref_case ce_case(ref_arena *a, uint64_t seed, int64_t n, int64_t c)
 {

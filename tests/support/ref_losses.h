@@ -400,6 +400,16 @@ done:
     return ok;
 }
 #undef REF_FAIL
+
+#ifdef CHECK_H
+/* ref_verify() as a Check assertion (test programs include check.h first). */
+static inline void verify(const ref_case *k, unsigned flags)
+{
+    char msg[512] = "";
+    int ok = ref_verify(k, flags, msg, sizeof msg);
+    ck_assert_msg(ok, "%s", msg);
+}
+#endif
 #endif
 
 #endif
