@@ -89,6 +89,18 @@ KDV_INLINE vf vset(float a)
 
 KDV_INLINE vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
 
+/* max(a, x) lane by lane, x where x is NaN (the x86 max instruction's rule;
+ * one instruction where the ISA has it, a select elsewhere) */
+#if KDV_W == 16 && defined(__AVX512F__)
+#include <immintrin.h>
+KDV_INLINE vf vmax_keepnan(vf a, vf x) { return (vf)_mm512_max_ps((__m512)a, (__m512)x); }
+#elif KDV_W == 8 && defined(__AVX__)
+#include <immintrin.h>
+KDV_INLINE vf vmax_keepnan(vf a, vf x) { return (vf)_mm256_max_ps((__m256)a, (__m256)x); }
+#else
+KDV_INLINE vf vmax_keepnan(vf a, vf x) { return vsel(x < a, a, x); }
+#endif
+
 /* The part of a row after its full vectors.  A row with at least one full
  * vector loads its last W elements again (no partial load, whose scalar
  * copies stall store forwarding) and masks out the lanes the main loop
@@ -161,7 +173,7 @@ KDV_INLINE double vdsum(vd v)
 KDV_INLINE vf vexp_nonpos(vf x)
 {
     const float lo = -87.33654f;
-    vf xc = vsel(x < lo, vset(lo), x);
+    vf xc = vmax_keepnan(vset(lo), x);
     vf k = xc * 1.44269504088896341f + 12582912.0f; /* round to nearest via 1.5 * 2^23 */
     vi ki = (vi)k - 0x4B400000;
     vf n = k - 12582912.0f;
@@ -174,7 +186,7 @@ KDV_INLINE vf vexp_nonpos(vf x)
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
     vf v = p * (vf)((ki + 127) << 23);
-    return vsel(x < lo, vset(0.0f), v); /* NaN lanes compare false: stay NaN */
+    return (vf)((vi)v & ~(x < lo)); /* NaN lanes compare false: stay NaN */
 }
 
 /* max of two rows at once (NaN if any element is NaN) */
