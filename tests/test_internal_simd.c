@@ -122,14 +122,37 @@ static void ref_kl(const float *s, const float *t, int c, double inv_t, double c
     }
 }
 
+/* double reference of one cross-entropy row against q = a softmax(t inv_t) +
+ * on [j = y]: returns the loss, g = softmax(s) sum(q) - q */
+static double ref_ce(const float *s, const float *t, int c, double inv_t, double a, int y, double on,
+                     double *g)
+{
+    double mt = -INFINITY, st = 0, ms = -INFINITY, ss = 0, l = 0;
+    for (int j = 0; j < c; j++) {
+        mt = fmax(mt, t[j]);
+        ms = fmax(ms, s[j]);
+    }
+    for (int j = 0; j < c; j++) {
+        st += exp((t[j] - mt) * inv_t);
+        ss += exp(s[j] - ms);
+    }
+    for (int j = 0; j < c; j++) {
+        double q = a * exp((t[j] - mt) * inv_t) / st + (j == y ? on : 0.0);
+        double lp = s[j] - ms - log(ss);
+        l -= q * lp;
+        g[j] = exp(lp) * (a + on) - q;
+    }
+    return l;
+}
+
 START_TEST(kl_ce_mse_rows_match_reference_for_every_length)
 {
     find_variants();
     kdt_rng rng;
     kdt_seed(&rng, 7);
     enum { CMAX = 70 };
-    float s[CMAX], t[CMAX], g[CMAX], work[3 * CMAX], inplace[CMAX];
-    double gr[CMAX];
+    float s[CMAX], t[CMAX], g[CMAX], work[KDI_SIMD_WORK(CMAX)], inplace[CMAX];
+    double gr[CMAX], grc[CMAX];
     for (int c = 1; c < CMAX; c++) {
         kdt_fill_normal(&rng, s, c, 4.0);
         kdt_fill_normal(&rng, t, c, 4.0);
@@ -138,7 +161,7 @@ START_TEST(kl_ce_mse_rows_match_reference_for_every_length)
         ref_kl(s, t, c, 0.25, 0.7, &lab, gr, &kl_ref, &ce_ref);
         for (int v = 0; v < nvariants; v++) {
             double kl, ce;
-            variants[v]->kl_row(s, t, g, c, 0.25f, 0.7f, &lab, work, &kl, &ce);
+            variants[v]->kl_row(s, t, g, c, 0.25f, 0.7f, &lab, work, 1, &kl, &ce);
             ck_assert_msg(kdt_close(kl, kl_ref, 1e-5, 1e-6) && kdt_close(ce, ce_ref, 1e-5, 1e-6),
                           "%s c=%d kl %g/%g ce %g/%g", variants[v]->name, c, kl, kl_ref, ce, ce_ref);
             for (int j = 0; j < c; j++)
@@ -146,36 +169,23 @@ START_TEST(kl_ce_mse_rows_match_reference_for_every_length)
             /* in place: the gradient overwrites the student */
             memcpy(inplace, s, sizeof(float) * (size_t)c);
             double kl2, ce2;
-            variants[v]->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, &kl2, &ce2);
+            variants[v]->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, 1, &kl2, &ce2);
             ck_assert(kl2 == kl && ce2 == ce);
             ck_assert(memcmp(inplace, g, sizeof(float) * (size_t)c) == 0);
 
             /* cross-entropy against teacher probabilities at T = 4 plus the label */
             kdi_simd_label cl = {1, lab.y, 0.5f, 0.0f, 0.0f};
             float gce[CMAX];
-            double l = variants[v]->ce_row(s, t, 2, gce, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work);
-            double mt = -INFINITY, st = 0, ms = -INFINITY, ss = 0, lref = 0;
-            for (int j = 0; j < c; j++) {
-                mt = fmax(mt, t[j]);
-                ms = fmax(ms, s[j]);
-            }
-            for (int j = 0; j < c; j++) {
-                st += exp((t[j] - mt) * 0.25);
-                ss += exp(s[j] - ms);
-            }
-            for (int j = 0; j < c; j++) {
-                double q = 0.5 * exp((t[j] - mt) * 0.25) / st + (j == lab.y ? 0.5 : 0.0);
-                double lp = s[j] - ms - log(ss);
-                lref -= q * lp;
-                ck_assert_msg(fabs(gce[j] - (exp(lp) - q)) < 1e-6, "%s ce c=%d j=%d",
-                              variants[v]->name, c, j);
-            }
+            double l = variants[v]->ce_row(s, t, 2, gce, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 1);
+            const double lref = ref_ce(s, t, c, 0.25, 0.5, lab.y, 0.5, grc);
+            for (int j = 0; j < c; j++)
+                ck_assert_msg(fabs(gce[j] - grc[j]) < 1e-6, "%s ce c=%d j=%d", variants[v]->name, c, j);
             ck_assert_msg(kdt_close(l, lref, 1e-5, 1e-6), "%s ce c=%d %g/%g", variants[v]->name, c, l, lref);
 
             /* squared difference */
             kdi_simd_label none = {0, 0, 0, 0, 0};
             double sq, ce0;
-            variants[v]->mse_row(s, t, gce, c, 2.0f, &none, work, &sq, &ce0);
+            variants[v]->mse_row(s, t, gce, c, 2.0f, &none, work, 1, &sq, &ce0);
             double sref = 0;
             for (int j = 0; j < c; j++) {
                 sref += ((double)s[j] - t[j]) * ((double)s[j] - t[j]);
@@ -191,20 +201,106 @@ START_TEST(variants_agree_to_float_rounding_on_long_rows)
 {
     find_variants();
     enum { C = 5003 };
-    static float s[C], t[C], g0[C], g1[C], work[3 * C];
+    static float s[C], t[C], g0[C], g1[C], work[KDI_SIMD_WORK(C)];
     kdt_rng rng;
     kdt_seed(&rng, 11);
     kdt_fill_normal(&rng, s, C, 20.0);
     kdt_fill_normal(&rng, t, C, 20.0);
     kdi_simd_label lab = {1, 17, 1.0f, 0.0f, 0.1f};
     double kl0, ce0;
-    variants[0]->kl_row(s, t, g0, C, 1.0f, 1.0f, &lab, work, &kl0, &ce0);
+    variants[0]->kl_row(s, t, g0, C, 1.0f, 1.0f, &lab, work, 1, &kl0, &ce0);
     for (int v = 1; v < nvariants; v++) {
         double kl1, ce1;
-        variants[v]->kl_row(s, t, g1, C, 1.0f, 1.0f, &lab, work, &kl1, &ce1);
+        variants[v]->kl_row(s, t, g1, C, 1.0f, 1.0f, &lab, work, 1, &kl1, &ce1);
         ck_assert(kdt_close(kl1, kl0, 1e-6, 0) && kdt_close(ce1, ce0, 1e-6, 0));
         for (int j = 0; j < C; j++)
             ck_assert(fabs(g1[j] - g0[j]) <= 1e-6 * (fabs(g0[j]) + 1e-6));
+    }
+}
+END_TEST
+
+/* Rows of several segments (KDI_SEG): the kernels match the double
+ * reference, and running the segments on 3 threads gives the bits of 1
+ * thread, in place too; row_confidence combines the segments' argmaxes with
+ * torch's rules (first NaN, first of ties, 0 for a row of -Inf). */
+START_TEST(long_rows_in_segments_match_reference_on_any_thread_count)
+{
+    find_variants();
+    enum { CM = 5 * KDI_SEG + 3 };
+    static const int lens[] = {2 * KDI_SEG - 1, 2 * KDI_SEG, 2 * KDI_SEG + 17, CM};
+    static float s[CM], t[CM], g1[CM], g3[CM], inplace[CM], work[KDI_SIMD_WORK(CM)];
+    static double gr[CM], grc[CM];
+    kdt_rng rng;
+    kdt_seed(&rng, 23);
+    for (int li = 0; li < 4; li++) {
+        const int c = lens[li];
+        kdt_fill_normal(&rng, s, c, 4.0);
+        kdt_fill_normal(&rng, t, c, 4.0);
+        s[c - 2] += 25.0f; /* the maxima in the last segment, far above the first */
+        t[c - 5] += 25.0f;
+        kdi_simd_label lab = {1, c / 3, 0.9f, 0.1f / c, 0.4f};
+        double kl_ref, ce_ref;
+        ref_kl(s, t, c, 0.25, 0.7, &lab, gr, &kl_ref, &ce_ref);
+        for (int v = 0; v < nvariants; v++) {
+            const kdi_simd_ops *ops = variants[v];
+            double kl1, ce1, kl3, ce3;
+            ops->kl_row(s, t, g1, c, 0.25f, 0.7f, &lab, work, 1, &kl1, &ce1);
+            ops->kl_row(s, t, g3, c, 0.25f, 0.7f, &lab, work, 3, &kl3, &ce3);
+            ck_assert_msg(kdt_close(kl1, kl_ref, 1e-5, 1e-6) && kdt_close(ce1, ce_ref, 1e-5, 1e-6),
+                          "%s c=%d kl %g/%g ce %g/%g", ops->name, c, kl1, kl_ref, ce1, ce_ref);
+            for (int j = 0; j < c; j++)
+                ck_assert_msg(fabs(g1[j] - gr[j]) < 1e-6, "%s kl c=%d j=%d", ops->name, c, j);
+            ck_assert(kl3 == kl1 && ce3 == ce1 && !memcmp(g1, g3, sizeof(float) * (size_t)c));
+            memcpy(inplace, s, sizeof(float) * (size_t)c);
+            ops->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, 3, &kl3, &ce3);
+            ck_assert(kl3 == kl1 && !memcmp(inplace, g1, sizeof(float) * (size_t)c));
+
+            const kdi_simd_label cl = {1, lab.y, 0.5f, 0.0f, 0.0f};
+            const double lref = ref_ce(s, t, c, 0.25, 0.5, lab.y, 0.5, grc);
+            double l1 = ops->ce_row(s, t, 2, g1, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 1);
+            double l3 = ops->ce_row(s, t, 2, g3, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 3);
+            ck_assert_msg(kdt_close(l1, lref, 1e-5, 1e-6), "%s ce c=%d %g/%g", ops->name, c, l1, lref);
+            for (int j = 0; j < c; j++)
+                ck_assert_msg(fabs(g1[j] - grc[j]) < 1e-6, "%s ce c=%d j=%d", ops->name, c, j);
+            ck_assert(l3 == l1 && !memcmp(g1, g3, sizeof(float) * (size_t)c));
+
+            /* logit matching with the label term: CE as in kl_row's reference */
+            double sq1, sq3, c1, c3, sref = 0;
+            ops->mse_row(s, t, g1, c, 2.0f, &lab, work, 1, &sq1, &c1);
+            ops->mse_row(s, t, g3, c, 2.0f, &lab, work, 3, &sq3, &c3);
+            for (int j = 0; j < c; j++)
+                sref += ((double)s[j] - t[j]) * ((double)s[j] - t[j]);
+            ck_assert(kdt_close(sq1, sref, 1e-5, 1e-6) && kdt_close(c1, ce_ref, 1e-5, 1e-6));
+            ck_assert(sq3 == sq1 && c3 == c1 && !memcmp(g1, g3, sizeof(float) * (size_t)c));
+
+            /* pseudo-label confidence */
+            double sum1, sum3;
+            int64_t a1 = ops->row_confidence(t, c, work, 1, &sum1);
+            int64_t a3 = ops->row_confidence(t, c, work, 3, &sum3);
+            ck_assert(a1 == ops->row_argmax(t, c) && a1 == c - 5 && a3 == a1 && sum3 == sum1);
+            ck_assert(kdt_close(sum1, ops->row_sumexp(t, c, 1.0f, t[a1]), 1e-6, 0));
+        }
+    }
+    /* ties across segments: the first; a NaN: the first NaN; all -Inf: 0 and a NaN sum */
+    const int c = CM;
+    for (int j = 0; j < c; j++)
+        t[j] = 1.0f;
+    t[KDI_SEG + 7] = t[3 * KDI_SEG + 1] = 9.0f;
+    for (int v = 0; v < nvariants; v++) {
+        double sum;
+        ck_assert_int_eq(variants[v]->row_confidence(t, c, work, 3, &sum), KDI_SEG + 7);
+        t[4 * KDI_SEG + 2] = NAN;
+        t[2 * KDI_SEG + 9] = NAN;
+        ck_assert_int_eq(variants[v]->row_confidence(t, c, work, 3, &sum), 2 * KDI_SEG + 9);
+        ck_assert(isnan(sum));
+        t[4 * KDI_SEG + 2] = t[2 * KDI_SEG + 9] = 1.0f;
+    }
+    for (int j = 0; j < c; j++)
+        t[j] = -INFINITY;
+    for (int v = 0; v < nvariants; v++) {
+        double sum;
+        ck_assert_int_eq(variants[v]->row_confidence(t, c, work, 3, &sum), 0);
+        ck_assert(isnan(sum));
     }
 }
 END_TEST
@@ -217,7 +313,7 @@ START_TEST(short_row_kernels_match_the_row_kernels)
     kdt_rng rng;
     kdt_seed(&rng, 23);
     enum { R = KDI_MAX_LANES, CM = KDI_SMALL_C };
-    static float s[R][CM], t[R][CM], g_small[R][CM], g_row[R][CM], work[3 * CM], sc[R][CM];
+    static float s[R][CM], t[R][CM], g_small[R][CM], g_row[R][CM], work[KDI_SIMD_WORK(CM)], sc[R][CM];
     for (int v = 0; v < nvariants; v++) {
         const kdi_simd_ops *ops = variants[v];
         for (int c = 1; c <= CM; c += (c < 12 ? 1 : 5)) {
@@ -237,7 +333,7 @@ START_TEST(short_row_kernels_match_the_row_kernels)
                 ops->kl_small(rows, nrows, c, 0.5f, kl, ce);
                 for (int r = 0; r < nrows; r++) {
                     double kl1, ce1;
-                    ops->kl_row(s[r], t[r], g_row[r], c, 0.5f, 0.5f, &rows[r].lab, work, &kl1, &ce1);
+                    ops->kl_row(s[r], t[r], g_row[r], c, 0.5f, 0.5f, &rows[r].lab, work, 1, &kl1, &ce1);
                     ck_assert_msg(kdt_close(kl[r], kl1, 2e-5, 1e-6) && kdt_close(ce[r], ce1, 2e-5, 1e-6),
                                   "%s kl_small c=%d r=%d: %g/%g %g/%g", ops->name, c, r, kl[r], kl1,
                                   ce[r], ce1);
@@ -264,7 +360,7 @@ START_TEST(short_row_kernels_match_the_row_kernels)
                 for (int r = 0; r < nrows; r++) {
                     kdi_simd_label lab = rows[r].lab;
                     double l1 = ops->ce_row(s[r], t[r], 2, g_row[r], c, 0.5f, rows[r].a, &lab,
-                                            rows[r].lab_sum, 0.5f, work);
+                                            rows[r].lab_sum, 0.5f, work, 1);
                     ck_assert_msg(kdt_close(loss[r], l1, 2e-5, 1e-6), "%s ce_small c=%d r=%d: %g/%g",
                                   ops->name, c, r, loss[r], l1);
                     for (int j = 0; j < c; j++)
@@ -288,6 +384,7 @@ int main(void)
     tcase_add_test(tc, kl_ce_mse_rows_match_reference_for_every_length);
     tcase_add_test(tc, variants_agree_to_float_rounding_on_long_rows);
     tcase_add_test(tc, short_row_kernels_match_the_row_kernels);
+    tcase_add_test(tc, long_rows_in_segments_match_reference_on_any_thread_count);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

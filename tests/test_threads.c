@@ -389,6 +389,73 @@ START_TEST(same_inputs_and_thread_count_are_bit_identical)
 }
 END_TEST
 
+/* Fewer rows than threads and rows of at least 2^18 classes: each row's
+ * segments run on all the threads (execute.c).  Loss, gradient, per-sample
+ * values and pseudo-labels are the bits of the single-threaded run. */
+static void run_long_rows(kd_loss_kind kind, int64_t n, int threads, result *out)
+{
+    enum { CL = (1 << 18) + 1001 };
+    static float s[3 * CL], t[3 * CL];
+    static int ready;
+    if (!ready) {
+        kdt_rng r;
+        kdt_seed(&r, 31);
+        kdt_fill_normal(&r, s, 3 * CL, 3.0);
+        kdt_fill_normal(&r, t, 3 * CL, 3.0);
+        t[CL + 77] += 30.0f; /* row 1 confident, so the pseudo-label keeps it */
+        ready = 1;
+    }
+    float *grad = calloc((size_t)n * CL, sizeof(float)), per[3] = {0}, loss = 0;
+    int32_t labels[3] = {5, CL - 3, 100000}, plabels[3] = {0};
+    memset(out, 0, sizeof *out);
+    kd_loss *h = NULL;
+    check(out, kd_loss_create(&h, kind, CL), "kd_loss_create", "long rows");
+#define T(call) check(out, (call), #call, kd_loss_last_error(h))
+    T(kd_loss_set_int(h, KD_PARAM_THREADS, threads));
+    T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, CL));
+    T(kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, CL));
+    T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, CL));
+    T(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0));
+    if (kind == KD_LOSS_PSEUDO_LABEL) {
+        T(kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.5));
+        T(kd_loss_bind_output_labels(h, KD_ARG_PSEUDO_LABELS, plabels));
+    } else {
+        T(kd_loss_bind_labels(h, labels));
+        if (kind != KD_LOSS_LOGIT_MSE)
+            T(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 4.0));
+        if (kind != KD_LOSS_CROSS_ENTROPY)
+            T(kd_loss_set_float(h, KD_PARAM_ALPHA, 0.9));
+    }
+    T(kd_loss_forward_backward(h, n, &loss));
+#undef T
+    put(out, &loss, sizeof loss);
+    put(out, per, sizeof per), put(out, plabels, sizeof plabels);
+    put(out, grad, (size_t)n * CL * sizeof(float));
+    kd_loss_destroy(h);
+    free(grad);
+}
+
+START_TEST(long_rows_split_over_threads_give_the_same_bits)
+{
+    static const kd_loss_kind kinds[] = {KD_LOSS_KL_DISTILL, KD_LOSS_CROSS_ENTROPY,
+                                         KD_LOSS_LOGIT_MSE, KD_LOSS_PSEUDO_LABEL};
+    for (int k = 0; k < 4; k++)
+        for (int64_t n = 1; n <= 3; n += 2) {
+            result ref;
+            run_long_rows(kinds[k], n, 1, &ref);
+            ck_assert_msg(!ref.failed, "kind %d: %s", (int)kinds[k], ref.msg);
+            for (int th = 2; th <= 4; th++) {
+                result got;
+                run_long_rows(kinds[k], n, th, &got);
+                ck_assert_msg(same(&ref, &got), "kind %d n=%lld: %d threads differ from 1 %s",
+                              (int)kinds[k], (long long)n, th, got.msg);
+                result_free(&got);
+            }
+            result_free(&ref);
+        }
+}
+END_TEST
+
 #define NUM_WORKERS 8
 #define ROUNDS 3
 
@@ -484,6 +551,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, results_do_not_depend_on_the_thread_count);
     tcase_add_test(tc, same_inputs_and_thread_count_are_bit_identical);
+    tcase_add_test(tc, long_rows_split_over_threads_give_the_same_bits);
     tcase_add_test(tc, distinct_handles_run_concurrently);
     tcase_add_test(tc, create_messages_are_per_thread);
     suite_add_tcase(s, tc);

@@ -49,9 +49,13 @@
  * message naming the argument and the value (kd_loss_last_error()).
  *
  * Threads: rows are split across KD_PARAM_THREADS OpenMP threads (default 1,
- * 0 = all cores).  Per-row values are reduced in row order, so results are
- * bit-identical for any thread count.  A handle is used by one thread at a
- * time; distinct handles are independent and may run concurrently.
+ * 0 = all cores).  With fewer rows than threads and rows of at least 2^18
+ * classes (KL distillation with forward KL, cross-entropy, logit MSE,
+ * pseudo-label), each row is split instead: its segments of 4096 classes run
+ * on all the threads.  Per-row values are reduced in row order and per-segment
+ * sums in segment order, so results are bit-identical for any thread count.
+ * A handle is used by one thread at a time; distinct handles are independent
+ * and may run concurrently.
  *
  * Memory: the handle owns a workspace that grows when n or the number of
  * teachers grows; compute calls with shapes already seen never allocate.

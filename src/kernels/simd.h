@@ -39,8 +39,18 @@ typedef struct {
     kdi_simd_label lab;
 } kdi_small_row;
 
-/* Scratch floats per row that kl_row / ce_row need. */
-#define KDI_SIMD_WORK(c) (3 * (c))
+/* Long rows are cut into segments of KDI_SEG elements (the last segment also
+ * takes the remainder; a row under 2 KDI_SEG is one segment).  Every pass
+ * over a row runs segment by segment, and the segments of one row can run
+ * on several threads (the nthr argument; 1 = the calling thread only); the
+ * per-segment sums are added in segment order, so the results are the same
+ * for every nthr. */
+#define KDI_SEG 4096
+#define KDI_NSEG(c) ((c) >= 2 * KDI_SEG ? (c) / KDI_SEG : 1)
+
+/* Scratch floats per row that the row kernels need: three rows of exps and
+ * the per-segment sums. */
+#define KDI_SIMD_WORK(c) (3 * (c) + 6 * KDI_NSEG(c))
 
 typedef struct {
     int isa;
@@ -53,29 +63,34 @@ typedef struct {
     /* index of the largest element, the first on ties; the first NaN if any
      * (torch.argmax semantics); 0 for a row of -Inf */
     int64_t (*row_argmax)(const float *x, int64_t c);
+    /* A teacher row's pseudo-label: returns its argmax (as row_argmax) and
+     * sets *sum = sum_j exp(t_j - t_argmax) (the confidence is 1 / *sum), NaN
+     * when t_argmax is not finite.  work: KDI_SIMD_WORK(c) floats. */
+    int64_t (*row_confidence)(const float *t, int64_t c, float *work, int nthr, double *sum);
     /* One row of forward-KL distillation at temperature 1/inv_t, everything
      * in one call: with Q = softmax(s inv_t), P = softmax(t inv_t) returns
      * *kl = sum_j P_j (log P_j - log Q_j) (0 where P_j = 0) and, for an active
      * label, *ce = CE(s, y) with the smoothed one-hot (on, off); when g != NULL
      * writes g_j = cs (Q_j - P_j) + coef (softmax(s)_j - onehot_j).  g may
-     * equal s.  work: 3 c floats of scratch (the exps are computed once). */
+     * equal s.  work: KDI_SIMD_WORK(c) floats (the exps are computed once);
+     * the row's segments run on nthr threads (see KDI_SEG). */
     void (*kl_row)(const float *s, const float *t, float *g, int64_t c, float inv_t, float cs,
-                   const kdi_simd_label *lab, float *work, double *kl, double *ce);
+                   const kdi_simd_label *lab, float *work, int nthr, double *kl, double *ce);
     /* One row of cross-entropy against q_j = a src_j + lab (lab = the smoothed
      * one-hot (on, off), already scaled by its weight; coef unused), src = given
      * probabilities (src_kind 1), softmax(t inv_t) (2) or nothing (0).  Returns
      * -sum_j q_j log softmax(s)_j (0 where q_j = 0); when g != NULL writes
      * g_j = cs (softmax(s)_j sum(q) - q_j), sum(q) = lab_sum + a sum(src).
-     * g may equal s.  work: 2 c floats. */
+     * g may equal s.  work and nthr as in kl_row. */
     double (*ce_row)(const float *s, const float *src, int src_kind, float *g, int64_t c,
                      float inv_t, float a, const kdi_simd_label *lab, float lab_sum, float cs,
-                     float *work);
+                     float *work, int nthr);
     /* One row of logit matching: *sq = sum_j (s_j - t_j)^2 and, for an active
      * label, *ce = CE(s, y) as in kl_row; when g != NULL writes
      * g_j = k (s_j - t_j) + coef (softmax(s)_j - onehot_j).  g may equal s.
-     * work: c floats. */
+     * work and nthr as in kl_row. */
     void (*mse_row)(const float *s, const float *t, float *g, int64_t c, float k,
-                    const kdi_simd_label *lab, float *work, double *sq, double *ce);
+                    const kdi_simd_label *lab, float *work, int nthr, double *sq, double *ce);
     /* kl_row for nrows <= lanes rows of c <= KDI_SMALL_C classes at once:
      * kl[r], ce[r] per row; gradients as kl_row (g may equal s). */
     void (*kl_small)(const kdi_small_row *rows, int nrows, int64_t c, float inv_t, double *kl,

@@ -304,6 +304,148 @@ static double KDV_FN(row_sumexp_)(const float *x, int64_t c, float scale, float 
     return exp_store(x, c, max, scale, NULL);
 }
 
+/* ---- long rows in segments (see KDI_SEG) ----
+ * Each pass over a row runs segment by segment, the segments spread over
+ * nthr threads; per-segment partial sums go to the work area and are added
+ * in segment order, so the result does not depend on nthr. */
+
+KDV_INLINE int64_t seg_end(int64_t k, int64_t nseg, int64_t c)
+{
+    return k + 1 == nseg ? c : (k + 1) * KDI_SEG;
+}
+
+/* Run the body (the variadic argument) for every segment k < nseg: on nthr threads when there is more
+ * than one of each, else in a plain loop (an OpenMP region, even an
+ * inactive one, costs about a microsecond per row). */
+#define KDV_SEGMENTS(nthr, nseg, k, ...)                                                           \
+    do {                                                                                           \
+        if ((nthr) > 1 && (nseg) > 1) {                                                            \
+            _Pragma("omp parallel for num_threads(nthr) schedule(static)")                         \
+            for (int64_t k = 0; k < (nseg); k++)                                                   \
+                __VA_ARGS__                                                                        \
+        } else {                                                                                   \
+            for (int64_t k = 0; k < (nseg); k++)                                                   \
+                __VA_ARGS__                                                                        \
+        }                                                                                          \
+    } while (0)
+
+/* doubles in the float work area, which need not be 8-byte aligned */
+KDV_INLINE void put_d(float *p, double v) { memcpy(p, &v, sizeof v); }
+KDV_INLINE double get_d(const float *p)
+{
+    double v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* row maxima of x and of y (y may be NULL), NaN if the row holds a NaN */
+KDV_INLINE void seg_max2(const float *x, const float *y, int64_t c, int nthr, float *part, float *mx,
+                         float *my)
+{
+    const int64_t nseg = KDI_NSEG(c);
+    if (nseg == 1) {
+        max2(x, y, c, mx, my);
+        return;
+    }
+    KDV_SEGMENTS(nthr, nseg, k, {
+        const int64_t j0 = k * KDI_SEG;
+        max2(x + j0, y ? y + j0 : NULL, seg_end(k, nseg, c) - j0, &part[2 * k], &part[2 * k + 1]);
+    });
+    float a = -INFINITY, b = -INFINITY;
+    int na = 0, nb = 0;
+    for (int64_t k = 0; k < nseg; k++) {
+        na |= part[2 * k] != part[2 * k];
+        a = part[2 * k] > a ? part[2 * k] : a;
+        if (y) {
+            nb |= part[2 * k + 1] != part[2 * k + 1];
+            b = part[2 * k + 1] > b ? part[2 * k + 1] : b;
+        }
+    }
+    *mx = na ? NAN : a;
+    if (y)
+        *my = nb ? NAN : b;
+}
+
+/* One exp stream of a row: out_j = exp((x_j - m) scale) (out may be NULL). */
+typedef struct {
+    const float *x;
+    float m, scale;
+    float *out;
+} kexp;
+
+/* sum[i] = the row sum of stream i, for ne <= 3 streams in one pass */
+KDV_INLINE void seg_exps(const kexp *e, int ne, int64_t c, int nthr, float *part, double *sum)
+{
+    const int64_t nseg = KDI_NSEG(c);
+    if (nseg == 1) {
+        for (int i = 0; i < ne; i++)
+            sum[i] = exp_store(e[i].x, c, e[i].m, e[i].scale, e[i].out);
+        return;
+    }
+    KDV_SEGMENTS(nthr, nseg, k, {
+        const int64_t j0 = k * KDI_SEG, n = seg_end(k, nseg, c) - j0;
+        for (int i = 0; i < ne; i++)
+            put_d(part + 6 * k + 2 * i,
+                  exp_store(e[i].x + j0, n, e[i].m, e[i].scale, e[i].out ? e[i].out + j0 : NULL));
+    });
+    for (int i = 0; i < ne; i++) {
+        sum[i] = 0.0;
+        for (int64_t k = 0; k < nseg; k++)
+            sum[i] += get_d(part + 6 * k + 2 * i);
+    }
+}
+
+/* The gradient pass of a row kernel over [j0, j1) (last: the segment that
+ * holds the row's tail), adding its two sums into out. */
+typedef void (*kseg_fn)(const void *ctx, int64_t j0, int64_t j1, int last, double out[2]);
+
+KDV_INLINE void seg_run(kseg_fn fn, const void *ctx, int64_t c, int nthr, float *part, double out[2])
+{
+    const int64_t nseg = KDI_NSEG(c);
+    if (nseg == 1) {
+        out[0] = out[1] = 0.0;
+        fn(ctx, 0, c, 1, out);
+        return;
+    }
+    KDV_SEGMENTS(nthr, nseg, k, {
+        double o[2] = {0.0, 0.0};
+        fn(ctx, k * KDI_SEG, seg_end(k, nseg, c), k + 1 == nseg, o);
+        put_d(part + 6 * k, o[0]);
+        put_d(part + 6 * k + 2, o[1]);
+    });
+    out[0] = out[1] = 0.0;
+    for (int64_t k = 0; k < nseg; k++) {
+        out[0] += get_d(part + 6 * k);
+        out[1] += get_d(part + 6 * k + 2);
+    }
+}
+
+/* argmax of t with torch's rules (as row_argmax) and *sum = sum_j exp(t_j -
+ * t_argmax), NaN when t_argmax is not finite: a teacher row's pseudo-label
+ * and its confidence 1 / *sum.  work: KDI_SIMD_WORK(c) floats. */
+static int64_t KDV_FN(row_confidence_)(const float *t, int64_t c, float *work, int nthr, double *sum)
+{
+    const int64_t nseg = KDI_NSEG(c);
+    KDV_SEGMENTS(nthr, nseg, k, {
+        const int64_t j0 = k * KDI_SEG;
+        put_d(work + 2 * k, (double)(j0 + KDV_FN(row_argmax_)(t + j0, seg_end(k, nseg, c) - j0)));
+    });
+    /* segments in order: the first NaN wins, else the largest, the first on ties */
+    int64_t best = (int64_t)get_d(work);
+    for (int64_t k = 1; k < nseg && t[best] == t[best]; k++) {
+        const int64_t i = (int64_t)get_d(work + 2 * k);
+        if (t[i] != t[i] || t[i] > t[best])
+            best = i;
+    }
+    const float m = t[best];
+    *sum = NAN;
+    if (isfinite(m)) {
+        const kexp ex = {t, m, 1.0f, NULL};
+        seg_exps(&ex, 1, c, nthr, work, sum);
+    }
+    return best;
+}
+
 /* The labelled class's share of the hard-label term, after a row pass that
  * spread `off` over every class: returns CE(s, y) from sum_lp = sum_j log p_j
  * and fixes the gradient at y.  s_y was read before an in-place pass. */
@@ -319,99 +461,141 @@ KDV_INLINE double label_finish(const kdi_simd_label *lab, float s_y, float ms, f
     return ce;
 }
 
+/* The gradient passes of the row kernels share one loop (KDV_SEG_PASS):
+ * a step function STEP(ctx, tl, j, valid, acc) evaluates the vector at j,
+ * loading each input p through KDV_AT(p): a plain load at p + j, or the
+ * row's tail when tl is not NULL (see vtail).  The tail is evaluated before
+ * the main loop and stored after it, so g may equal the student. */
+#define KDV_AT(p) (tl ? tload((p), tl, 0.0f) : vload((p) + j))
+
+/* NAME_seg_(ctx, j0, j1, last, out): the gradient pass over [j0, j1) of a
+ * row (last: the segment holding the row's tail), out = the two sums of
+ * acc.  CTX has the fields g (gradient or NULL) and c (row length). */
+#define KDV_SEG_PASS(NAME, CTX, STEP)                                                              \
+    static inline void KDV_FN(NAME)(const void *ctx, int64_t j0, int64_t j1, int last,            \
+                                    double out[2])                                                 \
+    {                                                                                              \
+        const CTX kc = *(const CTX *)ctx; /* a local copy: stores to g cannot alias it */         \
+        vd acc[2] = {VD_ZERO, VD_ZERO};                                                            \
+        const vtail tl = vtail_of(kc.c);                                                           \
+        const int tail = last && tl.n;                                                             \
+        vf gtail = vset(0.0f);                                                                     \
+        if (tail)                                                                                  \
+            gtail = STEP(&kc, &tl, 0, tl.valid, acc);                                              \
+        const vi all = vmask_first(KDV_W);                                                         \
+        for (int64_t j = j0; j + KDV_W <= j1; j += KDV_W) {                                        \
+            vf gv = STEP(&kc, NULL, j, all, acc);                                                  \
+            if (kc.g)                                                                              \
+                vstore(kc.g + j, gv);                                                              \
+        }                                                                                          \
+        if (tail && kc.g)                                                                          \
+            tstore(kc.g, &tl, gtail);                                                              \
+        out[0] = vdsum(acc[0]);                                                                    \
+        out[1] = vdsum(acc[1]);                                                                    \
+    }
+
 typedef struct {
     const float *s, *t, *es, *et, *e1;
+    float *g;
+    int64_t c;
     float ms, mt, inv_t, ls, lt, l1, rs, rt, r1, cs, coef, off;
     int hard;
 } kl_ctx;
 
-KDV_INLINE vf kl_step(const kl_ctx *k, vf s, vf t, vf es, vf et, vf e1, vi valid, vd *kl, vd *slp)
+/* one vector of kl_row's gradient pass: acc = {KL, sum of log p1} */
+KDV_INLINE vf kl_step(const kl_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
 {
-    const vf zero = vset(0.0f);
-    vf q = es * k->rs, p = et * k->rt;
+    const vf zero = vset(0.0f), s = KDV_AT(k->s), t = KDV_AT(k->t);
+    vf q = KDV_AT(k->es) * k->rs, p = KDV_AT(k->et) * k->rt;
     vf lq = (s - k->ms) * k->inv_t - k->ls, lp = (t - k->mt) * k->inv_t - k->lt;
-    vacc(kl, vsel(valid & (p != 0.0f), p * (lp - lq), zero));
+    vacc(&acc[0], vsel(valid & (p != 0.0f), p * (lp - lq), zero));
     vf g = k->cs * (q - p);
     if (k->hard) {
-        g += k->coef * (e1 * k->r1 - k->off);
-        vacc(slp, vsel(valid, (s - k->ms) - k->l1, zero));
+        g += k->coef * (KDV_AT(k->e1) * k->r1 - k->off);
+        vacc(&acc[1], vsel(valid, (s - k->ms) - k->l1, zero));
     }
     return g;
 }
 
+KDV_SEG_PASS(kl_seg_, kl_ctx, kl_step)
+
 static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c, float inv_t,
-                            float cs, const kdi_simd_label *lab, float *work, double *kl_out,
-                            double *ce_out)
+                            float cs, const kdi_simd_label *lab, float *work, int nthr,
+                            double *kl_out, double *ce_out)
 {
     kl_ctx k = {0};
     k.hard = lab->active;
     const int sep1 = k.hard && inv_t != 1.0f; /* softmax at T = 1 needs its own exps */
     const float s_y = k.hard ? s[lab->y] : 0.0f;
-    float *es = work, *et = work + c, *e1 = sep1 ? work + 2 * c : es;
-    max2(s, t, c, &k.ms, &k.mt);
-    double ss = exp_store(s, c, k.ms, inv_t, es), st = exp_store(t, c, k.mt, inv_t, et);
-    double s1 = sep1 ? exp_store(s, c, k.ms, 1.0f, e1) : ss;
+    float *part = work + 3 * c;
+    k.s = s;
+    k.t = t;
+    k.g = g;
+    k.c = c;
+    k.es = work;
+    k.et = work + c;
+    k.e1 = sep1 ? work + 2 * c : k.es;
+    seg_max2(s, t, c, nthr, part, &k.ms, &k.mt);
+    const kexp ex[3] = {{s, k.ms, inv_t, work}, {t, k.mt, inv_t, work + c}, {s, k.ms, 1.0f, work + 2 * c}};
+    double sum[3];
+    seg_exps(ex, sep1 ? 3 : 2, c, nthr, part, sum);
+    if (!sep1)
+        sum[2] = sum[0];
     k.inv_t = inv_t;
-    k.ls = logf((float)ss);
-    k.lt = logf((float)st);
-    k.l1 = logf((float)s1);
-    k.rs = (float)(1.0 / ss);
-    k.rt = (float)(1.0 / st);
-    k.r1 = (float)(1.0 / s1);
+    k.ls = logf((float)sum[0]);
+    k.lt = logf((float)sum[1]);
+    k.l1 = logf((float)sum[2]);
+    k.rs = (float)(1.0 / sum[0]);
+    k.rt = (float)(1.0 / sum[1]);
+    k.r1 = (float)(1.0 / sum[2]);
     k.cs = cs;
     k.coef = lab->coef;
     k.off = lab->off;
-    vd kl = VD_ZERO, slp = VD_ZERO;
-    const vi all = vmask_first(KDV_W);
-    const vtail tl = vtail_of(c);
-    vf gtail = vset(0.0f);
-    if (tl.n) /* before the main loop: see vtail */
-        gtail = kl_step(&k, tload(s, &tl, 0.0f), tload(t, &tl, 0.0f), tload(es, &tl, 0.0f),
-                        tload(et, &tl, 0.0f), tload(e1, &tl, 0.0f), tl.valid, &kl, &slp);
-    for (int64_t j = 0; j + KDV_W <= c; j += KDV_W) {
-        vf gv = kl_step(&k, vload(s + j), vload(t + j), vload(es + j), vload(et + j),
-                        vload(e1 + j), all, &kl, &slp);
-        if (g)
-            vstore(g + j, gv);
-    }
-    if (tl.n && g)
-        tstore(g, &tl, gtail);
-    *kl_out = vdsum(kl);
-    *ce_out = k.hard ? label_finish(lab, s_y, k.ms, k.l1, vdsum(slp), g) : 0.0;
+    double acc[2];
+    seg_run(KDV_FN(kl_seg_), &k, c, nthr, part, acc);
+    *kl_out = acc[0];
+    *ce_out = k.hard ? label_finish(lab, s_y, k.ms, k.l1, acc[1], g) : 0.0;
 }
 
 typedef struct {
-    const float *es, *et;
+    const float *s, *es, *sv;
+    float *g;
+    int64_t c;
     float ms, ls, rs, rt, a, off, cs, sum_q;
     int src_kind;
 } ce_ctx;
 
-KDV_INLINE vf ce_step(const ce_ctx *k, vf s, vf es, vf src, vi valid, vd *loss)
+/* one vector of ce_row's gradient pass: acc[0] = sum q log p */
+KDV_INLINE vf ce_step(const ce_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
 {
     const vf zero = vset(0.0f);
-    vf lp = (s - k->ms) - k->ls;
-    vf sv = k->src_kind == 1 ? src : (k->src_kind == 2 ? src * k->rt : zero);
+    vf lp = (KDV_AT(k->s) - k->ms) - k->ls;
+    vf sv = k->src_kind == 1 ? KDV_AT(k->sv) : (k->src_kind == 2 ? KDV_AT(k->sv) * k->rt : zero);
     vf q = sv * k->a + k->off;
-    vacc(loss, vsel(valid & (q != 0.0f), q * lp, zero));
-    return k->cs * (es * k->rs * k->sum_q - q);
+    vacc(&acc[0], vsel(valid & (q != 0.0f), q * lp, zero));
+    return k->cs * (KDV_AT(k->es) * k->rs * k->sum_q - q);
 }
+
+KDV_SEG_PASS(ce_seg_, ce_ctx, ce_step)
 
 static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, float *g, int64_t c,
                               float inv_t, float a, const kdi_simd_label *lab, float lab_sum,
-                              float cs, float *work)
+                              float cs, float *work, int nthr)
 {
     ce_ctx k = {0};
-    float mt = 0.0f;
-    float *es = work, *et = work + c;
+    float mt = 0.0f, *part = work + 3 * c;
     const float s_y = lab->active ? s[lab->y] : 0.0f;
-    max2(s, src_kind == 2 ? src : NULL, c, &k.ms, &mt);
-    double ss = exp_store(s, c, k.ms, 1.0f, es);
+    seg_max2(s, src_kind == 2 ? src : NULL, c, nthr, part, &k.ms, &mt);
+    const kexp ex[2] = {{s, k.ms, 1.0f, work}, {src, mt, inv_t, work + c}};
+    double sum[2];
+    seg_exps(ex, src_kind == 2 ? 2 : 1, c, nthr, part, sum);
     double sum_src = 0.0;
-    const float *sv = src;
+    k.sv = src;
+    k.rt = 1.0f;
     if (src_kind == 2) {
         sum_src = 1.0;
-        k.rt = (float)(1.0 / exp_store(src, c, mt, inv_t, et));
-        sv = et;
+        k.rt = (float)(1.0 / sum[1]);
+        k.sv = work + c;
     } else if (src_kind == 1) {
         vd acc = VD_ZERO;
         for (int64_t j = 0; j + KDV_W <= c; j += KDV_W)
@@ -420,33 +604,21 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
         if (tl.n)
             vacc(&acc, vsel(tl.valid, tload(src, &tl, 0.0f), vset(0.0f)));
         sum_src = vdsum(acc);
-        k.rt = 1.0f;
-    } else {
-        k.rt = 1.0f;
     }
+    k.s = s;
+    k.es = work;
+    k.g = g;
+    k.c = c;
     k.src_kind = src_kind;
-    k.ls = logf((float)ss);
-    k.rs = (float)(1.0 / ss);
+    k.ls = logf((float)sum[0]);
+    k.rs = (float)(1.0 / sum[0]);
     k.a = a;
     k.off = lab->active ? lab->off : 0.0f;
     k.cs = cs;
     k.sum_q = (float)(lab_sum + a * sum_src);
-    vd loss = VD_ZERO;
-    const vi all = vmask_first(KDV_W);
-    const vtail tl = vtail_of(c);
-    vf gtail = vset(0.0f);
-    if (tl.n) /* before the main loop: see vtail */
-        gtail = ce_step(&k, tload(s, &tl, 0.0f), tload(es, &tl, 0.0f),
-                        src_kind ? tload(sv, &tl, 0.0f) : vset(0.0f), tl.valid, &loss);
-    for (int64_t j = 0; j + KDV_W <= c; j += KDV_W) {
-        vf gv = ce_step(&k, vload(s + j), vload(es + j), src_kind ? vload(sv + j) : vset(0.0f),
-                        all, &loss);
-        if (g)
-            vstore(g + j, gv);
-    }
-    if (tl.n && g)
-        tstore(g, &tl, gtail);
-    double total = -vdsum(loss);
+    double acc[2];
+    seg_run(KDV_FN(ce_seg_), &k, c, nthr, part, acc);
+    double total = -acc[0];
     if (lab->active) {
         const float extra = lab->on - lab->off;
         if (extra != 0.0f) {
@@ -458,49 +630,56 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     return total;
 }
 
-KDV_INLINE vf sq_step(vf s, vf t, vf e1, vi valid, float k, float ms, float l1, float r1,
-                      const kdi_simd_label *lab, vd *acc, vd *slp)
+typedef struct {
+    const float *s, *t, *e1;
+    float *g;
+    int64_t c;
+    float k, ms, l1, r1;
+    const kdi_simd_label *lab;
+} sq_ctx;
+
+/* one vector of mse_row's gradient pass: acc = {sum of squares, sum of log p1} */
+KDV_INLINE vf sq_step(const sq_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
 {
-    const vf zero = vset(0.0f);
-    vf d = s - t;
-    vacc(acc, vsel(valid, d * d, zero));
-    vf g = k * d;
-    if (lab->active) {
-        g += lab->coef * (e1 * r1 - lab->off);
-        vacc(slp, vsel(valid, (s - ms) - l1, zero));
+    const vf zero = vset(0.0f), s = KDV_AT(k->s);
+    vf d = s - KDV_AT(k->t);
+    vacc(&acc[0], vsel(valid, d * d, zero));
+    vf g = k->k * d;
+    if (k->lab->active) {
+        g += k->lab->coef * (KDV_AT(k->e1) * k->r1 - k->lab->off);
+        vacc(&acc[1], vsel(valid, (s - k->ms) - k->l1, zero));
     }
     return g;
 }
 
-static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c, float k,
-                             const kdi_simd_label *lab, float *work, double *sq_out,
+KDV_SEG_PASS(sq_seg_, sq_ctx, sq_step)
+
+static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c, float kk,
+                             const kdi_simd_label *lab, float *work, int nthr, double *sq_out,
                              double *ce_out)
 {
-    float ms = 0.0f, l1 = 0.0f, r1 = 0.0f;
+    sq_ctx k = {0};
+    float *part = work + 3 * c;
     const float s_y = lab->active ? s[lab->y] : 0.0f;
     if (lab->active) {
-        max2(s, NULL, c, &ms, NULL);
-        double s1 = exp_store(s, c, ms, 1.0f, work);
-        l1 = logf((float)s1);
-        r1 = (float)(1.0 / s1);
+        seg_max2(s, NULL, c, nthr, part, &k.ms, NULL);
+        const kexp ex = {s, k.ms, 1.0f, work};
+        double s1;
+        seg_exps(&ex, 1, c, nthr, part, &s1);
+        k.l1 = logf((float)s1);
+        k.r1 = (float)(1.0 / s1);
     }
-    const float *e1 = lab->active ? work : s; /* e1 is only read when a label is active */
-    vd acc = VD_ZERO, slp = VD_ZERO;
-    const vi all = vmask_first(KDV_W);
-    const vtail tl = vtail_of(c);
-    vf gtail = vset(0.0f);
-    if (tl.n) /* before the main loop: see vtail */
-        gtail = sq_step(tload(s, &tl, 0.0f), tload(t, &tl, 0.0f), tload(e1, &tl, 0.0f), tl.valid,
-                        k, ms, l1, r1, lab, &acc, &slp);
-    for (int64_t j = 0; j + KDV_W <= c; j += KDV_W) {
-        vf gv = sq_step(vload(s + j), vload(t + j), vload(e1 + j), all, k, ms, l1, r1, lab, &acc, &slp);
-        if (g)
-            vstore(g + j, gv);
-    }
-    if (tl.n && g)
-        tstore(g, &tl, gtail);
-    *sq_out = vdsum(acc);
-    *ce_out = lab->active ? label_finish(lab, s_y, ms, l1, vdsum(slp), g) : 0.0;
+    k.s = s;
+    k.t = t;
+    k.e1 = lab->active ? work : s; /* e1 is only read when a label is active */
+    k.g = g;
+    k.c = c;
+    k.k = kk;
+    k.lab = lab;
+    double acc[2];
+    seg_run(KDV_FN(sq_seg_), &k, c, nthr, part, acc);
+    *sq_out = acc[0];
+    *ce_out = lab->active ? label_finish(lab, s_y, k.ms, k.l1, acc[1], g) : 0.0;
 }
 
 /* ---- short rows, one row per lane (see KDI_SMALL_C) ---- */
@@ -738,6 +917,7 @@ static const kdi_simd_ops KDV_FN(ops_) = {
     KDV_FN(row_max_),
     KDV_FN(row_sumexp_),
     KDV_FN(row_argmax_),
+    KDV_FN(row_confidence_),
     KDV_FN(kl_row_),
     KDV_FN(ce_row_),
     KDV_FN(mse_row_),

@@ -302,6 +302,7 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
             row.y = hard_on ? y : -1;
             row.g = want_grad ? srow : NULL; /* the gradient replaces the logits */
             row.work = kdi_thread_scratch(h) + c;
+            row.nthr = 1;
             row.c_soft = w * sw * inv_soft;
             row.c_hard = w * hw * inv_hard;
             double tv[2];

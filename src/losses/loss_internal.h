@@ -98,6 +98,7 @@ typedef struct {
     float *g;        /* gradient row or NULL */
     double c_soft, c_hard;
     float *work;     /* KDI_SIMD_WORK(C) floats of this thread's scratch for the row kernel */
+    int nthr;        /* threads for the row's segments (KDI_SEG); 1 = the calling thread */
     float *g2;       /* CONSISTENCY: gradient row of the second input, or NULL */
     float *mask;     /* thresholded kinds: where to write m_i, or NULL */
     int32_t *label;  /* thresholded kinds: where to write yhat_i, or NULL */
@@ -161,7 +162,8 @@ typedef struct {
     int keep;       /* the mask m_i */
 } kdi_confident;
 
-kdi_confident kdi_threshold_row(const kd_loss *h, const float *t);
+/* work: KDI_SIMD_WORK(C) floats; nthr: threads for the row's segments */
+kdi_confident kdi_threshold_row(const kd_loss *h, const float *t, float *work, int nthr);
 
 /* Teacher row i: the single teacher's row, or the weighted average written
  * into scratch (C floats). */
