@@ -366,12 +366,39 @@ KDV_INLINE void seg_max2(const float *x, const float *y, int64_t c, int nthr, fl
         *my = nb ? NAN : b;
 }
 
-/* One exp stream of a row: out_j = exp((x_j - m) scale) (out may be NULL). */
+/* e^pw for pw in {2, 4}, e an exp in [0, 1]: 0 where the power is below
+ * 2^-126, as the exp itself is (the factor is zeroed first, so no product is
+ * subnormal) */
+KDV_INLINE vf vpow_flush(vf e, int pw)
+{
+    const float lo = pw == 4 ? 3.29272254e-10f /* 2^-31.5 */ : 1.08420217e-19f /* 2^-63 */;
+    const vf em = (vf)((vi)e & (e >= lo)), e2 = em * em;
+    return pw == 4 ? e2 * e2 : e2;
+}
+
+/* One stream of a row's sums: out_j = exp((x_j - m) scale) (out may be
+ * NULL) and its sum; or, with pw != 0, the sum of x_j^pw (vpow_flush) of
+ * exps already stored at x (the softmax at T = 1 from the one at T = pw). */
 typedef struct {
     const float *x;
     float m, scale;
     float *out;
+    int pw;
 } kexp;
+
+KDV_INLINE double stream_sum(const kexp *e, int64_t j0, int64_t n)
+{
+    if (!e->pw)
+        return exp_store(e->x + j0, n, e->m, e->scale, e->out ? e->out + j0 : NULL);
+    const float *x = e->x + j0;
+    vd acc = VD_ZERO;
+    int64_t j = 0;
+    for (; j + KDV_W <= n; j += KDV_W)
+        vacc(&acc, vpow_flush(vload(x + j), e->pw));
+    if (j < n)
+        vacc(&acc, vpow_flush(vload_part(x + j, n - j, 0.0f), e->pw));
+    return vdsum(acc);
+}
 
 /* sum[i] = the row sum of stream i, for ne <= 3 streams in one pass */
 KDV_INLINE void seg_exps(const kexp *e, int ne, int64_t c, int nthr, float *part, double *sum)
@@ -379,14 +406,12 @@ KDV_INLINE void seg_exps(const kexp *e, int ne, int64_t c, int nthr, float *part
     const int64_t nseg = KDI_NSEG(c);
     if (nseg == 1) {
         for (int i = 0; i < ne; i++)
-            sum[i] = exp_store(e[i].x, c, e[i].m, e[i].scale, e[i].out);
+            sum[i] = stream_sum(&e[i], 0, c);
         return;
     }
     KDV_SEGMENTS(nthr, nseg, k, {
-        const int64_t j0 = k * KDI_SEG, n = seg_end(k, nseg, c) - j0;
         for (int i = 0; i < ne; i++)
-            put_d(part + 6 * k + 2 * i,
-                  exp_store(e[i].x + j0, n, e[i].m, e[i].scale, e[i].out ? e[i].out + j0 : NULL));
+            put_d(part + 6 * k + 2 * i, stream_sum(&e[i], k * KDI_SEG, seg_end(k, nseg, c) - k * KDI_SEG));
     });
     for (int i = 0; i < ne; i++) {
         sum[i] = 0.0;
@@ -440,7 +465,7 @@ static int64_t KDV_FN(row_confidence_)(const float *t, int64_t c, float *work, i
     const float m = t[best];
     *sum = NAN;
     if (isfinite(m)) {
-        const kexp ex = {t, m, 1.0f, NULL};
+        const kexp ex = {t, m, 1.0f, NULL, 0};
         seg_exps(&ex, 1, c, nthr, work, sum);
     }
     return best;
@@ -499,19 +524,20 @@ typedef struct {
     float *g;
     int64_t c;
     float ms, mt, inv_t, ls, lt, l1, rs, rt, r1, cs, coef, off;
-    int hard;
+    int hard, pw; /* pw: e1 = es^pw (vpow_flush), or 0: e1 stored */
 } kl_ctx;
 
 /* one vector of kl_row's gradient pass: acc = {KL, sum of log p1} */
 KDV_INLINE vf kl_step(const kl_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
 {
-    const vf zero = vset(0.0f), s = KDV_AT(k->s), t = KDV_AT(k->t);
-    vf q = KDV_AT(k->es) * k->rs, p = KDV_AT(k->et) * k->rt;
+    const vf zero = vset(0.0f), s = KDV_AT(k->s), t = KDV_AT(k->t), es = KDV_AT(k->es);
+    vf q = es * k->rs, p = KDV_AT(k->et) * k->rt;
     vf lq = (s - k->ms) * k->inv_t - k->ls, lp = (t - k->mt) * k->inv_t - k->lt;
     vacc(&acc[0], vsel(valid & (p != 0.0f), p * (lp - lq), zero));
     vf g = k->cs * (q - p);
     if (k->hard) {
-        g += k->coef * (KDV_AT(k->e1) * k->r1 - k->off);
+        const vf e1 = k->pw ? vpow_flush(es, k->pw) : KDV_AT(k->e1);
+        g += k->coef * (e1 * k->r1 - k->off);
         vacc(&acc[1], vsel(valid, (s - k->ms) - k->l1, zero));
     }
     return g;
@@ -535,8 +561,12 @@ static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c,
     k.es = work;
     k.et = work + c;
     k.e1 = sep1 ? work + 2 * c : k.es;
+    /* at T = 2 or 4 the exps at T = 1 are powers of those at T (no third exp) */
+    k.pw = sep1 && (inv_t == 0.5f || inv_t == 0.25f) ? (inv_t == 0.5f ? 2 : 4) : 0;
     seg_max2(s, t, c, nthr, part, &k.ms, &k.mt);
-    const kexp ex[3] = {{s, k.ms, inv_t, work}, {t, k.mt, inv_t, work + c}, {s, k.ms, 1.0f, work + 2 * c}};
+    const kexp ex[3] = {{s, k.ms, inv_t, work, 0},
+                        {t, k.mt, inv_t, work + c, 0},
+                        k.pw ? (kexp){work, 0.0f, 0.0f, NULL, k.pw} : (kexp){s, k.ms, 1.0f, work + 2 * c, 0}};
     double sum[3];
     seg_exps(ex, sep1 ? 3 : 2, c, nthr, part, sum);
     if (!sep1)
@@ -586,7 +616,7 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     float mt = 0.0f, *part = work + 3 * c;
     const float s_y = lab->active ? s[lab->y] : 0.0f;
     seg_max2(s, src_kind == 2 ? src : NULL, c, nthr, part, &k.ms, &mt);
-    const kexp ex[2] = {{s, k.ms, 1.0f, work}, {src, mt, inv_t, work + c}};
+    const kexp ex[2] = {{s, k.ms, 1.0f, work, 0}, {src, mt, inv_t, work + c, 0}};
     double sum[2];
     seg_exps(ex, src_kind == 2 ? 2 : 1, c, nthr, part, sum);
     double sum_src = 0.0;
@@ -663,7 +693,7 @@ static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c
     const float s_y = lab->active ? s[lab->y] : 0.0f;
     if (lab->active) {
         seg_max2(s, NULL, c, nthr, part, &k.ms, NULL);
-        const kexp ex = {s, k.ms, 1.0f, work};
+        const kexp ex = {s, k.ms, 1.0f, work, 0};
         double s1;
         seg_exps(&ex, 1, c, nthr, part, &s1);
         k.l1 = logf((float)s1);
