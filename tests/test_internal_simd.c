@@ -219,6 +219,39 @@ START_TEST(variants_agree_to_float_rounding_on_long_rows)
 }
 END_TEST
 
+/* KL with a hard label at T = 2 and 4 (the T = 1 softmax from powers of the
+ * exps at T) and at T = 3 (its own exps), with logit gaps spanning [-130, 0]
+ * so that the powers cross the subnormal range. */
+START_TEST(kl_row_label_term_at_every_temperature_path)
+{
+    find_variants();
+    enum { CL = 301 };
+    static const float inv_ts[] = {0.5f, 0.25f, 1.0f / 3.0f};
+    float s[CL], t[CL], g[CL], work[KDI_SIMD_WORK(CL)];
+    double gr[CL];
+    kdt_rng rng;
+    kdt_seed(&rng, 5);
+    kdt_fill_normal(&rng, t, CL, 3.0);
+    for (int j = 0; j < CL; j++)
+        s[j] = -130.0f * (float)j / (CL - 1) + (float)kdt_uniform(&rng);
+    for (int k = 0; k < 3; k++) {
+        kdi_simd_label lab = {1, 7, 0.9f, 0.1f / CL, 0.6f};
+        double kl_ref, ce_ref;
+        ref_kl(s, t, CL, inv_ts[k], 0.4, &lab, gr, &kl_ref, &ce_ref);
+        for (int v = 0; v < nvariants; v++) {
+            double kl, ce;
+            variants[v]->kl_row(s, t, g, CL, inv_ts[k], 0.4f, &lab, work, 1, &kl, &ce);
+            ck_assert_msg(kdt_close(kl, kl_ref, 1e-5, 1e-6) && kdt_close(ce, ce_ref, 1e-5, 1e-6),
+                          "%s T=%g kl %g/%g ce %g/%g", variants[v]->name, 1.0 / inv_ts[k], kl, kl_ref,
+                          ce, ce_ref);
+            for (int j = 0; j < CL; j++)
+                ck_assert_msg(fabs(g[j] - gr[j]) < 1e-6, "%s T=%g j=%d", variants[v]->name,
+                              1.0 / inv_ts[k], j);
+        }
+    }
+}
+END_TEST
+
 /* Rows of several segments (KDI_SEG): the kernels match the double
  * reference, and running the segments on 3 threads gives the bits of 1
  * thread, in place too; row_confidence combines the segments' argmaxes with
@@ -385,6 +418,7 @@ int main(void)
     tcase_add_test(tc, variants_agree_to_float_rounding_on_long_rows);
     tcase_add_test(tc, short_row_kernels_match_the_row_kernels);
     tcase_add_test(tc, long_rows_in_segments_match_reference_on_any_thread_count);
+    tcase_add_test(tc, kl_row_label_term_at_every_temperature_path);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
