@@ -185,35 +185,49 @@ KDV_INLINE vf vexp_nonpos(vf x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
+#if KDV_W == 16 && defined(__AVX512F__)
+    /* p 2^n in one instruction, zero below lo (the same bits as below) */
+    (void)ki;
+    const __mmask16 keep = _mm512_cmp_ps_mask((__m512)x, _mm512_set1_ps(lo), _CMP_NLT_UQ);
+    return (vf)_mm512_maskz_scalef_ps(keep, (__m512)p, (__m512)n);
+#else
     vf v = p * (vf)((ki + 127) << 23);
     return (vf)((vi)v & ~(x < lo)); /* NaN lanes compare false: stay NaN */
+#endif
 }
 
-/* max of two rows at once (NaN if any element is NaN) */
-KDV_INLINE void max2(const float *x, const float *y, int64_t c, float *mx, float *my)
+/* max of two rows at once (y may be NULL).  With nan_check, NaN if the row
+ * holds a NaN; without, the max of the other elements (the row kernels need
+ * no check: a NaN element makes its row's sum of exps NaN, and with it every
+ * output of the row, as a NaN max would). */
+KDV_INLINE void max2(const float *x, const float *y, int64_t c, int nan_check, float *mx, float *my)
 {
     vf a = vset(-INFINITY), b = vset(-INFINITY);
     vi nan_a = vmask_first(0), nan_b = vmask_first(0);
     int64_t j = 0;
     for (; j + KDV_W <= c; j += KDV_W) {
         vf u = vload(x + j);
-        nan_a |= u != u;
-        a = vsel(u > a, u, a);
+        if (nan_check)
+            nan_a |= u != u;
+        a = vmax_keepnan(u, a); /* a where u is NaN */
         if (y) {
             vf v = vload(y + j);
-            nan_b |= v != v;
-            b = vsel(v > b, v, b);
+            if (nan_check)
+                nan_b |= v != v;
+            b = vmax_keepnan(v, b);
         }
     }
     const vtail tl = vtail_of(c);
     if (tl.n) { /* overlapping lanes repeat real elements: harmless for a max */
         vf u = tload(x, &tl, -INFINITY);
-        nan_a |= u != u;
-        a = vsel(u > a, u, a);
+        if (nan_check)
+            nan_a |= u != u;
+        a = vmax_keepnan(u, a);
         if (y) {
             vf v = tload(y, &tl, -INFINITY);
-            nan_b |= v != v;
-            b = vsel(v > b, v, b);
+            if (nan_check)
+                nan_b |= v != v;
+            b = vmax_keepnan(v, b);
         }
     }
     float ra = -INFINITY, rb = -INFINITY;
@@ -232,7 +246,7 @@ KDV_INLINE void max2(const float *x, const float *y, int64_t c, float *mx, float
 static float KDV_FN(row_max_)(const float *x, int64_t c)
 {
     float m;
-    max2(x, NULL, c, &m, NULL);
+    max2(x, NULL, c, 1, &m, NULL);
     return m;
 }
 
@@ -338,18 +352,18 @@ KDV_INLINE double get_d(const float *p)
     return v;
 }
 
-/* row maxima of x and of y (y may be NULL), NaN if the row holds a NaN */
+/* row maxima of x and of y (y may be NULL), NaN elements ignored (see max2) */
 KDV_INLINE void seg_max2(const float *x, const float *y, int64_t c, int nthr, float *part, float *mx,
                          float *my)
 {
     const int64_t nseg = KDI_NSEG(c);
     if (nseg == 1) {
-        max2(x, y, c, mx, my);
+        max2(x, y, c, 0, mx, my);
         return;
     }
     KDV_SEGMENTS(nthr, nseg, k, {
         const int64_t j0 = k * KDI_SEG;
-        max2(x + j0, y ? y + j0 : NULL, seg_end(k, nseg, c) - j0, &part[2 * k], &part[2 * k + 1]);
+        max2(x + j0, y ? y + j0 : NULL, seg_end(k, nseg, c) - j0, 0, &part[2 * k], &part[2 * k + 1]);
     });
     float a = -INFINITY, b = -INFINITY;
     int na = 0, nb = 0;
