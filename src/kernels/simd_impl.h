@@ -31,12 +31,22 @@ typedef struct {
     vf part;
     int k;
 } vd;
+/* Lane permutations for the horizontal reductions by halving: KDV_Xk swaps
+ * lanes i and i ^ k of a W-float vector, KDV_DXk of a W/2-double one. */
 #if KDV_W == 8
 #define KDV_LO 0, 1, 2, 3
 #define KDV_HI 4, 5, 6, 7
+#define KDV_XSTEPS(STEP) STEP(4, 5, 6, 7, 0, 1, 2, 3) STEP(2, 3, 0, 1, 6, 7, 4, 5) STEP(1, 0, 3, 2, 5, 4, 7, 6)
+#define KDV_DXSTEPS(STEP) STEP(2, 3, 0, 1) STEP(1, 0, 3, 2)
 #elif KDV_W == 16
 #define KDV_LO 0, 1, 2, 3, 4, 5, 6, 7
 #define KDV_HI 8, 9, 10, 11, 12, 13, 14, 15
+#define KDV_XSTEPS(STEP)                                                                           \
+    STEP(8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7)                                     \
+    STEP(4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11)                                     \
+    STEP(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13)                                     \
+    STEP(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14)
+#define KDV_DXSTEPS(STEP) STEP(4, 5, 6, 7, 0, 1, 2, 3) STEP(2, 3, 0, 1, 6, 7, 4, 5) STEP(1, 0, 3, 2, 5, 4, 7, 6)
 #endif
 
 KDV_INLINE vf vload(const float *p)
@@ -159,10 +169,28 @@ KDV_INLINE void vacc(vd *acc, vf x)
 KDV_INLINE double vdsum(vd v)
 {
     vflush(&v);
-    double s = 0.0;
-    for (int i = 0; i < KDV_W / 2; i++)
-        s += v.lo[i] + v.hi[i];
-    return s;
+    vdh d = v.lo + v.hi;
+#define KDV_DSTEP(...) d += __builtin_shufflevector(d, d, __VA_ARGS__);
+    KDV_DXSTEPS(KDV_DSTEP)
+#undef KDV_DSTEP
+    return d[0];
+}
+
+/* the largest lane of a (no lane NaN) and whether any lane of m is set */
+KDV_INLINE float vhmax(vf a)
+{
+#define KDV_MSTEP(...) a = vmax_keepnan(__builtin_shufflevector(a, a, __VA_ARGS__), a);
+    KDV_XSTEPS(KDV_MSTEP)
+#undef KDV_MSTEP
+    return a[0];
+}
+
+KDV_INLINE int vhany(vi m)
+{
+#define KDV_OSTEP(...) m |= __builtin_shufflevector(m, m, __VA_ARGS__);
+    KDV_XSTEPS(KDV_OSTEP)
+#undef KDV_OSTEP
+    return m[0] != 0;
 }
 
 /* exp(x) for x <= 0 (or NaN): every exp in kdlib is of a logit minus its row
@@ -230,17 +258,9 @@ KDV_INLINE void max2(const float *x, const float *y, int64_t c, int nan_check, f
             b = vmax_keepnan(v, b);
         }
     }
-    float ra = -INFINITY, rb = -INFINITY;
-    int na = 0, nb = 0;
-    for (int i = 0; i < KDV_W; i++) {
-        ra = a[i] > ra ? a[i] : ra;
-        rb = b[i] > rb ? b[i] : rb;
-        na |= nan_a[i] != 0;
-        nb |= nan_b[i] != 0;
-    }
-    *mx = na ? NAN : ra;
+    *mx = nan_check && vhany(nan_a) ? NAN : vhmax(a);
     if (y)
-        *my = nb ? NAN : rb;
+        *my = nan_check && vhany(nan_b) ? NAN : vhmax(b);
 }
 
 static float KDV_FN(row_max_)(const float *x, int64_t c)
@@ -250,46 +270,48 @@ static float KDV_FN(row_max_)(const float *x, int64_t c)
     return m;
 }
 
+/* the smallest lane of an int vector */
+KDV_INLINE int32_t vhmin_i(vi a)
+{
+#define KDV_ISTEP(...)                                                                             \
+    {                                                                                              \
+        const vi b = __builtin_shufflevector(a, a, __VA_ARGS__);                                   \
+        a = (vi)vsel(b < a, (vf)b, (vf)a);                                                         \
+    }
+    KDV_XSTEPS(KDV_ISTEP)
+#undef KDV_ISTEP
+    return a[0];
+}
+
 /* index of the row's largest element, the first on ties; the first NaN if
- * any (torch.argmax) */
+ * any (torch.argmax); 0 for a row of -Inf.  Each lane keeps its best value
+ * and the first index where it saw it; the tail is one more vector (see
+ * vtail) whose repeated lanes are masked out. */
 static int64_t KDV_FN(row_argmax_)(const float *x, int64_t c)
 {
     vf m = vset(-INFINITY);
     vi idx = vmask_first(0), nan_at = idx - 1, lane;
     for (int i = 0; i < KDV_W; i++)
         lane[i] = i;
-    int64_t j = 0;
+    const vtail tl = vtail_of(c);
     /* int32 lane indices: rows of up to 2^31 - 1 classes */
-    for (; j + KDV_W <= c; j += KDV_W) {
-        vf v = vload(x + j);
-        vi at = lane + (int32_t)j;
-        nan_at = (vi)vsel((v != v) & (nan_at < 0), (vf)at, (vf)nan_at);
-        vi gt = v > m;
+    for (int64_t j = 0; j < c; j += KDV_W) {
+        const int full = j + KDV_W <= c;
+        if (!full && !tl.n)
+            break;
+        const vf v = full ? vload(x + j) : tload(x, &tl, -INFINITY);
+        const vi at = lane + (int32_t)(full ? j : tl.off), valid = full ? vmask_first(KDV_W) : tl.valid;
+        nan_at = (vi)vsel((v != v) & (nan_at < 0) & valid, (vf)at, (vf)nan_at);
+        const vi gt = (v > m) & valid;
         idx = (vi)vsel(gt, (vf)at, (vf)idx);
         m = vsel(gt, v, m);
     }
-    for (; j < c; j++) { /* the tail joins lane 0; the lane reduction keeps first indices */
-        if (isnan(x[j])) {
-            if (nan_at[0] < 0)
-                nan_at[0] = (int32_t)j;
-        } else if (x[j] > m[0]) {
-            m[0] = x[j];
-            idx[0] = (int32_t)j;
-        }
-    }
-    int64_t best = -1, first_nan = -1;
-    float bv = -INFINITY;
-    for (int i = 0; i < KDV_W; i++) {
-        if (nan_at[i] >= 0 && (first_nan < 0 || nan_at[i] < first_nan))
-            first_nan = nan_at[i];
-        if (m[i] > bv || (m[i] == bv && (best < 0 || idx[i] < best))) {
-            bv = m[i];
-            best = idx[i];
-        }
-    }
-    if (first_nan >= 0)
+    const vi none = idx - idx + INT32_MAX;
+    const int32_t first_nan = vhmin_i((vi)vsel(nan_at >= 0, (vf)nan_at, (vf)none));
+    if (first_nan != INT32_MAX)
         return first_nan;
-    return best < 0 ? 0 : best; /* every element -Inf: index 0, as torch */
+    /* the first index among the lanes holding the max (all 0 for a row of -Inf) */
+    return vhmin_i((vi)vsel(m == vhmax(m), (vf)idx, (vf)none));
 }
 
 /* out_j = exp((x_j - m) * scale) (out may be NULL), returns the row sum */
