@@ -161,7 +161,7 @@ START_TEST(kl_ce_mse_rows_match_reference_for_every_length)
         ref_kl(s, t, c, 0.25, 0.7, &lab, gr, &kl_ref, &ce_ref);
         for (int v = 0; v < nvariants; v++) {
             double kl, ce;
-            variants[v]->kl_row(s, t, g, c, 0.25f, 0.7f, &lab, work, 1, &kl, &ce);
+            variants[v]->kl_row(s, t, g, c, 0.25f, 0.7f, &lab, work, 1, NULL, &kl, &ce);
             ck_assert_msg(kdt_close(kl, kl_ref, 1e-5, 1e-6) && kdt_close(ce, ce_ref, 1e-5, 1e-6),
                           "%s c=%d kl %g/%g ce %g/%g", variants[v]->name, c, kl, kl_ref, ce, ce_ref);
             for (int j = 0; j < c; j++)
@@ -169,14 +169,14 @@ START_TEST(kl_ce_mse_rows_match_reference_for_every_length)
             /* in place: the gradient overwrites the student */
             memcpy(inplace, s, sizeof(float) * (size_t)c);
             double kl2, ce2;
-            variants[v]->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, 1, &kl2, &ce2);
+            variants[v]->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, 1, NULL, &kl2, &ce2);
             ck_assert(kl2 == kl && ce2 == ce);
             ck_assert(memcmp(inplace, g, sizeof(float) * (size_t)c) == 0);
 
             /* cross-entropy against teacher probabilities at T = 4 plus the label */
             kdi_simd_label cl = {1, lab.y, 0.5f, 0.0f, 0.0f};
             float gce[CMAX];
-            double l = variants[v]->ce_row(s, t, 2, gce, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 1);
+            double l = variants[v]->ce_row(s, t, 2, gce, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 1, NULL);
             const double lref = ref_ce(s, t, c, 0.25, 0.5, lab.y, 0.5, grc);
             for (int j = 0; j < c; j++)
                 ck_assert_msg(fabs(gce[j] - grc[j]) < 1e-6, "%s ce c=%d j=%d", variants[v]->name, c, j);
@@ -185,7 +185,7 @@ START_TEST(kl_ce_mse_rows_match_reference_for_every_length)
             /* squared difference */
             kdi_simd_label none = {0, 0, 0, 0, 0};
             double sq, ce0;
-            variants[v]->mse_row(s, t, gce, c, 2.0f, &none, work, 1, &sq, &ce0);
+            variants[v]->mse_row(s, t, gce, c, 2.0f, &none, work, 1, NULL, &sq, &ce0);
             double sref = 0;
             for (int j = 0; j < c; j++) {
                 sref += ((double)s[j] - t[j]) * ((double)s[j] - t[j]);
@@ -208,10 +208,10 @@ START_TEST(variants_agree_to_float_rounding_on_long_rows)
     kdt_fill_normal(&rng, t, C, 20.0);
     kdi_simd_label lab = {1, 17, 1.0f, 0.0f, 0.1f};
     double kl0, ce0;
-    variants[0]->kl_row(s, t, g0, C, 1.0f, 1.0f, &lab, work, 1, &kl0, &ce0);
+    variants[0]->kl_row(s, t, g0, C, 1.0f, 1.0f, &lab, work, 1, NULL, &kl0, &ce0);
     for (int v = 1; v < nvariants; v++) {
         double kl1, ce1;
-        variants[v]->kl_row(s, t, g1, C, 1.0f, 1.0f, &lab, work, 1, &kl1, &ce1);
+        variants[v]->kl_row(s, t, g1, C, 1.0f, 1.0f, &lab, work, 1, NULL, &kl1, &ce1);
         ck_assert(kdt_close(kl1, kl0, 1e-6, 0) && kdt_close(ce1, ce0, 1e-6, 0));
         for (int j = 0; j < C; j++)
             ck_assert(fabs(g1[j] - g0[j]) <= 1e-6 * (fabs(g0[j]) + 1e-6));
@@ -240,7 +240,7 @@ START_TEST(kl_row_label_term_at_every_temperature_path)
         ref_kl(s, t, CL, inv_ts[k], 0.4, &lab, gr, &kl_ref, &ce_ref);
         for (int v = 0; v < nvariants; v++) {
             double kl, ce;
-            variants[v]->kl_row(s, t, g, CL, inv_ts[k], 0.4f, &lab, work, 1, &kl, &ce);
+            variants[v]->kl_row(s, t, g, CL, inv_ts[k], 0.4f, &lab, work, 1, NULL, &kl, &ce);
             ck_assert_msg(kdt_close(kl, kl_ref, 1e-5, 1e-6) && kdt_close(ce, ce_ref, 1e-5, 1e-6),
                           "%s T=%g kl %g/%g ce %g/%g", variants[v]->name, 1.0 / inv_ts[k], kl, kl_ref,
                           ce, ce_ref);
@@ -248,6 +248,61 @@ START_TEST(kl_row_label_term_at_every_temperature_path)
                 ck_assert_msg(fabs(g[j] - gr[j]) < 1e-6, "%s T=%g j=%d", variants[v]->name,
                               1.0 / inv_ts[k], j);
         }
+    }
+}
+END_TEST
+
+/* Consecutive rows through a kdi_pipe (the next row's maxima taken during
+ * this row's exp passes) give the bits of rows run alone, NaN rows too. */
+START_TEST(rows_through_a_pipe_match_rows_alone)
+{
+    find_variants();
+    enum { R = 5, CP = 1000 };
+    static const int lens[] = {40, 100, CP};
+    static float s[R][CP], t[R][CP], g0[CP], g1[CP], work[KDI_SIMD_WORK(CP)];
+    kdt_rng rng;
+    kdt_seed(&rng, 41);
+    kdt_fill_normal(&rng, &s[0][0], R * CP, 5.0);
+    kdt_fill_normal(&rng, &t[0][0], R * CP, 5.0);
+    for (int li = 0; li < 3; li++) {
+        const int c = lens[li];
+        s[3][c / 2] = NAN; /* a NaN row in the middle: its maxima ignore the NaN */
+        t[2][c - 1] = NAN;
+        for (int v = 0; v < nvariants; v++) {
+            const kdi_simd_ops *ops = variants[v];
+            for (int kind = 0; kind < 4; kind++) {
+                kdi_pipe pipe = {NULL, NULL, 0.0f, 0.0f, NULL, NULL};
+                for (int r = 0; r < R; r++) {
+                    kdi_simd_label lab = {kind != 2, (r * 7) % c, 0.9f, 0.1f / c, 0.3f};
+                    pipe.ns = r + 1 < R ? s[r + 1] : NULL;
+                    pipe.nt = r + 1 < R ? t[r + 1] : NULL;
+                    double a0 = 0, b0 = 0, a1 = 0, b1 = 0;
+                    if (kind == 0) {
+                        ops->kl_row(s[r], t[r], g0, c, 0.25f, 0.7f, &lab, work, 1, NULL, &a0, &b0);
+                        ops->kl_row(s[r], t[r], g1, c, 0.25f, 0.7f, &lab, work, 1, &pipe, &a1, &b1);
+                    } else if (kind == 1 || kind == 2) { /* teacher + label, label only */
+                        const int sk = kind == 1 ? 2 : 0;
+                        a0 = ops->ce_row(s[r], sk ? t[r] : NULL, sk, g0, c, 0.5f, 0.5f, &lab, 0.5f, 1.0f, work, 1, NULL);
+                        a1 = ops->ce_row(s[r], sk ? t[r] : NULL, sk, g1, c, 0.5f, 0.5f, &lab, 0.5f, 1.0f, work, 1, &pipe);
+                    } else {
+                        ops->mse_row(s[r], t[r], g0, c, 0.5f, &lab, work, 1, NULL, &a0, &b0);
+                        ops->mse_row(s[r], t[r], g1, c, 0.5f, &lab, work, 1, &pipe, &a1, &b1);
+                    }
+                    ck_assert_msg(!memcmp(&a0, &a1, sizeof a0) && !memcmp(&b0, &b1, sizeof b0) &&
+                                      !memcmp(g0, g1, sizeof(float) * (size_t)c),
+                                  "%s kind %d c=%d row %d", ops->name, kind, c, r);
+                    if (r + 1 < R) { /* the pipe now holds the next row's maxima */
+                        ck_assert(pipe.s == s[r + 1]);
+                        float ms = -INFINITY;
+                        for (int j = 0; j < c; j++)
+                            ms = s[r + 1][j] > ms ? s[r + 1][j] : ms;
+                        ck_assert(pipe.ms == ms);
+                    }
+                }
+            }
+        }
+        s[3][c / 2] = 1.0f;
+        t[2][c - 1] = 1.0f;
     }
 }
 END_TEST
@@ -277,21 +332,21 @@ START_TEST(long_rows_in_segments_match_reference_on_any_thread_count)
         for (int v = 0; v < nvariants; v++) {
             const kdi_simd_ops *ops = variants[v];
             double kl1, ce1, kl3, ce3;
-            ops->kl_row(s, t, g1, c, 0.25f, 0.7f, &lab, work, 1, &kl1, &ce1);
-            ops->kl_row(s, t, g3, c, 0.25f, 0.7f, &lab, work, 3, &kl3, &ce3);
+            ops->kl_row(s, t, g1, c, 0.25f, 0.7f, &lab, work, 1, NULL, &kl1, &ce1);
+            ops->kl_row(s, t, g3, c, 0.25f, 0.7f, &lab, work, 3, NULL, &kl3, &ce3);
             ck_assert_msg(kdt_close(kl1, kl_ref, 1e-5, 1e-6) && kdt_close(ce1, ce_ref, 1e-5, 1e-6),
                           "%s c=%d kl %g/%g ce %g/%g", ops->name, c, kl1, kl_ref, ce1, ce_ref);
             for (int j = 0; j < c; j++)
                 ck_assert_msg(fabs(g1[j] - gr[j]) < 1e-6, "%s kl c=%d j=%d", ops->name, c, j);
             ck_assert(kl3 == kl1 && ce3 == ce1 && !memcmp(g1, g3, sizeof(float) * (size_t)c));
             memcpy(inplace, s, sizeof(float) * (size_t)c);
-            ops->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, 3, &kl3, &ce3);
+            ops->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, 3, NULL, &kl3, &ce3);
             ck_assert(kl3 == kl1 && !memcmp(inplace, g1, sizeof(float) * (size_t)c));
 
             const kdi_simd_label cl = {1, lab.y, 0.5f, 0.0f, 0.0f};
             const double lref = ref_ce(s, t, c, 0.25, 0.5, lab.y, 0.5, grc);
-            double l1 = ops->ce_row(s, t, 2, g1, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 1);
-            double l3 = ops->ce_row(s, t, 2, g3, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 3);
+            double l1 = ops->ce_row(s, t, 2, g1, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 1, NULL);
+            double l3 = ops->ce_row(s, t, 2, g3, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 3, NULL);
             ck_assert_msg(kdt_close(l1, lref, 1e-5, 1e-6), "%s ce c=%d %g/%g", ops->name, c, l1, lref);
             for (int j = 0; j < c; j++)
                 ck_assert_msg(fabs(g1[j] - grc[j]) < 1e-6, "%s ce c=%d j=%d", ops->name, c, j);
@@ -299,8 +354,8 @@ START_TEST(long_rows_in_segments_match_reference_on_any_thread_count)
 
             /* logit matching with the label term: CE as in kl_row's reference */
             double sq1, sq3, c1, c3, sref = 0;
-            ops->mse_row(s, t, g1, c, 2.0f, &lab, work, 1, &sq1, &c1);
-            ops->mse_row(s, t, g3, c, 2.0f, &lab, work, 3, &sq3, &c3);
+            ops->mse_row(s, t, g1, c, 2.0f, &lab, work, 1, NULL, &sq1, &c1);
+            ops->mse_row(s, t, g3, c, 2.0f, &lab, work, 3, NULL, &sq3, &c3);
             for (int j = 0; j < c; j++)
                 sref += ((double)s[j] - t[j]) * ((double)s[j] - t[j]);
             ck_assert(kdt_close(sq1, sref, 1e-5, 1e-6) && kdt_close(c1, ce_ref, 1e-5, 1e-6));
@@ -366,7 +421,7 @@ START_TEST(short_row_kernels_match_the_row_kernels)
                 ops->kl_small(rows, nrows, c, 0.5f, kl, ce);
                 for (int r = 0; r < nrows; r++) {
                     double kl1, ce1;
-                    ops->kl_row(s[r], t[r], g_row[r], c, 0.5f, 0.5f, &rows[r].lab, work, 1, &kl1, &ce1);
+                    ops->kl_row(s[r], t[r], g_row[r], c, 0.5f, 0.5f, &rows[r].lab, work, 1, NULL, &kl1, &ce1);
                     ck_assert_msg(kdt_close(kl[r], kl1, 2e-5, 1e-6) && kdt_close(ce[r], ce1, 2e-5, 1e-6),
                                   "%s kl_small c=%d r=%d: %g/%g %g/%g", ops->name, c, r, kl[r], kl1,
                                   ce[r], ce1);
@@ -393,7 +448,7 @@ START_TEST(short_row_kernels_match_the_row_kernels)
                 for (int r = 0; r < nrows; r++) {
                     kdi_simd_label lab = rows[r].lab;
                     double l1 = ops->ce_row(s[r], t[r], 2, g_row[r], c, 0.5f, rows[r].a, &lab,
-                                            rows[r].lab_sum, 0.5f, work, 1);
+                                            rows[r].lab_sum, 0.5f, work, 1, NULL);
                     ck_assert_msg(kdt_close(loss[r], l1, 2e-5, 1e-6), "%s ce_small c=%d r=%d: %g/%g",
                                   ops->name, c, r, loss[r], l1);
                     for (int j = 0; j < c; j++)
@@ -419,6 +474,7 @@ int main(void)
     tcase_add_test(tc, short_row_kernels_match_the_row_kernels);
     tcase_add_test(tc, long_rows_in_segments_match_reference_on_any_thread_count);
     tcase_add_test(tc, kl_row_label_term_at_every_temperature_path);
+    tcase_add_test(tc, rows_through_a_pipe_match_rows_alone);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -52,6 +52,19 @@ typedef struct {
  * the per-segment sums. */
 #define KDI_SIMD_WORK(c) (3 * (c) + 6 * KDI_NSEG(c))
 
+/* Rows handed to a row kernel one after another: while it runs its exp
+ * passes over row s (and t), the kernel also takes the maxima of the next
+ * row, whose first read from memory then overlaps this row's arithmetic,
+ * and the next call skips its max pass.  Rows of one segment only.
+ * In: ns / nt = the next row (NULL: none); s / t, ms / mt = a row whose
+ * maxima are known (NULL: none), used when they are this call's row.
+ * Out: s / t, ms / mt describe the next row (or NULL). */
+typedef struct {
+    const float *s, *t;
+    float ms, mt;
+    const float *ns, *nt;
+} kdi_pipe;
+
 typedef struct {
     int isa;
     const char *name;
@@ -73,24 +86,27 @@ typedef struct {
      * label, *ce = CE(s, y) with the smoothed one-hot (on, off); when g != NULL
      * writes g_j = cs (Q_j - P_j) + coef (softmax(s)_j - onehot_j).  g may
      * equal s.  work: KDI_SIMD_WORK(c) floats (the exps are computed once);
-     * the row's segments run on nthr threads (see KDI_SEG). */
+     * the row's segments run on nthr threads (see KDI_SEG); pipe: NULL or
+     * the maxima handed between consecutive rows (see kdi_pipe). */
     void (*kl_row)(const float *s, const float *t, float *g, int64_t c, float inv_t, float cs,
-                   const kdi_simd_label *lab, float *work, int nthr, double *kl, double *ce);
+                   const kdi_simd_label *lab, float *work, int nthr, kdi_pipe *pipe, double *kl,
+                   double *ce);
     /* One row of cross-entropy against q_j = a src_j + lab (lab = the smoothed
      * one-hot (on, off), already scaled by its weight; coef unused), src = given
      * probabilities (src_kind 1), softmax(t inv_t) (2) or nothing (0).  Returns
      * -sum_j q_j log softmax(s)_j (0 where q_j = 0); when g != NULL writes
      * g_j = cs (softmax(s)_j sum(q) - q_j), sum(q) = lab_sum + a sum(src).
-     * g may equal s.  work and nthr as in kl_row. */
+     * g may equal s.  work, nthr and pipe as in kl_row. */
     double (*ce_row)(const float *s, const float *src, int src_kind, float *g, int64_t c,
                      float inv_t, float a, const kdi_simd_label *lab, float lab_sum, float cs,
-                     float *work, int nthr);
+                     float *work, int nthr, kdi_pipe *pipe);
     /* One row of logit matching: *sq = sum_j (s_j - t_j)^2 and, for an active
      * label, *ce = CE(s, y) as in kl_row; when g != NULL writes
      * g_j = k (s_j - t_j) + coef (softmax(s)_j - onehot_j).  g may equal s.
-     * work and nthr as in kl_row. */
+     * work, nthr and pipe as in kl_row. */
     void (*mse_row)(const float *s, const float *t, float *g, int64_t c, float k,
-                    const kdi_simd_label *lab, float *work, int nthr, double *sq, double *ce);
+                    const kdi_simd_label *lab, float *work, int nthr, kdi_pipe *pipe, double *sq,
+                    double *ce);
     /* kl_row for nrows <= lanes rows of c <= KDI_SMALL_C classes at once:
      * kl[r], ce[r] per row; gradients as kl_row (g may equal s). */
     void (*kl_small)(const kdi_small_row *rows, int nrows, int64_t c, float inv_t, double *kl,

@@ -314,12 +314,18 @@ static int64_t KDV_FN(row_argmax_)(const float *x, int64_t c)
     return vhmin_i((vi)vsel(m == vhmax(m), (vf)idx, (vf)none));
 }
 
-/* out_j = exp((x_j - m) * scale) (out may be NULL), returns the row sum */
-KDV_INLINE double exp_store(const float *x, int64_t c, float m, float scale, float *out)
+/* out_j = exp((x_j - m) * scale) (out may be NULL), returns the row sum;
+ * with side, also *side_max = the max of the c elements at side (NaN
+ * ignored, as max2 without nan_check), read in the same loop. */
+KDV_INLINE double exp_store_side(const float *x, int64_t c, float m, float scale, float *out,
+                                 const float *side, float *side_max)
 {
     vd acc = VD_ZERO;
+    vf sm = vset(-INFINITY);
     int64_t j = 0;
     for (; j + KDV_W <= c; j += KDV_W) {
+        if (side)
+            sm = vmax_keepnan(vload(side + j), sm);
         vf e = vexp_nonpos((vload(x + j) - m) * scale);
         if (out)
             vstore(out + j, e);
@@ -327,12 +333,21 @@ KDV_INLINE double exp_store(const float *x, int64_t c, float m, float scale, flo
     }
     const vtail tl = vtail_of(c);
     if (tl.n) {
+        if (side)
+            sm = vmax_keepnan(tload(side, &tl, -INFINITY), sm);
         vf e = vexp_nonpos((tload(x, &tl, -INFINITY) - m) * scale);
         if (out)
             tstore(out, &tl, e);
         vacc(&acc, vsel(tl.valid, e, vset(0.0f)));
     }
+    if (side)
+        *side_max = vhmax(sm);
     return vdsum(acc);
+}
+
+KDV_INLINE double exp_store(const float *x, int64_t c, float m, float scale, float *out)
+{
+    return exp_store_side(x, c, m, scale, out, NULL, NULL);
 }
 
 static double KDV_FN(row_sumexp_)(const float *x, int64_t c, float scale, float max)
@@ -420,12 +435,15 @@ typedef struct {
     float m, scale;
     float *out;
     int pw;
+    const float *side; /* a row of c elements whose max goes to *side_max, or NULL */
+    float *side_max;
 } kexp;
 
 KDV_INLINE double stream_sum(const kexp *e, int64_t j0, int64_t n)
 {
     if (!e->pw)
-        return exp_store(e->x + j0, n, e->m, e->scale, e->out ? e->out + j0 : NULL);
+        return exp_store_side(e->x + j0, n, e->m, e->scale, e->out ? e->out + j0 : NULL,
+                              e->side ? e->side + j0 : NULL, e->side_max);
     const float *x = e->x + j0;
     vd acc = VD_ZERO;
     int64_t j = 0;
@@ -436,7 +454,8 @@ KDV_INLINE double stream_sum(const kexp *e, int64_t j0, int64_t n)
     return vdsum(acc);
 }
 
-/* sum[i] = the row sum of stream i, for ne <= 3 streams in one pass */
+/* sum[i] = the row sum of stream i, for ne <= 3 streams in one pass (the
+ * side maxima only for a row of one segment: see kdi_pipe) */
 KDV_INLINE void seg_exps(const kexp *e, int ne, int64_t c, int nthr, float *part, double *sum)
 {
     const int64_t nseg = KDI_NSEG(c);
@@ -501,7 +520,7 @@ static int64_t KDV_FN(row_confidence_)(const float *t, int64_t c, float *work, i
     const float m = t[best];
     *sum = NAN;
     if (isfinite(m)) {
-        const kexp ex = {t, m, 1.0f, NULL, 0};
+        const kexp ex = {t, m, 1.0f, NULL, 0, NULL, NULL};
         seg_exps(&ex, 1, c, nthr, work, sum);
     }
     return best;
@@ -520,6 +539,37 @@ KDV_INLINE double label_finish(const kdi_simd_label *lab, float s_y, float ms, f
     if (g)
         g[lab->y] -= lab->coef * extra;
     return ce;
+}
+
+/* The maxima of row s (and t, when t is not NULL): taken from the pipe when
+ * the previous row's call computed them (see kdi_pipe), else one pass. */
+KDV_INLINE void row_maxima(const kdi_pipe *pp, const float *s, const float *t, int64_t c, int nthr,
+                           float *part, float *ms, float *mt)
+{
+    if (pp && pp->s == s && pp->t == t) {
+        *ms = pp->ms;
+        if (t)
+            *mt = pp->mt;
+    } else
+        seg_max2(s, t, c, nthr, part, ms, mt);
+}
+
+/* Hand the next row to the exp passes of streams 0 (s) and 1 (t) of a
+ * one-segment row; the pipe then describes the next row. */
+KDV_INLINE void pipe_next(kdi_pipe *pp, int64_t c, kexp *es, kexp *et)
+{
+    if (!pp)
+        return;
+    pp->s = pp->t = NULL;
+    if (KDI_NSEG(c) > 1 || !pp->ns)
+        return;
+    pp->s = pp->ns;
+    pp->t = et ? pp->nt : NULL;
+    es->side = pp->ns, es->side_max = &pp->ms;
+    if (et && pp->nt)
+        et->side = pp->nt, et->side_max = &pp->mt;
+    else
+        pp->t = NULL;
 }
 
 /* The gradient passes of the row kernels share one loop (KDV_SEG_PASS):
@@ -583,7 +633,7 @@ KDV_SEG_PASS(kl_seg_, kl_ctx, kl_step)
 
 static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c, float inv_t,
                             float cs, const kdi_simd_label *lab, float *work, int nthr,
-                            double *kl_out, double *ce_out)
+                            kdi_pipe *pipe, double *kl_out, double *ce_out)
 {
     kl_ctx k = {0};
     k.hard = lab->active;
@@ -599,10 +649,12 @@ static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c,
     k.e1 = sep1 ? work + 2 * c : k.es;
     /* at T = 2 or 4 the exps at T = 1 are powers of those at T (no third exp) */
     k.pw = sep1 && (inv_t == 0.5f || inv_t == 0.25f) ? (inv_t == 0.5f ? 2 : 4) : 0;
-    seg_max2(s, t, c, nthr, part, &k.ms, &k.mt);
-    const kexp ex[3] = {{s, k.ms, inv_t, work, 0},
-                        {t, k.mt, inv_t, work + c, 0},
-                        k.pw ? (kexp){work, 0.0f, 0.0f, NULL, k.pw} : (kexp){s, k.ms, 1.0f, work + 2 * c, 0}};
+    row_maxima(pipe, s, t, c, nthr, part, &k.ms, &k.mt);
+    kexp ex[3] = {{s, k.ms, inv_t, work, 0, NULL, NULL},
+                  {t, k.mt, inv_t, work + c, 0, NULL, NULL},
+                  k.pw ? (kexp){work, 0.0f, 0.0f, NULL, k.pw, NULL, NULL}
+                       : (kexp){s, k.ms, 1.0f, work + 2 * c, 0, NULL, NULL}};
+    pipe_next(pipe, c, &ex[0], &ex[1]);
     double sum[3];
     seg_exps(ex, sep1 ? 3 : 2, c, nthr, part, sum);
     if (!sep1)
@@ -646,13 +698,14 @@ KDV_SEG_PASS(ce_seg_, ce_ctx, ce_step)
 
 static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, float *g, int64_t c,
                               float inv_t, float a, const kdi_simd_label *lab, float lab_sum,
-                              float cs, float *work, int nthr)
+                              float cs, float *work, int nthr, kdi_pipe *pipe)
 {
     ce_ctx k = {0};
     float mt = 0.0f, *part = work + 3 * c;
     const float s_y = lab->active ? s[lab->y] : 0.0f;
-    seg_max2(s, src_kind == 2 ? src : NULL, c, nthr, part, &k.ms, &mt);
-    const kexp ex[2] = {{s, k.ms, 1.0f, work, 0}, {src, mt, inv_t, work + c, 0}};
+    row_maxima(pipe, s, src_kind == 2 ? src : NULL, c, nthr, part, &k.ms, &mt);
+    kexp ex[2] = {{s, k.ms, 1.0f, work, 0, NULL, NULL}, {src, mt, inv_t, work + c, 0, NULL, NULL}};
+    pipe_next(pipe, c, &ex[0], src_kind == 2 ? &ex[1] : NULL);
     double sum[2];
     seg_exps(ex, src_kind == 2 ? 2 : 1, c, nthr, part, sum);
     double sum_src = 0.0;
@@ -721,15 +774,16 @@ KDV_INLINE vf sq_step(const sq_ctx *k, const vtail *tl, int64_t j, vi valid, vd 
 KDV_SEG_PASS(sq_seg_, sq_ctx, sq_step)
 
 static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c, float kk,
-                             const kdi_simd_label *lab, float *work, int nthr, double *sq_out,
-                             double *ce_out)
+                             const kdi_simd_label *lab, float *work, int nthr, kdi_pipe *pipe,
+                             double *sq_out, double *ce_out)
 {
     sq_ctx k = {0};
     float *part = work + 3 * c;
     const float s_y = lab->active ? s[lab->y] : 0.0f;
     if (lab->active) {
-        seg_max2(s, NULL, c, nthr, part, &k.ms, NULL);
-        const kexp ex = {s, k.ms, 1.0f, work, 0};
+        row_maxima(pipe, s, NULL, c, nthr, part, &k.ms, NULL);
+        kexp ex = {s, k.ms, 1.0f, work, 0, NULL, NULL};
+        pipe_next(pipe, c, &ex, NULL);
         double s1;
         seg_exps(&ex, 1, c, nthr, part, &s1);
         k.l1 = logf((float)s1);

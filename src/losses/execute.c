@@ -22,7 +22,7 @@ static kdi_row_kernel kernel_of(kd_loss_kind kind)
     }
 }
 
-void kdi_run_rows(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2])
+void kdi_run_rows(const kd_loss *h, kdi_row *rows, int count, double (*terms)[2])
 {
     int done = 0;
     if (h->kind == KD_LOSS_KL_DISTILL)
@@ -34,8 +34,13 @@ void kdi_run_rows(const kd_loss *h, const kdi_row *rows, int count, double (*ter
     if (done)
         return;
     const kdi_row_kernel kernel = kernel_of(h->kind);
-    for (int k = 0; k < count; k++)
+    kdi_pipe pipe = {NULL, NULL, 0.0f, 0.0f, NULL, NULL};
+    for (int k = 0; k < count; k++) {
+        pipe.ns = k + 1 < count ? rows[k + 1].s : NULL;
+        pipe.nt = k + 1 < count ? rows[k + 1].t : NULL;
+        rows[k].pipe = &pipe;
         kernel(h, &rows[k], terms[k]);
+    }
 }
 
 /* Rows of at least KDI_SPLIT_C classes are split over the threads when
@@ -335,6 +340,7 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
             r->g = g;
             r->work = work;
             r->nthr = row_thr;
+            r->pipe = NULL; /* set by kdi_run_rows */
             r->c_soft = up * w * sw * inv_soft;
             r->c_hard = up * w * hw * inv_hard;
             r->g2 = want_grad && h->grad_teacher ? h->grad_teacher + i * h->ld_grad_teacher : NULL;

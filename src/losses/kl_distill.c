@@ -56,7 +56,7 @@ void kdi_kl_distill_row(const kd_loss *h, const kdi_row *r, double terms[2])
         /* the gradient needs no row total: one vectorised row kernel */
         const kdi_onehot oh = kdi_smoothed_onehot(h);
         kdi_simd_label lab = {r->y >= 0, r->y, oh.on, oh.off, (float)r->c_hard};
-        kdi_simd(KDI_ISA_AUTO)->kl_row(s, t, g, c, inv_t, cs, &lab, r->work, r->nthr, &d, &ce);
+        kdi_simd(KDI_ISA_AUTO)->kl_row(s, t, g, c, inv_t, cs, &lab, r->work, r->nthr, r->pipe, &d, &ce);
         terms[0] = f * d;
         terms[1] = ce;
         return;

@@ -99,6 +99,7 @@ typedef struct {
     double c_soft, c_hard;
     float *work;     /* KDI_SIMD_WORK(C) floats of this thread's scratch for the row kernel */
     int nthr;        /* threads for the row's segments (KDI_SEG); 1 = the calling thread */
+    kdi_pipe *pipe;  /* maxima handed between consecutive rows, or NULL (see kdi_pipe) */
     float *g2;       /* CONSISTENCY: gradient row of the second input, or NULL */
     float *mask;     /* thresholded kinds: where to write m_i, or NULL */
     int32_t *label;  /* thresholded kinds: where to write yhat_i, or NULL */
@@ -110,7 +111,7 @@ typedef void (*kdi_row_kernel)(const kd_loss *h, const kdi_row *r, double terms[
  * families with a short-row SIMD path (kdi_simd_ops *_small) can process
  * several rows at once; the other kinds loop over their row kernel. */
 #define KDI_ROW_BLOCK KDI_MAX_LANES
-void kdi_run_rows(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2]);
+void kdi_run_rows(const kd_loss *h, kdi_row *rows, int count, double (*terms)[2]);
 /* The short-row paths; each returns 0 (nothing done) when it does not apply. */
 int kdi_kl_distill_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2]);
 int kdi_cross_entropy_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2]);
