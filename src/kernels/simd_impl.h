@@ -807,6 +807,25 @@ static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c
 /* x[j] lane r = rows[r].(s or t)[j]; lanes past nrows hold 0 */
 KDV_INLINE void gather_rows(const kdi_small_row *rows, int nrows, int64_t c, int which, vf *x)
 {
+#if KDV_W == 16 && defined(__AVX512F__)
+    /* one hardware gather per 8 lanes and column, from the rows' addresses
+     * (scalar stores into a buffer read back as vectors stall store
+     * forwarding); lanes past nrows read row 0 again and are then cleared */
+    int64_t a[KDV_W];
+    for (int r = 0; r < KDV_W; r++)
+        a[r] = (int64_t)(uintptr_t)(which ? rows[r < nrows ? r : 0].t : rows[r < nrows ? r : 0].s);
+    __m512i lo, hi;
+    memcpy(&lo, a, sizeof lo);
+    memcpy(&hi, a + 8, sizeof hi);
+    const vi live = vmask_first(nrows);
+    for (int64_t j = 0; j < c; j++) {
+        const __m512i off = _mm512_set1_epi64(4 * j);
+        const __m256 gl = _mm512_i64gather_ps(_mm512_add_epi64(lo, off), NULL, 1);
+        const __m256 gh = _mm512_i64gather_ps(_mm512_add_epi64(hi, off), NULL, 1);
+        x[j] = (vf)((vi)_mm512_insertf32x8(_mm512_castps256_ps512(gl), gh, 1) & live);
+    }
+    return;
+#endif
     float b[KDI_SMALL_C * KDV_W];
     for (int r = 0; r < nrows; r++) {
         const float *src = which ? rows[r].t : rows[r].s;
