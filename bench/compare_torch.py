@@ -35,12 +35,20 @@ def torch_step(torch, F, loss, s, t, y):
     return S.grad
 
 
-def time_torch(torch, F, loss, n, c, reps):
+def reps_for(estimate, reps, min_time):
+    """At least reps repetitions, and enough to run for min_time seconds."""
+    return max(reps, min(5000, int(min_time / max(estimate, 1e-9))))
+
+
+def time_torch(torch, F, loss, n, c, reps, min_time):
     g = torch.Generator().manual_seed(0)
     s = (torch.rand(n, c, generator=g) - 0.5) * 8
     t = (torch.rand(n, c, generator=g) - 0.5) * 8
     y = torch.randint(0, c, (n,), generator=g)
     torch_step(torch, F, loss, s, t, y)  # warm-up
+    t0 = time.perf_counter()
+    torch_step(torch, F, loss, s, t, y)
+    reps = reps_for(time.perf_counter() - t0, reps, min_time)
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -49,11 +57,13 @@ def time_torch(torch, F, loss, n, c, reps):
     return best
 
 
-def time_kdlib(bench, loss, n, c, threads, reps):
-    out = subprocess.run([bench, "--tsv", "--no-triad", "--loss", loss, "--mode", "fused",
-                          "--shape", f"{n}x{c}", "--threads", str(threads), "--reps", str(reps)],
-                         check=True, capture_output=True, text=True).stdout
-    return float(out.split()[-1])
+def time_kdlib(bench, loss, n, c, threads, reps, min_time):
+    def run(r):
+        out = subprocess.run([bench, "--tsv", "--no-triad", "--loss", loss, "--mode", "fused",
+                              "--shape", f"{n}x{c}", "--threads", str(threads), "--reps", str(r)],
+                             check=True, capture_output=True, text=True).stdout
+        return float(out.split()[-1])
+    return run(reps_for(run(2), reps, min_time))
 
 
 def machine():
@@ -73,7 +83,9 @@ def main():
     ap.add_argument("--bench", default="build/bench/kd-bench")
     ap.add_argument("--threads", default=None, help="comma list (default: 1 and all cores)")
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds per shape")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per shape")
+    ap.add_argument("--min-time", type=float, default=0.3,
+                    help="seconds each side runs per round at least (more repetitions for small shapes)")
     ap.add_argument("--markdown", default=None)
     ap.add_argument("--shapes", default=None, help="e.g. 4096x10,64x128000")
     args = ap.parse_args()
@@ -93,8 +105,8 @@ def main():
             for n, c in shapes:
                 kd, tc = float("inf"), float("inf")
                 for _ in range(args.rounds):
-                    kd = min(kd, time_kdlib(args.bench, loss, n, c, th, args.reps))
-                    tc = min(tc, time_torch(torch, F, loss, n, c, args.reps))
+                    kd = min(kd, time_kdlib(args.bench, loss, n, c, th, args.reps, args.min_time))
+                    tc = min(tc, time_torch(torch, F, loss, n, c, args.reps, args.min_time))
                 rows.append((loss, n, c, th, kd, tc))
                 print(f"{loss:<13}{n:>6}{c:>8}{th:>4}{kd * 1e6:>11.1f}{tc * 1e6:>11.1f}{tc / kd:>8.1f}x",
                       flush=True)
@@ -108,7 +120,8 @@ def main():
                     f"{datetime.date.today().isoformat()}.\n\n")
             f.write(f"- Machine: {machine()}\n- PyTorch {torch.__version__} (CPU eager, "
                     "`torch.set_num_threads` matched), kdlib " + os.path.basename(args.bench) + "\n")
-            f.write(f"- Each figure is the best of {args.reps} repetitions x {args.rounds} interleaved "
+            f.write(f"- Each figure is the best of at least {args.reps} repetitions (more for small "
+                    f"shapes: each side runs >= {args.min_time} s per round) x {args.rounds} interleaved "
                     "rounds; kdlib and PyTorch ran alternately in the same run.\n\n")
             f.write("## Fused forward + backward: kdlib vs PyTorch\n\n")
             f.write("| loss | N | C | threads | kdlib (us) | PyTorch (us) | speed-up |\n")
