@@ -393,6 +393,14 @@ START_TEST(long_rows_in_segments_match_reference_on_any_thread_count)
 }
 END_TEST
 
+/* 1, 2, ..., 12, then steps of 5, then max itself */
+static int next_len(int c, int max)
+{
+    if (c < 12)
+        return c + 1;
+    return c == max ? max + 1 : (c + 5 < max ? c + 5 : max);
+}
+
 /* The one-row-per-lane kernels give what the row kernels give, for every
  * short length, any number of rows per call, labels, and in place. */
 START_TEST(short_row_kernels_match_the_row_kernels)
@@ -404,7 +412,7 @@ START_TEST(short_row_kernels_match_the_row_kernels)
     static float s[R][CM], t[R][CM], g_small[R][CM], g_row[R][CM], work[KDI_SIMD_WORK(CM)], sc[R][CM];
     for (int v = 0; v < nvariants; v++) {
         const kdi_simd_ops *ops = variants[v];
-        for (int c = 1; c <= CM; c += (c < 12 ? 1 : 5)) {
+        for (int c = 1; c <= ops->small_c; c = next_len(c, ops->small_c)) {
             for (int nrows = 1; nrows <= ops->lanes; nrows += 3) {
                 kdi_small_row rows[R];
                 for (int r = 0; r < nrows; r++) {

@@ -22,10 +22,11 @@ typedef struct {
     float on, off, coef;
 } kdi_simd_label;
 
-/* Rows of at most KDI_SMALL_C classes go through the *_small kernels, which
- * hold up to `lanes` rows at once with one row per vector lane, so a short
- * row costs a few vector instructions instead of a full row pass. */
-#define KDI_SMALL_C 32
+/* Rows of at most small_c classes (kdi_simd_ops) go through the *_small
+ * kernels, which hold up to `lanes` rows at once with one row per vector
+ * lane, so a short row costs a few vector instructions instead of a full row
+ * pass.  KDI_SMALL_C is the largest small_c of any variant. */
+#define KDI_SMALL_C 64
 #define KDI_MAX_LANES 16
 
 /* One row of a *_small call. */
@@ -68,7 +69,10 @@ typedef struct {
 typedef struct {
     int isa;
     const char *name;
-    int lanes; /* rows per *_small call */
+    int lanes;   /* rows per *_small call */
+    int small_c; /* the longest rows the *_small kernels take: where they stop
+                    being faster than the row kernels (measured: 64 on AVX-512,
+                    whose gathers load the lanes, 32 on AVX2) */
     /* max of a row; NaN if any element is NaN */
     float (*row_max)(const float *x, int64_t c);
     /* sum_j exp(scale * (x_j - max)), max >= every x_j (the row max) */

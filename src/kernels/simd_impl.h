@@ -804,6 +804,12 @@ static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c
 
 /* ---- short rows, one row per lane (see KDI_SMALL_C) ---- */
 
+#if KDV_W == 16 && defined(__AVX512F__)
+#define KDV_SMALL_C KDI_SMALL_C
+#else
+#define KDV_SMALL_C 32
+#endif
+
 /* x[j] lane r = rows[r].(s or t)[j]; lanes past nrows hold 0 */
 KDV_INLINE void gather_rows(const kdi_small_row *rows, int nrows, int64_t c, int which, vf *x)
 {
@@ -1053,6 +1059,7 @@ static const kdi_simd_ops KDV_FN(ops_) = {
     KDV_ISA,
     KDV_NAME,
     KDV_W,
+    KDV_SMALL_C,
     KDV_FN(row_max_),
     KDV_FN(row_sumexp_),
     KDV_FN(row_argmax_),

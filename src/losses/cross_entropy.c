@@ -64,7 +64,7 @@ void kdi_ce_small_rows(const kdi_small_row *sr, int count, int64_t c, int src_ki
 
 int kdi_cross_entropy_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2])
 {
-    if (h->c > KDI_SMALL_C || count < 1)
+    if (h->c > kdi_simd(KDI_ISA_AUTO)->small_c || count < 1)
         return 0;
     const int src_kind = rows[0].q ? 1 : (rows[0].t ? 2 : 0);
     kdi_small_row sr[KDI_ROW_BLOCK];

@@ -100,14 +100,14 @@ void kdi_kl_distill_row(const kd_loss *h, const kdi_row *r, double terms[2])
     }
 }
 
-/* Forward KL at temperature with at most KDI_SMALL_C classes: the rows go
+/* Forward KL at temperature with at most small_c classes: the rows go
  * through the one-row-per-lane kernel, `lanes` rows per call. */
 int kdi_kl_distill_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2])
 {
     const int div = h->divergence;
     const double beta = h->jsd_beta;
     const int forward = div == KD_DIVERGENCE_FORWARD_KL || (div == KD_DIVERGENCE_JSD && beta == 0.0);
-    if (!forward || h->c > KDI_SMALL_C)
+    if (!forward || h->c > kdi_simd(KDI_ISA_AUTO)->small_c)
         return 0;
     const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
     const float inv_t = (float)(1.0 / h->temperature);
