@@ -26,7 +26,7 @@ typedef struct {
  * kernels, which hold up to `lanes` rows at once with one row per vector
  * lane, so a short row costs a few vector instructions instead of a full row
  * pass.  KDI_SMALL_C is the largest small_c of any variant. */
-#define KDI_SMALL_C 64
+#define KDI_SMALL_C 100
 #define KDI_MAX_LANES 16
 
 /* One row of a *_small call. */
@@ -71,8 +71,8 @@ typedef struct {
     const char *name;
     int lanes;   /* rows per *_small call */
     int small_c; /* the longest rows the *_small kernels take: where they stop
-                    being faster than the row kernels (measured: 64 on AVX-512,
-                    whose gathers load the lanes, 32 on AVX2) */
+                    being faster than the row kernels (measured: about 100 on
+                    AVX-512, 32 on AVX2 and the baseline) */
     /* max of a row; NaN if any element is NaN */
     float (*row_max)(const float *x, int64_t c);
     /* sum_j exp(scale * (x_j - max)), max >= every x_j (the row max) */

@@ -810,8 +810,73 @@ static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c
 #define KDV_SMALL_C 32
 #endif
 
-/* x[j] lane r = rows[r].(s or t)[j]; lanes past nrows hold 0 */
+/* In-place transpose of a W x W block (x[i] lane l <-> x[l] lane i) in
+ * log2 W butterfly stages: stage s pairs x[i] and x[i + s] and swaps their
+ * off-diagonal s-lane blocks, two two-source shuffles per pair. */
+#define KDV_TSTAGE(s, ...)                                                                         \
+    for (int i = 0; i < KDV_W; i++)                                                                \
+        if (!(i & (s))) {                                                                          \
+            const vf a = x[i], b = x[i + (s)];                                                     \
+            const vf u = __builtin_shufflevector(a, b, __VA_ARGS__);                               \
+            x[i + (s)] = __builtin_shufflevector(a, b, KDV_THI_##s);                               \
+            x[i] = u;                                                                              \
+        }
+#if KDV_W == 16
+#define KDV_THI_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define KDV_THI_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define KDV_THI_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define KDV_THI_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#else
+#define KDV_THI_4 4, 5, 6, 7, 12, 13, 14, 15
+#define KDV_THI_2 2, 3, 10, 11, 6, 7, 14, 15
+#define KDV_THI_1 1, 9, 3, 11, 5, 13, 7, 15
+#endif
+
+KDV_INLINE void vtranspose(vf *x)
+{
+#if KDV_W == 16
+    KDV_TSTAGE(8, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
+    KDV_TSTAGE(4, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27)
+    KDV_TSTAGE(2, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29)
+    KDV_TSTAGE(1, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30)
+#else
+    KDV_TSTAGE(4, 0, 1, 2, 3, 8, 9, 10, 11)
+    KDV_TSTAGE(2, 0, 1, 8, 9, 4, 5, 12, 13)
+    KDV_TSTAGE(1, 0, 8, 2, 10, 4, 12, 6, 14)
+#endif
+}
+
+/* x[j] lane r = rows[r].(s or t)[j]; lanes past nrows hold 0.  Full blocks
+ * of W columns: W row loads and a transpose; the last c % W columns one by
+ * one (below). */
+KDV_INLINE void gather_cols(const kdi_small_row *rows, int nrows, int64_t j0, int64_t c, int which,
+                            vf *x);
+
+/* the full blocks of gather_rows (kept out of line: inlined, it slows the
+ * kernels down for rows shorter than W) */
+static __attribute__((noinline)) void KDV_FN(gather_blocks_)(const kdi_small_row *rows, int nrows,
+                                                             int64_t full, int which, vf *x)
+{
+    for (int64_t j0 = 0; j0 < full; j0 += KDV_W) {
+        vf *blk = x + j0;
+        for (int r = 0; r < KDV_W; r++)
+            blk[r] = r < nrows ? vload((which ? rows[r].t : rows[r].s) + j0) : vset(0.0f);
+        vtranspose(blk);
+    }
+}
+
 KDV_INLINE void gather_rows(const kdi_small_row *rows, int nrows, int64_t c, int which, vf *x)
+{
+    const int64_t full = c - c % KDV_W;
+    if (full)
+        KDV_FN(gather_blocks_)(rows, nrows, full, which, x);
+    if (full < c)
+        gather_cols(rows, nrows, full, c, which, x);
+}
+
+/* columns [j0, c) of gather_rows, one vector per column */
+KDV_INLINE void gather_cols(const kdi_small_row *rows, int nrows, int64_t j0, int64_t c, int which,
+                            vf *x)
 {
 #if KDV_W == 16 && defined(__AVX512F__)
     /* one hardware gather per 8 lanes and column, from the rows' addresses
@@ -824,37 +889,56 @@ KDV_INLINE void gather_rows(const kdi_small_row *rows, int nrows, int64_t c, int
     memcpy(&lo, a, sizeof lo);
     memcpy(&hi, a + 8, sizeof hi);
     const vi live = vmask_first(nrows);
-    for (int64_t j = 0; j < c; j++) {
+    for (int64_t j = j0; j < c; j++) {
         const __m512i off = _mm512_set1_epi64(4 * j);
         const __m256 gl = _mm512_i64gather_ps(_mm512_add_epi64(lo, off), NULL, 1);
         const __m256 gh = _mm512_i64gather_ps(_mm512_add_epi64(hi, off), NULL, 1);
         x[j] = (vf)((vi)_mm512_insertf32x8(_mm512_castps256_ps512(gl), gh, 1) & live);
     }
-    return;
-#endif
-    float b[KDI_SMALL_C * KDV_W];
-    for (int r = 0; r < nrows; r++) {
-        const float *src = which ? rows[r].t : rows[r].s;
-        for (int64_t j = 0; j < c; j++)
-            b[j * KDV_W + r] = src[j];
+#else
+    float b[KDV_W * KDV_W];
+    for (int r = 0; r < KDV_W; r++) {
+        const float *src = r < nrows ? (which ? rows[r].t : rows[r].s) : NULL;
+        for (int64_t j = j0; j < c; j++)
+            b[(j - j0) * KDV_W + r] = src ? src[j] : 0.0f;
     }
-    for (int r = nrows; r < KDV_W; r++)
-        for (int64_t j = 0; j < c; j++)
-            b[j * KDV_W + r] = 0.0f;
-    for (int64_t j = 0; j < c; j++)
-        x[j] = vload(b + j * KDV_W);
+    for (int64_t j = j0; j < c; j++)
+        x[j] = vload(b + (j - j0) * KDV_W);
+#endif
 }
 
+/* the full blocks of scatter_rows (out of line, as gather_blocks_) */
+static __attribute__((noinline)) void KDV_FN(scatter_blocks_)(const kdi_small_row *rows, int nrows,
+                                                              int64_t full, const vf *g)
+{
+    for (int64_t j0 = 0; j0 < full; j0 += KDV_W) {
+        vf blk[KDV_W];
+        memcpy(blk, g + j0, sizeof blk);
+        vtranspose(blk);
+        for (int r = 0; r < nrows; r++)
+            if (rows[r].g)
+                vstore(rows[r].g + j0, blk[r]);
+    }
+}
+
+/* rows[r].g[j] = lane r of g[j] for the rows that have a gradient: full
+ * blocks of W columns by a transpose and W row stores, the rest through a
+ * buffer */
 KDV_INLINE void scatter_rows(const kdi_small_row *rows, int nrows, int64_t c, const vf *g)
 {
-    float b[KDI_SMALL_C * KDV_W];
-    for (int64_t j = 0; j < c; j++)
-        vstore(b + j * KDV_W, g[j]);
+    const int64_t full = c - c % KDV_W;
+    if (full)
+        KDV_FN(scatter_blocks_)(rows, nrows, full, g);
+    if (full == c)
+        return;
+    float b[KDV_W * KDV_W];
+    for (int64_t j = full; j < c; j++)
+        vstore(b + (j - full) * KDV_W, g[j]);
     for (int r = 0; r < nrows; r++) {
         float *dst = rows[r].g;
         if (dst)
-            for (int64_t j = 0; j < c; j++)
-                dst[j] = b[j * KDV_W + r];
+            for (int64_t j = full; j < c; j++)
+                dst[j] = b[(j - full) * KDV_W + r];
     }
 }
 
