@@ -594,10 +594,12 @@ KDV_INLINE void pipe_next(kdi_pipe *pp, int64_t c, kexp *es, kexp *et)
         if (tail)                                                                                  \
             gtail = STEP(&kc, &tl, 0, tl.valid, acc);                                              \
         const vi all = vmask_first(KDV_W);                                                         \
-        for (int64_t j = j0; j + KDV_W <= j1; j += KDV_W) {                                        \
-            vf gv = STEP(&kc, NULL, j, all, acc);                                                  \
-            if (kc.g)                                                                              \
-                vstore(kc.g + j, gv);                                                              \
+        if (kc.g) {                                                                                \
+            for (int64_t j = j0; j + KDV_W <= j1; j += KDV_W)                                      \
+                vstore(kc.g + j, STEP(&kc, NULL, j, all, acc));                                    \
+        } else { /* the loss alone: the gradient arithmetic is dead code here */                  \
+            for (int64_t j = j0; j + KDV_W <= j1; j += KDV_W)                                      \
+                (void)STEP(&kc, NULL, j, all, acc);                                                \
         }                                                                                          \
         if (tail && kc.g)                                                                          \
             tstore(kc.g, &tl, gtail);                                                              \
