@@ -271,7 +271,7 @@ START_TEST(rows_through_a_pipe_match_rows_alone)
         for (int v = 0; v < nvariants; v++) {
             const kdi_simd_ops *ops = variants[v];
             for (int kind = 0; kind < 4; kind++) {
-                kdi_pipe pipe = {NULL, NULL, 0.0f, 0.0f, NULL, NULL};
+                kdi_pipe pipe = {NULL, NULL, 0.0f, 0.0f, NULL, NULL, 1};
                 for (int r = 0; r < R; r++) {
                     kdi_simd_label lab = {kind != 2, (r * 7) % c, 0.9f, 0.1f / c, 0.3f};
                     pipe.ns = r + 1 < R ? s[r + 1] : NULL;
@@ -363,8 +363,8 @@ START_TEST(long_rows_in_segments_match_reference_on_any_thread_count)
 
             /* pseudo-label confidence */
             double sum1, sum3;
-            int64_t a1 = ops->row_confidence(t, c, work, 1, &sum1);
-            int64_t a3 = ops->row_confidence(t, c, work, 3, &sum3);
+            int64_t a1 = ops->row_confidence(t, c, work, 1, NULL, &sum1);
+            int64_t a3 = ops->row_confidence(t, c, work, 3, s, &sum3); /* prefetching s: a hint */
             ck_assert(a1 == ops->row_argmax(t, c) && a1 == c - 5 && a3 == a1 && sum3 == sum1);
             ck_assert(kdt_close(sum1, ops->row_sumexp(t, c, 1.0f, t[a1]), 1e-6, 0));
         }
@@ -376,10 +376,10 @@ START_TEST(long_rows_in_segments_match_reference_on_any_thread_count)
     t[KDI_SEG + 7] = t[3 * KDI_SEG + 1] = 9.0f;
     for (int v = 0; v < nvariants; v++) {
         double sum;
-        ck_assert_int_eq(variants[v]->row_confidence(t, c, work, 3, &sum), KDI_SEG + 7);
+        ck_assert_int_eq(variants[v]->row_confidence(t, c, work, 3, NULL, &sum), KDI_SEG + 7);
         t[4 * KDI_SEG + 2] = NAN;
         t[2 * KDI_SEG + 9] = NAN;
-        ck_assert_int_eq(variants[v]->row_confidence(t, c, work, 3, &sum), 2 * KDI_SEG + 9);
+        ck_assert_int_eq(variants[v]->row_confidence(t, c, work, 3, NULL, &sum), 2 * KDI_SEG + 9);
         ck_assert(isnan(sum));
         t[4 * KDI_SEG + 2] = t[2 * KDI_SEG + 9] = 1.0f;
     }
@@ -387,7 +387,7 @@ START_TEST(long_rows_in_segments_match_reference_on_any_thread_count)
         t[j] = -INFINITY;
     for (int v = 0; v < nvariants; v++) {
         double sum;
-        ck_assert_int_eq(variants[v]->row_confidence(t, c, work, 3, &sum), 0);
+        ck_assert_int_eq(variants[v]->row_confidence(t, c, work, 3, NULL, &sum), 0);
         ck_assert(isnan(sum));
     }
 }

@@ -64,6 +64,8 @@ typedef struct {
     const float *s, *t;
     float ms, mt;
     const float *ns, *nt;
+    int kept; /* pseudo-label: the last row was kept (its student row is then
+                 prefetched during the next teacher row's scan) */
 } kdi_pipe;
 
 typedef struct {
@@ -82,8 +84,10 @@ typedef struct {
     int64_t (*row_argmax)(const float *x, int64_t c);
     /* A teacher row's pseudo-label: returns its argmax (as row_argmax) and
      * sets *sum = sum_j exp(t_j - t_argmax) (the confidence is 1 / *sum), NaN
-     * when t_argmax is not finite.  work: KDI_SIMD_WORK(c) floats. */
-    int64_t (*row_confidence)(const float *t, int64_t c, float *work, int nthr, double *sum);
+     * when t_argmax is not finite.  work: KDI_SIMD_WORK(c) floats; pf: NULL
+     * or c floats (the student row) to prefetch into L2 during the scan. */
+    int64_t (*row_confidence)(const float *t, int64_t c, float *work, int nthr, const float *pf,
+                              double *sum);
     /* One row of forward-KL distillation at temperature 1/inv_t, everything
      * in one call: with Q = softmax(s inv_t), P = softmax(t inv_t) returns
      * *kl = sum_j P_j (log P_j - log Q_j) (0 where P_j = 0) and, for an active

@@ -287,7 +287,8 @@ KDV_INLINE int32_t vhmin_i(vi a)
  * any (torch.argmax); 0 for a row of -Inf.  Each lane keeps its best value
  * and the first index where it saw it; the tail is one more vector (see
  * vtail) whose repeated lanes are masked out. */
-static int64_t KDV_FN(row_argmax_)(const float *x, int64_t c)
+/* row_argmax, also prefetching the c floats at pf into L2 (pf may be NULL) */
+KDV_INLINE int64_t argmax_pf(const float *x, int64_t c, const float *pf)
 {
     vf m = vset(-INFINITY);
     vi idx = vmask_first(0), nan_at = idx - 1, lane;
@@ -299,6 +300,8 @@ static int64_t KDV_FN(row_argmax_)(const float *x, int64_t c)
         const int full = j + KDV_W <= c;
         if (!full && !tl.n)
             break;
+        if (pf)
+            __builtin_prefetch(pf + j, 0, 2);
         const vf v = full ? vload(x + j) : tload(x, &tl, -INFINITY);
         const vi at = lane + (int32_t)(full ? j : tl.off), valid = full ? vmask_first(KDV_W) : tl.valid;
         nan_at = (vi)vsel((v != v) & (nan_at < 0) & valid, (vf)at, (vf)nan_at);
@@ -313,6 +316,8 @@ static int64_t KDV_FN(row_argmax_)(const float *x, int64_t c)
     /* the first index among the lanes holding the max (all 0 for a row of -Inf) */
     return vhmin_i((vi)vsel(m == vhmax(m), (vf)idx, (vf)none));
 }
+
+static int64_t KDV_FN(row_argmax_)(const float *x, int64_t c) { return argmax_pf(x, c, NULL); }
 
 /* out_j = exp((x_j - m) * scale) (out may be NULL), returns the row sum;
  * with side, also *side_max = the max of the c elements at side (NaN
@@ -503,12 +508,13 @@ KDV_INLINE void seg_run(kseg_fn fn, const void *ctx, int64_t c, int nthr, float 
 /* argmax of t with torch's rules (as row_argmax) and *sum = sum_j exp(t_j -
  * t_argmax), NaN when t_argmax is not finite: a teacher row's pseudo-label
  * and its confidence 1 / *sum.  work: KDI_SIMD_WORK(c) floats. */
-static int64_t KDV_FN(row_confidence_)(const float *t, int64_t c, float *work, int nthr, double *sum)
+static int64_t KDV_FN(row_confidence_)(const float *t, int64_t c, float *work, int nthr,
+                                       const float *pf, double *sum)
 {
     const int64_t nseg = KDI_NSEG(c);
     KDV_SEGMENTS(nthr, nseg, k, {
         const int64_t j0 = k * KDI_SEG;
-        put_d(work + 2 * k, (double)(j0 + KDV_FN(row_argmax_)(t + j0, seg_end(k, nseg, c) - j0)));
+        put_d(work + 2 * k, (double)(j0 + argmax_pf(t + j0, seg_end(k, nseg, c) - j0, pf ? pf + j0 : NULL)));
     });
     /* segments in order: the first NaN wins, else the largest, the first on ties */
     int64_t best = (int64_t)get_d(work);

@@ -163,8 +163,10 @@ typedef struct {
     int keep;       /* the mask m_i */
 } kdi_confident;
 
-/* work: KDI_SIMD_WORK(C) floats; nthr: threads for the row's segments */
-kdi_confident kdi_threshold_row(const kd_loss *h, const float *t, float *work, int nthr);
+/* work: KDI_SIMD_WORK(C) floats; nthr: threads for the row's segments; pf:
+ * NULL or a row to prefetch during the scan (see row_confidence) */
+kdi_confident kdi_threshold_row(const kd_loss *h, const float *t, float *work, int nthr,
+                                const float *pf);
 
 /* Teacher row i: the single teacher's row, or the weighted average written
  * into scratch (C floats). */

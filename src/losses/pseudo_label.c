@@ -7,7 +7,12 @@
 void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2])
 {
     const int64_t c = h->c;
-    const kdi_confident cf = kdi_threshold_row(h, r->t, r->work, r->nthr);
+    /* the student row is prefetched while the teacher row is scanned when the
+     * last row was kept (a masked row does not read it) */
+    const kdi_confident cf =
+        kdi_threshold_row(h, r->t, r->work, r->nthr, !r->pipe || r->pipe->kept ? r->s : NULL);
+    if (r->pipe)
+        r->pipe->kept = cf.keep;
     if (r->mask)
         *r->mask = cf.keep ? 1.0f : 0.0f;
     if (r->label)

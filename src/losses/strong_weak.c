@@ -8,7 +8,7 @@
 void kdi_strong_weak_row(const kd_loss *h, const kdi_row *r, double terms[2])
 {
     const int64_t c = h->c;
-    const kdi_confident cf = kdi_threshold_row(h, r->t, r->work, r->nthr);
+    const kdi_confident cf = kdi_threshold_row(h, r->t, r->work, r->nthr, NULL);
     if (r->mask)
         *r->mask = cf.keep ? 1.0f : 0.0f;
     if (r->label)

@@ -7,13 +7,14 @@
 
 #include "losses/loss_internal.h"
 
-kdi_confident kdi_threshold_row(const kd_loss *h, const float *t, float *work, int nthr)
+kdi_confident kdi_threshold_row(const kd_loss *h, const float *t, float *work, int nthr,
+                                const float *pf)
 {
     kdi_confident cf;
     double sum;
     /* the max is the argmax's value (NaN when the row has a NaN); with a +Inf
      * or an all -Inf row the sum is NaN, and NaN is never kept */
-    cf.label = (int32_t)kdi_simd(KDI_ISA_AUTO)->row_confidence(t, h->c, work, nthr, &sum);
+    cf.label = (int32_t)kdi_simd(KDI_ISA_AUTO)->row_confidence(t, h->c, work, nthr, pf, &sum);
     cf.l.max = t[cf.label];
     cf.l.logsum = (float)log(sum);
     const float conf = (float)(1.0 / sum); /* max softmax(t), as the short-row kernel */
@@ -27,7 +28,7 @@ int64_t kdi_count_confident(const kd_loss *h, int64_t n, int nthreads)
     int64_t kept = 0;
 #pragma omp parallel for num_threads(nthreads) schedule(static) reduction(+ : kept)
     for (int64_t i = 0; i < n; i++) {
-        kept += kdi_threshold_row(h, kdi_teacher_row(h, i), kdi_thread_scratch(h) + h->c, 1).keep;
+        kept += kdi_threshold_row(h, kdi_teacher_row(h, i), kdi_thread_scratch(h) + h->c, 1, NULL).keep;
     }
     return kept;
 }
