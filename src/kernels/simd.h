@@ -59,13 +59,16 @@ typedef struct {
  * and the next call skips its max pass.  Rows of one segment only.
  * In: ns / nt = the next row (NULL: none); s / t, ms / mt = a row whose
  * maxima are known (NULL: none), used when they are this call's row.
- * Out: s / t, ms / mt describe the next row (or NULL). */
+ * Out: s / t, ms / mt describe the next row (or NULL).  Longer rows (up to
+ * prefetch_c classes) prefetch the next row into L2 during their exp passes. */
 typedef struct {
     const float *s, *t;
     float ms, mt;
     const float *ns, *nt;
     int kept; /* pseudo-label: the last row was kept (its student row is then
                  prefetched during the next teacher row's scan) */
+    int64_t prefetch_c; /* rows of more than one segment and at most this many
+                           classes prefetch the next row into L2 instead */
 } kdi_pipe;
 
 typedef struct {

@@ -329,8 +329,10 @@ KDV_INLINE double exp_store_side(const float *x, int64_t c, float m, float scale
     vf sm = vset(-INFINITY);
     int64_t j = 0;
     for (; j + KDV_W <= c; j += KDV_W) {
-        if (side)
+        if (side && side_max)
             sm = vmax_keepnan(vload(side + j), sm);
+        else if (side && !(j & 15))
+            __builtin_prefetch(side + j, 0, 2);
         vf e = vexp_nonpos((vload(x + j) - m) * scale);
         if (out)
             vstore(out + j, e);
@@ -338,14 +340,14 @@ KDV_INLINE double exp_store_side(const float *x, int64_t c, float m, float scale
     }
     const vtail tl = vtail_of(c);
     if (tl.n) {
-        if (side)
+        if (side && side_max)
             sm = vmax_keepnan(tload(side, &tl, -INFINITY), sm);
         vf e = vexp_nonpos((tload(x, &tl, -INFINITY) - m) * scale);
         if (out)
             tstore(out, &tl, e);
         vacc(&acc, vsel(tl.valid, e, vset(0.0f)));
     }
-    if (side)
+    if (side && side_max)
         *side_max = vhmax(sm);
     return vdsum(acc);
 }
@@ -567,8 +569,16 @@ KDV_INLINE void pipe_next(kdi_pipe *pp, int64_t c, kexp *es, kexp *et)
     if (!pp)
         return;
     pp->s = pp->t = NULL;
-    if (KDI_NSEG(c) > 1 || !pp->ns)
+    if (!pp->ns)
         return;
+    if (KDI_NSEG(c) > 1) { /* prefetch the next row into L2 instead, if it fits */
+        if (c <= pp->prefetch_c) {
+            es->side = pp->ns;
+            if (et)
+                et->side = pp->nt;
+        }
+        return;
+    }
     pp->s = pp->ns;
     pp->t = et ? pp->nt : NULL;
     es->side = pp->ns, es->side_max = &pp->ms;

@@ -34,7 +34,7 @@ void kdi_run_rows(const kd_loss *h, kdi_row *rows, int count, double (*terms)[2]
     if (done)
         return;
     const kdi_row_kernel kernel = kernel_of(h->kind);
-    kdi_pipe pipe = {NULL, NULL, 0.0f, 0.0f, NULL, NULL, 1};
+    kdi_pipe pipe = {NULL, NULL, 0.0f, 0.0f, NULL, NULL, 1, h->prefetch_c};
     for (int k = 0; k < count; k++) {
         pipe.ns = k + 1 < count ? rows[k + 1].s : NULL;
         pipe.nt = k + 1 < count ? rows[k + 1].t : NULL;

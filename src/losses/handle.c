@@ -1,5 +1,6 @@
 /* Loss handle life cycle and argument bindings. */
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "losses/loss_internal.h"
@@ -22,6 +23,11 @@ kd_status kd_loss_create(kd_loss **out, kd_loss_kind kind, int64_t num_classes)
         return KD_ERR_OUT_OF_MEMORY;
     h->kind = kind;
     h->c = num_classes;
+    /* a row's kernel touches about 7 rows of floats (student, teacher, two
+     * rows of exps, gradient, the next row's student and teacher): the next
+     * row is prefetched only when they fit in this core's L2 */
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    h->prefetch_c = (l2 > 0 ? l2 : 1L << 20) / (7 * (long)sizeof(float));
     kdi_loss_defaults(h);
     *out = h;
     return KD_OK;

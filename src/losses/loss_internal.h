@@ -29,6 +29,7 @@ struct kd_loss {
     double label_weight;
     int32_t threads;
     int32_t check_finite;
+    int64_t prefetch_c; /* rows of at most this many classes prefetch the next row (see kdi_pipe) */
     /* self-training parameters */
     double threshold;
     int32_t threshold_mode;
