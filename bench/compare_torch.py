@@ -158,6 +158,9 @@ def main():
                     "soft CE `F.cross_entropy(s, F.softmax(t/T))`; pseudo-label (tllib) "
                     "`(F.cross_entropy(s, argmax softmax(t), reduction='none') * mask).mean()` with "
                     "threshold 0 (every row kept); each followed by `backward()`.\n\n")
+            f.write("Comparing two builds of kdlib itself (a change's effect) is steadier with "
+                    "`kd-ab LIB_A LIB_B LOSS NxC` (bench/ab.c), which alternates the two libraries' "
+                    "calls in one process.\n\n")
             f.write("## Bandwidth: kdlib against the streaming triad of the same run\n\n")
             f.write("Minimal traffic: forward reads student and teacher (2 x N x C x 4 bytes); "
                     "backward and fused also write the gradient (3 x N x C x 4 bytes); the EMA update "
