@@ -221,7 +221,8 @@ END_TEST
 
 /* KL with a hard label at T = 2 and 4 (the T = 1 softmax from powers of the
  * exps at T) and at T = 3 (its own exps), with logit gaps spanning [-130, 0]
- * so that the powers cross the subnormal range. */
+ * so that the powers cross the subnormal range; a NaN student makes both
+ * terms NaN on every path. */
 START_TEST(kl_row_label_term_at_every_temperature_path)
 {
     find_variants();
@@ -247,6 +248,13 @@ START_TEST(kl_row_label_term_at_every_temperature_path)
             for (int j = 0; j < CL; j++)
                 ck_assert_msg(fabs(g[j] - gr[j]) < 1e-6, "%s T=%g j=%d", variants[v]->name,
                               1.0 / inv_ts[k], j);
+            const float keep = s[11];
+            const kdi_simd_label hard = {1, 7, 1.0f, 0.0f, 0.6f}; /* CE from log Z1 alone */
+            s[11] = NAN;
+            variants[v]->kl_row(s, t, g, CL, inv_ts[k], 0.4f, &hard, work, 1, NULL, &kl, &ce);
+            s[11] = keep;
+            ck_assert_msg(isnan(kl) && isnan(ce), "%s T=%g NaN student: kl %g ce %g",
+                          variants[v]->name, 1.0 / inv_ts[k], kl, ce);
         }
     }
 }

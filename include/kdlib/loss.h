@@ -50,10 +50,11 @@
  *
  * Threads: rows are split across KD_PARAM_THREADS OpenMP threads (default 1,
  * 0 = all cores).  With fewer rows than threads and rows of at least 2^18
- * classes (KL distillation with forward KL, cross-entropy, logit MSE,
- * pseudo-label), each row is split instead: its segments of 4096 classes run
- * on all the threads.  Per-row values are reduced in row order and per-segment
- * sums in segment order, so results are bit-identical for any thread count.
+ * classes (KL distillation with KD_DIVERGENCE_FORWARD_KL, cross-entropy,
+ * logit MSE, pseudo-label), each row is split instead: its segments of 4096
+ * classes run on all the threads.  Per-row values are reduced in row order
+ * and per-segment sums in segment order, so results are bit-identical for
+ * any thread count.
  * A handle is used by one thread at a time; distinct handles are independent
  * and may run concurrently.
  *

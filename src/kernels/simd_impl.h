@@ -4,8 +4,9 @@
  * compiled for its own instruction set.
  *
  * Every loop handles full vectors, then the remainder of the row as one more
- * vector loaded with neutral fill values and a lane mask, so each element goes
- * through exactly the same arithmetic wherever it sits in the row. */
+ * vector (see vtail: the row's last W elements again, or for a row shorter
+ * than W a padded copy) with a lane mask, so each element goes through
+ * exactly the same arithmetic wherever it sits in the row. */
 #include <math.h>
 #include <string.h>
 
@@ -74,7 +75,6 @@ KDV_INLINE void vstore_part(float *p, vf v, int64_t n)
         p[i] = b[i];
 }
 
-/* lanes [0, n) set */
 /* lanes [0, n) set, n in [0, W]: one unaligned load from a table */
 static const int32_t KDV_FN(mask_table_)[2 * KDV_W] = {
     -1, -1, -1, -1, -1, -1, -1, -1,
@@ -372,12 +372,13 @@ KDV_INLINE int64_t seg_end(int64_t k, int64_t nseg, int64_t c)
     return k + 1 == nseg ? c : (k + 1) * KDI_SEG;
 }
 
-/* Run the body (the variadic argument) for every segment k < nseg: on nthr threads when there is more
- * than one of each, else in a plain loop (an OpenMP region, even an
- * inactive one, costs about a microsecond per row). */
-#define KDV_SEGMENTS(nthr, nseg, k, ...)                                                           \
+/* Run the body (the variadic argument) for every segment k < nseg: on the
+ * enclosing scope's nthr threads (a variable of that name: the OpenMP clause
+ * names it) when there is more than one of each, else in a plain loop (an
+ * OpenMP region, even an inactive one, costs about a microsecond per row). */
+#define KDV_SEGMENTS(nseg, k, ...)                                                                 \
     do {                                                                                           \
-        if ((nthr) > 1 && (nseg) > 1) {                                                            \
+        if (nthr > 1 && (nseg) > 1) {                                                              \
             _Pragma("omp parallel for num_threads(nthr) schedule(static)")                         \
             for (int64_t k = 0; k < (nseg); k++)                                                   \
                 __VA_ARGS__                                                                        \
@@ -405,32 +406,30 @@ KDV_INLINE void seg_max2(const float *x, const float *y, int64_t c, int nthr, fl
         max2(x, y, c, 0, mx, my);
         return;
     }
-    KDV_SEGMENTS(nthr, nseg, k, {
+    KDV_SEGMENTS(nseg, k, {
         const int64_t j0 = k * KDI_SEG;
         max2(x + j0, y ? y + j0 : NULL, seg_end(k, nseg, c) - j0, 0, &part[2 * k], &part[2 * k + 1]);
     });
-    float a = -INFINITY, b = -INFINITY;
-    int na = 0, nb = 0;
+    float a = -INFINITY, b = -INFINITY; /* no NaN in part (max2 without nan_check) */
     for (int64_t k = 0; k < nseg; k++) {
-        na |= part[2 * k] != part[2 * k];
         a = part[2 * k] > a ? part[2 * k] : a;
-        if (y) {
-            nb |= part[2 * k + 1] != part[2 * k + 1];
+        if (y)
             b = part[2 * k + 1] > b ? part[2 * k + 1] : b;
-        }
     }
-    *mx = na ? NAN : a;
+    *mx = a;
     if (y)
-        *my = nb ? NAN : b;
+        *my = b;
 }
 
-/* e^pw for pw in {2, 4}, e an exp in [0, 1]: 0 where the power is below
- * 2^-126, as the exp itself is (the factor is zeroed first, so no product is
- * subnormal) */
+/* e^pw for pw in {2, 4}, e an exp in [0, 1] or NaN: 0 where the power is
+ * below 2^-126, as the exp itself is (the factor is zeroed first, so no
+ * product is subnormal); NaN stays NaN */
 KDV_INLINE vf vpow_flush(vf e, int pw)
 {
-    const float lo = pw == 4 ? 3.29272254e-10f /* 2^-31.5 */ : 1.08420217e-19f /* 2^-63 */;
-    const vf em = (vf)((vi)e & (e >= lo)), e2 = em * em;
+    /* the smallest floats whose square / fourth power is normal */
+    const float lo = pw == 4 ? 0x1.6a09e8p-32f /* above 2^-31.5 */ : 0x1p-63f;
+    const vi keep = (e >= lo) | (e != e);
+    const vf em = (vf)((vi)e & keep), e2 = em * em;
     return pw == 4 ? e2 * e2 : e2;
 }
 
@@ -471,7 +470,7 @@ KDV_INLINE void seg_exps(const kexp *e, int ne, int64_t c, int nthr, float *part
             sum[i] = stream_sum(&e[i], 0, c);
         return;
     }
-    KDV_SEGMENTS(nthr, nseg, k, {
+    KDV_SEGMENTS(nseg, k, {
         for (int i = 0; i < ne; i++)
             put_d(part + 6 * k + 2 * i, stream_sum(&e[i], k * KDI_SEG, seg_end(k, nseg, c) - k * KDI_SEG));
     });
@@ -494,7 +493,7 @@ KDV_INLINE void seg_run(kseg_fn fn, const void *ctx, int64_t c, int nthr, float 
         fn(ctx, 0, c, 1, out);
         return;
     }
-    KDV_SEGMENTS(nthr, nseg, k, {
+    KDV_SEGMENTS(nseg, k, {
         double o[2] = {0.0, 0.0};
         fn(ctx, k * KDI_SEG, seg_end(k, nseg, c), k + 1 == nseg, o);
         put_d(part + 6 * k, o[0]);
@@ -514,7 +513,7 @@ static int64_t KDV_FN(row_confidence_)(const float *t, int64_t c, float *work, i
                                        const float *pf, double *sum)
 {
     const int64_t nseg = KDI_NSEG(c);
-    KDV_SEGMENTS(nthr, nseg, k, {
+    KDV_SEGMENTS(nseg, k, {
         const int64_t j0 = k * KDI_SEG;
         put_d(work + 2 * k, (double)(j0 + argmax_pf(t + j0, seg_end(k, nseg, c) - j0, pf ? pf + j0 : NULL)));
     });
@@ -1042,7 +1041,7 @@ KDV_INLINE small_params small_params_of(const kdi_small_row *rows, int nrows)
 static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, float inv_t,
                               double *kl_out, double *ce_out)
 {
-    vf S[KDI_SMALL_C], T[KDI_SMALL_C], ES[KDI_SMALL_C], ET[KDI_SMALL_C], E1[KDI_SMALL_C];
+    vf S[KDV_SMALL_C], T[KDV_SMALL_C], ES[KDV_SMALL_C], ET[KDV_SMALL_C], E1[KDV_SMALL_C];
     const small_params p = small_params_of(rows, nrows);
     gather_rows(rows, nrows, c, 0, S);
     gather_rows(rows, nrows, c, 1, T);
@@ -1058,7 +1057,7 @@ static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, f
         e1 = E1;
     }
     const vf zero = vset(0.0f);
-    vf kl = zero, ce = zero, G[KDI_SMALL_C];
+    vf kl = zero, ce = zero, G[KDV_SMALL_C];
     for (int64_t j = 0; j < c; j++) {
         vf q = ES[j] * rs, pt = ET[j] * rt;
         vf lq = (S[j] - ms) * inv_t - ls, lp = (T[j] - mt) * inv_t - lt;
@@ -1077,7 +1076,7 @@ static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, f
 static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, int src_kind,
                               float inv_t, double *loss_out)
 {
-    vf S[KDI_SMALL_C], Q[KDI_SMALL_C], ES[KDI_SMALL_C];
+    vf S[KDV_SMALL_C], Q[KDV_SMALL_C], ES[KDV_SMALL_C];
     const small_params p = small_params_of(rows, nrows);
     const vf zero = vset(0.0f);
     gather_rows(rows, nrows, c, 0, S);
@@ -1099,7 +1098,7 @@ static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, i
         }
     }
     const vf sum_q = p.lab_sum + p.a * sum_src;
-    vf loss = zero, G[KDI_SMALL_C];
+    vf loss = zero, G[KDV_SMALL_C];
     for (int64_t j = 0; j < c; j++) {
         vf q = vsel(p.y == (int32_t)j, p.on, p.off);
         if (src_kind)
@@ -1116,7 +1115,7 @@ static void KDV_FN(pl_small_)(const kdi_small_row *rows, int nrows, int64_t c,
                               const float *class_thr, float tau, int inclusive, double *loss_out,
                               int32_t *label_out, int *keep_out)
 {
-    vf S[KDI_SMALL_C], T[KDI_SMALL_C], ES[KDI_SMALL_C];
+    vf S[KDV_SMALL_C], T[KDV_SMALL_C], ES[KDV_SMALL_C];
     const small_params p = small_params_of(rows, nrows);
     const vf zero = vset(0.0f);
     gather_rows(rows, nrows, c, 0, S);
@@ -1132,7 +1131,7 @@ static void KDV_FN(pl_small_)(const kdi_small_row *rows, int nrows, int64_t c,
     }
     idx = (vi)vsel(nan_idx >= 0, (vf)nan_idx, (vf)idx);
     /* confidence = max softmax(t) = 1 / sum_j exp(t_j - max) */
-    vf ET[KDI_SMALL_C];
+    vf ET[KDV_SMALL_C];
     const vf conf = 1.0f / lanes_exp(T, c, lanes_max(T, c), 1.0f, ET);
     vf thr = vset(tau);
     if (class_thr)
@@ -1143,7 +1142,7 @@ static void KDV_FN(pl_small_)(const kdi_small_row *rows, int nrows, int64_t c,
     const vf ms = lanes_max(S, c);
     vf ls, rs;
     lanes_log_inv(lanes_exp(S, c, ms, 1.0f, ES), &ls, &rs);
-    vf loss = zero, G[KDI_SMALL_C];
+    vf loss = zero, G[KDV_SMALL_C];
     for (int64_t j = 0; j < c; j++) { /* masked rows: exactly 0, even for a NaN student */
         vi is_y = idx == (int32_t)j;
         loss -= vsel(is_y & keep, (S[j] - ms) - ls, zero);

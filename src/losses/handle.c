@@ -24,9 +24,13 @@ kd_status kd_loss_create(kd_loss **out, kd_loss_kind kind, int64_t num_classes)
     h->kind = kind;
     h->c = num_classes;
     /* a row's kernel touches about 7 rows of floats (student, teacher, two
-     * rows of exps, gradient, the next row's student and teacher): the next
-     * row is prefetched only when they fit in this core's L2 */
-    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+     * rows of exps, gradient, the next row's student and teacher; 8 for KL
+     * with a label at a temperature other than 1, 2, 4): the next row is
+     * prefetched only when they fit in this core's L2 (1 MiB if unknown) */
+    long l2 = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
     h->prefetch_c = (l2 > 0 ? l2 : 1L << 20) / (7 * (long)sizeof(float));
     kdi_loss_defaults(h);
     *out = h;

@@ -29,7 +29,8 @@ struct kd_loss {
     double label_weight;
     int32_t threads;
     int32_t check_finite;
-    int64_t prefetch_c; /* rows of at most this many classes prefetch the next row (see kdi_pipe) */
+    int64_t prefetch_c; /* rows of several segments and at most this many classes
+                           prefetch the next row (see kdi_pipe) */
     /* self-training parameters */
     double threshold;
     int32_t threshold_mode;

@@ -1,7 +1,9 @@
 /* Confidence-threshold pseudo-label (tllib ConfidenceBasedSelfTrainingLoss):
  *   l = m * CE(s, yhat),  yhat = argmax t,  m = [max softmax(t) > tau]
  * Gradient (the teacher is detached): d l / d s_j = m (softmax(s)_j - [j = yhat]).
- * A masked row costs one pass over the teacher only: the student is not read. */
+ * A masked row costs one pass over the teacher only: its kernel does not read
+ * the student (the previous row's call may have read it for its maximum, see
+ * kdi_pipe, and prefetched it, see kdi_threshold_row). */
 #include "losses/loss_internal.h"
 
 void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2])
