@@ -303,6 +303,20 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     const int64_t block = h->n_teachers > 1 ? 1 : KDI_ROW_BLOCK;
     const int64_t nblocks = (n + block - 1) / block;
 
+    /* the handle's fields the row loop reads, as locals (stores into the rows
+     * and terms could otherwise alias them and force reloads per row) */
+    const int32_t *labels = h->labels, ignore_index = h->ignore_index;
+    const float *student = h->student, *target = h->target, *weights = h->weights;
+    const int64_t ld_student = h->ld_student, ld_target = h->ld_target;
+    const float *teacher = h->n_teachers == 1 ? h->teachers[0] : NULL;
+    const int64_t ld_teacher = h->n_teachers == 1 ? h->ld_teachers[0] : 0;
+    const int many_teachers = h->n_teachers > 1;
+    float *grad = want_grad ? h->grad : NULL, *grad2 = want_grad ? h->grad_teacher : NULL;
+    const int64_t ld_grad = h->ld_grad, ld_grad2 = h->ld_grad_teacher;
+    float *mask_out = want_aux ? h->mask_out : NULL;
+    int32_t *labels_out = want_aux ? h->labels_out : NULL;
+    double *all_terms = h->terms;
+
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t b = 0; b < nblocks; b++) {
         kdi_row rows[KDI_ROW_BLOCK];
@@ -312,30 +326,26 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
         const int64_t end = (b + 1) * block < n ? (b + 1) * block : n;
         float *work = kdi_thread_scratch(h) + c;
         for (int64_t i = b * block; i < end; i++) {
-            const int32_t y = h->labels ? h->labels[i] : -1;
-            const int ignored = h->labels && y == h->ignore_index;
+            const int32_t y = labels ? labels[i] : -1;
+            const int ignored = labels && y == ignore_index;
             const int soft_on = !(soft_skips_ignored && ignored);
-            const int hard_on = is_distill && h->labels && !ignored && hw != 0.0;
-            float *g = want_grad ? (h->grad ? h->grad + i * h->ld_grad : NULL) : NULL;
+            const int hard_on = is_distill && labels && !ignored && hw != 0.0;
+            float *g = grad ? grad + i * ld_grad : NULL;
             if (!soft_on) {
-                h->terms[2 * i] = h->terms[2 * i + 1] = 0.0;
+                all_terms[2 * i] = all_terms[2 * i + 1] = 0.0;
                 if (g)
                     for (int64_t j = 0; j < c; j++)
                         g[j] = 0.0f;
                 continue;
             }
-            const double w = h->weights ? h->weights[i] : 1.0;
+            const double w = weights ? weights[i] : 1.0;
             double up = 1.0;
             if (mode == KDI_BACKWARD)
                 up = red == KD_REDUCTION_NONE ? upstream[i] : upstream[0];
             kdi_row *r = &rows[cnt];
-            r->s = h->student + i * h->ld_student;
-            r->q = h->target ? h->target + i * h->ld_target : NULL;
-            r->t = NULL;
-            if (h->n_teachers == 1)
-                r->t = h->teachers[0] + i * h->ld_teachers[0];
-            else if (h->n_teachers > 1)
-                r->t = kdi_teacher_row(h, i);
+            r->s = student + i * ld_student;
+            r->q = target ? target + i * ld_target : NULL;
+            r->t = teacher ? teacher + i * ld_teacher : (many_teachers ? kdi_teacher_row(h, i) : NULL);
             r->y = is_ce ? (ignored ? -1 : y) : (hard_on ? y : -1);
             r->g = g;
             r->work = work;
@@ -343,16 +353,16 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
             r->pipe = NULL; /* set by kdi_run_rows */
             r->c_soft = up * w * sw * inv_soft;
             r->c_hard = up * w * hw * inv_hard;
-            r->g2 = want_grad && h->grad_teacher ? h->grad_teacher + i * h->ld_grad_teacher : NULL;
-            r->mask = want_aux && h->mask_out ? h->mask_out + i : NULL;
-            r->label = want_aux && h->labels_out ? h->labels_out + i : NULL;
+            r->g2 = grad2 ? grad2 + i * ld_grad2 : NULL;
+            r->mask = mask_out ? mask_out + i : NULL;
+            r->label = labels_out ? labels_out + i : NULL;
             wk[cnt] = w;
             hard[cnt] = hard_on;
             idx[cnt++] = i;
         }
         kdi_run_rows(h, rows, cnt, terms);
         for (int k = 0; k < cnt; k++) {
-            double *out = h->terms + 2 * idx[k];
+            double *out = all_terms + 2 * idx[k];
             out[0] = wk[k] * sw * terms[k][0];
             out[1] = hard[k] ? wk[k] * hw * terms[k][1] : 0.0;
         }
