@@ -40,12 +40,12 @@ kdi_onehot kdi_smoothed_onehot(const kd_loss *h)
 }
 
 /* Describe one cross-entropy row for the short-row kernel (see ce_row). */
-kdi_small_row kdi_cross_entropy_small_row(const kd_loss *h, const kdi_row *r, int src_kind)
+kdi_small_row kdi_cross_entropy_small_row(const kd_loss *h, const kdi_row *r, int src_kind,
+                                          kdi_onehot oh)
 {
     const int32_t y = r->y;
     const float lab_w = y >= 0 ? (src_kind ? (float)h->label_weight : 1.0f) : 0.0f;
     const float src_w = src_kind ? (y >= 0 ? 1.0f - (float)h->label_weight : 1.0f) : 0.0f;
-    const kdi_onehot oh = kdi_smoothed_onehot(h);
     kdi_small_row x = {r->s, r->q ? r->q : r->t, r->g, (float)r->c_soft, src_w, lab_w,
                        {y >= 0, y, lab_w * oh.on, lab_w * oh.off, 0.0f}};
     return x;
@@ -67,10 +67,11 @@ int kdi_cross_entropy_rows_small(const kd_loss *h, const kdi_row *rows, int coun
     if (h->c > kdi_simd(KDI_ISA_AUTO)->small_c || count < 1)
         return 0;
     const int src_kind = rows[0].q ? 1 : (rows[0].t ? 2 : 0);
+    const kdi_onehot oh = kdi_smoothed_onehot(h);
     kdi_small_row sr[KDI_ROW_BLOCK];
     double loss[KDI_ROW_BLOCK];
     for (int k = 0; k < count; k++)
-        sr[k] = kdi_cross_entropy_small_row(h, &rows[k], src_kind);
+        sr[k] = kdi_cross_entropy_small_row(h, &rows[k], src_kind, oh);
     kdi_ce_small_rows(sr, count, h->c, src_kind, (float)(1.0 / h->temperature), loss);
     for (int k = 0; k < count; k++) {
         terms[k][0] = loss[k];

@@ -118,7 +118,6 @@ void kdi_run_rows(const kd_loss *h, kdi_row *rows, int count, double (*terms)[2]
 int kdi_kl_distill_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2]);
 int kdi_cross_entropy_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2]);
 int kdi_pseudo_label_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2]);
-kdi_small_row kdi_cross_entropy_small_row(const kd_loss *h, const kdi_row *r, int src_kind);
 void kdi_ce_small_rows(const kdi_small_row *sr, int count, int64_t c, int src_kind, float inv_t,
                        double *loss);
 
@@ -243,6 +242,10 @@ void kdi_mcc_grad(const kd_loss *h, kdi_batch *b, float up);
 typedef struct {
     float on, off;
 } kdi_onehot;
+
+/* oh: kdi_smoothed_onehot(h), computed once per block of rows */
+kdi_small_row kdi_cross_entropy_small_row(const kd_loss *h, const kdi_row *r, int src_kind,
+                                          kdi_onehot oh);
 
 kdi_onehot kdi_smoothed_onehot(const kd_loss *h);
 
