@@ -9,6 +9,9 @@
  * exactly the same arithmetic wherever it sits in the row. */
 #include <math.h>
 #include <string.h>
+#if defined(__AVX__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/simd.h"
 
@@ -59,20 +62,37 @@ KDV_INLINE vf vload(const float *p)
 
 KDV_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
+/* The first n < W lanes from p, the others fill (masked loads where the ISA
+ * has them: no copy through memory, no fault past the row's end). */
 KDV_INLINE vf vload_part(const float *p, int64_t n, float fill)
 {
+#if KDV_W == 16 && defined(__AVX512F__)
+    return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), (__mmask16)((1u << n) - 1u), p);
+#elif KDV_W == 8 && defined(__AVX2__)
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return (vf)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+#else
     float b[KDV_W];
     for (int i = 0; i < KDV_W; i++)
         b[i] = i < n ? p[i] : fill;
     return vload(b);
+#endif
 }
 
+/* lanes [0, n) of v to p, n < W */
 KDV_INLINE void vstore_part(float *p, vf v, int64_t n)
 {
+#if KDV_W == 16 && defined(__AVX512F__)
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
+#elif KDV_W == 8 && defined(__AVX2__)
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(p, m, (__m256)v);
+#else
     float b[KDV_W];
     vstore(b, v);
     for (int64_t i = 0; i < n; i++)
         p[i] = b[i];
+#endif
 }
 
 /* lanes [0, n) set, n in [0, W]: one unaligned load from a table */
@@ -102,10 +122,8 @@ KDV_INLINE vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); 
 /* max(a, x) lane by lane, x where x is NaN (the x86 max instruction's rule;
  * one instruction where the ISA has it, a select elsewhere) */
 #if KDV_W == 16 && defined(__AVX512F__)
-#include <immintrin.h>
 KDV_INLINE vf vmax_keepnan(vf a, vf x) { return (vf)_mm512_max_ps((__m512)a, (__m512)x); }
 #elif KDV_W == 8 && defined(__AVX__)
-#include <immintrin.h>
 KDV_INLINE vf vmax_keepnan(vf a, vf x) { return (vf)_mm256_max_ps((__m256)a, (__m256)x); }
 #else
 KDV_INLINE vf vmax_keepnan(vf a, vf x) { return vsel(x < a, a, x); }
