@@ -1070,8 +1070,19 @@ static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, f
     const vf *e1 = ES;
     l1 = ls;
     r1 = rs;
-    if (inv_t != 1.0f) {
-        lanes_log_inv(lanes_exp(S, c, ms, 1.0f, E1), &l1, &r1);
+    int labels = 0; /* the T = 1 softmax only matters to rows with a label */
+    for (int r = 0; r < nrows; r++)
+        labels |= rows[r].lab.active;
+    if (inv_t != 1.0f && labels) {
+        const int pw = inv_t == 0.5f ? 2 : inv_t == 0.25f ? 4 : 0;
+        if (pw) { /* powers of the exps at T, as kl_row */
+            vf sum = vset(0.0f);
+            for (int64_t j = 0; j < c; j++)
+                sum += E1[j] = vpow_flush(ES[j], pw);
+            lanes_log_inv(sum, &l1, &r1);
+        } else {
+            lanes_log_inv(lanes_exp(S, c, ms, 1.0f, E1), &l1, &r1);
+        }
         e1 = E1;
     }
     const vf zero = vset(0.0f);
