@@ -2,10 +2,13 @@
  * this CPU supports is checked against a double-precision reference and
  * against the portable variant, for every row length around the vector
  * widths, in place and out of place. */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "kdtest.h"
 #include "kernels/simd.h"
@@ -316,6 +319,63 @@ START_TEST(rows_through_a_pipe_match_rows_alone)
 }
 END_TEST
 
+/* Rows that end where readable memory ends (the next page is PROT_NONE):
+ * every kernel of every variant, with partial vectors, masked loads and
+ * stores, overlapping tails and gathers, must neither read nor write past a
+ * row's last element (a fault would kill the test). */
+START_TEST(kernels_never_touch_memory_past_a_row)
+{
+    find_variants();
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    enum { CX = 200 };
+    char *map = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert(map != MAP_FAILED);
+    /* three one-page areas (s, t, g), each followed by an inaccessible page */
+    ck_assert(mprotect(map + page, page, PROT_NONE) == 0);
+    ck_assert(mprotect(map + 3 * page, page, PROT_NONE) == 0);
+    char *area[2] = {map, map + 2 * page};
+    static float work[KDI_SIMD_WORK(CX)], gt[KDI_MAX_LANES][CX];
+    static const int lens[] = {1, 3, 5, 7, 8, 9, 13, 15, 16, 17, 31, 33, 64, 100, 101, CX};
+    kdt_rng rng;
+    kdt_seed(&rng, 3);
+    for (int li = 0; li < (int)(sizeof lens / sizeof lens[0]); li++) {
+        const int c = lens[li];
+        /* s ends at the first guard page; t and g share the second area */
+        float *s = (float *)(area[0] + page) - c;
+        float *t = (float *)(area[1] + page) - c, *g = t - c;
+        kdt_fill_normal(&rng, s, (size_t)c, 3.0);
+        kdt_fill_normal(&rng, t, (size_t)c, 3.0);
+        kdi_simd_label lab = {1, c / 2, 0.9f, 0.1f / c, 0.3f};
+        for (int v = 0; v < nvariants; v++) {
+            const kdi_simd_ops *ops = variants[v];
+            double a, b, sum;
+            ops->kl_row(s, t, g, c, 0.25f, 0.5f, &lab, work, 1, NULL, &a, &b);
+            ops->kl_row(s, t, g, c, 1.0f / 3.0f, 0.5f, &lab, work, 1, NULL, &a, &b);
+            ops->ce_row(s, t, 2, g, c, 0.5f, 0.5f, &lab, 0.5f, 1.0f, work, 1, NULL);
+            ops->mse_row(s, t, g, c, 1.0f, &lab, work, 1, NULL, &a, &b);
+            (void)ops->row_max(s, c);
+            (void)ops->row_sumexp(s, c, 1.0f, ops->row_max(s, c));
+            (void)ops->row_argmax(t, c);
+            (void)ops->row_confidence(t, c, work, 1, s, &sum);
+            if (c <= ops->small_c) { /* every lane the same row, the one at the edge */
+                kdi_small_row rows[KDI_MAX_LANES];
+                double x[KDI_MAX_LANES], y[KDI_MAX_LANES];
+                int32_t labels[KDI_MAX_LANES];
+                int keep[KDI_MAX_LANES];
+                for (int r = 0; r < ops->lanes; r++) {
+                    kdi_small_row row = {s, t, r ? gt[r] : g, 0.5f, 0.5f, 0.5f, lab};
+                    rows[r] = row;
+                }
+                ops->kl_small(rows, ops->lanes, c, 0.25f, x, y);
+                ops->ce_small(rows, ops->lanes, c, 2, 0.5f, x);
+                ops->pl_small(rows, ops->lanes, c, NULL, 0.0f, 0, x, labels, keep);
+            }
+        }
+    }
+    munmap(map, 4 * page);
+}
+END_TEST
+
 /* Rows of several segments (KDI_SEG): the kernels match the double
  * reference, and running the segments on 3 threads gives the bits of 1
  * thread, in place too; row_confidence combines the segments' argmaxes with
@@ -493,6 +553,7 @@ int main(void)
     tcase_add_test(tc, long_rows_in_segments_match_reference_on_any_thread_count);
     tcase_add_test(tc, kl_row_label_term_at_every_temperature_path);
     tcase_add_test(tc, rows_through_a_pipe_match_rows_alone);
+    tcase_add_test(tc, kernels_never_touch_memory_past_a_row);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

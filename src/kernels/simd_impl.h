@@ -62,39 +62,6 @@ KDV_INLINE vf vload(const float *p)
 
 KDV_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
-/* The first n < W lanes from p, the others fill (masked loads where the ISA
- * has them: no copy through memory, no fault past the row's end). */
-KDV_INLINE vf vload_part(const float *p, int64_t n, float fill)
-{
-#if KDV_W == 16 && defined(__AVX512F__)
-    return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), (__mmask16)((1u << n) - 1u), p);
-#elif KDV_W == 8 && defined(__AVX2__)
-    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    return (vf)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
-#else
-    float b[KDV_W];
-    for (int i = 0; i < KDV_W; i++)
-        b[i] = i < n ? p[i] : fill;
-    return vload(b);
-#endif
-}
-
-/* lanes [0, n) of v to p, n < W */
-KDV_INLINE void vstore_part(float *p, vf v, int64_t n)
-{
-#if KDV_W == 16 && defined(__AVX512F__)
-    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
-#elif KDV_W == 8 && defined(__AVX2__)
-    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    _mm256_maskstore_ps(p, m, (__m256)v);
-#else
-    float b[KDV_W];
-    vstore(b, v);
-    for (int64_t i = 0; i < n; i++)
-        p[i] = b[i];
-#endif
-}
-
 /* lanes [0, n) set, n in [0, W]: one unaligned load from a table */
 static const int32_t KDV_FN(mask_table_)[2 * KDV_W] = {
     -1, -1, -1, -1, -1, -1, -1, -1,
@@ -118,6 +85,38 @@ KDV_INLINE vf vset(float a)
 }
 
 KDV_INLINE vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+
+/* The first n < W lanes from p, the others fill (masked loads where the ISA
+ * has them: no copy through memory, no fault past the row's end). */
+KDV_INLINE vf vload_part(const float *p, int64_t n, float fill)
+{
+#if KDV_W == 16 && defined(__AVX512F__)
+    return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), (__mmask16)((1u << n) - 1u), p);
+#elif KDV_W == 8 && defined(__AVX2__)
+    const vi m = vmask_first(n);
+    return vsel(m, (vf)_mm256_maskload_ps(p, (__m256i)m), vset(fill));
+#else
+    float b[KDV_W];
+    for (int i = 0; i < KDV_W; i++)
+        b[i] = i < n ? p[i] : fill;
+    return vload(b);
+#endif
+}
+
+/* lanes [0, n) of v to p, n < W */
+KDV_INLINE void vstore_part(float *p, vf v, int64_t n)
+{
+#if KDV_W == 16 && defined(__AVX512F__)
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
+#elif KDV_W == 8 && defined(__AVX2__)
+    _mm256_maskstore_ps(p, (__m256i)vmask_first(n), (__m256)v);
+#else
+    float b[KDV_W];
+    vstore(b, v);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = b[i];
+#endif
+}
 
 /* max(a, x) lane by lane, x where x is NaN (the x86 max instruction's rule;
  * one instruction where the ISA has it, a select elsewhere) */
@@ -415,6 +414,16 @@ KDV_INLINE double get_d(const float *p)
     return v;
 }
 
+/* The row total of sum `slot` (0-2) of each segment, kept as doubles at
+ * part + 6 k + 2 slot, added in segment order. */
+KDV_INLINE double seg_total(const float *part, int64_t nseg, int slot)
+{
+    double t = 0.0;
+    for (int64_t k = 0; k < nseg; k++)
+        t += get_d(part + 6 * k + 2 * slot);
+    return t;
+}
+
 /* row maxima of x and of y (y may be NULL), NaN elements ignored (see max2) */
 KDV_INLINE void seg_max2(const float *x, const float *y, int64_t c, int nthr, float *part, float *mx,
                          float *my)
@@ -492,11 +501,8 @@ KDV_INLINE void seg_exps(const kexp *e, int ne, int64_t c, int nthr, float *part
         for (int i = 0; i < ne; i++)
             put_d(part + 6 * k + 2 * i, stream_sum(&e[i], k * KDI_SEG, seg_end(k, nseg, c) - k * KDI_SEG));
     });
-    for (int i = 0; i < ne; i++) {
-        sum[i] = 0.0;
-        for (int64_t k = 0; k < nseg; k++)
-            sum[i] += get_d(part + 6 * k + 2 * i);
-    }
+    for (int i = 0; i < ne; i++)
+        sum[i] = seg_total(part, nseg, i);
 }
 
 /* The gradient pass of a row kernel over [j0, j1) (last: the segment that
@@ -517,11 +523,8 @@ KDV_INLINE void seg_run(kseg_fn fn, const void *ctx, int64_t c, int nthr, float 
         put_d(part + 6 * k, o[0]);
         put_d(part + 6 * k + 2, o[1]);
     });
-    out[0] = out[1] = 0.0;
-    for (int64_t k = 0; k < nseg; k++) {
-        out[0] += get_d(part + 6 * k);
-        out[1] += get_d(part + 6 * k + 2);
-    }
+    out[0] = seg_total(part, nseg, 0);
+    out[1] = seg_total(part, nseg, 1);
 }
 
 /* argmax of t with torch's rules (as row_argmax) and *sum = sum_j exp(t_j -

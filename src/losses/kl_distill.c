@@ -107,9 +107,9 @@ int kdi_kl_distill_rows_small(const kd_loss *h, const kdi_row *rows, int count, 
     const int div = h->divergence;
     const double beta = h->jsd_beta;
     const int forward = div == KD_DIVERGENCE_FORWARD_KL || (div == KD_DIVERGENCE_JSD && beta == 0.0);
-    if (!forward || h->c > kdi_simd(KDI_ISA_AUTO)->small_c)
-        return 0;
     const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
+    if (!forward || h->c > ops->small_c)
+        return 0;
     const float inv_t = (float)(1.0 / h->temperature);
     const float f = h->t2_scaling ? (float)(h->temperature * h->temperature) : 1.0f;
     const kdi_onehot oh = kdi_smoothed_onehot(h);

@@ -36,9 +36,9 @@ void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2])
  * one-row-per-lane kernel. */
 int kdi_pseudo_label_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2])
 {
-    if (h->c > kdi_simd(KDI_ISA_AUTO)->small_c)
-        return 0;
     const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
+    if (h->c > ops->small_c)
+        return 0;
     kdi_small_row sr[KDI_ROW_BLOCK];
     double loss[KDI_ROW_BLOCK];
     int32_t label[KDI_ROW_BLOCK];
