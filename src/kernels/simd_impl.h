@@ -213,11 +213,11 @@ KDV_INLINE int vhany(vi m)
 /* exp(x) for x <= 0 (or NaN): every exp in kdlib is of a logit minus its row
  * max, times a positive scale.  Below -87.34 (also -Inf) the result is 0;
  * NaN stays NaN.
- * AVX-512: x = (16 n + i) ln2/16 + r, |r| <= ln2/32 (Cody-Waite split of
- * ln2/16); e^x = 2^n 2^(i/16) e^r with 2^(i/16) from a 16-entry table held
- * in one register (vpermps takes i from the low bits of the rounded x), a
- * degree-4 polynomial for e^r and 2^n by vscalefps: 12 instructions, max
- * error 0.98 ulp over every float in [-87.34, 0].
+ * AVX-512: x = (n + i/16) ln2 + r, |r| <= ln2/32 (Cody-Waite split of ln2);
+ * e^x = 2^n 2^(i/16) e^r with 2^(i/16) from a 16-entry table held in one
+ * register (vpermps takes i from the low bits of the rounded x / ln2), a
+ * degree-4 polynomial for e^r and 2^n by vscalefps: 11 instructions, max
+ * error ~1 ulp.
  * Elsewhere: x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r and
  * 2^n (n in [-126, 0]) from the exponent bits: max error ~1 ulp. */
 #if KDV_W == 16 && defined(__AVX512F__)
@@ -229,24 +229,25 @@ KDV_INLINE vf vexp_nonpos(vf x)
         1.0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f, 0x1.306fe0p+0f, 0x1.3dea64p+0f,
         0x1.4bfdaep+0f, 0x1.5ab07ep+0f, 0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f,
         0x1.9c4918p+0f, 0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f);
-    /* k = 16 x / ln2 rounded to an integer m (1.5 * 2^23 leaves m in the low
-     * mantissa bits: i = m mod 16 are k's low four bits).  Explicit FMAs:
-     * x - m ln2/16 must be rounded once. */
-    const __m512 xx = (__m512)x, magic = _mm512_set1_ps(12582912.0f);
-    const __m512 k = _mm512_fmadd_ps(xx, _mm512_set1_ps(23.08312065422341f), magic);
+    /* k = x / ln2 rounded to a multiple m of 1/16: adding 1.5 * 2^19 leaves
+     * floats 1/16 apart, so i = 16 m mod 16 are k's low four bits and
+     * vscalefps, which scales by 2^floor(m), needs no further step.  Explicit
+     * FMAs: x - m ln2 must be rounded once. */
+    const __m512 xx = (__m512)x, magic = _mm512_set1_ps(786432.0f);
+    const __m512 k = _mm512_fmadd_ps(xx, _mm512_set1_ps(1.44269504088896341f), magic);
     const __m512 m = _mm512_sub_ps(k, magic);
-    __m512 r = _mm512_fnmadd_ps(m, _mm512_set1_ps(0.0433216094970703125f), xx); /* ln2/16 high */
-    r = _mm512_fnmadd_ps(m, _mm512_set1_ps(8.928792282063669e-08f), r);         /* the rest */
+    __m512 r = _mm512_fnmadd_ps(m, _mm512_set1_ps(0.693145751953125f), xx); /* ln2, high bits */
+    r = _mm512_fnmadd_ps(m, _mm512_set1_ps(1.428606765330187045e-06f), r);   /* ln2, the rest */
     const __m512 t = _mm512_permutexvar_ps(_mm512_castps_si512(k), pow2);
     __m512 p = _mm512_fmadd_ps(r, _mm512_set1_ps(1.0f / 24.0f), _mm512_set1_ps(1.0f / 6.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_mul_ps(p, r); /* e^r - 1 */
     p = _mm512_fmadd_ps(t, p, t);
-    /* times 2^floor(m / 16); zero below lo, where the intermediate values
-     * are meaningless (NaN lanes compare unordered: kept, stay NaN) */
+    /* times 2^floor(m); zero below lo, where the intermediate values are
+     * meaningless (NaN lanes compare unordered: kept, stay NaN) */
     const __mmask16 keep = _mm512_cmp_ps_mask(xx, _mm512_set1_ps(lo), _CMP_NLT_UQ);
-    return (vf)_mm512_maskz_scalef_ps(keep, p, _mm512_mul_ps(m, _mm512_set1_ps(0.0625f)));
+    return (vf)_mm512_maskz_scalef_ps(keep, p, m);
 }
 #else
 KDV_INLINE vf vexp_nonpos(vf x)
