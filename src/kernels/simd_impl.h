@@ -183,6 +183,23 @@ KDV_INLINE void vacc(vd *acc, vf x)
         vflush(acc);
 }
 
+/* acc += w x in the lanes where w != 0 (and, for a row's tail, valid):
+ * a zero weight adds nothing even where x is infinite */
+KDV_INLINE void vacc_nz(vd *acc, vf w, vf x, vi valid, int tail)
+{
+#if KDV_W == 16 && defined(__AVX512F__)
+    __mmask16 m = _mm512_cmp_ps_mask((__m512)w, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    if (tail)
+        m &= _mm512_movepi32_mask((__m512i)valid);
+    acc->part = (vf)_mm512_mask3_fmadd_ps((__m512)w, (__m512)x, (__m512)acc->part, m);
+    if (++acc->k == KDV_BLOCK)
+        vflush(acc);
+#else
+    (void)tail;
+    vacc(acc, vsel(valid & (w != 0.0f), w * x, vset(0.0f)));
+#endif
+}
+
 KDV_INLINE double vdsum(vd v)
 {
     vflush(&v);
@@ -676,22 +693,25 @@ typedef struct {
     const float *s, *t, *es, *et, *e1;
     float *g;
     int64_t c;
-    float ms, mt, inv_t, ls, lt, l1, rs, rt, r1, cs, coef, off;
+    float ms, mt, rt, kq, cs, k1, koff;
     int hard, pw; /* pw: e1 = es^pw (vpow_flush), or 0: e1 stored */
 } kl_ctx;
 
-/* one vector of kl_row's gradient pass: acc = {KL, sum of log p1} */
+/* one vector of kl_row's gradient pass, with ds = s - ms, dt = t - mt and
+ * p = et rt the teacher's probabilities: acc[0] = sum p (dt - ds) (KL is
+ * inv_t times that plus (ls - lt) sum p), acc[1] = sum ds (for the label
+ * term's sum of log p1); g = cs (es rs - p) + coef (e1 r1 - off) */
 KDV_INLINE vf kl_step(const kl_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
 {
-    const vf zero = vset(0.0f), s = KDV_AT(k->s), t = KDV_AT(k->t), es = KDV_AT(k->es);
-    vf q = es * k->rs, p = KDV_AT(k->et) * k->rt;
-    vf lq = (s - k->ms) * k->inv_t - k->ls, lp = (t - k->mt) * k->inv_t - k->lt;
-    vacc(&acc[0], vsel(valid & (p != 0.0f), p * (lp - lq), zero));
-    vf g = k->cs * (q - p);
+    const vf ds = KDV_AT(k->s) - k->ms, dt = KDV_AT(k->t) - k->mt, es = KDV_AT(k->es);
+    const vf p = KDV_AT(k->et) * k->rt;
+    vacc_nz(&acc[0], p, dt - ds, valid, tl != NULL);
+    vf g = es * k->kq - k->koff; /* koff = 0 without a label */
+    g -= p * k->cs;
     if (k->hard) {
         const vf e1 = k->pw ? vpow_flush(es, k->pw) : KDV_AT(k->e1);
-        g += k->coef * (e1 * k->r1 - k->off);
-        vacc(&acc[1], vsel(valid, (s - k->ms) - k->l1, zero));
+        g += e1 * k->k1;
+        vacc(&acc[1], tl ? vsel(valid, ds, vset(0.0f)) : ds);
     }
     return g;
 }
@@ -726,20 +746,18 @@ static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c,
     seg_exps(ex, sep1 ? 3 : 2, c, nthr, part, sum);
     if (!sep1)
         sum[2] = sum[0];
-    k.inv_t = inv_t;
-    k.ls = logf((float)sum[0]);
-    k.lt = logf((float)sum[1]);
-    k.l1 = logf((float)sum[2]);
-    k.rs = (float)(1.0 / sum[0]);
+    const float ls = logf((float)sum[0]), lt = logf((float)sum[1]), l1 = logf((float)sum[2]);
+    const float rs = (float)(1.0 / sum[0]), r1 = (float)(1.0 / sum[2]);
     k.rt = (float)(1.0 / sum[1]);
-    k.r1 = (float)(1.0 / sum[2]);
+    k.kq = cs * rs;
     k.cs = cs;
-    k.coef = lab->coef;
-    k.off = lab->off;
+    k.k1 = k.hard ? lab->coef * r1 : 0.0f;
+    k.koff = k.hard ? lab->coef * lab->off : 0.0f;
     double acc[2];
     seg_run(KDV_FN(kl_seg_), &k, c, nthr, part, acc);
-    *kl_out = acc[0];
-    *ce_out = k.hard ? label_finish(lab, s_y, k.ms, k.l1, acc[1], g) : 0.0;
+    /* sum p (lp - lq) = inv_t sum p (dt - ds) + (ls - lt) sum p, sum p = rt sum et */
+    *kl_out = (double)inv_t * acc[0] + ((double)ls - lt) * ((double)k.rt * sum[1]);
+    *ce_out = k.hard ? label_finish(lab, s_y, k.ms, l1, acc[1] - (double)c * l1, g) : 0.0;
 }
 
 typedef struct {
