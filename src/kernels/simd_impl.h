@@ -764,22 +764,37 @@ typedef struct {
     const float *s, *es, *sv;
     float *g;
     int64_t c;
-    float ms, ls, rs, rt, a, off, cs, sum_q;
-    int src_kind;
+    float ms, ka, off, ks, kg, cs; /* ks = rs sum_q, kg = cs ks */
 } ce_ctx;
 
-/* one vector of ce_row's gradient pass: acc[0] = sum q log p */
-KDV_INLINE vf ce_step(const ce_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
+/* one vector of ce_row's gradient pass for a target source of kind `kind`
+ * (a constant: see ce_row), with d = s - ms and q the target: acc[0] =
+ * sum q d, acc[1] = sum q (sum q log p = acc[0] - ls acc[1]); g = cs (es rs
+ * sum_q - q).  Kind 0 (no soft source, q = off everywhere) sums d alone. */
+KDV_INLINE vf ce_step(const ce_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc, int kind)
 {
-    const vf zero = vset(0.0f);
-    vf lp = (KDV_AT(k->s) - k->ms) - k->ls;
-    vf sv = k->src_kind == 1 ? KDV_AT(k->sv) : (k->src_kind == 2 ? KDV_AT(k->sv) * k->rt : zero);
-    vf q = sv * k->a + k->off;
-    vacc(&acc[0], vsel(valid & (q != 0.0f), q * lp, zero));
-    return k->cs * (KDV_AT(k->es) * k->rs * k->sum_q - q);
+    const vf d = KDV_AT(k->s) - k->ms, es = KDV_AT(k->es);
+    if (kind == 0) {
+        if (k->off != 0.0f)
+            vacc(&acc[0], tl ? vsel(valid, d, vset(0.0f)) : d);
+        return es * k->kg - k->cs * k->off;
+    }
+    const vf q = KDV_AT(k->sv) * k->ka + k->off;
+    vacc_nz(&acc[0], q, d, valid, tl != NULL);
+    vacc(&acc[1], tl ? vsel(valid, q, vset(0.0f)) : q);
+    return k->cs * (es * k->ks - q);
 }
 
-KDV_SEG_PASS(ce_seg_, ce_ctx, ce_step)
+KDV_INLINE vf ce_step0(const ce_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
+{
+    return ce_step(k, tl, j, valid, acc, 0);
+}
+KDV_INLINE vf ce_step1(const ce_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
+{
+    return ce_step(k, tl, j, valid, acc, 1);
+}
+KDV_SEG_PASS(ce_seg0_, ce_ctx, ce_step0)
+KDV_SEG_PASS(ce_seg1_, ce_ctx, ce_step1)
 
 static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, float *g, int64_t c,
                               float inv_t, float a, const kdi_simd_label *lab, float lab_sum,
@@ -795,10 +810,10 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     seg_exps(ex, src_kind == 2 ? 2 : 1, c, nthr, part, sum);
     double sum_src = 0.0;
     k.sv = src;
-    k.rt = 1.0f;
+    k.ka = a;
     if (src_kind == 2) {
         sum_src = 1.0;
-        k.rt = (float)(1.0 / sum[1]);
+        k.ka = a * (float)(1.0 / sum[1]);
         k.sv = work + c;
     } else if (src_kind == 1) {
         vd acc = VD_ZERO;
@@ -813,20 +828,21 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     k.es = work;
     k.g = g;
     k.c = c;
-    k.src_kind = src_kind;
-    k.ls = logf((float)sum[0]);
-    k.rs = (float)(1.0 / sum[0]);
-    k.a = a;
+    const float ls = logf((float)sum[0]);
     k.off = lab->active ? lab->off : 0.0f;
     k.cs = cs;
-    k.sum_q = (float)(lab_sum + a * sum_src);
+    k.ks = (float)(1.0 / sum[0]) * (float)(lab_sum + a * sum_src);
+    k.kg = cs * k.ks;
     double acc[2];
-    seg_run(KDV_FN(ce_seg_), &k, c, nthr, part, acc);
-    double total = -acc[0];
+    seg_run(src_kind ? KDV_FN(ce_seg1_) : KDV_FN(ce_seg0_), &k, c, nthr, part, acc);
+    /* sum q log p = sum q d - ls sum q (kind 0: q = off everywhere) */
+    const double sum_qlp = src_kind ? acc[0] - (double)ls * acc[1]
+                                    : (k.off != 0.0f ? (double)k.off * (acc[0] - (double)c * ls) : 0.0);
+    double total = -sum_qlp;
     if (lab->active) {
         const float extra = lab->on - lab->off;
         if (extra != 0.0f) {
-            total -= (double)extra * ((s_y - k.ms) - k.ls);
+            total -= (double)extra * ((s_y - k.ms) - ls);
             if (g)
                 g[lab->y] -= cs * extra;
         }
