@@ -28,11 +28,23 @@ static void fill(float *x, size_t n, unsigned seed, float scale)
     }
 }
 
-/* Triad a = b + s * c over arrays far larger than the caches: bytes moved per
- * second, counting 3 arrays (2 reads, 1 write), best of several runs. */
-static double triad_gbs(int threads)
+/* a[i] = b[i] + 0.5 c[i] over [lo, hi), compiled for the widest vectors the
+ * CPU has (chosen at load time), so that in-cache sizes are not limited by
+ * the width of the loop */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+triad_loop(float *restrict a, const float *restrict b, const float *restrict c, size_t lo, size_t hi)
 {
-    const size_t n = (size_t)1 << 25; /* 3 x 128 MiB */
+    for (size_t i = lo; i < hi; i++)
+        a[i] = b[i] + 0.5f * c[i];
+}
+
+/* Triad a = b + s * c over three arrays of n floats: bytes moved per second,
+ * counting 3 arrays (2 reads, 1 write), best of repetitions that run for at
+ * least min_sec (and at least 10).  With n far above the caches this is the
+ * memory bandwidth; with n of a loss shape's N x C it is the bandwidth of
+ * the cache level such a shape's three arrays live in. */
+static double triad_gbs(int threads, size_t n, double min_sec)
+{
     float *a = malloc(n * 4), *b = malloc(n * 4), *c = malloc(n * 4);
     if (!a || !b || !c)
         return 0.0;
@@ -42,13 +54,16 @@ static double triad_gbs(int threads)
         b[i] = 1.0f;
         c[i] = 2.0f;
     }
-    double best = 1e30;
-    for (int r = 0; r < 10; r++) {
+    double best = 1e30, total = 0.0;
+    for (int r = 0; r < 10 || total < min_sec; r++) {
         double t0 = now();
-#pragma omp parallel for simd num_threads(threads) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            a[i] = b[i] + 0.5f * c[i];
+#pragma omp parallel num_threads(threads)
+        {
+            const size_t nt = (size_t)omp_get_num_threads(), k = (size_t)omp_get_thread_num();
+            triad_loop(a, b, c, n * k / nt, n * (k + 1) / nt);
+        }
         double t = now() - t0;
+        total += t;
         if (t < best)
             best = t;
     }
@@ -161,18 +176,22 @@ static void bench_ema(int threads, int reps, int tsv, double bw)
 static void usage(void)
 {
     puts("usage: kd-bench [--loss NAME] [--shape NxC] [--threads T] [--reps R] [--tsv] [--no-triad]\n"
+         "                [--triad-shape]\n"
          "  --loss    kl_distill | soft_ce | logit_mse | pseudo_label | ema_update (default: all)\n"
          "  --shape   one shape (default: 4096x10 1024x100 1024x1000 256x32000 64x128000)\n"
          "  --threads thread count (default: 1 and all cores); 0 = all cores\n"
          "  --reps    timed repetitions, the best is reported (default 20)\n"
          "  --mode    forward | backward | fused (default: all)\n"
-         "  --tsv     machine-readable rows: loss mode n c threads seconds");
+         "  --tsv     machine-readable rows: loss mode n c threads seconds\n"
+         "  --triad-shape  only the triad over three arrays of N x C floats per shape and\n"
+         "            thread count (the bandwidth of the cache level that shape lives in):\n"
+         "            rows: triad shape n c threads GB/s");
 }
 
 int main(int argc, char **argv)
 {
     int64_t shapes[8][2] = {{4096, 10}, {1024, 100}, {1024, 1000}, {256, 32000}, {64, 128000}};
-    int nshapes = 5, reps = 20, tsv = 0, triad = 1, mode_only = -1;
+    int nshapes = 5, reps = 20, tsv = 0, triad = 1, mode_only = -1, triad_shape = 0;
     int thread_list[2] = {1, omp_get_num_procs()}, nthreads = thread_list[1] > 1 ? 2 : 1;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
@@ -206,16 +225,26 @@ int main(int argc, char **argv)
             tsv = 1;
         } else if (!strcmp(argv[i], "--no-triad")) {
             triad = 0;
+        } else if (!strcmp(argv[i], "--triad-shape")) {
+            triad_shape = 1;
         } else {
             usage();
             return !strcmp(argv[i], "--help") ? 0 : 2;
         }
     }
 
+    if (triad_shape) { /* the triad over three arrays of N x C floats: GB/s */
+        for (int si = 0; si < nshapes; si++)
+            for (int k = 0; k < nthreads; k++)
+                printf("triad\tshape\t%lld\t%lld\t%d\t%.3f\n", (long long)shapes[si][0],
+                       (long long)shapes[si][1], thread_list[k],
+                       triad_gbs(thread_list[k], (size_t)(shapes[si][0] * shapes[si][1]), 0.2));
+        return 0;
+    }
     double bw[2] = {0, 0};
     if (triad)
         for (int k = 0; k < nthreads; k++)
-            bw[k] = triad_gbs(thread_list[k]);
+            bw[k] = triad_gbs(thread_list[k], (size_t)1 << 25, 0.0); /* 3 x 128 MiB */
     if (!tsv) {
         printf("kdlib %s benchmark; triad bandwidth:", kd_version_string());
         for (int k = 0; k < nthreads; k++)

@@ -66,11 +66,12 @@ def time_kdlib(bench, loss, n, c, threads, reps, min_time):
     return run(reps_for(run(2), reps, min_time))
 
 
-def triad_of(bench_output):
-    """{threads: GB/s} from kd-bench's first line ("triad bandwidth: 15.4 GB/s (1 thread) ...")."""
-    import re
-    first = bench_output.splitlines()[0] if bench_output else ""
-    return {int(t): float(g) for g, t in re.findall(r"([0-9.]+) GB/s \((\d+) threads?\)", first)}
+def triad_at(bench, n, c, threads):
+    """GB/s of the triad over three arrays of n x c floats (kd-bench --triad-shape): the
+    bandwidth of the cache level (or memory) a loss of that shape streams from."""
+    out = subprocess.run([bench, "--triad-shape", "--shape", f"{n}x{c}", "--threads", str(threads)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
 
 
 def machine():
@@ -110,11 +111,12 @@ def main():
         torch.set_num_threads(th)
         for loss in LOSSES:
             for n, c in shapes:
-                kd, tc = float("inf"), float("inf")
+                kd, tc, bw = float("inf"), float("inf"), 0.0
                 for _ in range(args.rounds):
                     kd = min(kd, time_kdlib(args.bench, loss, n, c, th, args.reps, args.min_time))
                     tc = min(tc, time_torch(torch, F, loss, n, c, args.reps, args.min_time))
-                rows.append((loss, n, c, th, kd, tc))
+                    bw = max(bw, triad_at(args.bench, n, c, th))
+                rows.append((loss, n, c, th, kd, tc, bw))
                 print(f"{loss:<13}{n:>6}{c:>8}{th:>4}{kd * 1e6:>11.1f}{tc * 1e6:>11.1f}{tc / kd:>8.1f}x",
                       flush=True)
     if args.markdown:
@@ -130,25 +132,27 @@ def main():
             f.write(f"- Each figure is the best of at least {args.reps} repetitions (more for small "
                     f"shapes: each side runs >= {args.min_time} s per round) x {args.rounds} interleaved "
                     "rounds; kdlib and PyTorch ran alternately in the same run.\n\n")
-            triad = triad_of(full)
             f.write("## Fused forward + backward: kdlib vs PyTorch\n\n")
-            f.write("| loss | N | C | threads | kdlib (us) | PyTorch (us) | speed-up | bandwidth bound |\n")
-            f.write("|---|---:|---:|---:|---:|---:|---:|---:|\n")
-            for loss, n, c, th, kd, tc in rows:
-                # the fastest possible run at the triad bandwidth of this thread count
-                floor = 12.0 * n * c / (triad[th] * 1e9) if triad.get(th) else 0.0
-                bound = f"{tc / floor:.1f}x" if floor > 0 else "-"
+            f.write("| loss | N | C | threads | kdlib (us) | PyTorch (us) | speed-up | triad at N x C (GB/s) "
+                    "| bandwidth bound |\n")
+            f.write("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+            for loss, n, c, th, kd, tc, bw in rows:
+                # the fastest possible run: 12 bytes per element at the triad bandwidth of this size
+                bound = f"{tc / (12.0 * n * c / (bw * 1e9)):.1f}x" if bw > 0 else "-"
                 f.write(f"| {loss} | {n} | {c} | {th} | {kd * 1e6:.1f} | {tc * 1e6:.1f} | {tc / kd:.1f}x "
-                        f"| {bound} |\n")
-            f.write("\n*Bandwidth bound*: PyTorch's time over the time the minimal traffic (read student "
-                    "and teacher, write the gradient: 12 bytes per element) takes at the triad bandwidth "
-                    "measured in this run for that thread count, i.e. the largest speed-up over PyTorch "
-                    "any implementation streaming from memory could reach. Where it is below 10x the "
-                    "10x target cannot be met on this machine for shapes that do not fit in cache "
-                    "(shapes that fit in L2/L3 can run faster than the triad).\n")
+                        f"| {bw:.1f} | {bound} |\n")
+            f.write("\n*Triad at N x C*: the bandwidth of the triad `a = b + 0.5 c` over three arrays of "
+                    "N x C floats (`kd-bench --triad-shape --shape NxC --threads T`, vectorised for the "
+                    "CPU, best over the rounds of this run), i.e. of the cache level or memory that a "
+                    "shape's student, teacher and gradient live in. *Bandwidth bound*: PyTorch's time "
+                    "over the time the minimal traffic (read student and teacher, write the gradient: "
+                    "12 bytes per element) takes at that bandwidth, i.e. the largest speed-up over "
+                    "PyTorch an implementation that reads its inputs and writes its gradient once "
+                    "could reach on this machine. Where it is below 10x, the 10x target cannot be met "
+                    "here.\n")
             met = sum(1 for r in rows if r[5] / r[4] >= 10.0)
-            capped = sum(1 for loss, n, c, th, kd, tc in rows
-                         if triad.get(th) and tc / (12.0 * n * c / (triad[th] * 1e9)) < 10.0)
+            capped = sum(1 for loss, n, c, th, kd, tc, bw in rows
+                         if bw > 0 and tc / (12.0 * n * c / (bw * 1e9)) < 10.0)
             f.write(f"\nDesign target (design.md section 9, >= 10x PyTorch eager): met on {met} of "
                     f"{len(rows)} rows; speed-ups range from {min(r[5] / r[4] for r in rows):.1f}x to "
                     f"{max(r[5] / r[4] for r in rows):.1f}x. Rows whose bandwidth bound itself is "
