@@ -183,21 +183,24 @@ KDV_INLINE void vacc(vd *acc, vf x)
         vflush(acc);
 }
 
-/* acc += w x in the lanes where w != 0 (and, for a row's tail, valid):
- * a zero weight adds nothing even where x is infinite */
-KDV_INLINE void vacc_nz(vd *acc, vf w, vf x, vi valid, int tail)
+/* acc + w x in the lanes where w != 0 (a zero weight adds nothing, even
+ * where x is infinite) */
+KDV_INLINE vf vlanes_nz(vf acc, vf w, vf x)
 {
 #if KDV_W == 16 && defined(__AVX512F__)
-    __mmask16 m = _mm512_cmp_ps_mask((__m512)w, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-    if (tail)
-        m &= _mm512_movepi32_mask((__m512i)valid);
-    acc->part = (vf)_mm512_mask3_fmadd_ps((__m512)w, (__m512)x, (__m512)acc->part, m);
+    const __mmask16 m = _mm512_cmp_ps_mask((__m512)w, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    return (vf)_mm512_mask3_fmadd_ps((__m512)w, (__m512)x, (__m512)acc, m);
+#else
+    return acc + vsel(w != 0.0f, w * x, vset(0.0f));
+#endif
+}
+
+/* acc += w x in the lanes where w != 0 (and, for a row's tail, valid) */
+KDV_INLINE void vacc_nz(vd *acc, vf w, vf x, vi valid, int tail)
+{
+    acc->part = vlanes_nz(acc->part, tail ? vsel(valid, w, vset(0.0f)) : w, x);
     if (++acc->k == KDV_BLOCK)
         vflush(acc);
-#else
-    (void)tail;
-    vacc(acc, vsel(valid & (w != 0.0f), w * x, vset(0.0f)));
-#endif
 }
 
 KDV_INLINE double vdsum(vd v)
@@ -1070,16 +1073,15 @@ KDV_INLINE vf vlog_ge1(vf x)
     return vsel(x == x, r, x);
 }
 
-/* per-lane max over the c vectors (NaN lanes stay NaN) */
+/* per-lane max over the c vectors, NaN elements ignored (as max2 without
+ * nan_check: every caller takes exps of x - max next, so a NaN element
+ * still makes its lane's sum, and every output of that row, NaN) */
 KDV_INLINE vf lanes_max(const vf *x, int64_t c)
 {
     vf m = vset(-INFINITY);
-    vi nan = vmask_first(0);
-    for (int64_t j = 0; j < c; j++) {
-        nan |= x[j] != x[j];
-        m = vsel(x[j] > m, x[j], m);
-    }
-    return vsel(nan, vset(NAN), m);
+    for (int64_t j = 0; j < c; j++)
+        m = vmax_keepnan(x[j], m); /* m where x[j] is NaN */
+    return m;
 }
 
 /* e[j] = exp((x[j] - m) * scale), returns the per-lane sum */
@@ -1132,7 +1134,8 @@ static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, f
     const vf ms = lanes_max(S, c), mt = lanes_max(T, c);
     vf ls, lt, l1, rs, rt, r1;
     lanes_log_inv(lanes_exp(S, c, ms, inv_t, ES), &ls, &rs);
-    lanes_log_inv(lanes_exp(T, c, mt, inv_t, ET), &lt, &rt);
+    const vf st = lanes_exp(T, c, mt, inv_t, ET);
+    lanes_log_inv(st, &lt, &rt);
     const vf *e1 = ES;
     l1 = ls;
     r1 = rs;
@@ -1151,16 +1154,24 @@ static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, f
         }
         e1 = E1;
     }
-    const vf zero = vset(0.0f);
+    /* as kl_step: KL = inv_t sum pt (dt - ds) + (ls - lt) sum pt, CE = l1 sum
+     * oh - sum oh ds, with oh the smoothed one-hot of the label */
+    const vf zero = vset(0.0f), kq = p.cs * rs, k1 = p.coef * r1;
+    const vf con = p.coef * p.on, coff = p.coef * p.off;
     vf kl = zero, ce = zero, G[KDV_SMALL_C];
     for (int64_t j = 0; j < c; j++) {
-        vf q = ES[j] * rs, pt = ET[j] * rt;
-        vf lq = (S[j] - ms) * inv_t - ls, lp = (T[j] - mt) * inv_t - lt;
-        kl += vsel(pt != 0.0f, pt * (lp - lq), zero);
-        vf oh = vsel(p.y == (int32_t)j, p.on, p.off);
-        ce -= vsel(oh != 0.0f, oh * ((S[j] - ms) - l1), zero);
-        G[j] = p.cs * (q - pt) + p.coef * (e1[j] * r1 - oh);
+        const vf ds = S[j] - ms, pt = ET[j] * rt;
+        kl = vlanes_nz(kl, pt, (T[j] - mt) - ds);
+        const vi is_y = p.y == (int32_t)j;
+        vf g = ES[j] * kq - pt * p.cs;
+        if (labels) {
+            ce = vlanes_nz(ce, vsel(is_y, p.on, p.off), ds);
+            g += e1[j] * k1 - vsel(is_y, con, coff);
+        }
+        G[j] = g;
     }
+    kl = kl * inv_t + (ls - lt) * (rt * st);
+    ce = l1 * (p.on + (float)(c - 1) * p.off) - ce;
     scatter_rows(rows, nrows, c, G);
     for (int r = 0; r < nrows; r++) {
         kl_out[r] = kl[r];
@@ -1176,31 +1187,32 @@ static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, i
     const vf zero = vset(0.0f);
     gather_rows(rows, nrows, c, 0, S);
     const vf ms = lanes_max(S, c);
-    vf ls, rs, sum_src = zero;
+    vf ls, rs, sum_src = zero, ka = p.a;
     lanes_log_inv(lanes_exp(S, c, ms, 1.0f, ES), &ls, &rs);
     if (src_kind) {
         gather_rows(rows, nrows, c, 1, Q);
-        if (src_kind == 2) { /* teacher logits: Q becomes softmax(t / T) */
-            const vf mt = lanes_max(Q, c);
+        if (src_kind == 2) { /* teacher logits: q_src = Q rt = softmax(t / T) */
             vf lt, rt;
-            lanes_log_inv(lanes_exp(Q, c, mt, inv_t, Q), &lt, &rt);
-            for (int64_t j = 0; j < c; j++)
-                Q[j] *= rt;
+            lanes_log_inv(lanes_exp(Q, c, lanes_max(Q, c), inv_t, Q), &lt, &rt);
+            ka = p.a * rt;
             sum_src = vset(1.0f);
         } else {
             for (int64_t j = 0; j < c; j++)
                 sum_src += Q[j];
         }
     }
-    const vf sum_q = p.lab_sum + p.a * sum_src;
-    vf loss = zero, G[KDV_SMALL_C];
+    /* as ce_step: sum q log p = sum q d - ls sum q, g = cs (es rs sum_q - q) */
+    const vf ks = rs * (p.lab_sum + p.a * sum_src);
+    vf qd = zero, qs = zero, G[KDV_SMALL_C];
     for (int64_t j = 0; j < c; j++) {
         vf q = vsel(p.y == (int32_t)j, p.on, p.off);
         if (src_kind)
-            q += p.a * Q[j];
-        loss -= vsel(q != 0.0f, q * ((S[j] - ms) - ls), zero);
-        G[j] = p.cs * (ES[j] * rs * sum_q - q);
+            q += ka * Q[j];
+        qd = vlanes_nz(qd, q, S[j] - ms);
+        qs += q;
+        G[j] = p.cs * (ES[j] * ks - q);
     }
+    const vf loss = ls * qs - qd;
     scatter_rows(rows, nrows, c, G);
     for (int r = 0; r < nrows; r++)
         loss_out[r] = loss[r];
@@ -1225,24 +1237,27 @@ static void KDV_FN(pl_small_)(const kdi_small_row *rows, int nrows, int64_t c,
         m = vsel(gt, T[j], m);
     }
     idx = (vi)vsel(nan_idx >= 0, (vf)nan_idx, (vf)idx);
-    /* confidence = max softmax(t) = 1 / sum_j exp(t_j - max) */
+    /* confidence = max softmax(t) = 1 / sum_j exp(t_j - max), m the max
+     * without NaN elements (a NaN makes the sum NaN: the row is not kept) */
     vf ET[KDV_SMALL_C];
-    const vf conf = 1.0f / lanes_exp(T, c, lanes_max(T, c), 1.0f, ET);
+    const vf conf = 1.0f / lanes_exp(T, c, m, 1.0f, ET);
     vf thr = vset(tau);
     if (class_thr)
         for (int r = 0; r < KDV_W; r++)
             thr[r] = class_thr[idx[r] >= 0 && idx[r] < c ? idx[r] : 0];
     const vi keep = inclusive ? conf >= thr : conf > thr;
-    /* kept rows: CE(s, label) */
+    /* kept rows: CE(s, label) = ls - (s_label - ms), g = cs (softmax(s) - onehot) */
     const vf ms = lanes_max(S, c);
     vf ls, rs;
     lanes_log_inv(lanes_exp(S, c, ms, 1.0f, ES), &ls, &rs);
-    vf loss = zero, G[KDV_SMALL_C];
+    const vf kk = p.cs * rs;
+    vf sy = zero, G[KDV_SMALL_C];
     for (int64_t j = 0; j < c; j++) { /* masked rows: exactly 0, even for a NaN student */
-        vi is_y = idx == (int32_t)j;
-        loss -= vsel(is_y & keep, (S[j] - ms) - ls, zero);
-        G[j] = vsel(keep, p.cs * (ES[j] * rs - vsel(is_y, vset(1.0f), zero)), zero);
+        const vi is_y = idx == (int32_t)j;
+        sy = vsel(is_y, S[j], sy);
+        G[j] = vsel(keep, ES[j] * kk - (vf)(is_y & (vi)p.cs), zero);
     }
+    const vf loss = vsel(keep, ls - (sy - ms), zero);
     scatter_rows(rows, nrows, c, G);
     for (int r = 0; r < nrows; r++) {
         loss_out[r] = loss[r];
