@@ -24,15 +24,6 @@ static kdi_row_kernel kernel_of(kd_loss_kind kind)
 
 void kdi_run_rows(const kd_loss *h, kdi_row *rows, int count, double (*terms)[2])
 {
-    int done = 0;
-    if (h->kind == KD_LOSS_KL_DISTILL)
-        done = kdi_kl_distill_rows_small(h, rows, count, terms);
-    else if (h->kind == KD_LOSS_CROSS_ENTROPY)
-        done = kdi_cross_entropy_rows_small(h, rows, count, terms);
-    else if (h->kind == KD_LOSS_PSEUDO_LABEL)
-        done = kdi_pseudo_label_rows_small(h, rows, count, terms);
-    if (done)
-        return;
     const kdi_row_kernel kernel = kernel_of(h->kind);
     kdi_pipe pipe = {NULL, NULL, 0.0f, 0.0f, NULL, NULL, 1, h->prefetch_c};
     for (int k = 0; k < count; k++) {
@@ -316,10 +307,13 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     float *mask_out = want_aux ? h->mask_out : NULL;
     int32_t *labels_out = want_aux ? h->labels_out : NULL;
     double *all_terms = h->terms;
+    kdi_small_plan small;
+    const int is_small = kdi_small_plan_of(h, &small);
 
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t b = 0; b < nblocks; b++) {
         kdi_row rows[KDI_ROW_BLOCK];
+        kdi_small_row sr[KDI_ROW_BLOCK];
         double terms[KDI_ROW_BLOCK][2], wk[KDI_ROW_BLOCK];
         int64_t idx[KDI_ROW_BLOCK];
         int hard[KDI_ROW_BLOCK], cnt = 0;
@@ -342,25 +336,37 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
             double up = 1.0;
             if (mode == KDI_BACKWARD)
                 up = red == KD_REDUCTION_NONE ? upstream[i] : upstream[0];
-            kdi_row *r = &rows[cnt];
-            r->s = student + i * ld_student;
-            r->q = target ? target + i * ld_target : NULL;
-            r->t = teacher ? teacher + i * ld_teacher : (many_teachers ? kdi_teacher_row(h, i) : NULL);
-            r->y = is_ce ? (ignored ? -1 : y) : (hard_on ? y : -1);
-            r->g = g;
-            r->work = work;
-            r->nthr = row_thr;
-            r->pipe = NULL; /* set by kdi_run_rows */
-            r->c_soft = up * w * sw * inv_soft;
-            r->c_hard = up * w * hw * inv_hard;
-            r->g2 = grad2 ? grad2 + i * ld_grad2 : NULL;
-            r->mask = mask_out ? mask_out + i : NULL;
-            r->label = labels_out ? labels_out + i : NULL;
+            const float *si = student + i * ld_student;
+            const float *qi = target ? target + i * ld_target : NULL;
+            const int32_t yi = is_ce ? (ignored ? -1 : y) : (hard_on ? y : -1);
+            const double c_soft = up * w * sw * inv_soft, c_hard = up * w * hw * inv_hard;
+            if (is_small) { /* the row as the short-row kernels take it, nothing else */
+                const float *ti = teacher ? teacher + i * ld_teacher : NULL;
+                sr[cnt] = kdi_small_row_of(&small, si, ti, qi, g, yi, c_soft, c_hard);
+            } else {
+                kdi_row *r = &rows[cnt];
+                r->s = si;
+                r->q = qi;
+                r->t = teacher ? teacher + i * ld_teacher : (many_teachers ? kdi_teacher_row(h, i) : NULL);
+                r->y = yi;
+                r->g = g;
+                r->work = work;
+                r->nthr = row_thr;
+                r->pipe = NULL; /* set by kdi_run_rows */
+                r->c_soft = c_soft;
+                r->c_hard = c_hard;
+                r->g2 = grad2 ? grad2 + i * ld_grad2 : NULL;
+                r->mask = mask_out ? mask_out + i : NULL;
+                r->label = labels_out ? labels_out + i : NULL;
+            }
             wk[cnt] = w;
             hard[cnt] = hard_on;
             idx[cnt++] = i;
         }
-        kdi_run_rows(h, rows, cnt, terms);
+        if (is_small)
+            kdi_small_run(h, &small, sr, cnt, terms, idx, mask_out, labels_out);
+        else
+            kdi_run_rows(h, rows, cnt, terms);
         for (int k = 0; k < cnt; k++) {
             double *out = all_terms + 2 * idx[k];
             out[0] = wk[k] * sw * terms[k][0];

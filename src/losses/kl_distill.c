@@ -99,35 +99,3 @@ void kdi_kl_distill_row(const kd_loss *h, const kdi_row *r, double terms[2])
         g[j] = gj + (hd.active ? kdi_hard_grad_at(&hd, sj, j) : 0.0f);
     }
 }
-
-/* Forward KL at temperature with at most small_c classes: the rows go
- * through the one-row-per-lane kernel, `lanes` rows per call. */
-int kdi_kl_distill_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2])
-{
-    const int div = h->divergence;
-    const double beta = h->jsd_beta;
-    const int forward = div == KD_DIVERGENCE_FORWARD_KL || (div == KD_DIVERGENCE_JSD && beta == 0.0);
-    const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
-    if (!forward || h->c > ops->small_c)
-        return 0;
-    const float inv_t = (float)(1.0 / h->temperature);
-    const float f = h->t2_scaling ? (float)(h->temperature * h->temperature) : 1.0f;
-    const kdi_onehot oh = kdi_smoothed_onehot(h);
-    kdi_small_row sr[KDI_ROW_BLOCK];
-    double kl[KDI_ROW_BLOCK], ce[KDI_ROW_BLOCK];
-    for (int k = 0; k < count; k++) {
-        const kdi_row *r = &rows[k];
-        kdi_small_row x = {r->s, r->t, r->g, (float)r->c_soft * f * inv_t, 0.0f, 0.0f,
-                           {r->y >= 0, r->y, oh.on, oh.off, (float)r->c_hard}};
-        sr[k] = x;
-    }
-    for (int k = 0; k < count; k += ops->lanes) {
-        int m = count - k < ops->lanes ? count - k : ops->lanes;
-        ops->kl_small(sr + k, m, h->c, inv_t, kl + k, ce + k);
-    }
-    for (int k = 0; k < count; k++) {
-        terms[k][0] = f * kl[k];
-        terms[k][1] = ce[k];
-    }
-    return 1;
-}

@@ -114,12 +114,6 @@ typedef void (*kdi_row_kernel)(const kd_loss *h, const kdi_row *r, double terms[
  * several rows at once; the other kinds loop over their row kernel. */
 #define KDI_ROW_BLOCK KDI_MAX_LANES
 void kdi_run_rows(const kd_loss *h, kdi_row *rows, int count, double (*terms)[2]);
-/* The short-row paths; each returns 0 (nothing done) when it does not apply. */
-int kdi_kl_distill_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2]);
-int kdi_cross_entropy_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2]);
-int kdi_pseudo_label_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2]);
-void kdi_ce_small_rows(const kdi_small_row *sr, int count, int64_t c, int src_kind, float inv_t,
-                       double *loss);
 
 void kdi_cross_entropy_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_kl_distill_row(const kd_loss *h, const kdi_row *r, double terms[2]);
@@ -243,11 +237,53 @@ typedef struct {
     float on, off;
 } kdi_onehot;
 
-/* oh: kdi_smoothed_onehot(h), computed once per block of rows */
-kdi_small_row kdi_cross_entropy_small_row(const kd_loss *h, const kdi_row *r, int src_kind,
-                                          kdi_onehot oh);
-
 kdi_onehot kdi_smoothed_onehot(const kd_loss *h);
+
+/* The short-row path (small_rows.c): KL distillation (forward KL), cross-
+ * entropy and pseudo-label with at most small_c classes and at most one
+ * teacher.  The driver sets the plan up once per call, describes each row
+ * with kdi_small_row_of (no kdi_row) and runs blocks of up to KDI_ROW_BLOCK
+ * rows with kdi_small_run. */
+enum { KDI_SMALL_NONE = 0, KDI_SMALL_KL, KDI_SMALL_CE, KDI_SMALL_PL };
+typedef struct {
+    int kind, src_kind; /* src_kind (CE): 0 labels only, 1 target probabilities, 2 teacher */
+    float inv_t, f;     /* f (KL): the T^2 factor or 1 */
+    float label_weight; /* CE */
+    kdi_onehot oh;
+} kdi_small_plan;
+
+/* 1 and the plan when the call takes the short-row path, else 0 */
+int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p);
+
+/* One row: s, the teacher t or target q (NULL when not bound), g (or NULL),
+ * y (the row's label for the hard term, -1 for none: as kdi_row's y) and
+ * the row's coefficients (as kdi_row's c_soft, c_hard). */
+static inline kdi_small_row kdi_small_row_of(const kdi_small_plan *p, const float *s,
+                                             const float *t, const float *q, float *g, int32_t y,
+                                             double c_soft, double c_hard)
+{
+    if (p->kind == KDI_SMALL_KL) {
+        kdi_small_row x = {s, t, g, (float)c_soft * p->f * p->inv_t, 0.0f, 0.0f,
+                           {y >= 0, y, p->oh.on, p->oh.off, (float)c_hard}};
+        return x;
+    }
+    if (p->kind == KDI_SMALL_CE) { /* q = lab_w smoothed onehot(y) + src_w q_src */
+        const int src = p->src_kind;
+        const float lab_w = y >= 0 ? (src ? p->label_weight : 1.0f) : 0.0f;
+        const float src_w = src ? (y >= 0 ? 1.0f - p->label_weight : 1.0f) : 0.0f;
+        kdi_small_row x = {s, q ? q : t, g, (float)c_soft, src_w, lab_w,
+                           {y >= 0, y, lab_w * p->oh.on, lab_w * p->oh.off, 0.0f}};
+        return x;
+    }
+    kdi_small_row x = {s, t, g, (float)c_soft, 0.0f, 0.0f, {0, -1, 0.0f, 0.0f, 0.0f}};
+    return x;
+}
+
+/* The kernels over count <= KDI_ROW_BLOCK rows: terms as kdi_row_kernel's;
+ * pseudo-label also writes mask_out[idx[k]] and labels_out[idx[k]] (either
+ * may be NULL). */
+void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_row *sr, int count,
+                   double (*terms)[2], const int64_t *idx, float *mask_out, int32_t *labels_out);
 
 /* q_j of the smoothed one-hot target for label y (y < 0: no label, 0). */
 static inline float kdi_onehot_at(kdi_onehot oh, int32_t y, int64_t j)

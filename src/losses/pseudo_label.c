@@ -31,35 +31,3 @@ void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2])
     terms[0] = kdi_simd(KDI_ISA_AUTO)->ce_row(r->s, NULL, 0, r->g, c, 1.0f, 0.0f, &lab, 1.0f,
                                               (float)r->c_soft, r->work, r->nthr, r->pipe);
 }
-
-/* Short rows: thresholds and cross-entropy of up to `lanes` rows at once in the
- * one-row-per-lane kernel. */
-int kdi_pseudo_label_rows_small(const kd_loss *h, const kdi_row *rows, int count, double (*terms)[2])
-{
-    const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
-    if (h->c > ops->small_c)
-        return 0;
-    kdi_small_row sr[KDI_ROW_BLOCK];
-    double loss[KDI_ROW_BLOCK];
-    int32_t label[KDI_ROW_BLOCK];
-    int keep[KDI_ROW_BLOCK];
-    for (int k = 0; k < count; k++) {
-        kdi_small_row x = {rows[k].s, rows[k].t, rows[k].g, (float)rows[k].c_soft, 0.0f, 0.0f,
-                           {0, -1, 0.0f, 0.0f, 0.0f}};
-        sr[k] = x;
-    }
-    for (int k = 0; k < count; k += ops->lanes) {
-        int m = count - k < ops->lanes ? count - k : ops->lanes;
-        ops->pl_small(sr + k, m, h->c, h->class_thresholds, (float)h->threshold,
-                      h->threshold_mode == KD_THRESHOLD_INCLUSIVE, loss + k, label + k, keep + k);
-    }
-    for (int k = 0; k < count; k++) {
-        if (rows[k].mask)
-            *rows[k].mask = keep[k] ? 1.0f : 0.0f;
-        if (rows[k].label)
-            *rows[k].label = label[k];
-        terms[k][0] = loss[k];
-        terms[k][1] = 0.0;
-    }
-    return 1;
-}
