@@ -283,7 +283,8 @@ END_TEST
 
 /* Consecutive rows through a kdi_pipe (the next row's maxima taken during
  * this row's exp passes; for rows of several segments, the next row
- * prefetched) give the bits of rows run alone, NaN rows too. */
+ * prefetched and its maxima taken in the gradient pass) give the bits of
+ * rows run alone, NaN rows too. */
 START_TEST(rows_through_a_pipe_match_rows_alone)
 {
     find_variants();
@@ -298,6 +299,8 @@ START_TEST(rows_through_a_pipe_match_rows_alone)
         const int c = lens[li];
         s[3][c / 2] = NAN; /* a NaN row in the middle: its maxima ignore the NaN */
         t[2][c - 1] = NAN;
+        s[4][c - 1] = 40.0f; /* maxima in a row's last elements (the tail) */
+        t[1][c - 3] = 40.0f;
         for (int v = 0; v < nvariants; v++) {
             const kdi_simd_ops *ops = variants[v];
             for (int kind = 0; kind < 4; kind++) {
@@ -321,18 +324,25 @@ START_TEST(rows_through_a_pipe_match_rows_alone)
                     ck_assert_msg(!memcmp(&a0, &a1, sizeof a0) && !memcmp(&b0, &b1, sizeof b0) &&
                                       !memcmp(g0, g1, sizeof(float) * (size_t)c),
                                   "%s kind %d c=%d row %d", ops->name, kind, c, r);
-                    if (r + 1 < R && KDI_NSEG(c) == 1) { /* the pipe holds the next row's maxima */
+                    if (r + 1 < R) {
+                        /* the pipe holds the next row's maxima (NaN ignored): from the
+                         * exp passes of a one-segment row, the gradient pass of a longer one */
                         ck_assert(pipe.s == s[r + 1]);
-                        float ms = -INFINITY;
-                        for (int j = 0; j < c; j++)
+                        const int with_t = kind == 0 || kind == 1;
+                        ck_assert(pipe.t == (with_t ? t[r + 1] : NULL));
+                        float ms = -INFINITY, mt = -INFINITY;
+                        for (int j = 0; j < c; j++) {
                             ms = s[r + 1][j] > ms ? s[r + 1][j] : ms;
-                        ck_assert(pipe.ms == ms);
+                            mt = t[r + 1][j] > mt ? t[r + 1][j] : mt;
+                        }
+                        ck_assert_msg(pipe.ms == ms && (!with_t || pipe.mt == mt), "%s kind %d c=%d",
+                                      ops->name, kind, c);
                     }
                 }
             }
         }
-        s[3][c / 2] = 1.0f;
-        t[2][c - 1] = 1.0f;
+        s[3][c / 2] = s[4][c - 1] = 1.0f;
+        t[2][c - 1] = t[1][c - 3] = 1.0f;
     }
 }
 END_TEST

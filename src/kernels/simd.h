@@ -52,8 +52,8 @@ typedef struct {
 #define KDI_NSEG(c) ((c) >= 2 * KDI_SEG ? (c) / KDI_SEG : 1)
 
 /* Scratch floats per row that the row kernels need: three rows of exps and
- * the per-segment sums. */
-#define KDI_SIMD_WORK(c) (3 * (c) + 6 * KDI_NSEG(c))
+ * per segment three double sums and the next row's two maxima. */
+#define KDI_SIMD_WORK(c) (3 * (c) + 8 * KDI_NSEG(c))
 
 /* Rows handed to a row kernel one after another: while it runs its exp
  * passes over row s (and t), the kernel also takes the maxima of the next

@@ -554,26 +554,49 @@ KDV_INLINE void seg_exps(const kexp *e, int ne, int64_t c, int nthr, float *part
         sum[i] = seg_total(part, nseg, i);
 }
 
-/* The gradient pass of a row kernel over [j0, j1) (last: the segment that
- * holds the row's tail), adding its two sums into out. */
-typedef void (*kseg_fn)(const void *ctx, int64_t j0, int64_t j1, int last, double out[2]);
+/* The next row, whose maxima a gradient pass takes while it runs (rows of
+ * several segments, see pipe_next): *ms = max of s, *mt = max of t (t may
+ * be NULL), NaN elements ignored as in max2 without nan_check. */
+typedef struct {
+    const float *s, *t;
+    float *ms, *mt;
+} kside;
 
-KDV_INLINE void seg_run(kseg_fn fn, const void *ctx, int64_t c, int nthr, float *part, double out[2])
+/* The gradient pass of a row kernel over [j0, j1) (last: the segment that
+ * holds the row's tail), adding its two sums into out; with sd, also the
+ * maxima of sd's rows over [j0, j1). */
+typedef void (*kseg_fn)(const void *ctx, int64_t j0, int64_t j1, int last, const kside *sd,
+                        double out[2]);
+
+KDV_INLINE void seg_run(kseg_fn fn, const void *ctx, int64_t c, int nthr, float *part,
+                        const kside *side, double out[2])
 {
     const int64_t nseg = KDI_NSEG(c);
     if (nseg == 1) {
         out[0] = out[1] = 0.0;
-        fn(ctx, 0, c, 1, out);
+        fn(ctx, 0, c, 1, NULL, out);
         return;
     }
+    float *slot = part + 6 * nseg; /* the side maxima of segment k at slot + 2 k */
     KDV_SEGMENTS(nseg, k, {
         double o[2] = {0.0, 0.0};
-        fn(ctx, k * KDI_SEG, seg_end(k, nseg, c), k + 1 == nseg, o);
+        const kside sk = {side ? side->s : NULL, side ? side->t : NULL, &slot[2 * k], &slot[2 * k + 1]};
+        fn(ctx, k * KDI_SEG, seg_end(k, nseg, c), k + 1 == nseg, side ? &sk : NULL, o);
         put_d(part + 6 * k, o[0]);
         put_d(part + 6 * k + 2, o[1]);
     });
     out[0] = seg_total(part, nseg, 0);
     out[1] = seg_total(part, nseg, 1);
+    if (side) { /* no NaN in the slots */
+        float a = -INFINITY, b = -INFINITY;
+        for (int64_t k = 0; k < nseg; k++) {
+            a = slot[2 * k] > a ? slot[2 * k] : a;
+            b = slot[2 * k + 1] > b ? slot[2 * k + 1] : b;
+        }
+        *side->ms = a;
+        if (side->t)
+            *side->mt = b;
+    }
 }
 
 /* argmax of t with torch's rules (as row_argmax) and *sum = sum_j exp(t_j -
@@ -631,30 +654,37 @@ KDV_INLINE void row_maxima(const kdi_pipe *pp, const float *s, const float *t, i
         seg_max2(s, t, c, nthr, part, ms, mt);
 }
 
-/* Hand the next row to the exp passes of streams 0 (s) and 1 (t) of a
- * one-segment row; the pipe then describes the next row. */
-KDV_INLINE void pipe_next(kdi_pipe *pp, int64_t c, kexp *es, kexp *et)
+/* Hand the next row to this row's passes; the pipe then describes the next
+ * row.  A row of one segment takes the next row's maxima in the exp passes
+ * of streams 0 (s) and 1 (t).  A longer row (up to prefetch_c classes)
+ * prefetches the next row into L2 in its exp passes and takes its maxima in
+ * its gradient pass, from L2 (reading it from memory there, or in the exp
+ * passes, stalls them): *side is then set for seg_run, else side->s is NULL. */
+KDV_INLINE void pipe_next(kdi_pipe *pp, int64_t c, kexp *es, kexp *et, kside *side)
 {
+    side->s = side->t = NULL;
     if (!pp)
         return;
     pp->s = pp->t = NULL;
     if (!pp->ns)
         return;
-    if (KDI_NSEG(c) > 1) { /* prefetch the next row into L2 instead, if it fits */
+    const float *nt = et ? pp->nt : NULL;
+    if (KDI_NSEG(c) > 1) {
         if (c <= pp->prefetch_c) {
             es->side = pp->ns;
             if (et)
-                et->side = pp->nt;
+                et->side = nt;
+            *side = (kside){pp->ns, nt, &pp->ms, &pp->mt};
+            pp->s = pp->ns;
+            pp->t = nt;
         }
         return;
     }
     pp->s = pp->ns;
-    pp->t = et ? pp->nt : NULL;
+    pp->t = nt;
     es->side = pp->ns, es->side_max = &pp->ms;
-    if (et && pp->nt)
-        et->side = pp->nt, et->side_max = &pp->mt;
-    else
-        pp->t = NULL;
+    if (nt)
+        et->side = nt, et->side_max = &pp->mt;
 }
 
 /* The gradient passes of the row kernels share one loop (KDV_SEG_PASS):
@@ -669,10 +699,11 @@ KDV_INLINE void pipe_next(kdi_pipe *pp, int64_t c, kexp *es, kexp *et)
  * acc.  CTX has the fields g (gradient or NULL) and c (row length). */
 #define KDV_SEG_PASS(NAME, CTX, STEP)                                                              \
     static inline void KDV_FN(NAME)(const void *ctx, int64_t j0, int64_t j1, int last,            \
-                                    double out[2])                                                 \
+                                    const kside *sd, double out[2])                                \
     {                                                                                              \
         const CTX kc = *(const CTX *)ctx; /* a local copy: stores to g cannot alias it */         \
         vd acc[2] = {VD_ZERO, VD_ZERO};                                                            \
+        vf sm[2] = {vset(-INFINITY), vset(-INFINITY)};                                             \
         const vtail tl = vtail_of(kc.c);                                                           \
         const int tail = last && tl.n;                                                             \
         vf gtail = vset(0.0f);                                                                     \
@@ -680,17 +711,44 @@ KDV_INLINE void pipe_next(kdi_pipe *pp, int64_t c, kexp *es, kexp *et)
             gtail = STEP(&kc, &tl, 0, tl.valid, acc);                                              \
         const vi all = vmask_first(KDV_W);                                                         \
         if (kc.g) {                                                                                \
-            for (int64_t j = j0; j + KDV_W <= j1; j += KDV_W)                                      \
+            for (int64_t j = j0; j + KDV_W <= j1; j += KDV_W) {                                    \
+                side_step(sd, NULL, j, sm);                                                        \
                 vstore(kc.g + j, STEP(&kc, NULL, j, all, acc));                                    \
+            }                                                                                      \
         } else { /* the loss alone: the gradient arithmetic is dead code here */                  \
-            for (int64_t j = j0; j + KDV_W <= j1; j += KDV_W)                                      \
+            for (int64_t j = j0; j + KDV_W <= j1; j += KDV_W) {                                    \
+                side_step(sd, NULL, j, sm);                                                        \
                 (void)STEP(&kc, NULL, j, all, acc);                                                \
+            }                                                                                      \
         }                                                                                          \
         if (tail && kc.g)                                                                          \
             tstore(kc.g, &tl, gtail);                                                              \
+        side_finish(sd, tail ? &tl : NULL, sm);                                                    \
         out[0] = vdsum(acc[0]);                                                                    \
         out[1] = vdsum(acc[1]);                                                                    \
     }
+
+/* the side maxima of a gradient pass (see kside): one vector at j, or the
+ * row's tail (tl), then the segment's maxima to *sd */
+KDV_INLINE void side_step(const kside *sd, const vtail *tl, int64_t j, vf sm[2])
+{
+    if (!sd)
+        return;
+    sm[0] = vmax_keepnan(tl ? tload(sd->s, tl, -INFINITY) : vload(sd->s + j), sm[0]);
+    if (sd->t)
+        sm[1] = vmax_keepnan(tl ? tload(sd->t, tl, -INFINITY) : vload(sd->t + j), sm[1]);
+}
+
+KDV_INLINE void side_finish(const kside *sd, const vtail *tl, vf sm[2])
+{
+    if (!sd)
+        return;
+    if (tl)
+        side_step(sd, tl, 0, sm);
+    *sd->ms = vhmax(sm[0]);
+    if (sd->t)
+        *sd->mt = vhmax(sm[1]);
+}
 
 typedef struct {
     const float *s, *t, *es, *et, *e1;
@@ -744,7 +802,8 @@ static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c,
                   {t, k.mt, inv_t, work + c, 0, NULL, NULL},
                   k.pw ? (kexp){work, 0.0f, 0.0f, NULL, k.pw, NULL, NULL}
                        : (kexp){s, k.ms, 1.0f, work + 2 * c, 0, NULL, NULL}};
-    pipe_next(pipe, c, &ex[0], &ex[1]);
+    kside side;
+    pipe_next(pipe, c, &ex[0], &ex[1], &side);
     double sum[3];
     seg_exps(ex, sep1 ? 3 : 2, c, nthr, part, sum);
     if (!sep1)
@@ -757,7 +816,7 @@ static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c,
     k.k1 = k.hard ? lab->coef * r1 : 0.0f;
     k.koff = k.hard ? lab->coef * lab->off : 0.0f;
     double acc[2];
-    seg_run(KDV_FN(kl_seg_), &k, c, nthr, part, acc);
+    seg_run(KDV_FN(kl_seg_), &k, c, nthr, part, side.s ? &side : NULL, acc);
     /* sum p (lp - lq) = inv_t sum p (dt - ds) + (ls - lt) sum p, sum p = rt sum et */
     *kl_out = (double)inv_t * acc[0] + ((double)ls - lt) * ((double)k.rt * sum[1]);
     *ce_out = k.hard ? label_finish(lab, s_y, k.ms, l1, acc[1] - (double)c * l1, g) : 0.0;
@@ -808,7 +867,8 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     const float s_y = lab->active ? s[lab->y] : 0.0f;
     row_maxima(pipe, s, src_kind == 2 ? src : NULL, c, nthr, part, &k.ms, &mt);
     kexp ex[2] = {{s, k.ms, 1.0f, work, 0, NULL, NULL}, {src, mt, inv_t, work + c, 0, NULL, NULL}};
-    pipe_next(pipe, c, &ex[0], src_kind == 2 ? &ex[1] : NULL);
+    kside side;
+    pipe_next(pipe, c, &ex[0], src_kind == 2 ? &ex[1] : NULL, &side);
     double sum[2];
     seg_exps(ex, src_kind == 2 ? 2 : 1, c, nthr, part, sum);
     double sum_src = 0.0;
@@ -837,7 +897,8 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     k.ks = (float)(1.0 / sum[0]) * (float)(lab_sum + a * sum_src);
     k.kg = cs * k.ks;
     double acc[2];
-    seg_run(src_kind ? KDV_FN(ce_seg1_) : KDV_FN(ce_seg0_), &k, c, nthr, part, acc);
+    seg_run(src_kind ? KDV_FN(ce_seg1_) : KDV_FN(ce_seg0_), &k, c, nthr, part, side.s ? &side : NULL,
+            acc);
     /* sum q log p = sum q d - ls sum q (kind 0: q = off everywhere) */
     const double sum_qlp = src_kind ? acc[0] - (double)ls * acc[1]
                                     : (k.off != 0.0f ? (double)k.off * (acc[0] - (double)c * ls) : 0.0);
@@ -884,10 +945,11 @@ static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c
     sq_ctx k = {0};
     float *part = work + 3 * c;
     const float s_y = lab->active ? s[lab->y] : 0.0f;
+    kside side = {NULL, NULL, NULL, NULL};
     if (lab->active) {
         row_maxima(pipe, s, NULL, c, nthr, part, &k.ms, NULL);
         kexp ex = {s, k.ms, 1.0f, work, 0, NULL, NULL};
-        pipe_next(pipe, c, &ex, NULL);
+        pipe_next(pipe, c, &ex, NULL, &side);
         double s1;
         seg_exps(&ex, 1, c, nthr, part, &s1);
         k.l1 = logf((float)s1);
@@ -901,7 +963,7 @@ static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c
     k.k = kk;
     k.lab = lab;
     double acc[2];
-    seg_run(KDV_FN(sq_seg_), &k, c, nthr, part, acc);
+    seg_run(KDV_FN(sq_seg_), &k, c, nthr, part, side.s ? &side : NULL, acc);
     *sq_out = acc[0];
     *ce_out = lab->active ? label_finish(lab, s_y, k.ms, k.l1, acc[1], g) : 0.0;
 }
