@@ -397,6 +397,7 @@ START_TEST(kernels_never_touch_memory_past_a_row)
                 ops->kl_small(rows, ops->lanes, c, 0.25f, x, y);
                 ops->ce_small(rows, ops->lanes, c, 2, 0.5f, x);
                 ops->pl_small(rows, ops->lanes, c, NULL, 0.0f, 0, x, labels, keep);
+                ops->mse_small(rows, ops->lanes, c, x, y);
             }
         }
     }
@@ -561,8 +562,38 @@ START_TEST(short_row_kernels_match_the_row_kernels)
                         ck_assert_msg(fabs(g_small[r][j] - g_row[r][j]) < 2e-6, "%s ce c=%d r=%d j=%d",
                                       ops->name, c, r, j);
                 }
+                /* logit matching (k = cs) with the same labels */
+                double sq[R], cem[R];
+                ops->mse_small(rows, nrows, c, sq, cem);
+                for (int r = 0; r < nrows; r++) {
+                    double sq1, ce1;
+                    ops->mse_row(s[r], t[r], g_row[r], c, rows[r].cs, &rows[r].lab, work, 1, NULL, &sq1,
+                                 &ce1);
+                    ck_assert_msg(kdt_close(sq[r], sq1, 2e-5, 1e-6) && kdt_close(cem[r], ce1, 2e-5, 1e-6),
+                                  "%s mse_small c=%d r=%d: %g/%g %g/%g", ops->name, c, r, sq[r], sq1,
+                                  cem[r], ce1);
+                    for (int j = 0; j < c; j++)
+                        ck_assert_msg(fabs(g_small[r][j] - g_row[r][j]) < 2e-6 ||
+                                          (isinf(g_small[r][j]) && g_small[r][j] == g_row[r][j]),
+                                      "%s mse c=%d r=%d j=%d", ops->name, c, r, j);
+                }
             }
         }
+        /* a row without a label next to one with: its +Inf logit gives the row
+         * kernel's +Inf gradient and square, not the NaN of its softmax */
+        const int c = 7;
+        float a[2][7], b[2][7], ga[2][7], gb[7];
+        for (int j = 0; j < c; j++)
+            a[0][j] = a[1][j] = b[0][j] = b[1][j] = (float)j * 0.5f;
+        a[1][3] = INFINITY;
+        kdi_small_row rr[2] = {{a[0], b[0], ga[0], 0.4f, 0.0f, 0.0f, {1, 2, 0.9f, 0.0f, 0.3f}},
+                               {a[1], b[1], ga[1], 0.4f, 0.0f, 0.0f, {0, -1, 0.0f, 0.0f, 0.0f}}};
+        double sq[2], cem[2], sq1, ce1;
+        ops->mse_small(rr, 2, c, sq, cem);
+        ops->mse_row(a[1], b[1], gb, c, 0.4f, &rr[1].lab, work, 1, NULL, &sq1, &ce1);
+        ck_assert_msg(sq[0] == 0.0 && isinf(sq[1]) && isinf(sq1) && cem[1] == 0.0 && ce1 == 0.0, "%s",
+                      ops->name);
+        ck_assert(!isnan(cem[0]) && !memcmp(ga[1], gb, sizeof gb) && isinf(ga[1][3]));
     }
 }
 END_TEST

@@ -80,6 +80,9 @@ typedef struct {
     int small_c; /* the longest rows the *_small kernels take: where they stop
                     being faster than the row kernels (measured: about 100 on
                     AVX-512, 32 on AVX2 and the baseline) */
+    int mse_small_c; /* the same for mse_small, whose row kernel is much
+                        cheaper (no exps without a label; measured: 32 on
+                        AVX-512, 16 on AVX2, 8 on the baseline) */
     /* max of a row; NaN if any element is NaN */
     float (*row_max)(const float *x, int64_t c);
     /* sum_j exp(scale * (x_j - max)), max >= every x_j (the row max) */
@@ -136,6 +139,9 @@ typedef struct {
      * masked rows: loss 0 and a zero gradient. */
     void (*pl_small)(const kdi_small_row *rows, int nrows, int64_t c, const float *class_thr,
                      float tau, int inclusive, double *loss, int32_t *label, int *keep);
+    /* mse_row for nrows <= lanes rows of c <= KDI_SMALL_C classes at once,
+     * k = cs per row: sq[r], ce[r] per row (ce 0 without a label). */
+    void (*mse_small)(const kdi_small_row *rows, int nrows, int64_t c, double *sq, double *ce);
 } kdi_simd_ops;
 
 /* The variant for isa (KDI_ISA_AUTO: the best this CPU supports); NULL when

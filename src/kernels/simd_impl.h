@@ -972,8 +972,13 @@ static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c
 
 #if KDV_W == 16 && defined(__AVX512F__)
 #define KDV_SMALL_C KDI_SMALL_C
+#define KDV_MSE_SMALL_C 32
+#elif defined(__AVX2__)
+#define KDV_SMALL_C 32
+#define KDV_MSE_SMALL_C 16
 #else
 #define KDV_SMALL_C 32
+#define KDV_MSE_SMALL_C 8
 #endif
 
 /* In-place transpose of a W x W block (x[i] lane l <-> x[l] lane i) in
@@ -1233,7 +1238,7 @@ static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, f
         G[j] = g;
     }
     kl = kl * inv_t + (ls - lt) * (rt * st);
-    ce = l1 * (p.on + (float)(c - 1) * p.off) - ce;
+    ce = vsel(p.y >= 0, l1 * (p.on + (float)(c - 1) * p.off) - ce, zero); /* 0 without a label */
     scatter_rows(rows, nrows, c, G);
     for (int r = 0; r < nrows; r++) {
         kl_out[r] = kl[r];
@@ -1328,11 +1333,52 @@ static void KDV_FN(pl_small_)(const kdi_small_row *rows, int nrows, int64_t c,
     }
 }
 
+static void KDV_FN(mse_small_)(const kdi_small_row *rows, int nrows, int64_t c, double *sq_out,
+                               double *ce_out)
+{
+    vf S[KDV_SMALL_C], T[KDV_SMALL_C], ES[KDV_SMALL_C];
+    const small_params p = small_params_of(rows, nrows);
+    const vf zero = vset(0.0f);
+    gather_rows(rows, nrows, c, 0, S);
+    gather_rows(rows, nrows, c, 1, T);
+    int labels = 0; /* the softmax only matters to rows with a label */
+    for (int r = 0; r < nrows; r++)
+        labels |= rows[r].lab.active;
+    const vi act = p.y >= 0;
+    vf ms = zero, l1 = zero, r1 = zero;
+    if (labels) {
+        ms = lanes_max(S, c);
+        lanes_log_inv(lanes_exp(S, c, ms, 1.0f, ES), &l1, &r1);
+    }
+    /* as mse_row, the label term as in kl_small (masked to the rows that have
+     * one: a row without may hold +Inf, whose softmax is NaN) */
+    const vf k1 = p.coef * r1, con = p.coef * p.on, coff = p.coef * p.off;
+    vf sq = zero, ce = zero, G[KDV_SMALL_C];
+    for (int64_t j = 0; j < c; j++) {
+        const vf d = S[j] - T[j];
+        sq += d * d;
+        vf g = p.cs * d;
+        if (labels) {
+            const vi is_y = p.y == (int32_t)j;
+            ce = vlanes_nz(ce, vsel(is_y, p.on, p.off), S[j] - ms);
+            g += vsel(act, ES[j] * k1 - vsel(is_y, con, coff), zero);
+        }
+        G[j] = g;
+    }
+    ce = vsel(act, l1 * (p.on + (float)(c - 1) * p.off) - ce, zero);
+    scatter_rows(rows, nrows, c, G);
+    for (int r = 0; r < nrows; r++) {
+        sq_out[r] = sq[r];
+        ce_out[r] = ce[r];
+    }
+}
+
 static const kdi_simd_ops KDV_FN(ops_) = {
     KDV_ISA,
     KDV_NAME,
     KDV_W,
     KDV_SMALL_C,
+    KDV_MSE_SMALL_C,
     KDV_FN(row_max_),
     KDV_FN(row_sumexp_),
     KDV_FN(row_argmax_),
@@ -1343,4 +1389,5 @@ static const kdi_simd_ops KDV_FN(ops_) = {
     KDV_FN(kl_small_),
     KDV_FN(ce_small_),
     KDV_FN(pl_small_),
+    KDV_FN(mse_small_),
 };

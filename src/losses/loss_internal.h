@@ -240,15 +240,16 @@ typedef struct {
 kdi_onehot kdi_smoothed_onehot(const kd_loss *h);
 
 /* The short-row path (small_rows.c): KL distillation (forward KL), cross-
- * entropy and pseudo-label with at most small_c classes and at most one
- * teacher.  The driver sets the plan up once per call, describes each row
+ * entropy, logit matching and pseudo-label with at most small_c classes and
+ * at most one teacher.  The driver sets the plan up once per call, describes each row
  * with kdi_small_row_of (no kdi_row) and runs blocks of up to KDI_ROW_BLOCK
  * rows with kdi_small_run. */
-enum { KDI_SMALL_NONE = 0, KDI_SMALL_KL, KDI_SMALL_CE, KDI_SMALL_PL };
+enum { KDI_SMALL_NONE = 0, KDI_SMALL_KL, KDI_SMALL_CE, KDI_SMALL_MSE, KDI_SMALL_PL };
 typedef struct {
     int kind, src_kind; /* src_kind (CE): 0 labels only, 1 target probabilities, 2 teacher */
     float inv_t, f;     /* f (KL): the T^2 factor or 1 */
     float label_weight; /* CE */
+    int64_t c;
     kdi_onehot oh;
 } kdi_small_plan;
 
@@ -273,6 +274,11 @@ static inline kdi_small_row kdi_small_row_of(const kdi_small_plan *p, const floa
         const float src_w = src ? (y >= 0 ? 1.0f - p->label_weight : 1.0f) : 0.0f;
         kdi_small_row x = {s, q ? q : t, g, (float)c_soft, src_w, lab_w,
                            {y >= 0, y, lab_w * p->oh.on, lab_w * p->oh.off, 0.0f}};
+        return x;
+    }
+    if (p->kind == KDI_SMALL_MSE) { /* as kdi_logit_mse_row */
+        kdi_small_row x = {s, t, g, (float)(2.0 * c_soft / (double)p->c), 0.0f, 0.0f,
+                           {y >= 0, y, p->oh.on, p->oh.off, (float)c_hard}};
         return x;
     }
     kdi_small_row x = {s, t, g, (float)c_soft, 0.0f, 0.0f, {0, -1, 0.0f, 0.0f, 0.0f}};

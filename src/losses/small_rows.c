@@ -1,5 +1,6 @@
 /* The short-row path of the driver (execute.c): for KL distillation
- * (forward KL), cross-entropy and pseudo-label with at most small_c classes
+ * (forward KL), cross-entropy, logit matching and pseudo-label with at most
+ * small_c classes
  * the driver describes each row directly as a kdi_small_row
  * (kdi_small_row_of, loss_internal.h) and hands blocks of them to the
  * one-row-per-lane kernels (kdi_simd_ops *_small), `lanes` rows per call. */
@@ -9,8 +10,10 @@
 int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
 {
     p->kind = KDI_SMALL_NONE;
-    if (h->n_teachers > 1 || h->c > kdi_simd(KDI_ISA_AUTO)->small_c)
+    const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
+    if (h->n_teachers > 1 || h->c > ops->small_c)
         return 0;
+    p->c = h->c;
     p->inv_t = (float)(1.0 / h->temperature);
     p->oh = kdi_smoothed_onehot(h);
     p->src_kind = 0;
@@ -27,6 +30,11 @@ int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
         p->kind = KDI_SMALL_CE;
         p->src_kind = h->target ? 1 : (h->n_teachers ? 2 : 0);
         p->label_weight = (float)h->label_weight;
+        break;
+    case KD_LOSS_LOGIT_MSE:
+        if (h->c > ops->mse_small_c)
+            return 0;
+        p->kind = KDI_SMALL_MSE;
         break;
     case KD_LOSS_PSEUDO_LABEL: p->kind = KDI_SMALL_PL; break;
     default: return 0;
@@ -47,13 +55,16 @@ void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_ro
             ops->kl_small(sr + k, m, h->c, p->inv_t, a + k, b + k);
         else if (p->kind == KDI_SMALL_CE)
             ops->ce_small(sr + k, m, h->c, p->src_kind, p->inv_t, a + k);
+        else if (p->kind == KDI_SMALL_MSE)
+            ops->mse_small(sr + k, m, h->c, a + k, b + k);
         else
             ops->pl_small(sr + k, m, h->c, h->class_thresholds, (float)h->threshold,
                           h->threshold_mode == KD_THRESHOLD_INCLUSIVE, a + k, label + k, keep + k);
     }
     for (int k = 0; k < count; k++) {
-        terms[k][0] = p->kind == KDI_SMALL_KL ? p->f * a[k] : a[k];
-        terms[k][1] = p->kind == KDI_SMALL_KL ? b[k] : 0.0;
+        terms[k][0] = p->kind == KDI_SMALL_KL ? p->f * a[k]
+                      : p->kind == KDI_SMALL_MSE ? a[k] / (double)h->c : a[k];
+        terms[k][1] = p->kind == KDI_SMALL_KL || p->kind == KDI_SMALL_MSE ? b[k] : 0.0;
         if (p->kind == KDI_SMALL_PL) {
             if (mask_out)
                 mask_out[idx[k]] = keep[k] ? 1.0f : 0.0f;
