@@ -347,6 +347,37 @@ START_TEST(rows_through_a_pipe_match_rows_alone)
 }
 END_TEST
 
+/* A cross-entropy row whose target is all 0 has loss 0, even when its
+ * student holds a NaN or +Inf (0 log p is 0 for every class), in the row
+ * kernel and in the short-row kernel. */
+START_TEST(cross_entropy_of_an_all_zero_target_is_zero)
+{
+    find_variants();
+    enum { C = 1000 };
+    static float s[C], q[C], g[C], work[KDI_SIMD_WORK(C)];
+    const kdi_simd_label none = {0, -1, 0.0f, 0.0f, 0.0f};
+    for (int bad = 0; bad < 2; bad++)
+        for (int v = 0; v < nvariants; v++) {
+            const kdi_simd_ops *ops = variants[v];
+            for (int c = 10; c <= C; c += C - 10) {
+                for (int j = 0; j < c; j++) {
+                    s[j] = 0.1f * (float)j;
+                    q[j] = 0.0f;
+                }
+                s[3] = bad ? INFINITY : NAN;
+                const double l = ops->ce_row(s, q, 1, g, c, 1.0f, 1.0f, &none, 0.0f, 1.0f, work, 1, NULL);
+                ck_assert_msg(l == 0.0, "%s ce_row c=%d: %g", ops->name, c, l);
+                if (c <= ops->small_c) {
+                    kdi_small_row row = {s, q, g, 1.0f, 1.0f, 0.0f, none};
+                    double ls;
+                    ops->ce_small(&row, 1, c, 1, 1.0f, &ls);
+                    ck_assert_msg(ls == 0.0, "%s ce_small c=%d: %g", ops->name, c, ls);
+                }
+            }
+        }
+}
+END_TEST
+
 /* Rows that end where readable memory ends (the next page is PROT_NONE):
  * every kernel of every variant, with partial vectors, masked loads and
  * stores, overlapping tails and gathers, must neither read nor write past a
@@ -604,6 +635,7 @@ int main(void)
     TCase *tc = tcase_create("simd");
     tcase_add_test(tc, auto_picks_a_supported_variant);
     tcase_add_test(tc, exp_of_nonpositive_arguments_is_within_two_ulp_and_handles_specials);
+    tcase_add_test(tc, cross_entropy_of_an_all_zero_target_is_zero);
     tcase_add_test(tc, row_max_propagates_nan_at_every_position);
     tcase_add_test(tc, row_argmax_is_torch_argmax_at_every_position);
     tcase_add_test(tc, kl_ce_mse_rows_match_reference_for_every_length);

@@ -899,8 +899,9 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     double acc[2];
     seg_run(src_kind ? KDV_FN(ce_seg1_) : KDV_FN(ce_seg0_), &k, c, nthr, part, side.s ? &side : NULL,
             acc);
-    /* sum q log p = sum q d - ls sum q (kind 0: q = off everywhere) */
-    const double sum_qlp = src_kind ? acc[0] - (double)ls * acc[1]
+    /* sum q log p = sum q d - ls sum q (kind 0: q = off everywhere); a row
+     * whose q is all 0 gives 0 even when ls is not finite */
+    const double sum_qlp = src_kind ? acc[0] - (acc[1] != 0.0 ? (double)ls * acc[1] : 0.0)
                                     : (k.off != 0.0f ? (double)k.off * (acc[0] - (double)c * ls) : 0.0);
     double total = -sum_qlp;
     if (lab->active) {
@@ -1279,7 +1280,7 @@ static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, i
         qs += q;
         G[j] = p.cs * (ES[j] * ks - q);
     }
-    const vf loss = ls * qs - qd;
+    const vf loss = vsel(qs != 0.0f, ls * qs, zero) - qd; /* q all 0: 0, as ce_row */
     scatter_rows(rows, nrows, c, G);
     for (int r = 0; r < nrows; r++)
         loss_out[r] = loss[r];
