@@ -5,8 +5,8 @@
  * scalar code elsewhere), AVX2+FMA and AVX-512.  kdi_simd() picks the best one
  * the CPU has; tests call every variant the machine supports and compare.
  * The exp (of arguments <= 0, all softmax needs) is a degree-6 polynomial in
- * the baseline and AVX2 variants and a 16-entry table with a degree-4
- * polynomial in the AVX-512 one, both within ~1 ulp (tested on a sweep of
+ * the baseline variant and a table of 2^(i/8) (AVX2) or 2^(i/16) (AVX-512)
+ * with a degree-4 polynomial, all within ~1 ulp (tested on a sweep of
  * floats); otherwise the variants differ only in the order of the row sums,
  * so they agree to float32 rounding. */
 #ifndef KDI_SIMD_H
