@@ -367,14 +367,61 @@ START_TEST(cross_entropy_of_an_all_zero_target_is_zero)
                 s[3] = bad ? INFINITY : NAN;
                 const double l = ops->ce_row(s, q, 1, g, c, 1.0f, 1.0f, &none, 0.0f, 1.0f, work, 1, NULL);
                 ck_assert_msg(l == 0.0, "%s ce_row c=%d: %g", ops->name, c, l);
+                kdi_small_row row = {s, q, g, 1.0f, 1.0f, 0.0f, none};
+                double ls = 0.0;
                 if (c <= ops->small_c) {
-                    kdi_small_row row = {s, q, g, 1.0f, 1.0f, 0.0f, none};
-                    double ls;
                     ops->ce_small(&row, 1, c, 1, 1.0f, &ls);
                     ck_assert_msg(ls == 0.0, "%s ce_small c=%d: %g", ops->name, c, ls);
                 }
+                /* a target that sums to 0 but is not 0: NaN */
+                q[0] = 0.5f;
+                q[1] = -0.5f;
+                ck_assert(isnan(ops->ce_row(s, q, 1, g, c, 1.0f, 1.0f, &none, 0.0f, 1.0f, work, 1, NULL)));
+                if (c <= ops->small_c) {
+                    ops->ce_small(&row, 1, c, 1, 1.0f, &ls);
+                    ck_assert_msg(isnan(ls), "%s ce_small c=%d: %g", ops->name, c, ls);
+                }
             }
         }
+}
+END_TEST
+
+/* The hard-label term at label smoothing 1 (on = off: the labelled class
+ * has no extra weight) with a student of -Inf at the label: +Inf (every
+ * class's log p is weighted), not the NaN of 0 (-Inf); and squares of huge
+ * differences summed without overflow, in the row and short-row kernels. */
+START_TEST(label_term_without_extra_weight_and_huge_squares)
+{
+    find_variants();
+    enum { C = 32 };
+    static float s[C], t[C], g[C], work[KDI_SIMD_WORK(C)];
+    for (int v = 0; v < nvariants; v++) {
+        const kdi_simd_ops *ops = variants[v];
+        const kdi_simd_label lab = {1, 2, 1.0f / C, 1.0f / C, 0.5f};
+        for (int j = 0; j < C; j++)
+            s[j] = t[j] = (float)j * 0.1f;
+        s[2] = -INFINITY;
+        double a, b;
+        ops->kl_row(s, t, g, C, 1.0f, 1.0f, &lab, work, 1, NULL, &a, &b);
+        ck_assert_msg(isinf(b) && b > 0, "%s kl_row: %g", ops->name, b);
+        ops->mse_row(s, t, g, C, 1.0f, &lab, work, 1, NULL, &a, &b);
+        ck_assert_msg(isinf(b) && b > 0, "%s mse_row: %g", ops->name, b);
+        kdi_small_row row = {s, t, g, 1.0f, 0.0f, 0.0f, lab};
+        ops->mse_small(&row, 1, C, &a, &b);
+        ck_assert_msg(isinf(b) && b > 0, "%s mse_small: %g", ops->name, b);
+        /* 32 squares of 1.089e37: 3.5e38, above FLT_MAX, finite in double */
+        for (int j = 0; j < C; j++) {
+            s[j] = 3.3e18f;
+            t[j] = 0.0f;
+        }
+        const kdi_simd_label none = {0, -1, 0.0f, 0.0f, 0.0f};
+        row.lab = none;
+        ops->mse_small(&row, 1, C, &a, &b);
+        double sq1, ce1;
+        ops->mse_row(s, t, g, C, 1.0f, &none, work, 1, NULL, &sq1, &ce1);
+        ck_assert_msg(isfinite(a) && kdt_close(a, 32.0 * 3.3e18 * 3.3e18, 1e-6, 0) && kdt_close(a, sq1, 1e-6, 0),
+                      "%s mse_small squares: %g / %g", ops->name, a, sq1);
+    }
 }
 END_TEST
 
@@ -636,6 +683,7 @@ int main(void)
     tcase_add_test(tc, auto_picks_a_supported_variant);
     tcase_add_test(tc, exp_of_nonpositive_arguments_is_within_two_ulp_and_handles_specials);
     tcase_add_test(tc, cross_entropy_of_an_all_zero_target_is_zero);
+    tcase_add_test(tc, label_term_without_extra_weight_and_huge_squares);
     tcase_add_test(tc, row_max_propagates_nan_at_every_position);
     tcase_add_test(tc, row_argmax_is_torch_argmax_at_every_position);
     tcase_add_test(tc, kl_ce_mse_rows_match_reference_for_every_length);

@@ -55,14 +55,15 @@ typedef struct {
  * per segment three double sums and the next row's two maxima. */
 #define KDI_SIMD_WORK(c) (3 * (c) + 8 * KDI_NSEG(c))
 
-/* Rows handed to a row kernel one after another: while it runs its exp
- * passes over row s (and t), the kernel also takes the maxima of the next
- * row, whose first read from memory then overlaps this row's arithmetic,
- * and the next call skips its max pass.  Rows of one segment only.
+/* Rows handed to a row kernel one after another: the kernel also takes the
+ * maxima of the next row, and the next call skips its max pass.  A row of
+ * one segment takes them in its exp passes over row s (and t), so the next
+ * row's first read from memory overlaps this row's arithmetic; a longer row
+ * (of at most prefetch_c classes) prefetches the next row into L2 in its exp
+ * passes and takes the maxima in its gradient pass; longer rows hand nothing.
  * In: ns / nt = the next row (NULL: none); s / t, ms / mt = a row whose
  * maxima are known (NULL: none), used when they are this call's row.
- * Out: s / t, ms / mt describe the next row (or NULL).  Longer rows (up to
- * prefetch_c classes) prefetch the next row into L2 during their exp passes. */
+ * Out: s / t, ms / mt describe the next row (or NULL). */
 typedef struct {
     const float *s, *t;
     float ms, mt;
@@ -70,7 +71,7 @@ typedef struct {
     int kept; /* pseudo-label: the last row was kept (its student row is then
                  prefetched during the next teacher row's scan) */
     int64_t prefetch_c; /* rows of more than one segment and at most this many
-                           classes prefetch the next row into L2 instead */
+                           classes prefetch the next row into L2 (see above) */
 } kdi_pipe;
 
 typedef struct {

@@ -665,7 +665,7 @@ KDV_INLINE double label_finish(const kdi_simd_label *lab, float s_y, float ms, f
                                double sum_lp, float *g)
 {
     const float extra = lab->on - lab->off;
-    double ce = -(double)extra * ((s_y - ms) - l1);
+    double ce = extra != 0.0f ? -(double)extra * ((s_y - ms) - l1) : 0.0; /* 0 log p_y is 0 */
     if (lab->off != 0.0f)
         ce -= (double)lab->off * sum_lp;
     if (g)
@@ -931,10 +931,17 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     double acc[2];
     seg_run(src_kind ? KDV_FN(ce_seg1_) : KDV_FN(ce_seg0_), &k, c, nthr, part, side.s ? &side : NULL,
             acc);
-    /* sum q log p = sum q d - ls sum q (kind 0: q = off everywhere); a row
-     * whose q is all 0 gives 0 even when ls is not finite */
-    const double sum_qlp = src_kind ? acc[0] - (acc[1] != 0.0 ? (double)ls * acc[1] : 0.0)
-                                    : (k.off != 0.0f ? (double)k.off * (acc[0] - (double)c * ls) : 0.0);
+    /* sum q log p = sum q d - ls sum q (kind 0: q = off everywhere).  ls is
+     * finite or NaN; where it is NaN the sum is NaN unless every q is 0 (0 log
+     * p is 0), which a zero sum q does not tell (q may be of either sign). */
+    double sum_qlp = src_kind ? acc[0] - (double)ls * acc[1]
+                              : (k.off != 0.0f ? (double)k.off * (acc[0] - (double)c * ls) : 0.0);
+    if (src_kind && ls != ls) {
+        sum_qlp = 0.0;
+        for (int64_t j = 0; j < c && sum_qlp == 0.0; j++)
+            if (k.sv[j] * k.ka + k.off != 0.0f)
+                sum_qlp = NAN;
+    }
     double total = -sum_qlp;
     if (lab->active) {
         const float extra = lab->on - lab->off;
@@ -1312,7 +1319,15 @@ static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, i
         qs += q;
         G[j] = p.cs * (ES[j] * ks - q);
     }
-    const vf loss = vsel(qs != 0.0f, ls * qs, zero) - qd; /* q all 0: 0, as ce_row */
+    vf loss = ls * qs - qd;
+    if (vhany(ls != ls)) /* as ce_row: NaN unless every q of the row is 0 */
+        for (int r = 0; r < nrows; r++)
+            if (ls[r] != ls[r]) {
+                loss[r] = 0.0f;
+                for (int64_t j = 0; j < c && loss[r] == 0.0f; j++)
+                    if ((j == p.y[r] ? p.on[r] : p.off[r]) + (src_kind ? ka[r] * Q[j][r] : 0.0f) != 0.0f)
+                        loss[r] = NAN;
+            }
     scatter_rows(rows, nrows, c, G);
     for (int r = 0; r < nrows; r++)
         loss_out[r] = loss[r];
@@ -1386,10 +1401,11 @@ static void KDV_FN(mse_small_)(const kdi_small_row *rows, int nrows, int64_t c, 
     /* as mse_row, the label term as in kl_small (masked to the rows that have
      * one: a row without may hold +Inf, whose softmax is NaN) */
     const vf k1 = p.coef * r1, con = p.coef * p.on, coff = p.coef * p.off;
-    vf sq = zero, ce = zero, G[KDV_SMALL_C];
+    vd sq = VD_ZERO; /* per lane: float partial sums of 16 squares, then double, as mse_row */
+    vf ce = zero, G[KDV_SMALL_C];
     for (int64_t j = 0; j < c; j++) {
         const vf d = S[j] - T[j];
-        sq += d * d;
+        vacc(&sq, d * d);
         vf g = p.cs * d;
         if (labels) {
             const vi is_y = p.y == (int32_t)j;
@@ -1399,9 +1415,10 @@ static void KDV_FN(mse_small_)(const kdi_small_row *rows, int nrows, int64_t c, 
         G[j] = g;
     }
     ce = vsel(act, l1 * (p.on + (float)(c - 1) * p.off) - ce, zero);
+    vflush(&sq);
     scatter_rows(rows, nrows, c, G);
     for (int r = 0; r < nrows; r++) {
-        sq_out[r] = sq[r];
+        sq_out[r] = r < KDV_W / 2 ? sq.lo[r] : sq.hi[r - KDV_W / 2];
         ce_out[r] = ce[r];
     }
 }
