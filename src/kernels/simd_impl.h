@@ -592,6 +592,7 @@ KDV_INLINE void seg_exps(const kexp *e, int ne, int64_t c, int nthr, float *part
 typedef struct {
     const float *s, *t;
     float *ms, *mt;
+    const float *pf; /* a row to prefetch into L2 meanwhile, or NULL */
 } kside;
 
 /* The gradient pass of a row kernel over [j0, j1) (last: the segment that
@@ -612,7 +613,8 @@ KDV_INLINE void seg_run(kseg_fn fn, const void *ctx, int64_t c, int nthr, float 
     float *slot = part + 6 * nseg; /* the side maxima of segment k at slot + 2 k */
     KDV_SEGMENTS(nseg, k, {
         double o[2] = {0.0, 0.0};
-        const kside sk = {side ? side->s : NULL, side ? side->t : NULL, &slot[2 * k], &slot[2 * k + 1]};
+        const kside sk = {side ? side->s : NULL, side ? side->t : NULL, &slot[2 * k], &slot[2 * k + 1],
+                          side ? side->pf : NULL};
         fn(ctx, k * KDI_SEG, seg_end(k, nseg, c), k + 1 == nseg, side ? &sk : NULL, o);
         put_d(part + 6 * k, o[0]);
         put_d(part + 6 * k + 2, o[1]);
@@ -694,7 +696,7 @@ KDV_INLINE void row_maxima(const kdi_pipe *pp, const float *s, const float *t, i
  * passes, stalls them): *side is then set for seg_run, else side->s is NULL. */
 KDV_INLINE void pipe_next(kdi_pipe *pp, int64_t c, kexp *es, kexp *et, kside *side)
 {
-    side->s = side->t = NULL;
+    *side = (kside){NULL, NULL, NULL, NULL, NULL};
     if (!pp)
         return;
     pp->s = pp->t = NULL;
@@ -706,7 +708,10 @@ KDV_INLINE void pipe_next(kdi_pipe *pp, int64_t c, kexp *es, kexp *et, kside *si
             es->side = pp->ns;
             if (et)
                 et->side = nt;
-            *side = (kside){pp->ns, nt, &pp->ms, &pp->mt};
+            /* a teacher row this kernel does not read (pseudo-label's, read by
+             * the next row's scan before this kernel; logit matching's, read
+             * in the gradient pass): prefetched in the gradient pass */
+            *side = (kside){pp->ns, nt, &pp->ms, &pp->mt, et ? NULL : pp->nt};
             pp->s = pp->ns;
             pp->t = nt;
         }
@@ -766,6 +771,8 @@ KDV_INLINE void side_step(const kside *sd, const vtail *tl, int64_t j, vf sm[2])
 {
     if (!sd)
         return;
+    if (sd->pf && !tl && !(j & 15))
+        __builtin_prefetch(sd->pf + j, 0, 2);
     sm[0] = vmax_keepnan(tl ? tload(sd->s, tl, -INFINITY) : vload(sd->s + j), sm[0]);
     if (sd->t)
         sm[1] = vmax_keepnan(tl ? tload(sd->t, tl, -INFINITY) : vload(sd->t + j), sm[1]);
@@ -985,7 +992,7 @@ static void KDV_FN(mse_row_)(const float *s, const float *t, float *g, int64_t c
     sq_ctx k = {0};
     float *part = work + 3 * c;
     const float s_y = lab->active ? s[lab->y] : 0.0f;
-    kside side = {NULL, NULL, NULL, NULL};
+    kside side = {NULL, NULL, NULL, NULL, NULL};
     if (lab->active) {
         row_maxima(pipe, s, NULL, c, nthr, part, &k.ms, NULL);
         kexp ex = {s, k.ms, 1.0f, work, 0, NULL, NULL};
