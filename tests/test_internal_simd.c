@@ -91,6 +91,23 @@ START_TEST(row_max_propagates_nan_at_every_position)
 }
 END_TEST
 
+/* row_argmax, and row_confidence's label with its sum of exps (NaN where the
+ * max is not finite or the row holds a NaN), with a prefetch row or not */
+static void check_argmax(const kdi_simd_ops *ops, const float *x, int c, int want, int sum_nan)
+{
+    static float work[KDI_SIMD_WORK(64)];
+    ck_assert_msg(ops->row_argmax(x, c) == want, "%s c=%d want %d", ops->name, c, want);
+    for (int pf = 0; pf < 2; pf++) {
+        double sum;
+        ck_assert_msg(ops->row_confidence(x, c, work, 1, pf ? x : NULL, &sum) == want,
+                      "%s confidence c=%d want %d", ops->name, c, want);
+        if (sum_nan)
+            ck_assert(isnan(sum));
+        else
+            ck_assert(kdt_close(sum, ops->row_sumexp(x, c, 1.0f, x[want]), 1e-6, 0));
+    }
+}
+
 START_TEST(row_argmax_is_torch_argmax_at_every_position)
 {
     find_variants();
@@ -102,18 +119,20 @@ START_TEST(row_argmax_is_torch_argmax_at_every_position)
                 for (int j = 0; j < c; j++)
                     x[j] = (float)((j * 7) % 5);
                 x[pos] = 9.0f;
-                ck_assert_int_eq(ops->row_argmax(x, c), pos);
+                check_argmax(ops, x, c, pos, 0);
                 if (pos + 1 < c) { /* a later tie keeps the first */
                     x[c - 1] = 9.0f;
-                    ck_assert_int_eq(ops->row_argmax(x, c), pos);
+                    check_argmax(ops, x, c, pos, 0);
                 }
+                x[pos] = INFINITY; /* the first +Inf */
+                check_argmax(ops, x, c, pos, 1);
                 x[pos] = NAN; /* the first NaN wins, wherever the max is */
                 if (pos + 1 < c)
                     x[c - 1] = NAN;
-                ck_assert_msg(ops->row_argmax(x, c) == pos, "%s c=%d pos=%d", ops->name, c, pos);
+                check_argmax(ops, x, c, pos, 1);
                 for (int j = 0; j < c; j++)
                     x[j] = -INFINITY;
-                ck_assert_int_eq(ops->row_argmax(x, c), 0);
+                check_argmax(ops, x, c, 0, 1);
             }
 }
 END_TEST

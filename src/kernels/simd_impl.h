@@ -230,6 +230,21 @@ KDV_INLINE int vhany(vi m)
     return m[0] != 0;
 }
 
+/* bit i set where lane i of m is set */
+KDV_INLINE uint32_t vmask_bits(vi m)
+{
+#if KDV_W == 16 && defined(__AVX512DQ__)
+    return (uint32_t)_mm512_movepi32_mask((__m512i)m);
+#elif KDV_W == 8 && defined(__AVX__)
+    return (uint32_t)_mm256_movemask_ps((__m256)m);
+#else
+    uint32_t b = 0;
+    for (int i = 0; i < KDV_W; i++)
+        b |= (uint32_t)(m[i] != 0) << i;
+    return b;
+#endif
+}
+
 /* exp(x) for x <= 0 (or NaN): every exp in kdlib is of a logit minus its row
  * max, times a positive scale.  Below -87.34 (also -Inf) the result is 0;
  * NaN stays NaN.
@@ -417,21 +432,26 @@ KDV_INLINE int64_t argmax_pf(const float *x, int64_t c, const float *pf)
 
 static int64_t KDV_FN(row_argmax_)(const float *x, int64_t c) { return argmax_pf(x, c, NULL); }
 
-/* out_j = exp((x_j - m) * scale) (out may be NULL), returns the row sum;
- * with side, also *side_max = the max of the c elements at side (NaN
- * ignored, as max2 without nan_check), read in the same loop. */
-KDV_INLINE double exp_store_side(const float *x, int64_t c, float m, float scale, float *out,
-                                 const float *side, float *side_max)
+/* exp_store_side, and with first, *first = the first index j with x_j == m
+ * (-1 if none) */
+KDV_INLINE double exp_store_first(const float *x, int64_t c, float m, float scale, float *out,
+                                  const float *side, float *side_max, int64_t *first)
 {
     vd acc = VD_ZERO;
     vf sm = vset(-INFINITY);
-    int64_t j = 0;
+    int64_t j = 0, at = -1;
     for (; j + KDV_W <= c; j += KDV_W) {
         if (side && side_max)
             sm = vmax_keepnan(vload(side + j), sm);
         else if (side && !(j & 15))
             __builtin_prefetch(side + j, 0, 2);
-        vf e = vexp_nonpos((vload(x + j) - m) * scale);
+        const vf v = vload(x + j);
+        if (first && at < 0) {
+            const uint32_t eq = vmask_bits(v == m);
+            if (eq)
+                at = j + __builtin_ctz(eq);
+        }
+        vf e = vexp_nonpos((v - m) * scale);
         if (out)
             vstore(out + j, e);
         vacc(&acc, e);
@@ -440,14 +460,31 @@ KDV_INLINE double exp_store_side(const float *x, int64_t c, float m, float scale
     if (tl.n) {
         if (side && side_max)
             sm = vmax_keepnan(tload(side, &tl, -INFINITY), sm);
-        vf e = vexp_nonpos((tload(x, &tl, -INFINITY) - m) * scale);
+        const vf v = tload(x, &tl, -INFINITY);
+        if (first && at < 0) {
+            const uint32_t eq = vmask_bits((v == m) & tl.valid);
+            if (eq)
+                at = tl.off + __builtin_ctz(eq);
+        }
+        vf e = vexp_nonpos((v - m) * scale);
         if (out)
             tstore(out, &tl, e);
         vacc(&acc, vsel(tl.valid, e, vset(0.0f)));
     }
     if (side && side_max)
         *side_max = vhmax(sm);
+    if (first)
+        *first = at;
     return vdsum(acc);
+}
+
+/* out_j = exp((x_j - m) * scale) (out may be NULL), returns the row sum;
+ * with side, also *side_max = the max of the c elements at side (NaN
+ * ignored, as max2 without nan_check), read in the same loop. */
+KDV_INLINE double exp_store_side(const float *x, int64_t c, float m, float scale, float *out,
+                                 const float *side, float *side_max)
+{
+    return exp_store_first(x, c, m, scale, out, side, side_max, NULL);
 }
 
 KDV_INLINE double exp_store(const float *x, int64_t c, float m, float scale, float *out)
@@ -633,30 +670,86 @@ KDV_INLINE void seg_run(kseg_fn fn, const void *ctx, int64_t c, int nthr, float 
     }
 }
 
-/* argmax of t with torch's rules (as row_argmax) and *sum = sum_j exp(t_j -
- * t_argmax), NaN when t_argmax is not finite: a teacher row's pseudo-label
- * and its confidence 1 / *sum.  work: KDI_SIMD_WORK(c) floats. */
-static int64_t KDV_FN(row_confidence_)(const float *t, int64_t c, float *work, int nthr,
-                                       const float *pf, double *sum)
+/* max of x[0, n), NaN ignored (as max2 without nan_check), two chains of
+ * vector maxima; pf (or NULL) prefetched meanwhile */
+KDV_INLINE float max_pf(const float *x, int64_t n, const float *pf)
+{
+    vf a = vset(-INFINITY), b = a;
+    int64_t j = 0;
+    for (; j + 2 * KDV_W <= n; j += 2 * KDV_W) {
+        if (pf) { /* one 64-byte line per 16 floats */
+            __builtin_prefetch(pf + j, 0, 2);
+            if (2 * KDV_W > 16)
+                __builtin_prefetch(pf + j + 16, 0, 2);
+        }
+        a = vmax_keepnan(vload(x + j), a);
+        b = vmax_keepnan(vload(x + j + KDV_W), b);
+    }
+    if (j + KDV_W <= n) {
+        if (pf)
+            __builtin_prefetch(pf + j, 0, 2);
+        a = vmax_keepnan(vload(x + j), a);
+    }
+    const vtail tl = vtail_of(n);
+    if (tl.n)
+        b = vmax_keepnan(tload(x, &tl, -INFINITY), b);
+    return vhmax(vmax_keepnan(a, b));
+}
+
+/* argmax of t with torch's rules (as row_argmax) over the segments of a row
+ * (pf: prefetched meanwhile, or NULL): the first NaN wins, else the
+ * largest, the first on ties */
+KDV_INLINE int64_t seg_argmax(const float *t, int64_t c, float *work, int nthr, const float *pf)
 {
     const int64_t nseg = KDI_NSEG(c);
     KDV_SEGMENTS(nseg, k, {
         const int64_t j0 = k * KDI_SEG;
         put_d(work + 2 * k, (double)(j0 + argmax_pf(t + j0, seg_end(k, nseg, c) - j0, pf ? pf + j0 : NULL)));
     });
-    /* segments in order: the first NaN wins, else the largest, the first on ties */
     int64_t best = (int64_t)get_d(work);
     for (int64_t k = 1; k < nseg && t[best] == t[best]; k++) {
         const int64_t i = (int64_t)get_d(work + 2 * k);
         if (t[i] != t[i] || t[i] > t[best])
             best = i;
     }
-    const float m = t[best];
+    return best;
+}
+
+/* argmax of t with torch's rules (as row_argmax) and *sum = sum_j exp(t_j -
+ * t_argmax), NaN when t_argmax is not finite: a teacher row's pseudo-label
+ * and its confidence 1 / *sum.  work: KDI_SIMD_WORK(c) floats.
+ * Two passes: the max m (NaN ignored: plain vector maxima, prefetching pf),
+ * then the sum of exp(t_j - m) that also finds the first j with t_j = m,
+ * the argmax.  A row whose max is not finite or whose sum is NaN (a NaN
+ * element) takes seg_argmax instead, and gets a NaN sum. */
+static int64_t KDV_FN(row_confidence_)(const float *t, int64_t c, float *work, int nthr,
+                                       const float *pf, double *sum)
+{
+    const int64_t nseg = KDI_NSEG(c);
+    KDV_SEGMENTS(nseg, k, {
+        const int64_t j0 = k * KDI_SEG;
+        work[k] = max_pf(t + j0, seg_end(k, nseg, c) - j0, pf ? pf + j0 : NULL);
+    });
+    float m = -INFINITY; /* no NaN in work[k] */
+    for (int64_t k = 0; k < nseg; k++)
+        m = work[k] > m ? work[k] : m;
     *sum = NAN;
-    if (isfinite(m)) {
-        const kexp ex = {t, m, 1.0f, NULL, 0, NULL, NULL};
-        seg_exps(&ex, 1, c, nthr, work, sum);
-    }
+    if (!isfinite(m))
+        return seg_argmax(t, c, work, nthr, pf);
+    /* the segments' sums at work + 6 k, their first index of m at work + 6 k + 2 */
+    KDV_SEGMENTS(nseg, k, {
+        const int64_t j0 = k * KDI_SEG;
+        int64_t at;
+        put_d(work + 6 * k, exp_store_first(t + j0, seg_end(k, nseg, c) - j0, m, 1.0f, NULL, NULL, NULL, &at));
+        put_d(work + 6 * k + 2, (double)(at < 0 ? -1 : j0 + at));
+    });
+    const double total = seg_total(work, nseg, 0);
+    if (total != total)
+        return seg_argmax(t, c, work, nthr, NULL);
+    int64_t best = -1;
+    for (int64_t k = 0; k < nseg && best < 0; k++)
+        best = (int64_t)get_d(work + 6 * k + 2);
+    *sum = total;
     return best;
 }
 
