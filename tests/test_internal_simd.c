@@ -124,6 +124,13 @@ START_TEST(row_argmax_is_torch_argmax_at_every_position)
                     x[c - 1] = 9.0f;
                     check_argmax(ops, x, c, pos, 0);
                 }
+                if (pos + 1 < c) { /* -0 and +0 tie: the first */
+                    for (int j = 0; j < c; j++)
+                        x[j] = -1.0f;
+                    x[pos] = -0.0f;
+                    x[c - 1] = 0.0f;
+                    check_argmax(ops, x, c, pos, 0);
+                }
                 x[pos] = INFINITY; /* the first +Inf */
                 check_argmax(ops, x, c, pos, 1);
                 x[pos] = NAN; /* the first NaN wins, wherever the max is */
