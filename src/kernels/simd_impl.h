@@ -340,13 +340,17 @@ KDV_INLINE vf vexp_nonpos(vf x)
 /* max of two rows at once (y may be NULL).  With nan_check, NaN if the row
  * holds a NaN; without, the max of the other elements (the row kernels need
  * no check: a NaN element makes its row's sum of exps NaN, and with it every
- * output of the row, as a NaN max would). */
-KDV_INLINE void max2(const float *x, const float *y, int64_t c, int nan_check, float *mx, float *my)
+ * output of the row, as a NaN max would).  pf (or NULL): a row of c floats
+ * prefetched into L2 meanwhile. */
+KDV_INLINE void max2(const float *x, const float *y, int64_t c, int nan_check, const float *pf,
+                     float *mx, float *my)
 {
     vf a = vset(-INFINITY), b = vset(-INFINITY);
     vi nan_a = vmask_first(0), nan_b = vmask_first(0);
     int64_t j = 0;
     for (; j + KDV_W <= c; j += KDV_W) {
+        if (pf && !(j & 15)) /* one 64-byte line per 16 floats */
+            __builtin_prefetch(pf + j, 0, 2);
         vf u = vload(x + j);
         if (nan_check)
             nan_a |= u != u;
@@ -379,7 +383,7 @@ KDV_INLINE void max2(const float *x, const float *y, int64_t c, int nan_check, f
 static float KDV_FN(row_max_)(const float *x, int64_t c)
 {
     float m;
-    max2(x, NULL, c, 1, &m, NULL);
+    max2(x, NULL, c, 1, NULL, &m, NULL);
     return m;
 }
 
@@ -542,28 +546,37 @@ KDV_INLINE double seg_total(const float *part, int64_t nseg, int slot)
     return t;
 }
 
-/* row maxima of x and of y (y may be NULL), NaN elements ignored (see max2) */
-KDV_INLINE void seg_max2(const float *x, const float *y, int64_t c, int nthr, float *part, float *mx,
-                         float *my)
+/* *a = max_k p[2 k], and *b = max_k p[2 k + 1] when b is not NULL, k < n:
+ * the row maxima from per-segment maxima (which hold no NaN) */
+KDV_INLINE void slot_max2(const float *p, int64_t n, float *a, float *b)
+{
+    float x = -INFINITY, y = -INFINITY;
+    for (int64_t k = 0; k < n; k++) {
+        x = p[2 * k] > x ? p[2 * k] : x;
+        if (b)
+            y = p[2 * k + 1] > y ? p[2 * k + 1] : y;
+    }
+    *a = x;
+    if (b)
+        *b = y;
+}
+
+/* row maxima of x and of y (y may be NULL), NaN elements ignored (see max2),
+ * pf (or NULL) prefetched meanwhile */
+KDV_INLINE void seg_max2(const float *x, const float *y, int64_t c, int nthr, float *part,
+                         const float *pf, float *mx, float *my)
 {
     const int64_t nseg = KDI_NSEG(c);
     if (nseg == 1) {
-        max2(x, y, c, 0, mx, my);
+        max2(x, y, c, 0, pf, mx, my);
         return;
     }
     KDV_SEGMENTS(nseg, k, {
         const int64_t j0 = k * KDI_SEG;
-        max2(x + j0, y ? y + j0 : NULL, seg_end(k, nseg, c) - j0, 0, &part[2 * k], &part[2 * k + 1]);
+        max2(x + j0, y ? y + j0 : NULL, seg_end(k, nseg, c) - j0, 0, pf ? pf + j0 : NULL, &part[2 * k],
+             &part[2 * k + 1]);
     });
-    float a = -INFINITY, b = -INFINITY; /* no NaN in part (max2 without nan_check) */
-    for (int64_t k = 0; k < nseg; k++) {
-        a = part[2 * k] > a ? part[2 * k] : a;
-        if (y)
-            b = part[2 * k + 1] > b ? part[2 * k + 1] : b;
-    }
-    *mx = a;
-    if (y)
-        *my = b;
+    slot_max2(part, nseg, mx, y ? my : NULL);
 }
 
 /* e^pw for pw in {2, 4}, e an exp in [0, 1] or NaN: 0 where the power is
@@ -658,42 +671,8 @@ KDV_INLINE void seg_run(kseg_fn fn, const void *ctx, int64_t c, int nthr, float 
     });
     out[0] = seg_total(part, nseg, 0);
     out[1] = seg_total(part, nseg, 1);
-    if (side) { /* no NaN in the slots */
-        float a = -INFINITY, b = -INFINITY;
-        for (int64_t k = 0; k < nseg; k++) {
-            a = slot[2 * k] > a ? slot[2 * k] : a;
-            b = slot[2 * k + 1] > b ? slot[2 * k + 1] : b;
-        }
-        *side->ms = a;
-        if (side->t)
-            *side->mt = b;
-    }
-}
-
-/* max of x[0, n), NaN ignored (as max2 without nan_check), two chains of
- * vector maxima; pf (or NULL) prefetched meanwhile */
-KDV_INLINE float max_pf(const float *x, int64_t n, const float *pf)
-{
-    vf a = vset(-INFINITY), b = a;
-    int64_t j = 0;
-    for (; j + 2 * KDV_W <= n; j += 2 * KDV_W) {
-        if (pf) { /* one 64-byte line per 16 floats */
-            __builtin_prefetch(pf + j, 0, 2);
-            if (2 * KDV_W > 16)
-                __builtin_prefetch(pf + j + 16, 0, 2);
-        }
-        a = vmax_keepnan(vload(x + j), a);
-        b = vmax_keepnan(vload(x + j + KDV_W), b);
-    }
-    if (j + KDV_W <= n) {
-        if (pf)
-            __builtin_prefetch(pf + j, 0, 2);
-        a = vmax_keepnan(vload(x + j), a);
-    }
-    const vtail tl = vtail_of(n);
-    if (tl.n)
-        b = vmax_keepnan(tload(x, &tl, -INFINITY), b);
-    return vhmax(vmax_keepnan(a, b));
+    if (side)
+        slot_max2(slot, nseg, side->ms, side->t ? side->mt : NULL);
 }
 
 /* argmax of t with torch's rules (as row_argmax) over the segments of a row
@@ -718,7 +697,7 @@ KDV_INLINE int64_t seg_argmax(const float *t, int64_t c, float *work, int nthr, 
 /* argmax of t with torch's rules (as row_argmax) and *sum = sum_j exp(t_j -
  * t_argmax), NaN when t_argmax is not finite: a teacher row's pseudo-label
  * and its confidence 1 / *sum.  work: KDI_SIMD_WORK(c) floats.
- * Two passes: the max m (NaN ignored: plain vector maxima, prefetching pf),
+ * Two passes: the max m (NaN ignored, as seg_max2; prefetching pf),
  * then the sum of exp(t_j - m) that also finds the first j with t_j = m,
  * the argmax.  A row whose max is not finite or whose sum is NaN (a NaN
  * element) takes seg_argmax instead, and gets a NaN sum. */
@@ -726,13 +705,8 @@ static int64_t KDV_FN(row_confidence_)(const float *t, int64_t c, float *work, i
                                        const float *pf, double *sum)
 {
     const int64_t nseg = KDI_NSEG(c);
-    KDV_SEGMENTS(nseg, k, {
-        const int64_t j0 = k * KDI_SEG;
-        work[k] = max_pf(t + j0, seg_end(k, nseg, c) - j0, pf ? pf + j0 : NULL);
-    });
-    float m = -INFINITY; /* no NaN in work[k] */
-    for (int64_t k = 0; k < nseg; k++)
-        m = work[k] > m ? work[k] : m;
+    float m;
+    seg_max2(t, NULL, c, nthr, work, pf, &m, NULL);
     *sum = NAN;
     if (!isfinite(m))
         return seg_argmax(t, c, work, nthr, pf);
@@ -778,7 +752,7 @@ KDV_INLINE void row_maxima(const kdi_pipe *pp, const float *s, const float *t, i
         if (t)
             *mt = pp->mt;
     } else
-        seg_max2(s, t, c, nthr, part, ms, mt);
+        seg_max2(s, t, c, nthr, part, NULL, ms, mt);
 }
 
 /* Hand the next row to this row's passes; the pipe then describes the next
@@ -1331,6 +1305,35 @@ KDV_INLINE small_params small_params_of(const kdi_small_row *rows, int nrows)
     return p;
 }
 
+/* whether any of the rows has a hard label (the softmax at T = 1 matters
+ * only then) */
+KDV_INLINE int lanes_any_label(const kdi_small_row *rows, int nrows)
+{
+    int any = 0;
+    for (int r = 0; r < nrows; r++)
+        any |= rows[r].lab.active;
+    return any;
+}
+
+/* Column j of the hard-label term of short rows (kl_small, mse_small), as
+ * label_finish: *ce += oh_j ds_j where oh_j != 0 (oh the smoothed one-hot,
+ * ds = s - ms); returns the gradient's share coef (e1_j r1 - oh_j), 0 in the
+ * lanes without a label (a row without one may hold +Inf, whose softmax is
+ * NaN). */
+KDV_INLINE vf lanes_label_step(const small_params *p, int64_t j, vf ds, vf e1, vf r1, vf *ce)
+{
+    const vf oh = vsel(p->y == (int32_t)j, p->on, p->off);
+    *ce = vlanes_nz(*ce, oh, ds);
+    return vsel(p->y >= 0, p->coef * (e1 * r1 - oh), vset(0.0f));
+}
+
+/* the hard-label CE from lanes_label_step's sum: l1 sum_j oh_j - sum oh ds,
+ * 0 in the lanes without a label */
+KDV_INLINE vf lanes_label_ce(const small_params *p, int64_t c, vf l1, vf ce)
+{
+    return vsel(p->y >= 0, l1 * (p->on + (float)(c - 1) * p->off) - ce, vset(0.0f));
+}
+
 static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, float inv_t,
                               double *kl_out, double *ce_out)
 {
@@ -1346,9 +1349,7 @@ static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, f
     const vf *e1 = ES;
     l1 = ls;
     r1 = rs;
-    int labels = 0; /* the T = 1 softmax only matters to rows with a label */
-    for (int r = 0; r < nrows; r++)
-        labels |= rows[r].lab.active;
+    const int labels = lanes_any_label(rows, nrows);
     if (inv_t != 1.0f && labels) {
         const int pw = inv_t == 0.5f ? 2 : inv_t == 0.25f ? 4 : 0;
         if (pw) { /* powers of the exps at T, as kl_row */
@@ -1361,24 +1362,19 @@ static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, f
         }
         e1 = E1;
     }
-    /* as kl_step: KL = inv_t sum pt (dt - ds) + (ls - lt) sum pt, CE = l1 sum
-     * oh - sum oh ds, with oh the smoothed one-hot of the label */
-    const vf zero = vset(0.0f), kq = p.cs * rs, k1 = p.coef * r1;
-    const vf con = p.coef * p.on, coff = p.coef * p.off;
+    /* as kl_step: KL = inv_t sum pt (dt - ds) + (ls - lt) sum pt */
+    const vf zero = vset(0.0f), kq = p.cs * rs;
     vf kl = zero, ce = zero, G[KDV_SMALL_C];
     for (int64_t j = 0; j < c; j++) {
         const vf ds = S[j] - ms, pt = ET[j] * rt;
         kl = vlanes_nz(kl, pt, (T[j] - mt) - ds);
-        const vi is_y = p.y == (int32_t)j;
         vf g = ES[j] * kq - pt * p.cs;
-        if (labels) {
-            ce = vlanes_nz(ce, vsel(is_y, p.on, p.off), ds);
-            g += e1[j] * k1 - vsel(is_y, con, coff);
-        }
+        if (labels)
+            g += lanes_label_step(&p, j, ds, e1[j], r1, &ce);
         G[j] = g;
     }
     kl = kl * inv_t + (ls - lt) * (rt * st);
-    ce = vsel(p.y >= 0, l1 * (p.on + (float)(c - 1) * p.off) - ce, zero); /* 0 without a label */
+    ce = lanes_label_ce(&p, c, l1, ce);
     scatter_rows(rows, nrows, c, G);
     for (int r = 0; r < nrows; r++) {
         kl_out[r] = kl[r];
@@ -1489,32 +1485,24 @@ static void KDV_FN(mse_small_)(const kdi_small_row *rows, int nrows, int64_t c, 
     const vf zero = vset(0.0f);
     gather_rows(rows, nrows, c, 0, S);
     gather_rows(rows, nrows, c, 1, T);
-    int labels = 0; /* the softmax only matters to rows with a label */
-    for (int r = 0; r < nrows; r++)
-        labels |= rows[r].lab.active;
-    const vi act = p.y >= 0;
+    const int labels = lanes_any_label(rows, nrows);
     vf ms = zero, l1 = zero, r1 = zero;
     if (labels) {
         ms = lanes_max(S, c);
         lanes_log_inv(lanes_exp(S, c, ms, 1.0f, ES), &l1, &r1);
     }
-    /* as mse_row, the label term as in kl_small (masked to the rows that have
-     * one: a row without may hold +Inf, whose softmax is NaN) */
-    const vf k1 = p.coef * r1, con = p.coef * p.on, coff = p.coef * p.off;
+    /* as mse_row */
     vd sq = VD_ZERO; /* per lane: float partial sums of 16 squares, then double, as mse_row */
     vf ce = zero, G[KDV_SMALL_C];
     for (int64_t j = 0; j < c; j++) {
         const vf d = S[j] - T[j];
         vacc(&sq, d * d);
         vf g = p.cs * d;
-        if (labels) {
-            const vi is_y = p.y == (int32_t)j;
-            ce = vlanes_nz(ce, vsel(is_y, p.on, p.off), S[j] - ms);
-            g += vsel(act, ES[j] * k1 - vsel(is_y, con, coff), zero);
-        }
+        if (labels)
+            g += lanes_label_step(&p, j, S[j] - ms, ES[j], r1, &ce);
         G[j] = g;
     }
-    ce = vsel(act, l1 * (p.on + (float)(c - 1) * p.off) - ce, zero);
+    ce = lanes_label_ce(&p, c, l1, ce);
     vflush(&sq);
     scatter_rows(rows, nrows, c, G);
     for (int r = 0; r < nrows; r++) {
