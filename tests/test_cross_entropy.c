@@ -389,6 +389,47 @@ START_TEST(nan_and_inf_propagate_to_their_row_by_default)
 }
 END_TEST
 
+/* A -Inf student logit where the teacher's softmax is exactly 0 (its logit
+ * -1e4 below the others) adds nothing, in short rows and in long ones: each
+ * row is s = -Inf at class k, 0 elsewhere, against t = -1e4 at k, 0
+ * elsewhere, so p = q and the loss is log(c - 1) with a zero gradient. */
+START_TEST(minus_inf_student_under_a_zero_teacher_probability_adds_nothing)
+{
+    static const int64_t cs[] = {4, 100, 300};
+    enum { N = 17 };
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        const int64_t c = cs[ci];
+        float *s = calloc((size_t)(N * c), sizeof *s), *t = calloc((size_t)(N * c), sizeof *t);
+        float *g = malloc((size_t)(N * c) * sizeof *g), per[N], loss;
+        for (int i = 0; i < N; i++) {
+            s[i * c + i % c] = -INFINITY;
+            t[i * c + i % c] = -1e4f;
+        }
+        kd_loss *h;
+        ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_CROSS_ENTROPY, c), KD_OK);
+        kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, c);
+        kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
+        kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, c);
+        kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0);
+        ck_assert_int_eq(kd_loss_forward_backward(h, N, &loss), KD_OK);
+        ck_assert_msg(kdt_close(loss, log((double)(c - 1)), 1e-6, 0), "c %ld: loss %g", (long)c, loss);
+        for (int i = 0; i < N; i++)
+            ck_assert(kdt_close(per[i], log((double)(c - 1)), 1e-6, 0));
+        for (int64_t j = 0; j < N * c; j++)
+            ck_assert_msg(fabsf(g[j]) < 1e-7f, "c %ld: g[%ld] = %g", (long)c, (long)j, g[j]);
+        /* the same student against a teacher giving that class mass: +Inf */
+        for (int i = 0; i < N; i++)
+            t[i * c + i % c] = 0.0f;
+        ck_assert_int_eq(kd_loss_forward(h, N, &loss), KD_OK);
+        ck_assert(isinf(loss) && loss > 0);
+        kd_loss_destroy(h);
+        free(s);
+        free(t);
+        free(g);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cross_entropy");
@@ -411,6 +452,7 @@ int main(void)
     tcase_add_test(tc, all_rows_ignored_give_zero_loss_and_zero_gradient);
     tcase_add_test(tc, empty_batch_gives_zero_loss);
     tcase_add_test(tc, nan_and_inf_propagate_to_their_row_by_default);
+    tcase_add_test(tc, minus_inf_student_under_a_zero_teacher_probability_adds_nothing);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

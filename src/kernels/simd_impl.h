@@ -932,7 +932,7 @@ typedef struct {
     const float *s, *es, *sv;
     float *g;
     int64_t c;
-    float ms, ka, off, ks, kg, cs; /* ks = rs sum_q, kg = cs ks */
+    float ms, ka, off, ks, kg, cs, kq; /* ks = rs sum_q, kg = cs ks, kq = cs ka */
 } ce_ctx;
 
 /* one vector of ce_row's gradient pass for a target source of kind `kind`
@@ -953,6 +953,16 @@ KDV_INLINE vf ce_step(const ce_ctx *k, const vtail *tl, int64_t j, vi valid, vd 
     return k->cs * (es * k->ks - q);
 }
 
+/* ce_step for a teacher target without a label (q = ka sv, off = 0): acc[0]
+ * = sum sv d (a plain product: 0 (-Inf) gives NaN, which ce_row redoes), sum
+ * q is ka sum sv = a and not summed; g = es kg - sv (cs ka) */
+KDV_INLINE vf ce_step2(const ce_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
+{
+    const vf d = KDV_AT(k->s) - k->ms, es = KDV_AT(k->es), sv = KDV_AT(k->sv);
+    vacc(&acc[0], tl ? vsel(valid, sv * d, vset(0.0f)) : sv * d);
+    return es * k->kg - sv * k->kq;
+}
+
 KDV_INLINE vf ce_step0(const ce_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
 {
     return ce_step(k, tl, j, valid, acc, 0);
@@ -963,6 +973,7 @@ KDV_INLINE vf ce_step1(const ce_ctx *k, const vtail *tl, int64_t j, vi valid, vd
 }
 KDV_SEG_PASS(ce_seg0_, ce_ctx, ce_step0)
 KDV_SEG_PASS(ce_seg1_, ce_ctx, ce_step1)
+KDV_SEG_PASS(ce_seg2_, ce_ctx, ce_step2)
 
 static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, float *g, int64_t c,
                               float inv_t, float a, const kdi_simd_label *lab, float lab_sum,
@@ -1002,9 +1013,21 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     k.cs = cs;
     k.ks = (float)(1.0 / sum[0]) * (float)(lab_sum + a * sum_src);
     k.kg = cs * k.ks;
+    k.kq = cs * k.ka;
     double acc[2];
-    seg_run(src_kind ? KDV_FN(ce_seg1_) : KDV_FN(ce_seg0_), &k, c, nthr, part, side.s ? &side : NULL,
-            acc);
+    const int teacher_only = src_kind == 2 && k.off == 0.0f;
+    seg_run(teacher_only ? KDV_FN(ce_seg2_) : src_kind ? KDV_FN(ce_seg1_) : KDV_FN(ce_seg0_), &k, c,
+            nthr, part, side.s ? &side : NULL, acc);
+    if (teacher_only) {
+        if (acc[0] != acc[0] && ls == ls) { /* a NaN product of a zero q counts 0 */
+            acc[0] = 0.0;
+            for (int64_t j = 0; j < c; j++)
+                if (k.sv[j] != 0.0f)
+                    acc[0] += (double)k.sv[j] * (double)(s[j] - k.ms);
+        }
+        acc[0] *= k.ka;
+        acc[1] = a;
+    }
     /* sum q log p = sum q d - ls sum q (kind 0: q = off everywhere).  ls is
      * finite or NaN; where it is NaN the sum is NaN unless every q is 0 (0 log
      * p is 0), which a zero sum q does not tell (q may be of either sign). */
@@ -1382,6 +1405,13 @@ static void KDV_FN(kl_small_)(const kdi_small_row *rows, int nrows, int64_t c, f
     }
 }
 
+/* column j of ce_small's target q (smoothed one-hot, plus ka Q with a source) */
+KDV_INLINE vf ce_lanes_q(const small_params *p, int64_t j, int src_kind, vf ka, const vf *Q)
+{
+    const vf q = vsel(p->y == (int32_t)j, p->on, p->off);
+    return src_kind ? q + ka * Q[j] : q;
+}
+
 static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, int src_kind,
                               float inv_t, double *loss_out)
 {
@@ -1407,13 +1437,29 @@ static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, i
     /* as ce_step: sum q log p = sum q d - ls sum q, g = cs (es rs sum_q - q) */
     const vf ks = rs * (p.lab_sum + p.a * sum_src);
     vf qd = zero, qs = zero, G[KDV_SMALL_C];
-    for (int64_t j = 0; j < c; j++) {
-        vf q = vsel(p.y == (int32_t)j, p.on, p.off);
-        if (src_kind)
-            q += ka * Q[j];
-        qd = vlanes_nz(qd, q, S[j] - ms);
-        qs += q;
-        G[j] = p.cs * (ES[j] * ks - q);
+    if (src_kind == 2 && !lanes_any_label(rows, nrows)) {
+        /* q = ka Q alone: sum q = a, sum q d = ka sum Q d, where a product
+         * 0 (-Inf) (a -Inf student logit under a zero target) gives NaN:
+         * such lanes are summed again below, skipping q = 0 */
+        const vf kg = p.cs * ks, kq = p.cs * ka;
+        for (int64_t j = 0; j < c; j++) {
+            qd += Q[j] * (S[j] - ms);
+            G[j] = ES[j] * kg - Q[j] * kq;
+        }
+        qd *= ka;
+        qs = p.a;
+    } else {
+        for (int64_t j = 0; j < c; j++) {
+            const vf q = ce_lanes_q(&p, j, src_kind, ka, Q);
+            qd = vlanes_nz(qd, q, S[j] - ms);
+            qs += q;
+            G[j] = p.cs * (ES[j] * ks - q);
+        }
+    }
+    if (vhany(qd != qd)) { /* NaN products of zero targets count 0 */
+        qd = zero;
+        for (int64_t j = 0; j < c; j++)
+            qd = vlanes_nz(qd, ce_lanes_q(&p, j, src_kind, ka, Q), S[j] - ms);
     }
     vf loss = ls * qs - qd;
     if (vhany(ls != ls)) /* as ce_row: NaN unless every q of the row is 0 */
@@ -1421,7 +1467,7 @@ static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, i
             if (ls[r] != ls[r]) {
                 loss[r] = 0.0f;
                 for (int64_t j = 0; j < c && loss[r] == 0.0f; j++)
-                    if ((j == p.y[r] ? p.on[r] : p.off[r]) + (src_kind ? ka[r] * Q[j][r] : 0.0f) != 0.0f)
+                    if (ce_lanes_q(&p, j, src_kind, ka, Q)[r] != 0.0f)
                         loss[r] = NAN;
             }
     scatter_rows(rows, nrows, c, G);
