@@ -702,6 +702,81 @@ START_TEST(short_row_kernels_match_the_row_kernels)
 }
 END_TEST
 
+/* The short-row kernels read and write rows wherever they are: evenly
+ * spaced (ld = c or c + 3, or negative: rows in reverse order, taken with
+ * one gather per column) or anywhere (one address per row); every layout
+ * gives the same bits, losses and gradients. */
+START_TEST(short_row_kernels_give_the_same_bits_for_any_row_layout)
+{
+    find_variants();
+    kdt_rng rng;
+    kdt_seed(&rng, 41);
+    enum { R = KDI_MAX_LANES, CM = KDI_SMALL_C, SPAN = R * (CM + 8) };
+    static float src_s[R][CM], src_t[R][CM], mem_s[SPAN], mem_t[SPAN], mem_g[SPAN], ref_g[6][R][CM];
+    for (int v = 0; v < nvariants; v++) {
+        const kdi_simd_ops *ops = variants[v];
+        for (int c = 1; c <= ops->small_c; c = next_len(c, ops->small_c)) {
+            for (int nrows = 1; nrows <= ops->lanes; nrows += 5) {
+                for (int r = 0; r < nrows; r++) {
+                    kdt_fill_normal(&rng, src_s[r], c, 4.0);
+                    kdt_fill_normal(&rng, src_t[r], c, 4.0);
+                }
+                double ref[6][R];
+                int32_t ref_lab[R];
+                for (int layout = 0; layout < 4; layout++) {
+                    /* offset of row r: ld c, ld c + 3, reversed, uneven */
+                    int64_t off[R];
+                    for (int r = 0; r < nrows; r++)
+                        off[r] = layout == 0   ? r * c
+                                 : layout == 1 ? r * (c + 3)
+                                 : layout == 2 ? (nrows - 1 - r) * c
+                                               : r * (c + 8) - (r * r) % 7 + 6;
+                    kdi_small_row rows[R];
+                    for (int r = 0; r < nrows; r++) {
+                        memcpy(mem_s + off[r], src_s[r], sizeof(float) * (size_t)c);
+                        memcpy(mem_t + off[r], src_t[r], sizeof(float) * (size_t)c);
+                        const int y = r % 3 ? (int)((r * 7) % c) : -1;
+                        kdi_small_row x = {mem_s + off[r], mem_t + off[r], mem_g + off[r], 0.5f, 0.6f,
+                                           y >= 0 ? 0.4f : 0.0f,
+                                           {y >= 0, y, 0.9f, 0.1f / (float)c, 0.25f}};
+                        rows[r] = x;
+                    }
+                    double out[6][R];
+                    int32_t lab[R];
+                    int keep[R];
+                    for (int k = 0; k < 6; k++) {
+                        if (k == 0)
+                            ops->kl_small(rows, nrows, c, 0.5f, out[0], out[5]);
+                        else if (k <= 3)
+                            ops->ce_small(rows, nrows, c, k - 1, 0.5f, out[k]);
+                        else if (k == 4)
+                            ops->pl_small(rows, nrows, c, NULL, 0.0f, 0, out[4], lab, keep);
+                        else if (c <= ops->mse_small_c)
+                            ops->mse_small(rows, nrows, c, out[5], out[0]);
+                        else
+                            continue;
+                        for (int r = 0; r < nrows; r++) {
+                            if (layout == 0) {
+                                memcpy(ref_g[k][r], mem_g + off[r], sizeof(float) * (size_t)c);
+                                ref[k][r] = out[k][r];
+                                if (k == 4)
+                                    ref_lab[r] = lab[r];
+                                continue;
+                            }
+                            ck_assert_msg(!memcmp(ref_g[k][r], mem_g + off[r], sizeof(float) * (size_t)c) &&
+                                              !memcmp(&ref[k][r], &out[k][r], sizeof(double)) &&
+                                              (k != 4 || ref_lab[r] == lab[r]),
+                                          "%s kernel %d c=%d nrows=%d layout %d row %d", ops->name, k,
+                                          c, nrows, layout, r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("simd");
@@ -715,6 +790,7 @@ int main(void)
     tcase_add_test(tc, kl_ce_mse_rows_match_reference_for_every_length);
     tcase_add_test(tc, variants_agree_to_float_rounding_on_long_rows);
     tcase_add_test(tc, short_row_kernels_match_the_row_kernels);
+    tcase_add_test(tc, short_row_kernels_give_the_same_bits_for_any_row_layout);
     tcase_add_test(tc, long_rows_in_segments_match_reference_on_any_thread_count);
     tcase_add_test(tc, kl_row_label_term_at_every_temperature_path);
     tcase_add_test(tc, rows_through_a_pipe_match_rows_alone);

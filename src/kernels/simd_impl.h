@@ -1182,14 +1182,49 @@ KDV_INLINE void gather_rows(const kdi_small_row *rows, int nrows, int64_t c, int
         gather_cols(rows, nrows, full, c, which, x);
 }
 
+#if KDV_W == 16 && defined(__AVX512F__)
+/* 1 when the rows' arrays `which` (0 s, 1 t, 2 g) are evenly spaced, lane r
+ * at r ld floats from row 0's (ld of either sign, every offset and the
+ * row's c floats within int32 reach); *idx = r ld for r < nrows, 0 past */
+KDV_INLINE int lanes_strided(const kdi_small_row *rows, int nrows, int64_t c, int which, __m512i *idx)
+{
+#define KDV_ROW_PTR(r) (which == 0 ? rows[r].s : which == 1 ? rows[r].t : (const float *)rows[r].g)
+    /* addresses as integers: the rows need not be one array */
+    const intptr_t base = (intptr_t)KDV_ROW_PTR(0);
+    const intptr_t step = nrows > 1 ? (intptr_t)KDV_ROW_PTR(1) - base : 0;
+    const int64_t ld = step / (intptr_t)sizeof(float);
+    if (!base || step % (intptr_t)sizeof(float) || (ld < 0 ? -ld : ld) > (INT32_MAX - c) / KDV_W)
+        return 0;
+    vi at;
+    for (int r = 0; r < KDV_W; r++) {
+        if (r < nrows && (intptr_t)KDV_ROW_PTR(r) != base + r * step)
+            return 0;
+        at[r] = r < nrows ? (int32_t)(r * ld) : 0;
+    }
+#undef KDV_ROW_PTR
+    *idx = (__m512i)at;
+    return 1;
+}
+#endif
+
 /* columns [j0, c) of gather_rows, one vector per column */
 KDV_INLINE void gather_cols(const kdi_small_row *rows, int nrows, int64_t j0, int64_t c, int which,
                             vf *x)
 {
 #if KDV_W == 16 && defined(__AVX512F__)
-    /* one hardware gather per 8 lanes and column, from the rows' addresses
-     * (scalar stores into a buffer read back as vectors stall store
-     * forwarding); lanes past nrows read row 0 again and are then cleared */
+    /* rows evenly spaced (a matrix): one 16-lane gather per column */
+    const float *base = which ? rows[0].t : rows[0].s;
+    __m512i idx;
+    if (lanes_strided(rows, nrows, c, which, &idx)) {
+        const vi live = vmask_first(nrows);
+        for (int64_t j = j0; j < c; j++)
+            x[j] = (vf)((vi)_mm512_i32gather_ps(idx, base + j, 4) & live);
+        return;
+    }
+    /* else one hardware gather per 8 lanes and column, from the rows'
+     * addresses (scalar stores into a buffer read back as vectors stall
+     * store forwarding); lanes past nrows read row 0 again and are then
+     * cleared */
     int64_t a[KDV_W];
     for (int r = 0; r < KDV_W; r++)
         a[r] = (int64_t)(uintptr_t)(which ? rows[r < nrows ? r : 0].t : rows[r < nrows ? r : 0].s);
@@ -1239,6 +1274,15 @@ KDV_INLINE void scatter_rows(const kdi_small_row *rows, int nrows, int64_t c, co
         KDV_FN(scatter_blocks_)(rows, nrows, full, g);
     if (full == c)
         return;
+#if KDV_W == 16 && defined(__AVX512F__)
+    __m512i idx;
+    if (lanes_strided(rows, nrows, c, 2, &idx)) { /* every row has a gradient, evenly spaced */
+        const __mmask16 live = (__mmask16)((1u << nrows) - 1);
+        for (int64_t j = full; j < c; j++)
+            _mm512_mask_i32scatter_ps(rows[0].g + j, live, idx, (__m512)g[j], 4);
+        return;
+    }
+#endif
     float b[KDV_W * KDV_W];
     for (int64_t j = full; j < c; j++)
         vstore(b + (j - full) * KDV_W, g[j]);
