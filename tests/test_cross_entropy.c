@@ -389,43 +389,106 @@ START_TEST(nan_and_inf_propagate_to_their_row_by_default)
 }
 END_TEST
 
-/* A -Inf student logit where the teacher's softmax is exactly 0 (its logit
- * -1e4 below the others) adds nothing, in short rows and in long ones: each
- * row is s = -Inf at class k, 0 elsewhere, against t = -1e4 at k, 0
- * elsewhere, so p = q and the loss is log(c - 1) with a zero gradient. */
-START_TEST(minus_inf_student_under_a_zero_teacher_probability_adds_nothing)
+/* -sum_j q_j log softmax(s)_j in double over the q_j != 0 (0 log p = 0), q =
+ * lw onehot(y) + (1 - lw) softmax(t / T) (lw = 0 without a label); g = p sum q - q */
+static double ce_ref_row(const float *s, const float *t, int64_t c, double inv_t, int32_t y,
+                         double lw, double *g)
 {
-    static const int64_t cs[] = {4, 100, 300};
+    double ms = -INFINITY, mt = -INFINITY, ss = 0.0, st = 0.0, sq = 0.0, loss = 0.0;
+    for (int64_t j = 0; j < c; j++) {
+        ms = s[j] > ms ? s[j] : ms;
+        mt = t[j] > mt ? t[j] : mt;
+    }
+    for (int64_t j = 0; j < c; j++) {
+        ss += exp(s[j] - ms);
+        st += exp((t[j] - mt) * inv_t);
+    }
+    const double w = y >= 0 ? lw : 0.0;
+    for (int64_t j = 0; j < c; j++) {
+        const double q = (j == y ? w : 0.0) + (1.0 - w) * exp((t[j] - mt) * inv_t) / st;
+        if (q != 0.0)
+            loss -= q * ((s[j] - ms) - log(ss));
+        g[j] = -q;
+        sq += q;
+    }
+    for (int64_t j = 0; j < c; j++)
+        g[j] += exp(s[j] - ms) / ss * sq;
+    return loss;
+}
+
+/* Random logits with one -Inf student logit per row where the teacher's
+ * softmax is exactly 0 (teacher logit -1e4): that class adds nothing, in
+ * short rows and long ones, with a separate gradient and in place; with
+ * label weight 1 the teacher has no weight and a -Inf logit anywhere but the
+ * label adds nothing either, while a teacher giving that class mass makes
+ * the loss +Inf. */
+START_TEST(minus_inf_student_under_a_zero_target_adds_nothing)
+{
+    static const int64_t cs[] = {4, 100, 300, 9000};
     enum { N = 17 };
+    kdt_rng rng;
+    kdt_seed(&rng, 77);
     for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
         const int64_t c = cs[ci];
-        float *s = calloc((size_t)(N * c), sizeof *s), *t = calloc((size_t)(N * c), sizeof *t);
-        float *g = malloc((size_t)(N * c) * sizeof *g), per[N], loss;
-        for (int i = 0; i < N; i++) {
-            s[i * c + i % c] = -INFINITY;
-            t[i * c + i % c] = -1e4f;
+        const size_t nc = (size_t)(N * c);
+        float *s = malloc(nc * sizeof *s), *t = malloc(nc * sizeof *t), *g = malloc(nc * sizeof *g);
+        float *sc = malloc(nc * sizeof *sc), per[N], loss;
+        double *gr = malloc(nc * sizeof *gr), ref[N];
+        int32_t y[N];
+        for (int lw1 = 0; lw1 < 2; lw1++) {
+            kdt_fill_normal(&rng, s, nc, 3.0);
+            kdt_fill_normal(&rng, t, nc, 3.0);
+            double mean = 0.0;
+            for (int i = 0; i < N; i++) {
+                const int64_t k = (i * 7 + 1) % c;
+                y[i] = (int32_t)((k + 1) % c);
+                s[i * c + k] = -INFINITY;
+                if (!lw1) /* label weight 1: the teacher may give k mass, it has no weight */
+                    t[i * c + k] = -1e4f;
+                ref[i] = ce_ref_row(s + i * c, t + i * c, c, 0.5, lw1 ? y[i] : -1, 1.0, gr + i * c);
+                mean += ref[i] / N;
+            }
+            for (int in_place = 0; in_place < 2; in_place++) {
+                memcpy(sc, s, nc * sizeof *s);
+                kd_loss *h;
+                ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_CROSS_ENTROPY, c), KD_OK);
+                kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 2.0);
+                if (lw1) {
+                    kd_loss_set_float(h, KD_PARAM_LABEL_WEIGHT, 1.0);
+                    kd_loss_bind_labels(h, y);
+                }
+                kd_loss_bind_matrix(h, KD_ARG_STUDENT, sc, c);
+                kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
+                kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, in_place ? sc : g, c);
+                kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0);
+                ck_assert_int_eq(kd_loss_forward_backward(h, N, &loss), KD_OK);
+                const float *gg = in_place ? sc : g;
+                ck_assert_msg(kdt_close(loss, mean, 1e-5, 1e-6), "c %ld lw1 %d in place %d: loss %g / %g",
+                              (long)c, lw1, in_place, loss, mean);
+                for (int i = 0; i < N; i++)
+                    ck_assert_msg(kdt_close(per[i], ref[i], 1e-5, 1e-6), "c %ld row %d: %g / %g", (long)c,
+                                  i, per[i], ref[i]);
+                for (size_t j = 0; j < nc; j++)
+                    ck_assert_msg(fabs(gg[j] - gr[j] / N) < 1e-6, "c %ld lw1 %d: g[%zu] = %g / %g",
+                                  (long)c, lw1, j, gg[j], gr[j] / N);
+                kd_loss_destroy(h);
+            }
         }
+        /* a teacher giving the -Inf class mass: +Inf */
         kd_loss *h;
         ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_CROSS_ENTROPY, c), KD_OK);
+        for (int i = 0; i < N; i++)
+            t[i * c + (i * 7 + 1) % c] = 0.0f;
         kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, c);
         kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
-        kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, c);
-        kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0);
-        ck_assert_int_eq(kd_loss_forward_backward(h, N, &loss), KD_OK);
-        ck_assert_msg(kdt_close(loss, log((double)(c - 1)), 1e-6, 0), "c %ld: loss %g", (long)c, loss);
-        for (int i = 0; i < N; i++)
-            ck_assert(kdt_close(per[i], log((double)(c - 1)), 1e-6, 0));
-        for (int64_t j = 0; j < N * c; j++)
-            ck_assert_msg(fabsf(g[j]) < 1e-7f, "c %ld: g[%ld] = %g", (long)c, (long)j, g[j]);
-        /* the same student against a teacher giving that class mass: +Inf */
-        for (int i = 0; i < N; i++)
-            t[i * c + i % c] = 0.0f;
         ck_assert_int_eq(kd_loss_forward(h, N, &loss), KD_OK);
         ck_assert(isinf(loss) && loss > 0);
         kd_loss_destroy(h);
         free(s);
         free(t);
         free(g);
+        free(sc);
+        free(gr);
     }
 }
 END_TEST
@@ -452,7 +515,7 @@ int main(void)
     tcase_add_test(tc, all_rows_ignored_give_zero_loss_and_zero_gradient);
     tcase_add_test(tc, empty_batch_gives_zero_loss);
     tcase_add_test(tc, nan_and_inf_propagate_to_their_row_by_default);
-    tcase_add_test(tc, minus_inf_student_under_a_zero_teacher_probability_adds_nothing);
+    tcase_add_test(tc, minus_inf_student_under_a_zero_target_adds_nothing);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

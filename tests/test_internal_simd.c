@@ -735,7 +735,7 @@ START_TEST(short_row_kernels_give_the_same_bits_for_any_row_layout)
                     for (int r = 0; r < nrows; r++) {
                         memcpy(mem_s + off[r], src_s[r], sizeof(float) * (size_t)c);
                         memcpy(mem_t + off[r], src_t[r], sizeof(float) * (size_t)c);
-                        const int y = r % 3 ? (int)((r * 7) % c) : -1;
+                        const int y = nrows % 2 == 0 && r % 3 ? (int)((r * 7) % c) : -1; /* odd nrows: no label */
                         kdi_small_row x = {mem_s + off[r], mem_t + off[r], mem_g + off[r], 0.5f, 0.6f,
                                            y >= 0 ? 0.4f : 0.0f,
                                            {y >= 0, y, 0.9f, 0.1f / (float)c, 0.25f}};
@@ -777,6 +777,66 @@ START_TEST(short_row_kernels_give_the_same_bits_for_any_row_layout)
 }
 END_TEST
 
+/* A short row's results do not depend on the other rows of its block: a
+ * NaN, +Inf or -Inf logit in row 0, or row 1 without a gradient, leaves
+ * every other row's loss and gradient bits as they were. */
+START_TEST(short_row_results_do_not_depend_on_the_other_rows)
+{
+    find_variants();
+    kdt_rng rng;
+    kdt_seed(&rng, 59);
+    enum { R = KDI_MAX_LANES, C = 10 };
+    static float s[R][C], t[R][C], g[R][C], g0[R][C];
+    kdt_fill_normal(&rng, &s[0][0], R * C, 3.0);
+    kdt_fill_normal(&rng, &t[0][0], R * C, 3.0);
+    for (int v = 0; v < nvariants; v++) {
+        const kdi_simd_ops *ops = variants[v];
+        for (int labels = 0; labels < 2; labels++) {
+            for (int k = 0; k < 5; k++) {
+                double ref[R], ref2[R];
+                for (int change = 0; change < 5; change++) {
+                    const float keep = s[0][3];
+                    if (change >= 1 && change <= 3)
+                        s[0][3] = change == 1 ? NAN : change == 2 ? INFINITY : -INFINITY;
+                    kdi_small_row rows[R];
+                    for (int r = 0; r < ops->lanes; r++) {
+                        const int y = labels && r % 2 ? (r * 3) % C : -1;
+                        kdi_small_row x = {s[r], t[r], change == 4 && r == 1 ? NULL : g[r], 0.5f, 0.6f,
+                                           y >= 0 ? 0.4f : 0.0f, {y >= 0, y, 0.9f, 0.01f, 0.25f}};
+                        rows[r] = x;
+                    }
+                    double out[R], out2[R];
+                    int32_t lab[R];
+                    int kept[R];
+                    if (k == 0)
+                        ops->kl_small(rows, ops->lanes, C, 0.5f, out, out2);
+                    else if (k <= 2)
+                        ops->ce_small(rows, ops->lanes, C, k, 0.5f, out);
+                    else if (k == 3)
+                        ops->pl_small(rows, ops->lanes, C, NULL, 0.0f, 0, out, lab, kept);
+                    else
+                        ops->mse_small(rows, ops->lanes, C, out, out2);
+                    s[0][3] = keep;
+                    for (int r = 1; r < ops->lanes; r++) {
+                        if (change == 0) {
+                            ref[r] = out[r];
+                            ref2[r] = k == 0 || k == 4 ? out2[r] : 0.0;
+                            memcpy(g0[r], g[r], sizeof g[r]);
+                            continue;
+                        }
+                        ck_assert_msg(!memcmp(&ref[r], &out[r], sizeof(double)) &&
+                                          (!(k == 0 || k == 4) || !memcmp(&ref2[r], &out2[r], sizeof(double))) &&
+                                          (rows[r].g == NULL || !memcmp(g0[r], g[r], sizeof g[r])),
+                                      "%s kernel %d labels %d change %d row %d", ops->name, k, labels,
+                                      change, r);
+                    }
+                }
+            }
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("simd");
@@ -791,6 +851,7 @@ int main(void)
     tcase_add_test(tc, variants_agree_to_float_rounding_on_long_rows);
     tcase_add_test(tc, short_row_kernels_match_the_row_kernels);
     tcase_add_test(tc, short_row_kernels_give_the_same_bits_for_any_row_layout);
+    tcase_add_test(tc, short_row_results_do_not_depend_on_the_other_rows);
     tcase_add_test(tc, long_rows_in_segments_match_reference_on_any_thread_count);
     tcase_add_test(tc, kl_row_label_term_at_every_temperature_path);
     tcase_add_test(tc, rows_through_a_pipe_match_rows_alone);

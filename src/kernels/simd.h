@@ -6,7 +6,7 @@
  * the CPU has; tests call every variant the machine supports and compare.
  * The exp (of arguments <= 0, all softmax needs) is a degree-6 polynomial in
  * the baseline variant and a table of 2^(i/8) (AVX2) or 2^(i/16) (AVX-512)
- * with a degree-4 polynomial, all within ~1 ulp (tested on a sweep of
+ * with a degree-4 (AVX2) or degree-3 (AVX-512) polynomial, all within ~1 ulp (tested on a sweep of
  * floats); otherwise the variants differ only in the order of the row sums,
  * so they agree to float32 rounding. */
 #ifndef KDI_SIMD_H

@@ -953,13 +953,13 @@ KDV_INLINE vf ce_step(const ce_ctx *k, const vtail *tl, int64_t j, vi valid, vd 
     return k->cs * (es * k->ks - q);
 }
 
-/* ce_step for a teacher target without a label (q = ka sv, off = 0): acc[0]
- * = sum sv d (a plain product: 0 (-Inf) gives NaN, which ce_row redoes), sum
- * q is ka sum sv = a and not summed; g = es kg - sv (cs ka) */
+/* ce_step for a teacher target without a label (q = ka sv, ka != 0, off =
+ * 0): acc[0] = sum sv d over sv != 0 (ce_row multiplies it by ka), sum q is
+ * ka sum sv = a and not summed; g = es kg - sv (cs ka) */
 KDV_INLINE vf ce_step2(const ce_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
 {
     const vf d = KDV_AT(k->s) - k->ms, es = KDV_AT(k->es), sv = KDV_AT(k->sv);
-    vacc(&acc[0], tl ? vsel(valid, sv * d, vset(0.0f)) : sv * d);
+    vacc_nz(&acc[0], sv, d, valid, tl != NULL);
     return es * k->kg - sv * k->kq;
 }
 
@@ -1015,16 +1015,10 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     k.kg = cs * k.ks;
     k.kq = cs * k.ka;
     double acc[2];
-    const int teacher_only = src_kind == 2 && k.off == 0.0f;
+    const int teacher_only = src_kind == 2 && k.off == 0.0f && k.ka != 0.0f;
     seg_run(teacher_only ? KDV_FN(ce_seg2_) : src_kind ? KDV_FN(ce_seg1_) : KDV_FN(ce_seg0_), &k, c,
             nthr, part, side.s ? &side : NULL, acc);
     if (teacher_only) {
-        if (acc[0] != acc[0] && ls == ls) { /* a NaN product of a zero q counts 0 */
-            acc[0] = 0.0;
-            for (int64_t j = 0; j < c; j++)
-                if (k.sv[j] != 0.0f)
-                    acc[0] += (double)k.sv[j] * (double)(s[j] - k.ms);
-        }
         acc[0] *= k.ka;
         acc[1] = a;
     }
@@ -1197,7 +1191,7 @@ KDV_INLINE int lanes_strided(const kdi_small_row *rows, int nrows, int64_t c, in
         return 0;
     vi at;
     for (int r = 0; r < KDV_W; r++) {
-        if (r < nrows && (intptr_t)KDV_ROW_PTR(r) != base + r * step)
+        if (r < nrows && (!KDV_ROW_PTR(r) || (intptr_t)KDV_ROW_PTR(r) != base + r * step))
             return 0;
         at[r] = r < nrows ? (int32_t)(r * ld) : 0;
     }
@@ -1482,15 +1476,14 @@ static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, i
     const vf ks = rs * (p.lab_sum + p.a * sum_src);
     vf qd = zero, qs = zero, G[KDV_SMALL_C];
     if (src_kind == 2 && !lanes_any_label(rows, nrows)) {
-        /* q = ka Q alone: sum q = a, sum q d = ka sum Q d, where a product
-         * 0 (-Inf) (a -Inf student logit under a zero target) gives NaN:
-         * such lanes are summed again below, skipping q = 0 */
+        /* q = ka Q alone: sum q = a, sum q d = ka sum Q d over Q != 0 (0 in
+         * the lanes where ka = 0, whose every q is 0) */
         const vf kg = p.cs * ks, kq = p.cs * ka;
         for (int64_t j = 0; j < c; j++) {
-            qd += Q[j] * (S[j] - ms);
+            qd = vlanes_nz(qd, Q[j], S[j] - ms);
             G[j] = ES[j] * kg - Q[j] * kq;
         }
-        qd *= ka;
+        qd = vsel(ka != 0.0f, qd * ka, zero);
         qs = p.a;
     } else {
         for (int64_t j = 0; j < c; j++) {
@@ -1499,11 +1492,6 @@ static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, i
             qs += q;
             G[j] = p.cs * (ES[j] * ks - q);
         }
-    }
-    if (vhany(qd != qd)) { /* NaN products of zero targets count 0 */
-        qd = zero;
-        for (int64_t j = 0; j < c; j++)
-            qd = vlanes_nz(qd, ce_lanes_q(&p, j, src_kind, ka, Q), S[j] - ms);
     }
     vf loss = ls * qs - qd;
     if (vhany(ls != ls)) /* as ce_row: NaN unless every q of the row is 0 */
