@@ -106,6 +106,21 @@ static void check_argmax(const kdi_simd_ops *ops, const float *x, int c, int wan
         else
             ck_assert(kdt_close(sum, ops->row_sumexp(x, c, 1.0f, x[want]), 1e-6, 0));
     }
+    if (c > ops->small_c)
+        return;
+    /* pl_small's label, the row in lane 3 of 6 (the others a plain row) */
+    static float plain[64], g[6][64];
+    kdi_small_row rows[6];
+    for (int r = 0; r < 6; r++) {
+        kdi_small_row row = {r == 3 ? x : plain, r == 3 ? x : plain, g[r], 1.0f, 0.0f, 0.0f, {0, -1, 0, 0, 0}};
+        rows[r] = row;
+    }
+    double loss[6];
+    int32_t label[6];
+    int keep[6];
+    ops->pl_small(rows, 6, c, NULL, 0.0f, 0, loss, label, keep);
+    ck_assert_msg(label[3] == want && keep[3] == !sum_nan && label[2] == 0 && keep[2],
+                  "%s pl_small c=%d want %d got %d", ops->name, c, want, label[3]);
 }
 
 START_TEST(row_argmax_is_torch_argmax_at_every_position)

@@ -1320,10 +1320,15 @@ KDV_INLINE vf vlog_ge1(vf x)
  * still makes its lane's sum, and every output of that row, NaN) */
 KDV_INLINE vf lanes_max(const vf *x, int64_t c)
 {
-    vf m = vset(-INFINITY);
-    for (int64_t j = 0; j < c; j++)
-        m = vmax_keepnan(x[j], m); /* m where x[j] is NaN */
-    return m;
+    /* four chains: one would wait for each max in turn */
+    vf m[4] = {vset(-INFINITY), vset(-INFINITY), vset(-INFINITY), vset(-INFINITY)};
+    int64_t j = 0;
+    for (; j + 4 <= c; j += 4)
+        for (int u = 0; u < 4; u++)
+            m[u] = vmax_keepnan(x[j + u], m[u]); /* m where x is NaN */
+    for (; j < c; j++)
+        m[0] = vmax_keepnan(x[j], m[0]);
+    return vmax_keepnan(vmax_keepnan(m[3], m[2]), vmax_keepnan(m[1], m[0]));
 }
 
 /* e[j] = exp((x[j] - m) * scale), returns the per-lane sum */
@@ -1516,20 +1521,23 @@ static void KDV_FN(pl_small_)(const kdi_small_row *rows, int nrows, int64_t c,
     const vf zero = vset(0.0f);
     gather_rows(rows, nrows, c, 0, S);
     gather_rows(rows, nrows, c, 1, T);
-    /* argmax of the teacher, first index on ties, the first NaN if any (torch) */
-    vi idx = vmask_first(0), nan_idx = idx - 1;
-    vf m = vset(-INFINITY);
-    for (int64_t j = 0; j < c; j++) {
-        vi is_nan = T[j] != T[j], gt = T[j] > m;
-        nan_idx = (vi)vsel(is_nan & (nan_idx < 0), (vf)(idx - idx + (int32_t)j), (vf)nan_idx);
-        idx = (vi)vsel(gt, (vf)(idx - idx + (int32_t)j), (vf)idx);
-        m = vsel(gt, T[j], m);
-    }
-    idx = (vi)vsel(nan_idx >= 0, (vf)nan_idx, (vf)idx);
-    /* confidence = max softmax(t) = 1 / sum_j exp(t_j - max), m the max
-     * without NaN elements (a NaN makes the sum NaN: the row is not kept) */
+    /* argmax of the teacher with torch's rules: the first index of the max
+     * (0 for a row of -Inf), or the first NaN if any.  The max m ignores NaN
+     * elements; the first index is found backwards (no chain of compares) */
+    const vf m = lanes_max(T, c);
+    vi idx = vmask_first(0);
+    for (int64_t j = c - 1; j >= 0; j--)
+        idx = (vi)vsel(T[j] == m, (vf)(idx - idx + (int32_t)j), (vf)idx);
+    /* confidence = max softmax(t) = 1 / sum_j exp(t_j - m): NaN for a row
+     * holding a NaN (not kept), whose label is then its first NaN */
     vf ET[KDV_SMALL_C];
-    const vf conf = 1.0f / lanes_exp(T, c, m, 1.0f, ET);
+    const vf sum_t = lanes_exp(T, c, m, 1.0f, ET), conf = 1.0f / sum_t;
+    if (vhany(sum_t != sum_t)) {
+        vi nan_idx = idx - idx - 1;
+        for (int64_t j = c - 1; j >= 0; j--)
+            nan_idx = (vi)vsel(T[j] != T[j], (vf)(idx - idx + (int32_t)j), (vf)nan_idx);
+        idx = (vi)vsel(nan_idx >= 0, (vf)nan_idx, (vf)idx);
+    }
     vf thr = vset(tau);
     if (class_thr)
         for (int r = 0; r < KDV_W; r++)
