@@ -8,6 +8,7 @@
  * than W a padded copy) with a lane mask, so each element goes through
  * exactly the same arithmetic wherever it sits in the row. */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #if defined(__AVX__) || defined(__AVX512F__)
 #include <immintrin.h>
@@ -1179,24 +1180,39 @@ KDV_INLINE void gather_rows(const kdi_small_row *rows, int nrows, int64_t c, int
 #if KDV_W == 16 && defined(__AVX512F__)
 /* 1 when the rows' arrays `which` (0 s, 1 t, 2 g) are evenly spaced, lane r
  * at r ld floats from row 0's (ld of either sign, every offset and the
- * row's c floats within int32 reach); *idx = r ld for r < nrows, 0 past */
+ * row's c floats within int32 reach) and none is NULL; *idx = r ld for r <
+ * nrows, 0 past.  The pointers are read by two 8-lane gathers and compared
+ * as integers (the rows need not be one array). */
 KDV_INLINE int lanes_strided(const kdi_small_row *rows, int nrows, int64_t c, int which, __m512i *idx)
 {
-#define KDV_ROW_PTR(r) (which == 0 ? rows[r].s : which == 1 ? rows[r].t : (const float *)rows[r].g)
-    /* addresses as integers: the rows need not be one array */
-    const intptr_t base = (intptr_t)KDV_ROW_PTR(0);
-    const intptr_t step = nrows > 1 ? (intptr_t)KDV_ROW_PTR(1) - base : 0;
-    const int64_t ld = step / (intptr_t)sizeof(float);
-    if (!base || step % (intptr_t)sizeof(float) || (ld < 0 ? -ld : ld) > (INT32_MAX - c) / KDV_W)
+    const char *f0 = (const char *)rows + (which == 0   ? offsetof(kdi_small_row, s)
+                                           : which == 1 ? offsetof(kdi_small_row, t)
+                                                        : offsetof(kdi_small_row, g));
+    int64_t base, row1 = 0;
+    memcpy(&base, f0, sizeof base);
+    if (nrows > 1)
+        memcpy(&row1, f0 + sizeof(kdi_small_row), sizeof row1);
+    const int64_t step = nrows > 1 ? row1 - base : 0, ld = step / (int64_t)sizeof(float);
+    if (!base || step % (int64_t)sizeof(float) || (ld < 0 ? -ld : ld) > (INT32_MAX - c) / KDV_W)
         return 0;
-    vi at;
-    for (int r = 0; r < KDV_W; r++) {
-        if (r < nrows && (!KDV_ROW_PTR(r) || (intptr_t)KDV_ROW_PTR(r) != base + r * step))
-            return 0;
-        at[r] = r < nrows ? (int32_t)(r * ld) : 0;
+    const __mmask16 live = (__mmask16)((1u << nrows) - 1);
+    const __m256i at8 = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm256_set1_epi32((int)sizeof(kdi_small_row)));
+    const __m512i r8 = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), zero = _mm512_setzero_si512();
+    unsigned ok = 0;
+    for (int h = 0; h < 2; h++) {
+        const __mmask8 m = (__mmask8)(live >> (8 * h));
+        const __m512i ptr = _mm512_mask_i32gather_epi64(zero, m, at8, f0 + 8 * h * sizeof(kdi_small_row), 1);
+        const __m512i want = _mm512_add_epi64(
+            _mm512_set1_epi64(base),
+            _mm512_mullo_epi64(_mm512_add_epi64(r8, _mm512_set1_epi64(8 * h)), _mm512_set1_epi64(step)));
+        ok |= (unsigned)(_mm512_mask_cmpeq_epi64_mask(m, ptr, want) & _mm512_cmpneq_epi64_mask(ptr, zero))
+              << (8 * h);
     }
-#undef KDV_ROW_PTR
-    *idx = (__m512i)at;
+    if (ok != live)
+        return 0;
+    *idx = _mm512_maskz_mullo_epi32(live, _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                    _mm512_set1_epi32((int32_t)ld));
     return 1;
 }
 #endif
@@ -1357,6 +1373,27 @@ typedef struct {
 KDV_INLINE small_params small_params_of(const kdi_small_row *rows, int nrows)
 {
     small_params p;
+#if KDV_W == 16 && defined(__AVX512F__)
+    /* each field of the rows by one gather (a vector filled lane by lane
+     * would wait for its 16 stores) */
+    _Static_assert(sizeof(kdi_small_row) % 4 == 0, "kdi_small_row in 4-byte units");
+    const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32((int)(sizeof(kdi_small_row) / 4)));
+    const __mmask16 live = (__mmask16)((1u << nrows) - 1);
+    const char *r0 = (const char *)rows;
+#define KDV_FIELD(f, m) (vf) _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, at, r0 + offsetof(kdi_small_row, f), 4)
+    const __mmask16 act = _mm512_test_epi32_mask(
+        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, at, r0 + offsetof(kdi_small_row, lab.active), 4),
+        _mm512_set1_epi32(-1));
+    p.cs = KDV_FIELD(cs, live);
+    p.a = KDV_FIELD(a, live);
+    p.lab_sum = KDV_FIELD(lab_sum, live);
+    p.on = KDV_FIELD(lab.on, act);
+    p.off = KDV_FIELD(lab.off, act);
+    p.coef = KDV_FIELD(lab.coef, act);
+#undef KDV_FIELD
+    p.y = (vi)_mm512_mask_i32gather_epi32(_mm512_set1_epi32(-1), act, at, r0 + offsetof(kdi_small_row, lab.y), 4);
+#else
     for (int r = 0; r < KDV_W; r++) {
         const kdi_small_row *w = r < nrows ? &rows[r] : NULL;
         int act = w && w->lab.active;
@@ -1368,6 +1405,7 @@ KDV_INLINE small_params small_params_of(const kdi_small_row *rows, int nrows)
         p.a[r] = w ? w->a : 0.0f;
         p.lab_sum[r] = w ? w->lab_sum : 0.0f;
     }
+#endif
     return p;
 }
 
