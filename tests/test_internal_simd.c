@@ -719,7 +719,8 @@ END_TEST
 
 /* The short-row kernels read and write rows wherever they are: evenly
  * spaced (ld = c or c + 3, or negative: rows in reverse order, taken with
- * one gather per column) or anywhere (one address per row); every layout
+ * one gather per column) or anywhere (one address per row, also when only
+ * the rows of the second 8 lanes break the spacing); every layout
  * gives the same bits, losses and gradients. */
 START_TEST(short_row_kernels_give_the_same_bits_for_any_row_layout)
 {
@@ -738,14 +739,16 @@ START_TEST(short_row_kernels_give_the_same_bits_for_any_row_layout)
                 }
                 double ref[6][R];
                 int32_t ref_lab[R];
-                for (int layout = 0; layout < 4; layout++) {
-                    /* offset of row r: ld c, ld c + 3, reversed, uneven */
+                for (int layout = 0; layout < 5; layout++) {
+                    /* offset of row r: ld c, ld c + 3, reversed, uneven, even
+                     * but for the rows from 12 on (the second 8 lanes) */
                     int64_t off[R];
                     for (int r = 0; r < nrows; r++)
                         off[r] = layout == 0   ? r * c
                                  : layout == 1 ? r * (c + 3)
                                  : layout == 2 ? (nrows - 1 - r) * c
-                                               : r * (c + 8) - (r * r) % 7 + 6;
+                                 : layout == 3 ? r * (c + 8) - (r * r) % 7 + 6
+                                               : r * (c + 8) + (r >= 12 ? 3 : 0);
                     kdi_small_row rows[R];
                     for (int r = 0; r < nrows; r++) {
                         memcpy(mem_s + off[r], src_s[r], sizeof(float) * (size_t)c);
@@ -793,7 +796,7 @@ START_TEST(short_row_kernels_give_the_same_bits_for_any_row_layout)
 END_TEST
 
 /* A short row's results do not depend on the other rows of its block: a
- * NaN, +Inf or -Inf logit in row 0, or row 1 without a gradient, leaves
+ * NaN, +Inf or -Inf logit in row 0, or row 1 or 9 without a gradient, leaves
  * every other row's loss and gradient bits as they were. */
 START_TEST(short_row_results_do_not_depend_on_the_other_rows)
 {
@@ -809,14 +812,14 @@ START_TEST(short_row_results_do_not_depend_on_the_other_rows)
         for (int labels = 0; labels < 2; labels++) {
             for (int k = 0; k < 5; k++) {
                 double ref[R], ref2[R];
-                for (int change = 0; change < 5; change++) {
+                for (int change = 0; change < 6; change++) {
                     const float keep = s[0][3];
                     if (change >= 1 && change <= 3)
                         s[0][3] = change == 1 ? NAN : change == 2 ? INFINITY : -INFINITY;
                     kdi_small_row rows[R];
                     for (int r = 0; r < ops->lanes; r++) {
                         const int y = labels && r % 2 ? (r * 3) % C : -1;
-                        kdi_small_row x = {s[r], t[r], change == 4 && r == 1 ? NULL : g[r], 0.5f, 0.6f,
+                        kdi_small_row x = {s[r], t[r], (change == 4 && r == 1) || (change == 5 && r == 9) ? NULL : g[r], 0.5f, 0.6f,
                                            y >= 0 ? 0.4f : 0.0f, {y >= 0, y, 0.9f, 0.01f, 0.25f}};
                         rows[r] = x;
                     }
