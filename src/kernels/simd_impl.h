@@ -1178,6 +1178,10 @@ KDV_INLINE void gather_rows(const kdi_small_row *rows, int nrows, int64_t c, int
 }
 
 #if KDV_W == 16 && defined(__AVX512F__)
+/* the lanes of the first nrows rows of a short-row block, and the lane numbers */
+KDV_INLINE __mmask16 lanes_live(int nrows) { return (__mmask16)((1u << nrows) - 1); }
+KDV_INLINE __m512i lanes_iota(void) { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+
 /* 1 when the rows' arrays `which` (0 s, 1 t, 2 g) are evenly spaced, lane r
  * at r ld floats from row 0's (ld of either sign, every offset and the
  * row's c floats within int32 reach) and none is NULL; *idx = r ld for r <
@@ -1195,7 +1199,7 @@ KDV_INLINE int lanes_strided(const kdi_small_row *rows, int nrows, int64_t c, in
     const int64_t step = nrows > 1 ? row1 - base : 0, ld = step / (int64_t)sizeof(float);
     if (!base || step % (int64_t)sizeof(float) || (ld < 0 ? -ld : ld) > (INT32_MAX - c) / KDV_W)
         return 0;
-    const __mmask16 live = (__mmask16)((1u << nrows) - 1);
+    const __mmask16 live = lanes_live(nrows);
     const __m256i at8 = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                            _mm256_set1_epi32((int)sizeof(kdi_small_row)));
     const __m512i r8 = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), zero = _mm512_setzero_si512();
@@ -1211,8 +1215,7 @@ KDV_INLINE int lanes_strided(const kdi_small_row *rows, int nrows, int64_t c, in
     }
     if (ok != live)
         return 0;
-    *idx = _mm512_maskz_mullo_epi32(live, _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                    _mm512_set1_epi32((int32_t)ld));
+    *idx = _mm512_maskz_mullo_epi32(live, lanes_iota(), _mm512_set1_epi32((int32_t)ld));
     return 1;
 }
 #endif
@@ -1287,9 +1290,8 @@ KDV_INLINE void scatter_rows(const kdi_small_row *rows, int nrows, int64_t c, co
 #if KDV_W == 16 && defined(__AVX512F__)
     __m512i idx;
     if (lanes_strided(rows, nrows, c, 2, &idx)) { /* every row has a gradient, evenly spaced */
-        const __mmask16 live = (__mmask16)((1u << nrows) - 1);
         for (int64_t j = full; j < c; j++)
-            _mm512_mask_i32scatter_ps(rows[0].g + j, live, idx, (__m512)g[j], 4);
+            _mm512_mask_i32scatter_ps(rows[0].g + j, lanes_live(nrows), idx, (__m512)g[j], 4);
         return;
     }
 #endif
@@ -1377,9 +1379,8 @@ KDV_INLINE small_params small_params_of(const kdi_small_row *rows, int nrows)
     /* each field of the rows by one gather (a vector filled lane by lane
      * would wait for its 16 stores) */
     _Static_assert(sizeof(kdi_small_row) % 4 == 0, "kdi_small_row in 4-byte units");
-    const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                          _mm512_set1_epi32((int)(sizeof(kdi_small_row) / 4)));
-    const __mmask16 live = (__mmask16)((1u << nrows) - 1);
+    const __m512i at = _mm512_mullo_epi32(lanes_iota(), _mm512_set1_epi32((int)(sizeof(kdi_small_row) / 4)));
+    const __mmask16 live = lanes_live(nrows);
     const char *r0 = (const char *)rows;
 #define KDV_FIELD(f, m) (vf) _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, at, r0 + offsetof(kdi_small_row, f), 4)
     const __mmask16 act = _mm512_test_epi32_mask(
