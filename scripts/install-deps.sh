@@ -11,6 +11,7 @@ PKGS=(
   libopenmpi-dev openmpi-bin        # examples/mpi (data-parallel kd-mpi and its 2-rank test)
   clang libclang-rt-14-dev libomp-14-dev  # libFuzzer, TSan, LLVM OpenMP + Archer (fuzz/, scripts/tsan.sh)
   valgrind abigail-tools            # memcheck of the examples' smoke runs, ABI baseline (abi/)
+  clang-format clang-tidy           # scripts/format.sh (checked by scripts/test.sh), CONTRIBUTING.md
 )
 PKGS+=(${KD_EXTRA_PACKAGES:-})
 missing=()
