@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kdlib/kdlib.h"
+#include "blas_core.h"
 #include "options.h"
 #include "train.h"
 
@@ -172,6 +173,7 @@ static double test_accuracy_of_logits(const float *logits, const tr_dataset *tes
 
 int main(int argc, char **argv)
 {
+    tr_blas_core(argc, argv, "kd-distill");
     config cfg = {.data = "/usr/share/datasets/fashion-mnist",
                   .teacher_spec = "conv32-conv64-fc128",
                   .teacher2_spec = "",

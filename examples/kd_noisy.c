@@ -16,6 +16,7 @@
 
 #include "image.h"
 #include "kdlib/kdlib.h"
+#include "blas_core.h"
 #include "options.h"
 #include "train.h"
 
@@ -193,6 +194,7 @@ static int write_grid(const char *path, const tr_dataset *d, const int64_t *rows
 
 int main(int argc, char **argv)
 {
+    tr_blas_core(argc, argv, "kd-noisy");
     config cfg = {.data = "/usr/share/datasets/fashion-mnist", .model = "conv16-conv32-fc64",
                   .png = "kd_noisy_suspects.png", .noise = "0.1,0.25", .seed = 1, .epochs = 4,
                   .final_epochs = 6, .threads = 0, .subset = 12000, .folds = 4, .batch = 64,

@@ -17,6 +17,7 @@
 
 #include "kdlib/ema.h"
 #include "kdlib/kdlib.h"
+#include "blas_core.h"
 #include "options.h"
 #include "train.h"
 
@@ -253,6 +254,7 @@ static void run(void *ctx, int kind, tr_log *log)
 
 int main(int argc, char **argv)
 {
+    tr_blas_core(argc, argv, "kd-pseudolabel");
     config cfg = {.data = "/usr/share/datasets/fashion-mnist", .model = "conv16-conv32-fc64",
                   .seed = 1, .epochs = 1, .threads = 0, .labeled = 1000, .steps = 1500,
                   .batch = 32, .mu = 3, .eval_every = 500, .lr = 0.03, .threshold = 0.95,
