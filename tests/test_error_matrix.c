@@ -1,7 +1,9 @@
 /*
  * The bad-input matrix of docs/errors.md, one test row per row of that
  * document: every public function that returns a kd_status, each invalid
- * input, and the status it must return.
+ * input, and the status it must return.  The compute entry points
+ * (kd_loss_forward, kd_loss_forward_backward, kd_loss_backward) share one
+ * table, COMPUTE, each row run on every entry point it names.
  *
  * Every caller buffer lives in one block (B).  Each row sets up its handles
  * and inputs, then CALL() snapshots B and the observable state of every live
@@ -659,252 +661,6 @@ static kd_status row052(void)
 {
     kd_loss *h = mk(KD_LOSS_WORST_CASE);
     CALL(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.grad, LD));
-}
-
-static kd_status row053(void)
-{
-    CALL(kd_loss_forward(NULL, N, B.loss));
-}
-
-static kd_status row054(void)
-{
-    kd_loss *h = kl();
-    CALL(kd_loss_forward(h, N, NULL));
-}
-
-static kd_status row055(void)
-{
-    kd_loss *h = kl();
-    kd_loss_bind_matrix(h, KD_ARG_STUDENT, NULL, 0);
-    CALL(kd_loss_forward(h, N, B.loss));
-}
-
-static kd_status row056(void)
-{
-    kd_loss *h = kl();
-    kd_loss_bind_matrix(h, KD_ARG_TEACHER, NULL, 0);
-    CALL(kd_loss_forward(h, N, B.loss));
-}
-
-static kd_status row057(void)
-{
-    kd_loss *h = kl();
-    CALL(kd_loss_forward(h, -1, B.loss));
-}
-
-static kd_status row058(void)
-{
-    kd_loss *h = kl();
-    CALL(kd_loss_forward(h, INT64_MAX / 2, B.loss));
-}
-
-static kd_status row059(void)
-{
-    kd_loss *h = kl();
-    B.labels[2] = C;
-    kd_loss_bind_labels(h, B.labels);
-    CALL(kd_loss_forward(h, N, B.loss));
-}
-
-static kd_status row060(void)
-{
-    kd_loss *h = kl();
-    B.weights[1] = -1.0f;
-    kd_loss_bind_weights(h, B.weights);
-    CALL(kd_loss_forward(h, N, B.loss));
-}
-
-static kd_status row061(void)
-{
-    kd_loss *h = kl();
-    kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 1);
-    B.teacher[5] = NAN;
-    CALL(kd_loss_forward(h, N, B.loss));
-}
-
-static kd_status row062(void)
-{
-    kd_loss *h = kl();
-    kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, B.student + 1, 0);
-    CALL(kd_loss_forward(h, N, B.loss));
-}
-
-static kd_status row063(void)
-{
-    kd_loss *h = selftrain(KD_LOSS_PSEUDO_LABEL);
-    B.cthr[1] = 1.5f;
-    kd_loss_bind_vector(h, KD_ARG_CLASS_THRESHOLDS, B.cthr);
-    CALL(kd_loss_forward(h, N, B.loss));
-}
-
-static kd_status row064(void)
-{
-    kd_loss *h = selftrain(KD_LOSS_CONSISTENCY);
-    const float *t[2] = {B.teacher, B.probs};
-    int64_t l[2] = {LD, LD};
-    kd_loss_bind_teachers(h, 2, t, l, NULL);
-    CALL(kd_loss_forward(h, N, B.loss));
-}
-
-static kd_status row065(void)
-{
-    kd_loss *h = selftrain(KD_LOSS_CLASS_BALANCE);
-    kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, KD_INPUT_PROBABILITIES);
-    for (int i = 0;
-    i < N;
-    i++) B.probs[i * LD] = 2.0f;
-    kd_loss_bind_matrix(h, KD_ARG_STUDENT, B.probs, LD);
-    CALL(kd_loss_forward(h, N, B.loss));
-}
-
-static kd_status row066(void)
-{
-    CALL(kd_loss_forward_backward(NULL, N, B.loss));
-}
-
-static kd_status row067(void)
-{
-    kd_loss *h = kl();
-    CALL(kd_loss_forward_backward(h, N, NULL));
-}
-
-static kd_status row068(void)
-{
-    kd_loss *h = kl();
-    kd_loss_bind_matrix(h, KD_ARG_STUDENT, NULL, 0);
-    CALL(kd_loss_forward_backward(h, N, B.loss));
-}
-
-static kd_status row069(void)
-{
-    kd_loss *h = kl();
-    kd_loss_bind_matrix(h, KD_ARG_TEACHER, NULL, 0);
-    CALL(kd_loss_forward_backward(h, N, B.loss));
-}
-
-static kd_status row070(void)
-{
-    kd_loss *h = kl();
-    CALL(kd_loss_forward_backward(h, -1, B.loss));
-}
-
-static kd_status row071(void)
-{
-    kd_loss *h = kl();
-    CALL(kd_loss_forward_backward(h, INT64_MAX / 2, B.loss));
-}
-
-static kd_status row072(void)
-{
-    kd_loss *h = kl();
-    B.labels[2] = C;
-    kd_loss_bind_labels(h, B.labels);
-    CALL(kd_loss_forward_backward(h, N, B.loss));
-}
-
-static kd_status row073(void)
-{
-    kd_loss *h = kl();
-    B.weights[1] = -1.0f;
-    kd_loss_bind_weights(h, B.weights);
-    CALL(kd_loss_forward_backward(h, N, B.loss));
-}
-
-static kd_status row074(void)
-{
-    kd_loss *h = kl();
-    kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 1);
-    B.teacher[5] = NAN;
-    CALL(kd_loss_forward_backward(h, N, B.loss));
-}
-
-static kd_status row075(void)
-{
-    kd_loss *h = kl();
-    kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, B.student + 1, 0);
-    CALL(kd_loss_forward_backward(h, N, B.loss));
-}
-
-static kd_status row076(void)
-{
-    kd_loss *h = selftrain(KD_LOSS_PSEUDO_LABEL);
-    B.cthr[1] = 1.5f;
-    kd_loss_bind_vector(h, KD_ARG_CLASS_THRESHOLDS, B.cthr);
-    CALL(kd_loss_forward_backward(h, N, B.loss));
-}
-
-static kd_status row077(void)
-{
-    kd_loss *h = selftrain(KD_LOSS_CONSISTENCY);
-    const float *t[2] = {B.teacher, B.probs};
-    int64_t l[2] = {LD, LD};
-    kd_loss_bind_teachers(h, 2, t, l, NULL);
-    CALL(kd_loss_forward_backward(h, N, B.loss));
-}
-
-static kd_status row078(void)
-{
-    kd_loss *h = selftrain(KD_LOSS_CLASS_BALANCE);
-    kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, KD_INPUT_PROBABILITIES);
-    for (int i = 0;
-    i < N;
-    i++) B.probs[i * LD] = 2.0f;
-    kd_loss_bind_matrix(h, KD_ARG_STUDENT, B.probs, LD);
-    CALL(kd_loss_forward_backward(h, N, B.loss));
-}
-
-static kd_status row079(void)
-{
-    kd_loss *h = kl();
-    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.student + 1, LD);
-    CALL(kd_loss_forward_backward(h, N - 1, B.loss));
-}
-
-static kd_status row080(void)
-{
-    CALL(kd_loss_backward(NULL, N, B.up));
-}
-
-static kd_status row081(void)
-{
-    kd_loss *h = kl();
-    CALL(kd_loss_backward(h, N, NULL));
-}
-
-static kd_status row082(void)
-{
-    kd_loss *h = kl();
-    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, NULL, 0);
-    CALL(kd_loss_backward(h, N, B.up));
-}
-
-static kd_status row083(void)
-{
-    kd_loss *h = kl();
-    CALL(kd_loss_backward(h, -5, B.up));
-}
-
-static kd_status row084(void)
-{
-    kd_loss *h = kl();
-    B.labels[0] = -7;
-    kd_loss_bind_labels(h, B.labels);
-    CALL(kd_loss_backward(h, N, B.up));
-}
-
-static kd_status row085(void)
-{
-    kd_loss *h = kl();
-    kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 1);
-    B.up[0] = INFINITY;
-    CALL(kd_loss_backward(h, N, B.up));
-}
-
-static kd_status row086(void)
-{
-    kd_loss *h = kl();
-    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.teacher, LD);
-    CALL(kd_loss_backward(h, N, B.up));
 }
 
 static kd_status row087(void)
@@ -1755,237 +1511,389 @@ static kd_status row228(void)
     CALL(kd_ensemble_average(N, C, 2, INS2, LDS2, NULL, B.probs + 1, LD, B.err, sizeof B.err));
 }
 
+/* a status and its name */
+#define ST(s) s, #s
 static const row ROWS[] = {
-    {"kd_loss_create", "out is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row000},
-    {"kd_loss_create", "unknown kind (0, 4, 999)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row001},
-    {"kd_loss_create", "num_classes < 1", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row002},
-    {"kd_loss_create", "num_classes > 2^31", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row003},
-    {"kd_loss_set_int", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row004},
-    {"kd_loss_set_int", "unknown parameter", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row005},
-    {"kd_loss_set_int", "a real parameter (TEMPERATURE)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row006},
-    {"kd_loss_set_int", "a read-only parameter (NUM_CLASSES, KIND)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row007},
-    {"kd_loss_set_int", "a parameter of another kind (THRESHOLD_MODE on KL)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row008},
-    {"kd_loss_set_int", "enum value out of range (REDUCTION = 3)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row009},
-    {"kd_loss_set_int", "a reduction the kind lacks (NONE on MCC)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row010},
-    {"kd_loss_set_int", "THREADS < 0 or > 4096", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row011},
-    {"kd_loss_set_int", "IGNORE_INDEX outside int32", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row012},
-    {"kd_loss_set_int", "a 0/1 flag set to 2 (CHECK_FINITE)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row013},
-    {"kd_loss_set_int", "UNLABELED_ROWS < -1", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row014},
-    {"kd_loss_set_float", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row015},
-    {"kd_loss_set_float", "TEMPERATURE <= 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row016},
-    {"kd_loss_set_float", "NaN", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row017},
-    {"kd_loss_set_float", "+Inf (SOFT_WEIGHT)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row018},
-    {"kd_loss_set_float", "a value in [0,1] outside it (ALPHA = 1.5)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row019},
-    {"kd_loss_set_float", "THRESHOLD outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row020},
-    {"kd_loss_set_float", "an integer parameter (REDUCTION)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row021},
-    {"kd_loss_set_float", "a parameter of another kind (THRESHOLD on KL)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row022},
-    {"kd_loss_get_int", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row023},
-    {"kd_loss_get_int", "value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row024},
-    {"kd_loss_get_int", "unknown or real parameter", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row025},
-    {"kd_loss_get_float", "value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row026},
-    {"kd_loss_get_float", "unknown or integer parameter", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row027},
-    {"kd_loss_param_bounds", "lo, hi or is_open_low is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row028},
-    {"kd_loss_param_bounds", "a parameter the kind lacks, or an unknown kind", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row029},
-    {"kd_loss_bind_matrix", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row030},
-    {"kd_loss_bind_matrix", "ld < C", KD_ERR_SHAPE, "KD_ERR_SHAPE", row031},
-    {"kd_loss_bind_matrix", "an output or vector role (GRAD_STUDENT, LABELS)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row032},
-    {"kd_loss_bind_matrix", "a role of another kind (TARGET on KL)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row033},
-    {"kd_loss_bind_teachers", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row034},
-    {"kd_loss_bind_teachers", "teachers or lds is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row035},
-    {"kd_loss_bind_teachers", "teachers[k] is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row036},
-    {"kd_loss_bind_teachers", "count < 0 or > 1024", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row037},
-    {"kd_loss_bind_teachers", "a negative or NaN weight", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row038},
-    {"kd_loss_bind_teachers", "weights summing to 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row039},
-    {"kd_loss_bind_teachers", "lds[k] < C", KD_ERR_SHAPE, "KD_ERR_SHAPE", row040},
-    {"kd_loss_bind_teachers", "a kind without teachers (CLASS_BALANCE)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row041},
-    {"kd_loss_bind_labels", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row042},
-    {"kd_loss_bind_labels", "a kind without labels (MCC)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row043},
-    {"kd_loss_bind_weights", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row044},
-    {"kd_loss_bind_weights", "CLASS_BALANCE, MCC, WORST_CASE", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row045},
-    {"kd_loss_bind_vector", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row046},
-    {"kd_loss_bind_vector", "CLASS_THRESHOLDS on a kind without thresholds (KL)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row047},
-    {"kd_loss_bind_output_labels", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row048},
-    {"kd_loss_bind_output_labels", "a role other than PSEUDO_LABELS, or a kind without it", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row049},
-    {"kd_loss_bind_output", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row050},
-    {"kd_loss_bind_output", "gradient ld < C", KD_ERR_SHAPE, "KD_ERR_SHAPE", row051},
-    {"kd_loss_bind_output", "an input role, or GRAD_STUDENT on WORST_CASE", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row052},
-    {"kd_loss_forward", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row053},
-    {"kd_loss_forward", "loss is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row054},
-    {"kd_loss_forward", "student not bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row055},
-    {"kd_loss_forward", "the kind's target (teacher) not bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row056},
-    {"kd_loss_forward", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row057},
-    {"kd_loss_forward", "n * ld overflows", KD_ERR_SHAPE, "KD_ERR_SHAPE", row058},
-    {"kd_loss_forward", "a label outside [0, C) and not ignore_index", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row059},
-    {"kd_loss_forward", "a negative, NaN or infinite weight", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row060},
-    {"kd_loss_forward", "NaN/Inf input with CHECK_FINITE = 1", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row061},
-    {"kd_loss_forward", "an output overlapping an input (per-sample vector over the student)", KD_ERR_ALIASING, "KD_ERR_ALIASING", row062},
-    {"kd_loss_forward", "a class threshold outside [0, 1] or NaN (PSEUDO_LABEL)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row063},
-    {"kd_loss_forward", "CONSISTENCY with more than one teacher", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row064},
-    {"kd_loss_forward", "CLASS_BALANCE probabilities whose column mean is outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row065},
-    {"kd_loss_forward_backward", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row066},
-    {"kd_loss_forward_backward", "loss is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row067},
-    {"kd_loss_forward_backward", "student not bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row068},
-    {"kd_loss_forward_backward", "the kind's target (teacher) not bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row069},
-    {"kd_loss_forward_backward", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row070},
-    {"kd_loss_forward_backward", "n * ld overflows", KD_ERR_SHAPE, "KD_ERR_SHAPE", row071},
-    {"kd_loss_forward_backward", "a label outside [0, C) and not ignore_index", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row072},
-    {"kd_loss_forward_backward", "a negative, NaN or infinite weight", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row073},
-    {"kd_loss_forward_backward", "NaN/Inf input with CHECK_FINITE = 1", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row074},
-    {"kd_loss_forward_backward", "an output overlapping an input (per-sample vector over the student)", KD_ERR_ALIASING, "KD_ERR_ALIASING", row075},
-    {"kd_loss_forward_backward", "a class threshold outside [0, 1] or NaN (PSEUDO_LABEL)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row076},
-    {"kd_loss_forward_backward", "CONSISTENCY with more than one teacher", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row077},
-    {"kd_loss_forward_backward", "CLASS_BALANCE probabilities whose column mean is outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row078},
-    {"kd_loss_forward_backward", "the gradient overlapping the student without being it", KD_ERR_ALIASING, "KD_ERR_ALIASING", row079},
-    {"kd_loss_backward", "h is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row080},
-    {"kd_loss_backward", "upstream is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row081},
-    {"kd_loss_backward", "no gradient output bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row082},
-    {"kd_loss_backward", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row083},
-    {"kd_loss_backward", "a label outside [0, C) and not ignore_index", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row084},
-    {"kd_loss_backward", "NaN/Inf upstream with CHECK_FINITE = 1", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row085},
-    {"kd_loss_backward", "the gradient overlapping the teacher", KD_ERR_ALIASING, "KD_ERR_ALIASING", row086},
-    {"kd_loss_stats_size", "h or count is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row087},
-    {"kd_loss_stats_size", "a kind without batch statistics (KL)", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row088},
-    {"kd_loss_local_stats", "h or stats is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row089},
-    {"kd_loss_local_stats", "not CLASS_BALANCE or MCC", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row090},
-    {"kd_loss_local_stats", "student not bound", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row091},
-    {"kd_loss_local_stats", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row092},
-    {"kd_loss_local_stats", "n * ld overflows", KD_ERR_SHAPE, "KD_ERR_SHAPE", row093},
-    {"kd_loss_local_stats", "stats overlapping the student", KD_ERR_ALIASING, "KD_ERR_ALIASING", row094},
-    {"kd_loss_finish", "h, global_stats or loss is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row095},
-    {"kd_loss_finish", "not CLASS_BALANCE or MCC", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row096},
-    {"kd_loss_finish", "the global count not an integer in [n, 2^53]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row097},
-    {"kd_loss_finish", "MCC: S <= 0 with N > 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row098},
-    {"kd_linear_kl_distill", "h, loss, hidden or weight is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row099},
-    {"kd_linear_kl_distill", "h is not a KL_DISTILL handle", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row100},
-    {"kd_linear_kl_distill", "no teacher bound and no teacher_hidden", KD_ERR_MISSING_INPUT, "KD_ERR_MISSING_INPUT", row101},
-    {"kd_linear_kl_distill", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row102},
-    {"kd_ema_create", "out is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row103},
-    {"kd_ema_create", "arrays or lengths is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row104},
-    {"kd_ema_create", "arrays[i] NULL with lengths[i] > 0", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row105},
-    {"kd_ema_create", "num_arrays < 1", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row106},
-    {"kd_ema_create", "an unknown kinds[i]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row107},
-    {"kd_ema_create", "a negative lengths[i]", KD_ERR_SHAPE, "KD_ERR_SHAPE", row108},
-    {"kd_ema_create", "total size overflows", KD_ERR_SHAPE, "KD_ERR_SHAPE", row109},
-    {"kd_ema_create_flat", "out, or params with length > 0, is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row110},
-    {"kd_ema_create_flat", "length < 0", KD_ERR_SHAPE, "KD_ERR_SHAPE", row111},
-    {"kd_ema_set_float", "ema is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row112},
-    {"kd_ema_set_float", "DECAY outside [0, 1] or NaN", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row113},
-    {"kd_ema_set_float", "an unknown or integer key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row114},
-    {"kd_ema_set_int", "ema is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row115},
-    {"kd_ema_set_int", "WARMUP not a KD_EMA_WARMUP_* value", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row116},
-    {"kd_ema_set_int", "THREADS < 0 or > KD_EMA_MAX_THREADS", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row117},
-    {"kd_ema_set_int", "an unknown or real key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row118},
-    {"kd_ema_get_float", "ema or value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row119},
-    {"kd_ema_get_float", "an unknown or integer key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row120},
-    {"kd_ema_get_int", "ema or value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row121},
-    {"kd_ema_get_int", "an unknown or real key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row122},
-    {"kd_ema_param_bounds", "lower or upper is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row123},
-    {"kd_ema_param_bounds", "an unknown key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row124},
-    {"kd_ema_update", "ema or student_arrays is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row125},
-    {"kd_ema_update", "student_arrays[i] NULL with a length > 0", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row126},
-    {"kd_ema_update", "a student array overlapping the teacher storage", KD_ERR_ALIASING, "KD_ERR_ALIASING", row127},
-    {"kd_ema_update_flat", "student is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row128},
-    {"kd_ema_update_flat", "student overlapping the teacher storage", KD_ERR_ALIASING, "KD_ERR_ALIASING", row129},
-    {"kd_ema_step", "ema or step is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row130},
-    {"kd_ema_next_decay", "ema or decay is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row131},
-    {"kd_ema_shape", "ema is NULL, or both outputs are NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row132},
-    {"kd_ema_teacher", "ema or data is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row133},
-    {"kd_ema_teacher", "index outside [0, num_arrays)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row134},
-    {"kd_ema_teacher_flat", "ema or data is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row135},
-    {"kd_ema_copy_to", "ema or student_arrays (or one with a length > 0) is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row136},
-    {"kd_ema_copy_to", "a student array overlapping the teacher", KD_ERR_ALIASING, "KD_ERR_ALIASING", row137},
-    {"kd_ema_copy_to_flat", "student is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row138},
-    {"kd_ema_swap", "ema or student_arrays is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row139},
-    {"kd_ema_swap", "a student array overlapping the teacher", KD_ERR_ALIASING, "KD_ERR_ALIASING", row140},
-    {"kd_ema_swap_flat", "student is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row141},
-    {"kd_ema_reset", "ema or student_arrays is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row142},
-    {"kd_ema_reset", "a student array overlapping the teacher", KD_ERR_ALIASING, "KD_ERR_ALIASING", row143},
-    {"kd_ema_reset_flat", "student is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row144},
-    {"kd_ema_save", "ema or path is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row145},
-    {"kd_ema_save", "a directory that does not exist", KD_ERR_IO, "KD_ERR_IO", row146},
-    {"kd_ema_load", "ema or path is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row147},
-    {"kd_ema_load", "a file that does not exist", KD_ERR_IO, "KD_ERR_IO", row148},
-    {"kd_ema_load", "not an EMA state file (a FlexMatch file)", KD_ERR_VERSION, "KD_ERR_VERSION", row149},
-    {"kd_ema_load", "an unknown format version", KD_ERR_VERSION, "KD_ERR_VERSION", row150},
-    {"kd_ema_load", "a truncated file", KD_ERR_CORRUPT, "KD_ERR_CORRUPT", row151},
-    {"kd_ema_load", "a flipped bit (checksum mismatch)", KD_ERR_CORRUPT, "KD_ERR_CORRUPT", row152},
-    {"kd_ema_load", "a valid file of another shape", KD_ERR_MISMATCH, "KD_ERR_MISMATCH", row153},
-    {"kd_flexmatch_create", "out is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row154},
-    {"kd_flexmatch_create", "num_samples outside [1, KD_FLEXMATCH_MAX_SAMPLES]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row155},
-    {"kd_flexmatch_create", "num_classes outside [1, KD_FLEXMATCH_MAX_CLASSES]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row156},
-    {"kd_flexmatch_reset", "fm is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row157},
-    {"kd_flexmatch_set_float", "fm is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row158},
-    {"kd_flexmatch_set_float", "THRESHOLD outside [0, 1] or NaN", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row159},
-    {"kd_flexmatch_set_float", "an unknown, integer or read-only key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row160},
-    {"kd_flexmatch_set_int", "fm is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row161},
-    {"kd_flexmatch_set_int", "MAPPING not a KD_FLEXMATCH_MAPPING_* value", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row162},
-    {"kd_flexmatch_set_int", "WARMUP or NON_STRICT not 0/1", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row163},
-    {"kd_flexmatch_set_int", "a read-only key (NUM_SAMPLES, NUM_CLASSES), unknown or real key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row164},
-    {"kd_flexmatch_get_float", "fm or value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row165},
-    {"kd_flexmatch_get_float", "an unknown or integer key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row166},
-    {"kd_flexmatch_get_int", "fm or value is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row167},
-    {"kd_flexmatch_get_int", "an unknown or real key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row168},
-    {"kd_flexmatch_param_bounds", "lower or upper is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row169},
-    {"kd_flexmatch_param_bounds", "an unknown or read-only key", KD_ERR_UNSUPPORTED, "KD_ERR_UNSUPPORTED", row170},
-    {"kd_flexmatch_update", "fm, or an array with n > 0, is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row171},
-    {"kd_flexmatch_update", "n < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row172},
-    {"kd_flexmatch_update", "an index outside [0, N)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row173},
-    {"kd_flexmatch_update", "a prediction outside [0, C) (selected or not)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row174},
-    {"kd_flexmatch_update", "a NaN confidence", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row175},
-    {"kd_flexmatch_thresholds", "fm or thresholds is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row176},
-    {"kd_flexmatch_learning_effect", "fm or beta is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row177},
-    {"kd_flexmatch_counts", "fm is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row178},
-    {"kd_flexmatch_predictions", "fm or predictions is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row179},
-    {"kd_flexmatch_save", "fm or path is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row180},
-    {"kd_flexmatch_save", "a directory that does not exist", KD_ERR_IO, "KD_ERR_IO", row181},
-    {"kd_flexmatch_load", "fm or path is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row182},
-    {"kd_flexmatch_load", "a file that does not exist", KD_ERR_IO, "KD_ERR_IO", row183},
-    {"kd_flexmatch_load", "not a FlexMatch state file (an EMA file)", KD_ERR_VERSION, "KD_ERR_VERSION", row184},
-    {"kd_flexmatch_load", "an unknown format version", KD_ERR_VERSION, "KD_ERR_VERSION", row185},
-    {"kd_flexmatch_load", "a truncated file", KD_ERR_CORRUPT, "KD_ERR_CORRUPT", row186},
-    {"kd_flexmatch_load", "a flipped bit (checksum mismatch)", KD_ERR_CORRUPT, "KD_ERR_CORRUPT", row187},
-    {"kd_flexmatch_load", "a valid file of another N or C", KD_ERR_MISMATCH, "KD_ERR_MISMATCH", row188},
-    {"kd_select_pseudo_labels", "scores is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row189},
-    {"kd_select_pseudo_labels", "n < 0", KD_ERR_SHAPE, "KD_ERR_SHAPE", row190},
-    {"kd_select_pseudo_labels", "c < 1 or c > INT32_MAX", KD_ERR_SHAPE, "KD_ERR_SHAPE", row191},
-    {"kd_select_pseudo_labels", "ld < c", KD_ERR_SHAPE, "KD_ERR_SHAPE", row192},
-    {"kd_select_pseudo_labels", "the extent (n - 1) * ld + c overflows", KD_ERR_SHAPE, "KD_ERR_SHAPE", row193},
-    {"kd_select_pseudo_labels", "unknown flag bits", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row194},
-    {"kd_select_pseudo_labels", "threshold outside [0, 1] or NaN", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row195},
-    {"kd_select_pseudo_labels", "a class threshold outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row196},
-    {"kd_select_pseudo_labels", "top_k_per_class < 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row197},
-    {"kd_select_pseudo_labels", "a probability outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row198},
-    {"kd_select_pseudo_labels", "a NaN or infinite probability", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row199},
-    {"kd_select_pseudo_labels", "logits: a NaN or +Inf logit, or a row without a finite one", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row200},
-    {"kd_label_quality", "probs or labels is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row201},
-    {"kd_label_quality", "n < 0, c < 1, ld < c or an overflowing extent", KD_ERR_SHAPE, "KD_ERR_SHAPE", row202},
-    {"kd_label_quality", "score_kind not a KD_LABEL_SCORE_* value", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row203},
-    {"kd_label_quality", "a label outside [0, c) and not ignore_index", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row204},
-    {"kd_label_quality", "ignore_index in [0, c)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row205},
-    {"kd_label_quality", "a probability outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row206},
-    {"kd_label_quality", "a NaN or infinite probability", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row207},
-    {"kd_find_label_issues", "probs or labels is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row208},
-    {"kd_find_label_issues", "n < 0, c < 1, ld < c or an overflowing extent", KD_ERR_SHAPE, "KD_ERR_SHAPE", row209},
-    {"kd_find_label_issues", "a label outside [0, c) and not ignore_index", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row210},
-    {"kd_find_label_issues", "ignore_index in [0, c)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row211},
-    {"kd_find_label_issues", "a probability outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row212},
-    {"kd_find_label_issues", "a NaN or infinite probability", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row213},
-    {"kd_soft_labels", "labels or out is NULL, or probs NULL where required", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row214},
-    {"kd_soft_labels", "n < 0, c < 1, an ld < c or an overflowing extent", KD_ERR_SHAPE, "KD_ERR_SHAPE", row215},
-    {"kd_soft_labels", "mode not a KD_SOFT_LABEL_* value", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row216},
-    {"kd_soft_labels", "label_weight outside [0, 1] or NaN", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row217},
-    {"kd_soft_labels", "predictions given with PROBABILITIES", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row218},
-    {"kd_soft_labels", "a label or prediction outside [0, c)", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row219},
-    {"kd_soft_labels", "a probability outside [0, 1]", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row220},
-    {"kd_soft_labels", "a NaN or infinite probability", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row221},
-    {"kd_soft_labels", "out overlapping probs without being it", KD_ERR_ALIASING, "KD_ERR_ALIASING", row222},
-    {"kd_ensemble_average", "inputs, inputs[k] or out is NULL", KD_ERR_NULL_POINTER, "KD_ERR_NULL_POINTER", row223},
-    {"kd_ensemble_average", "n < 0, c < 1, an ld < c or an overflowing extent", KD_ERR_SHAPE, "KD_ERR_SHAPE", row224},
-    {"kd_ensemble_average", "k < 1", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row225},
-    {"kd_ensemble_average", "a negative or non-finite weight, or weights summing to 0", KD_ERR_INVALID_ARGUMENT, "KD_ERR_INVALID_ARGUMENT", row226},
-    {"kd_ensemble_average", "a NaN or infinite input element", KD_ERR_NOT_FINITE, "KD_ERR_NOT_FINITE", row227},
-    {"kd_ensemble_average", "out overlapping an input other than in place over inputs[0]", KD_ERR_ALIASING, "KD_ERR_ALIASING", row228},
+    {"kd_loss_create", "out is NULL", ST(KD_ERR_NULL_POINTER), row000},
+    {"kd_loss_create", "unknown kind (0, 4, 999)", ST(KD_ERR_INVALID_ARGUMENT), row001},
+    {"kd_loss_create", "num_classes < 1", ST(KD_ERR_INVALID_ARGUMENT), row002},
+    {"kd_loss_create", "num_classes > 2^31", ST(KD_ERR_INVALID_ARGUMENT), row003},
+    {"kd_loss_set_int", "h is NULL", ST(KD_ERR_NULL_POINTER), row004},
+    {"kd_loss_set_int", "unknown parameter", ST(KD_ERR_UNSUPPORTED), row005},
+    {"kd_loss_set_int", "a real parameter (TEMPERATURE)", ST(KD_ERR_UNSUPPORTED), row006},
+    {"kd_loss_set_int", "a read-only parameter (NUM_CLASSES, KIND)", ST(KD_ERR_UNSUPPORTED), row007},
+    {"kd_loss_set_int", "a parameter of another kind (THRESHOLD_MODE on KL)", ST(KD_ERR_UNSUPPORTED), row008},
+    {"kd_loss_set_int", "enum value out of range (REDUCTION = 3)", ST(KD_ERR_INVALID_ARGUMENT), row009},
+    {"kd_loss_set_int", "a reduction the kind lacks (NONE on MCC)", ST(KD_ERR_INVALID_ARGUMENT), row010},
+    {"kd_loss_set_int", "THREADS < 0 or > 4096", ST(KD_ERR_INVALID_ARGUMENT), row011},
+    {"kd_loss_set_int", "IGNORE_INDEX outside int32", ST(KD_ERR_INVALID_ARGUMENT), row012},
+    {"kd_loss_set_int", "a 0/1 flag set to 2 (CHECK_FINITE)", ST(KD_ERR_INVALID_ARGUMENT), row013},
+    {"kd_loss_set_int", "UNLABELED_ROWS < -1", ST(KD_ERR_INVALID_ARGUMENT), row014},
+    {"kd_loss_set_float", "h is NULL", ST(KD_ERR_NULL_POINTER), row015},
+    {"kd_loss_set_float", "TEMPERATURE <= 0", ST(KD_ERR_INVALID_ARGUMENT), row016},
+    {"kd_loss_set_float", "NaN", ST(KD_ERR_INVALID_ARGUMENT), row017},
+    {"kd_loss_set_float", "+Inf (SOFT_WEIGHT)", ST(KD_ERR_INVALID_ARGUMENT), row018},
+    {"kd_loss_set_float", "a value in [0,1] outside it (ALPHA = 1.5)", ST(KD_ERR_INVALID_ARGUMENT), row019},
+    {"kd_loss_set_float", "THRESHOLD outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row020},
+    {"kd_loss_set_float", "an integer parameter (REDUCTION)", ST(KD_ERR_UNSUPPORTED), row021},
+    {"kd_loss_set_float", "a parameter of another kind (THRESHOLD on KL)", ST(KD_ERR_UNSUPPORTED), row022},
+    {"kd_loss_get_int", "h is NULL", ST(KD_ERR_NULL_POINTER), row023},
+    {"kd_loss_get_int", "value is NULL", ST(KD_ERR_NULL_POINTER), row024},
+    {"kd_loss_get_int", "unknown or real parameter", ST(KD_ERR_UNSUPPORTED), row025},
+    {"kd_loss_get_float", "value is NULL", ST(KD_ERR_NULL_POINTER), row026},
+    {"kd_loss_get_float", "unknown or integer parameter", ST(KD_ERR_UNSUPPORTED), row027},
+    {"kd_loss_param_bounds", "lo, hi or is_open_low is NULL", ST(KD_ERR_NULL_POINTER), row028},
+    {"kd_loss_param_bounds", "a parameter the kind lacks, or an unknown kind", ST(KD_ERR_UNSUPPORTED), row029},
+    {"kd_loss_bind_matrix", "h is NULL", ST(KD_ERR_NULL_POINTER), row030},
+    {"kd_loss_bind_matrix", "ld < C", ST(KD_ERR_SHAPE), row031},
+    {"kd_loss_bind_matrix", "an output or vector role (GRAD_STUDENT, LABELS)", ST(KD_ERR_UNSUPPORTED), row032},
+    {"kd_loss_bind_matrix", "a role of another kind (TARGET on KL)", ST(KD_ERR_UNSUPPORTED), row033},
+    {"kd_loss_bind_teachers", "h is NULL", ST(KD_ERR_NULL_POINTER), row034},
+    {"kd_loss_bind_teachers", "teachers or lds is NULL", ST(KD_ERR_NULL_POINTER), row035},
+    {"kd_loss_bind_teachers", "teachers[k] is NULL", ST(KD_ERR_NULL_POINTER), row036},
+    {"kd_loss_bind_teachers", "count < 0 or > 1024", ST(KD_ERR_INVALID_ARGUMENT), row037},
+    {"kd_loss_bind_teachers", "a negative or NaN weight", ST(KD_ERR_INVALID_ARGUMENT), row038},
+    {"kd_loss_bind_teachers", "weights summing to 0", ST(KD_ERR_INVALID_ARGUMENT), row039},
+    {"kd_loss_bind_teachers", "lds[k] < C", ST(KD_ERR_SHAPE), row040},
+    {"kd_loss_bind_teachers", "a kind without teachers (CLASS_BALANCE)", ST(KD_ERR_UNSUPPORTED), row041},
+    {"kd_loss_bind_labels", "h is NULL", ST(KD_ERR_NULL_POINTER), row042},
+    {"kd_loss_bind_labels", "a kind without labels (MCC)", ST(KD_ERR_UNSUPPORTED), row043},
+    {"kd_loss_bind_weights", "h is NULL", ST(KD_ERR_NULL_POINTER), row044},
+    {"kd_loss_bind_weights", "CLASS_BALANCE, MCC, WORST_CASE", ST(KD_ERR_UNSUPPORTED), row045},
+    {"kd_loss_bind_vector", "h is NULL", ST(KD_ERR_NULL_POINTER), row046},
+    {"kd_loss_bind_vector", "CLASS_THRESHOLDS on a kind without thresholds (KL)", ST(KD_ERR_UNSUPPORTED), row047},
+    {"kd_loss_bind_output_labels", "h is NULL", ST(KD_ERR_NULL_POINTER), row048},
+    {"kd_loss_bind_output_labels", "a role other than PSEUDO_LABELS, or a kind without it", ST(KD_ERR_UNSUPPORTED), row049},
+    {"kd_loss_bind_output", "h is NULL", ST(KD_ERR_NULL_POINTER), row050},
+    {"kd_loss_bind_output", "gradient ld < C", ST(KD_ERR_SHAPE), row051},
+    {"kd_loss_bind_output", "an input role, or GRAD_STUDENT on WORST_CASE", ST(KD_ERR_UNSUPPORTED), row052},
+    {"kd_loss_stats_size", "h or count is NULL", ST(KD_ERR_NULL_POINTER), row087},
+    {"kd_loss_stats_size", "a kind without batch statistics (KL)", ST(KD_ERR_UNSUPPORTED), row088},
+    {"kd_loss_local_stats", "h or stats is NULL", ST(KD_ERR_NULL_POINTER), row089},
+    {"kd_loss_local_stats", "not CLASS_BALANCE or MCC", ST(KD_ERR_UNSUPPORTED), row090},
+    {"kd_loss_local_stats", "student not bound", ST(KD_ERR_MISSING_INPUT), row091},
+    {"kd_loss_local_stats", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), row092},
+    {"kd_loss_local_stats", "n * ld overflows", ST(KD_ERR_SHAPE), row093},
+    {"kd_loss_local_stats", "stats overlapping the student", ST(KD_ERR_ALIASING), row094},
+    {"kd_loss_finish", "h, global_stats or loss is NULL", ST(KD_ERR_NULL_POINTER), row095},
+    {"kd_loss_finish", "not CLASS_BALANCE or MCC", ST(KD_ERR_UNSUPPORTED), row096},
+    {"kd_loss_finish", "the global count not an integer in [n, 2^53]", ST(KD_ERR_INVALID_ARGUMENT), row097},
+    {"kd_loss_finish", "MCC: S <= 0 with N > 0", ST(KD_ERR_INVALID_ARGUMENT), row098},
+    {"kd_linear_kl_distill", "h, loss, hidden or weight is NULL", ST(KD_ERR_NULL_POINTER), row099},
+    {"kd_linear_kl_distill", "h is not a KL_DISTILL handle", ST(KD_ERR_UNSUPPORTED), row100},
+    {"kd_linear_kl_distill", "no teacher bound and no teacher_hidden", ST(KD_ERR_MISSING_INPUT), row101},
+    {"kd_linear_kl_distill", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), row102},
+    {"kd_ema_create", "out is NULL", ST(KD_ERR_NULL_POINTER), row103},
+    {"kd_ema_create", "arrays or lengths is NULL", ST(KD_ERR_NULL_POINTER), row104},
+    {"kd_ema_create", "arrays[i] NULL with lengths[i] > 0", ST(KD_ERR_NULL_POINTER), row105},
+    {"kd_ema_create", "num_arrays < 1", ST(KD_ERR_INVALID_ARGUMENT), row106},
+    {"kd_ema_create", "an unknown kinds[i]", ST(KD_ERR_INVALID_ARGUMENT), row107},
+    {"kd_ema_create", "a negative lengths[i]", ST(KD_ERR_SHAPE), row108},
+    {"kd_ema_create", "total size overflows", ST(KD_ERR_SHAPE), row109},
+    {"kd_ema_create_flat", "out, or params with length > 0, is NULL", ST(KD_ERR_NULL_POINTER), row110},
+    {"kd_ema_create_flat", "length < 0", ST(KD_ERR_SHAPE), row111},
+    {"kd_ema_set_float", "ema is NULL", ST(KD_ERR_NULL_POINTER), row112},
+    {"kd_ema_set_float", "DECAY outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), row113},
+    {"kd_ema_set_float", "an unknown or integer key", ST(KD_ERR_UNSUPPORTED), row114},
+    {"kd_ema_set_int", "ema is NULL", ST(KD_ERR_NULL_POINTER), row115},
+    {"kd_ema_set_int", "WARMUP not a KD_EMA_WARMUP_* value", ST(KD_ERR_INVALID_ARGUMENT), row116},
+    {"kd_ema_set_int", "THREADS < 0 or > KD_EMA_MAX_THREADS", ST(KD_ERR_INVALID_ARGUMENT), row117},
+    {"kd_ema_set_int", "an unknown or real key", ST(KD_ERR_UNSUPPORTED), row118},
+    {"kd_ema_get_float", "ema or value is NULL", ST(KD_ERR_NULL_POINTER), row119},
+    {"kd_ema_get_float", "an unknown or integer key", ST(KD_ERR_UNSUPPORTED), row120},
+    {"kd_ema_get_int", "ema or value is NULL", ST(KD_ERR_NULL_POINTER), row121},
+    {"kd_ema_get_int", "an unknown or real key", ST(KD_ERR_UNSUPPORTED), row122},
+    {"kd_ema_param_bounds", "lower or upper is NULL", ST(KD_ERR_NULL_POINTER), row123},
+    {"kd_ema_param_bounds", "an unknown key", ST(KD_ERR_UNSUPPORTED), row124},
+    {"kd_ema_update", "ema or student_arrays is NULL", ST(KD_ERR_NULL_POINTER), row125},
+    {"kd_ema_update", "student_arrays[i] NULL with a length > 0", ST(KD_ERR_NULL_POINTER), row126},
+    {"kd_ema_update", "a student array overlapping the teacher storage", ST(KD_ERR_ALIASING), row127},
+    {"kd_ema_update_flat", "student is NULL", ST(KD_ERR_NULL_POINTER), row128},
+    {"kd_ema_update_flat", "student overlapping the teacher storage", ST(KD_ERR_ALIASING), row129},
+    {"kd_ema_step", "ema or step is NULL", ST(KD_ERR_NULL_POINTER), row130},
+    {"kd_ema_next_decay", "ema or decay is NULL", ST(KD_ERR_NULL_POINTER), row131},
+    {"kd_ema_shape", "ema is NULL, or both outputs are NULL", ST(KD_ERR_NULL_POINTER), row132},
+    {"kd_ema_teacher", "ema or data is NULL", ST(KD_ERR_NULL_POINTER), row133},
+    {"kd_ema_teacher", "index outside [0, num_arrays)", ST(KD_ERR_INVALID_ARGUMENT), row134},
+    {"kd_ema_teacher_flat", "ema or data is NULL", ST(KD_ERR_NULL_POINTER), row135},
+    {"kd_ema_copy_to", "ema or student_arrays (or one with a length > 0) is NULL", ST(KD_ERR_NULL_POINTER), row136},
+    {"kd_ema_copy_to", "a student array overlapping the teacher", ST(KD_ERR_ALIASING), row137},
+    {"kd_ema_copy_to_flat", "student is NULL", ST(KD_ERR_NULL_POINTER), row138},
+    {"kd_ema_swap", "ema or student_arrays is NULL", ST(KD_ERR_NULL_POINTER), row139},
+    {"kd_ema_swap", "a student array overlapping the teacher", ST(KD_ERR_ALIASING), row140},
+    {"kd_ema_swap_flat", "student is NULL", ST(KD_ERR_NULL_POINTER), row141},
+    {"kd_ema_reset", "ema or student_arrays is NULL", ST(KD_ERR_NULL_POINTER), row142},
+    {"kd_ema_reset", "a student array overlapping the teacher", ST(KD_ERR_ALIASING), row143},
+    {"kd_ema_reset_flat", "student is NULL", ST(KD_ERR_NULL_POINTER), row144},
+    {"kd_ema_save", "ema or path is NULL", ST(KD_ERR_NULL_POINTER), row145},
+    {"kd_ema_save", "a directory that does not exist", ST(KD_ERR_IO), row146},
+    {"kd_ema_load", "ema or path is NULL", ST(KD_ERR_NULL_POINTER), row147},
+    {"kd_ema_load", "a file that does not exist", ST(KD_ERR_IO), row148},
+    {"kd_ema_load", "not an EMA state file (a FlexMatch file)", ST(KD_ERR_VERSION), row149},
+    {"kd_ema_load", "an unknown format version", ST(KD_ERR_VERSION), row150},
+    {"kd_ema_load", "a truncated file", ST(KD_ERR_CORRUPT), row151},
+    {"kd_ema_load", "a flipped bit (checksum mismatch)", ST(KD_ERR_CORRUPT), row152},
+    {"kd_ema_load", "a valid file of another shape", ST(KD_ERR_MISMATCH), row153},
+    {"kd_flexmatch_create", "out is NULL", ST(KD_ERR_NULL_POINTER), row154},
+    {"kd_flexmatch_create", "num_samples outside [1, KD_FLEXMATCH_MAX_SAMPLES]", ST(KD_ERR_INVALID_ARGUMENT), row155},
+    {"kd_flexmatch_create", "num_classes outside [1, KD_FLEXMATCH_MAX_CLASSES]", ST(KD_ERR_INVALID_ARGUMENT), row156},
+    {"kd_flexmatch_reset", "fm is NULL", ST(KD_ERR_NULL_POINTER), row157},
+    {"kd_flexmatch_set_float", "fm is NULL", ST(KD_ERR_NULL_POINTER), row158},
+    {"kd_flexmatch_set_float", "THRESHOLD outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), row159},
+    {"kd_flexmatch_set_float", "an unknown, integer or read-only key", ST(KD_ERR_UNSUPPORTED), row160},
+    {"kd_flexmatch_set_int", "fm is NULL", ST(KD_ERR_NULL_POINTER), row161},
+    {"kd_flexmatch_set_int", "MAPPING not a KD_FLEXMATCH_MAPPING_* value", ST(KD_ERR_INVALID_ARGUMENT), row162},
+    {"kd_flexmatch_set_int", "WARMUP or NON_STRICT not 0/1", ST(KD_ERR_INVALID_ARGUMENT), row163},
+    {"kd_flexmatch_set_int", "a read-only key (NUM_SAMPLES, NUM_CLASSES), unknown or real key", ST(KD_ERR_UNSUPPORTED), row164},
+    {"kd_flexmatch_get_float", "fm or value is NULL", ST(KD_ERR_NULL_POINTER), row165},
+    {"kd_flexmatch_get_float", "an unknown or integer key", ST(KD_ERR_UNSUPPORTED), row166},
+    {"kd_flexmatch_get_int", "fm or value is NULL", ST(KD_ERR_NULL_POINTER), row167},
+    {"kd_flexmatch_get_int", "an unknown or real key", ST(KD_ERR_UNSUPPORTED), row168},
+    {"kd_flexmatch_param_bounds", "lower or upper is NULL", ST(KD_ERR_NULL_POINTER), row169},
+    {"kd_flexmatch_param_bounds", "an unknown or read-only key", ST(KD_ERR_UNSUPPORTED), row170},
+    {"kd_flexmatch_update", "fm, or an array with n > 0, is NULL", ST(KD_ERR_NULL_POINTER), row171},
+    {"kd_flexmatch_update", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), row172},
+    {"kd_flexmatch_update", "an index outside [0, N)", ST(KD_ERR_INVALID_ARGUMENT), row173},
+    {"kd_flexmatch_update", "a prediction outside [0, C) (selected or not)", ST(KD_ERR_INVALID_ARGUMENT), row174},
+    {"kd_flexmatch_update", "a NaN confidence", ST(KD_ERR_NOT_FINITE), row175},
+    {"kd_flexmatch_thresholds", "fm or thresholds is NULL", ST(KD_ERR_NULL_POINTER), row176},
+    {"kd_flexmatch_learning_effect", "fm or beta is NULL", ST(KD_ERR_NULL_POINTER), row177},
+    {"kd_flexmatch_counts", "fm is NULL", ST(KD_ERR_NULL_POINTER), row178},
+    {"kd_flexmatch_predictions", "fm or predictions is NULL", ST(KD_ERR_NULL_POINTER), row179},
+    {"kd_flexmatch_save", "fm or path is NULL", ST(KD_ERR_NULL_POINTER), row180},
+    {"kd_flexmatch_save", "a directory that does not exist", ST(KD_ERR_IO), row181},
+    {"kd_flexmatch_load", "fm or path is NULL", ST(KD_ERR_NULL_POINTER), row182},
+    {"kd_flexmatch_load", "a file that does not exist", ST(KD_ERR_IO), row183},
+    {"kd_flexmatch_load", "not a FlexMatch state file (an EMA file)", ST(KD_ERR_VERSION), row184},
+    {"kd_flexmatch_load", "an unknown format version", ST(KD_ERR_VERSION), row185},
+    {"kd_flexmatch_load", "a truncated file", ST(KD_ERR_CORRUPT), row186},
+    {"kd_flexmatch_load", "a flipped bit (checksum mismatch)", ST(KD_ERR_CORRUPT), row187},
+    {"kd_flexmatch_load", "a valid file of another N or C", ST(KD_ERR_MISMATCH), row188},
+    {"kd_select_pseudo_labels", "scores is NULL", ST(KD_ERR_NULL_POINTER), row189},
+    {"kd_select_pseudo_labels", "n < 0", ST(KD_ERR_SHAPE), row190},
+    {"kd_select_pseudo_labels", "c < 1 or c > INT32_MAX", ST(KD_ERR_SHAPE), row191},
+    {"kd_select_pseudo_labels", "ld < c", ST(KD_ERR_SHAPE), row192},
+    {"kd_select_pseudo_labels", "the extent (n - 1) * ld + c overflows", ST(KD_ERR_SHAPE), row193},
+    {"kd_select_pseudo_labels", "unknown flag bits", ST(KD_ERR_INVALID_ARGUMENT), row194},
+    {"kd_select_pseudo_labels", "threshold outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), row195},
+    {"kd_select_pseudo_labels", "a class threshold outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row196},
+    {"kd_select_pseudo_labels", "top_k_per_class < 0", ST(KD_ERR_INVALID_ARGUMENT), row197},
+    {"kd_select_pseudo_labels", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row198},
+    {"kd_select_pseudo_labels", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), row199},
+    {"kd_select_pseudo_labels", "logits: a NaN or +Inf logit, or a row without a finite one", ST(KD_ERR_NOT_FINITE), row200},
+    {"kd_label_quality", "probs or labels is NULL", ST(KD_ERR_NULL_POINTER), row201},
+    {"kd_label_quality", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row202},
+    {"kd_label_quality", "score_kind not a KD_LABEL_SCORE_* value", ST(KD_ERR_INVALID_ARGUMENT), row203},
+    {"kd_label_quality", "a label outside [0, c) and not ignore_index", ST(KD_ERR_INVALID_ARGUMENT), row204},
+    {"kd_label_quality", "ignore_index in [0, c)", ST(KD_ERR_INVALID_ARGUMENT), row205},
+    {"kd_label_quality", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row206},
+    {"kd_label_quality", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), row207},
+    {"kd_find_label_issues", "probs or labels is NULL", ST(KD_ERR_NULL_POINTER), row208},
+    {"kd_find_label_issues", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row209},
+    {"kd_find_label_issues", "a label outside [0, c) and not ignore_index", ST(KD_ERR_INVALID_ARGUMENT), row210},
+    {"kd_find_label_issues", "ignore_index in [0, c)", ST(KD_ERR_INVALID_ARGUMENT), row211},
+    {"kd_find_label_issues", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row212},
+    {"kd_find_label_issues", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), row213},
+    {"kd_soft_labels", "labels or out is NULL, or probs NULL where required", ST(KD_ERR_NULL_POINTER), row214},
+    {"kd_soft_labels", "n < 0, c < 1, an ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row215},
+    {"kd_soft_labels", "mode not a KD_SOFT_LABEL_* value", ST(KD_ERR_INVALID_ARGUMENT), row216},
+    {"kd_soft_labels", "label_weight outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), row217},
+    {"kd_soft_labels", "predictions given with PROBABILITIES", ST(KD_ERR_INVALID_ARGUMENT), row218},
+    {"kd_soft_labels", "a label or prediction outside [0, c)", ST(KD_ERR_INVALID_ARGUMENT), row219},
+    {"kd_soft_labels", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row220},
+    {"kd_soft_labels", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), row221},
+    {"kd_soft_labels", "out overlapping probs without being it", ST(KD_ERR_ALIASING), row222},
+    {"kd_ensemble_average", "inputs, inputs[k] or out is NULL", ST(KD_ERR_NULL_POINTER), row223},
+    {"kd_ensemble_average", "n < 0, c < 1, an ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row224},
+    {"kd_ensemble_average", "k < 1", ST(KD_ERR_INVALID_ARGUMENT), row225},
+    {"kd_ensemble_average", "a negative or non-finite weight, or weights summing to 0", ST(KD_ERR_INVALID_ARGUMENT), row226},
+    {"kd_ensemble_average", "a NaN or infinite input element", ST(KD_ERR_NOT_FINITE), row227},
+    {"kd_ensemble_average", "out overlapping an input other than in place over inputs[0]", ST(KD_ERR_ALIASING), row228},
 };
+
+/* ---- the compute entry points: one table, each row run on every entry point
+ * it names ---------------------------------------------------------------- */
+
+enum { FWD = 1, FWD_BWD = 2, BWD = 4, ALL = FWD | FWD_BWD | BWD };
+static const char *const ENTRY_NAMES[3] = {"kd_loss_forward", "kd_loss_forward_backward",
+                                           "kd_loss_backward"};
+static const unsigned ENTRY_BITS[3] = {FWD, FWD_BWD, BWD};
+
+typedef struct {
+    const char *input;
+    unsigned entries; /* the entry points tested: FWD, FWD_BWD, BWD or a union */
+    unsigned listed;  /* those of them listed in docs/errors.md (loss.h documents all) */
+    kd_status status;
+    const char *status_name;
+    kd_loss *(*setup)(void); /* NULL: the handle is NULL */
+    int64_t n;
+    int null_buffer; /* loss (forward, forward_backward) or upstream (backward) is NULL */
+} compute_row;
+
+static kd_loss *no_student(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, NULL, 0);
+    return h;
+}
+
+static kd_loss *no_teacher(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_matrix(h, KD_ARG_TEACHER, NULL, 0);
+    return h;
+}
+
+static kd_loss *no_grad(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, NULL, 0);
+    return h;
+}
+
+static kd_loss *label_too_big(void)
+{
+    kd_loss *h = kl();
+    B.labels[2] = C;
+    kd_loss_bind_labels(h, B.labels);
+    return h;
+}
+
+static kd_loss *label_negative(void)
+{
+    kd_loss *h = kl();
+    B.labels[0] = -7;
+    kd_loss_bind_labels(h, B.labels);
+    return h;
+}
+
+static kd_loss *negative_weight(void)
+{
+    kd_loss *h = kl();
+    B.weights[1] = -1.0f;
+    kd_loss_bind_weights(h, B.weights);
+    return h;
+}
+
+static kd_loss *nan_teacher_checked(void)
+{
+    kd_loss *h = kl();
+    kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 1);
+    B.teacher[5] = NAN;
+    return h;
+}
+
+static kd_loss *inf_upstream_checked(void)
+{
+    kd_loss *h = kl();
+    kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 1);
+    B.up[0] = INFINITY;
+    return h;
+}
+
+static kd_loss *per_sample_over_student(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, B.student + 1, 0);
+    return h;
+}
+
+static kd_loss *bad_class_threshold(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_PSEUDO_LABEL);
+    B.cthr[1] = 1.5f;
+    kd_loss_bind_vector(h, KD_ARG_CLASS_THRESHOLDS, B.cthr);
+    return h;
+}
+
+static kd_loss *consistency_two_teachers(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_CONSISTENCY);
+    const float *t[2] = {B.teacher, B.probs};
+    int64_t l[2] = {LD, LD};
+    kd_loss_bind_teachers(h, 2, t, l, NULL);
+    return h;
+}
+
+static kd_loss *class_balance_mean_above_1(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_CLASS_BALANCE);
+    kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, KD_INPUT_PROBABILITIES);
+    for (int i = 0; i < N; i++)
+        B.probs[i * LD] = 2.0f;
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, B.probs, LD);
+    return h;
+}
+
+static kd_loss *grad_over_student(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.student + 1, LD);
+    return h;
+}
+
+static kd_loss *grad_over_teacher(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.teacher, LD);
+    return h;
+}
+
+/* In each entry point's order of docs/errors.md; rows of one entry point with
+ * the same text are one line there.  loss.h gives backward the errors of
+ * forward and forward_backward those of both: `entries` tests them where they
+ * apply, `listed` is what docs/errors.md lists today. */
+static const compute_row COMPUTE[] = {
+    {"h is NULL", ALL, ALL, ST(KD_ERR_NULL_POINTER), NULL, N, 0},
+    {"loss is NULL", FWD | FWD_BWD, FWD | FWD_BWD, ST(KD_ERR_NULL_POINTER), kl, N, 1},
+    {"upstream is NULL", BWD, BWD, ST(KD_ERR_NULL_POINTER), kl, N, 1},
+    {"student not bound", ALL, FWD | FWD_BWD, ST(KD_ERR_MISSING_INPUT), no_student, N, 0},
+    {"the kind's target (teacher) not bound", ALL, FWD | FWD_BWD, ST(KD_ERR_MISSING_INPUT), no_teacher, N, 0},
+    {"no gradient output bound", FWD_BWD | BWD, BWD, ST(KD_ERR_MISSING_INPUT), no_grad, N, 0},
+    {"n < 0", ALL, ALL, ST(KD_ERR_INVALID_ARGUMENT), kl, -1, 0},
+    {"n < 0", ALL, ALL, ST(KD_ERR_INVALID_ARGUMENT), kl, -5, 0},
+    {"n * ld overflows", ALL, FWD | FWD_BWD, ST(KD_ERR_SHAPE), kl, INT64_MAX / 2, 0},
+    {"a label outside [0, C) and not ignore_index", ALL, ALL, ST(KD_ERR_INVALID_ARGUMENT), label_too_big, N, 0},
+    {"a label outside [0, C) and not ignore_index", ALL, ALL, ST(KD_ERR_INVALID_ARGUMENT), label_negative, N, 0},
+    {"a negative, NaN or infinite weight", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT), negative_weight, N, 0},
+    {"NaN/Inf input with CHECK_FINITE = 1", ALL, FWD | FWD_BWD, ST(KD_ERR_NOT_FINITE), nan_teacher_checked, N, 0},
+    {"NaN/Inf upstream with CHECK_FINITE = 1", BWD, BWD, ST(KD_ERR_NOT_FINITE), inf_upstream_checked, N, 0},
+    {"an output overlapping an input (per-sample vector over the student)", FWD | FWD_BWD, FWD | FWD_BWD, ST(KD_ERR_ALIASING), per_sample_over_student, N, 0},
+    {"a class threshold outside [0, 1] or NaN (PSEUDO_LABEL)", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT), bad_class_threshold, N, 0},
+    {"CONSISTENCY with more than one teacher", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT), consistency_two_teachers, N, 0},
+    {"CLASS_BALANCE probabilities whose column mean is outside [0, 1]", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT), class_balance_mean_above_1, N, 0},
+    {"the gradient overlapping the student without being it", FWD_BWD | BWD, FWD_BWD, ST(KD_ERR_ALIASING), grad_over_student, N - 1, 0},
+    {"the gradient overlapping the teacher", FWD_BWD | BWD, BWD, ST(KD_ERR_ALIASING), grad_over_teacher, N, 0},
+};
+#undef ST
+#define N_COMPUTE (sizeof COMPUTE / sizeof COMPUTE[0])
+
+/* The cases of the table: (row, entry point) for every entry point a row names. */
+static struct {
+    const compute_row *row;
+    int entry;
+} cases[3 * N_COMPUTE];
+static int n_cases;
+
+static void list_cases(void)
+{
+    n_cases = 0;
+    for (size_t i = 0; i < N_COMPUTE; i++)
+        for (int e = 0; e < 3; e++)
+            if (COMPUTE[i].entries & ENTRY_BITS[e])
+                cases[n_cases].row = &COMPUTE[i], cases[n_cases++].entry = e;
+}
+
+static kd_status run_case(const compute_row *r, int entry)
+{
+    kd_loss *h = r->setup ? r->setup() : NULL;
+    float *buf = r->null_buffer ? NULL : entry == 2 ? B.up : B.loss;
+    switch (entry) {
+    case 0: CALL(kd_loss_forward(h, r->n, buf));
+    case 1: CALL(kd_loss_forward_backward(h, r->n, buf));
+    default: CALL(kd_loss_backward(h, r->n, buf));
+    }
+}
 
 static void cleanup_row(void)
 {
@@ -2000,6 +1908,13 @@ static void cleanup_row(void)
         ck_abort_msg("a failed create wrote its out pointer");
 }
 
+static const char *verdict(kd_status got)
+{
+    return got == CHANGED_BUFFERS  ? "a changed caller buffer"
+           : got == CHANGED_HANDLE ? "a changed handle"
+                                   : kd_status_string(got);
+}
+
 START_TEST(every_row_returns_its_status_and_changes_nothing)
 {
     const row *r = &ROWS[_i];
@@ -2007,12 +1922,40 @@ START_TEST(every_row_returns_its_status_and_changes_nothing)
     kd_status got = r->run();
     cleanup_row();
     ck_assert_msg(got == r->status, "%s, %s: expected %s, got %s", r->function, r->input,
-                  r->status_name,
-                  got == CHANGED_BUFFERS  ? "a changed caller buffer"
-                  : got == CHANGED_HANDLE ? "a changed handle"
-                                          : kd_status_string(got));
+                  r->status_name, verdict(got));
 }
 END_TEST
+
+START_TEST(every_compute_case_returns_its_status_and_changes_nothing)
+{
+    const compute_row *r = cases[_i].row;
+    int e = cases[_i].entry;
+    fill();
+    kd_status got = run_case(r, e);
+    cleanup_row();
+    ck_assert_msg(got == r->status, "%s, %s: expected %s, got %s", ENTRY_NAMES[e], r->input,
+                  r->status_name, verdict(got));
+}
+END_TEST
+
+/* The compute rows' sections of docs/errors.md, one per entry point. */
+static void markdown_compute(FILE *f)
+{
+    for (int e = 0; e < 3; e++) {
+        fprintf(f, "\n## `%s`\n\n| invalid input | status |\n|---|---|\n", ENTRY_NAMES[e]);
+        const char *last = "";
+        for (size_t i = 0; i < N_COMPUTE; i++) {
+            const compute_row *r = &COMPUTE[i];
+            if (!(r->listed & ENTRY_BITS[e]) || strcmp(r->input, last) == 0)
+                continue;
+            fprintf(f, "| %s | `%s` |\n", r->input, r->status_name);
+            last = r->input;
+        }
+    }
+}
+
+/* the function after whose rows the compute entry points stand in the document */
+#define COMPUTE_AFTER "kd_loss_bind_output"
 
 static void markdown(FILE *f)
 {
@@ -2037,6 +1980,8 @@ static void markdown(FILE *f)
     for (size_t i = 0; i < sizeof ROWS / sizeof ROWS[0]; i++) {
         const row *r = &ROWS[i];
         if (strcmp(r->function, last) != 0) {
+            if (strcmp(last, COMPUTE_AFTER) == 0)
+                markdown_compute(f);
             fprintf(f, "\n## `%s`\n\n| invalid input | status |\n|---|---|\n", r->function);
             last = r->function;
         }
@@ -2075,6 +2020,8 @@ int main(int argc, char **argv)
     TCase *tc = tcase_create("rows");
     tcase_add_loop_test(tc, every_row_returns_its_status_and_changes_nothing, 0,
                         (int)(sizeof ROWS / sizeof ROWS[0]));
+    list_cases();
+    tcase_add_loop_test(tc, every_compute_case_returns_its_status_and_changes_nothing, 0, n_cases);
     tcase_add_test(tc, errors_md_matches_the_table);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

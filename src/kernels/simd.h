@@ -1,9 +1,10 @@
 /* SIMD row kernels chosen at run time.
  *
- * The same source (simd_impl.h, written with GCC/Clang vector extensions) is
- * compiled once per instruction set: portable baseline (SSE2 on x86-64, plain
- * scalar code elsewhere), AVX2+FMA and AVX-512.  kdi_simd() picks the best one
- * the CPU has; tests call every variant the machine supports and compare.
+ * The same source (simd_impl.h and the parts it includes, written with
+ * GCC/Clang vector extensions) is compiled once per instruction set: portable
+ * baseline (SSE2 on x86-64, plain scalar code elsewhere), AVX2+FMA and
+ * AVX-512.  kdi_simd() picks the best one the CPU has; tests call every
+ * variant the machine supports and compare.
  * The exp (of arguments <= 0, all softmax needs) is a degree-6 polynomial in
  * the baseline variant and a table of 2^(i/8) (AVX2) or 2^(i/16) (AVX-512)
  * with a degree-4 (AVX2) or degree-3 (AVX-512) polynomial, all within ~1 ulp (tested on a sweep of
