@@ -30,13 +30,10 @@
 extern "C" {
 #endif
 
-/* Version of the headers.  Compare with kd_version_number() to check that the
+/* Version of the headers (KD_VERSION_MAJOR/MINOR/PATCH/NUMBER/STRING), generated
+ * from CMakeLists.txt.  Compare with kd_version_number() to check that the
  * library loaded at run time is the one the headers describe. */
-#define KD_VERSION_MAJOR 0
-#define KD_VERSION_MINOR 1
-#define KD_VERSION_PATCH 0
-#define KD_VERSION_NUMBER \
-    (KD_VERSION_MAJOR * 10000 + KD_VERSION_MINOR * 100 + KD_VERSION_PATCH)
+#include "kdlib/version.h"
 
 /* Status codes.  The numeric values are pinned: they are never renumbered or
  * reused, new codes get new numbers.  kd_status is a fixed-width integer so

@@ -30,7 +30,7 @@ from ._labels import (select_pseudo_labels, label_quality, find_label_issues, so
                       ensemble_average)
 from . import _losses as losses_constants  # KD_* values: CROSS_ENTROPY, PARAM_*, ARG_*, ...
 
-__version__ = "0.1.0"
+__version__ = library_version_string  # the loaded library's kd_version_string()
 
 
 def version():
