@@ -6,6 +6,7 @@ import weakref
 import numpy as np
 
 from . import _arrays as A
+from ._handle import Handle
 from ._lib import lib, raise_for_status, kd_ema_p, c_float_p
 
 AVERAGE, COPY = 0, 1
@@ -48,7 +49,7 @@ def _param_array(a, name, length=None, writeable=False):
     return a
 
 
-class EMATeacher:
+class EMATeacher(Handle):
     """An EMA teacher over float32 parameter arrays (kd_ema).
 
         ema = EMATeacher([w1, b1, w2, b2], decay=0.999, warmup=True)
@@ -65,6 +66,11 @@ class EMATeacher:
     "tf" = min(a, (1+t)/(10+t)), False = none.  kinds: None or one of
     "average" / "copy" per array (copy: BatchNorm running statistics).
     """
+
+    _prefix = "kd_ema"
+    _closed_message = "the EMATeacher is closed"
+    _int_type = ctypes.c_int32
+    _float_type = ctypes.c_float
 
     def __init__(self, arrays, decay=0.999, warmup=True, kinds=None, threads=1):
         h = kd_ema_p()
@@ -96,9 +102,7 @@ class EMATeacher:
             st = lib.kd_ema_create(ctypes.byref(h), len(arrays), A.pointer_array(arrays),
                                    A.int64_array([a.size for a in arrays]), kind_arr)
             self._arrays = arrays
-        if st:
-            raise_for_status(st, "kd_ema_create", lib.kd_ema_last_error(None).decode())
-        self._h = h
+        self._adopt(st, h)
         self._closed = False
         self._views = []
         self._lengths = [a.size for a in self._arrays]
@@ -124,34 +128,6 @@ class EMATeacher:
         if not self._views:
             self._destroy()
 
-    def _destroy(self):
-        h = getattr(self, "_h", None)
-        self._h = None
-        if h:
-            lib.kd_ema_destroy(h)
-
-    def __del__(self):
-        self._destroy()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _handle(self):
-        if not self._h or self._closed:
-            raise ValueError("the EMATeacher is closed")
-        return self._h
-
-    def _check(self, st, function):
-        if st:
-            raise_for_status(st, function, lib.kd_ema_last_error(self._h).decode())
-
-    @property
-    def last_error(self):
-        return lib.kd_ema_last_error(self._h).decode()
-
     # -- parameters --
     @property
     def decay(self):
@@ -166,27 +142,23 @@ class EMATeacher:
     @property
     def warmup(self):
         """The warm-up schedule: 'none', 'mean_teacher' or 'tf'."""
-        v = ctypes.c_int32()
-        self._check(lib.kd_ema_get_int(self._handle(), PARAM_WARMUP, ctypes.byref(v)), "kd_ema_get_int")
-        return _WARMUP_NAMES.get(v.value, v.value)
+        v = self._get_int(PARAM_WARMUP)
+        return _WARMUP_NAMES.get(v, v)
 
     @warmup.setter
     def warmup(self, value):
-        self._check(lib.kd_ema_set_int(self._handle(), PARAM_WARMUP, _warmup_value(value)),
-                    "kd_ema_set_int")
+        self._set_int(PARAM_WARMUP, _warmup_value(value))
 
     @property
     def threads(self):
-        v = ctypes.c_int32()
-        self._check(lib.kd_ema_get_int(self._handle(), PARAM_THREADS, ctypes.byref(v)), "kd_ema_get_int")
-        return v.value
+        return self._get_int(PARAM_THREADS)
 
     @threads.setter
     def threads(self, value):
         value = int(value)
         if not -2**31 <= value < 2**31:
             raise ValueError("threads out of range: %d" % value)
-        self._check(lib.kd_ema_set_int(self._handle(), PARAM_THREADS, value), "kd_ema_set_int")
+        self._set_int(PARAM_THREADS, value)
 
     @property
     def step(self):

@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from . import _arrays as A
+from ._handle import Handle
 from ._lib import lib, raise_for_status, kd_flexmatch_p
 
 PARAM_THRESHOLD, PARAM_MAPPING, PARAM_WARMUP, PARAM_NON_STRICT = 1, 2, 3, 4
@@ -22,7 +23,7 @@ def flexmatch_param_bounds(param):
     return lo.value, hi.value
 
 
-class FlexMatchThresholds:
+class FlexMatchThresholds(Handle):
     """FlexMatch per-class dynamic thresholds over an unlabeled set.
 
         fm = FlexMatchThresholds(num_samples, num_classes, threshold=0.95)
@@ -35,13 +36,14 @@ class FlexMatchThresholds:
     selects confidence >= threshold instead of >.
     """
 
+    _prefix = "kd_flexmatch"
+    _closed_message = "the FlexMatchThresholds handle is closed"
+
     def __init__(self, num_samples, num_classes, threshold=0.95, mapping="convex", warmup=False,
                  non_strict=False):
         h = kd_flexmatch_p()
         st = lib.kd_flexmatch_create(ctypes.byref(h), int(num_samples), int(num_classes))
-        if st:
-            raise_for_status(st, "kd_flexmatch_create", lib.kd_flexmatch_last_error(None).decode())
-        self._h = h
+        self._adopt(st, h)
         self.num_samples = int(num_samples)
         self.num_classes = int(num_classes)
         try:
@@ -52,41 +54,6 @@ class FlexMatchThresholds:
         except Exception:
             self.close()
             raise
-
-    def close(self):
-        h = getattr(self, "_h", None)
-        self._h = None
-        if h:
-            lib.kd_flexmatch_destroy(h)
-
-    __del__ = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _handle(self):
-        if not self._h:
-            raise ValueError("the FlexMatchThresholds handle is closed")
-        return self._h
-
-    def _check(self, st, function):
-        if st:
-            raise_for_status(st, function, lib.kd_flexmatch_last_error(self._h).decode())
-
-    @property
-    def last_error(self):
-        return lib.kd_flexmatch_last_error(self._h).decode()
-
-    def _get_int(self, param):
-        v = ctypes.c_int64()
-        self._check(lib.kd_flexmatch_get_int(self._handle(), param, ctypes.byref(v)), "kd_flexmatch_get_int")
-        return v.value
-
-    def _set_int(self, param, value):
-        self._check(lib.kd_flexmatch_set_int(self._handle(), param, int(value)), "kd_flexmatch_set_int")
 
     @property
     def threshold(self):

@@ -4,6 +4,7 @@ import ctypes
 import numpy as np
 
 from . import _arrays as A
+from ._handle import Handle
 from ._lib import lib, raise_for_status, kd_loss_p, require, c_double_p
 
 # ---- constants of loss.h (pinned values) ----
@@ -45,7 +46,7 @@ def param_bounds(kind, param):
     return lo.value, hi.value, bool(open_low.value)
 
 
-class Loss:
+class Loss(Handle):
     """A kd_loss handle: the C API one to one, for callers who want to reuse a
     handle (no allocation per call once shapes are known) or use backward().
 
@@ -55,12 +56,13 @@ class Loss:
     exactly as in C).  Use one Loss from one thread at a time.
     """
 
+    _prefix = "kd_loss"
+    _closed_message = "the Loss handle is closed"
+
     def __init__(self, kind, num_classes):
         h = kd_loss_p()
         st = lib.kd_loss_create(ctypes.byref(h), int(kind), int(num_classes))
-        raise_for_status(st, "kd_loss_create",
-                         "kind %r, num_classes %r" % (kind, num_classes) if st else "")
-        self._h = h
+        self._adopt(st, h, "kind %r, num_classes %r" % (kind, num_classes))
         self._keep = {}
         self.num_classes = int(num_classes)
         self.kind = int(kind)
@@ -68,60 +70,22 @@ class Loss:
     # -- life cycle --
     def close(self):
         """Destroy the handle (kd_loss_destroy); idempotent."""
-        h = getattr(self, "_h", None)
-        if h:
-            lib.kd_loss_destroy(h)
-        self._h = None
+        self._destroy()
         self._keep = {}
-
-    __del__ = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _handle(self):
-        if not self._h:
-            raise ValueError("the Loss handle is closed")
-        return self._h
-
-    def _check(self, st, function):
-        if st:
-            raise_for_status(st, function, (lib.kd_loss_last_error(self._h) or b"").decode())
-
-    @property
-    def last_error(self):
-        return (lib.kd_loss_last_error(self._h) or b"").decode()
 
     # -- parameters --
     def set(self, param, value):
         """Set a parameter: kd_loss_set_float for real parameters, else kd_loss_set_int."""
-        h = self._handle()
         if param in _FLOAT_PARAMS:
-            self._check(lib.kd_loss_set_float(h, int(param), float(value)), "kd_loss_set_float")
+            self._set_float(param, value)
         else:
-            self._check(lib.kd_loss_set_int(h, int(param), int(value)), "kd_loss_set_int")
+            self._set_int(param, value)
         return self
 
-    def set_int(self, param, value):
-        self._check(lib.kd_loss_set_int(self._handle(), int(param), int(value)), "kd_loss_set_int")
-
-    def set_float(self, param, value):
-        self._check(lib.kd_loss_set_float(self._handle(), int(param), float(value)),
-                    "kd_loss_set_float")
-
-    def get_int(self, param):
-        v = ctypes.c_int64()
-        self._check(lib.kd_loss_get_int(self._handle(), int(param), ctypes.byref(v)), "kd_loss_get_int")
-        return v.value
-
-    def get_float(self, param):
-        v = ctypes.c_double()
-        self._check(lib.kd_loss_get_float(self._handle(), int(param), ctypes.byref(v)),
-                    "kd_loss_get_float")
-        return v.value
+    set_int = Handle._set_int
+    set_float = Handle._set_float
+    get_int = Handle._get_int
+    get_float = Handle._get_float
 
     def get(self, param):
         return self.get_float(param) if param in _FLOAT_PARAMS else self.get_int(param)
