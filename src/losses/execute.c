@@ -10,21 +10,9 @@
 
 #include "losses/loss_internal.h"
 
-static kdi_row_kernel kernel_of(kd_loss_kind kind)
-{
-    switch (kind) {
-    case KD_LOSS_CROSS_ENTROPY: return kdi_cross_entropy_row;
-    case KD_LOSS_KL_DISTILL: return kdi_kl_distill_row;
-    case KD_LOSS_PSEUDO_LABEL: return kdi_pseudo_label_row;
-    case KD_LOSS_STRONG_WEAK: return kdi_strong_weak_row;
-    case KD_LOSS_CONSISTENCY: return kdi_consistency_row;
-    default: return kdi_logit_mse_row;
-    }
-}
-
 void kdi_run_rows(const kd_loss *h, kdi_row *rows, int count, double (*terms)[2])
 {
-    const kdi_row_kernel kernel = kernel_of(h->kind);
+    const kdi_row_kernel kernel = h->kd->row;
     kdi_pipe pipe = {NULL, NULL, 0.0f, 0.0f, NULL, NULL, 1, h->prefetch_c};
     for (int k = 0; k < count; k++) {
         pipe.ns = k + 1 < count ? rows[k + 1].s : NULL;
@@ -43,19 +31,12 @@ void kdi_run_rows(const kd_loss *h, kdi_row *rows, int count, double (*terms)[2]
 /* kinds whose row kernel runs a row's segments on several threads */
 static int splits_rows(const kd_loss *h)
 {
-    switch (h->kind) {
-    case KD_LOSS_CROSS_ENTROPY:
-    case KD_LOSS_LOGIT_MSE:
-    case KD_LOSS_PSEUDO_LABEL: return 1;
-    case KD_LOSS_KL_DISTILL: return h->divergence == KD_DIVERGENCE_FORWARD_KL;
-    default: return 0;
-    }
+    const unsigned f = h->kd->flags;
+    return (f & KDI_F_SPLITS) ||
+           ((f & KDI_F_SPLITS_FORWARD_KL) && h->divergence == KD_DIVERGENCE_FORWARD_KL);
 }
 
-static int is_thresholded(kd_loss_kind k)
-{
-    return k == KD_LOSS_PSEUDO_LABEL || k == KD_LOSS_STRONG_WEAK;
-}
+static int is_thresholded(const kd_loss *h) { return (h->kd->roles & KDI_R_THRESH) != 0; }
 
 float *kdi_thread_scratch(const kd_loss *h)
 {
@@ -101,11 +82,11 @@ static kd_status grow(kd_loss *h, const char *fn, int64_t n, int nthreads)
 static kd_status validate_self_training(kd_loss *h, const char *fn, kdi_mode mode, int64_t n)
 {
     const int64_t c = h->c;
-    if (h->kind == KD_LOSS_CONSISTENCY && h->n_teachers != 1)
+    if ((h->kd->roles & KDI_R_GRAD_TEACHER) && h->n_teachers != 1)
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
                         "%s: consistency takes exactly one second input; %d teachers bound", fn,
                         (int)h->n_teachers);
-    if (h->class_thresholds && is_thresholded(h->kind))
+    if (h->class_thresholds && is_thresholded(h))
         for (int64_t j = 0; j < c; j++) {
             float v = h->class_thresholds[j];
             if (!(v >= 0.0f && v <= 1.0f))
@@ -167,7 +148,7 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
                         mode == KDI_BACKWARD ? "upstream" : "loss");
     if (!h->student)
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: student logits not bound", fn);
-    if (h->kind == KD_LOSS_CROSS_ENTROPY) {
+    if (h->kd->roles & KDI_R_TARGET) {
         if (h->target && h->n_teachers > 0)
             return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
                             "%s: both target probabilities and teacher logits bound; bind one", fn);
@@ -176,7 +157,7 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
     } else if (h->n_teachers == 0) {
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: teacher logits not bound", fn);
     }
-    if (mode != KDI_FORWARD && !h->grad && !(h->kind == KD_LOSS_CONSISTENCY && h->grad_teacher))
+    if (mode != KDI_FORWARD && !h->grad && !((h->kd->roles & KDI_R_GRAD_TEACHER) && h->grad_teacher))
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: no gradient output bound", fn);
 
     kd_status st = kdi_check_extent(h, fn, "student", n, h->ld_student);
@@ -227,7 +208,7 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
         if (kdi_overlaps(outs[0], outs[1]))
             return kdi_fail(h->err, KD_ERR_ALIASING, "%s: per-sample output overlaps the loss vector", fn);
     }
-    if (h->kind >= KD_LOSS_PSEUDO_LABEL && (st = validate_self_training(h, fn, mode, n)))
+    if ((h->kd->flags & KDI_F_SELF_TRAINING) && (st = validate_self_training(h, fn, mode, n)))
         return st;
 
     if ((st = kdi_check_labels_weights(h, fn, n, valid)))
@@ -251,9 +232,9 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
-    if (kdi_is_batch_kind(h->kind))
+    if (kdi_is_batch_kind(h))
         return kdi_batch_run(h, fn, mode, n, loss, upstream);
-    if (h->kind == KD_LOSS_WORST_CASE)
+    if (h->kd->path == KDI_PATH_TWO_BATCH)
         return kdi_worst_case_run(h, fn, mode, n, loss, upstream);
     int64_t valid = 0;
     kd_status st = validate(h, fn, mode, n, mode == KDI_BACKWARD ? (const void *)upstream : loss, &valid);
@@ -272,15 +253,15 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     if (st)
         return st;
 
-    const int is_ce = h->kind == KD_LOSS_CROSS_ENTROPY;
-    const int is_distill = h->kind == KD_LOSS_KL_DISTILL || h->kind == KD_LOSS_LOGIT_MSE;
+    const int is_ce = (h->kd->flags & KDI_F_LABELS_IN_SOFT) != 0;
+    const int is_distill = (h->kd->params & KDI_P_DISTILL) != 0;
     const double sw = is_distill ? h->soft_weight : 1.0;
     const double hw = is_distill ? h->hard_weight : 0.0;
     const int soft_skips_ignored = is_ce || h->normalization == KD_NORMALIZE_VALID;
     int64_t d_soft = (soft_skips_ignored && h->labels) ? valid : n;
     const int red = h->reduction;
     /* tllib's UDA loss divides by the number of kept rows (at least 1) */
-    if (h->kind == KD_LOSS_STRONG_WEAK && red == KD_REDUCTION_MEAN) {
+    if ((h->kd->flags & KDI_F_MEAN_OVER_KEPT) && red == KD_REDUCTION_MEAN) {
         d_soft = kdi_count_confident(h, n, nthreads);
         d_soft = d_soft > 1 ? d_soft : 1;
     }
@@ -288,7 +269,7 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     const double inv_soft = red != KD_REDUCTION_MEAN ? 1.0 : (d_soft > 0 ? 1.0 / (double)d_soft : 0.0);
     const double inv_hard = red != KD_REDUCTION_MEAN ? 1.0 : (valid > 0 ? 1.0 / (double)valid : 0.0);
     const int want_grad = mode != KDI_FORWARD;
-    const int want_aux = mode != KDI_BACKWARD && is_thresholded(h->kind);
+    const int want_aux = mode != KDI_BACKWARD && is_thresholded(h);
     const int64_t c = h->c;
     /* averaged teachers live in one scratch row per thread: one row per block then */
     const int64_t block = h->n_teachers > 1 ? 1 : KDI_ROW_BLOCK;
