@@ -172,6 +172,46 @@ struct kdi_kind {
 const kdi_kind *kdi_kind_of(int kind);
 int kdi_kind_last(void);
 
+/* ---- the term plan: which terms a row has and their weights (execute.c;
+ * the row driver and linear_distill.c) ---- */
+typedef struct {
+    int labels_in_soft, is_distill, soft_skips_ignored, has_labels;
+    int red;
+    double sw, hw;             /* weights of the soft and hard terms */
+    double inv_soft, inv_hard; /* 1 / denominator of each term for MEAN, else 1 */
+} kdi_term_plan;
+
+typedef struct {
+    int32_t y;   /* the label the kernel gets, -1 for none */
+    int hard_on; /* the row has a hard term */
+} kdi_row_terms;
+
+kdi_term_plan kdi_term_plan_of(const kd_loss *h, int64_t n, int64_t valid, int nthreads);
+
+/* A row's terms from its label; 0 when the row has none (its soft term
+ * skips ignored rows and this one is). */
+static inline int kdi_term_plan_row(const kdi_term_plan *tp, int32_t y, int ignored,
+                                    kdi_row_terms *rt)
+{
+    if (tp->soft_skips_ignored && ignored)
+        return 0;
+    rt->hard_on = tp->is_distill && tp->has_labels && !ignored && tp->hw != 0.0;
+    rt->y = tp->labels_in_soft ? (ignored ? -1 : y) : (rt->hard_on ? y : -1);
+    return 1;
+}
+
+/* The weighted terms of a row from the kernel's unweighted ones. */
+static inline void kdi_term_plan_store(const kdi_term_plan *tp, double w, int hard_on,
+                                       const double terms[2], double out[2])
+{
+    out[0] = w * tp->sw * terms[0];
+    out[1] = hard_on ? w * tp->hw * terms[1] : 0.0;
+}
+
+/* Row-order reduction of the weighted terms (terms[2 i], terms[2 i + 1]). */
+void kdi_reduce_terms(const double *terms, int64_t n, const kdi_term_plan *tp, float *per_sample,
+                      float *loss);
+
 /* ---- shared argument checks (checks.c), all writing h->err ---- */
 
 /* Byte range [lo, hi) of an n-row matrix of C columns. */
