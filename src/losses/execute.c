@@ -291,8 +291,7 @@ static inline int row_coeffs_of(const row_loop *x, const kdi_term_plan *tp, int6
         up = tp->red == KD_REDUCTION_NONE ? x->upstream[i] : x->upstream[0];
     rc->g = g;
     rc->w = w;
-    rc->c_soft = up * w * tp->sw * tp->inv_soft;
-    rc->c_hard = up * w * tp->hw * tp->inv_hard;
+    kdi_term_plan_coeffs(tp, up, w, &rc->c_soft, &rc->c_hard);
     return 1;
 }
 
@@ -446,8 +445,12 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
             long_block(h, &x, b);
     }
 
-    if (mode != KDI_BACKWARD)
-        kdi_reduce_terms(h->terms, n, &x.tp, h->per_sample, loss);
+    if (mode != KDI_BACKWARD) {
+        double sums[2] = {0.0, 0.0};
+        kdi_reduce_rows(h->terms, n, x.tp.red, h->per_sample, loss, sums);
+        if (x.tp.red != KD_REDUCTION_NONE)
+            *loss = kdi_reduced_loss(&x.tp, sums);
+    }
     kdi_clear_error(h->err);
     return KD_OK;
 }
@@ -476,22 +479,21 @@ kdi_term_plan kdi_term_plan_of(const kd_loss *h, int64_t n, int64_t valid, int n
     return tp;
 }
 
-/* In row order: the per-sample values, the reduced loss. */
-void kdi_reduce_terms(const double *terms, int64_t n, const kdi_term_plan *tp, float *per_sample,
-                      float *loss)
+void kdi_reduce_rows(const double *terms, int64_t n, int red, float *per_sample, float *loss_vec,
+                     double sums[2])
 {
-    double s_soft = 0.0, s_hard = 0.0;
+    double s_soft = sums[0], s_hard = sums[1];
     for (int64_t i = 0; i < n; i++) {
         float li = (float)(terms[2 * i] + terms[2 * i + 1]);
         if (per_sample)
             per_sample[i] = li;
-        if (tp->red == KD_REDUCTION_NONE)
-            loss[i] = li;
+        if (red == KD_REDUCTION_NONE)
+            loss_vec[i] = li;
         s_soft += terms[2 * i];
         s_hard += terms[2 * i + 1];
     }
-    if (tp->red != KD_REDUCTION_NONE)
-        *loss = (float)(s_soft * tp->inv_soft + s_hard * tp->inv_hard);
+    sums[0] = s_soft;
+    sums[1] = s_hard;
 }
 
 kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss)

@@ -200,6 +200,14 @@ static inline int kdi_term_plan_row(const kdi_term_plan *tp, int32_t y, int igno
     return 1;
 }
 
+/* A row's kernel coefficients from the upstream factor and its weight. */
+static inline void kdi_term_plan_coeffs(const kdi_term_plan *tp, double up, double w,
+                                        double *c_soft, double *c_hard)
+{
+    *c_soft = up * w * tp->sw * tp->inv_soft;
+    *c_hard = up * w * tp->hw * tp->inv_hard;
+}
+
 /* The weighted terms of a row from the kernel's unweighted ones. */
 static inline void kdi_term_plan_store(const kdi_term_plan *tp, double w, int hard_on,
                                        const double terms[2], double out[2])
@@ -208,9 +216,16 @@ static inline void kdi_term_plan_store(const kdi_term_plan *tp, double w, int ha
     out[1] = hard_on ? w * tp->hw * terms[1] : 0.0;
 }
 
-/* Row-order reduction of the weighted terms (terms[2 i], terms[2 i + 1]). */
-void kdi_reduce_terms(const double *terms, int64_t n, const kdi_term_plan *tp, float *per_sample,
-                      float *loss);
+/* Row-order reduction of the weighted terms (terms[2 i], terms[2 i + 1]),
+ * which may come in consecutive pieces (linear_distill.c's chunks): each
+ * piece's per-sample values into per_sample and, for NONE, loss_vec (either
+ * may be NULL), its sums added to sums[2]; kdi_reduced_loss at the end. */
+void kdi_reduce_rows(const double *terms, int64_t n, int red, float *per_sample, float *loss_vec,
+                     double sums[2]);
+static inline float kdi_reduced_loss(const kdi_term_plan *tp, const double sums[2])
+{
+    return (float)(sums[0] * tp->inv_soft + sums[1] * tp->inv_hard);
+}
 
 /* ---- shared argument checks (checks.c), all writing h->err ---- */
 
