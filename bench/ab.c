@@ -8,7 +8,8 @@
  * speed drifts (shared or virtual), the ratio of each adjacent pair is far
  * steadier than two separate runs.  Prints the best time of each, the ratio of
  * the bests and the median of the per-pair ratios (B / A < 1: B faster), and
- * both losses (which must agree).  LOSS: kl_distill (T = 4, alpha = 0.9,
+ * both losses, and whether the losses and gradients (one buffer per library)
+ * are bit-identical or where they first differ.  LOSS: kl_distill (T = 4, alpha = 0.9,
  * labels), soft_ce (teacher at T = 4), pseudo_label (threshold 0), logit_mse;
  * the same setups as kd-bench. */
 #define _POSIX_C_SOURCE 200809L
@@ -89,11 +90,11 @@ int main(int argc, char **argv)
     if (load(&libs[0], argv[1]) || load(&libs[1], argv[2]))
         return 1;
     const size_t e = (size_t)n * (size_t)c;
-    float *s = malloc(e * 4), *t = malloc(e * 4), *g = malloc(e * 4);
+    float *s = malloc(e * 4), *t = malloc(e * 4), *g[2] = {malloc(e * 4), malloc(e * 4)};
     int32_t *y = malloc((size_t)n * 4);
     double *ta = malloc((size_t)reps * sizeof *ta), *tb = malloc((size_t)reps * sizeof *tb);
     double *ratio = malloc((size_t)reps * sizeof *ratio);
-    if (!s || !t || !g || !y || !ta || !tb || !ratio)
+    if (!s || !t || !g[0] || !g[1] || !y || !ta || !tb || !ratio)
         return 1;
     fill(s, e, 1);
     fill(t, e, 2);
@@ -108,7 +109,7 @@ int main(int argc, char **argv)
         bad |= a->set_int(h[v], KD_PARAM_THREADS, threads);
         bad |= a->bind_matrix(h[v], KD_ARG_STUDENT, s, c);
         bad |= a->bind_matrix(h[v], KD_ARG_TEACHER, t, c);
-        bad |= a->bind_output(h[v], KD_ARG_GRAD_STUDENT, g, c);
+        bad |= a->bind_output(h[v], KD_ARG_GRAD_STUDENT, g[v], c);
         if (kind == KD_LOSS_KL_DISTILL) {
             bad |= a->set_float(h[v], KD_PARAM_TEMPERATURE, 4.0);
             bad |= a->set_float(h[v], KD_PARAM_ALPHA, 0.9);
@@ -146,5 +147,18 @@ int main(int argc, char **argv)
     printf("%-13s %10s thr %d  A %10.1f us  B %10.1f us  B/A best %.2f  median pair %.2f  (loss %g %g)\n",
            loss, argv[4], threads, ta[0] * 1e6, tb[0] * 1e6, tb[0] / ta[0], ratio[reps / 2],
            (double)value[0], (double)value[1]);
+    if (memcmp(&value[0], &value[1], sizeof value[0])) {
+        printf("  loss differs: %a vs %a\n", (double)value[0], (double)value[1]);
+        return 3;
+    }
+    if (memcmp(g[0], g[1], e * 4)) {
+        size_t k = 0;
+        while (!memcmp(&g[0][k], &g[1][k], sizeof g[0][k]))
+            k++;
+        printf("  gradient differs first at row %zu col %zu: %a vs %a\n", k / (size_t)c,
+               k % (size_t)c, (double)g[0][k], (double)g[1][k]);
+        return 3;
+    }
+    printf("  bit-identical (loss and %zu gradient floats)\n", e);
     return 0;
 }

@@ -126,6 +126,27 @@ static void expect_success(fixture *f)
 
 /* ---- handle life cycle and parameters ---- */
 
+START_TEST(failed_create_leaves_a_message_until_the_next_create_or_destroy)
+{
+    kd_loss *h = NULL;
+    ck_assert_int_eq(kd_loss_create(&h, 99, 3), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_str_eq(kd_loss_last_error(NULL), "kd_loss_create: unknown loss kind 99");
+    ck_assert_int_eq(kd_loss_create(&h, 4, 3), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_str_eq(kd_loss_last_error(NULL), "kd_loss_create: unknown loss kind 4");
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_MCC, 0), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_str_eq(kd_loss_last_error(NULL),
+                     "kd_loss_create: num_classes = 0 outside [1, 2147483647]");
+    ck_assert_int_eq(kd_loss_create(NULL, KD_LOSS_MCC, 3), KD_ERR_NULL_POINTER);
+    ck_assert_str_eq(kd_loss_last_error(NULL), "kd_loss_create: out is NULL");
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_MCC, 3), KD_OK);
+    ck_assert_str_eq(kd_loss_last_error(NULL), "invalid handle (NULL)");
+    ck_assert_str_eq(kd_loss_last_error(h), "");
+    ck_assert_int_eq(kd_loss_create(&h, 0, 3), KD_ERR_INVALID_ARGUMENT);
+    kd_loss_destroy(h);
+    ck_assert_str_eq(kd_loss_last_error(NULL), "invalid handle (NULL)");
+}
+END_TEST
+
 START_TEST(create_rejects_null_out_unknown_kind_and_bad_class_count)
 {
     kd_loss *h = (kd_loss *)&h;
@@ -600,6 +621,7 @@ int main(void)
     Suite *s = suite_create("loss_errors");
     TCase *tc = tcase_create("loss_errors");
     tcase_add_test(tc, create_rejects_null_out_unknown_kind_and_bad_class_count);
+    tcase_add_test(tc, failed_create_leaves_a_message_until_the_next_create_or_destroy);
     tcase_add_test(tc, temperature_at_or_below_zero_is_rejected_at_set_time);
     tcase_add_test(tc, alpha_outside_0_1_is_rejected_and_leaves_both_weights);
     tcase_add_test(tc, every_out_of_range_parameter_is_rejected_and_named);

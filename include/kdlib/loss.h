@@ -279,7 +279,9 @@ KD_API kd_status kd_loss_create(kd_loss **out, kd_loss_kind kind, int64_t num_cl
 KD_API void kd_loss_destroy(kd_loss *h);
 
 /* The message of the last failed call on this handle ("" after a success).
- * Accepts NULL ("invalid handle").  The string lives until the next call. */
+ * With NULL: the message of this thread's last failed kd_loss_create (kept
+ * until the next kd_loss_create or kd_loss_destroy on this thread), else
+ * "invalid handle (NULL)".  The string lives until the next call. */
 KD_API const char *kd_loss_last_error(const kd_loss *h);
 
 /* Set / get parameters.  Errors: KD_ERR_NULL_POINTER, KD_ERR_UNSUPPORTED

@@ -195,7 +195,7 @@ kd_status kdi_batch_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, fl
 
 static kd_status check_kind(kd_loss *h, const char *fn)
 {
-    if (!kdi_is_batch_kind(h->kind))
+    if (!kdi_is_batch_kind(h))
         return kdi_fail(h->err, KD_ERR_UNSUPPORTED,
                         "%s: kind %d has no batch statistics (only CLASS_BALANCE and MCC)", fn,
                         (int)h->kind);
@@ -206,7 +206,7 @@ kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count)
 {
     if (!h || !count)
         return KD_ERR_NULL_POINTER;
-    if (!kdi_is_batch_kind(h->kind))
+    if (!kdi_is_batch_kind(h))
         return KD_ERR_UNSUPPORTED;
     *count = kdi_batch_stats_size(h);
     return KD_OK;

@@ -10,21 +10,9 @@
 
 #include "losses/loss_internal.h"
 
-static kdi_row_kernel kernel_of(kd_loss_kind kind)
-{
-    switch (kind) {
-    case KD_LOSS_CROSS_ENTROPY: return kdi_cross_entropy_row;
-    case KD_LOSS_KL_DISTILL: return kdi_kl_distill_row;
-    case KD_LOSS_PSEUDO_LABEL: return kdi_pseudo_label_row;
-    case KD_LOSS_STRONG_WEAK: return kdi_strong_weak_row;
-    case KD_LOSS_CONSISTENCY: return kdi_consistency_row;
-    default: return kdi_logit_mse_row;
-    }
-}
-
 void kdi_run_rows(const kd_loss *h, kdi_row *rows, int count, double (*terms)[2])
 {
-    const kdi_row_kernel kernel = kernel_of(h->kind);
+    const kdi_row_kernel kernel = h->kd->row;
     kdi_pipe pipe = {NULL, NULL, 0.0f, 0.0f, NULL, NULL, 1, h->prefetch_c};
     for (int k = 0; k < count; k++) {
         pipe.ns = k + 1 < count ? rows[k + 1].s : NULL;
@@ -43,19 +31,12 @@ void kdi_run_rows(const kd_loss *h, kdi_row *rows, int count, double (*terms)[2]
 /* kinds whose row kernel runs a row's segments on several threads */
 static int splits_rows(const kd_loss *h)
 {
-    switch (h->kind) {
-    case KD_LOSS_CROSS_ENTROPY:
-    case KD_LOSS_LOGIT_MSE:
-    case KD_LOSS_PSEUDO_LABEL: return 1;
-    case KD_LOSS_KL_DISTILL: return h->divergence == KD_DIVERGENCE_FORWARD_KL;
-    default: return 0;
-    }
+    const unsigned f = h->kd->flags;
+    return (f & KDI_F_SPLITS) ||
+           ((f & KDI_F_SPLITS_FORWARD_KL) && h->divergence == KD_DIVERGENCE_FORWARD_KL);
 }
 
-static int is_thresholded(kd_loss_kind k)
-{
-    return k == KD_LOSS_PSEUDO_LABEL || k == KD_LOSS_STRONG_WEAK;
-}
+static int is_thresholded(const kd_loss *h) { return (h->kd->roles & KDI_R_THRESH) != 0; }
 
 float *kdi_thread_scratch(const kd_loss *h)
 {
@@ -101,11 +82,11 @@ static kd_status grow(kd_loss *h, const char *fn, int64_t n, int nthreads)
 static kd_status validate_self_training(kd_loss *h, const char *fn, kdi_mode mode, int64_t n)
 {
     const int64_t c = h->c;
-    if (h->kind == KD_LOSS_CONSISTENCY && h->n_teachers != 1)
+    if ((h->kd->roles & KDI_R_GRAD_TEACHER) && h->n_teachers != 1)
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
                         "%s: consistency takes exactly one second input; %d teachers bound", fn,
                         (int)h->n_teachers);
-    if (h->class_thresholds && is_thresholded(h->kind))
+    if (h->class_thresholds && is_thresholded(h))
         for (int64_t j = 0; j < c; j++) {
             float v = h->class_thresholds[j];
             if (!(v >= 0.0f && v <= 1.0f))
@@ -154,12 +135,10 @@ static kd_status validate_self_training(kd_loss *h, const char *fn, kdi_mode mod
     return KD_OK;
 }
 
-/* Everything that can fail, before any output is touched.  Returns the
- * number of rows whose label is not ignored in *valid. */
-static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, const void *io,
-                          int64_t *valid)
+/* The inputs a call needs: n, the loss or upstream pointer, the student, the
+ * teacher / target / labels the kind requires, a gradient output. */
+static kd_status validate_bound(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, const void *io)
 {
-    const int64_t c = h->c;
     if (n < 0)
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "%s: n = %lld < 0", fn, (long long)n);
     if (!io)
@@ -167,7 +146,7 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
                         mode == KDI_BACKWARD ? "upstream" : "loss");
     if (!h->student)
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: student logits not bound", fn);
-    if (h->kind == KD_LOSS_CROSS_ENTROPY) {
+    if (h->kd->roles & KDI_R_TARGET) {
         if (h->target && h->n_teachers > 0)
             return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
                             "%s: both target probabilities and teacher logits bound; bind one", fn);
@@ -176,9 +155,8 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
     } else if (h->n_teachers == 0) {
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: teacher logits not bound", fn);
     }
-    if (mode != KDI_FORWARD && !h->grad && !(h->kind == KD_LOSS_CONSISTENCY && h->grad_teacher))
+    if (mode != KDI_FORWARD && !h->grad && !((h->kd->roles & KDI_R_GRAD_TEACHER) && h->grad_teacher))
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: no gradient output bound", fn);
-
     kd_status st = kdi_check_extent(h, fn, "student", n, h->ld_student);
     for (int32_t k = 0; !st && k < h->n_teachers; k++)
         st = kdi_check_extent(h, fn, "teacher", n, h->ld_teachers[k]);
@@ -186,64 +164,218 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
         st = kdi_check_extent(h, fn, "target", n, h->ld_target);
     if (!st && h->grad && mode != KDI_FORWARD)
         st = kdi_check_extent(h, fn, "grad", n, h->ld_grad);
-    if (st)
-        return st;
+    return st;
+}
 
-    if (h->grad && mode != KDI_FORWARD) {
-        kdi_span g = kdi_matrix_span(h->grad, n, h->ld_grad, c);
-        kdi_span s = kdi_matrix_span(h->student, n, h->ld_student, c);
-        if (kdi_overlaps(g, s) && !(h->grad == h->student && h->ld_grad == h->ld_student))
-            return kdi_fail(h->err, KD_ERR_ALIASING,
-                            "%s: gradient overlaps the student logits without being them (in place "
-                            "needs the same pointer and ld)", fn);
-        for (int32_t k = 0; k < h->n_teachers; k++)
-            if (kdi_overlaps(g, kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
-                return kdi_fail(h->err, KD_ERR_ALIASING, "%s: gradient overlaps teacher %d", fn, (int)k);
-        if (h->target && kdi_overlaps(g, kdi_matrix_span(h->target, n, h->ld_target, c)))
-            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: gradient overlaps the target", fn);
-    }
-    if (mode != KDI_BACKWARD) {
-        /* the per-sample vectors (KD_ARG_PER_SAMPLE, and the loss itself for
-         * NONE) are outputs too: they may overlap no input and no gradient */
-        kdi_span outs[2] = {kdi_vector_span(h->per_sample, n, sizeof(float)),
-                            kdi_vector_span(h->reduction == KD_REDUCTION_NONE ? io : NULL, n,
-                                            sizeof(float))};
-        kdi_span ins[5] = {kdi_matrix_span(h->student, n, h->ld_student, c),
-                           kdi_matrix_span(h->target, n, h->ld_target, c),
-                           kdi_vector_span(h->labels, n, sizeof(int32_t)),
-                           kdi_vector_span(h->weights, n, sizeof(float)),
-                           kdi_matrix_span(mode == KDI_FUSED ? h->grad : NULL, n, h->ld_grad, c)};
-        for (int o = 0; o < 2; o++) {
-            const char *what = o ? "loss vector" : "per-sample output";
-            for (int k = 0; k < 5; k++)
-                if (kdi_overlaps(outs[o], ins[k]))
-                    return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s overlaps an input or the gradient",
-                                    fn, what);
-            for (int32_t k = 0; k < h->n_teachers; k++)
-                if (kdi_overlaps(outs[o], kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
-                    return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s overlaps teacher %d", fn, what,
-                                    (int)k);
-        }
-        if (kdi_overlaps(outs[0], outs[1]))
-            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: per-sample output overlaps the loss vector", fn);
-    }
-    if (h->kind >= KD_LOSS_PSEUDO_LABEL && (st = validate_self_training(h, fn, mode, n)))
-        return st;
-
-    if ((st = kdi_check_labels_weights(h, fn, n, valid)))
-        return st;
-    if (h->check_finite) {
-        st = kdi_check_finite_matrix(h, fn, "student", h->student, n, h->ld_student);
-        for (int32_t k = 0; !st && k < h->n_teachers; k++)
-            st = kdi_check_finite_matrix(h, fn, "teacher", h->teachers[k], n, h->ld_teachers[k]);
-        if (!st && h->target)
-            st = kdi_check_finite_matrix(h, fn, "target", h->target, n, h->ld_target);
-        if (!st && mode == KDI_BACKWARD)
-            st = kdi_check_finite_upstream(h, fn, io, h->reduction == KD_REDUCTION_NONE ? n : 1);
-        if (st)
-            return st;
-    }
+/* The student gradient may be the student itself and overlap no other input. */
+static kd_status validate_grad_aliasing(kd_loss *h, const char *fn, int64_t n)
+{
+    const int64_t c = h->c;
+    kdi_span g = kdi_matrix_span(h->grad, n, h->ld_grad, c);
+    kdi_span s = kdi_matrix_span(h->student, n, h->ld_student, c);
+    if (kdi_overlaps(g, s) && !(h->grad == h->student && h->ld_grad == h->ld_student))
+        return kdi_fail(h->err, KD_ERR_ALIASING,
+                        "%s: gradient overlaps the student logits without being them (in place "
+                        "needs the same pointer and ld)", fn);
+    for (int32_t k = 0; k < h->n_teachers; k++)
+        if (kdi_overlaps(g, kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
+            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: gradient overlaps teacher %d", fn, (int)k);
+    if (h->target && kdi_overlaps(g, kdi_matrix_span(h->target, n, h->ld_target, c)))
+        return kdi_fail(h->err, KD_ERR_ALIASING, "%s: gradient overlaps the target", fn);
     return KD_OK;
+}
+
+/* The per-sample vectors (KD_ARG_PER_SAMPLE, and the loss itself for NONE)
+ * are outputs too: they may overlap no input and no gradient. */
+static kd_status validate_vector_aliasing(kd_loss *h, const char *fn, kdi_mode mode, int64_t n,
+                                          const void *io)
+{
+    const int64_t c = h->c;
+    kdi_span outs[2] = {kdi_vector_span(h->per_sample, n, sizeof(float)),
+                        kdi_vector_span(h->reduction == KD_REDUCTION_NONE ? io : NULL, n,
+                                        sizeof(float))};
+    kdi_span ins[5] = {kdi_matrix_span(h->student, n, h->ld_student, c),
+                       kdi_matrix_span(h->target, n, h->ld_target, c),
+                       kdi_vector_span(h->labels, n, sizeof(int32_t)),
+                       kdi_vector_span(h->weights, n, sizeof(float)),
+                       kdi_matrix_span(mode == KDI_FUSED ? h->grad : NULL, n, h->ld_grad, c)};
+    for (int o = 0; o < 2; o++) {
+        const char *what = o ? "loss vector" : "per-sample output";
+        for (int k = 0; k < 5; k++)
+            if (kdi_overlaps(outs[o], ins[k]))
+                return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s overlaps an input or the gradient",
+                                fn, what);
+        for (int32_t k = 0; k < h->n_teachers; k++)
+            if (kdi_overlaps(outs[o], kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
+                return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s overlaps teacher %d", fn, what,
+                                (int)k);
+    }
+    if (kdi_overlaps(outs[0], outs[1]))
+        return kdi_fail(h->err, KD_ERR_ALIASING, "%s: per-sample output overlaps the loss vector", fn);
+    return KD_OK;
+}
+
+static kd_status validate_finite(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, const void *io)
+{
+    kd_status st = kdi_check_finite_matrix(h, fn, "student", h->student, n, h->ld_student);
+    for (int32_t k = 0; !st && k < h->n_teachers; k++)
+        st = kdi_check_finite_matrix(h, fn, "teacher", h->teachers[k], n, h->ld_teachers[k]);
+    if (!st && h->target)
+        st = kdi_check_finite_matrix(h, fn, "target", h->target, n, h->ld_target);
+    if (!st && mode == KDI_BACKWARD)
+        st = kdi_check_finite_upstream(h, fn, io, h->reduction == KD_REDUCTION_NONE ? n : 1);
+    return st;
+}
+
+/* Everything that can fail, before any output is touched.  Returns the
+ * number of rows whose label is not ignored in *valid. */
+static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, const void *io,
+                          int64_t *valid)
+{
+    kd_status st = validate_bound(h, fn, mode, n, io);
+    if (!st && h->grad && mode != KDI_FORWARD)
+        st = validate_grad_aliasing(h, fn, n);
+    if (!st && mode != KDI_BACKWARD)
+        st = validate_vector_aliasing(h, fn, mode, n, io);
+    if (!st && (h->kd->flags & KDI_F_SELF_TRAINING))
+        st = validate_self_training(h, fn, mode, n);
+    if (!st)
+        st = kdi_check_labels_weights(h, fn, n, valid);
+    if (!st && h->check_finite)
+        st = validate_finite(h, fn, mode, n, io);
+    return st;
+}
+
+/* What the row loop reads: the term plan and the handle's fields. */
+typedef struct {
+    kdi_term_plan tp;
+    kdi_mode mode;
+    int row_thr, is_small;
+    int64_t n, c, block;
+    const float *upstream;
+    const int32_t *labels;
+    int32_t ignore_index;
+    const float *student, *target, *weights, *teacher;
+    int64_t ld_student, ld_target, ld_teacher, ld_grad, ld_grad2;
+    int many_teachers;
+    float *grad, *grad2, *mask_out;
+    int32_t *labels_out;
+    double *all_terms;
+    kdi_small_plan small;
+} row_loop;
+
+/* A row's label, gradient row, weight and coefficients; 0 when the row has
+ * no term (its outputs are zeroed here). */
+typedef struct {
+    kdi_row_terms rt;
+    float *g;
+    double w, c_soft, c_hard;
+} row_coeffs;
+
+static inline int row_coeffs_of(const row_loop *x, const kdi_term_plan *tp, int64_t i,
+                                row_coeffs *rc)
+{
+    const int32_t y = x->labels ? x->labels[i] : -1;
+    const int ignored = x->labels && y == x->ignore_index;
+    float *g = x->grad ? x->grad + i * x->ld_grad : NULL;
+    if (!kdi_term_plan_row(tp, y, ignored, &rc->rt)) {
+        x->all_terms[2 * i] = x->all_terms[2 * i + 1] = 0.0;
+        if (g)
+            for (int64_t j = 0; j < x->c; j++)
+                g[j] = 0.0f;
+        return 0;
+    }
+    const double w = x->weights ? x->weights[i] : 1.0;
+    double up = 1.0;
+    if (x->mode == KDI_BACKWARD)
+        up = tp->red == KD_REDUCTION_NONE ? x->upstream[i] : x->upstream[0];
+    rc->g = g;
+    rc->w = w;
+    kdi_term_plan_coeffs(tp, up, w, &rc->c_soft, &rc->c_hard);
+    return 1;
+}
+
+/* A block's rows that have terms: their index, weight, hard flag, terms. */
+typedef struct {
+    double terms[KDI_ROW_BLOCK][2], w[KDI_ROW_BLOCK];
+    int64_t idx[KDI_ROW_BLOCK];
+    int hard[KDI_ROW_BLOCK], cnt;
+} block_rows;
+
+static inline void block_add(block_rows *br, const row_coeffs *rc, int64_t i)
+{
+    br->w[br->cnt] = rc->w;
+    br->hard[br->cnt] = rc->rt.hard_on;
+    br->idx[br->cnt++] = i;
+}
+
+static inline void block_store(const kdi_term_plan *tp, const block_rows *br, double *all_terms)
+{
+    for (int k = 0; k < br->cnt; k++)
+        kdi_term_plan_store(tp, br->w[k], br->hard[k], br->terms[k], all_terms + 2 * br->idx[k]);
+}
+
+static inline int64_t block_end(const row_loop *x, int64_t b)
+{
+    return (b + 1) * x->block < x->n ? (b + 1) * x->block : x->n;
+}
+
+/* Rows [b * block, (b + 1) * block) through the short-row kernels. */
+static void small_block(const kd_loss *h, const row_loop *px, int64_t b)
+{
+    const row_loop x = *px;
+    const kdi_term_plan tp = x.tp;
+    kdi_small_row sr[KDI_ROW_BLOCK];
+    block_rows br;
+    br.cnt = 0;
+    for (int64_t i = b * x.block, end = block_end(&x, b); i < end; i++) {
+        row_coeffs rc;
+        if (!row_coeffs_of(&x, &tp, i, &rc))
+            continue;
+        const float *si = x.student + i * x.ld_student;
+        const float *qi = x.target ? x.target + i * x.ld_target : NULL;
+        const float *ti = x.teacher ? x.teacher + i * x.ld_teacher : NULL;
+        sr[br.cnt] = kdi_small_row_of(&x.small, si, ti, qi, rc.g, rc.rt.y, rc.c_soft, rc.c_hard);
+        block_add(&br, &rc, i);
+    }
+    if (br.cnt == 0)
+        return;
+    kdi_small_run(h, &px->small, sr, br.cnt, br.terms, br.idx, x.mask_out, x.labels_out);
+    block_store(&tp, &br, x.all_terms);
+}
+
+/* Rows [b * block, (b + 1) * block) through the kind's row kernel. */
+static void long_block(const kd_loss *h, const row_loop *px, int64_t b)
+{
+    const row_loop x = *px;
+    const kdi_term_plan tp = x.tp;
+    kdi_row rows[KDI_ROW_BLOCK];
+    block_rows br;
+    br.cnt = 0;
+    float *work = kdi_thread_scratch(h) + x.c;
+    for (int64_t i = b * x.block, end = block_end(&x, b); i < end; i++) {
+        row_coeffs rc;
+        if (!row_coeffs_of(&x, &tp, i, &rc))
+            continue;
+        kdi_row *r = &rows[br.cnt];
+        r->s = x.student + i * x.ld_student;
+        r->q = x.target ? x.target + i * x.ld_target : NULL;
+        r->t = x.teacher ? x.teacher + i * x.ld_teacher
+                         : (x.many_teachers ? kdi_teacher_row(h, i) : NULL);
+        r->y = rc.rt.y;
+        r->g = rc.g;
+        r->work = work;
+        r->nthr = x.row_thr;
+        r->pipe = NULL; /* set by kdi_run_rows */
+        r->c_soft = rc.c_soft;
+        r->c_hard = rc.c_hard;
+        r->g2 = x.grad2 ? x.grad2 + i * x.ld_grad2 : NULL;
+        r->mask = x.mask_out ? x.mask_out + i : NULL;
+        r->label = x.labels_out ? x.labels_out + i : NULL;
+        block_add(&br, &rc, i);
+    }
+    kdi_run_rows(h, rows, br.cnt, br.terms);
+    block_store(&tp, &br, x.all_terms);
 }
 
 static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float *loss,
@@ -251,9 +383,9 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
-    if (kdi_is_batch_kind(h->kind))
+    if (kdi_is_batch_kind(h))
         return kdi_batch_run(h, fn, mode, n, loss, upstream);
-    if (h->kind == KD_LOSS_WORST_CASE)
+    if (h->kd->path == KDI_PATH_TWO_BATCH)
         return kdi_worst_case_run(h, fn, mode, n, loss, upstream);
     int64_t valid = 0;
     kd_status st = validate(h, fn, mode, n, mode == KDI_BACKWARD ? (const void *)upstream : loss, &valid);
@@ -272,124 +404,96 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     if (st)
         return st;
 
-    const int is_ce = h->kind == KD_LOSS_CROSS_ENTROPY;
-    const int is_distill = h->kind == KD_LOSS_KL_DISTILL || h->kind == KD_LOSS_LOGIT_MSE;
-    const double sw = is_distill ? h->soft_weight : 1.0;
-    const double hw = is_distill ? h->hard_weight : 0.0;
-    const int soft_skips_ignored = is_ce || h->normalization == KD_NORMALIZE_VALID;
-    int64_t d_soft = (soft_skips_ignored && h->labels) ? valid : n;
-    const int red = h->reduction;
+    row_loop x;
+    x.tp = kdi_term_plan_of(h, n, valid, nthreads);
+    const int want_grad = mode != KDI_FORWARD;
+    const int want_aux = mode != KDI_BACKWARD && is_thresholded(h);
+    x.mode = mode;
+    x.row_thr = row_thr;
+    x.n = n;
+    x.c = h->c;
+    /* averaged teachers live in one scratch row per thread: one row per block then */
+    x.block = h->n_teachers > 1 ? 1 : KDI_ROW_BLOCK;
+    const int64_t nblocks = (n + x.block - 1) / x.block;
+    x.upstream = upstream;
+    x.labels = h->labels;
+    x.ignore_index = h->ignore_index;
+    x.student = h->student;
+    x.target = h->target;
+    x.weights = h->weights;
+    x.ld_student = h->ld_student;
+    x.ld_target = h->ld_target;
+    x.teacher = h->n_teachers == 1 ? h->teachers[0] : NULL;
+    x.ld_teacher = h->n_teachers == 1 ? h->ld_teachers[0] : 0;
+    x.many_teachers = h->n_teachers > 1;
+    x.grad = want_grad ? h->grad : NULL;
+    x.grad2 = want_grad ? h->grad_teacher : NULL;
+    x.ld_grad = h->ld_grad;
+    x.ld_grad2 = h->ld_grad_teacher;
+    x.mask_out = want_aux ? h->mask_out : NULL;
+    x.labels_out = want_aux ? h->labels_out : NULL;
+    x.all_terms = h->terms;
+    x.is_small = kdi_small_plan_of(h, &x.small);
+
+    if (x.is_small) {
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+        for (int64_t b = 0; b < nblocks; b++)
+            small_block(h, &x, b);
+    } else {
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+        for (int64_t b = 0; b < nblocks; b++)
+            long_block(h, &x, b);
+    }
+
+    if (mode != KDI_BACKWARD) {
+        double sums[2] = {0.0, 0.0};
+        kdi_reduce_rows(h->terms, n, x.tp.red, h->per_sample, loss, sums);
+        if (x.tp.red != KD_REDUCTION_NONE)
+            *loss = kdi_reduced_loss(&x.tp, sums);
+    }
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
+
+/* ---- the term plan (also used by linear_distill.c) ---- */
+
+kdi_term_plan kdi_term_plan_of(const kd_loss *h, int64_t n, int64_t valid, int nthreads)
+{
+    kdi_term_plan tp;
+    tp.labels_in_soft = (h->kd->flags & KDI_F_LABELS_IN_SOFT) != 0;
+    tp.is_distill = (h->kd->params & KDI_P_DISTILL) != 0;
+    tp.sw = tp.is_distill ? h->soft_weight : 1.0;
+    tp.hw = tp.is_distill ? h->hard_weight : 0.0;
+    tp.soft_skips_ignored = tp.labels_in_soft || h->normalization == KD_NORMALIZE_VALID;
+    tp.has_labels = h->labels != NULL;
+    int64_t d_soft = (tp.soft_skips_ignored && h->labels) ? valid : n;
+    tp.red = h->reduction;
     /* tllib's UDA loss divides by the number of kept rows (at least 1) */
-    if (h->kind == KD_LOSS_STRONG_WEAK && red == KD_REDUCTION_MEAN) {
+    if ((h->kd->flags & KDI_F_MEAN_OVER_KEPT) && tp.red == KD_REDUCTION_MEAN) {
         d_soft = kdi_count_confident(h, n, nthreads);
         d_soft = d_soft > 1 ? d_soft : 1;
     }
     /* 1 / denominator of each term for MEAN (an empty term contributes 0) */
-    const double inv_soft = red != KD_REDUCTION_MEAN ? 1.0 : (d_soft > 0 ? 1.0 / (double)d_soft : 0.0);
-    const double inv_hard = red != KD_REDUCTION_MEAN ? 1.0 : (valid > 0 ? 1.0 / (double)valid : 0.0);
-    const int want_grad = mode != KDI_FORWARD;
-    const int want_aux = mode != KDI_BACKWARD && is_thresholded(h->kind);
-    const int64_t c = h->c;
-    /* averaged teachers live in one scratch row per thread: one row per block then */
-    const int64_t block = h->n_teachers > 1 ? 1 : KDI_ROW_BLOCK;
-    const int64_t nblocks = (n + block - 1) / block;
+    tp.inv_soft = tp.red != KD_REDUCTION_MEAN ? 1.0 : (d_soft > 0 ? 1.0 / (double)d_soft : 0.0);
+    tp.inv_hard = tp.red != KD_REDUCTION_MEAN ? 1.0 : (valid > 0 ? 1.0 / (double)valid : 0.0);
+    return tp;
+}
 
-    /* the handle's fields the row loop reads, as locals (stores into the rows
-     * and terms could otherwise alias them and force reloads per row) */
-    const int32_t *labels = h->labels, ignore_index = h->ignore_index;
-    const float *student = h->student, *target = h->target, *weights = h->weights;
-    const int64_t ld_student = h->ld_student, ld_target = h->ld_target;
-    const float *teacher = h->n_teachers == 1 ? h->teachers[0] : NULL;
-    const int64_t ld_teacher = h->n_teachers == 1 ? h->ld_teachers[0] : 0;
-    const int many_teachers = h->n_teachers > 1;
-    float *grad = want_grad ? h->grad : NULL, *grad2 = want_grad ? h->grad_teacher : NULL;
-    const int64_t ld_grad = h->ld_grad, ld_grad2 = h->ld_grad_teacher;
-    float *mask_out = want_aux ? h->mask_out : NULL;
-    int32_t *labels_out = want_aux ? h->labels_out : NULL;
-    double *all_terms = h->terms;
-    kdi_small_plan small;
-    const int is_small = kdi_small_plan_of(h, &small);
-
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t b = 0; b < nblocks; b++) {
-        kdi_row rows[KDI_ROW_BLOCK];
-        kdi_small_row sr[KDI_ROW_BLOCK];
-        double terms[KDI_ROW_BLOCK][2], wk[KDI_ROW_BLOCK];
-        int64_t idx[KDI_ROW_BLOCK];
-        int hard[KDI_ROW_BLOCK], cnt = 0;
-        const int64_t end = (b + 1) * block < n ? (b + 1) * block : n;
-        float *work = kdi_thread_scratch(h) + c;
-        for (int64_t i = b * block; i < end; i++) {
-            const int32_t y = labels ? labels[i] : -1;
-            const int ignored = labels && y == ignore_index;
-            const int soft_on = !(soft_skips_ignored && ignored);
-            const int hard_on = is_distill && labels && !ignored && hw != 0.0;
-            float *g = grad ? grad + i * ld_grad : NULL;
-            if (!soft_on) {
-                all_terms[2 * i] = all_terms[2 * i + 1] = 0.0;
-                if (g)
-                    for (int64_t j = 0; j < c; j++)
-                        g[j] = 0.0f;
-                continue;
-            }
-            const double w = weights ? weights[i] : 1.0;
-            double up = 1.0;
-            if (mode == KDI_BACKWARD)
-                up = red == KD_REDUCTION_NONE ? upstream[i] : upstream[0];
-            const float *si = student + i * ld_student;
-            const float *qi = target ? target + i * ld_target : NULL;
-            const int32_t yi = is_ce ? (ignored ? -1 : y) : (hard_on ? y : -1);
-            const double c_soft = up * w * sw * inv_soft, c_hard = up * w * hw * inv_hard;
-            if (is_small) { /* the row as the short-row kernels take it, nothing else */
-                const float *ti = teacher ? teacher + i * ld_teacher : NULL;
-                sr[cnt] = kdi_small_row_of(&small, si, ti, qi, g, yi, c_soft, c_hard);
-            } else {
-                kdi_row *r = &rows[cnt];
-                r->s = si;
-                r->q = qi;
-                r->t = teacher ? teacher + i * ld_teacher : (many_teachers ? kdi_teacher_row(h, i) : NULL);
-                r->y = yi;
-                r->g = g;
-                r->work = work;
-                r->nthr = row_thr;
-                r->pipe = NULL; /* set by kdi_run_rows */
-                r->c_soft = c_soft;
-                r->c_hard = c_hard;
-                r->g2 = grad2 ? grad2 + i * ld_grad2 : NULL;
-                r->mask = mask_out ? mask_out + i : NULL;
-                r->label = labels_out ? labels_out + i : NULL;
-            }
-            wk[cnt] = w;
-            hard[cnt] = hard_on;
-            idx[cnt++] = i;
-        }
-        if (is_small)
-            kdi_small_run(h, &small, sr, cnt, terms, idx, mask_out, labels_out);
-        else
-            kdi_run_rows(h, rows, cnt, terms);
-        for (int k = 0; k < cnt; k++) {
-            double *out = all_terms + 2 * idx[k];
-            out[0] = wk[k] * sw * terms[k][0];
-            out[1] = hard[k] ? wk[k] * hw * terms[k][1] : 0.0;
-        }
+void kdi_reduce_rows(const double *terms, int64_t n, int red, float *per_sample, float *loss_vec,
+                     double sums[2])
+{
+    double s_soft = sums[0], s_hard = sums[1];
+    for (int64_t i = 0; i < n; i++) {
+        float li = (float)(terms[2 * i] + terms[2 * i + 1]);
+        if (per_sample)
+            per_sample[i] = li;
+        if (red == KD_REDUCTION_NONE)
+            loss_vec[i] = li;
+        s_soft += terms[2 * i];
+        s_hard += terms[2 * i + 1];
     }
-
-    if (mode != KDI_BACKWARD) {
-        double s_soft = 0.0, s_hard = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            float li = (float)(h->terms[2 * i] + h->terms[2 * i + 1]);
-            if (h->per_sample)
-                h->per_sample[i] = li;
-            if (red == KD_REDUCTION_NONE)
-                loss[i] = li;
-            s_soft += h->terms[2 * i];
-            s_hard += h->terms[2 * i + 1];
-        }
-        if (red != KD_REDUCTION_NONE)
-            *loss = (float)(s_soft * inv_soft + s_hard * inv_hard);
-    }
-    kdi_clear_error(h->err);
-    return KD_OK;
+    sums[0] = s_soft;
+    sums[1] = s_hard;
 }
 
 kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss)

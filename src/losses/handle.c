@@ -9,19 +9,28 @@ void kdi_loss_defaults(kd_loss *h);
 
 #define MAX_TEACHERS 1024
 
+/* why the last kd_loss_create of this thread failed ("" after a success) */
+static _Thread_local char kdi_loss_create_err[KDI_ERROR_SIZE];
+
 kd_status kd_loss_create(kd_loss **out, kd_loss_kind kind, int64_t num_classes)
 {
+    char *err = kdi_loss_create_err;
+    kdi_clear_error(err);
     if (!out)
-        return KD_ERR_NULL_POINTER;
-    if (kind != KD_LOSS_CROSS_ENTROPY && kind != KD_LOSS_KL_DISTILL && kind != KD_LOSS_LOGIT_MSE &&
-        !(kind >= KD_LOSS_PSEUDO_LABEL && kind <= KD_LOSS_WORST_CASE))
-        return KD_ERR_INVALID_ARGUMENT;
+        return kdi_fail(err, KD_ERR_NULL_POINTER, "kd_loss_create: out is NULL");
+    const kdi_kind *kd = kdi_kind_of((int)kind);
+    if (!kd)
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT, "kd_loss_create: unknown loss kind %d",
+                        (int)kind);
     if (num_classes < 1 || num_classes > INT32_MAX)
-        return KD_ERR_INVALID_ARGUMENT;
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                        "kd_loss_create: num_classes = %lld outside [1, %d]",
+                        (long long)num_classes, (int)INT32_MAX);
     kd_loss *h = calloc(1, sizeof *h);
     if (!h)
-        return KD_ERR_OUT_OF_MEMORY;
+        return kdi_fail(err, KD_ERR_OUT_OF_MEMORY, "kd_loss_create: out of memory");
     h->kind = kind;
+    h->kd = kd;
     h->c = num_classes;
     /* a row's kernel touches about 7 rows of floats (student, teacher, two
      * rows of exps, gradient, the next row's student and teacher; 8 for KL
@@ -39,6 +48,7 @@ kd_status kd_loss_create(kd_loss **out, kd_loss_kind kind, int64_t num_classes)
 
 void kd_loss_destroy(kd_loss *h)
 {
+    kdi_clear_error(kdi_loss_create_err);
     if (!h)
         return;
     free(h->teachers);
@@ -53,22 +63,17 @@ void kd_loss_destroy(kd_loss *h)
 
 const char *kd_loss_last_error(const kd_loss *h)
 {
-    return h ? h->err : "invalid handle (NULL)";
+    if (h)
+        return h->err;
+    return kdi_loss_create_err[0] ? kdi_loss_create_err : "invalid handle (NULL)";
 }
 
-static int has_teacher(kd_loss_kind k)
-{
-    return k == KD_LOSS_KL_DISTILL || k == KD_LOSS_LOGIT_MSE || k == KD_LOSS_CROSS_ENTROPY ||
-           k == KD_LOSS_PSEUDO_LABEL || k == KD_LOSS_STRONG_WEAK || k == KD_LOSS_CONSISTENCY;
-}
+static int has_teacher(const kd_loss *h) { return (h->kd->roles & KDI_R_TEACHER) != 0; }
 
-static int is_thresholded(kd_loss_kind k) { return k == KD_LOSS_PSEUDO_LABEL || k == KD_LOSS_STRONG_WEAK; }
+static int is_thresholded(const kd_loss *h) { return (h->kd->roles & KDI_R_THRESH) != 0; }
 
 /* Kinds without per-sample terms: no weights, no per-sample output. */
-static int is_whole_batch(kd_loss_kind k)
-{
-    return k == KD_LOSS_CLASS_BALANCE || k == KD_LOSS_MCC || k == KD_LOSS_WORST_CASE;
-}
+static int is_whole_batch(const kd_loss *h) { return !(h->kd->roles & KDI_R_WEIGHTS); }
 
 /* WORST_CASE's input roles map to slots 0..3, its gradients to 0..1. */
 static int worst_case_slot(kd_arg role)
@@ -86,9 +91,9 @@ kd_status kd_loss_bind_matrix(kd_loss *h, kd_arg role, const float *data, int64_
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
-    const int wc = h->kind == KD_LOSS_WORST_CASE;
-    int ok = (role == KD_ARG_STUDENT && !wc) || (role == KD_ARG_TEACHER && has_teacher(h->kind)) ||
-             (role == KD_ARG_TARGET && h->kind == KD_LOSS_CROSS_ENTROPY) ||
+    const int wc = (h->kd->roles & KDI_R_ADV) != 0;
+    int ok = (role == KD_ARG_STUDENT && !wc) || (role == KD_ARG_TEACHER && has_teacher(h)) ||
+             (role == KD_ARG_TARGET && (h->kd->roles & KDI_R_TARGET)) ||
              (wc && worst_case_slot(role) >= 0);
     if (!ok)
         return kdi_fail(h->err, KD_ERR_UNSUPPORTED,
@@ -118,7 +123,7 @@ kd_status kd_loss_bind_teachers(kd_loss *h, int32_t count, const float *const *t
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
-    if (!has_teacher(h->kind))
+    if (!has_teacher(h))
         return kdi_fail(h->err, KD_ERR_UNSUPPORTED, "bind_teachers: loss kind %d has no teacher",
                         (int)h->kind);
     if (count < 0 || count > MAX_TEACHERS)
@@ -176,7 +181,7 @@ kd_status kd_loss_bind_labels(kd_loss *h, const int32_t *labels)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
-    if (h->kind >= KD_LOSS_PSEUDO_LABEL)
+    if (!(h->kd->roles & KDI_R_LABELS))
         return unsupported(h, "bind_labels", KD_ARG_LABELS);
     h->labels = labels;
     kdi_clear_error(h->err);
@@ -187,7 +192,7 @@ kd_status kd_loss_bind_weights(kd_loss *h, const float *weights)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
-    if (is_whole_batch(h->kind))
+    if (is_whole_batch(h))
         return unsupported(h, "bind_weights", KD_ARG_WEIGHTS);
     h->weights = weights;
     kdi_clear_error(h->err);
@@ -198,13 +203,13 @@ kd_status kd_loss_bind_output(kd_loss *h, kd_arg role, float *data, int64_t ld)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
-    const int wc = h->kind == KD_LOSS_WORST_CASE;
+    const int wc = (h->kd->roles & KDI_R_ADV) != 0;
     const int is_matrix = role == KD_ARG_GRAD_STUDENT || role == KD_ARG_GRAD_TEACHER ||
                           role == KD_ARG_GRAD_LABELED_ADV || role == KD_ARG_GRAD_UNLABELED_ADV;
     if ((role == KD_ARG_GRAD_STUDENT && wc) ||
-        (role == KD_ARG_PER_SAMPLE && is_whole_batch(h->kind)) ||
-        (role == KD_ARG_MASK && !is_thresholded(h->kind)) ||
-        (role == KD_ARG_GRAD_TEACHER && h->kind != KD_LOSS_CONSISTENCY) ||
+        (role == KD_ARG_PER_SAMPLE && is_whole_batch(h)) ||
+        (role == KD_ARG_MASK && !is_thresholded(h)) ||
+        (role == KD_ARG_GRAD_TEACHER && !(h->kd->roles & KDI_R_GRAD_TEACHER)) ||
         ((role == KD_ARG_GRAD_LABELED_ADV || role == KD_ARG_GRAD_UNLABELED_ADV) && !wc))
         return unsupported(h, "bind_output", role);
     if (is_matrix && data && ld < h->c)
@@ -238,7 +243,7 @@ kd_status kd_loss_bind_vector(kd_loss *h, kd_arg role, const float *data)
         return KD_ERR_NULL_POINTER;
     if (role == KD_ARG_WEIGHTS)
         return kd_loss_bind_weights(h, data);
-    if (role != KD_ARG_CLASS_THRESHOLDS || !is_thresholded(h->kind))
+    if (role != KD_ARG_CLASS_THRESHOLDS || !is_thresholded(h))
         return unsupported(h, "bind_vector", role);
     h->class_thresholds = data;
     kdi_clear_error(h->err);
@@ -249,7 +254,7 @@ kd_status kd_loss_bind_output_labels(kd_loss *h, kd_arg role, int32_t *data)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
-    if (role != KD_ARG_PSEUDO_LABELS || !is_thresholded(h->kind))
+    if (role != KD_ARG_PSEUDO_LABELS || !is_thresholded(h))
         return unsupported(h, "bind_output_labels", role);
     h->labels_out = data;
     kdi_clear_error(h->err);

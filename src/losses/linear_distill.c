@@ -254,12 +254,7 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
     if (st)
         return st;
 
-    const double sw = h->soft_weight, hw = h->hard_weight;
-    const int soft_skips_ignored = h->normalization == KD_NORMALIZE_VALID;
-    const int64_t d_soft = (soft_skips_ignored && h->labels) ? valid : n;
-    const int red = h->reduction;
-    const double inv_soft = red != KD_REDUCTION_MEAN ? 1.0 : (d_soft > 0 ? 1.0 / (double)d_soft : 0.0);
-    const double inv_hard = red != KD_REDUCTION_MEAN ? 1.0 : (valid > 0 ? 1.0 / (double)valid : 0.0);
+    const kdi_term_plan tp = kdi_term_plan_of(h, n, valid, nthreads);
     const int want_grad = grad_hidden || grad_weight || grad_bias;
     float *s_chunk = h->bf;
     float *t_chunk = teacher_linear ? h->bf + chunk_elems : NULL;
@@ -268,7 +263,7 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
         for (int64_t j = 0; j < c; j++)
             bias_acc[j] = 0.0;
 
-    double s_soft = 0.0, s_hard = 0.0;
+    double sums[2] = {0.0, 0.0};
     for (int64_t i0 = 0; i0 < n; i0 += chunk) {
         const int64_t m = n - i0 < chunk ? n - i0 : chunk;
         const float *h_k = hidden + i0 * ld_hidden;
@@ -283,11 +278,10 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
             const int64_t i = i0 + r;
             const int32_t y = h->labels ? h->labels[i] : -1;
             const int ignored = h->labels && y == h->ignore_index;
-            const int hard_on = h->labels && !ignored && hw != 0.0;
             float *srow = s_chunk + r * c;
-            double *out = terms + 2 * r;
-            if (soft_skips_ignored && ignored) {
-                out[0] = out[1] = 0.0;
+            kdi_row_terms rt;
+            if (!kdi_term_plan_row(&tp, y, ignored, &rt)) {
+                terms[2 * r] = terms[2 * r + 1] = 0.0;
                 if (want_grad)
                     memset(srow, 0, (size_t)c * sizeof *srow);
                 continue;
@@ -299,28 +293,17 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
             row.t = teacher_linear ? t_chunk + r * c
                     : h->n_teachers == 1 ? h->teachers[0] + i * h->ld_teachers[0]
                                          : kdi_teacher_row(h, i);
-            row.y = hard_on ? y : -1;
+            row.y = rt.y;
             row.g = want_grad ? srow : NULL; /* the gradient replaces the logits */
             row.work = kdi_thread_scratch(h) + c;
             row.nthr = 1;
-            row.c_soft = w * sw * inv_soft;
-            row.c_hard = w * hw * inv_hard;
+            kdi_term_plan_coeffs(&tp, 1.0, w, &row.c_soft, &row.c_hard);
             double tv[2];
             kdi_kl_distill_row(h, &row, tv);
-            out[0] = w * sw * tv[0];
-            out[1] = hard_on ? w * hw * tv[1] : 0.0;
+            kdi_term_plan_store(&tp, w, rt.hard_on, tv, terms + 2 * r);
         }
-
-        for (int64_t r = 0; r < m; r++) {
-            const int64_t i = i0 + r;
-            float li = (float)(terms[2 * r] + terms[2 * r + 1]);
-            if (h->per_sample)
-                h->per_sample[i] = li;
-            if (red == KD_REDUCTION_NONE)
-                loss[i] = li;
-            s_soft += terms[2 * r];
-            s_hard += terms[2 * r + 1];
-        }
+        kdi_reduce_rows(terms, m, tp.red, h->per_sample ? h->per_sample + i0 : NULL,
+                        tp.red == KD_REDUCTION_NONE ? loss + i0 : NULL, sums);
         if (!want_grad)
             continue;
 
@@ -348,8 +331,8 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
     if (grad_bias)
         for (int64_t j = 0; j < c; j++)
             grad_bias[j] = (float)bias_acc[j];
-    if (red != KD_REDUCTION_NONE)
-        *loss = (float)(s_soft * inv_soft + s_hard * inv_hard);
+    if (tp.red != KD_REDUCTION_NONE)
+        *loss = kdi_reduced_loss(&tp, sums);
     kdi_clear_error(h->err);
     return KD_OK;
 }

@@ -11,8 +11,10 @@
 #include "kernels/rowops.h"
 #include "kernels/simd.h"
 
+typedef struct kdi_kind kdi_kind;
 struct kd_loss {
     kd_loss_kind kind;
+    const kdi_kind *kd; /* the kind's descriptor (kinds.c) */
     int64_t c;
 
     /* parameters */
@@ -124,6 +126,107 @@ void kdi_consistency_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 
 typedef enum { KDI_FORWARD, KDI_BACKWARD, KDI_FUSED } kdi_mode;
 
+/* ---- the loss kinds' descriptors (kinds.c) ---- */
+enum { /* roles a kind accepts */
+    KDI_R_STUDENT = 1u << 0,
+    KDI_R_TEACHER = 1u << 1,      /* required unless the kind takes a target */
+    KDI_R_TARGET = 1u << 2,       /* labels, target probabilities or teacher: one is required */
+    KDI_R_LABELS = 1u << 3,
+    KDI_R_WEIGHTS = 1u << 4,      /* sample weights in, per-sample vector out */
+    KDI_R_THRESH = 1u << 5,       /* class thresholds in, mask and pseudo-labels out */
+    KDI_R_GRAD_TEACHER = 1u << 6, /* exactly one second input, with a gradient */
+    KDI_R_ADV = 1u << 7           /* WORST_CASE's four inputs and two gradients */
+};
+enum { /* parameter families (params.c) */
+    KDI_P_EVERY = 1u << 0,
+    KDI_P_LABEL = 1u << 1,       /* ignore_index, label smoothing */
+    KDI_P_DISTILL = 1u << 2,     /* soft / hard weights, normalization */
+    KDI_P_TEMPERATURE = 1u << 3,
+    KDI_P_KL = 1u << 4,          /* t2_scaling, divergence, jsd_beta */
+    KDI_P_SOFT_CE = 1u << 5,     /* label_weight */
+    KDI_P_THRESH = 1u << 6,
+    KDI_P_DISTANCE = 1u << 7,
+    KDI_P_INPUT_TYPE = 1u << 8,
+    KDI_P_WORST_CASE = 1u << 9
+};
+enum { /* flags of the row path */
+    KDI_F_SPLITS = 1u << 0,            /* a row's segments may run on several threads */
+    KDI_F_SPLITS_FORWARD_KL = 1u << 1, /* the same, with the forward KL divergence only */
+    KDI_F_LABELS_IN_SOFT = 1u << 2, /* labels are part of the soft term (CE): each row gets its label, the mean skips ignored rows */
+    KDI_F_MEAN_OVER_KEPT = 1u << 3,    /* mean over the rows kept by the threshold (tllib UDA) */
+    KDI_F_SELF_TRAINING = 1u << 4      /* validate_self_training applies */
+};
+typedef enum { KDI_PATH_ROWS, KDI_PATH_BATCH, KDI_PATH_TWO_BATCH } kdi_path;
+struct kdi_kind {
+    const char *name;
+    unsigned roles;
+    unsigned params;       /* KDI_P_* families */
+    int32_t max_reduction;
+    kdi_path path;
+    unsigned flags;        /* KDI_F_* */
+    kdi_row_kernel row;    /* KDI_PATH_ROWS only */
+    int small;             /* KDI_SMALL_* short-row kernel, or KDI_SMALL_NONE */
+};
+
+/* The descriptor of a kind, NULL for an unknown kind. */
+const kdi_kind *kdi_kind_of(int kind);
+int kdi_kind_last(void);
+
+/* ---- the term plan: which terms a row has and their weights (execute.c;
+ * the row driver and linear_distill.c) ---- */
+typedef struct {
+    int labels_in_soft, is_distill, soft_skips_ignored, has_labels;
+    int red;
+    double sw, hw;             /* weights of the soft and hard terms */
+    double inv_soft, inv_hard; /* 1 / denominator of each term for MEAN, else 1 */
+} kdi_term_plan;
+
+typedef struct {
+    int32_t y;   /* the label the kernel gets, -1 for none */
+    int hard_on; /* the row has a hard term */
+} kdi_row_terms;
+
+kdi_term_plan kdi_term_plan_of(const kd_loss *h, int64_t n, int64_t valid, int nthreads);
+
+/* A row's terms from its label; 0 when the row has none (its soft term
+ * skips ignored rows and this one is). */
+static inline int kdi_term_plan_row(const kdi_term_plan *tp, int32_t y, int ignored,
+                                    kdi_row_terms *rt)
+{
+    if (tp->soft_skips_ignored && ignored)
+        return 0;
+    rt->hard_on = tp->is_distill && tp->has_labels && !ignored && tp->hw != 0.0;
+    rt->y = tp->labels_in_soft ? (ignored ? -1 : y) : (rt->hard_on ? y : -1);
+    return 1;
+}
+
+/* A row's kernel coefficients from the upstream factor and its weight. */
+static inline void kdi_term_plan_coeffs(const kdi_term_plan *tp, double up, double w,
+                                        double *c_soft, double *c_hard)
+{
+    *c_soft = up * w * tp->sw * tp->inv_soft;
+    *c_hard = up * w * tp->hw * tp->inv_hard;
+}
+
+/* The weighted terms of a row from the kernel's unweighted ones. */
+static inline void kdi_term_plan_store(const kdi_term_plan *tp, double w, int hard_on,
+                                       const double terms[2], double out[2])
+{
+    out[0] = w * tp->sw * terms[0];
+    out[1] = hard_on ? w * tp->hw * terms[1] : 0.0;
+}
+
+/* Row-order reduction of the weighted terms (terms[2 i], terms[2 i + 1]),
+ * which may come in consecutive pieces (linear_distill.c's chunks): each
+ * piece's per-sample values into per_sample and, for NONE, loss_vec (either
+ * may be NULL), its sums added to sums[2]; kdi_reduced_loss at the end. */
+void kdi_reduce_rows(const double *terms, int64_t n, int red, float *per_sample, float *loss_vec,
+                     double sums[2]);
+static inline float kdi_reduced_loss(const kdi_term_plan *tp, const double sums[2])
+{
+    return (float)(sums[0] * tp->inv_soft + sums[1] * tp->inv_hard);
+}
+
 /* ---- shared argument checks (checks.c), all writing h->err ---- */
 
 /* Byte range [lo, hi) of an n-row matrix of C columns. */
@@ -180,9 +283,9 @@ int64_t kdi_count_confident(const kd_loss *h, int64_t n, int nthreads);
 
 /* ---- losses with their own execution path ---- */
 /* CLASS_BALANCE and MCC: whole-batch statistics, then a gradient pass. */
-static inline int kdi_is_batch_kind(kd_loss_kind k)
+static inline int kdi_is_batch_kind(const kd_loss *h)
 {
-    return k == KD_LOSS_CLASS_BALANCE || k == KD_LOSS_MCC;
+    return h->kd->path == KDI_PATH_BATCH;
 }
 kd_status kdi_batch_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float *loss,
                         const float *upstream);

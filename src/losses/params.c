@@ -1,58 +1,49 @@
 /* Enum-keyed parameters of the loss handle: one table says, for every
- * parameter, its type, range, the kinds it applies to and where it lives. */
+ * parameter, its type, range, its family (the kinds' descriptors in kinds.c
+ * name the families they take) and where it lives. */
 #include <math.h>
 #include <stddef.h>
 
 #include "losses/loss_internal.h"
 
 enum { P_INT, P_REAL };
-#define K(kind) (1u << (kind))
-#define K_ALL (K(KD_LOSS_CROSS_ENTROPY) | K(KD_LOSS_KL_DISTILL) | K(KD_LOSS_LOGIT_MSE))
-#define K_DISTILL (K(KD_LOSS_KL_DISTILL) | K(KD_LOSS_LOGIT_MSE))
-#define K_SELF (K(KD_LOSS_PSEUDO_LABEL) | K(KD_LOSS_STRONG_WEAK) | K(KD_LOSS_CONSISTENCY) | \
-                K(KD_LOSS_CLASS_BALANCE) | K(KD_LOSS_MCC) | K(KD_LOSS_WORST_CASE))
-#define K_EVERY (K_ALL | K_SELF) /* parameters of every kind */
-#define K_THRESH (K(KD_LOSS_PSEUDO_LABEL) | K(KD_LOSS_STRONG_WEAK))
-
 typedef struct {
     kd_param id;
     const char *name;
     int type;
     double lo, hi;
     int open_low;    /* lo itself is not accepted */
-    unsigned kinds;
+    unsigned families; /* KDI_P_* (loss_internal.h): the kinds that name one take it */
     int read_only;
     size_t offset;   /* of the int32_t or double field in struct kd_loss */
 } param_info;
 
 #define F(field) offsetof(struct kd_loss, field)
 static const param_info PARAMS[] = {
-    {KD_PARAM_REDUCTION, "reduction", P_INT, 0, 2, 0, K_EVERY, 0, F(reduction)},
-    {KD_PARAM_TEMPERATURE, "temperature", P_REAL, 0, 1e6, 1,
-     K(KD_LOSS_CROSS_ENTROPY) | K(KD_LOSS_KL_DISTILL) | K(KD_LOSS_STRONG_WEAK) | K(KD_LOSS_MCC), 0,
-     F(temperature)},
-    {KD_PARAM_ALPHA, "alpha", P_REAL, 0, 1, 0, K_DISTILL, 0, F(soft_weight)},
-    {KD_PARAM_SOFT_WEIGHT, "soft_weight", P_REAL, 0, 1e6, 0, K_DISTILL, 0, F(soft_weight)},
-    {KD_PARAM_HARD_WEIGHT, "hard_weight", P_REAL, 0, 1e6, 0, K_DISTILL, 0, F(hard_weight)},
-    {KD_PARAM_T2_SCALING, "t2_scaling", P_INT, 0, 1, 0, K(KD_LOSS_KL_DISTILL), 0, F(t2_scaling)},
-    {KD_PARAM_DIVERGENCE, "divergence", P_INT, 0, 2, 0, K(KD_LOSS_KL_DISTILL), 0, F(divergence)},
-    {KD_PARAM_JSD_BETA, "jsd_beta", P_REAL, 0, 1, 0, K(KD_LOSS_KL_DISTILL), 0, F(jsd_beta)},
-    {KD_PARAM_NORMALIZATION, "normalization", P_INT, 0, 1, 0, K_DISTILL, 0, F(normalization)},
-    {KD_PARAM_IGNORE_INDEX, "ignore_index", P_INT, INT32_MIN, INT32_MAX, 0, K_ALL, 0, F(ignore_index)},
-    {KD_PARAM_LABEL_SMOOTHING, "label_smoothing", P_REAL, 0, 1, 0, K_ALL, 0, F(label_smoothing)},
-    {KD_PARAM_SMOOTHING_MODE, "smoothing_mode", P_INT, 0, 1, 0, K_ALL, 0, F(smoothing_mode)},
-    {KD_PARAM_LABEL_WEIGHT, "label_weight", P_REAL, 0, 1, 0, K(KD_LOSS_CROSS_ENTROPY), 0, F(label_weight)},
-    {KD_PARAM_THREADS, "threads", P_INT, 0, 4096, 0, K_EVERY, 0, F(threads)},
-    {KD_PARAM_CHECK_FINITE, "check_finite", P_INT, 0, 1, 0, K_EVERY, 0, F(check_finite)},
-    {KD_PARAM_NUM_CLASSES, "num_classes", P_INT, 1, INT32_MAX, 0, K_EVERY, 1, 0},
-    {KD_PARAM_KIND, "kind", P_INT, 1, KD_LOSS_WORST_CASE, 0, K_EVERY, 1, 0},
-    {KD_PARAM_THRESHOLD, "threshold", P_REAL, 0, 1, 0, K_THRESH, 0, F(threshold)},
-    {KD_PARAM_THRESHOLD_MODE, "threshold_mode", P_INT, 0, 1, 0, K_THRESH, 0, F(threshold_mode)},
-    {KD_PARAM_DISTANCE, "distance", P_INT, 0, 2, 0, K(KD_LOSS_CONSISTENCY), 0, F(distance)},
+    {KD_PARAM_REDUCTION, "reduction", P_INT, 0, 2, 0, KDI_P_EVERY, 0, F(reduction)},
+    {KD_PARAM_TEMPERATURE, "temperature", P_REAL, 0, 1e6, 1, KDI_P_TEMPERATURE, 0, F(temperature)},
+    {KD_PARAM_ALPHA, "alpha", P_REAL, 0, 1, 0, KDI_P_DISTILL, 0, F(soft_weight)},
+    {KD_PARAM_SOFT_WEIGHT, "soft_weight", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(soft_weight)},
+    {KD_PARAM_HARD_WEIGHT, "hard_weight", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(hard_weight)},
+    {KD_PARAM_T2_SCALING, "t2_scaling", P_INT, 0, 1, 0, KDI_P_KL, 0, F(t2_scaling)},
+    {KD_PARAM_DIVERGENCE, "divergence", P_INT, 0, 2, 0, KDI_P_KL, 0, F(divergence)},
+    {KD_PARAM_JSD_BETA, "jsd_beta", P_REAL, 0, 1, 0, KDI_P_KL, 0, F(jsd_beta)},
+    {KD_PARAM_NORMALIZATION, "normalization", P_INT, 0, 1, 0, KDI_P_DISTILL, 0, F(normalization)},
+    {KD_PARAM_IGNORE_INDEX, "ignore_index", P_INT, INT32_MIN, INT32_MAX, 0, KDI_P_LABEL, 0, F(ignore_index)},
+    {KD_PARAM_LABEL_SMOOTHING, "label_smoothing", P_REAL, 0, 1, 0, KDI_P_LABEL, 0, F(label_smoothing)},
+    {KD_PARAM_SMOOTHING_MODE, "smoothing_mode", P_INT, 0, 1, 0, KDI_P_LABEL, 0, F(smoothing_mode)},
+    {KD_PARAM_LABEL_WEIGHT, "label_weight", P_REAL, 0, 1, 0, KDI_P_SOFT_CE, 0, F(label_weight)},
+    {KD_PARAM_THREADS, "threads", P_INT, 0, 4096, 0, KDI_P_EVERY, 0, F(threads)},
+    {KD_PARAM_CHECK_FINITE, "check_finite", P_INT, 0, 1, 0, KDI_P_EVERY, 0, F(check_finite)},
+    {KD_PARAM_NUM_CLASSES, "num_classes", P_INT, 1, INT32_MAX, 0, KDI_P_EVERY, 1, 0},
+    {KD_PARAM_KIND, "kind", P_INT, 1, INT32_MAX, 0, KDI_P_EVERY, 1, 0}, /* hi: kdi_kind_last() */
+    {KD_PARAM_THRESHOLD, "threshold", P_REAL, 0, 1, 0, KDI_P_THRESH, 0, F(threshold)},
+    {KD_PARAM_THRESHOLD_MODE, "threshold_mode", P_INT, 0, 1, 0, KDI_P_THRESH, 0, F(threshold_mode)},
+    {KD_PARAM_DISTANCE, "distance", P_INT, 0, 2, 0, KDI_P_DISTANCE, 0, F(distance)},
     {KD_PARAM_INPUT_TYPE, "input_type", P_INT, 0, 1, 0,
-     K(KD_LOSS_CONSISTENCY) | K(KD_LOSS_CLASS_BALANCE), 0, F(input_type)},
-    {KD_PARAM_ETA_PRIME, "eta_prime", P_REAL, 0, 1e6, 0, K(KD_LOSS_WORST_CASE), 0, F(eta_prime)},
-    {KD_PARAM_UNLABELED_ROWS, "unlabeled_rows", P_INT, -1, INT32_MAX, 0, K(KD_LOSS_WORST_CASE), 0,
+     KDI_P_INPUT_TYPE, 0, F(input_type)},
+    {KD_PARAM_ETA_PRIME, "eta_prime", P_REAL, 0, 1e6, 0, KDI_P_WORST_CASE, 0, F(eta_prime)},
+    {KD_PARAM_UNLABELED_ROWS, "unlabeled_rows", P_INT, -1, INT32_MAX, 0, KDI_P_WORST_CASE, 0,
      F(unlabeled_rows)},
 };
 #undef F
@@ -90,17 +81,6 @@ void kdi_loss_defaults(kd_loss *h)
     h->unlabeled_rows = -1;
 }
 
-/* The largest reduction a kind accepts: batch losses are one scalar, the
- * two-batch worst-case loss has no per-sample vector. */
-static int64_t max_reduction(kd_loss_kind kind)
-{
-    if (kind == KD_LOSS_CLASS_BALANCE || kind == KD_LOSS_MCC)
-        return KD_REDUCTION_MEAN;
-    if (kind == KD_LOSS_WORST_CASE)
-        return KD_REDUCTION_SUM;
-    return KD_REDUCTION_NONE;
-}
-
 /* Look up a parameter for a handle and the wanted type. */
 static kd_status lookup(const kd_loss *h, char *err, kd_param id, int type, int writing,
                         const param_info **out)
@@ -108,7 +88,7 @@ static kd_status lookup(const kd_loss *h, char *err, kd_param id, int type, int 
     const param_info *p = find(id);
     if (!p)
         return kdi_fail(err, KD_ERR_UNSUPPORTED, "param: unknown parameter %d", (int)id);
-    if (!(p->kinds & K(h->kind)))
+    if (!(p->families & h->kd->params))
         return kdi_fail(err, KD_ERR_UNSUPPORTED, "param: %s does not apply to loss kind %d",
                         p->name, (int)h->kind);
     if (p->type != type)
@@ -139,10 +119,10 @@ kd_status kd_loss_set_int(kd_loss *h, kd_param param, int64_t value)
     if (!in_range(p, (double)value))
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "param: %s = %lld outside [%.0f, %.0f]",
                         p->name, (long long)value, p->lo, p->hi);
-    if (param == KD_PARAM_REDUCTION && value > max_reduction(h->kind))
+    if (param == KD_PARAM_REDUCTION && value > h->kd->max_reduction)
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
                         "param: reduction = %lld not supported by loss kind %d (at most %lld)",
-                        (long long)value, (int)h->kind, (long long)max_reduction(h->kind));
+                        (long long)value, (int)h->kind, (long long)h->kd->max_reduction);
     *(int32_t *)((char *)h + p->offset) = (int32_t)value;
     kdi_clear_error(h->err);
     return KD_OK;
@@ -201,12 +181,15 @@ kd_status kd_loss_param_bounds(kd_loss_kind kind, kd_param param, double *lo, do
     if (!lo || !hi || !is_open_low)
         return KD_ERR_NULL_POINTER;
     const param_info *p = find(param);
-    if (!p || kind < 0 || kind > 30 || !(p->kinds & K(kind)))
+    const kdi_kind *kd = kdi_kind_of((int)kind);
+    if (!p || !kd || !(p->families & kd->params))
         return KD_ERR_UNSUPPORTED;
     *lo = p->lo;
     *hi = p->hi;
     if (param == KD_PARAM_REDUCTION)
-        *hi = (double)max_reduction(kind);
+        *hi = (double)kd->max_reduction;
+    if (param == KD_PARAM_KIND)
+        *hi = (double)kdi_kind_last();
     *is_open_low = p->open_low;
     return KD_OK;
 }

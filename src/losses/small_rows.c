@@ -17,28 +17,26 @@ int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
     p->inv_t = (float)(1.0 / h->temperature);
     p->oh = kdi_smoothed_onehot(h);
     p->src_kind = 0;
-    switch (h->kind) {
-    case KD_LOSS_KL_DISTILL:
+    switch (h->kd->small) {
+    case KDI_SMALL_KL:
         /* forward KL; JSD at beta = 0 is forward KL too */
         if (h->divergence != KD_DIVERGENCE_FORWARD_KL &&
             !(h->divergence == KD_DIVERGENCE_JSD && h->jsd_beta == 0.0))
             return 0;
-        p->kind = KDI_SMALL_KL;
         p->f = h->t2_scaling ? (float)(h->temperature * h->temperature) : 1.0f;
         break;
-    case KD_LOSS_CROSS_ENTROPY:
-        p->kind = KDI_SMALL_CE;
+    case KDI_SMALL_CE:
         p->src_kind = h->target ? 1 : (h->n_teachers ? 2 : 0);
         p->label_weight = (float)h->label_weight;
         break;
-    case KD_LOSS_LOGIT_MSE:
+    case KDI_SMALL_MSE:
         if (h->c > ops->mse_small_c)
             return 0;
-        p->kind = KDI_SMALL_MSE;
         break;
-    case KD_LOSS_PSEUDO_LABEL: p->kind = KDI_SMALL_PL; break;
+    case KDI_SMALL_PL: break;
     default: return 0;
     }
+    p->kind = h->kd->small;
     return 1;
 }
 
