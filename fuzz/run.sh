@@ -28,7 +28,7 @@ build() {
   local blas
   blas=$(sed -n 's/^KD_OPENBLAS_LIBRARY:FILEPATH=//p' "$BUILD/CMakeCache.txt")
   "$CC" -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -O1 $SAN -fsanitize=fuzzer -fopenmp \
-    -Iinclude fuzz/fuzz_api.c "$BUILD/src/libkd.a" "$blas" -lm -o "$BUILD/fuzz_api"
+    -Iinclude -I"$BUILD/include" fuzz/fuzz_api.c "$BUILD/src/libkd.a" "$blas" -lm -o "$BUILD/fuzz_api"
   echo "$BUILD/fuzz_api"
 }
 

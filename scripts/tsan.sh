@@ -21,7 +21,7 @@ cmake -S . -B "$BUILD" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=RelWithDebInf
   -DKD_BUILD_EXAMPLES=OFF -DKD_BUILD_BENCH=OFF -DKD_WERROR=OFF -DCMAKE_C_FLAGS="$SAN" >/dev/null
 cmake --build "$BUILD" --target kd_static kd_testsupport -j "$(nproc)" >/dev/null
 BLAS=$(sed -n 's/^KD_OPENBLAS_LIBRARY:FILEPATH=//p' "$BUILD/CMakeCache.txt")
-"$CC" -std=c11 -D_DEFAULT_SOURCE $SAN -fopenmp -Iinclude -Itests/support tests/test_threads.c \
+"$CC" -std=c11 -D_DEFAULT_SOURCE $SAN -fopenmp -Iinclude -I"$BUILD/include" -Itests/support tests/test_threads.c \
   "$BUILD/src/libkd.a" "$BUILD/tests/libkd_testsupport.a" $(pkg-config --libs check) \
   "$BLAS" -lm -lpthread -o "$BUILD/test_threads"
 TSAN_OPTIONS="ignore_noninstrumented_modules=1 halt_on_error=1 exitcode=66 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
