@@ -85,21 +85,39 @@ static const bench_loss LOSSES[] = {
     {"soft_ce", KD_LOSS_CROSS_ENTROPY}, /* target = softmax(teacher / T) */
     {"logit_mse", KD_LOSS_LOGIT_MSE},
     {"pseudo_label", KD_LOSS_PSEUDO_LABEL}, /* threshold 0: every row kept (the full path) */
+    {"strong_weak", KD_LOSS_STRONG_WEAK},   /* T = 0.4 (tllib UDA), threshold 0 */
+    {"consistency", KD_LOSS_CONSISTENCY},   /* L2 on softmaxes, teacher = the second view */
+    {"class_balance", KD_LOSS_CLASS_BALANCE}, /* logits */
+    {"mcc", KD_LOSS_MCC},                   /* T = 2.5 (tllib's default) */
+    {"worst_case", KD_LOSS_WORST_CASE},     /* eta' = 1; n labeled and n unlabeled rows: main
+                                               heads = teacher, adversarial heads = student */
 };
 
 enum { MODE_FORWARD, MODE_BACKWARD, MODE_FUSED };
 static const char *MODE_NAMES[] = {"forward", "backward", "fused"};
 
+/* g2: a second gradient buffer (worst case's unlabeled head) */
 static int setup(kd_loss **out, const bench_loss *bl, int64_t c, int threads, const float *s,
-                 const float *t, const int32_t *y, float *g)
+                 const float *t, const int32_t *y, float *g, float *g2)
 {
     kd_loss *h;
     if (kd_loss_create(&h, bl->kind, c))
         return 1;
     int bad = kd_loss_set_int(h, KD_PARAM_THREADS, threads);
-    bad |= kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, c);
-    bad |= kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
-    bad |= kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, c);
+    if (bl->kind == KD_LOSS_WORST_CASE) {
+        bad |= kd_loss_bind_matrix(h, KD_ARG_LABELED_MAIN, t, c);
+        bad |= kd_loss_bind_matrix(h, KD_ARG_LABELED_ADV, s, c);
+        bad |= kd_loss_bind_matrix(h, KD_ARG_UNLABELED_MAIN, t, c);
+        bad |= kd_loss_bind_matrix(h, KD_ARG_UNLABELED_ADV, s, c);
+        bad |= kd_loss_bind_output(h, KD_ARG_GRAD_LABELED_ADV, g, c);
+        bad |= kd_loss_bind_output(h, KD_ARG_GRAD_UNLABELED_ADV, g2, c);
+    } else {
+        bad |= kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, c);
+        bad |= kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, c);
+    }
+    if (bl->kind != KD_LOSS_CLASS_BALANCE && bl->kind != KD_LOSS_MCC &&
+        bl->kind != KD_LOSS_WORST_CASE)
+        bad |= kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
     if (bl->kind == KD_LOSS_KL_DISTILL) {
         bad |= kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 4.0);
         bad |= kd_loss_set_float(h, KD_PARAM_ALPHA, 0.9);
@@ -108,6 +126,11 @@ static int setup(kd_loss **out, const bench_loss *bl, int64_t c, int threads, co
         bad |= kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 4.0);
     } else if (bl->kind == KD_LOSS_PSEUDO_LABEL) {
         bad |= kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.0);
+    } else if (bl->kind == KD_LOSS_STRONG_WEAK) {
+        bad |= kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.0);
+        bad |= kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 0.4);
+    } else if (bl->kind == KD_LOSS_MCC) {
+        bad |= kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 2.5);
     }
     if (bad) {
         fprintf(stderr, "setup %s: %s\n", bl->name, kd_loss_last_error(h));
@@ -177,7 +200,8 @@ static void usage(void)
 {
     puts("usage: kd-bench [--loss NAME] [--shape NxC] [--threads T] [--reps R] [--tsv] [--no-triad]\n"
          "                [--triad-shape]\n"
-         "  --loss    kl_distill | soft_ce | logit_mse | pseudo_label | ema_update (default: all)\n"
+         "  --loss    kl_distill | soft_ce | logit_mse | pseudo_label | strong_weak | consistency |\n"
+         "            class_balance | mcc | worst_case | ema_update (default: all)\n"
          "  --shape   one shape (default: 4096x10 1024x100 1024x1000 256x32000 64x128000)\n"
          "  --threads thread count (default: 1 and all cores); 0 = all cores\n"
          "  --reps    timed repetitions, the best is reported (default 20)\n"
@@ -258,9 +282,11 @@ int main(int argc, char **argv)
         for (int si = 0; si < nshapes; si++) {
             int64_t n = shapes[si][0], c = shapes[si][1];
             size_t e = (size_t)(n * c);
-            float *s = malloc(e * 4), *t = malloc(e * 4), *g = malloc(e * 4);
+            float *s = malloc(e * 4), *t = malloc(e * 4), *g = malloc(e * 4), *g2 = NULL;
             int32_t *y = malloc((size_t)n * 4);
-            if (!s || !t || !g || !y)
+            if (LOSSES[li].kind == KD_LOSS_WORST_CASE)
+                g2 = malloc(e * 4);
+            if (!s || !t || !g || !y || (LOSSES[li].kind == KD_LOSS_WORST_CASE && !g2))
                 return 1;
             fill(s, e, 1, 8.0f);
             fill(t, e, 2, 8.0f);
@@ -268,14 +294,21 @@ int main(int argc, char **argv)
                 y[i] = (int32_t)((i * 7919) % c);
             for (int k = 0; k < nthreads; k++) {
                 kd_loss *h;
-                if (setup(&h, &LOSSES[li], c, thread_list[k], s, t, y, g))
+                if (setup(&h, &LOSSES[li], c, thread_list[k], s, t, y, g, g2))
                     return 1;
                 for (int m = 0; m < 3; m++) {
                     if (mode_only >= 0 && m != mode_only)
                         continue;
                     double sec = time_mode(h, m, n, reps);
-                    /* minimal traffic: read student and teacher, write the gradient */
-                    double bytes = (m == MODE_FORWARD ? 2.0 : 3.0) * 4.0 * (double)e;
+                    /* minimal traffic: read the inputs (student and teacher; the student
+                     * only for the batch losses; four heads for worst case), write the
+                     * gradients */
+                    const kd_loss_kind kind = LOSSES[li].kind;
+                    const int batch = kind == KD_LOSS_CLASS_BALANCE || kind == KD_LOSS_MCC;
+                    const int wc = kind == KD_LOSS_WORST_CASE;
+                    double arrays = (batch ? 1.0 : wc ? 4.0 : 2.0) +
+                                    (m == MODE_FORWARD ? 0.0 : wc ? 2.0 : 1.0);
+                    double bytes = arrays * 4.0 * (double)e;
                     double gbs = bytes / sec / 1e9;
                     if (tsv)
                         printf("%s\t%s\t%lld\t%lld\t%d\t%.9f\n", LOSSES[li].name, MODE_NAMES[m],
@@ -292,6 +325,7 @@ int main(int argc, char **argv)
             free(s);
             free(t);
             free(g);
+            free(g2);
             free(y);
         }
     }

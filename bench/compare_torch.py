@@ -15,22 +15,70 @@ import sys
 import time
 
 SHAPES = [(4096, 10), (1024, 100), (1024, 1000), (256, 32000), (64, 128000)]
-LOSSES = ["kl_distill", "soft_ce", "pseudo_label"]
+LOSSES = ["kl_distill", "soft_ce", "logit_mse", "pseudo_label", "strong_weak", "consistency",
+          "class_balance", "mcc", "worst_case"]
 T, ALPHA = 4.0, 0.9
+T_UDA, T_MCC = 0.4, 2.5  # tllib's defaults (StrongWeakConsistencyLoss in UDA, MCC)
+# The batch losses are also run at 256 x 1000 (issue 17's shape); MCC builds a
+# C x C confusion matrix, so it runs only where C <= MCC_MAX_C.
+BATCH_SHAPES = [(256, 1000)]
+MCC_MAX_C = 1000
+
+
+def shapes_for(loss, shapes, default):
+    """The shapes a loss runs at: the list, plus (default list only) the batch shapes for
+    the batch losses; MCC only where its C x C matrix is small."""
+    out = list(shapes)
+    if default and loss in ("class_balance", "mcc"):
+        out += [sh for sh in BATCH_SHAPES if sh not in out]
+    if loss == "mcc":
+        out = [(n, c) for n, c in out if c <= MCC_MAX_C]
+    return out
 
 
 def torch_step(torch, F, loss, s, t, y):
-    """One forward+backward in PyTorch eager, the definitions kdlib matches."""
+    """One forward+backward in PyTorch eager, the definitions kdlib matches (tllib's for
+    the self-training kinds; only the student, or worst case's adversarial heads, get a
+    gradient)."""
     S = s.detach().requires_grad_(True)
+    if loss == "worst_case":  # tllib WorstCaseEstimationLoss, eta' = 1; main heads = t
+        S2 = s.detach().clone().requires_grad_(True)
+        loss_l = F.cross_entropy(S, t.argmax(dim=1))
+        shifted = torch.log(torch.clamp(1.0 - F.softmax(S2, dim=1) + 1e-6, max=1.0))
+        out = loss_l + F.nll_loss(shifted, t.argmax(dim=1))
+        out.backward()
+        return S.grad, S2.grad
     if loss == "kl_distill":
         out = (F.kl_div(F.log_softmax(S / T, dim=1), F.softmax(t / T, dim=1), reduction="batchmean")
                * T * T * ALPHA + (1 - ALPHA) * F.cross_entropy(S, y))
     elif loss == "soft_ce":
         out = F.cross_entropy(S, F.softmax(t / T, dim=1))
-    else:  # tllib ConfidenceBasedSelfTrainingLoss, threshold 0 (every row kept)
+    elif loss == "logit_mse":
+        out = F.mse_loss(S, t)
+    elif loss == "pseudo_label":  # tllib ConfidenceBasedSelfTrainingLoss, threshold 0 (every row kept)
         conf, pl = F.softmax(t, dim=1).max(dim=1)
         mask = (conf > 0.0).float()
         out = (F.cross_entropy(S, pl, reduction="none") * mask).mean()
+    elif loss == "strong_weak":  # tllib StrongWeakConsistencyLoss, threshold 0
+        q = F.softmax(t, dim=1)
+        mask = (q.max(dim=1)[0] > 0.0).float()
+        kl = F.kl_div(F.log_softmax(S / T_UDA, dim=1), q, reduction="none").sum(dim=1)
+        out = (kl * mask).sum() / mask.sum().clamp(min=1.0)
+    elif loss == "consistency":  # tllib ConsistencyLoss (L2 of the softmaxes), no mask
+        out = ((F.softmax(S, dim=1) - F.softmax(t, dim=1)) ** 2).sum(dim=1).mean()
+    elif loss == "class_balance":  # tllib ClassBalanceLoss
+        c = S.shape[1]
+        out = F.binary_cross_entropy(F.softmax(S, dim=1).mean(dim=0), torch.full((c,), 1.0 / c))
+    elif loss == "mcc":  # tllib MinimumClassConfusionLoss
+        n, c = S.shape
+        p = F.softmax(S / T_MCC, dim=1)
+        w = 1 + torch.exp((p * torch.log(p + 1e-5)).sum(dim=1).detach())
+        w = (n * w / w.sum()).unsqueeze(dim=1)
+        a = torch.mm((p * w).transpose(1, 0), p)
+        a = a / a.sum(dim=1)
+        out = (a.sum() - a.trace()) / c
+    else:
+        raise ValueError(loss)
     out.backward()
     return S.grad
 
@@ -96,6 +144,7 @@ def main():
                     help="seconds each side runs per round at least (more repetitions for small shapes)")
     ap.add_argument("--markdown", default=None)
     ap.add_argument("--shapes", default=None, help="e.g. 4096x10,64x128000")
+    ap.add_argument("--losses", default=None, help="comma list (default: every kind)")
     args = ap.parse_args()
     try:
         import torch
@@ -105,19 +154,20 @@ def main():
         return 77
     threads = [int(x) for x in args.threads.split(",")] if args.threads else sorted({1, os.cpu_count() or 1})
     shapes = SHAPES if not args.shapes else [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    losses = args.losses.split(",") if args.losses else LOSSES
     rows = []
-    print(f"{'loss':<13}{'N':>6}{'C':>8}{'thr':>4}{'kdlib_us':>11}{'torch_us':>11}{'speedup':>9}")
+    print(f"{'loss':<14}{'N':>6}{'C':>8}{'thr':>4}{'kdlib_us':>11}{'torch_us':>11}{'speedup':>9}")
     for th in threads:
         torch.set_num_threads(th)
-        for loss in LOSSES:
-            for n, c in shapes:
+        for loss in losses:
+            for n, c in shapes_for(loss, shapes, not args.shapes):
                 kd, tc, bw = float("inf"), float("inf"), 0.0
                 for _ in range(args.rounds):
                     kd = min(kd, time_kdlib(args.bench, loss, n, c, th, args.reps, args.min_time))
                     tc = min(tc, time_torch(torch, F, loss, n, c, args.reps, args.min_time))
                     bw = max(bw, triad_at(args.bench, n, c, th))
                 rows.append((loss, n, c, th, kd, tc, bw))
-                print(f"{loss:<13}{n:>6}{c:>8}{th:>4}{kd * 1e6:>11.1f}{tc * 1e6:>11.1f}{tc / kd:>8.1f}x",
+                print(f"{loss:<14}{n:>6}{c:>8}{th:>4}{kd * 1e6:>11.1f}{tc * 1e6:>11.1f}{tc / kd:>8.2f}x",
                       flush=True)
     if args.markdown:
         full = subprocess.run([args.bench, "--reps", str(args.reps)], check=True,
@@ -165,7 +215,11 @@ def main():
                     "reduction='batchmean')*T*T*alpha + (1-alpha)*F.cross_entropy(s, y)` (T=4, alpha=0.9); "
                     "soft CE `F.cross_entropy(s, F.softmax(t/T))`; pseudo-label (tllib) "
                     "`(F.cross_entropy(s, argmax softmax(t), reduction='none') * mask).mean()` with "
-                    "threshold 0 (every row kept); each followed by `backward()`.\n\n")
+                    "threshold 0 (every row kept); logit MSE `F.mse_loss(s, t)`; the other self-training kinds "
+                    "as tllib defines them (StrongWeakConsistencyLoss at T=0.4 with threshold 0, "
+                    "ConsistencyLoss L2, ClassBalanceLoss, MinimumClassConfusionLoss at T=2.5, "
+                    "WorstCaseEstimationLoss with eta'=1; see `torch_step` in bench/compare_torch.py); "
+                    "each followed by `backward()`.\n\n")
             f.write("Comparing two builds of kdlib itself (a change's effect) is steadier with "
                     "`kd-ab LIB_A LIB_B LOSS NxC` (bench/ab.c), which alternates the two libraries' "
                     "calls in one process.\n\n")

@@ -2,7 +2,7 @@
 #include "kdlib/flexmatch.h"
 
 #include "core/error.h"
-#include "teacher/statefile.h"
+#include "core/statefile.h"
 
 #include <math.h>
 #include <stdint.h>

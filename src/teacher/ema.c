@@ -2,7 +2,7 @@
 #include "kdlib/ema.h"
 
 #include "core/error.h"
-#include "teacher/statefile.h"
+#include "core/statefile.h"
 
 #include <math.h>
 #include <omp.h>

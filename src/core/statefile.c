@@ -1,7 +1,7 @@
 /* Internal: crash-safe, checksummed state files (see statefile.h). */
 #define _XOPEN_SOURCE 700
 
-#include "teacher/statefile.h"
+#include "core/statefile.h"
 
 #include "core/error.h"
 
