@@ -4,7 +4,7 @@
 #
 #   bash abi/check.sh             build libkd.so with debug info, compare
 #   bash abi/check.sh --update    build, then rewrite abi/libkd.abi
-#   KD_ABI_LIB=path/libkd.so.0 bash abi/check.sh    compare a given library
+#   KD_ABI_LIB=path/libkd.so.1 bash abi/check.sh    compare a given library
 #
 # Fails (exit 1) on an incompatible change: a removed or changed function or
 # variable, or anything abidiff itself calls incompatible (exit bit 8), or a

@@ -904,8 +904,8 @@ static void fuzz_loss(rd *r)
 typedef struct {
     float *teacher;
     int64_t total, step;
-    float decay;
-    int32_t warmup, threads;
+    double decay;
+    int64_t warmup, threads;
 } ema_snap;
 
 static void ema_take(kd_ema *e, ema_snap *s)
@@ -927,7 +927,7 @@ static void ema_same(kd_ema *e, ema_snap *s, const char *call)
     ema_snap now;
     ema_take(e, &now);
     if (now.total != s->total || memcmp(now.teacher, s->teacher, (size_t)s->total * 4) != 0 ||
-        now.step != s->step || memcmp(&now.decay, &s->decay, 4) != 0 || now.warmup != s->warmup ||
+        now.step != s->step || memcmp(&now.decay, &s->decay, sizeof s->decay) != 0 || now.warmup != s->warmup ||
         now.threads != s->threads)
         fail("%s failed but changed the EMA handle", call);
     free(now.teacher);
@@ -1022,8 +1022,8 @@ static void fuzz_ema(rd *r)
             break;
         }
         case 2: {
-            float fv = 9;
-            int32_t iv = 9;
+            double fv = 9;
+            int64_t iv = 9;
             double lo = 9, hi = 9;
             kd_ema_param p = (kd_ema_param)(ri64(r) % 5);
             call = "kd_ema_get";
@@ -1050,7 +1050,7 @@ static void fuzz_ema(rd *r)
             break;
         case 5: {
             int64_t stp = 9, tl = 9;
-            float d = 9;
+            double d = 9;
             int32_t nn = 9;
             call = "kd_ema_step";
             if (CALL(kd_ema_step(e, rpick(r, 8) ? &stp : NULL)) && stp != 9)

@@ -88,8 +88,8 @@ static void write_file(const char *path, const unsigned char *data, size_t size)
 /* Everything observable of a handle, to check that a failed call changed nothing. */
 typedef struct {
     int64_t step, total;
-    float decay;
-    int32_t warmup, threads;
+    double decay;
+    int64_t warmup, threads;
     float *teacher;
 } snapshot;
 
@@ -229,9 +229,9 @@ static void check_against_reference(int warmup, float decay, int steps, int32_t 
         for (int64_t i = 0; i < total; i++)
             s[i] += (float)(0.1 * kdt_normal(&r));
         double a = ref_decay((double)decay, warmup, t);
-        float next;
+        double next;
         ck_assert_int_eq(kd_ema_next_decay(h, &next), KD_OK);
-        ck_assert_float_eq(next, (float)a);
+        ck_assert_double_eq(next, a);
         for (int64_t i = 0; i < total; i++)
             ref[i] = a * ref[i] + (1.0 - a) * (double)s[i];
         ck_assert_int_eq(kd_ema_update(h, arrays), KD_OK);
@@ -287,7 +287,7 @@ START_TEST(mean_teacher_first_update_copies_the_student)
     const float *t;
     ck_assert_int_eq(kd_ema_teacher_flat(h, &t, NULL), KD_OK);
     ck_assert(memcmp(t, s2, sizeof s2) == 0);
-    float next;
+    double next;
     ck_assert_int_eq(kd_ema_next_decay(h, &next), KD_OK);
     ck_assert_float_eq(next, 0.5f);
 
@@ -456,8 +456,8 @@ START_TEST(copy_to_swap_and_reset)
     ck_assert(t[0] == 7 && t[1] == 8 && t[2] == 9);
     ck_assert_int_eq(kd_ema_step(h, &step), KD_OK);
     ck_assert_int_eq(step, 0);
-    float d;
-    int32_t wu;
+    double d;
+    int64_t wu;
     ck_assert_int_eq(kd_ema_get_float(h, KD_EMA_PARAM_DECAY, &d), KD_OK);
     ck_assert_float_eq(d, 0.5f);
     ck_assert_int_eq(kd_ema_get_int(h, KD_EMA_PARAM_WARMUP, &wu), KD_OK);
@@ -489,10 +489,10 @@ START_TEST(parameters_have_defaults_and_are_validated_at_set_time)
     float s[2] = {0, 0};
     kd_ema *h;
     ck_assert_int_eq(kd_ema_create_flat(&h, s, 2), KD_OK);
-    float d;
-    int32_t v;
+    double d;
+    int64_t v;
     ck_assert_int_eq(kd_ema_get_float(h, KD_EMA_PARAM_DECAY, &d), KD_OK);
-    ck_assert_float_eq(d, 0.999f);
+    ck_assert_double_eq(d, 0.999);
     ck_assert_int_eq(kd_ema_get_int(h, KD_EMA_PARAM_WARMUP, &v), KD_OK);
     ck_assert_int_eq(v, KD_EMA_WARMUP_NONE);
     ck_assert_int_eq(kd_ema_get_int(h, KD_EMA_PARAM_THREADS, &v), KD_OK);
@@ -504,7 +504,7 @@ START_TEST(parameters_have_defaults_and_are_validated_at_set_time)
     ck_assert_int_eq(kd_ema_set_float(h, KD_EMA_PARAM_DECAY, -0.01f), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_ema_set_float(h, KD_EMA_PARAM_DECAY, NAN), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_ema_get_float(h, KD_EMA_PARAM_DECAY, &d), KD_OK);
-    ck_assert_float_eq(d, 0.999f); /* old value kept */
+    ck_assert_double_eq(d, 0.999); /* old value kept */
     ck_assert_int_eq(kd_ema_set_float(h, KD_EMA_PARAM_DECAY, 0.0f), KD_OK);
     ck_assert_int_eq(kd_ema_set_float(h, KD_EMA_PARAM_DECAY, 1.0f), KD_OK);
 
@@ -745,7 +745,7 @@ START_TEST(file_layout_matches_the_documentation)
     const uint64_t m = 24 + 12 * k, d = 4 * total;
     ck_assert_uint_eq(size, 44 + m + d);
     ck_assert(memcmp(f, "KDLIBEMA", 8) == 0);
-    ck_assert_uint_eq(le32(f + 8), 1);  /* format version */
+    ck_assert_uint_eq(le32(f + 8), 2);  /* format version */
     ck_assert_uint_eq(le32(f + 12), 0); /* flags */
     ck_assert_uint_eq(le64(f + 16), m);
     ck_assert_uint_eq(le64(f + 24), d);
@@ -758,11 +758,10 @@ START_TEST(file_layout_matches_the_documentation)
     ck_assert_uint_eq(le32(meta + 0), k);
     ck_assert_uint_eq(le32(meta + 4), KD_EMA_WARMUP_TF);
     ck_assert_uint_eq(le64(meta + 8), 3); /* step */
-    uint32_t bits = le32(meta + 16);
-    float decay;
-    memcpy(&decay, &bits, 4);
-    ck_assert_float_eq(decay, 0.9f);
-    ck_assert_uint_eq(le32(meta + 20), 0);
+    uint64_t bits = le64(meta + 16); /* version 2: the decay as f64 */
+    double decay;
+    memcpy(&decay, &bits, 8);
+    ck_assert_double_eq(decay, (double)0.9f);
     for (uint64_t i = 0; i < k; i++) {
         ck_assert_uint_eq(le64(meta + 24 + 8 * i), (uint64_t)small_len[i]);
         ck_assert_uint_eq(le32(meta + 24 + 8 * k + 4 * i), (uint32_t)small_kind[i]);
@@ -914,11 +913,11 @@ START_TEST(foreign_files_and_unknown_versions_are_refused)
     ck_assert_int_eq(kd_ema_load(h, bad), KD_ERR_VERSION);
 
     /* a future format version, with a valid header checksum */
-    put_le32(f + 8, 2);
+    put_le32(f + 8, 3);
     put_le32(f + 32, ref_crc32c(f, 32));
     write_file(bad, f, size);
     ck_assert_int_eq(kd_ema_load(h, bad), KD_ERR_VERSION);
-    ck_assert_ptr_nonnull(strstr(kd_ema_last_error(h), "version 2"));
+    ck_assert_ptr_nonnull(strstr(kd_ema_last_error(h), "version 3"));
     put_le32(f + 8, 0);
     put_le32(f + 32, ref_crc32c(f, 32));
     write_file(bad, f, size);

@@ -269,8 +269,8 @@ static bytes state(void)
     for (int k = 0; k < n_ema; k++) {
         const float *t = NULL;
         int64_t len = 0, step = 0;
-        float d = 0;
-        int32_t w = 0, th = 0;
+        double d = 0;
+        int64_t w = 0, th = 0;
         kd_ema_teacher_flat(live_ema[k], &t, &len);
         add(&b, t, (size_t)len * sizeof *t);
         kd_ema_step(live_ema[k], &step);
@@ -861,18 +861,18 @@ static kd_status row119(void)
 static kd_status row120(void)
 {
     kd_ema *e = ema();
-    CALL(kd_ema_get_float(e, 99, &B.f32));
+    CALL(kd_ema_get_float(e, 99, &B.f64));
 }
 
 static kd_status row121(void)
 {
-    CALL(kd_ema_get_int(NULL, KD_EMA_PARAM_WARMUP, &B.i32));
+    CALL(kd_ema_get_int(NULL, KD_EMA_PARAM_WARMUP, &B.i64));
 }
 
 static kd_status row122(void)
 {
     kd_ema *e = ema();
-    CALL(kd_ema_get_int(e, KD_EMA_PARAM_DECAY, &B.i32));
+    CALL(kd_ema_get_int(e, KD_EMA_PARAM_DECAY, &B.i64));
 }
 
 static kd_status row123(void)
@@ -929,7 +929,7 @@ static kd_status row130(void)
 
 static kd_status row131(void)
 {
-    CALL(kd_ema_next_decay(NULL, &B.f32));
+    CALL(kd_ema_next_decay(NULL, &B.f64));
 }
 
 static kd_status row132(void)
@@ -1265,7 +1265,7 @@ static kd_status row185(void)
 {
     kd_flexmatch *f = fm();
     const char *p = fm_file();
-    poke32(p, 8, 2);
+    poke32(p, 8, 99);
     CALL(kd_flexmatch_load(f, p));
 }
 

@@ -561,7 +561,7 @@ START_TEST(corrupt_truncated_and_foreign_files_change_nothing)
     ck_assert_int_eq(kd_flexmatch_save(a, path), KD_OK);
     long size;
     unsigned char *file = read_all(path, &size);
-    ck_assert_int_eq(size, 44 + 32 + 40 * 4);
+    ck_assert_int_eq(size, 44 + 40 + 40 * 4); /* format version 2: 40-byte meta */
     ck_assert(memcmp(file, "KDFLEXM\0", 8) == 0);
 
     ck_assert_int_eq(kd_flexmatch_create(&b, 40, 5), KD_OK);
@@ -605,7 +605,7 @@ START_TEST(corrupt_truncated_and_foreign_files_change_nothing)
 
     /* A prediction out of range, with every checksum right. */
     memcpy(copy, file, (size_t)size);
-    unsigned char *data = copy + 36 + 32 + 4; /* header, meta, meta CRC */
+    unsigned char *data = copy + 36 + 40 + 4; /* header, meta, meta CRC */
     put_u32(data + 4 * 7, 5); /* sample 7 predicted as class C */
     put_u32(data + 40 * 4, crc32c(data, 40 * 4));
     write_all(bad, copy, size);
@@ -621,14 +621,14 @@ START_TEST(corrupt_truncated_and_foreign_files_change_nothing)
     /* An invalid parameter in the meta section, with every checksum right. */
     memcpy(copy, file, (size_t)size);
     put_u32(copy + 36 + 20, 7); /* mapping */
-    put_u32(copy + 36 + 32, crc32c(copy + 36, 32));
+    put_u32(copy + 36 + 40, crc32c(copy + 36, 40));
     write_all(bad, copy, size);
     ck_assert_int_eq(kd_flexmatch_load(b, bad), KD_ERR_CORRUPT);
     assert_same(b, &sb);
 
     /* A future format version, a foreign file, a missing file. */
     memcpy(copy, file, (size_t)size);
-    put_u32(copy + 8, 2);
+    put_u32(copy + 8, 3);
     put_u32(copy + 32, crc32c(copy, 32));
     write_all(bad, copy, size);
     ck_assert_int_eq(kd_flexmatch_load(b, bad), KD_ERR_VERSION);

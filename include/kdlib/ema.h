@@ -75,8 +75,9 @@ enum {
 /* Parameter keys of kd_ema_set_float / kd_ema_set_int.  Pinned values; new
  * parameters get new numbers.
  *
- * KD_EMA_PARAM_DECAY    float, a in [0, 1], default 0.999.  0 makes the teacher
- *                       follow the student; 1 freezes it.
+ * KD_EMA_PARAM_DECAY    real, a in [0, 1], default 0.999.  0 makes the teacher
+ *                       follow the student; 1 freezes it.  Kept in double; the
+ *                       update applies a_t and 1 - a_t rounded to float.
  * KD_EMA_PARAM_WARMUP   int, one of KD_EMA_WARMUP_*, default KD_EMA_WARMUP_NONE.
  * KD_EMA_PARAM_THREADS  int, >= 0, default 1; 0 = all cores (omp_get_num_procs()).
  *                       The result does not depend on the thread count.
@@ -95,7 +96,7 @@ enum {
     KD_EMA_WARMUP_TF = 2            /* a_t = min(a, (1 + t)/(10 + t)) */
 };
 
-#define KD_EMA_DEFAULT_DECAY 0.999f
+#define KD_EMA_DEFAULT_DECAY 0.999
 #define KD_EMA_MAX_THREADS 4096
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -132,19 +133,19 @@ KD_API void kd_ema_destroy(kd_ema *ema);
 
 /* kd_ema_set_float() / kd_ema_set_int():
  * Set a parameter, validated now: an invalid value is refused and the old one
- * kept.  Takes effect at the next update.  Float parameters: DECAY.  Int
- * parameters: WARMUP, THREADS.
+ * kept.  Takes effect at the next update.  Real parameters (double): DECAY.
+ * Int parameters: WARMUP, THREADS.
  * Returns KD_OK; KD_ERR_NULL_POINTER (ema); KD_ERR_UNSUPPORTED (unknown key,
  * or a key of the other type); KD_ERR_INVALID_ARGUMENT (value out of range or
  * NaN; the message names the parameter and the value). */
-KD_API kd_status kd_ema_set_float(kd_ema *ema, kd_ema_param param, float value);
-KD_API kd_status kd_ema_set_int(kd_ema *ema, kd_ema_param param, int32_t value);
+KD_API kd_status kd_ema_set_float(kd_ema *ema, kd_ema_param param, double value);
+KD_API kd_status kd_ema_set_int(kd_ema *ema, kd_ema_param param, int64_t value);
 
 /* kd_ema_get_float() / kd_ema_get_int():
  * Read a parameter into *value.
  * Returns KD_OK; KD_ERR_NULL_POINTER (ema, value); KD_ERR_UNSUPPORTED. */
-KD_API kd_status kd_ema_get_float(kd_ema *ema, kd_ema_param param, float *value);
-KD_API kd_status kd_ema_get_int(kd_ema *ema, kd_ema_param param, int32_t *value);
+KD_API kd_status kd_ema_get_float(const kd_ema *ema, kd_ema_param param, double *value);
+KD_API kd_status kd_ema_get_int(const kd_ema *ema, kd_ema_param param, int64_t *value);
 
 /* kd_ema_param_bounds():
  * Inclusive bounds of a parameter (for int parameters: integral values in
@@ -175,12 +176,13 @@ KD_API kd_status kd_ema_update_flat(kd_ema *ema, const float *student);
 /* kd_ema_step():
  * *step = number of updates since create / reset (restored by load).
  * Returns KD_OK; KD_ERR_NULL_POINTER. */
-KD_API kd_status kd_ema_step(kd_ema *ema, int64_t *step);
+KD_API kd_status kd_ema_step(const kd_ema *ema, int64_t *step);
 
 /* kd_ema_next_decay():
- * *decay = a_t that the next kd_ema_update will use (after warm-up).
+ * *decay = a_t that the next kd_ema_update will use (after warm-up), in
+ * double (the update multiplies by (float)a_t and (float)(1 - a_t)).
  * Returns KD_OK; KD_ERR_NULL_POINTER. */
-KD_API kd_status kd_ema_next_decay(kd_ema *ema, float *decay);
+KD_API kd_status kd_ema_next_decay(const kd_ema *ema, double *decay);
 
 /* ---- access -------------------------------------------------------------- */
 
@@ -188,7 +190,7 @@ KD_API kd_status kd_ema_next_decay(kd_ema *ema, float *decay);
  * *num_arrays = number of registered arrays, *total_length = sum of their
  * lengths.  Either output may be NULL (skipped), not both.
  * Returns KD_OK; KD_ERR_NULL_POINTER. */
-KD_API kd_status kd_ema_shape(kd_ema *ema, int32_t *num_arrays, int64_t *total_length);
+KD_API kd_status kd_ema_shape(const kd_ema *ema, int32_t *num_arrays, int64_t *total_length);
 
 /* kd_ema_teacher():
  * Read access to teacher array `index` (0 <= index < num_arrays): *data
@@ -196,13 +198,13 @@ KD_API kd_status kd_ema_shape(kd_ema *ema, int32_t *num_arrays, int64_t *total_l
  * write through it), *length = its length.  length may be NULL.
  * Returns KD_OK; KD_ERR_NULL_POINTER (ema, data); KD_ERR_INVALID_ARGUMENT
  * (index out of range). */
-KD_API kd_status kd_ema_teacher(kd_ema *ema, int32_t index, const float **data, int64_t *length);
+KD_API kd_status kd_ema_teacher(const kd_ema *ema, int32_t index, const float **data, int64_t *length);
 
 /* kd_ema_teacher_flat():
  * The whole teacher as one buffer (arrays back to back in registration
  * order), *length = total length (length may be NULL).
  * Returns KD_OK; KD_ERR_NULL_POINTER. */
-KD_API kd_status kd_ema_teacher_flat(kd_ema *ema, const float **data, int64_t *length);
+KD_API kd_status kd_ema_teacher_flat(const kd_ema *ema, const float **data, int64_t *length);
 
 /* kd_ema_copy_to():
  * Copy the teacher into the student arrays (all kinds), e.g. to evaluate or
@@ -234,7 +236,8 @@ KD_API kd_status kd_ema_reset_flat(kd_ema *ema, const float *student);
 /* kd_ema_save():
  * Write the whole state (shape, kinds, step, decay, warm-up, teacher values)
  * to `path` in the versioned, CRC-32C-checksummed little-endian format of
- * docs/ema.md.  The file is written as "<path>.tmp-XXXXXX" in the same
+ * docs/ema.md (format version 2; version 1 files of kdlib 0.x are still
+ * read).  The file is written as "<path>.tmp-XXXXXX" in the same
  * directory, fsync'ed, renamed over `path`, and the directory fsync'ed: if the
  * process or machine dies during the save, `path` holds either the previous
  * file or the new one, complete (a stale temporary file may remain).  The
@@ -252,7 +255,8 @@ KD_API kd_status kd_ema_save(kd_ema *ema, const char *path);
  * Returns KD_OK; KD_ERR_NULL_POINTER (ema, path); KD_ERR_IO (cannot open or
  * read); KD_ERR_VERSION (not an EMA state file, or a format version this
  * library does not know); KD_ERR_CORRUPT (truncated, extended, checksum
- * mismatch, or invalid values); KD_ERR_MISMATCH (a valid file for a different
+ * mismatch, invalid values, or a meta section larger than 16 MiB and than
+ * this handle's own, refused before anything is allocated); KD_ERR_MISMATCH (a valid file for a different
  * number of arrays, lengths or kinds: the message names the first
  * difference); KD_ERR_OUT_OF_MEMORY. */
 KD_API kd_status kd_ema_load(kd_ema *ema, const char *path);

@@ -1,4 +1,9 @@
 /*
+ * Deprecated (kept until 1.0): these names are a thin layer over the threshold
+ * handle family of kdlib/threshold.h with KD_THRESHOLD_FLEXMATCH, with the same
+ * behaviour, messages and float signatures as before.  New code uses
+ * kd_threshold_*.
+ *
  * kdlib FlexMatch thresholds: curriculum pseudo-labeling with per-class
  * dynamic thresholds (Zhang et al., "FlexMatch", NeurIPS 2021), with the
  * semantics of tllib's FlexMatch (examples/.../flexmatch.py and
@@ -203,8 +208,8 @@ KD_API kd_status kd_flexmatch_predictions(kd_flexmatch *fm, int32_t *predictions
 /* kd_flexmatch_save():
  * Write the state (N, C, threshold, mapping, warm-up, strictness and the N
  * predictions) to `path` in the versioned, CRC-32C-checksummed little-endian
- * container of src/teacher/statefile.h (magic "KDFLEXM\0", format version 1;
- * layout in docs/labels.md), written to a temporary file, fsync'ed and
+ * container of docs/labels.md (magic "KDFLEXM\0", format version 2, which also
+ * holds the threshold in double; version 1 files are read too), written to a temporary file, fsync'ed and
  * renamed: an interrupted save leaves the previous file or the new one.
  * The handle is not changed.
  * Returns KD_OK; KD_ERR_NULL_POINTER (fm, path); KD_ERR_IO (the message has

@@ -7,6 +7,7 @@
 #include "kdlib/ema.h"
 #include "kdlib/labels.h"
 #include "kdlib/flexmatch.h"
+#include "kdlib/threshold.h"
 #include "kdlib/linear.h"
 
 #endif

@@ -16,6 +16,12 @@ kd_status kdi_fail(char *buf, kd_status status, const char *fmt, ...);
 /* Clear the message (called at the start of every successful entry point). */
 void kdi_clear_error(char *buf);
 
+/* The message buffer of a handle reached through a const pointer: getters
+ * take const handles and still record their message.  Handles are always
+ * allocated by their create function, never defined const, so writing their
+ * message is defined behaviour. */
+static inline char *kdi_err_of(const char *err) { return (char *)err; }
+
 /* Number of threads to use for a requested count (0 = all cores). */
 int kdi_resolve_threads(int32_t requested);
 

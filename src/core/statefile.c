@@ -332,7 +332,7 @@ void kdi_statefile_close(kdi_statefile_reader *r)
 
 kd_status kdi_statefile_open(kdi_statefile_reader *r, const char *path,
                              const char magic[KDI_STATEFILE_MAGIC_SIZE], uint32_t max_version,
-                             char *err)
+                             uint64_t max_meta, char *err)
 {
     char ebuf[128];
     memset(r, 0, sizeof *r);
@@ -402,6 +402,12 @@ kd_status kdi_statefile_open(kdi_statefile_reader *r, const char *path,
                         "'%s' is truncated or extended: %llu bytes, header describes %llu + %llu",
                         path, (unsigned long long)fsize, (unsigned long long)msize,
                         (unsigned long long)dsize);
+    }
+    if (msize > max_meta) {
+        kdi_statefile_close(r);
+        return kdi_fail(err, KD_ERR_CORRUPT,
+                        "'%s' has a meta section of %llu bytes, at most %llu are possible", path,
+                        (unsigned long long)msize, (unsigned long long)max_meta);
     }
     r->meta = malloc(msize ? (size_t)msize : 1);
     if (!r->meta) {
@@ -477,4 +483,25 @@ kd_status kdi_statefile_finish(kdi_statefile_reader *r, char *err)
         return kdi_fail(err, KD_ERR_CORRUPT, "'%s' has a corrupt data section (checksum mismatch)",
                         r->path);
     return KD_OK;
+}
+
+kd_status kdi_statefile_load(kdi_statefile_reader *r, const kdi_statefile_kind *kind,
+                             const void *handle, const char *path, uint64_t max_meta, void *dst,
+                             uint64_t dst_size, uint32_t swap_unit, char *err)
+{
+    if (max_meta < KDI_STATEFILE_META_LIMIT)
+        max_meta = KDI_STATEFILE_META_LIMIT;
+    kd_status st = kdi_statefile_open(r, path, kind->magic, kind->max_version, max_meta, err);
+    if (st == KD_OK)
+        st = kind->check_meta(handle, r, err);
+    if (st == KD_OK && r->data_size != dst_size)
+        st = kdi_fail(err, KD_ERR_CORRUPT, "'%s': data section of %llu bytes, expected %llu", path,
+                      (unsigned long long)r->data_size, (unsigned long long)dst_size);
+    if (st == KD_OK)
+        st = kdi_statefile_read_data(r, dst, dst_size, swap_unit, err);
+    if (st == KD_OK)
+        st = kdi_statefile_finish(r, err);
+    if (st != KD_OK)
+        kdi_statefile_close(r);
+    return st;
 }

@@ -88,10 +88,36 @@ typedef struct {
 } kdi_statefile_reader;
 
 /* Open and validate header and meta section.  Versions 1..max_version are
- * accepted.  On failure the reader holds no resources (close is still safe). */
+ * accepted.  A meta section larger than max_meta bytes is KD_ERR_CORRUPT
+ * before anything is allocated (the header's size is not trusted).  On
+ * failure the reader holds no resources (close is still safe). */
 kd_status kdi_statefile_open(kdi_statefile_reader *r, const char *path,
                              const char magic[KDI_STATEFILE_MAGIC_SIZE], uint32_t max_version,
-                             char *err);
+                             uint64_t max_meta, char *err);
+
+/* How a handle family loads a state file (kdi_statefile_load). */
+typedef struct {
+    const char *magic;     /* KDI_STATEFILE_MAGIC_SIZE bytes */
+    uint32_t max_version;
+    /* Validate the meta section against the handle: KD_ERR_CORRUPT for
+     * impossible values, KD_ERR_MISMATCH for a valid state of another shape. */
+    kd_status (*check_meta)(const void *handle, const kdi_statefile_reader *r, char *err);
+} kdi_statefile_kind;
+
+/* Meta sections above this size are refused unless the handle's own state
+ * needs more (max_meta of kdi_statefile_load): no file may make a load
+ * allocate more than the larger of the two. */
+#define KDI_STATEFILE_META_LIMIT ((uint64_t)16 << 20)
+
+/* The whole validated read: open (meta sections of up to
+ * max(max_meta, KDI_STATEFILE_META_LIMIT) bytes), check_meta, every data byte into dst
+ * (dst_size bytes, swap_unit as for chunks, which must equal the data
+ * section), checksums.  On KD_OK the reader stays open so that the caller can
+ * take its parameters from r->meta, then closes it; on failure it is closed
+ * and err holds the reason (without the function name). */
+kd_status kdi_statefile_load(kdi_statefile_reader *r, const kdi_statefile_kind *kind,
+                             const void *handle, const char *path, uint64_t max_meta, void *dst,
+                             uint64_t dst_size, uint32_t swap_unit, char *err);
 
 /* Read the next `size` data bytes into dst (swap_unit as for chunks).
  * KD_ERR_CORRUPT when reading past the data section, KD_ERR_IO on read errors. */

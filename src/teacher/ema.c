@@ -2,6 +2,7 @@
 #include "kdlib/ema.h"
 
 #include "core/error.h"
+#include "core/params.h"
 #include "core/statefile.h"
 
 #include <math.h>
@@ -10,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KDI_EMA_FORMAT_VERSION 1u
+/* Version 1 stored the decay as f32 at meta offset 16 (then a reserved u32);
+ * version 2 stores it as f64 there.  Both are read. */
+#define KDI_EMA_FORMAT_VERSION 2u
 #define KDI_EMA_META_FIXED 24u
 /* Below this many elements per thread, another thread costs more than it saves. */
 #define KDI_EMA_MIN_PER_THREAD ((int64_t)1 << 15)
@@ -25,7 +28,7 @@ struct kd_ema {
     int32_t *kinds;   /* KD_EMA_AVERAGE / KD_EMA_COPY */
     float *teacher;   /* total floats, KDI_EMA_ALIGN-aligned, never reallocated */
     int64_t step;
-    float decay;
+    double decay;
     int32_t warmup;
     int32_t threads;
     char err[KDI_ERROR_SIZE];
@@ -177,7 +180,7 @@ static kd_status kdi_ema_check_student(kd_ema *h, const char *fn, const char *na
     return KD_OK;
 }
 
-static double kdi_ema_decay_at(float decay, int32_t warmup, int64_t t)
+static double kdi_ema_decay_at(double decay, int32_t warmup, int64_t t)
 {
     double a = decay, td = (double)t, w;
     switch (warmup) {
@@ -321,122 +324,84 @@ void kd_ema_destroy(kd_ema *ema)
 
 /* ---- parameters ----------------------------------------------------------- */
 
-static const char *kdi_ema_param_name(kd_ema_param p)
-{
-    switch (p) {
-    case KD_EMA_PARAM_DECAY: return "KD_EMA_PARAM_DECAY";
-    case KD_EMA_PARAM_WARMUP: return "KD_EMA_PARAM_WARMUP";
-    case KD_EMA_PARAM_THREADS: return "KD_EMA_PARAM_THREADS";
-    default: return NULL;
-    }
-}
-
-static int kdi_ema_param_is_float(kd_ema_param p) { return p == KD_EMA_PARAM_DECAY; }
-
-/* KD_OK when param is known and of the wanted type. */
-static kd_status kdi_ema_check_param(kd_ema *h, const char *fn, kd_ema_param p, int want_float)
-{
-    const char *name = kdi_ema_param_name(p);
-    if (!name)
-        return kdi_fail(h->err, KD_ERR_UNSUPPORTED, "%s: param = %d is not a kd_ema parameter", fn,
-                        (int)p);
-    if (kdi_ema_param_is_float(p) != want_float)
-        return kdi_fail(h->err, KD_ERR_UNSUPPORTED, "%s: param %s is %s parameter, use %s", fn, name,
-                        want_float ? "an int" : "a float",
-                        want_float ? "kd_ema_set_int / kd_ema_get_int"
-                                   : "kd_ema_set_float / kd_ema_get_float");
-    return KD_OK;
-}
+static const kdi_param_spec kdi_ema_specs[] = {
+    {KD_EMA_PARAM_DECAY, "DECAY", KDI_PT_REAL, 1, 0.0, 1.0},
+    {KD_EMA_PARAM_WARMUP, "WARMUP", KDI_PT_INT, 1, KD_EMA_WARMUP_NONE, KD_EMA_WARMUP_TF},
+    {KD_EMA_PARAM_THREADS, "THREADS", KDI_PT_INT, 1, 0, KD_EMA_MAX_THREADS},
+};
+static const kdi_param_table kdi_ema_params = {
+    "KD_EMA_PARAM_", "kd_ema_set_int / kd_ema_get_int, kd_ema_set_float / kd_ema_get_float",
+    kdi_ema_specs, sizeof kdi_ema_specs / sizeof kdi_ema_specs[0]};
 
 kd_status kd_ema_param_bounds(kd_ema_param param, double *lower, double *upper)
 {
-    if (!lower || !upper)
-        return KD_ERR_NULL_POINTER;
-    switch (param) {
-    case KD_EMA_PARAM_DECAY:
-        *lower = 0.0;
-        *upper = 1.0;
-        return KD_OK;
-    case KD_EMA_PARAM_WARMUP:
-        *lower = KD_EMA_WARMUP_NONE;
-        *upper = KD_EMA_WARMUP_TF;
-        return KD_OK;
-    case KD_EMA_PARAM_THREADS:
-        *lower = 0;
-        *upper = KD_EMA_MAX_THREADS;
-        return KD_OK;
-    default:
-        return KD_ERR_UNSUPPORTED;
-    }
+    return kdi_param_bounds(&kdi_ema_params, param, lower, upper);
 }
 
-kd_status kd_ema_set_float(kd_ema *ema, kd_ema_param param, float value)
+kd_status kd_ema_set_float(kd_ema *ema, kd_ema_param param, double value)
 {
+    static const char fn[] = "kd_ema_set_float";
     if (!ema)
         return KD_ERR_NULL_POINTER;
     kdi_clear_error(ema->err);
-    kd_status st = kdi_ema_check_param(ema, "kd_ema_set_float", param, 1);
+    const kdi_param_spec *s;
+    kd_status st = kdi_param_check(&kdi_ema_params, ema->err, fn, param, KDI_PT_REAL, 1, &s);
+    if (st == KD_OK)
+        st = kdi_param_check_real(&kdi_ema_params, s, ema->err, fn, value);
+    if (st == KD_OK)
+        ema->decay = value; /* DECAY is the only real parameter */
+    return st;
+}
+
+kd_status kd_ema_set_int(kd_ema *ema, kd_ema_param param, int64_t value)
+{
+    static const char fn[] = "kd_ema_set_int";
+    if (!ema)
+        return KD_ERR_NULL_POINTER;
+    kdi_clear_error(ema->err);
+    const kdi_param_spec *s;
+    kd_status st = kdi_param_check(&kdi_ema_params, ema->err, fn, param, KDI_PT_INT, 1, &s);
+    if (st == KD_OK)
+        st = kdi_param_check_int(&kdi_ema_params, s, ema->err, fn, value);
     if (st != KD_OK)
         return st;
-    /* Only DECAY is a float parameter. */
-    if (!(value >= 0.0f && value <= 1.0f)) /* also refuses NaN */
-        return kdi_fail(ema->err, KD_ERR_INVALID_ARGUMENT,
-                        "kd_ema_set_float: KD_EMA_PARAM_DECAY value = %g is outside [0, 1]",
-                        (double)value);
-    ema->decay = value;
+    if (param == KD_EMA_PARAM_WARMUP)
+        ema->warmup = (int32_t)value;
+    else
+        ema->threads = (int32_t)value;
     return KD_OK;
 }
 
-kd_status kd_ema_set_int(kd_ema *ema, kd_ema_param param, int32_t value)
+kd_status kd_ema_get_float(const kd_ema *ema, kd_ema_param param, double *value)
 {
+    static const char fn[] = "kd_ema_get_float";
     if (!ema)
         return KD_ERR_NULL_POINTER;
-    kdi_clear_error(ema->err);
-    kd_status st = kdi_ema_check_param(ema, "kd_ema_set_int", param, 0);
-    if (st != KD_OK)
-        return st;
-    if (param == KD_EMA_PARAM_WARMUP) {
-        if (value != KD_EMA_WARMUP_NONE && value != KD_EMA_WARMUP_MEAN_TEACHER
-            && value != KD_EMA_WARMUP_TF)
-            return kdi_fail(ema->err, KD_ERR_INVALID_ARGUMENT,
-                            "kd_ema_set_int: KD_EMA_PARAM_WARMUP value = %d is not a KD_EMA_WARMUP_* "
-                            "value (0, 1, 2)",
-                            (int)value);
-        ema->warmup = value;
-    } else {
-        if (value < 0 || value > KD_EMA_MAX_THREADS)
-            return kdi_fail(ema->err, KD_ERR_INVALID_ARGUMENT,
-                            "kd_ema_set_int: KD_EMA_PARAM_THREADS value = %d is outside [0, %d]",
-                            (int)value, KD_EMA_MAX_THREADS);
-        ema->threads = value;
-    }
-    return KD_OK;
-}
-
-kd_status kd_ema_get_float(kd_ema *ema, kd_ema_param param, float *value)
-{
-    if (!ema)
-        return KD_ERR_NULL_POINTER;
-    kdi_clear_error(ema->err);
-    kd_status st = kdi_ema_check_param(ema, "kd_ema_get_float", param, 1);
+    char *err = kdi_err_of(ema->err);
+    kdi_clear_error(err);
+    const kdi_param_spec *s;
+    kd_status st = kdi_param_check(&kdi_ema_params, err, fn, param, KDI_PT_REAL, 0, &s);
     if (st != KD_OK)
         return st;
     if (!value)
-        return kdi_fail(ema->err, KD_ERR_NULL_POINTER, "kd_ema_get_float: value is NULL");
+        return kdi_fail(err, KD_ERR_NULL_POINTER, "%s: value is NULL", fn);
     *value = ema->decay;
     return KD_OK;
 }
 
-kd_status kd_ema_get_int(kd_ema *ema, kd_ema_param param, int32_t *value)
+kd_status kd_ema_get_int(const kd_ema *ema, kd_ema_param param, int64_t *value)
 {
+    static const char fn[] = "kd_ema_get_int";
     if (!ema)
         return KD_ERR_NULL_POINTER;
-    kdi_clear_error(ema->err);
-    kd_status st = kdi_ema_check_param(ema, "kd_ema_get_int", param, 0);
+    char *err = kdi_err_of(ema->err);
+    kdi_clear_error(err);
+    const kdi_param_spec *s;
+    kd_status st = kdi_param_check(&kdi_ema_params, err, fn, param, KDI_PT_INT, 0, &s);
     if (st != KD_OK)
         return st;
     if (!value)
-        return kdi_fail(ema->err, KD_ERR_NULL_POINTER, "kd_ema_get_int: value is NULL");
+        return kdi_fail(err, KD_ERR_NULL_POINTER, "%s: value is NULL", fn);
     *value = param == KD_EMA_PARAM_WARMUP ? ema->warmup : ema->threads;
     return KD_OK;
 }
@@ -488,35 +453,35 @@ kd_status kd_ema_reset_flat(kd_ema *ema, const float *student)
     return kdi_ema_apply(ema, "kd_ema_reset_flat", "student", KDI_EMA_OP_RESET, NULL, student, 1);
 }
 
-kd_status kd_ema_step(kd_ema *ema, int64_t *step)
+kd_status kd_ema_step(const kd_ema *ema, int64_t *step)
 {
     if (!ema)
         return KD_ERR_NULL_POINTER;
-    kdi_clear_error(ema->err);
+    kdi_clear_error(kdi_err_of(ema->err));
     if (!step)
-        return kdi_fail(ema->err, KD_ERR_NULL_POINTER, "kd_ema_step: step is NULL");
+        return kdi_fail(kdi_err_of(ema->err), KD_ERR_NULL_POINTER, "kd_ema_step: step is NULL");
     *step = ema->step;
     return KD_OK;
 }
 
-kd_status kd_ema_next_decay(kd_ema *ema, float *decay)
+kd_status kd_ema_next_decay(const kd_ema *ema, double *decay)
 {
     if (!ema)
         return KD_ERR_NULL_POINTER;
-    kdi_clear_error(ema->err);
+    kdi_clear_error(kdi_err_of(ema->err));
     if (!decay)
-        return kdi_fail(ema->err, KD_ERR_NULL_POINTER, "kd_ema_next_decay: decay is NULL");
-    *decay = (float)kdi_ema_decay_at(ema->decay, ema->warmup, ema->step);
+        return kdi_fail(kdi_err_of(ema->err), KD_ERR_NULL_POINTER, "kd_ema_next_decay: decay is NULL");
+    *decay = kdi_ema_decay_at(ema->decay, ema->warmup, ema->step);
     return KD_OK;
 }
 
-kd_status kd_ema_shape(kd_ema *ema, int32_t *num_arrays, int64_t *total_length)
+kd_status kd_ema_shape(const kd_ema *ema, int32_t *num_arrays, int64_t *total_length)
 {
     if (!ema)
         return KD_ERR_NULL_POINTER;
-    kdi_clear_error(ema->err);
+    kdi_clear_error(kdi_err_of(ema->err));
     if (!num_arrays && !total_length)
-        return kdi_fail(ema->err, KD_ERR_NULL_POINTER,
+        return kdi_fail(kdi_err_of(ema->err), KD_ERR_NULL_POINTER,
                         "kd_ema_shape: num_arrays and total_length are both NULL");
     if (num_arrays)
         *num_arrays = ema->num_arrays;
@@ -525,15 +490,15 @@ kd_status kd_ema_shape(kd_ema *ema, int32_t *num_arrays, int64_t *total_length)
     return KD_OK;
 }
 
-kd_status kd_ema_teacher(kd_ema *ema, int32_t index, const float **data, int64_t *length)
+kd_status kd_ema_teacher(const kd_ema *ema, int32_t index, const float **data, int64_t *length)
 {
     if (!ema)
         return KD_ERR_NULL_POINTER;
-    kdi_clear_error(ema->err);
+    kdi_clear_error(kdi_err_of(ema->err));
     if (!data)
-        return kdi_fail(ema->err, KD_ERR_NULL_POINTER, "kd_ema_teacher: data is NULL");
+        return kdi_fail(kdi_err_of(ema->err), KD_ERR_NULL_POINTER, "kd_ema_teacher: data is NULL");
     if (index < 0 || index >= ema->num_arrays)
-        return kdi_fail(ema->err, KD_ERR_INVALID_ARGUMENT,
+        return kdi_fail(kdi_err_of(ema->err), KD_ERR_INVALID_ARGUMENT,
                         "kd_ema_teacher: index = %d is outside [0, %d)", (int)index,
                         (int)ema->num_arrays);
     *data = ema->teacher + ema->offsets[index];
@@ -542,13 +507,13 @@ kd_status kd_ema_teacher(kd_ema *ema, int32_t index, const float **data, int64_t
     return KD_OK;
 }
 
-kd_status kd_ema_teacher_flat(kd_ema *ema, const float **data, int64_t *length)
+kd_status kd_ema_teacher_flat(const kd_ema *ema, const float **data, int64_t *length)
 {
     if (!ema)
         return KD_ERR_NULL_POINTER;
-    kdi_clear_error(ema->err);
+    kdi_clear_error(kdi_err_of(ema->err));
     if (!data)
-        return kdi_fail(ema->err, KD_ERR_NULL_POINTER, "kd_ema_teacher_flat: data is NULL");
+        return kdi_fail(kdi_err_of(ema->err), KD_ERR_NULL_POINTER, "kd_ema_teacher_flat: data is NULL");
     *data = ema->teacher;
     if (length)
         *length = ema->total;
@@ -562,12 +527,12 @@ const char *kd_ema_last_error(const kd_ema *ema)
 
 /* ---- state file ----------------------------------------------------------- */
 /*
- * Meta section of format version 1 (little-endian, K = number of arrays):
+ * Meta section (little-endian, K = number of arrays):
  *    0  4  K                         u32
  *    4  4  warm-up schedule          u32
  *    8  8  step                      u64 (<= INT64_MAX)
- *   16  4  decay                     f32
- *   20  4  reserved, 0               u32
+ *   16  8  decay                     f64 (format version 2)
+ *   16  4  decay                     f32, then a reserved u32 = 0 (version 1)
  *   24 8K  lengths                   u64 each
  * 24+8K 4K kinds                     u32 each
  * Data section: the teacher, sum(lengths) f32 values in array order.
@@ -589,8 +554,7 @@ kd_status kd_ema_save(kd_ema *ema, const char *path)
     kdi_le_put_u32(meta + 0, (uint32_t)k);
     kdi_le_put_u32(meta + 4, (uint32_t)ema->warmup);
     kdi_le_put_u64(meta + 8, (uint64_t)ema->step);
-    kdi_le_put_f32(meta + 16, ema->decay);
-    kdi_le_put_u32(meta + 20, 0);
+    kdi_le_put_f64(meta + 16, ema->decay);
     for (int32_t i = 0; i < k; i++) {
         kdi_le_put_u64(meta + KDI_EMA_META_FIXED + 8u * (size_t)i,
                        (uint64_t)(ema->offsets[i + 1] - ema->offsets[i]));
@@ -608,12 +572,23 @@ kd_status kd_ema_save(kd_ema *ema, const char *path)
     return KD_OK;
 }
 
-/* Validate a version-1 meta section against the handle.  Structural problems
- * are KD_ERR_CORRUPT (the checksum passed, so the writer was not kdlib's), a
- * different model is KD_ERR_MISMATCH. */
-static kd_status kdi_ema_check_meta(kd_ema *h, const kdi_statefile_reader *r, const char *path,
-                                    char *msg)
+/* The decay of a meta section of either version, NaN when version 1's
+ * reserved word is not 0. */
+static double kdi_ema_meta_decay(const kdi_statefile_reader *r)
 {
+    const unsigned char *m = r->meta + 16;
+    if (r->version >= 2)
+        return kdi_le_get_f64(m);
+    return kdi_le_get_u32(m + 4) == 0 ? (double)kdi_le_get_f32(m) : NAN;
+}
+
+/* Validate a meta section against the handle.  Structural problems are
+ * KD_ERR_CORRUPT (the checksum passed, so the writer was not kdlib's), a
+ * different model is KD_ERR_MISMATCH. */
+static kd_status kdi_ema_check_meta(const void *handle, const kdi_statefile_reader *r, char *msg)
+{
+    const kd_ema *h = handle;
+    const char *path = r->path;
     const unsigned char *m = r->meta;
     if (r->meta_size < KDI_EMA_META_FIXED)
         return kdi_fail(msg, KD_ERR_CORRUPT, "'%s': meta section of %llu bytes is too short", path,
@@ -624,12 +599,11 @@ static kd_status kdi_ema_check_meta(kd_ema *h, const kdi_statefile_reader *r, co
                         (unsigned long long)r->meta_size, (unsigned)k);
     uint32_t warmup = kdi_le_get_u32(m + 4);
     uint64_t step = kdi_le_get_u64(m + 8);
-    float decay = kdi_le_get_f32(m + 16);
-    if (warmup > KD_EMA_WARMUP_TF || step > (uint64_t)INT64_MAX || !(decay >= 0.0f && decay <= 1.0f)
-        || kdi_le_get_u32(m + 20) != 0)
+    double decay = kdi_ema_meta_decay(r);
+    if (warmup > KD_EMA_WARMUP_TF || step > (uint64_t)INT64_MAX || !(decay >= 0.0 && decay <= 1.0))
         return kdi_fail(msg, KD_ERR_CORRUPT,
                         "'%s': invalid values (warm-up %u, step %llu, decay %g)", path,
-                        (unsigned)warmup, (unsigned long long)step, (double)decay);
+                        (unsigned)warmup, (unsigned long long)step, decay);
     uint64_t total = 0;
     for (uint32_t i = 0; i < k; i++) {
         uint64_t len = kdi_le_get_u64(m + KDI_EMA_META_FIXED + 8u * (uint64_t)i);
@@ -666,6 +640,9 @@ static kd_status kdi_ema_check_meta(kd_ema *h, const kdi_statefile_reader *r, co
     return KD_OK;
 }
 
+static const kdi_statefile_kind kdi_ema_file = {kdi_ema_magic, KDI_EMA_FORMAT_VERSION,
+                                                kdi_ema_check_meta};
+
 kd_status kd_ema_load(kd_ema *ema, const char *path)
 {
     if (!ema)
@@ -674,31 +651,24 @@ kd_status kd_ema_load(kd_ema *ema, const char *path)
     if (!path)
         return kdi_fail(ema->err, KD_ERR_NULL_POINTER, "kd_ema_load: path is NULL");
     char msg[KDI_ERROR_SIZE];
+    /* Read into scratch first: the handle changes only once every byte is verified. */
+    float *scratch = malloc(ema->total > 0 ? (size_t)ema->total * sizeof(float) : 1);
+    if (!scratch)
+        return kdi_fail(ema->err, KD_ERR_OUT_OF_MEMORY, "kd_ema_load: out of memory for %lld floats",
+                        (long long)ema->total);
     kdi_statefile_reader r;
-    kd_status st = kdi_statefile_open(&r, path, kdi_ema_magic, KDI_EMA_FORMAT_VERSION, msg);
-    if (st == KD_OK)
-        st = kdi_ema_check_meta(ema, &r, path, msg);
-    float *scratch = NULL;
-    if (st == KD_OK) {
-        /* Read into scratch first: the handle changes only once every byte is verified. */
-        scratch = malloc(ema->total > 0 ? (size_t)ema->total * sizeof(float) : 1);
-        if (!scratch)
-            st = kdi_fail(msg, KD_ERR_OUT_OF_MEMORY, "out of memory for %lld floats",
-                          (long long)ema->total);
-    }
-    if (st == KD_OK)
-        st = kdi_statefile_read_data(&r, scratch, (uint64_t)ema->total * sizeof(float), 4, msg);
-    if (st == KD_OK)
-        st = kdi_statefile_finish(&r, msg);
+    const uint64_t own_meta = KDI_EMA_META_FIXED + 12u * (uint64_t)ema->num_arrays;
+    kd_status st = kdi_statefile_load(&r, &kdi_ema_file, ema, path, own_meta, scratch,
+                                      (uint64_t)ema->total * sizeof(float), 4, msg);
     if (st == KD_OK) {
         if (ema->total > 0)
             memcpy(ema->teacher, scratch, (size_t)ema->total * sizeof(float));
         ema->warmup = (int32_t)kdi_le_get_u32(r.meta + 4);
         ema->step = (int64_t)kdi_le_get_u64(r.meta + 8);
-        ema->decay = kdi_le_get_f32(r.meta + 16);
+        ema->decay = kdi_ema_meta_decay(&r);
+        kdi_statefile_close(&r);
     }
     free(scratch);
-    kdi_statefile_close(&r);
     if (st != KD_OK)
         return kdi_fail(ema->err, st, "kd_ema_load: %s", msg);
     return KD_OK;

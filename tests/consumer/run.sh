@@ -21,5 +21,5 @@ cc "$src/main.c" -o "$tmp/pc_static" -static-libgcc $(pkg-config --cflags kdlib)
 # Only the public kd_ API is exported from the shared library.
 bad=$(nm -D --defined-only "$libdir/libkd.so" | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^kd_' || true)
 if [ -n "$bad" ]; then echo "unexpected exported symbols: $bad"; exit 1; fi
-readelf -d "$libdir/libkd.so" | grep -q 'SONAME.*libkd.so.0' || { echo "soname is not libkd.so.0"; exit 1; }
+readelf -d "$libdir/libkd.so" | grep -q 'SONAME.*libkd.so.1' || { echo "soname is not libkd.so.1"; exit 1; }
 echo "consumer builds: ok"

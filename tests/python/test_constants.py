@@ -15,7 +15,7 @@ import tempfile
 cc, incs = sys.argv[1], sys.argv[2:]
 src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(src, "bindings", "python"))
-from kdlib import _ema, _errors, _flexmatch, _labels, _losses  # noqa: E402
+from kdlib import _ema, _errors, _flexmatch, _labels, _losses, _threshold  # noqa: E402
 
 names = []
 for h in sorted(glob.glob(os.path.join(src, "include", "kdlib", "*.h"))):
@@ -36,7 +36,8 @@ with tempfile.TemporaryDirectory() as d:
 header = {k: int(v) for k, v in header.items()}
 
 # Header prefix -> (binding module, prefix of the binding's name), longest first.
-PREFIXES = [("KD_EMA_", _ema, ""), ("KD_FLEXMATCH_", _flexmatch, ""),
+PREFIXES = [("KD_EMA_", _ema, ""), ("KD_FLEXMATCH_", _flexmatch, ""), ("KD_THRESHOLD_STRICT", _losses, "THRESHOLD_STRICT"),
+            ("KD_THRESHOLD_INCLUSIVE", _losses, "THRESHOLD_INCLUSIVE"), ("KD_THRESHOLD_", _threshold, ""),
             ("KD_LABEL_SCORE_", _labels, "SCORE_"), ("KD_SELECT_", _labels, "SELECT_"),
             ("KD_SOFT_LABEL_", _labels, "SOFT_LABEL_"), ("KD_LOSS_", _losses, ""),
             ("KD_", _losses, "")]
@@ -66,7 +67,7 @@ for name, value in sorted(header.items(), key=lambda kv: kv[0]):
 known = set()
 for prefix, mod, bprefix in PREFIXES:
     known |= {(mod, bprefix + n[len(prefix):]) for n in header if n.startswith(prefix)}
-for mod in (_ema, _flexmatch, _labels, _losses):
+for mod in (_ema, _flexmatch, _labels, _losses, _threshold):
     for n, v in vars(mod).items():
         if re.fullmatch(r"[A-Z][A-Z0-9_]*", n) and type(v) is int and (mod, n) not in known:
             fails.append("%s.%s = %d has no header constant" % (mod.__name__, n, v))

@@ -36,6 +36,13 @@ if kdlib.library_version != major * 10000 + minor * 100 + patch:
 check("kdlib.__version__", kdlib.__version__)
 check("kdlib._version.version (pyproject.toml)", _version.version)
 
+with open(os.path.join(src, "CMakeLists.txt")) as f:
+    soversion = int(re.search(r"set\(KD_SOVERSION (\d+)\)", f.read()).group(1))
+from kdlib import _lib  # noqa: E402
+if _lib.BINDING_SOVERSION != soversion:
+    fails.append("kdlib._lib.BINDING_SOVERSION %d, CMake KD_SOVERSION %d"
+                 % (_lib.BINDING_SOVERSION, soversion))
+
 with open(os.path.join(src, "bindings", "python", "pyproject.toml")) as f:
     pyproject = f.read()
 project = pyproject.split("[project]", 1)[1].split("\n[", 1)[0]

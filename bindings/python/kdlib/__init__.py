@@ -2,7 +2,7 @@
 self-training losses, EMA teacher, FlexMatch thresholds, label tools).
 
 A pure-Python ctypes binding: every computation runs in libkd.  The library
-is found through $KDLIB_LIBRARY, else the installed libkd.so.0, else a build
+is found through $KDLIB_LIBRARY, else the installed libkd.so.1, else a build
 tree next to the sources (build*/src/libkd.so*).
 
 Functional API on NumPy float32 arrays (C-contiguous or row-strided 2-D);
@@ -25,6 +25,7 @@ from ._losses import (Loss, LossResult, param_bounds, cross_entropy, soft_cross_
 from ._linear import linear_kl_distill, default_chunk_rows
 from ._ema import EMATeacher, ema_param_bounds
 from ._flexmatch import FlexMatchThresholds, flexmatch_param_bounds
+from ._threshold import Thresholds, threshold_param_bounds
 from ._distributed import split_batch_loss, torch_split_batch_loss  # data-parallel batch losses
 from ._labels import (select_pseudo_labels, label_quality, find_label_issues, soft_labels,
                       ensemble_average)
@@ -45,7 +46,7 @@ __all__ = [
     "KdStateError", "library_path", "library_version", "version", "status_string",
     "Loss", "LossResult", "param_bounds", "cross_entropy", "soft_cross_entropy", "kl_distill",
     "logit_mse", "pseudo_label", "strong_weak_consistency", "consistency", "class_balance", "mcc",
-    "worst_case_estimation", "linear_kl_distill", "default_chunk_rows", "EMATeacher", "ema_param_bounds", "FlexMatchThresholds",
+    "worst_case_estimation", "linear_kl_distill", "default_chunk_rows", "EMATeacher", "ema_param_bounds", "FlexMatchThresholds", "Thresholds", "threshold_param_bounds",
     "flexmatch_param_bounds", "select_pseudo_labels", "label_quality", "find_label_issues",
     "soft_labels", "ensemble_average",
 ]

@@ -69,8 +69,6 @@ class EMATeacher(Handle):
 
     _prefix = "kd_ema"
     _closed_message = "the EMATeacher is closed"
-    _int_type = ctypes.c_int32
-    _float_type = ctypes.c_float
 
     def __init__(self, arrays, decay=0.999, warmup=True, kinds=None, threads=1):
         h = kd_ema_p()
@@ -131,13 +129,11 @@ class EMATeacher(Handle):
     # -- parameters --
     @property
     def decay(self):
-        v = ctypes.c_float()
-        self._check(lib.kd_ema_get_float(self._handle(), PARAM_DECAY, ctypes.byref(v)), "kd_ema_get_float")
-        return v.value
+        return self._get_float(PARAM_DECAY)
 
     @decay.setter
     def decay(self, value):
-        self._check(lib.kd_ema_set_float(self._handle(), PARAM_DECAY, float(value)), "kd_ema_set_float")
+        self._set_float(PARAM_DECAY, value)
 
     @property
     def warmup(self):
@@ -170,7 +166,7 @@ class EMATeacher(Handle):
     @property
     def next_decay(self):
         """a_t the next update will use (kd_ema_next_decay)."""
-        v = ctypes.c_float()
+        v = ctypes.c_double()
         self._check(lib.kd_ema_next_decay(self._handle(), ctypes.byref(v)), "kd_ema_next_decay")
         return v.value
 

@@ -1,5 +1,5 @@
 """Handle: the base of the classes that own a C handle (kd_loss, kd_ema,
-kd_flexmatch): ownership, close / __del__ / context manager, last-error
+kd_threshold): ownership, close / __del__ / context manager, last-error
 messages turned into exceptions, int and float parameters."""
 import ctypes
 

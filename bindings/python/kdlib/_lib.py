@@ -14,8 +14,9 @@ from ._errors import KdError, error_for_status
 
 # The C API this binding was written for (include/kdlib/core.h).
 BINDING_VERSION_MAJOR = 0
-BINDING_VERSION_MINOR = 1
+BINDING_VERSION_MINOR = 2  # 0.2: the kd_threshold family, double EMA parameters
 BINDING_VERSION_NUMBER = BINDING_VERSION_MAJOR * 10000 + BINDING_VERSION_MINOR * 100
+BINDING_SOVERSION = 1  # the soname's number, KD_SOVERSION in CMakeLists.txt: libkd.so.1
 
 c_float_p = ctypes.POINTER(ctypes.c_float)
 c_double_p = ctypes.POINTER(ctypes.c_double)
@@ -41,9 +42,14 @@ class kd_flexmatch(ctypes.Structure):
     """Opaque C struct kd_flexmatch."""
 
 
+class kd_threshold(ctypes.Structure):
+    """Opaque C struct kd_threshold."""
+
+
 kd_loss_p = ctypes.POINTER(kd_loss)
 kd_ema_p = ctypes.POINTER(kd_ema)
 kd_flexmatch_p = ctypes.POINTER(kd_flexmatch)
+kd_threshold_p = ctypes.POINTER(kd_threshold)
 
 # name: (restype, argtypes), in header order.
 PROTOTYPES = {
@@ -82,15 +88,15 @@ PROTOTYPES = {
     "kd_ema_create": (kd_status, [ctypes.POINTER(kd_ema_p), i32, c_float_pp, c_int64_p, c_int32_p]),
     "kd_ema_create_flat": (kd_status, [ctypes.POINTER(kd_ema_p), c_float_p, i64]),
     "kd_ema_destroy": (None, [kd_ema_p]),
-    "kd_ema_set_float": (kd_status, [kd_ema_p, i32, f32]),
-    "kd_ema_set_int": (kd_status, [kd_ema_p, i32, i32]),
-    "kd_ema_get_float": (kd_status, [kd_ema_p, i32, c_float_p]),
-    "kd_ema_get_int": (kd_status, [kd_ema_p, i32, c_int32_p]),
+    "kd_ema_set_float": (kd_status, [kd_ema_p, i32, f64]),
+    "kd_ema_set_int": (kd_status, [kd_ema_p, i32, i64]),
+    "kd_ema_get_float": (kd_status, [kd_ema_p, i32, c_double_p]),
+    "kd_ema_get_int": (kd_status, [kd_ema_p, i32, c_int64_p]),
     "kd_ema_param_bounds": (kd_status, [i32, c_double_p, c_double_p]),
     "kd_ema_update": (kd_status, [kd_ema_p, c_float_pp]),
     "kd_ema_update_flat": (kd_status, [kd_ema_p, c_float_p]),
     "kd_ema_step": (kd_status, [kd_ema_p, c_int64_p]),
-    "kd_ema_next_decay": (kd_status, [kd_ema_p, c_float_p]),
+    "kd_ema_next_decay": (kd_status, [kd_ema_p, c_double_p]),
     "kd_ema_shape": (kd_status, [kd_ema_p, c_int32_p, c_int64_p]),
     "kd_ema_teacher": (kd_status, [kd_ema_p, i32, ctypes.POINTER(c_float_p), c_int64_p]),
     "kd_ema_teacher_flat": (kd_status, [kd_ema_p, ctypes.POINTER(c_float_p), c_int64_p]),
@@ -103,7 +109,7 @@ PROTOTYPES = {
     "kd_ema_save": (kd_status, [kd_ema_p, ctypes.c_char_p]),
     "kd_ema_load": (kd_status, [kd_ema_p, ctypes.c_char_p]),
     "kd_ema_last_error": (ctypes.c_char_p, [kd_ema_p]),
-    # flexmatch.h
+    # flexmatch.h (deprecated names; the binding uses threshold.h)
     "kd_flexmatch_create": (kd_status, [ctypes.POINTER(kd_flexmatch_p), i64, i64]),
     "kd_flexmatch_destroy": (None, [kd_flexmatch_p]),
     "kd_flexmatch_reset": (kd_status, [kd_flexmatch_p]),
@@ -120,6 +126,23 @@ PROTOTYPES = {
     "kd_flexmatch_save": (kd_status, [kd_flexmatch_p, ctypes.c_char_p]),
     "kd_flexmatch_load": (kd_status, [kd_flexmatch_p, ctypes.c_char_p]),
     "kd_flexmatch_last_error": (ctypes.c_char_p, [kd_flexmatch_p]),
+    # threshold.h
+    "kd_threshold_create": (kd_status, [ctypes.POINTER(kd_threshold_p), i32, i64, i64]),
+    "kd_threshold_destroy": (None, [kd_threshold_p]),
+    "kd_threshold_reset": (kd_status, [kd_threshold_p]),
+    "kd_threshold_algorithm_name": (ctypes.c_char_p, [i32]),
+    "kd_threshold_set_float": (kd_status, [kd_threshold_p, i32, f64]),
+    "kd_threshold_set_int": (kd_status, [kd_threshold_p, i32, i64]),
+    "kd_threshold_get_float": (kd_status, [kd_threshold_p, i32, c_double_p]),
+    "kd_threshold_get_int": (kd_status, [kd_threshold_p, i32, c_int64_p]),
+    "kd_threshold_param_bounds": (kd_status, [i32, i32, c_double_p, c_double_p]),
+    "kd_threshold_update": (kd_status, [kd_threshold_p, i64, c_int64_p, c_float_p, c_int32_p]),
+    "kd_threshold_weights": (kd_status, [kd_threshold_p, i64, c_float_p, c_int32_p, c_float_p]),
+    "kd_threshold_get_floats": (kd_status, [kd_threshold_p, i32, i64, c_float_p]),
+    "kd_threshold_get_ints": (kd_status, [kd_threshold_p, i32, i64, c_int64_p]),
+    "kd_threshold_save": (kd_status, [kd_threshold_p, ctypes.c_char_p]),
+    "kd_threshold_load": (kd_status, [kd_threshold_p, ctypes.c_char_p]),
+    "kd_threshold_last_error": (ctypes.c_char_p, [kd_threshold_p]),
     # labels.h
     "kd_select_pseudo_labels": (kd_status, [i64, i64, c_float_p, i64, i32, f32, c_float_p, i64,
                                             c_float_p, c_int32_p, c_float_p, c_int64_p,
@@ -161,12 +184,12 @@ def _candidates():
     name = ctypes.util.find_library("kd")
     if name:
         found.append(name)
-    found.append("libkd.so.%d" % BINDING_VERSION_MAJOR)
+    found.append("libkd.so.%d" % BINDING_SOVERSION)
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))   # bindings/python/kdlib -> repo
     tree = []
     for root in (repo, os.path.dirname(repo)):
-        for pattern in ("build*/src/libkd.so.%d" % BINDING_VERSION_MAJOR, "build*/src/libkd.so"):
+        for pattern in ("build*/src/libkd.so.%d" % BINDING_SOVERSION, "build*/src/libkd.so"):
             tree.extend(glob.glob(os.path.join(root, pattern)))
     tree.sort(key=lambda p: os.path.getmtime(p), reverse=True)  # the newest build first
     return found + tree, False

@@ -1,0 +1,175 @@
+"""Thresholds: the kd_threshold handle family (include/kdlib/threshold.h), one
+class for every pseudo-labeling threshold / weighting algorithm."""
+import ctypes
+import os
+
+import numpy as np
+
+from . import _arrays as A
+from ._handle import Handle
+from ._lib import lib, raise_for_status, kd_threshold_p
+
+FLEXMATCH = 1
+PARAM_THRESHOLD, PARAM_MAPPING, PARAM_WARMUP, PARAM_NON_STRICT = 1, 2, 3, 4
+PARAM_NUM_SAMPLES, PARAM_NUM_CLASSES, PARAM_ALGORITHM = 5, 6, 7
+MAPPING_LINEAR, MAPPING_CONCAVE, MAPPING_CONVEX = 0, 1, 2
+STATE_CLASS_THRESHOLDS, STATE_LEARNING_EFFECT, STATE_CLASS_COUNTS = 1, 2, 3
+STATE_UNUSED, STATE_PREDICTIONS = 4, 5
+
+_ALGORITHMS = {"flexmatch": FLEXMATCH}
+_MAPPINGS = {"linear": MAPPING_LINEAR, "concave": MAPPING_CONCAVE, "convex": MAPPING_CONVEX}
+_MAPPING_NAMES = {v: k for k, v in _MAPPINGS.items()}
+
+
+def _algorithm_key(algorithm):
+    if isinstance(algorithm, str):
+        if algorithm.lower() not in _ALGORITHMS:
+            raise ValueError("algorithm must be one of %s, got %r"
+                             % (", ".join(sorted(_ALGORITHMS)), algorithm))
+        return _ALGORITHMS[algorithm.lower()]
+    return int(algorithm)
+
+
+def threshold_param_bounds(algorithm, param):
+    """kd_threshold_param_bounds(): (lower, upper) of a settable parameter."""
+    lo, hi = ctypes.c_double(), ctypes.c_double()
+    raise_for_status(lib.kd_threshold_param_bounds(_algorithm_key(algorithm), int(param),
+                                                   ctypes.byref(lo), ctypes.byref(hi)),
+                     "kd_threshold_param_bounds")
+    return lo.value, hi.value
+
+
+class Thresholds(Handle):
+    """The state of a threshold algorithm over an unlabeled set.
+
+        th = Thresholds("flexmatch", num_samples, num_classes, threshold=0.95)
+        w = th.weights(confidences, predictions)     # before the batch's update
+        th.update(batch_indices, confidences, predictions)
+
+    Parameters are keyword arguments of the algorithm (FlexMatch: threshold,
+    mapping "convex" | "linear" | "concave", warmup, non_strict).
+    """
+
+    _prefix = "kd_threshold"
+    _closed_message = "the Thresholds handle is closed"
+
+    def __init__(self, algorithm, num_samples, num_classes, **params):
+        h = kd_threshold_p()
+        st = lib.kd_threshold_create(ctypes.byref(h), _algorithm_key(algorithm), int(num_samples),
+                                     int(num_classes))
+        self._adopt(st, h)
+        self.num_samples = int(num_samples)
+        self.num_classes = int(num_classes)
+        try:
+            for name, value in params.items():
+                if not isinstance(getattr(type(self), name, None), property):
+                    raise TypeError("unknown parameter %r" % name)
+                setattr(self, name, value)
+        except Exception:
+            self.close()
+            raise
+
+    @property
+    def algorithm(self):
+        name = lib.kd_threshold_algorithm_name(self._get_int(PARAM_ALGORITHM))
+        return name.decode() if name else None
+
+    @property
+    def threshold(self):
+        return self._get_float(PARAM_THRESHOLD)
+
+    @threshold.setter
+    def threshold(self, value):
+        self._set_float(PARAM_THRESHOLD, value)
+
+    @property
+    def mapping(self):
+        v = self._get_int(PARAM_MAPPING)
+        return _MAPPING_NAMES.get(v, v)
+
+    @mapping.setter
+    def mapping(self, value):
+        if isinstance(value, str):
+            if value.lower() not in _MAPPINGS:
+                raise ValueError("mapping must be 'linear', 'concave' or 'convex', got %r" % value)
+            value = _MAPPINGS[value.lower()]
+        self._set_int(PARAM_MAPPING, value)
+
+    @property
+    def warmup(self):
+        return bool(self._get_int(PARAM_WARMUP))
+
+    @warmup.setter
+    def warmup(self, value):
+        self._set_int(PARAM_WARMUP, 1 if value else 0)
+
+    @property
+    def non_strict(self):
+        return bool(self._get_int(PARAM_NON_STRICT))
+
+    @non_strict.setter
+    def non_strict(self, value):
+        self._set_int(PARAM_NON_STRICT, 1 if value else 0)
+
+    def reset(self):
+        """The initial state again (parameters kept)."""
+        self._check(self._c("reset")(self._handle()), self._prefix + "_reset")
+
+    def _batch(self, confidences, predictions, n):
+        confidences = A.float_vector(confidences, "confidences", n, copy_lists=True)
+        n = confidences.shape[0]
+        predictions = A.int_vector(predictions, "predictions", n)
+        return confidences, predictions, n
+
+    def update(self, indices, confidences, predictions):
+        """Record a batch (FlexMatch: pred[indices[k]] = predictions[k] where
+        confidences[k] > threshold).  indices: integers (as int64),
+        confidences: floats (as float32), predictions: integers (as int32)."""
+        indices = A.int_vector(indices, "indices", None, np.int64)
+        confidences, predictions, n = self._batch(confidences, predictions, indices.shape[0])
+        self._check(self._c("update")(self._handle(), n, A.i64ptr(indices), A.fptr(confidences),
+                                      A.i32ptr(predictions)), self._prefix + "_update")
+
+    def weights(self, confidences, predictions):
+        """Per-sample loss weights of a batch from the current state (float32)."""
+        confidences, predictions, n = self._batch(confidences, predictions, None)
+        out = np.empty(n, np.float32)
+        self._check(lib.kd_threshold_weights(self._handle(), n, A.fptr(confidences),
+                                             A.i32ptr(predictions), A.fptr(out)),
+                    "kd_threshold_weights")
+        return out
+
+    def _floats(self, what, count):
+        out = np.empty(count, np.float32)
+        self._check(lib.kd_threshold_get_floats(self._handle(), what, count, A.fptr(out)),
+                    "kd_threshold_get_floats")
+        return out
+
+    def _ints(self, what, count):
+        out = np.empty(count, np.int64)
+        self._check(lib.kd_threshold_get_ints(self._handle(), what, count, A.i64ptr(out)),
+                    "kd_threshold_get_ints")
+        return out
+
+    def thresholds(self):
+        """tau_c for every class (float32 array of C)."""
+        return self._floats(STATE_CLASS_THRESHOLDS, self.num_classes)
+
+    def learning_effect(self):
+        """FlexMatch's beta_c for every class (float32 array of C)."""
+        return self._floats(STATE_LEARNING_EFFECT, self.num_classes)
+
+    def counts(self):
+        """FlexMatch's (sigma: int64 array of C per-class counts, unused: int)."""
+        return (self._ints(STATE_CLASS_COUNTS, self.num_classes),
+                int(self._ints(STATE_UNUSED, 1)[0]))
+
+    def predictions(self):
+        """FlexMatch's last confident prediction of every sample (int32, -1 = none)."""
+        return self._ints(STATE_PREDICTIONS, self.num_samples).astype(np.int32)
+
+    def save(self, path):
+        self._check(self._c("save")(self._handle(), os.fsencode(path)), self._prefix + "_save")
+
+    def load(self, path):
+        self._check(self._c("load")(self._handle(), os.fsencode(path)), self._prefix + "_load")

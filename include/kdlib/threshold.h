@@ -1,0 +1,251 @@
+/*
+ * kdlib threshold handles: the state of a pseudo-labeling threshold or
+ * weighting algorithm over an unlabeled set, as one handle family keyed by
+ * the algorithm (kd_threshold_algorithm).  Every algorithm has the same life
+ * cycle, parameters interface, update, weights, state arrays, crash-safe
+ * state file and messages; algorithms differ only in their parameters and
+ * state (docs/labels.md gives each one's formulas and its deviations from the
+ * reference implementation).
+ *
+ * Algorithms (pinned values):
+ *
+ *   KD_THRESHOLD_FLEXMATCH  FlexMatch curriculum thresholds (Zhang et al.,
+ *                           NeurIPS 2021) with tllib's semantics: the model
+ *                           and formulas of flexmatch.h, which is now a thin
+ *                           compatibility layer over this handle.
+ *
+ * One training step:
+ *
+ *     kd_threshold *th;
+ *     kd_threshold_create(&th, KD_THRESHOLD_FLEXMATCH, num_unlabeled, num_classes);
+ *     ...
+ *     // confidence and prediction of each weak view, e.g. kd_select_pseudo_labels
+ *     kd_threshold_weights(th, batch, conf, pred, weight);     // from the state so far
+ *     kd_threshold_update(th, batch, sample_index, conf, pred); // then record the batch
+ *     ... pseudo-label loss with `pred` and per-sample weights `weight` ...
+ *
+ * Parameters: real parameters are double (kd_threshold_set_float), integer
+ * ones int64 (kd_threshold_set_int); each algorithm accepts its own keys
+ * (KD_ERR_UNSUPPORTED for the others) and kd_threshold_param_bounds() gives
+ * the range per algorithm.  Getters take a const handle.
+ *
+ * Errors: every function returns a kd_status (core.h).  On failure the
+ * handle's state and parameters and every caller buffer are unchanged; only
+ * the message of kd_threshold_last_error() changes ("function: argument and
+ * value"); a successful call clears it.  A failed create leaves its message
+ * in kd_threshold_last_error(NULL) (per thread).
+ *
+ * Memory: create allocates everything (FlexMatch: about 8 bytes per sample
+ * and 16 per class); update, weights, the getters and save allocate nothing;
+ * load allocates only the state file's meta section.
+ *
+ * Thread safety: a handle is used by one thread at a time (the const getters
+ * included: they write the message); distinct handles are independent.
+ */
+#ifndef KDLIB_THRESHOLD_H
+#define KDLIB_THRESHOLD_H
+
+#include <stdint.h>
+
+#include "kdlib/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Opaque handle. */
+typedef struct kd_threshold kd_threshold;
+
+/* Algorithm keys.  Pinned values; new algorithms get new numbers. */
+typedef int32_t kd_threshold_algorithm;
+enum { KD_THRESHOLD_FLEXMATCH = 1 };
+
+/* Parameter keys.  Pinned values (equal to the KD_FLEXMATCH_PARAM_* ones);
+ * new parameters get new numbers.
+ *
+ * Every algorithm:
+ *   KD_THRESHOLD_PARAM_NUM_SAMPLES  int, read only (N).
+ *   KD_THRESHOLD_PARAM_NUM_CLASSES  int, read only (C).
+ *   KD_THRESHOLD_PARAM_ALGORITHM    int, read only (the kd_threshold_algorithm).
+ * FlexMatch:
+ *   KD_THRESHOLD_PARAM_THRESHOLD    real, tau in [0, 1], default 0.95 (tllib).
+ *                                   Compared with float confidences as a
+ *                                   double: (double)confidence > tau.
+ *   KD_THRESHOLD_PARAM_MAPPING      int, KD_THRESHOLD_MAPPING_*, default CONVEX.
+ *   KD_THRESHOLD_PARAM_WARMUP       int 0/1, default 0 (tllib's default; the
+ *                                   paper and USB use 1).
+ *   KD_THRESHOLD_PARAM_NON_STRICT   int 0/1, default 0: update records
+ *                                   confidence > tau; 1: confidence >= tau.
+ */
+typedef int32_t kd_threshold_param;
+enum {
+    KD_THRESHOLD_PARAM_THRESHOLD = 1,
+    KD_THRESHOLD_PARAM_MAPPING = 2,
+    KD_THRESHOLD_PARAM_WARMUP = 3,
+    KD_THRESHOLD_PARAM_NON_STRICT = 4,
+    KD_THRESHOLD_PARAM_NUM_SAMPLES = 5,
+    KD_THRESHOLD_PARAM_NUM_CLASSES = 6,
+    KD_THRESHOLD_PARAM_ALGORITHM = 7
+};
+
+/* FlexMatch's mapping functions (values of KD_THRESHOLD_PARAM_MAPPING). */
+enum {
+    KD_THRESHOLD_MAPPING_LINEAR = 0,  /* M(x) = x */
+    KD_THRESHOLD_MAPPING_CONCAVE = 1, /* M(x) = ln(x + 1) / ln 2 */
+    KD_THRESHOLD_MAPPING_CONVEX = 2   /* M(x) = x / (2 - x) */
+};
+
+/* State arrays (kd_threshold_get_floats / kd_threshold_get_ints), with their
+ * lengths.  Pinned values.
+ *   KD_THRESHOLD_STATE_CLASS_THRESHOLDS  floats, C: the per-class thresholds
+ *                                        tau_c that kd_threshold_weights uses.
+ *   KD_THRESHOLD_STATE_LEARNING_EFFECT   floats, C: FlexMatch's beta_c.
+ *   KD_THRESHOLD_STATE_CLASS_COUNTS      ints, C: FlexMatch's sigma_c.
+ *   KD_THRESHOLD_STATE_UNUSED            ints, 1: FlexMatch's unused count.
+ *   KD_THRESHOLD_STATE_PREDICTIONS       ints, N: FlexMatch's last confident
+ *                                        prediction per sample, -1 = none. */
+typedef int32_t kd_threshold_state;
+enum {
+    KD_THRESHOLD_STATE_CLASS_THRESHOLDS = 1,
+    KD_THRESHOLD_STATE_LEARNING_EFFECT = 2,
+    KD_THRESHOLD_STATE_CLASS_COUNTS = 3,
+    KD_THRESHOLD_STATE_UNUSED = 4,
+    KD_THRESHOLD_STATE_PREDICTIONS = 5
+};
+
+/* Largest N and C accepted by kd_threshold_create. */
+#define KD_THRESHOLD_MAX_SAMPLES ((int64_t)1 << 40)
+#define KD_THRESHOLD_MAX_CLASSES ((int64_t)1 << 30)
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+/* kd_threshold_create():
+ * The state of `algorithm` over an unlabeled set of num_samples samples and
+ * num_classes classes, in its initial state, with default parameters.
+ *   out          receives the handle (untouched on failure).
+ *   num_samples  N, 1 <= N <= KD_THRESHOLD_MAX_SAMPLES.
+ *   num_classes  C, 1 <= C <= KD_THRESHOLD_MAX_CLASSES.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (out); KD_ERR_UNSUPPORTED (unknown
+ * algorithm); KD_ERR_INVALID_ARGUMENT (N or C out of range);
+ * KD_ERR_OUT_OF_MEMORY.  Message: kd_threshold_last_error(NULL). */
+KD_API kd_status kd_threshold_create(kd_threshold **out, kd_threshold_algorithm algorithm,
+                                     int64_t num_samples, int64_t num_classes);
+
+/* kd_threshold_destroy(): free the handle.  Accepts NULL (no-op). */
+KD_API void kd_threshold_destroy(kd_threshold *th);
+
+/* kd_threshold_reset(): the initial state again (parameters kept).
+ * Returns KD_OK; KD_ERR_NULL_POINTER. */
+KD_API kd_status kd_threshold_reset(kd_threshold *th);
+
+/* kd_threshold_algorithm_name(): "flexmatch", ...; NULL for an unknown key.
+ * Pure; any thread. */
+KD_API const char *kd_threshold_algorithm_name(kd_threshold_algorithm algorithm);
+
+/* ---- parameters ---------------------------------------------------------- */
+
+/* kd_threshold_set_float() / kd_threshold_set_int():
+ * Set a parameter of the handle's algorithm, validated now (an invalid value
+ * is refused, the old one kept).
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th); KD_ERR_UNSUPPORTED (a key the
+ * algorithm does not have, a key of the other type, or a read-only key);
+ * KD_ERR_INVALID_ARGUMENT (out of range or NaN; the message names the
+ * parameter, the value and the range). */
+KD_API kd_status kd_threshold_set_float(kd_threshold *th, kd_threshold_param param, double value);
+KD_API kd_status kd_threshold_set_int(kd_threshold *th, kd_threshold_param param, int64_t value);
+
+/* kd_threshold_get_float() / kd_threshold_get_int(): read a parameter.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th, value); KD_ERR_UNSUPPORTED. */
+KD_API kd_status kd_threshold_get_float(const kd_threshold *th, kd_threshold_param param,
+                                        double *value);
+KD_API kd_status kd_threshold_get_int(const kd_threshold *th, kd_threshold_param param,
+                                      int64_t *value);
+
+/* kd_threshold_param_bounds():
+ * Inclusive bounds of a settable parameter of `algorithm` (int parameters as
+ * doubles).  Pure; any thread.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (lower, upper); KD_ERR_UNSUPPORTED
+ * (unknown algorithm, or a key it cannot set). */
+KD_API kd_status kd_threshold_param_bounds(kd_threshold_algorithm algorithm,
+                                           kd_threshold_param param, double *lower,
+                                           double *upper);
+
+/* ---- update and weights -------------------------------------------------- */
+
+/* kd_threshold_update():
+ * Record a batch of n predictions into the state (FlexMatch: for k in order,
+ * pred[indices[k]] = predictions[k] when confidences[k] > tau, >= with
+ * NON_STRICT; a sample repeated in the batch keeps its last selected
+ * prediction).  The whole batch is validated first.
+ *   n            >= 0 (0: no-op).
+ *   indices      n sample indices in [0, N).
+ *   confidences  n confidences (e.g. the max softmax of the weak view); not NaN.
+ *   predictions  n predicted classes in [0, C) (every entry is checked).
+ * O(n), no allocation.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th, or an array when n > 0);
+ * KD_ERR_INVALID_ARGUMENT (n < 0, an index or prediction out of range: the
+ * message names the entry and the value); KD_ERR_NOT_FINITE (a NaN confidence). */
+KD_API kd_status kd_threshold_update(kd_threshold *th, int64_t n, const int64_t *indices,
+                                     const float *confidences, const int32_t *predictions);
+
+/* kd_threshold_weights():
+ * Per-sample loss weights of a batch from the current state, before the
+ * batch's own update (FlexMatch: weights[k] = 1 when confidences[k] >=
+ * tau_c of predictions[k], else 0; tau_c as KD_THRESHOLD_STATE_CLASS_THRESHOLDS).
+ *   n            >= 0 (0: no-op); confidences, predictions as for update.
+ *   weights      n floats (written only on success).
+ * O(n + C), no allocation.
+ * Returns KD_OK; KD_ERR_NULL_POINTER; KD_ERR_INVALID_ARGUMENT (n < 0, a
+ * prediction out of range); KD_ERR_NOT_FINITE (a NaN confidence). */
+KD_API kd_status kd_threshold_weights(const kd_threshold *th, int64_t n, const float *confidences,
+                                      const int32_t *predictions, float *weights);
+
+/* kd_threshold_get_floats() / kd_threshold_get_ints():
+ * Copy the state array `what` (KD_THRESHOLD_STATE_*) into out, which holds
+ * `count` elements: count must equal the array's length (C, N or 1, see
+ * above), so a short buffer is refused instead of overrun.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th, out); KD_ERR_UNSUPPORTED (an array
+ * the algorithm does not have, or of the other type); KD_ERR_INVALID_ARGUMENT
+ * (count is not the array's length: the message has both). */
+KD_API kd_status kd_threshold_get_floats(const kd_threshold *th, kd_threshold_state what,
+                                         int64_t count, float *out);
+KD_API kd_status kd_threshold_get_ints(const kd_threshold *th, kd_threshold_state what,
+                                       int64_t count, int64_t *out);
+
+/* ---- state file ---------------------------------------------------------- */
+
+/* kd_threshold_save():
+ * Write the state and parameters to `path` in the versioned,
+ * CRC-32C-checksummed little-endian container of docs/labels.md (FlexMatch:
+ * magic "KDFLEXM\0", format version 2; the files of kd_flexmatch_save), via
+ * a temporary file, fsync and rename: an interrupted save leaves the previous
+ * file or the new one.  The handle is not changed.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th, path); KD_ERR_IO (the message has
+ * the path and the reason); KD_ERR_OUT_OF_MEMORY. */
+KD_API kd_status kd_threshold_save(const kd_threshold *th, const char *path);
+
+/* kd_threshold_load():
+ * Restore a state written by kd_threshold_save or kd_flexmatch_save (either
+ * format version) into a handle of the same algorithm, N and C: state and
+ * parameters are replaced.  The whole file is validated before the handle
+ * changes; on any failure nothing changes.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th, path); KD_ERR_IO (cannot open or
+ * read); KD_ERR_VERSION (not a state file of this algorithm, or an unknown
+ * format version); KD_ERR_CORRUPT (truncated, extended, checksum mismatch or
+ * invalid values); KD_ERR_MISMATCH (a valid file for another N or C: the
+ * message has both shapes); KD_ERR_OUT_OF_MEMORY. */
+KD_API kd_status kd_threshold_load(kd_threshold *th, const char *path);
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* kd_threshold_last_error():
+ * Message of the last failed call on this handle ("" after a success), valid
+ * until the next call on it.  With NULL: the message of the calling thread's
+ * last kd_threshold_create.  Never returns NULL. */
+KD_API const char *kd_threshold_last_error(const kd_threshold *th);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KDLIB_THRESHOLD_H */

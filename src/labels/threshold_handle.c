@@ -1,0 +1,363 @@
+/* The threshold handle family (include/kdlib/threshold.h): what every
+ * algorithm shares.  An algorithm is a kdi_threshold_algo (threshold_algo.h). */
+#include "labels/threshold_algo.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const kdi_threshold_algo *const kdi_threshold_algos[] = {&kdi_threshold_flexmatch};
+
+const kdi_threshold_names kdi_threshold_own_names = {"kd_threshold", "KD_THRESHOLD_PARAM_"};
+
+/* kd_threshold_create has no handle to hold its message. */
+static _Thread_local char kdi_threshold_create_err[KDI_ERROR_SIZE];
+
+static const kdi_threshold_algo *kdi_threshold_algo_of(kd_threshold_algorithm id)
+{
+    for (size_t i = 0; i < sizeof kdi_threshold_algos / sizeof kdi_threshold_algos[0]; i++)
+        if (kdi_threshold_algos[i]->id == id)
+            return kdi_threshold_algos[i];
+    return NULL;
+}
+
+/* Read-only parameters of every algorithm. */
+static const kdi_param_spec kdi_threshold_common[] = {
+    {KD_THRESHOLD_PARAM_NUM_SAMPLES, "NUM_SAMPLES", KDI_PT_INT, 0, 0, 0},
+    {KD_THRESHOLD_PARAM_NUM_CLASSES, "NUM_CLASSES", KDI_PT_INT, 0, 0, 0},
+    {KD_THRESHOLD_PARAM_ALGORITHM, "ALGORITHM", KDI_PT_INT, 0, 0, 0},
+};
+
+/* The table holding key: the algorithm's own, else the common one. */
+static kdi_param_table kdi_threshold_table(const kdi_threshold_algo *a, const char *prefix,
+                                           int32_t key)
+{
+    kdi_param_table t = {prefix, "the _set_int / _get_int and _set_float / _get_float functions",
+                         a->specs, a->num_specs};
+    if (!kdi_param_find(&t, key)) {
+        t.specs = kdi_threshold_common;
+        t.count = sizeof kdi_threshold_common / sizeof kdi_threshold_common[0];
+    }
+    return t;
+}
+
+/* ---- life cycle ----------------------------------------------------------- */
+
+kd_status kdi_threshold_create(kd_threshold **out, kd_threshold_algorithm algorithm, int64_t n,
+                               int64_t c, char *err, const kdi_threshold_names *nm)
+{
+    kdi_clear_error(err);
+    if (!out)
+        return kdi_fail(err, KD_ERR_NULL_POINTER, "%s_create: out is NULL", nm->prefix);
+    const kdi_threshold_algo *a = kdi_threshold_algo_of(algorithm);
+    if (!a)
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s_create: algorithm = %d is not a %s",
+                        nm->prefix, (int)algorithm, "kd_threshold_algorithm (kdlib/threshold.h)");
+    if (n < 1 || n > KD_THRESHOLD_MAX_SAMPLES)
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                        "%s_create: num_samples = %lld is outside [1, 2^40]", nm->prefix,
+                        (long long)n);
+    if (c < 1 || c > KD_THRESHOLD_MAX_CLASSES)
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                        "%s_create: num_classes = %lld is outside [1, 2^30]", nm->prefix,
+                        (long long)c);
+    kd_threshold *h = calloc(1, sizeof *h);
+    if (h) {
+        h->algo = a;
+        h->num_samples = n;
+        h->num_classes = c;
+    }
+    if (!h || !a->create(h)) {
+        kd_threshold_destroy(h);
+        return kdi_fail(err, KD_ERR_OUT_OF_MEMORY,
+                        "%s_create: out of memory for %lld samples and %lld classes", nm->prefix,
+                        (long long)n, (long long)c);
+    }
+    *out = h;
+    return KD_OK;
+}
+
+kd_status kd_threshold_create(kd_threshold **out, kd_threshold_algorithm algorithm,
+                              int64_t num_samples, int64_t num_classes)
+{
+    return kdi_threshold_create(out, algorithm, num_samples, num_classes, kdi_threshold_create_err,
+                                &kdi_threshold_own_names);
+}
+
+void kd_threshold_destroy(kd_threshold *th)
+{
+    if (!th)
+        return;
+    th->algo->free_state(th->state);
+    free(th);
+}
+
+kd_status kd_threshold_reset(kd_threshold *th)
+{
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    kdi_clear_error(th->err);
+    th->algo->reset(th);
+    return KD_OK;
+}
+
+const char *kd_threshold_algorithm_name(kd_threshold_algorithm algorithm)
+{
+    const kdi_threshold_algo *a = kdi_threshold_algo_of(algorithm);
+    return a ? a->name : NULL;
+}
+
+const char *kd_threshold_last_error(const kd_threshold *th)
+{
+    return th ? th->err : kdi_threshold_create_err;
+}
+
+/* ---- parameters ----------------------------------------------------------- */
+
+kd_status kdi_threshold_set(kd_threshold *th, const kdi_threshold_names *nm, int32_t key,
+                            int type, double real, int64_t integer)
+{
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    kdi_clear_error(th->err);
+    char fn[48];
+    snprintf(fn, sizeof fn, "%s_set_%s", nm->prefix, type == KDI_PT_REAL ? "float" : "int");
+    kdi_param_table t = kdi_threshold_table(th->algo, nm->params, key);
+    const kdi_param_spec *s;
+    kd_status st = kdi_param_check(&t, th->err, fn, key, type, 1, &s);
+    if (st == KD_OK)
+        st = type == KDI_PT_REAL ? kdi_param_check_real(&t, s, th->err, fn, real)
+                                 : kdi_param_check_int(&t, s, th->err, fn, integer);
+    if (st != KD_OK)
+        return st;
+    if (type == KDI_PT_REAL)
+        th->algo->set_real(th, key, real);
+    else
+        th->algo->set_int(th, key, integer);
+    return KD_OK;
+}
+
+kd_status kdi_threshold_get(const kd_threshold *th, const kdi_threshold_names *nm, int32_t key,
+                            int type, double *real, int64_t *integer)
+{
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    char *err = kdi_err_of(th->err);
+    kdi_clear_error(err);
+    char fn[48];
+    snprintf(fn, sizeof fn, "%s_get_%s", nm->prefix, type == KDI_PT_REAL ? "float" : "int");
+    kdi_param_table t = kdi_threshold_table(th->algo, nm->params, key);
+    const kdi_param_spec *s;
+    kd_status st = kdi_param_check(&t, err, fn, key, type, 0, &s);
+    if (st != KD_OK)
+        return st;
+    if (type == KDI_PT_REAL ? !real : !integer)
+        return kdi_fail(err, KD_ERR_NULL_POINTER, "%s: value is NULL", fn);
+    if (type == KDI_PT_REAL)
+        *real = th->algo->get_real(th, key);
+    else if (key == KD_THRESHOLD_PARAM_NUM_SAMPLES)
+        *integer = th->num_samples;
+    else if (key == KD_THRESHOLD_PARAM_NUM_CLASSES)
+        *integer = th->num_classes;
+    else if (key == KD_THRESHOLD_PARAM_ALGORITHM)
+        *integer = th->algo->id;
+    else
+        *integer = th->algo->get_int(th, key);
+    return KD_OK;
+}
+
+kd_status kdi_threshold_bounds(kd_threshold_algorithm algorithm, int32_t key, double *lower,
+                               double *upper)
+{
+    const kdi_threshold_algo *a = kdi_threshold_algo_of(algorithm);
+    if (!a)
+        return (lower && upper) ? KD_ERR_UNSUPPORTED : KD_ERR_NULL_POINTER;
+    kdi_param_table t = kdi_threshold_table(a, "", key);
+    return kdi_param_bounds(&t, key, lower, upper);
+}
+
+kd_status kd_threshold_set_float(kd_threshold *th, kd_threshold_param param, double value)
+{
+    return kdi_threshold_set(th, &kdi_threshold_own_names, param, KDI_PT_REAL, value, 0);
+}
+
+kd_status kd_threshold_set_int(kd_threshold *th, kd_threshold_param param, int64_t value)
+{
+    return kdi_threshold_set(th, &kdi_threshold_own_names, param, KDI_PT_INT, 0.0, value);
+}
+
+kd_status kd_threshold_get_float(const kd_threshold *th, kd_threshold_param param, double *value)
+{
+    return kdi_threshold_get(th, &kdi_threshold_own_names, param, KDI_PT_REAL, value, NULL);
+}
+
+kd_status kd_threshold_get_int(const kd_threshold *th, kd_threshold_param param, int64_t *value)
+{
+    return kdi_threshold_get(th, &kdi_threshold_own_names, param, KDI_PT_INT, NULL, value);
+}
+
+kd_status kd_threshold_param_bounds(kd_threshold_algorithm algorithm, kd_threshold_param param,
+                                    double *lower, double *upper)
+{
+    return kdi_threshold_bounds(algorithm, param, lower, upper);
+}
+
+/* ---- update and weights --------------------------------------------------- */
+
+/* Checks of a batch shared by update (with indices) and weights (without). */
+static kd_status kdi_threshold_check_batch(const kd_threshold *th, char *err, const char *fn,
+                                           int64_t n, const int64_t *indices, int need_indices,
+                                           const float *confidences, const int32_t *predictions)
+{
+    if (n < 0)
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT, "%s: n = %lld < 0", fn, (long long)n);
+    if (n == 0)
+        return KD_OK;
+    if ((need_indices && !indices) || !confidences || !predictions)
+        return kdi_fail(err, KD_ERR_NULL_POINTER, "%s: %s is NULL", fn,
+                        (need_indices && !indices) ? "indices"
+                        : !confidences             ? "confidences"
+                                                   : "predictions");
+    for (int64_t k = 0; k < n; k++) {
+        if (need_indices && (indices[k] < 0 || indices[k] >= th->num_samples))
+            return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                            "%s: indices[%lld] = %lld is outside [0, %lld)", fn, (long long)k,
+                            (long long)indices[k], (long long)th->num_samples);
+        if (predictions[k] < 0 || predictions[k] >= th->num_classes)
+            return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                            "%s: predictions[%lld] = %d is outside [0, %lld)", fn, (long long)k,
+                            (int)predictions[k], (long long)th->num_classes);
+        if (isnan(confidences[k]))
+            return kdi_fail(err, KD_ERR_NOT_FINITE, "%s: confidences[%lld] is NaN", fn,
+                            (long long)k);
+    }
+    return KD_OK;
+}
+
+kd_status kdi_threshold_update_as(kd_threshold *th, const kdi_threshold_names *nm, int64_t n,
+                                  const int64_t *indices, const float *confidences,
+                                  const int32_t *predictions)
+{
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    kdi_clear_error(th->err);
+    char fn[48];
+    snprintf(fn, sizeof fn, "%s_update", nm->prefix);
+    kd_status st =
+        kdi_threshold_check_batch(th, th->err, fn, n, indices, 1, confidences, predictions);
+    if (st == KD_OK && n > 0)
+        th->algo->update(th, n, indices, confidences, predictions);
+    return st;
+}
+
+kd_status kd_threshold_update(kd_threshold *th, int64_t n, const int64_t *indices,
+                              const float *confidences, const int32_t *predictions)
+{
+    return kdi_threshold_update_as(th, &kdi_threshold_own_names, n, indices, confidences,
+                                   predictions);
+}
+
+kd_status kd_threshold_weights(const kd_threshold *th, int64_t n, const float *confidences,
+                               const int32_t *predictions, float *weights)
+{
+    static const char fn[] = "kd_threshold_weights";
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    char *err = kdi_err_of(th->err);
+    kdi_clear_error(err);
+    kd_status st = kdi_threshold_check_batch(th, err, fn, n, NULL, 0, confidences, predictions);
+    if (st == KD_OK && n > 0 && !weights)
+        st = kdi_fail(err, KD_ERR_NULL_POINTER, "%s: weights is NULL", fn);
+    if (st == KD_OK && n > 0)
+        th->algo->weights(th, n, confidences, predictions, weights);
+    return st;
+}
+
+/* ---- state arrays --------------------------------------------------------- */
+
+static kd_status kdi_threshold_check_state(const kd_threshold *th, char *err, const char *fn,
+                                           kd_threshold_state what, int is_int, int64_t count,
+                                           const void *out)
+{
+    if (!out)
+        return kdi_fail(err, KD_ERR_NULL_POINTER, "%s: out is NULL", fn);
+    int64_t len = th->algo->state_length(th, what, is_int);
+    if (len == 0)
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: state %d is not an %s array of %s", fn,
+                        (int)what, is_int ? "int" : "float", th->algo->name);
+    if (count != len)
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                        "%s: count = %lld, state %d has %lld elements", fn, (long long)count,
+                        (int)what, (long long)len);
+    return KD_OK;
+}
+
+kd_status kd_threshold_get_floats(const kd_threshold *th, kd_threshold_state what, int64_t count,
+                                  float *out)
+{
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    char *err = kdi_err_of(th->err);
+    kdi_clear_error(err);
+    kd_status st =
+        kdi_threshold_check_state(th, err, "kd_threshold_get_floats", what, 0, count, out);
+    if (st == KD_OK)
+        th->algo->copy_floats(th, what, out);
+    return st;
+}
+
+kd_status kd_threshold_get_ints(const kd_threshold *th, kd_threshold_state what, int64_t count,
+                                int64_t *out)
+{
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    char *err = kdi_err_of(th->err);
+    kdi_clear_error(err);
+    kd_status st = kdi_threshold_check_state(th, err, "kd_threshold_get_ints", what, 1, count, out);
+    if (st == KD_OK)
+        th->algo->copy_ints(th, what, out);
+    return st;
+}
+
+/* ---- state file ----------------------------------------------------------- */
+
+kd_status kdi_threshold_save_as(const kd_threshold *th, const kdi_threshold_names *nm,
+                                const char *path)
+{
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    char *err = kdi_err_of(th->err);
+    kdi_clear_error(err);
+    if (!path)
+        return kdi_fail(err, KD_ERR_NULL_POINTER, "%s_save: path is NULL", nm->prefix);
+    char msg[KDI_ERROR_SIZE];
+    kd_status st = th->algo->save(th, path, msg);
+    if (st != KD_OK)
+        return kdi_fail(err, st, "%s_save: %s", nm->prefix, msg);
+    return KD_OK;
+}
+
+kd_status kdi_threshold_load_as(kd_threshold *th, const kdi_threshold_names *nm, const char *path)
+{
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    kdi_clear_error(th->err);
+    if (!path)
+        return kdi_fail(th->err, KD_ERR_NULL_POINTER, "%s_load: path is NULL", nm->prefix);
+    char msg[KDI_ERROR_SIZE];
+    kd_status st = th->algo->load(th, path, msg);
+    if (st != KD_OK)
+        return kdi_fail(th->err, st, "%s_load: %s", nm->prefix, msg);
+    return KD_OK;
+}
+
+kd_status kd_threshold_save(const kd_threshold *th, const char *path)
+{
+    return kdi_threshold_save_as(th, &kdi_threshold_own_names, path);
+}
+
+kd_status kd_threshold_load(kd_threshold *th, const char *path)
+{
+    return kdi_threshold_load_as(th, &kdi_threshold_own_names, path);
+}
