@@ -18,7 +18,7 @@ kdi_hard kdi_hard_begin(const kd_loss *h, const kdi_row *r)
     hd.active = r->y >= 0;
     if (!hd.active)
         return hd;
-    hd.l = kdi_row_lse(r->s, h->c, 1.0f);
+    hd.l = kdi_row_lse_ops(h->ops, r->s, h->c, 1.0f);
     hd.oh = kdi_smoothed_onehot(h);
     hd.y = r->y;
     hd.coef = (float)r->c_hard;
@@ -56,14 +56,14 @@ void kdi_kl_distill_row(const kd_loss *h, const kdi_row *r, double terms[2])
         /* the gradient needs no row total: one vectorised row kernel */
         const kdi_onehot oh = kdi_smoothed_onehot(h);
         kdi_simd_label lab = {r->y >= 0, r->y, oh.on, oh.off, (float)r->c_hard};
-        kdi_simd(KDI_ISA_AUTO)->kl_row(s, t, g, c, inv_t, cs, &lab, r->work, r->nthr, r->pipe, &d, &ce);
+        h->ops->kl_row(s, t, g, c, inv_t, cs, &lab, r->work, r->nthr, r->pipe, &d, &ce);
         terms[0] = f * d;
         terms[1] = ce;
         return;
     }
 
     /* reverse KL and JSD: the gradient needs the row's total first */
-    const kdi_lse ls = kdi_row_lse(s, c, inv_t), lt = kdi_row_lse(t, c, inv_t);
+    const kdi_lse ls = kdi_row_lse_ops(h->ops, s, c, inv_t), lt = kdi_row_lse_ops(h->ops, t, c, inv_t);
     const kdi_hard hd = kdi_hard_begin(h, r);
     const float lb = (float)log(beta), l1b = (float)log1p(-beta);
     double dp = 0.0, dq = 0.0; /* JSD's two halves; reverse KL uses dq */

@@ -15,6 +15,7 @@ typedef struct kdi_kind kdi_kind;
 struct kd_loss {
     kd_loss_kind kind;
     const kdi_kind *kd; /* the kind's descriptor (kinds.c) */
+    const kdi_simd_ops *ops; /* the SIMD variant, resolved once at create */
     int64_t c;
 
     /* parameters */

@@ -10,7 +10,7 @@
 int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
 {
     p->kind = KDI_SMALL_NONE;
-    const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
+    const kdi_simd_ops *ops = h->ops;
     if (h->n_teachers > 1 || h->c > ops->small_c)
         return 0;
     p->c = h->c;
@@ -43,7 +43,7 @@ int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
 void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_row *sr, int count,
                    double (*terms)[2], const int64_t *idx, float *mask_out, int32_t *labels_out)
 {
-    const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
+    const kdi_simd_ops *ops = h->ops;
     double a[KDI_ROW_BLOCK], b[KDI_ROW_BLOCK];
     int32_t label[KDI_ROW_BLOCK];
     int keep[KDI_ROW_BLOCK];
