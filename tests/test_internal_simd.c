@@ -12,6 +12,7 @@
 
 #include "kdtest.h"
 #include "kernels/simd.h"
+#include "losses/loss_internal.h"
 
 static const kdi_simd_ops *variants[3];
 static int nvariants;
@@ -31,6 +32,22 @@ START_TEST(auto_picks_a_supported_variant)
     ck_assert_ptr_nonnull(kdi_simd(KDI_ISA_AUTO));
     ck_assert_ptr_eq(kdi_simd(KDI_ISA_AUTO), variants[nvariants - 1]);
     ck_assert_ptr_null(kdi_simd(99));
+}
+END_TEST
+
+/* Issue 15: the variant is resolved once per handle, at kd_loss_create, and
+ * every kernel of the handle reads it from there (h->ops), not per row. */
+START_TEST(a_handle_resolves_its_variant_once_at_create)
+{
+    kd_loss *h = NULL;
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, 10), KD_OK);
+    ck_assert_ptr_nonnull(h->ops);
+    ck_assert_ptr_eq(h->ops, kdi_simd(KDI_ISA_AUTO));
+    /* the row log-sum-exp with an explicit variant is the per-call one's */
+    const float x[5] = {1.0f, -2.0f, 3.5f, 0.25f, 3.5f};
+    const kdi_lse a = kdi_row_lse_ops(h->ops, x, 5, 0.5f), b = kdi_row_lse(x, 5, 0.5f);
+    ck_assert(a.max == b.max && a.logsum == b.logsum);
+    kd_loss_destroy(h);
 }
 END_TEST
 
@@ -860,6 +877,7 @@ int main(void)
     Suite *s = suite_create("simd");
     TCase *tc = tcase_create("simd");
     tcase_add_test(tc, auto_picks_a_supported_variant);
+    tcase_add_test(tc, a_handle_resolves_its_variant_once_at_create);
     tcase_add_test(tc, exp_of_nonpositive_arguments_is_within_two_ulp_and_handles_specials);
     tcase_add_test(tc, cross_entropy_of_an_all_zero_target_is_zero);
     tcase_add_test(tc, label_term_without_extra_weight_and_huge_squares);

@@ -448,6 +448,221 @@ START_TEST(nan_and_inf_propagate_to_their_row_by_default)
 }
 END_TEST
 
+/* ---- issue 16 point 2: accurate divergences over the whole accepted
+ * temperature range.  Reference in long double, each term of the divergence
+ * in a form that is >= 0 on its own (p w - (p - q) with w = log p - log q,
+ * whose first-order parts cancel exactly), so that it stays accurate where
+ * P and Q are near uniform (large T); checked against the plain
+ * sum p (log p - log q) where that is accurate (T <= 100). */
+typedef long double ld;
+
+/* p log(p / q) - (p - q) >= 0, from p, q and w = log p - log q */
+static ld ref_kl_term(ld p, ld q, ld w)
+{
+    if (p == 0.0L)
+        return q;
+    return w <= 0.0L ? q * (w * expl(w) - expm1l(w)) : p * (expm1l(-w) + w);
+}
+
+static void ref_log_softmax(const float *x, int64_t c, ld inv_t, ld *out)
+{
+    ld m = -INFINITY, sum = 0.0L;
+    for (int64_t j = 0; j < c; j++)
+        m = fmaxl(m, (ld)x[j] * inv_t);
+    for (int64_t j = 0; j < c; j++)
+        sum += expl((ld)x[j] * inv_t - m);
+    for (int64_t j = 0; j < c; j++)
+        out[j] = (ld)x[j] * inv_t - m - logl(sum);
+}
+
+/* One row of T^2 D (soft weight 1) and its gradient (reduction SUM). */
+static ld ref_divergence_row(const float *s, const float *t, int64_t c, double temp, int div,
+                             double beta, ld *g, ld *plain)
+{
+    ld lq[512], lp[512], lm[512];
+    const ld T = temp, inv_t = 1.0L / T, b = beta;
+    ref_log_softmax(s, c, inv_t, lq);
+    ref_log_softmax(t, c, inv_t, lp);
+    ld d = 0.0L, dq = 0.0L, dp = 0.0L, naive = 0.0L;
+    for (int64_t j = 0; j < c; j++) {
+        const ld p = expl(lp[j]), q = expl(lq[j]), w = lp[j] - lq[j];
+        lm[j] = lq[j] + log1pl(b * expm1l(w)); /* log(b p + (1 - b) q) */
+        if (div == KD_DIVERGENCE_FORWARD_KL) {
+            d += ref_kl_term(p, q, w);
+            naive += p * w;
+        } else if (div == KD_DIVERGENCE_REVERSE_KL) {
+            d += ref_kl_term(q, p, -w);
+            naive -= q * w;
+        } else {
+            const ld m = expl(lm[j]);
+            dp += ref_kl_term(p, m, lp[j] - lm[j]);
+            dq += ref_kl_term(q, m, lq[j] - lm[j]);
+            naive += b * p * (lp[j] - lm[j]) + (1.0L - b) * q * (lq[j] - lm[j]);
+        }
+    }
+    if (div == KD_DIVERGENCE_JSD)
+        d = b * dp + (1.0L - b) * dq;
+    for (int64_t j = 0; j < c; j++) {
+        const ld q = expl(lq[j]), w = lp[j] - lq[j];
+        if (div == KD_DIVERGENCE_FORWARD_KL)
+            g[j] = T * -q * expm1l(w); /* T^2 (q - p) / T */
+        else if (div == KD_DIVERGENCE_REVERSE_KL)
+            g[j] = T * q * (-w - d);
+        else
+            g[j] = T * q * (1.0L - b) * ((lq[j] - lm[j]) - dq);
+    }
+    *plain = T * T * naive;
+    return T * T * d;
+}
+
+START_TEST(divergences_are_accurate_at_every_accepted_temperature)
+{
+    static const double temps[] = {1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6};
+    static const int64_t widths[] = {10, 100, 300};
+    static const double betas[] = {0.0, 0.0, 0.3}; /* JSD's beta (by divergence) */
+    enum { N = 6 };
+    kdt_rng r;
+    kdt_seed(&r, 1616);
+    int cases = 0;
+    for (size_t w = 0; w < 3; w++) {
+        const int64_t c = widths[w];
+        float *s = malloc(sizeof(float) * N * c), *t = malloc(sizeof(float) * N * c);
+        float *g = malloc(sizeof(float) * N * c);
+        ld *rg = malloc(sizeof(ld) * c);
+        kdt_fill_normal(&r, s, (size_t)(N * c), 2.0);
+        kdt_fill_normal(&r, t, (size_t)(N * c), 2.0);
+        for (int div = KD_DIVERGENCE_FORWARD_KL; div <= KD_DIVERGENCE_JSD; div++)
+            for (size_t k = 0; k < sizeof temps / sizeof temps[0]; k++) {
+                kd_loss *h;
+                float per[N], loss;
+                ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, c), KD_OK);
+                ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, temps[k]), KD_OK);
+                kd_loss_set_int(h, KD_PARAM_DIVERGENCE, div);
+                kd_loss_set_float(h, KD_PARAM_JSD_BETA, betas[div]);
+                kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_SUM);
+                kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, c);
+                kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
+                kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, c);
+                kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0);
+                ck_assert_int_eq(kd_loss_forward_backward(h, N, &loss), KD_OK);
+                for (int i = 0; i < N; i++) {
+                    ld plain;
+                    const ld ref = ref_divergence_row(s + i * c, t + i * c, c, temps[k], div,
+                                                      betas[div], rg, &plain);
+                    if (temps[k] <= 100.0) /* the plain sum is accurate there */
+                        ck_assert(fabsl(plain - ref) <= 1e-9L * ref);
+                    ck_assert_msg(per[i] >= 0.0f && fabsl(per[i] - ref) <= 1e-5L * ref,
+                                  "C %lld div %d T %g row %d: %.9g, reference %.12Lg",
+                                  (long long)c, div, temps[k], i, per[i], ref);
+                    ld gmax = 0.0L;
+                    for (int64_t j = 0; j < c; j++)
+                        gmax = fmaxl(gmax, fabsl(rg[j]));
+                    for (int64_t j = 0; j < c; j++)
+                        ck_assert_msg(fabsl(g[i * c + j] - rg[j]) <= 1e-4L * fabsl(rg[j]) + 1e-6L * gmax,
+                                      "C %lld div %d T %g grad[%d][%lld] = %.9g, reference %.12Lg",
+                                      (long long)c, div, temps[k], i, (long long)j,
+                                      g[i * c + j], rg[j]);
+                    cases++;
+                }
+                kd_loss_destroy(h);
+            }
+        free(s);
+        free(t);
+        free(g);
+        free(rg);
+    }
+    ck_assert_int_eq(cases, 3 * 3 * 7 * N);
+}
+END_TEST
+
+/* A divergence is never negative: near-identical teacher and student (the
+ * divergence is then a sum of terms far below the float rounding of each
+ * log-probability) at every divergence, temperature and path. */
+START_TEST(near_identical_rows_never_give_a_negative_divergence)
+{
+    static const double temps[] = {1.0, 4.0, 30.0};
+    static const int64_t widths[] = {8, 64, 1000};
+    enum { N = 64 };
+    kdt_rng r;
+    kdt_seed(&r, 1617);
+    for (size_t w = 0; w < 3; w++) {
+        const int64_t c = widths[w];
+        float *s = malloc(sizeof(float) * N * c), *t = malloc(sizeof(float) * N * c);
+        kdt_fill_normal(&r, s, (size_t)(N * c), 3.0);
+        for (int64_t e = 0; e < N * c; e++) /* one or two ulps apart */
+            t[e] = nextafterf(s[e], kdt_uniform(&r) < 0.5 ? INFINITY : -INFINITY);
+        for (int div = KD_DIVERGENCE_FORWARD_KL; div <= KD_DIVERGENCE_JSD; div++)
+            for (size_t k = 0; k < 3; k++) {
+                kd_loss *h;
+                float per[N], loss;
+                kd_loss_create(&h, KD_LOSS_KL_DISTILL, c);
+                kd_loss_set_float(h, KD_PARAM_TEMPERATURE, temps[k]);
+                kd_loss_set_int(h, KD_PARAM_DIVERGENCE, div);
+                kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, c);
+                kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
+                kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0);
+                ck_assert_int_eq(kd_loss_forward(h, N, &loss), KD_OK);
+                for (int i = 0; i < N; i++)
+                    ck_assert_msg(per[i] >= 0.0f, "C %lld div %d T %g row %d: %g", (long long)c,
+                                  div, temps[k], i, per[i]);
+                ck_assert(loss >= 0.0f);
+                kd_loss_destroy(h);
+            }
+        free(s);
+        free(t);
+    }
+}
+END_TEST
+
+/* Issue 16 point 9: a row whose student logits span more than FLT_MAX
+ * (logits near 1e38) has a divergence near 3e38, and the batch mean 1.6e38:
+ * both fit in float, and the float kernels overflowed to +Inf.  Short rows
+ * (C = 4) and row kernels (C = 200), T = 1 and 2 (the float kernels). */
+START_TEST(logits_near_1e38_give_a_finite_divergence_where_it_fits)
+{
+    static const int64_t widths[] = {4, 200};
+    static const double temps[] = {1.0, 2.0};
+    for (size_t w = 0; w < 2; w++)
+        for (size_t k = 0; k < 2; k++) {
+            const int64_t c = widths[w];
+            const double T = temps[k];
+            float *s = calloc((size_t)(2 * c), sizeof(float)), *t = calloc((size_t)(2 * c), sizeof(float));
+            float *g = calloc((size_t)(2 * c), sizeof(float));
+            s[0] = 1.8e38f;
+            s[1] = -1.8e38f; /* s_1 - s_0 overflows float */
+            for (int64_t j = 2; j < c; j++)
+                s[j] = -1.4e38f;
+            /* row 1: student = teacher = 0 (divergence 0) */
+            kd_loss *h;
+            float per[2], loss;
+            kd_loss_create(&h, KD_LOSS_KL_DISTILL, c);
+            kd_loss_set_float(h, KD_PARAM_TEMPERATURE, T);
+            kd_loss_set_int(h, KD_PARAM_T2_SCALING, 0);
+            kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, c);
+            kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
+            kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, c);
+            kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0);
+            ck_assert_int_eq(kd_loss_forward_backward(h, 2, &loss), KD_OK);
+            /* P uniform, log Q_j = (s_j - s_0) / T (Q_0 = 1) */
+            ld ref = -logl((ld)c);
+            for (int64_t j = 1; j < c; j++)
+                ref += ((ld)s[0] - (ld)s[j]) / (T * (ld)c);
+            ck_assert_msg(isfinite(per[0]) && fabsl(per[0] - ref) <= 1e-6L * ref,
+                          "C %lld T %g: row %.9g, reference %.9Lg", (long long)c, T, per[0], ref);
+            ck_assert(per[1] == 0.0f);
+            ck_assert_msg(isfinite(loss) && fabsl(loss - ref / 2) <= 1e-6L * ref, "mean %g", loss);
+            for (int64_t j = 0; j < 2 * c; j++)
+                ck_assert(isfinite(g[j]));
+            /* g_0 = (Q_0 - P_0) / (2 T): the mean over two rows */
+            ck_assert(fabs(g[0] - (1.0 - 1.0 / (double)c) / (2.0 * T)) < 1e-6);
+            kd_loss_destroy(h);
+            free(s);
+            free(t);
+            free(g);
+        }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("kl_distill");
@@ -470,6 +685,9 @@ int main(void)
     tcase_add_test(tc, all_rows_ignored_with_valid_normalisation_give_zero);
     tcase_add_test(tc, empty_batch_gives_zero_loss);
     tcase_add_test(tc, nan_and_inf_propagate_to_their_row_by_default);
+    tcase_add_test(tc, divergences_are_accurate_at_every_accepted_temperature);
+    tcase_add_test(tc, near_identical_rows_never_give_a_negative_divergence);
+    tcase_add_test(tc, logits_near_1e38_give_a_finite_divergence_where_it_fits);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -7,15 +7,20 @@ float kdi_row_max(const float *x, int64_t c) { return kdi_simd(KDI_ISA_AUTO)->ro
 
 kdi_lse kdi_row_lse(const float *x, int64_t c, float scale)
 {
+    return kdi_row_lse_ops(kdi_simd(KDI_ISA_AUTO), x, c, scale);
+}
+
+kdi_lse kdi_row_lse_ops(const kdi_simd_ops *v, const float *x, int64_t c, float scale)
+{
     kdi_lse l;
-    l.max = kdi_row_max(x, c);
+    l.max = v->row_max(x, c);
     if (!isfinite(l.max)) {
         /* NaN or +Inf anywhere, or every logit -Inf: no finite softmax exists;
          * NaN propagates through every later use. */
         l.logsum = NAN;
         return l;
     }
-    l.logsum = (float)log(kdi_simd(KDI_ISA_AUTO)->row_sumexp(x, c, scale, l.max));
+    l.logsum = (float)log(v->row_sumexp(x, c, scale, l.max));
     return l;
 }
 

@@ -15,6 +15,12 @@ typedef struct {
     float logsum;
 } kdi_lse;
 
+typedef struct kdi_simd_ops kdi_simd_ops;
+
+/* with the SIMD variant v (a handle's h->ops: resolved once, not per row) */
+kdi_lse kdi_row_lse_ops(const kdi_simd_ops *v, const float *x, int64_t c, float scale);
+/* the same with the best variant of this CPU, looked up per call (for callers
+ * without a handle) */
 kdi_lse kdi_row_lse(const float *x, int64_t c, float scale);
 
 /* log softmax(scale * x)_c from a row's kdi_lse. */

@@ -75,7 +75,8 @@ typedef struct {
                            classes prefetch the next row into L2 (see above) */
 } kdi_pipe;
 
-typedef struct {
+typedef struct kdi_simd_ops kdi_simd_ops;
+struct kdi_simd_ops {
     int isa;
     const char *name;
     int lanes;   /* rows per *_small call */
@@ -144,7 +145,7 @@ typedef struct {
     /* mse_row for nrows <= lanes rows of c <= KDI_SMALL_C classes at once,
      * k = cs per row: sq[r], ce[r] per row (ce 0 without a label). */
     void (*mse_small)(const kdi_small_row *rows, int nrows, int64_t c, double *sq, double *ce);
-} kdi_simd_ops;
+};
 
 /* The variant for isa (KDI_ISA_AUTO: the best this CPU supports); NULL when
  * the CPU lacks the instruction set or it was not built. */

@@ -47,8 +47,8 @@ void kdi_consistency_row(const kd_loss *h, const kdi_row *r, double terms[2])
     const int64_t c = h->c;
     cons_rows rw = {r->s, r->t, h->input_type == KD_INPUT_LOGITS, {0, 0}, {0, 0}};
     if (rw.logits) {
-        rw.l1 = kdi_row_lse(r->s, c, 1.0f);
-        rw.l2 = kdi_row_lse(r->t, c, 1.0f);
+        rw.l1 = kdi_row_lse_ops(h->ops, r->s, c, 1.0f);
+        rw.l2 = kdi_row_lse_ops(h->ops, r->t, c, 1.0f);
     }
     const int dist = h->distance;
     /* d: the distance; a1, a2: sum_k p_k v_k of each input (the softmax

@@ -3,7 +3,8 @@
  * temperature T, or a mix w * onehot + (1 - w) * q_src.
  * Gradient: d l / d s_j = softmax(s)_j * sum(q) - q_j (sum(q) = 1 unless the
  * given probabilities do not sum to 1, as PyTorch computes it).
- * The row pass itself is the SIMD kernel ce_row (src/kernels/simd_impl.h). */
+ * The row pass itself is the SIMD kernel ce_row (src/kernels/simd_rows.h; rows of
+ * at most small_c classes: ce_small in simd_short.h). */
 #include <math.h>
 
 #include "kernels/rowops.h"
@@ -19,7 +20,7 @@ void kdi_cross_entropy_row(const kd_loss *h, const kdi_row *r, double terms[2])
     const float src_w = src_kind ? (y >= 0 ? 1.0f - (float)h->label_weight : 1.0f) : 0.0f;
     const kdi_onehot oh = kdi_smoothed_onehot(h);
     kdi_simd_label lab = {y >= 0, y, lab_w * oh.on, lab_w * oh.off, 0.0f};
-    terms[0] = kdi_simd(KDI_ISA_AUTO)->ce_row(r->s, r->q ? r->q : r->t, src_kind, r->g, h->c,
+    terms[0] = h->ops->ce_row(r->s, r->q ? r->q : r->t, src_kind, r->g, h->c,
                                               (float)(1.0 / h->temperature), src_w, &lab, lab_w,
                                               (float)r->c_soft, r->work, r->nthr, r->pipe);
     terms[1] = 0.0;

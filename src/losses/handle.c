@@ -31,6 +31,7 @@ kd_status kd_loss_create(kd_loss **out, kd_loss_kind kind, int64_t num_classes)
         return kdi_fail(err, KD_ERR_OUT_OF_MEMORY, "kd_loss_create: out of memory");
     h->kind = kind;
     h->kd = kd;
+    h->ops = kdi_simd(KDI_ISA_AUTO);
     h->c = num_classes;
     /* a row's kernel touches about 7 rows of floats (student, teacher, two
      * rows of exps, gradient, the next row's student and teacher; 8 for KL

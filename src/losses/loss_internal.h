@@ -15,6 +15,7 @@ typedef struct kdi_kind kdi_kind;
 struct kd_loss {
     kd_loss_kind kind;
     const kdi_kind *kd; /* the kind's descriptor (kinds.c) */
+    const kdi_simd_ops *ops; /* the SIMD variant, resolved once at create */
     int64_t c;
 
     /* parameters */
@@ -119,6 +120,22 @@ void kdi_run_rows(const kd_loss *h, kdi_row *rows, int count, double (*terms)[2]
 
 void kdi_cross_entropy_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_kl_distill_row(const kd_loss *h, const kdi_row *r, double terms[2]);
+/* Forward KL (or JSD at beta = 0) at T <= KDI_KL_FAST_MAX_T goes through the
+ * float SIMD kernels (kl_row, kl_small; absolute error of a row's divergence
+ * about 1e-7); every other case through the double row of kl_distill.c
+ * (relative error about 1e-7 at every accepted T, see docs/losses.md). */
+#define KDI_KL_FAST_MAX_T 4.0
+int kdi_kl_fast(const kd_loss *h);
+/* A forward-KL row's divergence d from the float kernel, made safe: a row
+ * that overflowed (+Inf, logits near 1e38) again in double when the student
+ * row is still readable (g != s), and never below 0. */
+double kdi_kl_fix_slow(const kd_loss *h, const float *s, const float *t, const float *g, double d);
+static inline double kdi_kl_fix(const kd_loss *h, const float *s, const float *t, const float *g,
+                                double d)
+{
+    return d >= 0.0 && d < INFINITY ? d : kdi_kl_fix_slow(h, s, t, g, d);
+}
+double kdi_kl_forward_double(const kd_loss *h, const float *s, const float *t);
 void kdi_logit_mse_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_strong_weak_row(const kd_loss *h, const kdi_row *r, double terms[2]);

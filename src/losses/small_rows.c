@@ -10,7 +10,7 @@
 int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
 {
     p->kind = KDI_SMALL_NONE;
-    const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
+    const kdi_simd_ops *ops = h->ops;
     if (h->n_teachers > 1 || h->c > ops->small_c)
         return 0;
     p->c = h->c;
@@ -19,9 +19,9 @@ int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
     p->src_kind = 0;
     switch (h->kd->small) {
     case KDI_SMALL_KL:
-        /* forward KL; JSD at beta = 0 is forward KL too */
-        if (h->divergence != KD_DIVERGENCE_FORWARD_KL &&
-            !(h->divergence == KD_DIVERGENCE_JSD && h->jsd_beta == 0.0))
+        /* forward KL (JSD at beta = 0 is forward KL too) at the temperatures
+         * of the float kernels (kdi_kl_fast) */
+        if (!kdi_kl_fast(h))
             return 0;
         p->f = h->t2_scaling ? (float)(h->temperature * h->temperature) : 1.0f;
         break;
@@ -43,7 +43,7 @@ int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
 void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_row *sr, int count,
                    double (*terms)[2], const int64_t *idx, float *mask_out, int32_t *labels_out)
 {
-    const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
+    const kdi_simd_ops *ops = h->ops;
     double a[KDI_ROW_BLOCK], b[KDI_ROW_BLOCK];
     int32_t label[KDI_ROW_BLOCK];
     int keep[KDI_ROW_BLOCK];
@@ -60,7 +60,7 @@ void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_ro
                           h->threshold_mode == KD_THRESHOLD_INCLUSIVE, a + k, label + k, keep + k);
     }
     for (int k = 0; k < count; k++) {
-        terms[k][0] = p->kind == KDI_SMALL_KL ? p->f * a[k]
+        terms[k][0] = p->kind == KDI_SMALL_KL ? p->f * kdi_kl_fix(h, sr[k].s, sr[k].t, sr[k].g, a[k])
                       : p->kind == KDI_SMALL_MSE ? a[k] / (double)h->c : a[k];
         terms[k][1] = p->kind == KDI_SMALL_KL || p->kind == KDI_SMALL_MSE ? b[k] : 0.0;
         if (p->kind == KDI_SMALL_PL) {

@@ -22,7 +22,7 @@ void kdi_strong_weak_row(const kd_loss *h, const kdi_row *r, double terms[2])
         return;
     }
     const float inv_t = (float)(1.0 / h->temperature);
-    const kdi_lse ls = kdi_row_lse(r->s, c, inv_t);
+    const kdi_lse ls = kdi_row_lse_ops(h->ops, r->s, c, inv_t);
     const float cs = (float)r->c_soft * inv_t;
     double d = 0.0;
     for (int64_t j = 0; j < c; j++) {

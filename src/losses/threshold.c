@@ -14,7 +14,7 @@ kdi_confident kdi_threshold_row(const kd_loss *h, const float *t, float *work, i
     double sum;
     /* the max is the argmax's value (NaN when the row has a NaN); with a +Inf
      * or an all -Inf row the sum is NaN, and NaN is never kept */
-    cf.label = (int32_t)kdi_simd(KDI_ISA_AUTO)->row_confidence(t, h->c, work, nthr, pf, &sum);
+    cf.label = (int32_t)h->ops->row_confidence(t, h->c, work, nthr, pf, &sum);
     cf.l.max = t[cf.label];
     cf.l.logsum = (float)log(sum);
     const float conf = (float)(1.0 / sum); /* max softmax(t), as the short-row kernel */
