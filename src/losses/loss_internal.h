@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "core/bufcheck.h"
 #include "core/error.h"
 #include "kdlib/loss.h"
 #include "kernels/rowops.h"
@@ -228,20 +229,6 @@ static inline float kdi_reduced_loss(const kdi_term_plan *tp, const double sums[
 }
 
 /* ---- shared argument checks (checks.c), all writing h->err ---- */
-
-/* Byte range [lo, hi) of an n-row matrix of C columns. */
-typedef struct {
-    const char *lo, *hi;
-} kdi_span;
-
-kdi_span kdi_matrix_span(const void *p, int64_t n, int64_t ld, int64_t c);
-static inline kdi_span kdi_vector_span(const void *p, int64_t n, size_t elem)
-{
-    /* no arithmetic on NULL (NULL + 0 is undefined behaviour in C) */
-    kdi_span s = {(const char *)p, p && n > 0 ? (const char *)p + (size_t)n * elem : (const char *)p};
-    return s;
-}
-static inline int kdi_overlaps(kdi_span a, kdi_span b) { return a.lo < b.hi && b.lo < a.hi; }
 
 /* Labels in [0, C) or the ignore index, weights finite and >= 0; *valid =
  * the number of rows whose label is not ignored (n without labels). */
