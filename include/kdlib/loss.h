@@ -58,7 +58,9 @@
  * logit MSE, pseudo-label), each row is split instead: its segments of 4096
  * classes run on all the threads.  Per-row values are reduced in row order
  * and per-segment sums in segment order, so results are bit-identical for
- * any thread count.
+ * any thread count.  With one thread no call enters OpenMP (no parallel
+ * region, nothing allocated by the runtime); with more, the OpenMP runtime
+ * may end the process when it cannot allocate its threads (docs/api.md).
  * A handle is used by one thread at a time; distinct handles are independent
  * and may run concurrently.
  *

@@ -40,7 +40,10 @@ static int is_thresholded(const kd_loss *h) { return (h->kd->roles & KDI_R_THRES
 
 float *kdi_thread_scratch(const kd_loss *h)
 {
-    return h->scratch + (size_t)omp_get_thread_num() * KDI_SCRATCH_STRIDE(h->c);
+    /* without a region of its own the call runs on the calling thread, whose
+     * number in the caller's OpenMP team (if any) is not a scratch index */
+    const int t = h->region_threads > 1 ? omp_get_thread_num() : 0;
+    return h->scratch + (size_t)t * KDI_SCRATCH_STRIDE(h->c);
 }
 
 const float *kdi_teacher_row(const kd_loss *h, int64_t i)
@@ -365,6 +368,7 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     st = grow(h, fn, n, nthreads);
     if (st)
         return st;
+    h->region_threads = nthreads;
 
     row_loop x;
     x.tp = kdi_term_plan_of(h, n, valid, nthreads);
@@ -397,15 +401,10 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     x.all_terms = h->terms;
     x.is_small = kdi_small_plan_of(h, &x.small);
 
-    if (x.is_small) {
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-        for (int64_t b = 0; b < nblocks; b++)
-            small_block(h, &x, b);
-    } else {
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-        for (int64_t b = 0; b < nblocks; b++)
-            long_block(h, &x, b);
-    }
+    if (x.is_small)
+        KDI_PARALLEL_FOR(nthreads, b, nblocks, { small_block(h, &x, b); });
+    else
+        KDI_PARALLEL_FOR(nthreads, b, nblocks, { long_block(h, &x, b); });
 
     if (mode != KDI_BACKWARD) {
         double sums[2] = {0.0, 0.0};

@@ -240,6 +240,7 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
     if (st)
         return st;
 
+    h->region_threads = nthreads;
     const kdi_term_plan tp = kdi_term_plan_of(h, n, valid, nthreads);
     const int want_grad = grad_hidden || grad_weight || grad_bias;
     float *s_chunk = h->bf;
@@ -259,8 +260,7 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
                           ld_teacher_hidden, teacher_weight, ld_teacher_weight, teacher_bias);
         double *terms = h->terms;
 
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-        for (int64_t r = 0; r < m; r++) {
+        KDI_PARALLEL_FOR(nthreads, r, m, {
             const int64_t i = i0 + r;
             const int32_t y = h->labels ? h->labels[i] : -1;
             const int ignored = h->labels && y == h->ignore_index;
@@ -287,7 +287,7 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
             double tv[2];
             kdi_kl_distill_row(h, &row, tv);
             kdi_term_plan_store(&tp, w, rt.hard_on, tv, terms + 2 * r);
-        }
+        });
         kdi_reduce_rows(terms, m, tp.red, h->per_sample ? h->per_sample + i0 : NULL,
                         tp.red == KD_REDUCTION_NONE ? loss + i0 : NULL, sums);
         if (!want_grad)

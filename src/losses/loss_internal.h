@@ -8,6 +8,7 @@
 
 #include "core/bufcheck.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "kdlib/loss.h"
 #include "kernels/rowops.h"
 #include "kernels/simd.h"
@@ -67,6 +68,10 @@ struct kd_loss {
     float *wc_grad[2];       /* WORST_CASE: grad of labeled adv, unlabeled adv */
     int64_t wc_ld_grad[2];
 
+    /* threads of the OpenMP region the driver is about to run (1: none, the
+     * calling thread, which may be any thread of the caller's own region)
+     * for kdi_thread_scratch */
+    int region_threads;
     /* workspace: per-row term values and per-thread scratch rows */
     double *terms;
     size_t terms_cap;

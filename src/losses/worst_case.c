@@ -117,8 +117,7 @@ kd_status kdi_worst_case_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t 
     if (nthreads > n + nu)
         nthreads = n + nu > 0 ? (int)(n + nu) : 1;
 
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t r = 0; r < n + nu; r++) {
+    KDI_PARALLEL_FOR(nthreads, r, n + nu, {
         if (r < n) {
             float *g = grads && h->wc_grad[0] ? h->wc_grad[0] + r * h->wc_ld_grad[0] : NULL;
             h->terms[r] = labeled_row(h, r, g, coef_l);
@@ -127,7 +126,7 @@ kd_status kdi_worst_case_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t 
             float *g = grads && h->wc_grad[1] ? h->wc_grad[1] + i * h->wc_ld_grad[1] : NULL;
             h->terms[r] = unlabeled_row(h, i, g, coef_u);
         }
-    }
+    });
     if (mode != KDI_BACKWARD) {
         double sl = 0.0, su = 0.0;
         for (int64_t r = 0; r < n; r++)
