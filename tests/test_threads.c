@@ -8,14 +8,21 @@
  *   loss and EMA results do not depend on KD_PARAM_THREADS (1, 2, 3, 4): rows
  *   are reduced in row order.
  *
+ * - With one thread (the default) no call enters OpenMP: GOMP_parallel,
+ *   interposed below, is never called (issue 16: a parallel region allocates
+ *   a team, and libgomp exits the process when that allocation fails).
+ *
  * Every scenario below runs a whole life cycle (create, configure, bind,
  * compute, destroy) and returns its outputs as one byte string, so that
  * comparisons are memcmp.  scripts/tsan.sh builds this test with
  * ThreadSanitizer (clang, LLVM's libomp with the Archer tool, so that OpenMP's
  * own synchronisation is understood).
  */
+#define _GNU_SOURCE
 #include <check.h>
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +31,26 @@
 #include "kdlib/ema.h"
 #include "kdlib/flexmatch.h"
 #include "kdlib/kdlib.h"
+#include "kdlib/linear.h"
 #include "kdtest.h"
+
+/* libgomp's entry of every `#pragma omp parallel` (GCC), interposed: the
+ * executable's definition comes first in the lookup of libkd.so's
+ * reference, and forwards to libgomp's. */
+static atomic_long g_parallel_regions;
+void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags)
+{
+    typedef void (*real_fn)(void (*)(void *), void *, unsigned, unsigned);
+    static real_fn real;
+    if (!real) {
+        real = (real_fn)dlvsym(RTLD_NEXT, "GOMP_parallel", "GOMP_4.0");
+        if (!real)
+            real = (real_fn)dlsym(RTLD_NEXT, "GOMP_parallel");
+    }
+    atomic_fetch_add(&g_parallel_regions, 1);
+    real(fn, data, num_threads, flags);
+}
 
 #define N 67 /* odd: uneven splits over 2, 3 and 4 threads */
 #define NU 41
@@ -543,6 +569,92 @@ START_TEST(create_messages_are_per_thread)
 }
 END_TEST
 
+/* the fused linear call on a KL handle with `threads` threads */
+static kd_status run_linear(int threads)
+{
+    enum { LN = 9, LD_H = 6 };
+    static float hidden[LN * LD_H], weight[C * LD_H], gh[LN * LD_H], gw[C * LD_H], gb[C];
+    kdt_rng r;
+    kdt_seed(&r, 3);
+    kdt_fill_normal(&r, hidden, LN * LD_H, 1.0);
+    kdt_fill_normal(&r, weight, C * LD_H, 1.0);
+    kd_loss *h;
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, C), KD_OK);
+    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_THREADS, threads), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_TEACHER, g_teacher, LD), KD_OK);
+    float loss;
+    kd_status st = kd_linear_kl_distill(h, LN, LD_H, hidden, LD_H, weight, LD_H, NULL, 0, NULL, 0,
+                                        NULL, 0, NULL, 0, &loss, gh, LD_H, gw, LD_H, gb);
+    kd_loss_destroy(h);
+    return st;
+}
+
+START_TEST(one_thread_never_enters_openmp)
+{
+    /* every loss kind (fused, forward, backward), EMA, FlexMatch, the label
+     * tools and the fused linear call, with one thread */
+    for (int s = 0; s < NUM_SCENARIOS; s++) {
+        result r = {0};
+        const long before = atomic_load(&g_parallel_regions);
+        run_scenario(s, 1, &r);
+        ck_assert_msg(!r.failed, "%s: %s", scenario_name(s), r.msg);
+        ck_assert_msg(atomic_load(&g_parallel_regions) == before,
+                      "%s with 1 thread entered %ld OpenMP parallel regions", scenario_name(s),
+                      atomic_load(&g_parallel_regions) - before);
+        result_free(&r);
+    }
+    long before = atomic_load(&g_parallel_regions);
+    ck_assert_int_eq(run_linear(1), KD_OK);
+    ck_assert_msg(atomic_load(&g_parallel_regions) == before,
+                  "linear with 1 thread entered an OpenMP parallel region");
+    /* the interposer sees the regions of more threads (the check above is
+     * not vacuous) */
+    before = atomic_load(&g_parallel_regions);
+    ck_assert_int_eq(run_linear(2), KD_OK);
+    result r = {0};
+    run_scenario(S_KL, 2, &r);
+    result_free(&r);
+    ck_assert_msg(atomic_load(&g_parallel_regions) > before,
+                  "GOMP_parallel is not interposed: the test cannot see OpenMP regions");
+}
+END_TEST
+
+/* Called from inside the caller's own OpenMP region (each thread of a team
+ * of 2 with its own handle, one kdlib thread): the multi-teacher scratch row
+ * must be the handle's first, not the caller's thread number (which was an
+ * out-of-bounds row of a one-thread workspace). */
+typedef struct {
+    result r[2];
+} team_results;
+
+static void team_member(void *arg)
+{
+    team_results *t = arg;
+    /* libgomp's, loaded with libkd (the test itself is not an OpenMP program) */
+    int (*thread_num)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "omp_get_thread_num");
+    int me = thread_num ? thread_num() : 0;
+    if (me < 2)
+        run_scenario(S_KL_MULTI, 1, &t->r[me]);
+}
+
+START_TEST(one_thread_inside_the_callers_openmp_team)
+{
+    result ref = {0};
+    run_scenario(S_KL_MULTI, 1, &ref);
+    team_results t;
+    memset(&t, 0, sizeof t);
+    GOMP_parallel(team_member, &t, 2, 0);
+    for (int k = 0; k < 2; k++) {
+        if (!t.r[k].p)
+            continue; /* the runtime gave fewer threads */
+        ck_assert_msg(!t.r[k].failed, "%s", t.r[k].msg);
+        ck_assert_msg(same(&t.r[k], &ref), "thread %d of the caller's team differs", k);
+        result_free(&t.r[k]);
+    }
+    result_free(&ref);
+}
+END_TEST
+
 int main(void)
 {
     init_inputs();
@@ -554,6 +666,8 @@ int main(void)
     tcase_add_test(tc, long_rows_split_over_threads_give_the_same_bits);
     tcase_add_test(tc, distinct_handles_run_concurrently);
     tcase_add_test(tc, create_messages_are_per_thread);
+    tcase_add_test(tc, one_thread_never_enters_openmp);
+    tcase_add_test(tc, one_thread_inside_the_callers_openmp_team);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

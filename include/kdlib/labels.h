@@ -88,11 +88,13 @@ enum {
  *   mask               optional n floats: 1.0 selected, 0.0 not (ready to bind
  *                      as per-sample weights of a loss).
  *   num_selected       optional: number of selected rows.
- * Outputs must not overlap the inputs or each other (not checked).
+ * An output overlapping an input or another output is KD_ERR_ALIASING
+ * (nothing written).
  * Returns KD_OK; KD_ERR_NULL_POINTER (scores); KD_ERR_SHAPE (n < 0, c < 1,
  * ld < c, extent overflow); KD_ERR_INVALID_ARGUMENT (flags, threshold,
  * class_thresholds[j], top_k_per_class, a probability outside [0, 1]);
- * KD_ERR_NOT_FINITE (see the NaN policy); KD_ERR_OUT_OF_MEMORY. */
+ * KD_ERR_NOT_FINITE (see the NaN policy); KD_ERR_ALIASING;
+ * KD_ERR_OUT_OF_MEMORY. */
 KD_API kd_status kd_select_pseudo_labels(int64_t n, int64_t c, const float *scores, int64_t ld,
                                          int32_t flags, float threshold,
                                          const float *class_thresholds, int64_t top_k_per_class,
@@ -132,10 +134,11 @@ enum {
  *                     scored prefix of ranking).
  * Scores are computed in float32 (one subtraction and, for the normalized
  * margin, one addition and a halving).
+ * An output overlapping an input or another output is KD_ERR_ALIASING.
  * Returns KD_OK; KD_ERR_NULL_POINTER (probs, labels); KD_ERR_SHAPE;
  * KD_ERR_INVALID_ARGUMENT (score_kind, a label, ignore_index in [0, c), a
- * probability outside [0, 1]); KD_ERR_NOT_FINITE; KD_ERR_OUT_OF_MEMORY (only
- * when ranking is requested). */
+ * probability outside [0, 1]); KD_ERR_NOT_FINITE; KD_ERR_ALIASING;
+ * KD_ERR_OUT_OF_MEMORY (only when ranking is requested). */
 KD_API kd_status kd_label_quality(int64_t n, int64_t c, const float *probs, int64_t ld,
                                   const int32_t *labels, int32_t ignore_index, int32_t score_kind,
                                   float *scores, int64_t *ranking, int64_t *num_ranked,
@@ -165,9 +168,10 @@ KD_API kd_status kd_label_quality(int64_t n, int64_t c, const float *probs, int6
  * two or more classes are confident it takes the argmax over all classes
  * (which may be a class that is not confident); kdlib uses the exact
  * comparison and the argmax over confident classes, as the paper states.
+ * An output overlapping an input or another output is KD_ERR_ALIASING.
  * Returns KD_OK; KD_ERR_NULL_POINTER (probs, labels); KD_ERR_SHAPE;
  * KD_ERR_INVALID_ARGUMENT (a label, ignore_index in [0, c), a probability
- * outside [0, 1]); KD_ERR_NOT_FINITE; KD_ERR_OUT_OF_MEMORY. */
+ * outside [0, 1]); KD_ERR_NOT_FINITE; KD_ERR_ALIASING; KD_ERR_OUT_OF_MEMORY. */
 KD_API kd_status kd_find_label_issues(int64_t n, int64_t c, const float *probs, int64_t ld,
                                       const int32_t *labels, int32_t ignore_index,
                                       float *class_thresholds, int32_t *confident_class,
@@ -205,7 +209,8 @@ enum {
  *   predictions    NULL or n classes in [0, c) (ONEHOT only; must be NULL
  *                  with PROBABILITIES).
  *   out, ld_out    the n x c output.  out may be probs itself (in place, same
- *                  ld); any other overlap with an input is KD_ERR_ALIASING.
+ *                  ld); any other overlap with an input (probs, labels,
+ *                  predictions) is KD_ERR_ALIASING.
  * Returns KD_OK; KD_ERR_NULL_POINTER; KD_ERR_SHAPE; KD_ERR_INVALID_ARGUMENT
  * (mode, label_weight, a label or prediction, ignore_index in [0, c),
  * predictions with PROBABILITIES, a probability outside [0, 1]);
@@ -230,7 +235,8 @@ KD_API kd_status kd_soft_labels(int64_t n, int64_t c, const int32_t *labels, int
  *   lds            k row strides (each >= c).
  *   weights        NULL or k weights, each finite and >= 0, with a positive sum.
  *   out, ld_out    the n x c output.  out may be inputs[0] itself (in place,
- *                  same ld); any other overlap with an input is KD_ERR_ALIASING.
+ *                  same ld); any other overlap with an input matrix or with the
+ *                  arrays inputs, lds and weights is KD_ERR_ALIASING.
  * Every input element must be finite (KD_ERR_NOT_FINITE: the message names
  * the teacher, row and column).
  * Returns KD_OK; KD_ERR_NULL_POINTER; KD_ERR_SHAPE; KD_ERR_INVALID_ARGUMENT

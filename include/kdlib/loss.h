@@ -42,8 +42,12 @@
  *
  * In place: the student gradient may be written over the student logits
  * (KD_ARG_GRAD_STUDENT bound to the same pointer with the same ld), which
- * saves an n x C buffer.  Any other overlap between an output and an input is
- * refused with KD_ERR_ALIASING.
+ * saves an n x C buffer.  Any other overlap between an output (gradients,
+ * the loss value or vector, KD_ARG_PER_SAMPLE, KD_ARG_MASK,
+ * KD_ARG_PSEUDO_LABELS, statistics) and any other buffer the call reads or
+ * writes (inputs, labels, weights, class thresholds, the upstream values,
+ * global statistics, other outputs) is refused with KD_ERR_ALIASING: every
+ * output's byte range is checked against every other bound buffer.
  *
  * Errors: on any error nothing is written to any output; the handle keeps a
  * message naming the argument and the value (kd_loss_last_error()).
@@ -54,7 +58,9 @@
  * logit MSE, pseudo-label), each row is split instead: its segments of 4096
  * classes run on all the threads.  Per-row values are reduced in row order
  * and per-segment sums in segment order, so results are bit-identical for
- * any thread count.
+ * any thread count.  With one thread no call enters OpenMP (no parallel
+ * region, nothing allocated by the runtime); with more, the OpenMP runtime
+ * may end the process when it cannot allocate its threads (docs/api.md).
  * A handle is used by one thread at a time; distinct handles are independent
  * and may run concurrently.
  *
@@ -452,8 +458,9 @@ KD_API kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats);
  * integer in [n, 2^53]; MCC: S <= 0 with N > 0; CLASS_BALANCE: a mean
  * probability outside [0, 1]), KD_ERR_SHAPE, KD_ERR_NOT_FINITE (with
  * KD_PARAM_CHECK_FINITE: the student or a global statistic),
- * KD_ERR_ALIASING (gradient overlapping the student without being it, or
- * overlapping global_stats), KD_ERR_OUT_OF_MEMORY.  On error nothing is
+ * KD_ERR_ALIASING (the gradient overlapping the student without being it,
+ * or global_stats; the loss inside the gradient, the student or
+ * global_stats), KD_ERR_OUT_OF_MEMORY.  On error nothing is
  * written. */
 KD_API kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, float *loss);
 

@@ -56,16 +56,22 @@ kd_status kd_ensemble_average(int64_t n, int64_t c, int32_t k, const float *cons
             return st;
     }
     /* out may be inputs[0] exactly (kdi_row_average writes element j of a row
-     * after reading element j of the first input); nothing else may overlap. */
-    const size_t out_bytes = kdi_label_matrix_bytes(n, c, ld_out);
+     * after reading element j of the first input); nothing else may overlap:
+     * no input matrix, nor the arrays inputs, lds and weights.  The input
+     * matrices take slot 0 in turn. */
+    kdi_buf bufs[5] = {
+        {0},
+        kdi_buf_vector("inputs", -1, inputs, k, sizeof *inputs, 0),
+        kdi_buf_vector("lds", -1, lds, k, sizeof *lds, 0),
+        kdi_buf_vector("weights", -1, weights, k, sizeof *weights, 0),
+        kdi_buf_matrix("out", -1, out, n, ld_out, c, 4, 1),
+    };
     for (int32_t r = 0; r < k; r++) {
-        if (r == 0 && inputs[0] == out && lds[0] == ld_out)
-            continue;
-        if (kdi_label_overlap(out, out_bytes, inputs[r], kdi_label_matrix_bytes(n, c, lds[r])))
-            return kdi_label_fail(err, err_size, KD_ERR_ALIASING,
-                                  KDI_ENSEMBLE_FN ": out overlaps inputs[%d]%s", (int)r,
-                                  r == 0 ? " (only out == inputs[0] with the same stride is allowed)"
-                                         : "");
+        bufs[0] = kdi_buf_matrix("inputs", r, inputs[r], n, lds[r], c, 4, 0);
+        bufs[4].in_place = r == 0 ? 0 : -1;
+        st = kdi_check_aliasing(err, err_size, KDI_ENSEMBLE_FN, bufs, 5);
+        if (st != KD_OK)
+            return st;
     }
 
     const float **rows = malloc((size_t)k * sizeof *rows);

@@ -25,6 +25,17 @@ kd_status kd_find_label_issues(int64_t n, int64_t c, const float *probs, int64_t
         st = kdi_label_check_probs(KDI_ISSUES_FN, "probs", probs, n, c, ld, err, err_size);
     if (st != KD_OK)
         return st;
+    kdi_buf bufs[6] = {
+        kdi_buf_matrix("probs", -1, probs, n, ld, c, 4, 0),
+        kdi_buf_vector("labels", -1, labels, n, 4, 0),
+        kdi_buf_vector("class_thresholds", -1, class_thresholds, c, 4, 1),
+        kdi_buf_vector("confident_class", -1, confident_class, n, 4, 1),
+        kdi_buf_vector("suspect", -1, suspect, n, 1, 1),
+        kdi_buf_vector("num_suspects", -1, num_suspects, 1, sizeof *num_suspects, 1),
+    };
+    st = kdi_check_aliasing(err, err_size, KDI_ISSUES_FN, bufs, 6);
+    if (st != KD_OK)
+        return st;
 
     /* Per class: sum of self-confidences (double), count, threshold. */
     double *sum = calloc((size_t)c, sizeof *sum);

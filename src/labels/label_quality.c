@@ -57,6 +57,16 @@ kd_status kd_label_quality(int64_t n, int64_t c, const float *probs, int64_t ld,
         st = kdi_label_check_probs(KDI_QUALITY_FN, "probs", probs, n, c, ld, err, err_size);
     if (st != KD_OK)
         return st;
+    kdi_buf bufs[5] = {
+        kdi_buf_matrix("probs", -1, probs, n, ld, c, 4, 0),
+        kdi_buf_vector("labels", -1, labels, n, 4, 0),
+        kdi_buf_vector("scores", -1, scores, n, 4, 1),
+        kdi_buf_vector("ranking", -1, ranking, n, sizeof *ranking, 1),
+        kdi_buf_vector("num_ranked", -1, num_ranked, 1, sizeof *num_ranked, 1),
+    };
+    st = kdi_check_aliasing(err, err_size, KDI_QUALITY_FN, bufs, 5);
+    if (st != KD_OK)
+        return st;
 
     kdi_rank_entry *rank = NULL;
     if (ranking && n > 0) {

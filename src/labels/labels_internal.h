@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/bufcheck.h"
 #include "kdlib/core.h"
 
 /* Format a message into err (err_size bytes; NULL or 0 skips) and return status. */
@@ -38,11 +39,5 @@ kd_status kdi_label_check_finite(const char *fn, const char *name, const float *
 /* labels[i] in [0, c) or == ignore_index, and ignore_index outside [0, c). */
 kd_status kdi_label_check_labels(const char *fn, const int32_t *labels, int64_t n, int64_t c,
                                  int32_t ignore_index, char *err, size_t err_size);
-
-/* Bytes spanned by an n x c matrix of float with stride ld (0 when n == 0). */
-size_t kdi_label_matrix_bytes(int64_t n, int64_t c, int64_t ld);
-
-/* 1 when the byte ranges [a, a + na) and [b, b + nb) intersect. */
-int kdi_label_overlap(const void *a, size_t na, const void *b, size_t nb);
 
 #endif

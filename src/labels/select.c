@@ -80,6 +80,17 @@ kd_status kd_select_pseudo_labels(int64_t n, int64_t c, const float *scores, int
                 : kdi_label_check_probs(KDI_SELECT_FN, "scores", scores, n, c, ld, err, err_size);
     if (st != KD_OK)
         return st;
+    kdi_buf bufs[6] = {
+        kdi_buf_matrix("scores", -1, scores, n, ld, c, 4, 0),
+        kdi_buf_vector("class_thresholds", -1, class_thresholds, c, 4, 0),
+        kdi_buf_vector("confidence", -1, confidence, n, 4, 1),
+        kdi_buf_vector("pseudo_labels", -1, pseudo_labels, n, 4, 1),
+        kdi_buf_vector("mask", -1, mask, n, 4, 1),
+        kdi_buf_vector("num_selected", -1, num_selected, 1, sizeof *num_selected, 1),
+    };
+    st = kdi_check_aliasing(err, err_size, KDI_SELECT_FN, bufs, 6);
+    if (st != KD_OK)
+        return st;
 
     /* Top-k needs every selected row at once: collect them before writing. */
     kdi_select_entry *sel = NULL;

@@ -48,21 +48,17 @@ kd_status kd_soft_labels(int64_t n, int64_t c, const int32_t *labels, int32_t ig
             return st;
     }
     /* In place (out == probs, same stride) is fine: each row is read before
-     * it is written.  Any other overlap, or labels/predictions under out, is not. */
-    const size_t out_bytes = kdi_label_matrix_bytes(n, c, ld_out);
-    if (use_probs && !(probs == out && ld_probs == ld_out)
-        && kdi_label_overlap(out, out_bytes, probs, kdi_label_matrix_bytes(n, c, ld_probs)))
-        return kdi_label_fail(err, err_size, KD_ERR_ALIASING,
-                              KDI_SOFT_FN ": out overlaps probs (only out == probs with the same "
-                                          "stride is allowed)");
-    if (kdi_label_overlap(out, out_bytes, labels, (size_t)n * sizeof *labels)
-        || (predictions
-            && kdi_label_overlap(out, out_bytes, predictions, (size_t)n * sizeof *predictions)))
-        return kdi_label_fail(err, err_size, KD_ERR_ALIASING,
-                              KDI_SOFT_FN ": out overlaps %s",
-                              kdi_label_overlap(out, out_bytes, labels, (size_t)n * sizeof *labels)
-                                  ? "labels"
-                                  : "predictions");
+     * it is written.  Any other overlap with an input is not. */
+    kdi_buf bufs[4] = {
+        kdi_buf_matrix("probs", -1, use_probs ? probs : NULL, n, ld_probs, c, 4, 0),
+        kdi_buf_vector("labels", -1, labels, n, 4, 0),
+        kdi_buf_vector("predictions", -1, predictions, n, 4, 0),
+        kdi_buf_matrix("out", -1, out, n, ld_out, c, 4, 1),
+    };
+    bufs[3].in_place = 0;
+    st = kdi_check_aliasing(err, err_size, KDI_SOFT_FN, bufs, 4);
+    if (st != KD_OK)
+        return st;
 
     for (int64_t i = 0; i < n; i++) {
         const float *p = use_probs ? probs + i * ld_probs : NULL;

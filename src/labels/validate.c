@@ -111,18 +111,3 @@ kd_status kdi_label_check_labels(const char *fn, const int32_t *labels, int64_t 
     }
     return KD_OK;
 }
-
-size_t kdi_label_matrix_bytes(int64_t n, int64_t c, int64_t ld)
-{
-    if (n <= 0)
-        return 0;
-    return (size_t)((n - 1) * ld + c) * sizeof(float);
-}
-
-int kdi_label_overlap(const void *a, size_t na, const void *b, size_t nb)
-{
-    if (!a || !b || na == 0 || nb == 0)
-        return 0;
-    uintptr_t pa = (uintptr_t)a, pb = (uintptr_t)b;
-    return pa < pb + nb && pb < pa + na;
-}

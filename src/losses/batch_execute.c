@@ -44,19 +44,34 @@ static kd_status check_rows(kd_loss *h, const char *fn, int64_t n, int write_gra
     kd_status st = kdi_check_extent(h, fn, "student", n, h->ld_student);
     if (!st && write_grad)
         st = kdi_check_extent(h, fn, "grad", n, h->ld_grad);
-    if (st)
-        return st;
-    if (write_grad) {
-        kdi_span g = kdi_matrix_span(h->grad, n, h->ld_grad, h->c);
-        if (kdi_overlaps(g, kdi_matrix_span(h->student, n, h->ld_student, h->c)) &&
-            !(h->grad == h->student && h->ld_grad == h->ld_student))
-            return kdi_fail(h->err, KD_ERR_ALIASING,
-                            "%s: gradient overlaps the student logits without being them (in place "
-                            "needs the same pointer and ld)", fn);
-    }
+    return st;
+}
+
+static kd_status check_student_finite(kd_loss *h, const char *fn, int64_t n)
+{
     if (h->check_finite)
         return kdi_check_finite_matrix(h, fn, "student", h->student, n, h->ld_student);
     return KD_OK;
+}
+
+/* The aliasing check of every batch-loss entry: the student, the upstream
+ * value (backward) or the statistics read (finish), the gradient (in place
+ * over the student allowed), the loss and the statistics written. */
+static kd_status check_aliasing(kd_loss *h, const char *fn, int64_t n, const float *upstream,
+                                const double *stats_in, double *stats_out, int write_grad,
+                                float *loss)
+{
+    const int64_t m = kdi_batch_stats_size(h);
+    kdi_buf b[6] = {
+        kdi_buf_matrix("the student logits", -1, h->student, n, h->ld_student, h->c, 4, 0),
+        kdi_buf_vector("the upstream value", -1, upstream, 1, 4, 0),
+        kdi_buf_vector("global_stats", -1, stats_in, m, 8, 0),
+        kdi_buf_matrix("the gradient", -1, write_grad ? h->grad : NULL, n, h->ld_grad, h->c, 4, 1),
+        kdi_buf_vector("the loss", -1, loss, 1, 4, 1),
+        kdi_buf_vector("stats", -1, stats_out, m, 8, 1),
+    };
+    b[3].in_place = 0;
+    return kdi_check_aliasing(h->err, KDI_ERROR_SIZE, fn, b, 6);
 }
 
 /* Lay out the workspace for n rows (grows h->bf and h->bd). */
@@ -170,6 +185,11 @@ kd_status kdi_batch_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, fl
     if (mode != KDI_FORWARD && !h->grad)
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: no gradient output bound", fn);
     kd_status st = check_rows(h, fn, n, mode != KDI_FORWARD);
+    if (!st)
+        st = check_aliasing(h, fn, n, mode == KDI_BACKWARD ? upstream : NULL, NULL, NULL,
+                            mode != KDI_FORWARD, mode == KDI_BACKWARD ? NULL : loss);
+    if (!st)
+        st = check_student_finite(h, fn, n);
     if (!st && h->check_finite && mode == KDI_BACKWARD)
         st = kdi_check_finite_upstream(h, fn, upstream, 1);
     if (st)
@@ -225,10 +245,11 @@ kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
     st = check_rows(h, fn, n, 0);
     if (st)
         return st;
-    const int64_t m = kdi_batch_stats_size(h);
-    if (kdi_overlaps(kdi_vector_span(stats, m, sizeof(double)),
-                     kdi_matrix_span(h->student, n, h->ld_student, h->c)))
-        return kdi_fail(h->err, KD_ERR_ALIASING, "%s: stats overlaps the student matrix", fn);
+    st = check_aliasing(h, fn, n, NULL, NULL, stats, 0, NULL);
+    if (!st)
+        st = check_student_finite(h, fn, n);
+    if (st)
+        return st;
     kdi_batch b = {0};
     st = workspace(h, fn, n, &b);
     if (st)
@@ -254,11 +275,12 @@ kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, floa
     st = check_rows(h, fn, n, grad);
     if (st)
         return st;
+    st = check_aliasing(h, fn, n, NULL, global_stats, NULL, grad, loss);
+    if (!st)
+        st = check_student_finite(h, fn, n);
+    if (st)
+        return st;
     const int64_t m = kdi_batch_stats_size(h);
-    if (grad && kdi_overlaps(kdi_vector_span(global_stats, m, sizeof(double)),
-                             kdi_matrix_span(h->grad, n, h->ld_grad, h->c)))
-        return kdi_fail(h->err, KD_ERR_ALIASING, "%s: global_stats overlaps the gradient output",
-                        fn);
     if (h->check_finite)
         for (int64_t k = 0; k < m; k++)
             if (!isfinite(global_stats[k]))

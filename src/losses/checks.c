@@ -6,14 +6,6 @@
 
 #include "losses/loss_internal.h"
 
-kdi_span kdi_matrix_span(const void *p, int64_t n, int64_t ld, int64_t c)
-{
-    kdi_span s = {(const char *)p, (const char *)p};
-    if (p && n > 0)
-        s.hi = (const char *)((const float *)p + (n - 1) * ld + c);
-    return s;
-}
-
 kd_status kdi_check_extent(kd_loss *h, const char *fn, const char *what, int64_t n, int64_t ld)
 {
     int64_t e;

@@ -24,9 +24,8 @@ void kdi_class_balance_rows(const kd_loss *h, kdi_batch *b)
 {
     const int64_t n = b->n, c = h->c;
     if (h->input_type == KD_INPUT_LOGITS) {
-#pragma omp parallel for num_threads(b->nthreads) schedule(static)
-        for (int64_t i = 0; i < n; i++)
-            b->lse[i] = kdi_row_lse(h->student + i * h->ld_student, c, 1.0f);
+        KDI_PARALLEL_FOR(b->nthreads, i, n,
+                         { b->lse[i] = kdi_row_lse(h->student + i * h->ld_student, c, 1.0f); });
     }
 }
 
@@ -34,8 +33,7 @@ void kdi_class_balance_stats(const kd_loss *h, kdi_batch *b, double *out)
 {
     const int64_t n = b->n, c = h->c;
     const int64_t blocks = (c + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
-#pragma omp parallel for num_threads(b->nthreads) schedule(static)
-    for (int64_t k = 0; k < blocks; k++) {
+    KDI_PARALLEL_FOR(b->nthreads, k, blocks, {
         const int64_t j0 = k * COLUMN_BLOCK, j1 = j0 + COLUMN_BLOCK < c ? j0 + COLUMN_BLOCK : c;
         double *col = out;
         for (int64_t j = j0; j < j1; j++)
@@ -43,7 +41,7 @@ void kdi_class_balance_stats(const kd_loss *h, kdi_batch *b, double *out)
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = j0; j < j1; j++)
                 col[j] += prob_at(h, b, i, j);
-    }
+    });
     out[c] = (double)n;
 }
 
@@ -88,8 +86,7 @@ kd_status kdi_class_balance_finish(kd_loss *h, const char *fn, kdi_batch *b, con
 void kdi_class_balance_grad(const kd_loss *h, const kdi_batch *b, float up)
 {
     const int64_t n = b->n, c = h->c;
-#pragma omp parallel for num_threads(b->nthreads) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+    KDI_PARALLEL_FOR(b->nthreads, i, n, {
         float *g = h->grad + i * h->ld_grad;
         if (h->input_type == KD_INPUT_LOGITS) {
             kdi_softmax_backward(g, h->student + i * h->ld_student, b->lse[i], 1.0f, b->vec, up, c);
@@ -97,5 +94,5 @@ void kdi_class_balance_grad(const kd_loss *h, const kdi_batch *b, float up)
             for (int64_t j = 0; j < c; j++)
                 g[j] = up * b->vec[j];
         }
-    }
+    });
 }

@@ -40,7 +40,10 @@ static int is_thresholded(const kd_loss *h) { return (h->kd->roles & KDI_R_THRES
 
 float *kdi_thread_scratch(const kd_loss *h)
 {
-    return h->scratch + (size_t)omp_get_thread_num() * KDI_SCRATCH_STRIDE(h->c);
+    /* without a region of its own the call runs on the calling thread, whose
+     * number in the caller's OpenMP team (if any) is not a scratch index */
+    const int t = h->region_threads > 1 ? omp_get_thread_num() : 0;
+    return h->scratch + (size_t)t * KDI_SCRATCH_STRIDE(h->c);
 }
 
 const float *kdi_teacher_row(const kd_loss *h, int64_t i)
@@ -77,8 +80,7 @@ static kd_status grow(kd_loss *h, const char *fn, int64_t n, int nthreads)
 }
 
 /* Checks of the self-training kinds that run through this driver: the
- * second input's gradient, the mask and pseudo-label outputs, the per-class
- * thresholds. */
+ * second input's gradient (its extent) and the per-class thresholds. */
 static kd_status validate_self_training(kd_loss *h, const char *fn, kdi_mode mode, int64_t n)
 {
     const int64_t c = h->c;
@@ -94,44 +96,8 @@ static kd_status validate_self_training(kd_loss *h, const char *fn, kdi_mode mod
                                 "%s: class_thresholds[%lld] = %g outside [0, 1]", fn, (long long)j,
                                 (double)v);
         }
-    kdi_span in[3] = {kdi_matrix_span(h->student, n, h->ld_student, c), {0, 0}, {0, 0}};
-    if (h->n_teachers == 1)
-        in[1] = kdi_matrix_span(h->teachers[0], n, h->ld_teachers[0], c);
-    in[2] = kdi_vector_span(h->class_thresholds, c, sizeof(float));
-    const int grads = mode != KDI_FORWARD;
-    if (grads && h->grad_teacher) {
-        kd_status st = kdi_check_extent(h, fn, "grad_teacher", n, h->ld_grad_teacher);
-        if (st)
-            return st;
-        kdi_span g2 = kdi_matrix_span(h->grad_teacher, n, h->ld_grad_teacher, c);
-        if (kdi_overlaps(g2, in[1]) &&
-            !(h->grad_teacher == h->teachers[0] && h->ld_grad_teacher == h->ld_teachers[0]))
-            return kdi_fail(h->err, KD_ERR_ALIASING,
-                            "%s: grad_teacher overlaps the second input without being it (in place "
-                            "needs the same pointer and ld)", fn);
-        if (kdi_overlaps(g2, in[0]))
-            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: grad_teacher overlaps the student", fn);
-        if (h->grad && kdi_overlaps(g2, kdi_matrix_span(h->grad, n, h->ld_grad, c)))
-            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: grad_teacher overlaps the student gradient",
-                            fn);
-    }
-    if (mode != KDI_BACKWARD) {
-        kdi_span outs[2] = {kdi_vector_span(h->mask_out, n, sizeof(float)),
-                            kdi_vector_span(h->labels_out, n, sizeof(int32_t))};
-        const char *names[2] = {"mask", "pseudo_labels"};
-        for (int o = 0; o < 2; o++) {
-            for (int k = 0; k < 3; k++)
-                if (kdi_overlaps(outs[o], in[k]))
-                    return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s output overlaps an input", fn,
-                                    names[o]);
-            for (int32_t k = 1; k < h->n_teachers; k++)
-                if (kdi_overlaps(outs[o], kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
-                    return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s output overlaps teacher %d", fn,
-                                    names[o], (int)k);
-        }
-        if (kdi_overlaps(outs[0], outs[1]))
-            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: mask and pseudo_labels overlap", fn);
-    }
+    if (mode != KDI_FORWARD && h->grad_teacher)
+        return kdi_check_extent(h, fn, "grad_teacher", n, h->ld_grad_teacher);
     return KD_OK;
 }
 
@@ -167,52 +133,53 @@ static kd_status validate_bound(kd_loss *h, const char *fn, kdi_mode mode, int64
     return st;
 }
 
-/* The student gradient may be the student itself and overlap no other input. */
-static kd_status validate_grad_aliasing(kd_loss *h, const char *fn, int64_t n)
+/* Every buffer the call reads or writes, in one list for the aliasing check:
+ * each output against every other buffer; the gradients may be written in
+ * place over the input they differentiate. */
+static kd_status validate_aliasing(kd_loss *h, const char *fn, kdi_mode mode, int64_t n,
+                                   const void *io)
 {
     const int64_t c = h->c;
-    kdi_span g = kdi_matrix_span(h->grad, n, h->ld_grad, c);
-    kdi_span s = kdi_matrix_span(h->student, n, h->ld_student, c);
-    if (kdi_overlaps(g, s) && !(h->grad == h->student && h->ld_grad == h->ld_student))
-        return kdi_fail(h->err, KD_ERR_ALIASING,
-                        "%s: gradient overlaps the student logits without being them (in place "
-                        "needs the same pointer and ld)", fn);
-    for (int32_t k = 0; k < h->n_teachers; k++)
-        if (kdi_overlaps(g, kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
-            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: gradient overlaps teacher %d", fn, (int)k);
-    if (h->target && kdi_overlaps(g, kdi_matrix_span(h->target, n, h->ld_target, c)))
-        return kdi_fail(h->err, KD_ERR_ALIASING, "%s: gradient overlaps the target", fn);
-    return KD_OK;
-}
-
-/* The per-sample vectors (KD_ARG_PER_SAMPLE, and the loss itself for NONE)
- * are outputs too: they may overlap no input and no gradient. */
-static kd_status validate_vector_aliasing(kd_loss *h, const char *fn, kdi_mode mode, int64_t n,
-                                          const void *io)
-{
-    const int64_t c = h->c;
-    kdi_span outs[2] = {kdi_vector_span(h->per_sample, n, sizeof(float)),
-                        kdi_vector_span(h->reduction == KD_REDUCTION_NONE ? io : NULL, n,
-                                        sizeof(float))};
-    kdi_span ins[5] = {kdi_matrix_span(h->student, n, h->ld_student, c),
-                       kdi_matrix_span(h->target, n, h->ld_target, c),
-                       kdi_vector_span(h->labels, n, sizeof(int32_t)),
-                       kdi_vector_span(h->weights, n, sizeof(float)),
-                       kdi_matrix_span(mode == KDI_FUSED ? h->grad : NULL, n, h->ld_grad, c)};
-    for (int o = 0; o < 2; o++) {
-        const char *what = o ? "loss vector" : "per-sample output";
-        for (int k = 0; k < 5; k++)
-            if (kdi_overlaps(outs[o], ins[k]))
-                return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s overlaps an input or the gradient",
-                                fn, what);
-        for (int32_t k = 0; k < h->n_teachers; k++)
-            if (kdi_overlaps(outs[o], kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
-                return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s overlaps teacher %d", fn, what,
-                                (int)k);
+    const int grads = mode != KDI_FORWARD, fwd = mode != KDI_BACKWARD;
+    const int64_t n_io = h->reduction == KD_REDUCTION_NONE ? n : 1;
+    kdi_buf b[16];
+    int k = 0;
+    const int student = k;
+    b[k++] = kdi_buf_matrix("the student logits", -1, h->student, n, h->ld_student, c, 4, 0);
+    const int teacher = k++; /* the teachers take this slot in turn */
+    b[k++] = kdi_buf_matrix("the target", -1, h->target, n, h->ld_target, c, 4, 0);
+    b[k++] = kdi_buf_vector("the labels", -1, h->labels, n, 4, 0);
+    b[k++] = kdi_buf_vector("the weights", -1, h->weights, n, 4, 0);
+    if (is_thresholded(h))
+        b[k++] = kdi_buf_vector("the class thresholds", -1, h->class_thresholds, c, 4, 0);
+    if (!fwd)
+        b[k++] = kdi_buf_vector("the upstream vector", -1, io, n_io, 4, 0);
+    if (grads) {
+        b[k] = kdi_buf_matrix("the gradient", -1, h->grad, n, h->ld_grad, c, 4, 1);
+        b[k++].in_place = student;
+        if (h->kd->roles & KDI_R_GRAD_TEACHER) {
+            b[k] = kdi_buf_matrix("grad_teacher", -1, h->grad_teacher, n, h->ld_grad_teacher, c, 4, 1);
+            b[k++].in_place = h->n_teachers == 1 ? teacher : -1;
+        }
     }
-    if (kdi_overlaps(outs[0], outs[1]))
-        return kdi_fail(h->err, KD_ERR_ALIASING, "%s: per-sample output overlaps the loss vector", fn);
-    return KD_OK;
+    if (fwd) {
+        b[k++] = kdi_buf_vector(h->reduction == KD_REDUCTION_NONE ? "the loss vector" : "the loss",
+                                -1, io, n_io, 4, 1);
+        b[k++] = kdi_buf_vector("the per-sample output", -1, h->per_sample, n, 4, 1);
+        if (is_thresholded(h)) {
+            b[k++] = kdi_buf_vector("the mask output", -1, h->mask_out, n, 4, 1);
+            b[k++] = kdi_buf_vector("the pseudo_labels output", -1, h->labels_out, n, 4, 1);
+        }
+    }
+    const int32_t nt = h->n_teachers;
+    kd_status st = KD_OK;
+    for (int32_t t = 0; !st && t < (nt > 0 ? nt : 1); t++) {
+        b[teacher] = kdi_buf_matrix(nt > 1 ? "teacher" : "the teacher", nt > 1 ? (int)t : -1,
+                                    nt > 0 ? h->teachers[t] : NULL, n, nt > 0 ? h->ld_teachers[t] : 0,
+                                    c, 4, 0);
+        st = kdi_check_aliasing(h->err, KDI_ERROR_SIZE, fn, b, k);
+    }
+    return st;
 }
 
 static kd_status validate_finite(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, const void *io)
@@ -233,12 +200,10 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
                           int64_t *valid)
 {
     kd_status st = validate_bound(h, fn, mode, n, io);
-    if (!st && h->grad && mode != KDI_FORWARD)
-        st = validate_grad_aliasing(h, fn, n);
-    if (!st && mode != KDI_BACKWARD)
-        st = validate_vector_aliasing(h, fn, mode, n, io);
     if (!st && (h->kd->flags & KDI_F_SELF_TRAINING))
         st = validate_self_training(h, fn, mode, n);
+    if (!st)
+        st = validate_aliasing(h, fn, mode, n, io);
     if (!st)
         st = kdi_check_labels_weights(h, fn, n, valid);
     if (!st && h->check_finite)
@@ -403,6 +368,7 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     st = grow(h, fn, n, nthreads);
     if (st)
         return st;
+    h->region_threads = nthreads;
 
     row_loop x;
     x.tp = kdi_term_plan_of(h, n, valid, nthreads);
@@ -435,15 +401,10 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     x.all_terms = h->terms;
     x.is_small = kdi_small_plan_of(h, &x.small);
 
-    if (x.is_small) {
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-        for (int64_t b = 0; b < nblocks; b++)
-            small_block(h, &x, b);
-    } else {
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-        for (int64_t b = 0; b < nblocks; b++)
-            long_block(h, &x, b);
-    }
+    if (x.is_small)
+        KDI_PARALLEL_FOR(nthreads, b, nblocks, { small_block(h, &x, b); });
+    else
+        KDI_PARALLEL_FOR(nthreads, b, nblocks, { long_block(h, &x, b); });
 
     if (mode != KDI_BACKWARD) {
         double sums[2] = {0.0, 0.0};

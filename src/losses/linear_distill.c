@@ -35,14 +35,6 @@ typedef struct {
     int64_t rows, cols, ld;
 } operand;
 
-static kdi_span span_of(const operand *o)
-{
-    kdi_span s = {(const char *)o->p, (const char *)o->p};
-    if (o->p && o->rows > 0 && o->cols > 0)
-        s.hi = (const char *)((const float *)o->p + (o->rows - 1) * o->ld + o->cols);
-    return s;
-}
-
 /* ld >= cols, ld within CBLAS's int, and the extent fits in memory sizes. */
 static kd_status check_operand(kd_loss *h, const operand *o)
 {
@@ -156,28 +148,22 @@ static kd_status validate(kd_loss *h, int64_t n, int64_t d, const float *hidden,
     if (st)
         return st;
 
-    for (int o = 0; o < 5; o++) {
-        kdi_span so = span_of(&out[o]);
-        for (int k = 0; k < 8; k++) {
-            if (!kdi_overlaps(so, span_of(&in[k])))
-                continue;
-            if (o == 0 && k == 0 && gh == hidden && ld_gh == ld_h)
-                continue; /* grad_hidden in place over hidden */
-            return kdi_fail(h->err, KD_ERR_ALIASING, FN ": %s overlaps %s%s", out[o].name,
-                            in[k].name,
-                            o == 0 && k == 0 ? " without being it (in place needs the same "
-                                               "pointer and ld)"
-                                             : "");
-        }
-        for (int32_t k = 0; k < h->n_teachers; k++)
-            if (kdi_overlaps(so, kdi_matrix_span(h->teachers[k], n, h->ld_teachers[k], c)))
-                return kdi_fail(h->err, KD_ERR_ALIASING, FN ": %s overlaps teacher %d", out[o].name,
-                                (int)k);
-        for (int p = 0; p < o; p++)
-            if (kdi_overlaps(so, span_of(&out[p])))
-                return kdi_fail(h->err, KD_ERR_ALIASING, FN ": %s overlaps %s", out[o].name,
-                                out[p].name);
+    /* one list for the aliasing check: the inputs, a slot the bound teachers
+     * take in turn, the outputs (grad_hidden may be hidden itself) */
+    kdi_buf b[14];
+    for (int k = 0; k < 8; k++)
+        b[k] = kdi_buf_matrix(in[k].name, -1, in[k].p, in[k].rows, in[k].ld, in[k].cols, 4, 0);
+    for (int o = 0; o < 5; o++)
+        b[9 + o] = kdi_buf_matrix(out[o].name, -1, out[o].p, out[o].rows, out[o].ld, out[o].cols, 4, 1);
+    b[9].in_place = 0;
+    const int32_t nt = h->n_teachers;
+    for (int32_t k = 0; !st && k < (nt > 0 ? nt : 1); k++) {
+        b[8] = kdi_buf_matrix("teacher", nt > 1 ? (int)k : -1, nt > 0 ? h->teachers[k] : NULL, n,
+                              nt > 0 ? h->ld_teachers[k] : 0, c, 4, 0);
+        st = kdi_check_aliasing(h->err, KDI_ERROR_SIZE, FN, b, 14);
     }
+    if (st)
+        return st;
 
     int64_t valid = n;
     if ((st = kdi_check_labels_weights(h, FN, n, &valid)))
@@ -254,6 +240,7 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
     if (st)
         return st;
 
+    h->region_threads = nthreads;
     const kdi_term_plan tp = kdi_term_plan_of(h, n, valid, nthreads);
     const int want_grad = grad_hidden || grad_weight || grad_bias;
     float *s_chunk = h->bf;
@@ -273,8 +260,7 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
                           ld_teacher_hidden, teacher_weight, ld_teacher_weight, teacher_bias);
         double *terms = h->terms;
 
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-        for (int64_t r = 0; r < m; r++) {
+        KDI_PARALLEL_FOR(nthreads, r, m, {
             const int64_t i = i0 + r;
             const int32_t y = h->labels ? h->labels[i] : -1;
             const int ignored = h->labels && y == h->ignore_index;
@@ -301,7 +287,7 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
             double tv[2];
             kdi_kl_distill_row(h, &row, tv);
             kdi_term_plan_store(&tp, w, rt.hard_on, tv, terms + 2 * r);
-        }
+        });
         kdi_reduce_rows(terms, m, tp.red, h->per_sample ? h->per_sample + i0 : NULL,
                         tp.red == KD_REDUCTION_NONE ? loss + i0 : NULL, sums);
         if (!want_grad)

@@ -6,7 +6,9 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "core/bufcheck.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "kdlib/loss.h"
 #include "kernels/rowops.h"
 #include "kernels/simd.h"
@@ -67,6 +69,10 @@ struct kd_loss {
     float *wc_grad[2];       /* WORST_CASE: grad of labeled adv, unlabeled adv */
     int64_t wc_ld_grad[2];
 
+    /* threads of the OpenMP region the driver is about to run (1: none, the
+     * calling thread, which may be any thread of the caller's own region)
+     * for kdi_thread_scratch */
+    int region_threads;
     /* workspace: per-row term values and per-thread scratch rows */
     double *terms;
     size_t terms_cap;
@@ -245,20 +251,6 @@ static inline float kdi_reduced_loss(const kdi_term_plan *tp, const double sums[
 }
 
 /* ---- shared argument checks (checks.c), all writing h->err ---- */
-
-/* Byte range [lo, hi) of an n-row matrix of C columns. */
-typedef struct {
-    const char *lo, *hi;
-} kdi_span;
-
-kdi_span kdi_matrix_span(const void *p, int64_t n, int64_t ld, int64_t c);
-static inline kdi_span kdi_vector_span(const void *p, int64_t n, size_t elem)
-{
-    /* no arithmetic on NULL (NULL + 0 is undefined behaviour in C) */
-    kdi_span s = {(const char *)p, p && n > 0 ? (const char *)p + (size_t)n * elem : (const char *)p};
-    return s;
-}
-static inline int kdi_overlaps(kdi_span a, kdi_span b) { return a.lo < b.hi && b.lo < a.hi; }
 
 /* Labels in [0, C) or the ignore index, weights finite and >= 0; *valid =
  * the number of rows whose label is not ignored (n without labels). */

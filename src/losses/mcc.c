@@ -21,8 +21,7 @@ void kdi_mcc_rows(const kd_loss *h, kdi_batch *b)
 {
     const int64_t n = b->n, c = h->c;
     const float inv_t = (float)(1.0 / h->temperature);
-#pragma omp parallel for num_threads(b->nthreads) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+    KDI_PARALLEL_FOR(b->nthreads, i, n, {
         const float *z = h->student + i * h->ld_student;
         float *p = b->probs + i * c, *wp = b->work + i * c;
         const kdi_lse l = kdi_row_lse(z, c, inv_t);
@@ -36,7 +35,7 @@ void kdi_mcc_rows(const kd_loss *h, kdi_batch *b)
             wp[j] = (float)e * p[j];
         b->lse[i] = l;
         b->ew[i] = e;
-    }
+    });
 }
 
 /* out = [Ahat (C x C, row-major), S, n]; Ahat in float32 from cblas_sgemm,
@@ -100,10 +99,9 @@ void kdi_mcc_grad(const kd_loss *h, kdi_batch *b, float up)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)c, (int)c, 1.0f, b->probs,
                 (int)c, b->mat, (int)c, 0.0f, b->work, (int)c);
     const double scale = b->coef[0];
-#pragma omp parallel for num_threads(b->nthreads) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+    KDI_PARALLEL_FOR(b->nthreads, i, n, {
         const float coef = (float)(up * inv_t * scale * b->ew[i]);
         kdi_softmax_backward(h->grad + i * h->ld_grad, h->student + i * h->ld_student, b->lse[i],
                              inv_t, b->work + i * c, coef, c);
-    }
+    });
 }

@@ -26,9 +26,16 @@ kdi_confident kdi_threshold_row(const kd_loss *h, const float *t, float *work, i
 int64_t kdi_count_confident(const kd_loss *h, int64_t n, int nthreads)
 {
     int64_t kept = 0;
+#define KEPT_ROW(i) kdi_threshold_row(h, kdi_teacher_row(h, i), kdi_thread_scratch(h) + h->c, 1, NULL).keep
+    if (nthreads <= 1) { /* one thread never enters OpenMP (core/parallel.h) */
+        for (int64_t i = 0; i < n; i++)
+            kept += KEPT_ROW(i);
+        return kept;
+    }
 #pragma omp parallel for num_threads(nthreads) schedule(static) reduction(+ : kept)
     for (int64_t i = 0; i < n; i++) {
-        kept += kdi_threshold_row(h, kdi_teacher_row(h, i), kdi_thread_scratch(h) + h->c, 1, NULL).keep;
+        kept += KEPT_ROW(i);
     }
+#undef KEPT_ROW
     return kept;
 }

@@ -40,22 +40,19 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
                                   h->wc_ld_grad[k]);
     if (st)
         return st;
-    kdi_span in[4], g[2] = {{0, 0}, {0, 0}};
+    /* the aliasing check (core/bufcheck.h): a gradient may be its own input */
+    kdi_buf b[8];
     for (int k = 0; k < 4; k++)
-        in[k] = kdi_matrix_span(h->wc_in[k], rows[k], h->wc_ld[k], h->c);
-    for (int k = 0; grads && k < 2; k++) {
-        g[k] = kdi_matrix_span(h->wc_grad[k], rows[2 * k], h->wc_ld_grad[k], h->c);
-        const int own = k ? UA : LA;
-        for (int m = 0; m < 4; m++) {
-            int in_place = m == own && h->wc_grad[k] == h->wc_in[m] && h->wc_ld_grad[k] == h->wc_ld[m];
-            if (kdi_overlaps(g[k], in[m]) && !in_place)
-                return kdi_fail(h->err, KD_ERR_ALIASING,
-                                "%s: gradient of %s overlaps %s (in place needs the same pointer "
-                                "and ld)", fn, NAMES[own], NAMES[m]);
-        }
+        b[k] = kdi_buf_matrix(NAMES[k], -1, h->wc_in[k], rows[k], h->wc_ld[k], h->c, 4, 0);
+    b[4] = kdi_buf_vector("upstream", -1, mode == KDI_BACKWARD ? io : NULL, 1, 4, 0);
+    for (int k = 0; k < 2; k++) {
+        b[5 + k] = kdi_buf_matrix(k ? "grad_unlabeled_adv" : "grad_labeled_adv", -1,
+                                  grads ? h->wc_grad[k] : NULL, rows[2 * k], h->wc_ld_grad[k], h->c, 4, 1);
+        b[5 + k].in_place = k ? UA : LA;
     }
-    if (kdi_overlaps(g[0], g[1]))
-        return kdi_fail(h->err, KD_ERR_ALIASING, "%s: the two gradients overlap", fn);
+    b[7] = kdi_buf_vector("loss", -1, mode == KDI_BACKWARD ? NULL : io, 1, 4, 1);
+    if ((st = kdi_check_aliasing(h->err, KDI_ERROR_SIZE, fn, b, 8)))
+        return st;
     for (int k = 0; h->check_finite && k < 4; k++)
         if ((st = kdi_check_finite_matrix(h, fn, NAMES[k], h->wc_in[k], rows[k], h->wc_ld[k])))
             return st;
@@ -120,8 +117,7 @@ kd_status kdi_worst_case_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t 
     if (nthreads > n + nu)
         nthreads = n + nu > 0 ? (int)(n + nu) : 1;
 
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t r = 0; r < n + nu; r++) {
+    KDI_PARALLEL_FOR(nthreads, r, n + nu, {
         if (r < n) {
             float *g = grads && h->wc_grad[0] ? h->wc_grad[0] + r * h->wc_ld_grad[0] : NULL;
             h->terms[r] = labeled_row(h, r, g, coef_l);
@@ -130,7 +126,7 @@ kd_status kdi_worst_case_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t 
             float *g = grads && h->wc_grad[1] ? h->wc_grad[1] + i * h->wc_ld_grad[1] : NULL;
             h->terms[r] = unlabeled_row(h, i, g, coef_u);
         }
-    }
+    });
     if (mode != KDI_BACKWARD) {
         double sl = 0.0, su = 0.0;
         for (int64_t r = 0; r < n; r++)
