@@ -115,8 +115,15 @@ def int_vector(a, name, length, ctype=np.int32):
     target = np.dtype(ctype)
     if a.dtype != target:
         info = np.iinfo(target)
-        if a.size and (a.min() < info.min or a.max() > info.max):
-            raise ValueError("%s has values outside the %s range" % (name, target))
+        if a.size:
+            # Compare as Python ints: NumPy compares uint64 with a signed bound
+            # in float64, where 2^63 == 2^63 - 1, and the cast would then wrap
+            # 2^63 to -2^63 (a "negative index" in C's message).
+            lo, hi = int(a.min()), int(a.max())
+            if lo < info.min or hi > info.max:
+                k = int(np.argmin(a)) if lo < info.min else int(np.argmax(a))
+                raise ValueError("%s[%d] = %d is outside the %s range [%d, %d]"
+                                 % (name, k, int(a[k]), target, info.min, info.max))
         a = a.astype(target)
     elif not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)

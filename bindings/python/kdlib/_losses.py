@@ -1,5 +1,6 @@
 """Losses: the low-level Loss handle (kd_loss) and the functional API."""
 import ctypes
+import operator
 
 import numpy as np
 
@@ -32,6 +33,35 @@ ARG_CLASS_THRESHOLDS, ARG_MASK, ARG_PSEUDO_LABELS, ARG_GRAD_TEACHER = 16, 17, 18
 ARG_LABELED_MAIN, ARG_LABELED_ADV, ARG_UNLABELED_MAIN, ARG_UNLABELED_ADV = 20, 21, 22, 23
 ARG_GRAD_LABELED_ADV, ARG_GRAD_UNLABELED_ADV = 24, 25
 
+# Roles by shape: matrices of n rows (num_classes columns), vectors of n values,
+# and WORST_CASE's unlabeled matrices of KD_PARAM_UNLABELED_ROWS rows.
+_MATRIX_INPUTS = {ARG_STUDENT, ARG_TEACHER, ARG_TARGET, ARG_LABELED_MAIN, ARG_LABELED_ADV,
+                  ARG_UNLABELED_MAIN, ARG_UNLABELED_ADV}
+_MATRIX_OUTPUTS = {ARG_GRAD_STUDENT, ARG_GRAD_TEACHER, ARG_GRAD_LABELED_ADV, ARG_GRAD_UNLABELED_ADV}
+_VECTOR_OUTPUTS = {ARG_PER_SAMPLE, ARG_MASK}
+_UNLABELED_ROLES = {ARG_UNLABELED_MAIN, ARG_UNLABELED_ADV, ARG_GRAD_UNLABELED_ADV}
+_ROLE_NAMES = {ARG_STUDENT: "student", ARG_TEACHER: "teacher", ARG_TARGET: "target",
+               ARG_LABELS: "labels", ARG_WEIGHTS: "weights", ARG_GRAD_STUDENT: "grad_student",
+               ARG_PER_SAMPLE: "per_sample", ARG_CLASS_THRESHOLDS: "class_thresholds",
+               ARG_MASK: "mask", ARG_PSEUDO_LABELS: "pseudo_labels",
+               ARG_GRAD_TEACHER: "grad_teacher", ARG_LABELED_MAIN: "labeled_main",
+               ARG_LABELED_ADV: "labeled_adv", ARG_UNLABELED_MAIN: "unlabeled_main",
+               ARG_UNLABELED_ADV: "unlabeled_adv", ARG_GRAD_LABELED_ADV: "grad_labeled_adv",
+               ARG_GRAD_UNLABELED_ADV: "grad_unlabeled_adv"}
+_INT64_MAX = 2**63 - 1
+
+
+def count_arg(n, name="n"):
+    """n as a Python int in [0, 2^63 - 1] (an integer, not a float: 4.7 rows is an error)."""
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError("%s must be an integer, got %s" % (name, type(n).__name__))
+    if not 0 <= n <= _INT64_MAX:
+        raise ValueError("%s must be in [0, 2^63 - 1], got %d" % (name, n))
+    return n
+
+
 _FLOAT_PARAMS = {PARAM_TEMPERATURE, PARAM_ALPHA, PARAM_SOFT_WEIGHT, PARAM_HARD_WEIGHT,
                  PARAM_JSD_BETA, PARAM_LABEL_SMOOTHING, PARAM_LABEL_WEIGHT, PARAM_THRESHOLD,
                  PARAM_ETA_PRIME}
@@ -52,8 +82,12 @@ class Loss(Handle):
 
     Bound arrays are referenced by the object until they are rebound or the
     handle is closed, so they cannot be freed while C holds their pointers.
-    The caller must not resize or free them otherwise (they are borrowed,
-    exactly as in C).  Use one Loss from one thread at a time.
+    Before every compute call the row count n is checked against the size of
+    every bound array (matrices: rows; vectors: values; WORST_CASE's
+    unlabeled matrices against KD_PARAM_UNLABELED_ROWS, default n): an n
+    larger than an array raises ValueError naming it, before C is called, so
+    no call reads or writes past a NumPy array.  Use one Loss from one thread
+    at a time.
     """
 
     _prefix = "kd_loss"
@@ -64,6 +98,9 @@ class Loss(Handle):
         st = lib.kd_loss_create(ctypes.byref(h), int(kind), int(num_classes))
         self._adopt(st, h, "kind %r, num_classes %r" % (kind, num_classes))
         self._keep = {}
+        self._rows = {}          # role -> (rows or values of the bound array, its name)
+        self._reduction = REDUCTION_MEAN
+        self._unlabeled_rows = -1
         self.num_classes = int(num_classes)
         self.kind = int(kind)
 
@@ -72,17 +109,24 @@ class Loss(Handle):
         """Destroy the handle (kd_loss_destroy); idempotent."""
         self._destroy()
         self._keep = {}
+        self._rows = {}
 
     # -- parameters --
     def set(self, param, value):
         """Set a parameter: kd_loss_set_float for real parameters, else kd_loss_set_int."""
         if param in _FLOAT_PARAMS:
-            self._set_float(param, value)
+            self.set_float(param, value)
         else:
-            self._set_int(param, value)
+            self.set_int(param, value)
         return self
 
-    set_int = Handle._set_int
+    def set_int(self, param, value):
+        Handle._set_int(self, param, value)
+        if param == PARAM_REDUCTION:       # mirrored: the size checks and buffers need them
+            self._reduction = int(value)
+        elif param == PARAM_UNLABELED_ROWS:
+            self._unlabeled_rows = int(value)
+
     set_float = Handle._set_float
     get_int = Handle._get_int
     get_float = Handle._get_float
@@ -91,22 +135,35 @@ class Loss(Handle):
         return self.get_float(param) if param in _FLOAT_PARAMS else self.get_int(param)
 
     # -- bindings --
-    def bind_matrix(self, role, a, name="matrix"):
+    def bind_matrix(self, role, a, name=None):
         """Bind an input matrix (None unbinds)."""
+        name = name or _ROLE_NAMES.get(role, "role %r" % (role,))
         if a is None:
             self._check(lib.kd_loss_bind_matrix(self._handle(), role, None, 0), "kd_loss_bind_matrix")
-            self._keep.pop(role, None)
+            self._bound(role, None)
             return
         a, ld = A.matrix(a, name, ncols=self.num_classes)
         self._check(lib.kd_loss_bind_matrix(self._handle(), role, A.fptr(a), ld), "kd_loss_bind_matrix")
-        self._keep[role] = a
+        self._bound(role, a, a.shape[0], name)
+
+    def _bound(self, role, keep, size=None, name=None):
+        """Record a successful binding (C keeps the old one when a bind fails)."""
+        if keep is None:
+            self._keep.pop(role, None)
+            self._rows.pop(role, None)
+        else:
+            self._keep[role] = keep
+            if size is not None:
+                self._rows[role] = (int(size), name or _ROLE_NAMES.get(role, "array"))
+            else:
+                self._rows.pop(role, None)
 
     def bind_teachers(self, teachers, weights=None, name="teacher"):
         """Bind several teacher logit matrices (averaged, optionally weighted)."""
         if not teachers:
             self._check(lib.kd_loss_bind_teachers(self._handle(), 0, None, None, None),
                         "kd_loss_bind_teachers")
-            self._keep.pop(ARG_TEACHER, None)
+            self._bound(ARG_TEACHER, None)
             return
         mats, lds = [], []
         for k, t in enumerate(teachers):
@@ -118,44 +175,54 @@ class Loss(Handle):
         self._check(lib.kd_loss_bind_teachers(self._handle(), len(mats), A.pointer_array(mats),
                                               A.int64_array(lds), A.fptr(weights)),
                     "kd_loss_bind_teachers")
-        self._keep[ARG_TEACHER] = (mats, weights)
+        k = min(range(len(mats)), key=lambda i: mats[i].shape[0])
+        self._bound(ARG_TEACHER, (mats, weights), mats[k].shape[0], "%s[%d]" % (name, k))
 
     def bind_labels(self, labels, n=None):
         if labels is None:
             self._check(lib.kd_loss_bind_labels(self._handle(), None), "kd_loss_bind_labels")
-            self._keep.pop(ARG_LABELS, None)
+            self._bound(ARG_LABELS, None)
             return
         labels = A.int_vector(labels, "labels", n)
         self._check(lib.kd_loss_bind_labels(self._handle(), A.i32ptr(labels)), "kd_loss_bind_labels")
-        self._keep[ARG_LABELS] = labels
+        self._bound(ARG_LABELS, labels, labels.shape[0], "labels")
 
     def bind_weights(self, weights, n=None, name="weights"):
         if weights is None:
             self._check(lib.kd_loss_bind_weights(self._handle(), None), "kd_loss_bind_weights")
-            self._keep.pop(ARG_WEIGHTS, None)
+            self._bound(ARG_WEIGHTS, None)
             return
         weights = A.float_vector(weights, name, n)
         self._check(lib.kd_loss_bind_weights(self._handle(), A.fptr(weights)), "kd_loss_bind_weights")
-        self._keep[ARG_WEIGHTS] = weights
+        self._bound(ARG_WEIGHTS, weights, weights.shape[0], name)
 
-    def bind_vector(self, role, v, length=None, name="vector"):
+    def bind_vector(self, role, v, length=None, name=None):
+        """Bind an input float vector: KD_ARG_CLASS_THRESHOLDS (exactly C values)
+        or KD_ARG_WEIGHTS (at least n values at compute time)."""
+        name = name or _ROLE_NAMES.get(role, "role %r" % (role,))
         if v is not None:
+            if role == ARG_CLASS_THRESHOLDS:
+                length = self.num_classes
             v = A.float_vector(v, name, length, copy_lists=(role == ARG_CLASS_THRESHOLDS))
         self._check(lib.kd_loss_bind_vector(self._handle(), role, A.fptr(v)), "kd_loss_bind_vector")
-        self._keep[role] = v
+        self._bound(role, v, None if v is None or role == ARG_CLASS_THRESHOLDS else v.shape[0], name)
 
-    def bind_output(self, role, out, name="output"):
+    def bind_output(self, role, out, name=None):
         """Bind an output matrix or float vector (None unbinds)."""
+        name = name or _ROLE_NAMES.get(role, "role %r" % (role,))
         ld = 0
         if out is not None:
-            if out.ndim == 2:
+            if role in _MATRIX_OUTPUTS:
                 out, ld = A.matrix(out, name, ncols=self.num_classes)
-            else:
+            elif role in _VECTOR_OUTPUTS:
                 out = A.float_vector(out, name, None)
+            else:
+                raise ValueError("bind_output: role %r is not an output role (grad_student, "
+                                 "per_sample, mask, grad_teacher, grad_*_adv)" % (role,))
             if not out.flags.writeable:
                 raise ValueError("%s must be writeable" % name)
         self._check(lib.kd_loss_bind_output(self._handle(), role, A.fptr(out), ld), "kd_loss_bind_output")
-        self._keep[role] = out
+        self._bound(role, out, None if out is None else out.shape[0], name)
 
     def bind_output_labels(self, role, out, name="pseudo_labels"):
         if out is not None:
@@ -164,42 +231,65 @@ class Loss(Handle):
                 raise TypeError("%s must be a writeable contiguous 1-D int32 numpy array" % name)
         self._check(lib.kd_loss_bind_output_labels(self._handle(), role, A.i32ptr(out)),
                     "kd_loss_bind_output_labels")
-        self._keep[role] = out
+        self._bound(role, out, None if out is None else out.shape[0], name)
 
     # -- compute --
+    def check_rows(self, n, function="forward"):
+        """n as an int, after checking it against every bound array: raises
+        ValueError when an array has fewer rows (values) than the call would
+        read or write.  Every compute method calls it before C."""
+        n = count_arg(n)
+        nu = n
+        if self._unlabeled_rows >= 0 and self._rows.keys() & _UNLABELED_ROLES:
+            nu = self._unlabeled_rows
+        for role, (size, name) in self._rows.items():
+            need = nu if role in _UNLABELED_ROLES else n
+            if size < need:
+                raise ValueError("%s(n=%d): the bound %s has %d %s, fewer than the %d the call "
+                                 "would access%s" % (function, n, name, size,
+                                 "values" if role not in _MATRIX_INPUTS | _MATRIX_OUTPUTS else "rows",
+                                 need, " (KD_PARAM_UNLABELED_ROWS)"
+                                 if role in _UNLABELED_ROLES and nu != n else ""))
+        return n
+
     def _loss_buffer(self, n, out):
-        count = n if self.get_int(PARAM_REDUCTION) == REDUCTION_NONE else 1
+        count = n if self._reduction == REDUCTION_NONE else 1
         if out is None:
             return np.zeros(count, np.float32)
         out = A.float_vector(out, "loss", None)
         if out.shape[0] < count:
             raise ValueError("loss buffer needs %d values, got %d" % (count, out.shape[0]))
+        if not out.flags.writeable:
+            raise ValueError("loss buffer must be writeable")
         return out
 
     def forward(self, n, out=None):
         """kd_loss_forward: returns a float32 array (1 value, or n for NONE)."""
+        n = self.check_rows(n, "forward")
         buf = self._loss_buffer(n, out)
-        self._check(lib.kd_loss_forward(self._handle(), int(n), A.fptr(buf)), "kd_loss_forward")
+        self._check(lib.kd_loss_forward(self._handle(), n, A.fptr(buf)), "kd_loss_forward")
         return buf
 
     def forward_backward(self, n, out=None):
         """kd_loss_forward_backward: loss values; gradients go to the bound outputs."""
+        n = self.check_rows(n, "forward_backward")
         buf = self._loss_buffer(n, out)
-        self._check(lib.kd_loss_forward_backward(self._handle(), int(n), A.fptr(buf)),
+        self._check(lib.kd_loss_forward_backward(self._handle(), n, A.fptr(buf)),
                     "kd_loss_forward_backward")
         return buf
 
     def backward(self, n, upstream=1.0):
         """kd_loss_backward with the upstream gradient (a scalar for MEAN/SUM,
         n values for NONE)."""
+        n = self.check_rows(n, "backward")
         if np.ndim(upstream) == 0:
             up = np.array([upstream], np.float32)
         else:
             up = A.float_vector(np.asarray(upstream, np.float32), "upstream", None)
-        need = n if self.get_int(PARAM_REDUCTION) == REDUCTION_NONE else 1
+        need = n if self._reduction == REDUCTION_NONE else 1
         if up.shape[0] != need:
             raise ValueError("upstream must have %d values, got %d" % (need, up.shape[0]))
-        self._check(lib.kd_loss_backward(self._handle(), int(n), A.fptr(up)), "kd_loss_backward")
+        self._check(lib.kd_loss_backward(self._handle(), n, A.fptr(up)), "kd_loss_backward")
 
     # -- split batch statistics (data-parallel CLASS_BALANCE and MCC) --
     def stats_size(self):
@@ -213,8 +303,9 @@ class Loss(Handle):
         """kd_loss_local_stats: this rank's float64 statistics over its n rows
         of the bound student; all-reduce them with SUM, then call finish()."""
         require("kd_loss_local_stats")
+        n = self.check_rows(n, "local_stats")
         stats = np.zeros(self.stats_size(), np.float64)
-        self._check(lib.kd_loss_local_stats(self._handle(), int(n), stats.ctypes.data_as(c_double_p)),
+        self._check(lib.kd_loss_local_stats(self._handle(), n, stats.ctypes.data_as(c_double_p)),
                     "kd_loss_local_stats")
         return stats
 
@@ -222,11 +313,12 @@ class Loss(Handle):
         """kd_loss_finish: the global loss from the summed statistics (and this
         rank's rows of the gradient into the bound KD_ARG_GRAD_STUDENT)."""
         require("kd_loss_finish")
+        n = self.check_rows(n, "finish")
         g = np.ascontiguousarray(global_stats, dtype=np.float64)
         if g.ndim != 1 or g.shape[0] != self.stats_size():
             raise ValueError("global_stats must have %d values" % self.stats_size())
         loss = np.zeros(1, np.float32)
-        self._check(lib.kd_loss_finish(self._handle(), int(n), g.ctypes.data_as(c_double_p), A.fptr(loss)),
+        self._check(lib.kd_loss_finish(self._handle(), n, g.ctypes.data_as(c_double_p), A.fptr(loss)),
                     "kd_loss_finish")
         return float(loss[0])
 

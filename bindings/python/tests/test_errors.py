@@ -98,7 +98,7 @@ class BadInput(unittest.TestCase):
             kdlib.worst_case_estimation(s, s, s, f32(3, 3))
         with self.assertRaisesRegex(ValueError, "at least one column"):
             kdlib.class_balance(np.zeros((3, 0), np.float32))
-        with self.assertRaisesRegex(ValueError, "labels has values outside"):
+        with self.assertRaisesRegex(ValueError, r"labels\[3\] = 1099511627776 is outside the int32 range"):
             kdlib.cross_entropy(s, np.array([0, 1, 2, 2**40]))
 
     def test_strides(self):
