@@ -25,6 +25,7 @@
 
 #include "kdlib/ema.h"
 #include "kdlib/flexmatch.h"
+#include "kdlib/threshold.h"
 #include "kdlib/kdlib.h"
 #include "kdlib/linear.h"
 
@@ -60,6 +61,7 @@ static const int64_t LDS2[2] = {LD, LD};
 static kd_loss *OUT_LOSS = (kd_loss *)0x1;
 static kd_ema *OUT_EMA = (kd_ema *)0x1;
 static kd_flexmatch *OUT_FM = (kd_flexmatch *)0x1;
+static kd_threshold *OUT_TH = (kd_threshold *)0x1;
 
 /* ---- fixtures: every handle made here is destroyed after its row ---------- */
 
@@ -67,7 +69,8 @@ static kd_flexmatch *OUT_FM = (kd_flexmatch *)0x1;
 static kd_loss *live_loss[MAX_LIVE];
 static kd_ema *live_ema[MAX_LIVE];
 static kd_flexmatch *live_fm[MAX_LIVE];
-static int n_loss, n_ema, n_fm;
+static kd_threshold *live_th[MAX_LIVE];
+static int n_loss, n_ema, n_fm, n_th;
 static char tmpdir[64];
 static char pathbuf[4][160];
 static int npath;
@@ -112,6 +115,7 @@ static void fill(void)
     B.i64 = 77, B.i32 = 77, B.f32 = 77.0f, B.f64 = B.f64b = 77.0;
     B.cptr = NULL;
     OUT_LOSS = (kd_loss *)0x1, OUT_EMA = (kd_ema *)0x1, OUT_FM = (kd_flexmatch *)0x1;
+    OUT_TH = (kd_threshold *)0x1;
 }
 
 static kd_loss *mk(kd_loss_kind kind)
@@ -165,6 +169,18 @@ static kd_flexmatch *fm(void)
     ck_assert_int_eq(kd_flexmatch_update(f, 3, idx, conf, pred), KD_OK);
     track_fm(f);
     return f;
+}
+
+static kd_threshold *th(void)
+{
+    kd_threshold *t = NULL;
+    ck_assert_int_eq(kd_threshold_create(&t, KD_THRESHOLD_FLEXMATCH, FM_N, C), KD_OK);
+    int64_t idx[3] = {0, 4, 8};
+    float conf[3] = {0.99f, 0.5f, 0.97f};
+    int32_t pred[3] = {1, 2, 3};
+    ck_assert_int_eq(kd_threshold_update(t, 3, idx, conf, pred), KD_OK);
+    live_th[n_th++] = t;
+    return t;
 }
 
 static const char *tmp_path(const char *name)
@@ -296,6 +312,19 @@ static bytes state(void)
             add(&b, &v, sizeof v);
         }
     }
+    for (int k = 0; k < n_th; k++) {
+        int64_t pred[FM_N + 1] = {0}, v = 0, ns = 0;
+        double tau = 0;
+        kd_threshold_get_int(live_th[k], KD_THRESHOLD_PARAM_NUM_SAMPLES, &ns);
+        kd_threshold_get_ints(live_th[k], KD_THRESHOLD_STATE_PREDICTIONS, ns, pred);
+        add(&b, pred, sizeof pred);
+        kd_threshold_get_float(live_th[k], KD_THRESHOLD_PARAM_THRESHOLD, &tau);
+        add(&b, &tau, sizeof tau);
+        for (kd_threshold_param p = KD_THRESHOLD_PARAM_MAPPING; p <= KD_THRESHOLD_PARAM_NON_STRICT; p++) {
+            kd_threshold_get_int(live_th[k], p, &v);
+            add(&b, &v, sizeof v);
+        }
+    }
     return b;
 }
 
@@ -336,6 +365,161 @@ static kd_status after_call(kd_status st)
     } while (0)
 
 /* ---- the rows --------------------------------------------------------------- */
+
+/* kd_threshold (the family; FlexMatch as its algorithm) */
+static kd_status thr1(void) { CALL(kd_threshold_create(NULL, KD_THRESHOLD_FLEXMATCH, FM_N, C)); }
+static kd_status thr2(void) { CALL(kd_threshold_create(&OUT_TH, 0, FM_N, C)); }
+static kd_status thr3(void) { CALL(kd_threshold_create(&OUT_TH, KD_THRESHOLD_FLEXMATCH, 0, C)); }
+static kd_status thr4(void)
+{
+    CALL(kd_threshold_create(&OUT_TH, KD_THRESHOLD_FLEXMATCH, FM_N, KD_THRESHOLD_MAX_CLASSES + 1));
+}
+static kd_status thr5(void) { CALL(kd_threshold_reset(NULL)); }
+static kd_status thr6(void) { CALL(kd_threshold_set_float(NULL, KD_THRESHOLD_PARAM_THRESHOLD, 0.5)); }
+static kd_status thr7(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_set_float(t, KD_THRESHOLD_PARAM_THRESHOLD, NAN));
+}
+static kd_status thr8(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_set_float(t, KD_THRESHOLD_PARAM_MAPPING, 1.0));
+}
+static kd_status thr9(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_set_int(t, KD_THRESHOLD_PARAM_MAPPING, 3));
+}
+static kd_status thr10(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_set_int(t, KD_THRESHOLD_PARAM_ALGORITHM, 1));
+}
+static kd_status thr11(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_get_float(t, KD_THRESHOLD_PARAM_THRESHOLD, NULL));
+}
+static kd_status thr12(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_get_int(t, 99, &B.i64));
+}
+static kd_status thr13(void)
+{
+    CALL(kd_threshold_param_bounds(KD_THRESHOLD_FLEXMATCH, KD_THRESHOLD_PARAM_NUM_SAMPLES, &B.f64,
+                                   &B.f64b));
+}
+static kd_status thr14(void)
+{
+    CALL(kd_threshold_param_bounds(0, KD_THRESHOLD_PARAM_THRESHOLD, &B.f64, &B.f64b));
+}
+static kd_status thr15(void)
+{
+    CALL(kd_threshold_param_bounds(KD_THRESHOLD_FLEXMATCH, KD_THRESHOLD_PARAM_THRESHOLD, NULL,
+                                   &B.f64b));
+}
+static kd_status thr16(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_update(t, N, B.idx, B.conf, NULL));
+}
+static kd_status thr17(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_update(t, -1, B.idx, B.conf, B.pred));
+}
+static kd_status thr18(void)
+{
+    kd_threshold *t = th();
+    B.idx[2] = FM_N;
+    CALL(kd_threshold_update(t, N, B.idx, B.conf, B.pred));
+}
+static kd_status thr19(void)
+{
+    kd_threshold *t = th();
+    B.pred[1] = C;
+    CALL(kd_threshold_update(t, N, B.idx, B.conf, B.pred));
+}
+static kd_status thr20(void)
+{
+    kd_threshold *t = th();
+    B.conf[0] = NAN;
+    CALL(kd_threshold_update(t, N, B.idx, B.conf, B.pred));
+}
+static kd_status thr21(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_weights(t, N, B.conf, B.pred, NULL));
+}
+static kd_status thr22(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_weights(t, -1, B.conf, B.pred, B.mask));
+}
+static kd_status thr23(void)
+{
+    kd_threshold *t = th();
+    B.pred[0] = -1;
+    CALL(kd_threshold_weights(t, N, B.conf, B.pred, B.mask));
+}
+static kd_status thr24(void)
+{
+    kd_threshold *t = th();
+    B.conf[3] = NAN;
+    CALL(kd_threshold_weights(t, N, B.conf, B.pred, B.mask));
+}
+static kd_status thr25(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_get_floats(t, KD_THRESHOLD_STATE_CLASS_THRESHOLDS, C, NULL));
+}
+static kd_status thr26(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_get_floats(t, KD_THRESHOLD_STATE_CLASS_THRESHOLDS, C - 1, B.cthr));
+}
+static kd_status thr27(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_get_ints(t, KD_THRESHOLD_STATE_LEARNING_EFFECT, C, B.sigma));
+}
+static kd_status thr28(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_save(t, NULL));
+}
+static kd_status thr29(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_save(t, tmp_path("no-such-dir/x.state")));
+}
+static kd_status thr30(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_load(t, tmp_path("missing.state")));
+}
+static kd_status thr31(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_load(t, ema_file()));
+}
+static kd_status thr32(void)
+{
+    kd_threshold *t = th();
+    const char *p = fm_file();
+    truncate_file(p, -5);
+    CALL(kd_threshold_load(t, p));
+}
+static kd_status thr33(void)
+{
+    kd_threshold *t = NULL;
+    ck_assert_int_eq(kd_threshold_create(&t, KD_THRESHOLD_FLEXMATCH, FM_N + 1, C), KD_OK);
+    live_th[n_th++] = t;
+    CALL(kd_threshold_load(t, fm_file()));
+}
+
 
 typedef struct {
     const char *function, *input;
@@ -1669,6 +1853,39 @@ static const row ROWS[] = {
     {"kd_flexmatch_load", "a truncated file", ST(KD_ERR_CORRUPT), row186},
     {"kd_flexmatch_load", "a flipped bit (checksum mismatch)", ST(KD_ERR_CORRUPT), row187},
     {"kd_flexmatch_load", "a valid file of another N or C", ST(KD_ERR_MISMATCH), row188},
+    {"kd_threshold_create", "out is NULL", ST(KD_ERR_NULL_POINTER), thr1},
+    {"kd_threshold_create", "an unknown algorithm", ST(KD_ERR_UNSUPPORTED), thr2},
+    {"kd_threshold_create", "num_samples outside [1, KD_THRESHOLD_MAX_SAMPLES]", ST(KD_ERR_INVALID_ARGUMENT), thr3},
+    {"kd_threshold_create", "num_classes outside [1, KD_THRESHOLD_MAX_CLASSES]", ST(KD_ERR_INVALID_ARGUMENT), thr4},
+    {"kd_threshold_reset", "th is NULL", ST(KD_ERR_NULL_POINTER), thr5},
+    {"kd_threshold_set_float", "th is NULL", ST(KD_ERR_NULL_POINTER), thr6},
+    {"kd_threshold_set_float", "a value outside the parameter's bounds or NaN", ST(KD_ERR_INVALID_ARGUMENT), thr7},
+    {"kd_threshold_set_float", "a key the algorithm lacks, an integer or a read-only key", ST(KD_ERR_UNSUPPORTED), thr8},
+    {"kd_threshold_set_int", "a value outside the parameter's bounds", ST(KD_ERR_INVALID_ARGUMENT), thr9},
+    {"kd_threshold_set_int", "a read-only (NUM_SAMPLES, NUM_CLASSES, ALGORITHM), unknown or real key", ST(KD_ERR_UNSUPPORTED), thr10},
+    {"kd_threshold_get_float", "th or value is NULL", ST(KD_ERR_NULL_POINTER), thr11},
+    {"kd_threshold_get_int", "an unknown or real key", ST(KD_ERR_UNSUPPORTED), thr12},
+    {"kd_threshold_param_bounds", "a read-only key", ST(KD_ERR_UNSUPPORTED), thr13},
+    {"kd_threshold_param_bounds", "an unknown algorithm", ST(KD_ERR_UNSUPPORTED), thr14},
+    {"kd_threshold_param_bounds", "lower or upper is NULL", ST(KD_ERR_NULL_POINTER), thr15},
+    {"kd_threshold_update", "th, or an array with n > 0, is NULL", ST(KD_ERR_NULL_POINTER), thr16},
+    {"kd_threshold_update", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), thr17},
+    {"kd_threshold_update", "an index outside [0, N)", ST(KD_ERR_INVALID_ARGUMENT), thr18},
+    {"kd_threshold_update", "a prediction outside [0, C)", ST(KD_ERR_INVALID_ARGUMENT), thr19},
+    {"kd_threshold_update", "a NaN confidence", ST(KD_ERR_NOT_FINITE), thr20},
+    {"kd_threshold_weights", "th, weights or an input with n > 0 is NULL", ST(KD_ERR_NULL_POINTER), thr21},
+    {"kd_threshold_weights", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), thr22},
+    {"kd_threshold_weights", "a prediction outside [0, C)", ST(KD_ERR_INVALID_ARGUMENT), thr23},
+    {"kd_threshold_weights", "a NaN confidence", ST(KD_ERR_NOT_FINITE), thr24},
+    {"kd_threshold_get_floats", "th or out is NULL", ST(KD_ERR_NULL_POINTER), thr25},
+    {"kd_threshold_get_floats", "count is not the state array's length", ST(KD_ERR_INVALID_ARGUMENT), thr26},
+    {"kd_threshold_get_ints", "a state the algorithm lacks, or a float state", ST(KD_ERR_UNSUPPORTED), thr27},
+    {"kd_threshold_save", "th or path is NULL", ST(KD_ERR_NULL_POINTER), thr28},
+    {"kd_threshold_save", "a directory that does not exist", ST(KD_ERR_IO), thr29},
+    {"kd_threshold_load", "a file that does not exist", ST(KD_ERR_IO), thr30},
+    {"kd_threshold_load", "not a state file of the algorithm (an EMA file)", ST(KD_ERR_VERSION), thr31},
+    {"kd_threshold_load", "a truncated file", ST(KD_ERR_CORRUPT), thr32},
+    {"kd_threshold_load", "a valid file of another N or C", ST(KD_ERR_MISMATCH), thr33},
     {"kd_select_pseudo_labels", "scores is NULL", ST(KD_ERR_NULL_POINTER), row189},
     {"kd_select_pseudo_labels", "n < 0", ST(KD_ERR_SHAPE), row190},
     {"kd_select_pseudo_labels", "c < 1 or c > INT32_MAX", ST(KD_ERR_SHAPE), row191},
@@ -1903,8 +2120,11 @@ static void cleanup_row(void)
         kd_ema_destroy(live_ema[k]);
     for (int k = 0; k < n_fm; k++)
         kd_flexmatch_destroy(live_fm[k]);
-    n_loss = n_ema = n_fm = 0;
-    if (OUT_LOSS != (kd_loss *)0x1 || OUT_EMA != (kd_ema *)0x1 || OUT_FM != (kd_flexmatch *)0x1)
+    for (int k = 0; k < n_th; k++)
+        kd_threshold_destroy(live_th[k]);
+    n_loss = n_ema = n_fm = n_th = 0;
+    if (OUT_LOSS != (kd_loss *)0x1 || OUT_EMA != (kd_ema *)0x1 || OUT_FM != (kd_flexmatch *)0x1
+        || OUT_TH != (kd_threshold *)0x1)
         ck_abort_msg("a failed create wrote its out pointer");
 }
 
@@ -1970,10 +2190,12 @@ static void markdown(FILE *f)
           "caller buffer and the observable state of every handle before the call and\n"
           "compares after it.  When one input breaks several rules the status is that of\n"
           "the first check; the rows below break one rule each.\n\n"
-          "Functions without a status: `kd_loss_destroy`, `kd_ema_destroy` and\n"
-          "`kd_flexmatch_destroy` accept NULL (no-op); `kd_loss_last_error(NULL)`,\n"
-          "`kd_ema_last_error(NULL)` and `kd_flexmatch_last_error(NULL)` return a message,\n"
-          "never NULL; `kd_status_string` returns \"unknown status\" for unknown values;\n"
+          "Functions without a status: `kd_loss_destroy`, `kd_ema_destroy`,\n"
+          "`kd_threshold_destroy` and `kd_flexmatch_destroy` accept NULL (no-op);\n"
+          "`kd_loss_last_error(NULL)`, `kd_ema_last_error(NULL)`,\n"
+          "`kd_threshold_last_error(NULL)` and `kd_flexmatch_last_error(NULL)` return a\n"
+          "message, never NULL; `kd_threshold_algorithm_name` returns NULL for an unknown\n"
+          "algorithm; `kd_status_string` returns \"unknown status\" for unknown values;\n"
           "`kd_version_number`, `kd_version_string` and `kd_linear_default_chunk_rows`\n"
           "take no input that can be invalid.\n", f);
     const char *last = "";
