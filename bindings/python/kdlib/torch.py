@@ -460,3 +460,153 @@ def linear_kl_distill(hidden, weight, bias=None, teacher=None, labels=None, temp
                          ("teacher_bias", teacher_bias, False, REFUSE),
                          ("weights", weights, False, REFUSE)])[0]
 
+
+
+# ---------------------------------------------------------------- nn.Module classes
+#
+# Modules in the style of tllib, Liger-Kernel, timm and torchdistill: options
+# in the constructor, tensors in forward.  Each forwards to the function above
+# (same semantics, same cached handle); extra keyword options of a function
+# (threads=, check_finite=, ignore_index=, ...) are accepted by the
+# constructor and passed on.
+
+class _KdModule(torch.nn.Module):
+    def __init__(self, **options):
+        super().__init__()
+        self.options = options
+
+    def extra_repr(self):
+        return ", ".join("%s=%r" % kv for kv in self.options.items())
+
+
+class KLDistillLoss(_KdModule):
+    """Hinton distillation: alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) +
+    (1 - alpha) * CE(s, y) (torchdistill KDLoss; no labels: the soft term
+    alone).  forward(student, teacher, labels=None)."""
+
+    def __init__(self, temperature=1.0, alpha=1.0, reduction="batchmean", **options):
+        super().__init__(temperature=temperature, alpha=alpha, reduction=reduction, **options)
+
+    def forward(self, student, teacher, labels=None):
+        return kl_distill(student, teacher, labels, **self.options)
+
+
+class SoftTargetCrossEntropy(_KdModule):
+    """timm SoftTargetCrossEntropy: mean_i -sum_c q_ic log softmax(s_i)_c with
+    q = target probabilities.  forward(student, target)."""
+
+    def __init__(self, reduction="mean", **options):
+        super().__init__(reduction=reduction, **options)
+
+    def forward(self, student, target):
+        return soft_cross_entropy(student, target, **self.options)
+
+
+class LogitMSELoss(_KdModule):
+    """Logit matching F.mse_loss(student, teacher) (reduction "mean" over all
+    elements).  forward(student, teacher)."""
+
+    def __init__(self, reduction="mean", **options):
+        super().__init__(reduction=reduction, **options)
+
+    def forward(self, student, teacher):
+        return logit_mse(student, teacher, **self.options)
+
+
+class PseudoLabelLoss(_KdModule):
+    """tllib ConfidenceBasedSelfTrainingLoss(threshold): forward(y, y_target)
+    returns PseudoLabelOutput(loss, mask, pseudo_labels) (the teacher
+    y_target is detached).  class_thresholds= (C values, e.g. FlexMatch's)
+    may be given per call."""
+
+    def __init__(self, threshold, **options):
+        super().__init__(threshold=threshold, **options)
+
+    def forward(self, y, y_target, class_thresholds=None):
+        return pseudo_label(y, y_target, class_thresholds=class_thresholds, **self.options)
+
+
+class StrongWeakConsistencyLoss(_KdModule):
+    """tllib StrongWeakConsistencyLoss(threshold, temperature) (UDA):
+    forward(y_strong, y_weak) -> loss (the weak view is detached)."""
+
+    def __init__(self, threshold, temperature, **options):
+        super().__init__(threshold=threshold, temperature=temperature, **options)
+
+    def forward(self, y_strong, y_weak):
+        return strong_weak_consistency(y_strong, y_weak, **self.options)
+
+
+class ConsistencyLoss(_KdModule):
+    """tllib ConsistencyLoss (Pi-model): mean_i D(p1_i, p2_i), D = "l2"
+    (tllib's L2ConsistencyLoss: sum_c (p1 - p2)^2), "kl" or "js"; inputs
+    "logits" (softmax inside) or "probabilities" (tllib passes
+    probabilities).  forward(p1, p2, mask=None); both inputs get a gradient."""
+
+    def __init__(self, distance="l2", inputs="logits", reduction="mean", **options):
+        super().__init__(distance=distance, inputs=inputs, reduction=reduction, **options)
+
+    def forward(self, p1, p2, mask=None):
+        return consistency(p1, p2, mask=mask, **self.options)
+
+
+class ClassBalanceLoss(_KdModule):
+    """tllib ClassBalanceLoss: BCE(mean_i p_i, uniform).  inputs is required:
+    "probabilities" (as tllib's module takes) or "logits".  num_classes, if
+    given, is checked against the input.  forward(x)."""
+
+    def __init__(self, num_classes=None, *, inputs=None, **options):
+        L._input_kind(inputs, "ClassBalanceLoss")
+        super().__init__(inputs=inputs, **options)
+        self.num_classes = num_classes
+
+    def forward(self, x):
+        if self.num_classes is not None and x.shape[-1] != self.num_classes:
+            raise ValueError("ClassBalanceLoss(num_classes=%d) got %d classes"
+                             % (self.num_classes, x.shape[-1]))
+        return class_balance(x, **self.options)
+
+
+class MinimumClassConfusionLoss(_KdModule):
+    """tllib MinimumClassConfusionLoss(temperature): forward(logits)."""
+
+    def __init__(self, temperature=2.5, **options):
+        super().__init__(temperature=temperature, **options)
+
+    def forward(self, logits):
+        return mcc(logits, **self.options)
+
+
+class WorstCaseEstimationLoss(_KdModule):
+    """tllib WorstCaseEstimationLoss(eta_prime) (DST):
+    forward(y_l, y_l_adv, y_u, y_u_adv); y_l, y_u only give argmax labels."""
+
+    def __init__(self, eta_prime, **options):
+        super().__init__(eta_prime=eta_prime, **options)
+
+    def forward(self, y_l, y_l_adv, y_u, y_u_adv):
+        return worst_case_estimation(y_l, y_l_adv, y_u, y_u_adv, **self.options)
+
+
+class FusedLinearKLDistillLoss(_KdModule):
+    """KL distillation of the student's last linear layer without n x C logits
+    (Liger LigerFusedLinearJSD / fused-linear distillation):
+    forward(student_input, student_weight, teacher_input=None,
+    teacher_weight=None, labels=None, *, student_bias=None,
+    teacher_bias=None, teacher_logits=None).  Give either the teacher's last
+    layer (teacher_input, teacher_weight) or teacher_logits.
+    divergence="jsd", jsd_beta= give Liger's JSD."""
+
+    def __init__(self, temperature=1.0, alpha=1.0, reduction="batchmean", **options):
+        super().__init__(temperature=temperature, alpha=alpha, reduction=reduction, **options)
+
+    def forward(self, student_input, student_weight, teacher_input=None, teacher_weight=None,
+                labels=None, *, student_bias=None, teacher_bias=None, teacher_logits=None):
+        return linear_kl_distill(student_input, student_weight, student_bias, teacher_logits, labels,
+                                 teacher_hidden=teacher_input, teacher_weight=teacher_weight,
+                                 teacher_bias=teacher_bias, **self.options)
+
+
+__all__ += ["KLDistillLoss", "SoftTargetCrossEntropy", "LogitMSELoss", "PseudoLabelLoss",
+            "StrongWeakConsistencyLoss", "ConsistencyLoss", "ClassBalanceLoss",
+            "MinimumClassConfusionLoss", "WorstCaseEstimationLoss", "FusedLinearKLDistillLoss"]
