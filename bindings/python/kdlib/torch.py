@@ -610,3 +610,159 @@ class FusedLinearKLDistillLoss(_KdModule):
 __all__ += ["KLDistillLoss", "SoftTargetCrossEntropy", "LogitMSELoss", "PseudoLabelLoss",
             "StrongWeakConsistencyLoss", "ConsistencyLoss", "ClassBalanceLoss",
             "MinimumClassConfusionLoss", "WorstCaseEstimationLoss", "FusedLinearKLDistillLoss"]
+
+
+# ---------------------------------------------------------------- EMA teacher of a model
+
+class EMATeacher(torch.nn.Module):
+    """Mean Teacher over a torch model (tllib EMATeacher(model, alpha)):
+
+        ema = kdt.EMATeacher(model, alpha=0.999)
+        ...  optimizer.step()
+        ema.update()                 # teacher = a_t teacher + (1 - a_t) student
+        y_t = ema(x)                 # the teacher's forward (no grad, eval mode)
+
+    The average runs in libkd (kdlib.EMATeacher) over every float32
+    parameter (averaged) and float32 buffer (copied: BatchNorm running
+    statistics, kind "copy"); other buffers (BatchNorm's int64
+    num_batches_tracked) are copied by update() in PyTorch.  ema.teacher is a
+    copy of the model whose float32 tensors are views of libkd's teacher
+    storage: it always shows the current average, without a copy per update.
+
+    The student's tensors are looked up again at every call, so replacing a
+    parameter's storage (p.data = ..., load_state_dict into the model) is
+    followed, not silently ignored; a changed shape or dtype raises
+    ValueError.  Parameters must be CPU, contiguous and float32 (TypeError /
+    ValueError otherwise).
+
+    alpha: the decay a in [0, 1]; warmup: True (Mean Teacher's
+    min(a, 1 - 1/(t+1))), "tf" or False.  swap() exchanges the student's and
+    the teacher's values (twice restores both), copy_to() writes the teacher
+    into the student, save(path) / load(path) use libkd's crash-safe state
+    file (values and the step counter of the warm-up), state_dict() holds the
+    teacher's tensors (the step counter is kept by save/load only).
+    """
+
+    def __init__(self, model, alpha=0.999, warmup=True, threads=1):
+        super().__init__()
+        import copy
+        from ._ema import EMATeacher as _Ema
+        object.__setattr__(self, "_student", model)    # not a submodule: no state_dict copy
+        self.teacher = copy.deepcopy(model)
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        self._names, kinds, self._other = [], [], []
+        for name, p in model.named_parameters():
+            self._names.append(name)
+            kinds.append("average")
+        for name, b in model.named_buffers():
+            if b.dtype == torch.float32:
+                self._names.append(name)
+                kinds.append("copy")
+            else:
+                self._other.append(name)
+        if not self._names:
+            raise ValueError("EMATeacher: the model has no parameters or float32 buffers")
+        self._specs = [(t.shape, t.dtype) for t in self._tensors(model, self._names)]
+        self._ema = _Ema(self._arrays(), decay=alpha, warmup=warmup, kinds=kinds, threads=threads)
+        self._bind_teacher()
+
+    # -- the student's tensors, looked up at every call --
+    @staticmethod
+    def _tensors(model, names):
+        table = dict(model.named_parameters())
+        table.update(model.named_buffers())
+        try:
+            return [table[n] for n in names]
+        except KeyError as exc:
+            raise ValueError("EMATeacher: the model no longer has %s" % exc)
+
+    def _arrays(self):
+        out = []
+        for name, t in zip(self._names, self._tensors(self._student, self._names)):
+            if t.device.type != "cpu":
+                raise ValueError("EMATeacher: %s is on %s; kdlib averages CPU tensors" % (name, t.device))
+            if t.dtype != torch.float32:
+                raise TypeError("EMATeacher: %s is %s; kdlib averages float32 tensors" % (name, t.dtype))
+            if hasattr(self, "_specs"):
+                shape = self._specs[len(out)][0]
+                if t.shape != shape:
+                    raise ValueError("EMATeacher: %s changed shape from %s to %s"
+                                     % (name, tuple(shape), tuple(t.shape)))
+            if not t.is_contiguous():
+                raise ValueError("EMATeacher: %s is not contiguous" % name)
+            out.append(t.detach().numpy())
+        return out
+
+    def _bind_teacher(self):
+        """Point the teacher module's float32 tensors at libkd's storage."""
+        import warnings
+        targets = self._tensors(self.teacher, self._names)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)       # read-only NumPy view
+            for i, t in enumerate(targets):
+                t.data = torch.from_numpy(self._ema.teacher(i))
+
+    def _copy_other_buffers(self, to_teacher=True):
+        src = dict(self._student.named_buffers())
+        dst = dict(self.teacher.named_buffers())
+        for name in self._other:
+            a, b = (src[name], dst[name]) if to_teacher else (dst[name], src[name])
+            with torch.no_grad():
+                b.copy_(a)
+
+    # -- the EMA --
+    @property
+    def alpha(self):
+        return self._ema.decay
+
+    @alpha.setter
+    def alpha(self, value):
+        self._ema.decay = value
+
+    @property
+    def step(self):
+        return self._ema.step
+
+    def update(self):
+        """One EMA step from the student's current tensors."""
+        self._ema.update(self._arrays())
+        self._copy_other_buffers()
+
+    def forward(self, *args, **kwargs):
+        with torch.no_grad():
+            return self.teacher(*args, **kwargs)
+
+    def train(self, mode=True):
+        """The teacher stays in eval mode (its BatchNorm statistics come from the average)."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def swap(self):
+        """Exchange the student's and the teacher's values in place (twice restores both)."""
+        self._ema.swap(self._arrays())
+
+    def copy_to(self, model=None):
+        """Write the teacher into the student (or into another model of the same structure)."""
+        if model is None or model is self._student:
+            self._ema.copy_to(self._arrays())
+            self._copy_other_buffers(to_teacher=False)
+            return
+        dst = self._tensors(model, self._names)
+        with torch.no_grad():
+            for d, s in zip(dst, self._tensors(self.teacher, self._names)):
+                d.copy_(s)
+
+    def save(self, path):
+        self._ema.save(path)
+
+    def load(self, path):
+        self._ema.load(path)
+        self._bind_teacher()
+
+    def close(self):
+        self._ema.close()
+
+
+__all__ += ["EMATeacher"]
