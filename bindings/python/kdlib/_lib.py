@@ -152,12 +152,25 @@ def require(name):
                       % (name, library_path))
 
 
+def _installed():
+    """The library next to an installed package: `cmake --install` writes
+    _install_location.py with libkd's directory (relative to the package)."""
+    try:
+        from . import _install_location
+    except ImportError:
+        return []
+    here = os.path.dirname(os.path.abspath(__file__))
+    d = os.path.normpath(os.path.join(here, _install_location.LIBRARY_DIR))
+    return [os.path.join(d, "libkd.so.%d" % BINDING_VERSION_MAJOR)]
+
+
 def _candidates():
-    """Paths to try, in order: $KDLIB_LIBRARY, the installed library, the build tree."""
+    """Paths to try, in order: $KDLIB_LIBRARY, the library installed next to
+    this package (cmake --install), the system's libkd, the build tree."""
     env = os.environ.get("KDLIB_LIBRARY")
     if env:
         return [env], True
-    found = []
+    found = _installed()
     name = ctypes.util.find_library("kd")
     if name:
         found.append(name)
