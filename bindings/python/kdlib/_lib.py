@@ -153,15 +153,19 @@ def require(name):
 
 
 def _installed():
-    """The library next to an installed package: `cmake --install` writes
-    _install_location.py with libkd's directory (relative to the package)."""
+    """The library installed with the package: bundled in it by a wheel
+    built from a build tree (setup.py), or next to it after `cmake --install`,
+    which writes _install_location.py with libkd's directory (relative to the
+    package)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    name = "libkd.so.%d" % BINDING_VERSION_MAJOR
+    found = [os.path.join(here, name)] if os.path.exists(os.path.join(here, name)) else []
     try:
         from . import _install_location
     except ImportError:
-        return []
-    here = os.path.dirname(os.path.abspath(__file__))
+        return found
     d = os.path.normpath(os.path.join(here, _install_location.LIBRARY_DIR))
-    return [os.path.join(d, "libkd.so.%d" % BINDING_VERSION_MAJOR)]
+    return found + [os.path.join(d, name)]
 
 
 def _candidates():
