@@ -442,6 +442,10 @@ def linear_kl_distill(hidden, weight, bias=None, teacher=None, labels=None, temp
         return _f(a[0], a[1], a[2], a[3], a[4], temperature, alpha, reduction,
                   teacher_hidden=a[5], teacher_weight=a[6], teacher_bias=a[7], weights=a[8],
                   compute_grad=grad, **kw)
+    for name, w in (("weight", weight), ("teacher_weight", teacher_weight)):
+        if isinstance(w, torch.Tensor) and w.dim() != 2:
+            raise ValueError("%s must be 2-D (classes x features), got shape %s"
+                             % (name, tuple(w.shape)))
     if bias is not None and not isinstance(bias, torch.Tensor):
         bias = torch.as_tensor(np.asarray(bias, np.float32))
     return _apply(call, [("hidden", hidden, True, "grad_hidden"),

@@ -228,6 +228,8 @@ class TorchNative(unittest.TestCase):
         out = kdt.linear_kl_distill(h, logits(5, 4), None, t, temperature=2.0)
         out.backward()
         self.assertEqual(tuple(h.grad.shape), (2, 3, 4))
+        with self.assertRaisesRegex(ValueError, "weight must be 2-D"):   # never flattened
+            kdt.linear_kl_distill(h, logits(5, 2, 2), None, t, temperature=2.0)
 
     def test_other_float_dtypes(self):
         base = logits(12, 6, grad=False)
