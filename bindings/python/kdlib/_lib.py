@@ -175,12 +175,29 @@ def require(name):
                       % (name, library_path))
 
 
+def _installed():
+    """The library installed with the package: bundled in it by a wheel
+    built from a build tree (setup.py), or next to it after `cmake --install`,
+    which writes _install_location.py with libkd's directory (relative to the
+    package)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    name = "libkd.so.%d" % BINDING_SOVERSION
+    found = [os.path.join(here, name)] if os.path.exists(os.path.join(here, name)) else []
+    try:
+        from . import _install_location
+    except ImportError:
+        return found
+    d = os.path.normpath(os.path.join(here, _install_location.LIBRARY_DIR))
+    return found + [os.path.join(d, name)]
+
+
 def _candidates():
-    """Paths to try, in order: $KDLIB_LIBRARY, the installed library, the build tree."""
+    """Paths to try, in order: $KDLIB_LIBRARY, the library installed next to
+    this package (cmake --install), the system's libkd, the build tree."""
     env = os.environ.get("KDLIB_LIBRARY")
     if env:
         return [env], True
-    found = []
+    found = _installed()
     name = ctypes.util.find_library("kd")
     if name:
         found.append(name)
@@ -232,7 +249,7 @@ library_version_string = lib.kd_version_string().decode()
 if library_version // 10000 != BINDING_VERSION_MAJOR or library_version < BINDING_VERSION_NUMBER:
     raise ImportError("kdlib: %s is version %s; this binding needs %d.x (>= %d.%d)"
                       % (library_path, library_version_string, BINDING_VERSION_MAJOR,
-                         BINDING_VERSION_MAJOR, BINDING_VERSION_MAJOR, BINDING_VERSION_MINOR))
+                         BINDING_VERSION_MAJOR, BINDING_VERSION_MINOR))
 
 
 def status_string(status):
