@@ -343,6 +343,40 @@ static void long_block(const kd_loss *h, const row_loop *px, int64_t b)
     block_store(&tp, &br, x.all_terms);
 }
 
+/* The bound buffers and the per-call settings of one row loop. */
+static void row_loop_init(row_loop *x, kd_loss *h, kdi_mode mode, int64_t n, int row_thr,
+                          const float *upstream)
+{
+    const int want_grad = mode != KDI_FORWARD;
+    const int want_aux = mode != KDI_BACKWARD && is_thresholded(h);
+    const int one_teacher = h->n_teachers == 1;
+    x->mode = mode;
+    x->row_thr = row_thr;
+    x->n = n;
+    x->c = h->c;
+    /* averaged teachers live in one scratch row per thread: one row per block then */
+    x->block = h->n_teachers > 1 ? 1 : KDI_ROW_BLOCK;
+    x->upstream = upstream;
+    x->labels = h->labels;
+    x->ignore_index = h->ignore_index;
+    x->student = h->student;
+    x->target = h->target;
+    x->weights = h->weights;
+    x->ld_student = h->ld_student;
+    x->ld_target = h->ld_target;
+    x->teacher = one_teacher ? h->teachers[0] : NULL;
+    x->ld_teacher = one_teacher ? h->ld_teachers[0] : 0;
+    x->many_teachers = h->n_teachers > 1;
+    x->grad = want_grad ? h->grad : NULL;
+    x->grad2 = want_grad ? h->grad_teacher : NULL;
+    x->ld_grad = h->ld_grad;
+    x->ld_grad2 = h->ld_grad_teacher;
+    x->mask_out = want_aux ? h->mask_out : NULL;
+    x->labels_out = want_aux ? h->labels_out : NULL;
+    x->all_terms = h->terms;
+    x->is_small = kdi_small_plan_of(h, &x->small);
+}
+
 static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float *loss,
                      const float *upstream)
 {
@@ -371,35 +405,9 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     h->region_threads = nthreads;
 
     row_loop x;
+    row_loop_init(&x, h, mode, n, row_thr, upstream);
     x.tp = kdi_term_plan_of(h, n, valid, nthreads);
-    const int want_grad = mode != KDI_FORWARD;
-    const int want_aux = mode != KDI_BACKWARD && is_thresholded(h);
-    x.mode = mode;
-    x.row_thr = row_thr;
-    x.n = n;
-    x.c = h->c;
-    /* averaged teachers live in one scratch row per thread: one row per block then */
-    x.block = h->n_teachers > 1 ? 1 : KDI_ROW_BLOCK;
     const int64_t nblocks = (n + x.block - 1) / x.block;
-    x.upstream = upstream;
-    x.labels = h->labels;
-    x.ignore_index = h->ignore_index;
-    x.student = h->student;
-    x.target = h->target;
-    x.weights = h->weights;
-    x.ld_student = h->ld_student;
-    x.ld_target = h->ld_target;
-    x.teacher = h->n_teachers == 1 ? h->teachers[0] : NULL;
-    x.ld_teacher = h->n_teachers == 1 ? h->ld_teachers[0] : 0;
-    x.many_teachers = h->n_teachers > 1;
-    x.grad = want_grad ? h->grad : NULL;
-    x.grad2 = want_grad ? h->grad_teacher : NULL;
-    x.ld_grad = h->ld_grad;
-    x.ld_grad2 = h->ld_grad_teacher;
-    x.mask_out = want_aux ? h->mask_out : NULL;
-    x.labels_out = want_aux ? h->labels_out : NULL;
-    x.all_terms = h->terms;
-    x.is_small = kdi_small_plan_of(h, &x.small);
 
     if (x.is_small)
         KDI_PARALLEL_FOR(nthreads, b, nblocks, { small_block(h, &x, b); });
