@@ -23,12 +23,14 @@
 typedef struct {
     int64_t c;
     double m, clip; /* clip: USB's clip_thresh clips to [0, 0.95]; 1 = off */
+    double q;       /* use_quantile: torch.quantile(max_probs, q); < 0 = off (the mean) */
     double time_p, p_model[MAXC], label_hist[MAXC];
 } ref_fm;
 
-static void ref_fm_init(ref_fm *r, int64_t c, double m, double clip)
+static void ref_fm_init(ref_fm *r, int64_t c, double m, double clip, double q)
 {
     r->c = c;
+    r->q = q;
     r->m = m;
     r->clip = clip;
     for (int64_t j = 0; j < c; j++)
@@ -45,18 +47,39 @@ static int64_t ref_argmax(const float *row, int64_t c)
     return a;
 }
 
-/* update(): max_probs.mean(), probs.mean(dim=0), bincount(argmax) / n */
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* torch.quantile(x, q), linear interpolation, on a sorted copy. */
+static double ref_quantile(const double *x, int64_t n, double q)
+{
+    double s[256];
+    memcpy(s, x, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    const double pos = q * (double)(n - 1);
+    const int64_t lo = (int64_t)floor(pos), hi = (int64_t)ceil(pos);
+    return s[lo] + (pos - (double)lo) * (s[hi] - s[lo]);
+}
+
+/* update(): max_probs.mean() (or its quantile), probs.mean(dim=0),
+ * bincount(argmax) / n */
 static void ref_fm_update(ref_fm *r, int64_t n, const float *probs, int64_t ld)
 {
-    double mean_max = 0.0, mean[MAXC] = {0}, hist[MAXC] = {0};
+    double mean_max = 0.0, mean[MAXC] = {0}, hist[MAXC] = {0}, maxes[256];
     for (int64_t k = 0; k < n; k++) {
         const float *row = probs + k * ld;
         int64_t a = ref_argmax(row, r->c);
+        maxes[k] = row[a];
         mean_max += row[a] / (double)n;
         hist[a] += 1.0;
         for (int64_t j = 0; j < r->c; j++)
             mean[j] += row[j] / (double)n;
     }
+    if (r->q >= 0.0)
+        mean_max = ref_quantile(maxes, n, r->q);
     r->time_p = r->time_p * r->m + (1 - r->m) * mean_max;
     r->time_p = fmin(fmax(r->time_p, 0.0), r->clip);
     for (int64_t j = 0; j < r->c; j++) {
@@ -172,16 +195,20 @@ static int64_t check_masks(const kd_threshold *th, const ref_fm *r, int64_t n, c
 
 /* ---- reference ------------------------------------------------------------ */
 
-static void run_reference(int64_t c, double m, double clip, double scale, int steps, uint64_t seed,
-                          int rejects)
+static void run_reference(int64_t c, double m, double clip, double q, double scale, int steps,
+                          uint64_t seed, int rejects)
 {
     enum { B = 48 };
     const int64_t ld = c + 3;
     kd_threshold *th = freematch(1000, c);
     ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_MOMENTUM, m), KD_OK);
     ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_CLIP, clip), KD_OK);
+    if (q >= 0.0) {
+        ck_assert_int_eq(kd_threshold_set_int(th, KD_THRESHOLD_PARAM_USE_QUANTILE, 1), KD_OK);
+        ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_QUANTILE, q), KD_OK);
+    }
     ref_fm r;
-    ref_fm_init(&r, c, m, clip);
+    ref_fm_init(&r, c, m, clip, q);
     check_against(th, &r);
     kdt_rng g;
     kdt_seed(&g, seed);
@@ -213,10 +240,34 @@ static void run_reference(int64_t c, double m, double clip, double scale, int st
 
 START_TEST(thresholds_and_masks_follow_usb_over_many_steps)
 {
-    run_reference(5, 0.9, 1.0, 2.0, 60, 1, 1); /* fast EMA: the state moves a lot */
+    run_reference(5, 0.9, 1.0, -1, 2.0, 60, 1, 1); /* fast EMA: the state moves a lot */
     /* USB's default: tau_t stays near 1/C <= every max, so every mask is 1 */
-    run_reference(10, 0.999, 1.0, 3.0, 40, 2, 0);
-    run_reference(3, 0.5, 0.95, 6.0, 30, 3, 1); /* sharp rows: tau_t reaches the clip */
+    run_reference(10, 0.999, 1.0, -1, 3.0, 40, 2, 0);
+    run_reference(3, 0.5, 0.95, -1, 6.0, 30, 3, 1); /* sharp rows: tau_t reaches the clip */
+}
+END_TEST
+
+START_TEST(the_quantile_option_follows_torch_quantile)
+{
+    run_reference(5, 0.9, 1.0, 0.8, 2.0, 60, 11, 1); /* USB's use_quantile: 0.8 */
+    run_reference(4, 0.7, 1.0, 0.5, 1.5, 40, 12, 1);
+    run_reference(6, 0.8, 0.95, 1.0, 3.0, 30, 13, 1); /* the max, clipped */
+    run_reference(3, 0.9, 1.0, 0.0, 2.0, 30, 14, 1);  /* the min */
+    /* equal maxima, zero rows (-0.0 too) */
+    kd_threshold *th = freematch(4, 2);
+    ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_MOMENTUM, 0.0), KD_OK);
+    ck_assert_int_eq(kd_threshold_set_int(th, KD_THRESHOLD_PARAM_USE_QUANTILE, 1), KD_OK);
+    const float rows[8] = {0.25f, 0.75f, 0.75f, 0.25f, -0.0f, -0.0f, 0.5f, 0.5f};
+    ck_assert_int_eq(kd_threshold_update_probs(th, 4, 2, rows, 2, NULL), KD_OK);
+    /* maxima 0.75 0.75 0 0.5 -> sorted 0 0.5 0.75 0.75, pos 2.4 -> 0.75 */
+    ck_assert(get1(th, KD_THRESHOLD_STATE_GLOBAL_THRESHOLD) == 0.75f);
+    ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_QUANTILE, 0.25), KD_OK);
+    ck_assert_int_eq(kd_threshold_update_probs(th, 4, 2, rows, 2, NULL), KD_OK);
+    /* pos 0.75 -> 0 + 0.75 (0.5 - 0) */
+    ck_assert(get1(th, KD_THRESHOLD_STATE_GLOBAL_THRESHOLD) == 0.375f);
+    ck_assert_int_eq(kd_threshold_update_probs(th, 1, 2, rows + 6, 2, NULL), KD_OK);
+    ck_assert(get1(th, KD_THRESHOLD_STATE_GLOBAL_THRESHOLD) == 0.5f); /* one row: its max */
+    kd_threshold_destroy(th);
 }
 END_TEST
 
@@ -299,6 +350,14 @@ START_TEST(parameters_have_usb_defaults_bounds_and_clear_errors)
     ck_assert(v == 1.0);
     ck_assert_int_eq(kd_threshold_get_int(th, KD_THRESHOLD_PARAM_ALGORITHM, &i), KD_OK);
     ck_assert_int_eq(i, KD_THRESHOLD_FREEMATCH);
+    ck_assert_int_eq(kd_threshold_get_int(th, KD_THRESHOLD_PARAM_USE_QUANTILE, &i), KD_OK);
+    ck_assert_int_eq(i, 0);
+    ck_assert_int_eq(kd_threshold_get_float(th, KD_THRESHOLD_PARAM_QUANTILE, &v), KD_OK);
+    ck_assert(v == 0.8);
+    ck_assert_int_eq(kd_threshold_set_int(th, KD_THRESHOLD_PARAM_USE_QUANTILE, 2),
+                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_QUANTILE, 1.01),
+                     KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(
         kd_threshold_param_bounds(KD_THRESHOLD_FREEMATCH, KD_THRESHOLD_PARAM_MOMENTUM, &lo, &hi),
         KD_OK);
@@ -469,6 +528,8 @@ START_TEST(the_state_survives_save_and_load_and_a_failed_load_changes_nothing)
     kd_threshold *a = freematch(50, c), *b = freematch(50, c);
     ck_assert_int_eq(kd_threshold_set_float(a, KD_THRESHOLD_PARAM_MOMENTUM, 0.7), KD_OK);
     ck_assert_int_eq(kd_threshold_set_float(a, KD_THRESHOLD_PARAM_CLIP, 0.9), KD_OK);
+    ck_assert_int_eq(kd_threshold_set_int(a, KD_THRESHOLD_PARAM_USE_QUANTILE, 1), KD_OK);
+    ck_assert_int_eq(kd_threshold_set_float(a, KD_THRESHOLD_PARAM_QUANTILE, 0.65), KD_OK);
     kdt_rng g;
     kdt_seed(&g, 11);
     float probs[30 * 7];
@@ -488,6 +549,10 @@ START_TEST(the_state_survives_save_and_load_and_a_failed_load_changes_nothing)
     ck_assert(v == 0.7);
     ck_assert_int_eq(kd_threshold_get_float(b, KD_THRESHOLD_PARAM_CLIP, &v), KD_OK);
     ck_assert(v == 0.9);
+    ck_assert_int_eq(kd_threshold_get_float(b, KD_THRESHOLD_PARAM_QUANTILE, &v), KD_OK);
+    ck_assert(v == 0.65);
+    ck_assert_int_eq(kd_threshold_get_int(b, KD_THRESHOLD_PARAM_USE_QUANTILE, &ua), KD_OK);
+    ck_assert_int_eq(ua, 1);
     ck_assert_int_eq(kd_threshold_get_ints(a, KD_THRESHOLD_STATE_UPDATES, 1, &ua), KD_OK);
     ck_assert_int_eq(kd_threshold_get_ints(b, KD_THRESHOLD_STATE_UPDATES, 1, &ub), KD_OK);
     ck_assert(ua == 4 && ub == 4);
@@ -497,7 +562,7 @@ START_TEST(the_state_survives_save_and_load_and_a_failed_load_changes_nothing)
     unsigned char *f1 = kdt_read_file(in_dir("fm.state"), &s1);
     unsigned char *f2 = kdt_read_file(in_dir("fm2.state"), &s2);
     ck_assert(f1 && f2 && s1 == s2 && memcmp(f1, f2, s1) == 0);
-    ck_assert_uint_eq(s1, 44 + 40 + 8 * (1 + 2 * 7));
+    ck_assert_uint_eq(s1, 44 + 56 + 8 * (1 + 2 * 7));
     ck_assert(memcmp(f1, "KDFREEM\0", 8) == 0 && f1[8] == 1);
     random_rows(&g, n, c, c, 2.0, probs);
     ck_assert_int_eq(kd_threshold_update_probs(a, n, c, probs, c, NULL), KD_OK);
@@ -512,7 +577,7 @@ START_TEST(the_state_survives_save_and_load_and_a_failed_load_changes_nothing)
     ck_assert_int_eq(kd_threshold_save(other, in_dir("other.state")), KD_OK);
     ck_assert_int_eq(kd_threshold_save(flex, in_dir("flex.state")), KD_OK);
     ck_assert_int_eq(kdt_write_file(in_dir("short.state"), f1, s1 - 5), 0);
-    f1[44 + 40 + 3] ^= 0x10; /* a data byte: checksum mismatch */
+    f1[44 + 56 + 3] ^= 0x10; /* a data byte: checksum mismatch */
     ck_assert_int_eq(kdt_write_file(in_dir("flip.state"), f1, s1), 0);
     ck_assert_int_eq(kd_threshold_save(a, in_dir("bad.state")), KD_OK);
     ck_assert_int_eq(kdt_statefile_set_data_f64(in_dir("bad.state"), 3, 1.25), 0);
@@ -560,6 +625,7 @@ int main(void)
     TCase *t = tcase_create("reference");
     tcase_add_test(t, thresholds_and_masks_follow_usb_over_many_steps);
     tcase_add_test(t, the_clip_bounds_the_global_threshold);
+    tcase_add_test(t, the_quantile_option_follows_torch_quantile);
     tcase_add_test(t, confidence_weights_equal_row_weights_and_the_confidence_update_is_refused);
     tcase_add_test(t, flexmatch_reduces_rows_to_max_and_lowest_argmax);
     suite_add_tcase(s, t);

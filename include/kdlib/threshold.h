@@ -93,6 +93,11 @@ enum { KD_THRESHOLD_FLEXMATCH = 1, KD_THRESHOLD_FREEMATCH = 2, KD_THRESHOLD_SOFT
  *   KD_THRESHOLD_PARAM_CLIP         real in [0, 1], default 1 (no clip): tau_t
  *                                   is clipped to [0, CLIP] after each update
  *                                   (USB's clip_thresh = True is CLIP 0.95).
+ *   KD_THRESHOLD_PARAM_USE_QUANTILE int 0/1, default 0 (USB): 1 updates tau_t
+ *                                   with the QUANTILE quantile of the batch's
+ *                                   max confidences instead of their mean.
+ *   KD_THRESHOLD_PARAM_QUANTILE     real in [0, 1], default 0.8 (USB's),
+ *                                   linear interpolation (torch.quantile).
  * SoftMatch:
  *   KD_THRESHOLD_PARAM_N_SIGMA      real in [0.001, 1000], default 2 (USB).
  *   KD_THRESHOLD_PARAM_PER_CLASS    int 0/1, default 0: mu and var of the
@@ -117,7 +122,9 @@ enum {
     KD_THRESHOLD_PARAM_CLIP = 9,
     KD_THRESHOLD_PARAM_N_SIGMA = 10,
     KD_THRESHOLD_PARAM_PER_CLASS = 11,
-    KD_THRESHOLD_PARAM_DIST_ALIGN = 12
+    KD_THRESHOLD_PARAM_DIST_ALIGN = 12,
+    KD_THRESHOLD_PARAM_USE_QUANTILE = 13,
+    KD_THRESHOLD_PARAM_QUANTILE = 14
 };
 
 /* FlexMatch's mapping functions (values of KD_THRESHOLD_PARAM_MAPPING). */

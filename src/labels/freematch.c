@@ -3,6 +3,7 @@
  *
  * Self-adaptive thresholding over batches of probability rows q_k:
  *   tau_t = m tau + (1 - m) mean_k max_j q_kj          (then min(tau_t, CLIP))
+ *           (with USE_QUANTILE: the QUANTILE quantile of max_j q_kj, not the mean)
  *   p_t   = m p   + (1 - m) mean_k q_k                 (vector of C)
  *   h_t   = m h   + (1 - m) histogram(argmax_j q_kj) / n
  *   mask_k = [max_j q_kj >= tau_t p_t(c_k) / max_c p_t(c)],  c_k = argmax_j q_kj
@@ -14,7 +15,7 @@
 #include <string.h>
 
 #define KDI_FREEMATCH_FORMAT_VERSION 1u
-#define KDI_FREEMATCH_META 40u
+#define KDI_FREEMATCH_META 56u
 
 typedef struct {
     double tau;    /* tau_t */
@@ -26,6 +27,8 @@ typedef struct {
     int64_t updates;
     double momentum;
     double clip;
+    double quantile;
+    int32_t use_quantile;
 } kdi_freematch;
 
 static kdi_freematch *kdi_fr(const kd_threshold *th) { return th->state; }
@@ -65,6 +68,7 @@ static int kdi_freematch_create(kd_threshold *th)
     s->load = block + 4 * c;
     s->momentum = 0.999; /* USB's ema_p */
     s->clip = 1.0;
+    s->quantile = 0.8; /* USB's torch.quantile(max_probs, 0.8) */
     th->state = s;
     kdi_freematch_reset(th);
     return 1;
@@ -75,36 +79,96 @@ static int kdi_freematch_create(kd_threshold *th)
 static const kdi_param_spec kdi_freematch_specs[] = {
     {KD_THRESHOLD_PARAM_MOMENTUM, "MOMENTUM", KDI_PT_REAL, 1, 0.0, 1.0},
     {KD_THRESHOLD_PARAM_CLIP, "CLIP", KDI_PT_REAL, 1, 0.0, 1.0},
+    {KD_THRESHOLD_PARAM_USE_QUANTILE, "USE_QUANTILE", KDI_PT_INT, 1, 0, 1},
+    {KD_THRESHOLD_PARAM_QUANTILE, "QUANTILE", KDI_PT_REAL, 1, 0.0, 1.0},
 };
+
+static double *kdi_freematch_real_slot(const kd_threshold *th, int32_t key)
+{
+    kdi_freematch *s = kdi_fr(th);
+    return key == KD_THRESHOLD_PARAM_MOMENTUM ? &s->momentum
+           : key == KD_THRESHOLD_PARAM_CLIP   ? &s->clip
+                                              : &s->quantile;
+}
 
 static void kdi_freematch_set_real(kd_threshold *th, int32_t key, double value)
 {
-    kdi_freematch *s = kdi_fr(th);
-    if (key == KD_THRESHOLD_PARAM_MOMENTUM)
-        s->momentum = value;
-    else
-        s->clip = value;
+    *kdi_freematch_real_slot(th, key) = value;
 }
 
 static double kdi_freematch_get_real(const kd_threshold *th, int32_t key)
 {
-    const kdi_freematch *s = kdi_fr(th);
-    return key == KD_THRESHOLD_PARAM_MOMENTUM ? s->momentum : s->clip;
+    return *kdi_freematch_real_slot(th, key);
 }
 
-/* No int parameters of its own: never called (the table has none). */
+/* USE_QUANTILE is the only int parameter. */
 static void kdi_freematch_set_int(kd_threshold *th, int32_t key, int64_t value)
 {
-    (void)th, (void)key, (void)value;
+    (void)key;
+    kdi_fr(th)->use_quantile = (int32_t)value;
 }
 
 static int64_t kdi_freematch_get_int(const kd_threshold *th, int32_t key)
 {
-    (void)th, (void)key;
-    return 0;
+    (void)key;
+    return kdi_fr(th)->use_quantile;
 }
 
 /* ---- update and weights --------------------------------------------------- */
+
+/* Max of row k.  Confidences are in [0, 1], so their IEEE-754 bit patterns
+ * (as uint32) are ordered as the values: order statistics by bisection on
+ * the bit patterns, without sorting or scratch memory. */
+static float kdi_freematch_row_max(const float *probs, int64_t ld, int64_t c, int64_t k)
+{
+    int32_t a;
+    return kdi_threshold_row_max(probs + k * ld, c, &a);
+}
+
+static uint32_t kdi_freematch_bits(float x)
+{
+    if (x == 0.0f)
+        return 0; /* -0.0f too */
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+/* The rank-th smallest (0-based) of the n row maxima. */
+static float kdi_freematch_order_stat(const float *probs, int64_t n, int64_t ld, int64_t c,
+                                      int64_t rank)
+{
+    uint32_t lo = 0, hi = kdi_freematch_bits(1.0f); /* the answer's bits are in [lo, hi] */
+    while (lo < hi) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        int64_t at_most = 0;
+        for (int64_t k = 0; k < n; k++)
+            at_most += kdi_freematch_bits(kdi_freematch_row_max(probs, ld, c, k)) <= mid;
+        if (at_most > rank)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    float v;
+    memcpy(&v, &lo, sizeof v);
+    return v;
+}
+
+/* torch.quantile(x, q) (linear): with pos = q (n - 1), i = floor(pos),
+ * x_(i) + (pos - i) (x_(i+1) - x_(i)) on the sorted maxima. */
+static double kdi_freematch_quantile(const float *probs, int64_t n, int64_t ld, int64_t c, double q)
+{
+    const double pos = q * (double)(n - 1);
+    int64_t i = (int64_t)floor(pos);
+    if (i > n - 1)
+        i = n - 1;
+    const double frac = pos - (double)i;
+    const double lo = kdi_freematch_order_stat(probs, n, ld, c, i);
+    if (frac == 0.0 || i == n - 1)
+        return lo;
+    const double hi = kdi_freematch_order_stat(probs, n, ld, c, i + 1);
+    return lo + frac * (hi - lo);
+}
 
 static void kdi_freematch_update_probs(kd_threshold *th, int64_t n, const float *probs, int64_t ld,
                                        const int64_t *indices)
@@ -124,7 +188,9 @@ static void kdi_freematch_update_probs(kd_threshold *th, int64_t n, const float 
             s->sum[j] += row[j];
     }
     const double m = s->momentum, dn = (double)n;
-    s->tau = kdi_threshold_ema(s->tau, m, max_sum / dn);
+    const double stat =
+        s->use_quantile ? kdi_freematch_quantile(probs, n, ld, C, s->quantile) : max_sum / dn;
+    s->tau = kdi_threshold_ema(s->tau, m, stat);
     if (s->tau > s->clip)
         s->tau = s->clip;
     for (int64_t j = 0; j < C; j++) {
@@ -197,12 +263,15 @@ static void kdi_freematch_copy_ints(const kd_threshold *th, kd_threshold_state w
 
 /* ---- state file ----------------------------------------------------------- */
 /*
- * Meta section (little-endian, 40 bytes):
+ * Meta section (little-endian, 56 bytes):
  *    0  8  N (num_samples)      u64
  *    8  8  C (num_classes)      u64
  *   16  8  momentum             f64
  *   24  8  clip                 f64
  *   32  8  number of updates    u64
+ *   40  8  quantile             f64
+ *   48  4  use_quantile (0/1)   u32
+ *   52  4  reserved, 0          u32
  * Data section: tau_t, then p_t (C), then label_hist (C), f64 each.
  */
 
@@ -219,6 +288,9 @@ static kd_status kdi_freematch_save(const kd_threshold *th, const char *path, ch
     kdi_le_put_f64(meta + 16, s->momentum);
     kdi_le_put_f64(meta + 24, s->clip);
     kdi_le_put_u64(meta + 32, (uint64_t)s->updates);
+    kdi_le_put_f64(meta + 40, s->quantile);
+    kdi_le_put_u32(meta + 48, (uint32_t)s->use_quantile);
+    kdi_le_put_u32(meta + 52, 0);
     kdi_statefile_chunk mchunk = {meta, sizeof meta, 1};
     kdi_statefile_chunk data[3] = {{&s->tau, sizeof s->tau, 8},
                                    {s->p, C * sizeof(double), 8},
@@ -269,6 +341,8 @@ static kd_status kdi_freematch_load(kd_threshold *th, const char *path, char *ms
     s->momentum = kdi_le_get_f64(r.meta + 16);
     s->clip = kdi_le_get_f64(r.meta + 24);
     s->updates = (int64_t)kdi_le_get_u64(r.meta + 32);
+    s->quantile = kdi_le_get_f64(r.meta + 40);
+    s->use_quantile = (int32_t)kdi_le_get_u32(r.meta + 48);
     kdi_statefile_close(&r);
     return KD_OK;
 }

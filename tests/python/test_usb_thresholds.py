@@ -26,18 +26,22 @@ torch.set_default_dtype(torch.float64)
 
 
 class FreeMatchHook:
-    """USB's FreeMatchThresholingHook (use_quantile=False)."""
+    """USB's FreeMatchThresholingHook."""
 
-    def __init__(self, num_classes, momentum, clip_thresh):
+    def __init__(self, num_classes, momentum, clip_thresh, use_quantile=False):
         self.m = momentum
         self.clip_thresh = clip_thresh
+        self.use_quantile = use_quantile
         self.p_model = torch.ones(num_classes) / num_classes
         self.label_hist = torch.ones(num_classes) / num_classes
         self.time_p = self.p_model.mean()
 
     def update(self, probs):
         max_probs, max_idx = torch.max(probs, dim=-1, keepdim=True)
-        self.time_p = self.time_p * self.m + (1 - self.m) * max_probs.mean()
+        if self.use_quantile:
+            self.time_p = self.time_p * self.m + (1 - self.m) * torch.quantile(max_probs, 0.8)
+        else:
+            self.time_p = self.time_p * self.m + (1 - self.m) * max_probs.mean()
         if self.clip_thresh:
             self.time_p = torch.clip(self.time_p, 0.0, 0.95)
         self.p_model = self.p_model * self.m + (1 - self.m) * probs.mean(dim=0)
@@ -122,9 +126,10 @@ def batches(seed, c, steps, scale, max_batch=64):
 
 
 class FreeMatchParity(unittest.TestCase):
-    def run_case(self, c, m, clip, scale, steps, seed):
-        th = kdlib.Thresholds("freematch", 1000, c, momentum=m, clip=0.95 if clip else 1.0)
-        ref = FreeMatchHook(c, m, clip)
+    def run_case(self, c, m, clip, scale, steps, seed, use_quantile=False):
+        th = kdlib.Thresholds("freematch", 1000, c, momentum=m, clip=0.95 if clip else 1.0,
+                              use_quantile=use_quantile)
+        ref = FreeMatchHook(c, m, clip, use_quantile)
         used = total = 0
         for p_np, p in batches(seed, c, steps, scale):
             th.update_probs(p_np)
@@ -151,6 +156,11 @@ class FreeMatchParity(unittest.TestCase):
         self.assertTrue(0 < used < total)
         used, total = self.run_case(3, 0.5, True, 6.0, 40, 3)
         self.assertTrue(0 < used < total)
+
+    def test_quantile(self):
+        used, total = self.run_case(5, 0.9, False, 2.0, 80, 8, use_quantile=True)
+        self.assertTrue(0 < used < total)
+        self.run_case(4, 0.5, True, 5.0, 40, 9, use_quantile=True)
 
 
 class SoftMatchParity(unittest.TestCase):

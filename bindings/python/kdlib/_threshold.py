@@ -13,6 +13,7 @@ FLEXMATCH, FREEMATCH, SOFTMATCH = 1, 2, 3
 PARAM_THRESHOLD, PARAM_MAPPING, PARAM_WARMUP, PARAM_NON_STRICT = 1, 2, 3, 4
 PARAM_NUM_SAMPLES, PARAM_NUM_CLASSES, PARAM_ALGORITHM = 5, 6, 7
 PARAM_MOMENTUM, PARAM_CLIP, PARAM_N_SIGMA, PARAM_PER_CLASS, PARAM_DIST_ALIGN = 8, 9, 10, 11, 12
+PARAM_USE_QUANTILE, PARAM_QUANTILE = 13, 14
 MAPPING_LINEAR, MAPPING_CONCAVE, MAPPING_CONVEX = 0, 1, 2
 STATE_CLASS_THRESHOLDS, STATE_LEARNING_EFFECT, STATE_CLASS_COUNTS = 1, 2, 3
 STATE_UNUSED, STATE_PREDICTIONS = 4, 5
@@ -52,7 +53,7 @@ class Thresholds(Handle):
 
     Parameters are keyword arguments of the algorithm (FlexMatch: threshold,
     mapping "convex" | "linear" | "concave", warmup, non_strict; FreeMatch:
-    momentum, clip; SoftMatch: momentum, n_sigma, per_class, dist_align).
+    momentum, clip, use_quantile, quantile; SoftMatch: momentum, n_sigma, per_class, dist_align).
     FreeMatch and SoftMatch learn from whole probability rows:
 
         th = Thresholds("softmatch", num_samples, num_classes)
@@ -136,6 +137,22 @@ class Thresholds(Handle):
     @clip.setter
     def clip(self, value):
         self._set_float(PARAM_CLIP, value)
+
+    @property
+    def use_quantile(self):
+        return bool(self._get_int(PARAM_USE_QUANTILE))
+
+    @use_quantile.setter
+    def use_quantile(self, value):
+        self._set_int(PARAM_USE_QUANTILE, 1 if value else 0)
+
+    @property
+    def quantile(self):
+        return self._get_float(PARAM_QUANTILE)
+
+    @quantile.setter
+    def quantile(self, value):
+        self._set_float(PARAM_QUANTILE, value)
 
     @property
     def n_sigma(self):
