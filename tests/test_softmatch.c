@@ -338,6 +338,10 @@ START_TEST(edge_cases_of_the_gaussian)
     ck_assert_int_eq(
         kd_threshold_weights(th, 3, (float[]){0.8f, 0.9f, 0.7f}, (int32_t[]){1, 1, 0}, w), KD_OK);
     ck_assert(w[0] == 1.0f && w[1] == 1.0f && w[2] == 0.0f);
+    /* updates without alignment leave p_model at 1/C */
+    float pm[2];
+    ck_assert_int_eq(kd_threshold_get_floats(th, KD_THRESHOLD_STATE_CLASS_PROBS, 2, pm), KD_OK);
+    ck_assert(pm[0] == 0.5f && pm[1] == 0.5f);
     /* rows of zeros with alignment: confidence 0 */
     ck_assert_int_eq(kd_threshold_set_int(th, KD_THRESHOLD_PARAM_DIST_ALIGN, 1), KD_OK);
     ck_assert_int_eq(kd_threshold_update_probs(th, 2, 2, (float[]){0, 0, 0, 0}, 2, NULL), KD_OK);
