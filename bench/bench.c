@@ -2,8 +2,10 @@
  * design's shapes, next to a streaming-bandwidth probe (triad) measured in the
  * same run.  Prints ns per element, GB/s of the minimal traffic and the ratio
  * to the triad bandwidth.  --tsv prints machine-readable rows for
- * bench/compare_torch.py. */
+ * bench/compare_torch.py.  OpenBLAS (MCC's products) runs on the thread
+ * count of each row. */
 #define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -294,6 +296,9 @@ int main(int argc, char **argv)
                 y[i] = (int32_t)((i * 7919) % c);
             for (int k = 0; k < nthreads; k++) {
                 kd_loss *h;
+                /* the losses that call BLAS (MCC) run OpenBLAS on the same thread
+                 * count (as torch.set_num_threads does for PyTorch) */
+                openblas_set_num_threads(thread_list[k]);
                 if (setup(&h, &LOSSES[li], c, thread_list[k], s, t, y, g, g2))
                     return 1;
                 for (int m = 0; m < 3; m++) {
