@@ -316,14 +316,41 @@ typedef struct {
     kdi_lse *lse;       /* n */
     double *own;        /* the single-process path's statistics */
     double *coef;       /* MCC: 1 value: the scale N/S of the entropy weights */
-    float *mat;         /* MCC: C x C: the local Ahat, then G + G^T */
+    float *mat;         /* MCC: C x C: the upper triangle of the local Ahat */
     float *probs;       /* MCC: n x C, P */
-    float *work;        /* MCC: n x C, e o P then P (G + G^T) */
+    float *work;        /* MCC: n x C, sqrt(e) o P */
     double *ew;         /* MCC: n entropy weights e_i = 1 + exp(-H_i) */
-    double *rsum;       /* MCC: 2C: row sums r of A, then the r-gradient u */
+    double *rsum;       /* MCC: 2C: the gradient's a and b (mcc.c) */
     float *vec;         /* CLASS_BALANCE: C gradient coefficients as float */
+    double *part;       /* CLASS_BALANCE: nchunks x C column sums of row chunks */
+    int64_t nchunks;    /* CLASS_BALANCE: kdi_class_balance_chunks(n, C) */
+    float *scratch;     /* per thread (scratch_stride floats each): the SIMD softmax's
+                           work area, then its input row (MCC) or KDI_CB_GROUP softmax
+                           rows (CLASS_BALANCE) */
+    size_t scratch_stride;
+    int to_grad;        /* CLASS_BALANCE: the gradient pass follows the statistics in
+                           this call (forward_backward, backward): they may leave each
+                           row's softmax in its gradient row */
     int nthreads;
 } kdi_batch;
+
+/* This thread's scratch of a batch pass. */
+static inline float *kdi_batch_scratch(const kdi_batch *b, int thread)
+{
+    return b->scratch + (size_t)thread * b->scratch_stride;
+}
+
+/* p = softmax(x) of one row of c classes with the shared SIMD kernel, down
+ * to float's subnormals; p may not alias x; work: KDI_SIMD_WORK(c) floats
+ * (batch_execute.c). */
+void kdi_batch_softmax(const float *x, float *p, int64_t c, float *work);
+
+/* Rows of class balance's statistics pass per update of the column sums. */
+#define KDI_CB_GROUP 4
+
+/* Row chunks of class balance's column sums: a function of n and C only, so
+ * that every thread count sums the same chunks in the same order. */
+int64_t kdi_class_balance_chunks(int64_t n, int64_t c);
 
 /* Number of statistics (doubles) of a batch kind: C + 1 or C^2 + 2. */
 int64_t kdi_batch_stats_size(const kd_loss *h);
