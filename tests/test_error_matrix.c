@@ -624,6 +624,18 @@ static kd_status row016(void)
     CALL(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 0.0));
 }
 
+static kd_status row016a(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 1e-7));
+}
+
+static kd_status row016b(void)
+{
+    kd_loss *h = mk(KD_LOSS_MCC);
+    CALL(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 1e-40));
+}
+
 static kd_status row017(void)
 {
     kd_loss *h = mk(KD_LOSS_KL_DISTILL);
@@ -1715,6 +1727,8 @@ static const row ROWS[] = {
     {"kd_loss_set_int", "UNLABELED_ROWS < -1", ST(KD_ERR_INVALID_ARGUMENT), row014},
     {"kd_loss_set_float", "h is NULL", ST(KD_ERR_NULL_POINTER), row015},
     {"kd_loss_set_float", "TEMPERATURE <= 0", ST(KD_ERR_INVALID_ARGUMENT), row016},
+    {"kd_loss_set_float", "TEMPERATURE below the minimum 1e-6 (1e-7 on KL)", ST(KD_ERR_INVALID_ARGUMENT), row016a},
+    {"kd_loss_set_float", "TEMPERATURE 1e-40, where 1/T overflows float (MCC)", ST(KD_ERR_INVALID_ARGUMENT), row016b},
     {"kd_loss_set_float", "NaN", ST(KD_ERR_INVALID_ARGUMENT), row017},
     {"kd_loss_set_float", "+Inf (SOFT_WEIGHT)", ST(KD_ERR_INVALID_ARGUMENT), row018},
     {"kd_loss_set_float", "a value in [0,1] outside it (ALPHA = 1.5)", ST(KD_ERR_INVALID_ARGUMENT), row019},

@@ -197,7 +197,9 @@ enum {
 typedef int32_t kd_param;
 enum {
     KD_PARAM_REDUCTION = 1,       /* int, all kinds: KD_REDUCTION_*, default MEAN */
-    KD_PARAM_TEMPERATURE = 2,     /* real > 0 (finite), CE (teacher target) and KL; default 1 */
+    KD_PARAM_TEMPERATURE = 2,     /* real in [1e-6, 1e6], CE (teacher target), KL, STRONG_WEAK
+                                     and MCC; default 1.  Below 1e-6 KD_ERR_INVALID_ARGUMENT
+                                     (1/T and the scaled logits would leave float's range) */
     KD_PARAM_ALPHA = 3,           /* real in [0,1], KL and MSE: sets soft weight alpha and
                                      hard weight 1 - alpha; reads back the soft weight */
     KD_PARAM_SOFT_WEIGHT = 4,     /* real >= 0 (finite), KL and MSE; default 1 */
@@ -298,8 +300,9 @@ KD_API kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value);
 KD_API kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value);
 KD_API kd_status kd_loss_get_float(const kd_loss *h, kd_param param, double *value);
 
-/* Accepted range [*lo, *hi] of a parameter for a kind (inclusive; an open
- * bound such as temperature > 0 reports lo = 0 and is_open_low = 1).
+/* Accepted range [*lo, *hi] of a parameter for a kind (inclusive;
+ * is_open_low = 1 marks an open lower bound such as "> 0"; temperature reports
+ * [1e-6, 1e6], closed).
  * Errors: KD_ERR_NULL_POINTER, KD_ERR_UNSUPPORTED. */
 KD_API kd_status kd_loss_param_bounds(kd_loss_kind kind, kd_param param,
                                       double *lo, double *hi, int32_t *is_open_low);

@@ -142,6 +142,47 @@ static inline double kdi_kl_fix(const kd_loss *h, const float *s, const float *t
     return d >= 0.0 && d < INFINITY ? d : kdi_kl_fix_slow(h, s, t, g, d);
 }
 double kdi_kl_forward_double(const kd_loss *h, const float *s, const float *t);
+
+/* p = e^lp and q = e^lq, and pq = p - q without cancellation, with one exp
+ * and one expm1 (e = expm1(w) for w = lp - lq <= 0, else expm1(-w)), from
+ * the smaller one of p and q (kl_distill.c, strong_weak.c) */
+typedef struct {
+    double p, q, pq, e;
+} kdi_kl_pq;
+
+static inline kdi_kl_pq kdi_kl_pq_of(double lp, double lq, double w)
+{
+    kdi_kl_pq r;
+    if (w <= 0.0) {
+        r.q = exp(lq);
+        r.e = expm1(w);
+        r.pq = r.q * r.e;
+        r.p = r.q + r.pq;
+    } else {
+        r.p = exp(lp);
+        r.e = expm1(-w);
+        r.pq = -r.p * r.e;
+        r.q = r.p - r.pq;
+    }
+    return r;
+}
+
+/* p w - (p - q) for w = log p - log q: the sum over a row of these terms
+ * is the divergence (the p - q parts add up to 0) */
+static inline double kdi_kl_term(kdi_kl_pq x, double w)
+{
+    return x.p == 0.0 ? x.q : w * x.p - x.pq; /* p = 0 (w = -Inf): the limit is q */
+}
+
+/* A confident cross-entropy row (loss < KDI_CONFIDENT_LOSS): the gradient at
+ * the target's argmax k is a difference of two numbers near 1 in the float
+ * kernels, so it is taken from the complement (a CE gradient row sums to 0:
+ * g_k = -sum of the others, in double).  k = y when the label's weight is at
+ * least 0.5, else the argmax of src (the target's probabilities or teacher
+ * logits; NULL: none).  g NULL: nothing to do.  (The kernels take a small
+ * loss from the double sum of exps: log(1 + rest), not the float sum.) */
+#define KDI_CONFIDENT_LOSS 0.01 /* p_k > 0.99: above it the float difference is within 1e-5 */
+void kdi_ce_confident_fix(const kd_loss *h, const float *src, float *g, int32_t y, float lab_w);
 void kdi_logit_mse_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_strong_weak_row(const kd_loss *h, const kdi_row *r, double terms[2]);

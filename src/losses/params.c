@@ -21,7 +21,10 @@ typedef struct {
 #define F(field) offsetof(struct kd_loss, field)
 static const param_info PARAMS[] = {
     {KD_PARAM_REDUCTION, "reduction", P_INT, 0, 2, 0, KDI_P_EVERY, 0, F(reduction)},
-    {KD_PARAM_TEMPERATURE, "temperature", P_REAL, 0, 1e6, 1, KDI_P_TEMPERATURE, 0, F(temperature)},
+    /* T >= 1e-6: 1/T (<= 1e6), T^2 and the scaled logits (x - max) / T stay
+     * finite and normal in float for logits up to about 1e32 (below ~3e-39
+     * 1/T itself overflows float) */
+    {KD_PARAM_TEMPERATURE, "temperature", P_REAL, 1e-6, 1e6, 0, KDI_P_TEMPERATURE, 0, F(temperature)},
     {KD_PARAM_ALPHA, "alpha", P_REAL, 0, 1, 0, KDI_P_DISTILL, 0, F(soft_weight)},
     {KD_PARAM_SOFT_WEIGHT, "soft_weight", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(soft_weight)},
     {KD_PARAM_HARD_WEIGHT, "hard_weight", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(hard_weight)},
