@@ -1975,7 +1975,13 @@ static void markdown(FILE *f)
           "`kd_ema_last_error(NULL)` and `kd_flexmatch_last_error(NULL)` return a message,\n"
           "never NULL; `kd_status_string` returns \"unknown status\" for unknown values;\n"
           "`kd_version_number`, `kd_version_string` and `kd_linear_default_chunk_rows`\n"
-          "take no input that can be invalid.\n", f);
+          "take no input that can be invalid.\n\n"
+          "A loss handle used by two threads at once: every function that changes it\n"
+          "(`kd_loss_bind_*`, `kd_loss_set_*`, `kd_loss_forward`, `kd_loss_backward`,\n"
+          "`kd_loss_forward_backward`, `kd_loss_local_stats`, `kd_loss_finish`,\n"
+          "`kd_linear_kl_distill`) returns `KD_ERR_STATE` while another thread's call\n"
+          "on the same handle runs, and writes nothing, not even the message\n"
+          "(`tests/test_threads.c` holds a call inside the library to check it).\n", f);
     const char *last = "";
     for (size_t i = 0; i < sizeof ROWS / sizeof ROWS[0]; i++) {
         const row *r = &ROWS[i];

@@ -62,7 +62,14 @@
  * region, nothing allocated by the runtime); with more, the OpenMP runtime
  * may end the process when it cannot allocate its threads (docs/api.md).
  * A handle is used by one thread at a time; distinct handles are independent
- * and may run concurrently.
+ * and may run concurrently.  A call that changes a handle (bind, set,
+ * forward, backward, forward_backward, local_stats, finish,
+ * kd_linear_kl_distill) while another thread's call on the same handle is
+ * running returns KD_ERR_STATE at once and writes nothing: no output, no
+ * binding, no parameter, not even the handle's message (the running call
+ * owns it).  This detects misuse cheaply (one atomic flag per call, as
+ * SQLite's SQLITE_MISUSE); it is not a lock, so kd_loss_destroy and the
+ * const getters are not covered, and the caller must still serialise.
  *
  * Memory: the handle owns a workspace that grows when n or the number of
  * teachers grows; compute calls with shapes already seen never allocate.

@@ -232,7 +232,7 @@ kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count)
     return KD_OK;
 }
 
-kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
+static kd_status loss_local_stats_locked(kd_loss *h, int64_t n, double *stats)
 {
     static const char fn[] = "local_stats";
     if (!h)
@@ -260,7 +260,12 @@ kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
     return KD_OK;
 }
 
-kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, float *loss)
+kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
+{
+    KDI_GUARDED(h, loss_local_stats_locked(h, n, stats));
+}
+
+static kd_status loss_finish_locked(kd_loss *h, int64_t n, const double *global_stats, float *loss)
 {
     static const char fn[] = "finish";
     if (!h)
@@ -309,4 +314,9 @@ kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, floa
     *loss = (float)value;
     kdi_clear_error(h->err);
     return KD_OK;
+}
+
+kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, float *loss)
+{
+    KDI_GUARDED(h, loss_finish_locked(h, n, global_stats, loss));
 }

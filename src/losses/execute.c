@@ -457,17 +457,32 @@ void kdi_reduce_rows(const double *terms, int64_t n, int red, float *per_sample,
     sums[1] = s_hard;
 }
 
-kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss)
+static kd_status loss_forward_locked(kd_loss *h, int64_t n, float *loss)
 {
     return run(h, "forward", KDI_FORWARD, n, loss, NULL);
 }
 
-kd_status kd_loss_backward(kd_loss *h, int64_t n, const float *upstream)
+kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss)
+{
+    KDI_GUARDED(h, loss_forward_locked(h, n, loss));
+}
+
+static kd_status loss_backward_locked(kd_loss *h, int64_t n, const float *upstream)
 {
     return run(h, "backward", KDI_BACKWARD, n, NULL, upstream);
 }
 
-kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss)
+kd_status kd_loss_backward(kd_loss *h, int64_t n, const float *upstream)
+{
+    KDI_GUARDED(h, loss_backward_locked(h, n, upstream));
+}
+
+static kd_status loss_forward_backward_locked(kd_loss *h, int64_t n, float *loss)
 {
     return run(h, "forward_backward", KDI_FUSED, n, loss, NULL);
+}
+
+kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss)
+{
+    KDI_GUARDED(h, loss_forward_backward_locked(h, n, loss));
 }

@@ -191,14 +191,14 @@ static void linear_logits(float *out, int64_t m, int64_t c, int64_t d, const flo
                 (int)ldw, b ? 1.0f : 0.0f, out, (int)c);
 }
 
-kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hidden,
-                               int64_t ld_hidden, const float *weight, int64_t ld_weight,
-                               const float *bias, int64_t d_teacher, const float *teacher_hidden,
-                               int64_t ld_teacher_hidden, const float *teacher_weight,
-                               int64_t ld_teacher_weight, const float *teacher_bias,
-                               int64_t chunk_rows, float *loss, float *grad_hidden,
-                               int64_t ld_grad_hidden, float *grad_weight, int64_t ld_grad_weight,
-                               float *grad_bias)
+static kd_status linear_kl_distill_locked(kd_loss *h, int64_t n, int64_t d, const float *hidden,
+                                          int64_t ld_hidden, const float *weight, int64_t ld_weight,
+                                          const float *bias, int64_t d_teacher, const float *teacher_hidden,
+                                          int64_t ld_teacher_hidden, const float *teacher_weight,
+                                          int64_t ld_teacher_weight, const float *teacher_bias,
+                                          int64_t chunk_rows, float *loss, float *grad_hidden,
+                                          int64_t ld_grad_hidden, float *grad_weight, int64_t ld_grad_weight,
+                                          float *grad_bias)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -321,4 +321,20 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
         *loss = kdi_reduced_loss(&tp, sums);
     kdi_clear_error(h->err);
     return KD_OK;
+}
+
+kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hidden,
+                               int64_t ld_hidden, const float *weight, int64_t ld_weight,
+                               const float *bias, int64_t d_teacher, const float *teacher_hidden,
+                               int64_t ld_teacher_hidden, const float *teacher_weight,
+                               int64_t ld_teacher_weight, const float *teacher_bias,
+                               int64_t chunk_rows, float *loss, float *grad_hidden,
+                               int64_t ld_grad_hidden, float *grad_weight, int64_t ld_grad_weight,
+                               float *grad_bias)
+{
+    KDI_GUARDED(h, linear_kl_distill_locked(h, n, d, hidden, ld_hidden, weight, ld_weight, bias,
+                                            d_teacher, teacher_hidden, ld_teacher_hidden,
+                                            teacher_weight, ld_teacher_weight, teacher_bias,
+                                            chunk_rows, loss, grad_hidden, ld_grad_hidden,
+                                            grad_weight, ld_grad_weight, grad_bias));
 }

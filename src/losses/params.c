@@ -108,7 +108,7 @@ static int in_range(const param_info *p, double v)
     return !(p->open_low && v == p->lo);
 }
 
-kd_status kd_loss_set_int(kd_loss *h, kd_param param, int64_t value)
+static kd_status loss_set_int_locked(kd_loss *h, kd_param param, int64_t value)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -128,7 +128,12 @@ kd_status kd_loss_set_int(kd_loss *h, kd_param param, int64_t value)
     return KD_OK;
 }
 
-kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value)
+kd_status kd_loss_set_int(kd_loss *h, kd_param param, int64_t value)
+{
+    KDI_GUARDED(h, loss_set_int_locked(h, param, value));
+}
+
+static kd_status loss_set_float_locked(kd_loss *h, kd_param param, double value)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -144,6 +149,11 @@ kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value)
         h->hard_weight = 1.0 - value;
     kdi_clear_error(h->err);
     return KD_OK;
+}
+
+kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value)
+{
+    KDI_GUARDED(h, loss_set_float_locked(h, param, value));
 }
 
 kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value)
