@@ -361,7 +361,7 @@ static kd_status row002(void)
 
 static kd_status row003(void)
 {
-    CALL(kd_loss_create(&OUT_LOSS, KD_LOSS_KL_DISTILL, ((int64_t)1 << 31) + 1));
+    CALL(kd_loss_create(&OUT_LOSS, KD_LOSS_KL_DISTILL, (int64_t)1 << 31));
 }
 
 static kd_status row004(void)
@@ -1517,7 +1517,7 @@ static const row ROWS[] = {
     {"kd_loss_create", "out is NULL", ST(KD_ERR_NULL_POINTER), row000},
     {"kd_loss_create", "unknown kind (0, 4, 999)", ST(KD_ERR_INVALID_ARGUMENT), row001},
     {"kd_loss_create", "num_classes < 1", ST(KD_ERR_INVALID_ARGUMENT), row002},
-    {"kd_loss_create", "num_classes > 2^31", ST(KD_ERR_INVALID_ARGUMENT), row003},
+    {"kd_loss_create", "num_classes > 2^31 - 1 (2^31 itself)", ST(KD_ERR_INVALID_ARGUMENT), row003},
     {"kd_loss_set_int", "h is NULL", ST(KD_ERR_NULL_POINTER), row004},
     {"kd_loss_set_int", "unknown parameter", ST(KD_ERR_UNSUPPORTED), row005},
     {"kd_loss_set_int", "a real parameter (TEMPERATURE)", ST(KD_ERR_UNSUPPORTED), row006},
@@ -1979,7 +1979,8 @@ static void markdown(FILE *f)
           "A loss handle used by two threads at once: every function that changes it\n"
           "(`kd_loss_bind_*`, `kd_loss_set_*`, `kd_loss_forward`, `kd_loss_backward`,\n"
           "`kd_loss_forward_backward`, `kd_loss_local_stats`, `kd_loss_finish`,\n"
-          "`kd_linear_kl_distill`) returns `KD_ERR_STATE` while another thread's call\n"
+          "`kd_linear_kl_distill`, `kd_loss_get_*`, `kd_loss_stats_size`) returns\n"
+          "`KD_ERR_STATE` while another thread's call\n"
           "on the same handle runs, and writes nothing, not even the message\n"
           "(`tests/test_threads.c` holds a call inside the library to check it).\n", f);
     const char *last = "";

@@ -79,11 +79,20 @@ static kd_status workspace(kd_loss *h, const char *fn, int64_t n, kdi_batch *b)
 {
     const size_t c = (size_t)h->c, rows = (size_t)n;
     const int mcc = h->kind == KD_LOSS_MCC;
-    if (mcc && (c > SIZE_MAX / 8 / c || (rows > 0 && c > SIZE_MAX / 16 / rows)))
-        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld", fn, (long long)n);
     const size_t nstats = (size_t)kdi_batch_stats_size(h);
-    size_t nf = 2 * rows + (mcc ? 2 * rows * c + c * c : c);
-    size_t nd = nstats + (mcc ? 1 + rows + 2 * c : 0);
+    /* floats: 2 n (log-sum-exps) + MCC's 2 n C + C^2, or C; doubles: the
+     * statistics + MCC's 1 + n + 2 C; every step overflow-checked */
+    size_t nf, nd, rc, cc;
+    int ok = kdi_size_mul(rows, 2, &nf);
+    if (mcc)
+        ok = ok && kdi_size_mul(rows, c, &rc) && kdi_size_mul(c, c, &cc) &&
+             kdi_size_muladd(rc, 2, nf, &nf) && kdi_size_add(nf, cc, &nf) &&
+             kdi_size_muladd(c, 2, rows + 1, &nd) && kdi_size_add(nd, nstats, &nd);
+    else
+        ok = ok && kdi_size_add(nf, c, &nf) && (nd = nstats, 1);
+    if (!ok)
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld overflows", fn,
+                        (long long)n);
     float *old_bf = h->bf;
     double *old_bd = h->bd;
     kd_status st = kdi_grow(h, fn, (void **)&h->bf, &h->bf_cap, nf, sizeof(float));
@@ -222,14 +231,23 @@ static kd_status check_kind(kd_loss *h, const char *fn)
     return KD_OK;
 }
 
+/* h is const but leaves its message as every failing call (see params.c) */
+static kd_status loss_stats_size_locked(kd_loss *h, int64_t *count)
+{
+    if (!count)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "stats_size: count is NULL");
+    kd_status st = check_kind(h, "stats_size");
+    if (st)
+        return st;
+    *count = kdi_batch_stats_size(h);
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
+
 kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count)
 {
-    if (!h || !count)
-        return KD_ERR_NULL_POINTER;
-    if (!kdi_is_batch_kind(h))
-        return KD_ERR_UNSUPPORTED;
-    *count = kdi_batch_stats_size(h);
-    return KD_OK;
+    kd_loss *m = (kd_loss *)(uintptr_t)h;
+    KDI_GUARDED(m, loss_stats_size_locked(m, count));
 }
 
 static kd_status loss_local_stats_locked(kd_loss *h, int64_t n, double *stats)

@@ -1,4 +1,5 @@
 /* Loss handle life cycle and argument bindings. */
+#include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -148,8 +149,10 @@ static kd_status loss_bind_teachers_locked(kd_loss *h, int32_t count, const floa
         if (lds[k] < h->c)
             return kdi_fail(h->err, KD_ERR_SHAPE, "bind_teachers: lds[%d] = %lld < num_classes = %lld",
                             (int)k, (long long)lds[k], (long long)h->c);
+        /* any finite float >= 0: the sum of at most 1024 of them stays finite
+         * in double (<= 1024 FLT_MAX), and so does each quotient w / sum */
         double w = weights ? weights[k] : 1.0;
-        if (!(w >= 0.0) || !(w < 1e30))
+        if (!(w >= 0.0) || !isfinite(w))
             return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
                             "bind_teachers: weights[%d] = %g is not a finite value >= 0", (int)k, w);
         wsum += w;

@@ -224,17 +224,18 @@ static kd_status linear_kl_distill_locked(kd_loss *h, int64_t n, int64_t d, cons
     /* workspace, all grown before the first write: logits (+ teacher
      * logits) of one chunk, the chunk's per-row terms, the kernels' per-thread
      * scratch and the bias-gradient accumulator */
-    const size_t chunk_elems = (size_t)chunk * (size_t)c;
-    if ((size_t)chunk > SIZE_MAX / (size_t)c / 2)
+    size_t chunk_elems, logits, terms_need, scratch_need;
+    if (!kdi_size_mul((size_t)chunk, (size_t)c, &chunk_elems) ||
+        !kdi_size_mul(chunk_elems, teacher_linear ? 2 : 1, &logits) ||
+        !kdi_size_mul((size_t)chunk, 2, &terms_need) ||
+        !kdi_size_mul((size_t)nthreads, KDI_SCRATCH_STRIDE(c), &scratch_need))
         return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, FN ": workspace of %lld x %lld",
                         (long long)chunk, (long long)c);
-    st = kdi_grow(h, FN, (void **)&h->bf, &h->bf_cap, chunk_elems * (teacher_linear ? 2 : 1),
-                  sizeof(float));
+    st = kdi_grow(h, FN, (void **)&h->bf, &h->bf_cap, logits, sizeof(float));
     if (!st)
-        st = kdi_grow(h, FN, (void **)&h->terms, &h->terms_cap, (size_t)chunk * 2, sizeof(double));
+        st = kdi_grow(h, FN, (void **)&h->terms, &h->terms_cap, terms_need, sizeof(double));
     if (!st)
-        st = kdi_grow(h, FN, (void **)&h->scratch, &h->scratch_cap,
-                      (size_t)nthreads * KDI_SCRATCH_STRIDE(c), sizeof(float));
+        st = kdi_grow(h, FN, (void **)&h->scratch, &h->scratch_cap, scratch_need, sizeof(float));
     if (!st && grad_bias)
         st = kdi_grow(h, FN, (void **)&h->bd, &h->bd_cap, (size_t)c, sizeof(double));
     if (st)

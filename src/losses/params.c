@@ -156,12 +156,15 @@ kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value)
     KDI_GUARDED(h, loss_set_float_locked(h, param, value));
 }
 
-kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value)
+/* The getters take a const handle but, as every failing call, leave their
+ * message in it: the handle is never a const object (kd_loss_create
+ * allocates it), so writing its message through a cast is defined. */
+static kd_status loss_get_int_locked(kd_loss *h, kd_param param, int64_t *value)
 {
-    if (!h || !value)
-        return KD_ERR_NULL_POINTER;
+    if (!value)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "get_int: value is NULL");
     const param_info *p = NULL;
-    kd_status st = lookup(h, NULL, param, P_INT, 0, &p);
+    kd_status st = lookup(h, h->err, param, P_INT, 0, &p);
     if (st)
         return st;
     if (param == KD_PARAM_NUM_CLASSES)
@@ -170,19 +173,33 @@ kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value)
         *value = h->kind;
     else
         *value = *(const int32_t *)((const char *)h + p->offset);
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
+
+kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value)
+{
+    kd_loss *m = (kd_loss *)(uintptr_t)h;
+    KDI_GUARDED(m, loss_get_int_locked(m, param, value));
+}
+
+static kd_status loss_get_float_locked(kd_loss *h, kd_param param, double *value)
+{
+    if (!value)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "get_float: value is NULL");
+    const param_info *p = NULL;
+    kd_status st = lookup(h, h->err, param, P_REAL, 0, &p);
+    if (st)
+        return st;
+    *value = *(const double *)((const char *)h + p->offset);
+    kdi_clear_error(h->err);
     return KD_OK;
 }
 
 kd_status kd_loss_get_float(const kd_loss *h, kd_param param, double *value)
 {
-    if (!h || !value)
-        return KD_ERR_NULL_POINTER;
-    const param_info *p = NULL;
-    kd_status st = lookup(h, NULL, param, P_REAL, 0, &p);
-    if (st)
-        return st;
-    *value = *(const double *)((const char *)h + p->offset);
-    return KD_OK;
+    kd_loss *m = (kd_loss *)(uintptr_t)h;
+    KDI_GUARDED(m, loss_get_float_locked(m, param, value));
 }
 
 kd_status kd_loss_param_bounds(kd_loss_kind kind, kd_param param, double *lo, double *hi,
