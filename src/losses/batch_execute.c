@@ -81,15 +81,26 @@ static kd_status workspace(kd_loss *h, const char *fn, int64_t n, kdi_batch *b)
     const int mcc = h->kind == KD_LOSS_MCC;
     int nthreads = kdi_resolve_threads(h->threads);
     nthreads = nthreads > n ? (n > 0 ? (int)n : 1) : nthreads;
-    if (mcc && (c > SIZE_MAX / 8 / c || (rows > 0 && c > SIZE_MAX / 16 / rows)))
-        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld", fn, (long long)n);
     const size_t nstats = (size_t)kdi_batch_stats_size(h);
     /* per thread: the SIMD softmax's work area, then its input row (MCC) or
      * KDI_CB_GROUP softmax rows (class balance) */
     const size_t stride = (size_t)KDI_SIMD_WORK(h->c) + (mcc ? c : KDI_CB_GROUP * c);
     const size_t chunks = mcc ? 0 : (size_t)kdi_class_balance_chunks(n, h->c);
-    size_t nf = 2 * rows + (mcc ? 2 * rows * c + c * c : c) + (size_t)nthreads * stride;
-    size_t nd = nstats + (mcc ? 1 + rows + 2 * c : chunks * c);
+    /* floats: 2 n (log-sum-exps) + MCC's 2 n C + C^2, or C, + the threads'
+     * scratch; doubles: the statistics + MCC's 1 + n + 2 C, or the class
+     * balance's chunk partials; every step overflow-checked */
+    size_t nf, nd, rc, cc;
+    int ok = kdi_size_mul(rows, 2, &nf);
+    if (mcc)
+        ok = ok && kdi_size_mul(rows, c, &rc) && kdi_size_mul(c, c, &cc) &&
+             kdi_size_muladd(rc, 2, nf, &nf) && kdi_size_add(nf, cc, &nf) &&
+             kdi_size_muladd(c, 2, rows + 1, &nd) && kdi_size_add(nd, nstats, &nd);
+    else
+        ok = ok && kdi_size_add(nf, c, &nf) && kdi_size_muladd(chunks, c, nstats, &nd);
+    ok = ok && kdi_size_muladd((size_t)nthreads, stride, nf, &nf);
+    if (!ok)
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld overflows", fn,
+                        (long long)n);
     float *old_bf = h->bf;
     double *old_bd = h->bd;
     kd_status st = kdi_grow(h, fn, (void **)&h->bf, &h->bf_cap, nf, sizeof(float));
@@ -259,17 +270,26 @@ static kd_status check_kind(kd_loss *h, const char *fn)
     return KD_OK;
 }
 
-kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count)
+/* h is const but leaves its message as every failing call (see params.c) */
+static kd_status loss_stats_size_locked(kd_loss *h, int64_t *count)
 {
-    if (!h || !count)
-        return KD_ERR_NULL_POINTER;
-    if (!kdi_is_batch_kind(h))
-        return KD_ERR_UNSUPPORTED;
+    if (!count)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "stats_size: count is NULL");
+    kd_status st = check_kind(h, "stats_size");
+    if (st)
+        return st;
     *count = kdi_batch_stats_size(h);
+    kdi_clear_error(h->err);
     return KD_OK;
 }
 
-kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
+kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count)
+{
+    kd_loss *m = (kd_loss *)(uintptr_t)h;
+    KDI_GUARDED(m, loss_stats_size_locked(m, count));
+}
+
+static kd_status loss_local_stats_locked(kd_loss *h, int64_t n, double *stats)
 {
     static const char fn[] = "local_stats";
     if (!h)
@@ -297,7 +317,12 @@ kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
     return KD_OK;
 }
 
-kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, float *loss)
+kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
+{
+    KDI_GUARDED(h, loss_local_stats_locked(h, n, stats));
+}
+
+static kd_status loss_finish_locked(kd_loss *h, int64_t n, const double *global_stats, float *loss)
 {
     static const char fn[] = "finish";
     if (!h)
@@ -346,4 +371,9 @@ kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, floa
     *loss = (float)value;
     kdi_clear_error(h->err);
     return KD_OK;
+}
+
+kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, float *loss)
+{
+    KDI_GUARDED(h, loss_finish_locked(h, n, global_stats, loss));
 }

@@ -58,25 +58,19 @@ const float *kdi_teacher_row(const kd_loss *h, int64_t i)
     return avg;
 }
 
+/* Per-row terms (2 n doubles) and per-thread scratch rows; every size is
+ * overflow-checked (n = 2^60 + 1 rows of one class pass the extent check,
+ * and 2 n doubles do not fit in size_t). */
 static kd_status grow(kd_loss *h, const char *fn, int64_t n, int nthreads)
 {
-    size_t need_terms = (size_t)n * 2;
-    if (need_terms > h->terms_cap) {
-        double *p = realloc(h->terms, need_terms * sizeof *p);
-        if (!p)
-            return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld", fn, (long long)n);
-        h->terms = p;
-        h->terms_cap = need_terms;
-    }
-    size_t need_scratch = (size_t)nthreads * KDI_SCRATCH_STRIDE(h->c);
-    if (need_scratch > h->scratch_cap) {
-        float *p = realloc(h->scratch, need_scratch * sizeof *p);
-        if (!p)
-            return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: teacher scratch rows", fn);
-        h->scratch = p;
-        h->scratch_cap = need_scratch;
-    }
-    return KD_OK;
+    size_t need_terms, need_scratch;
+    if (!kdi_size_mul((size_t)n, 2, &need_terms) ||
+        !kdi_size_mul((size_t)nthreads, KDI_SCRATCH_STRIDE(h->c), &need_scratch))
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld overflows", fn,
+                        (long long)n);
+    if (kdi_grow(h, fn, (void **)&h->terms, &h->terms_cap, need_terms, sizeof *h->terms))
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld", fn, (long long)n);
+    return kdi_grow(h, fn, (void **)&h->scratch, &h->scratch_cap, need_scratch, sizeof *h->scratch);
 }
 
 /* Checks of the self-training kinds that run through this driver: the
@@ -465,17 +459,32 @@ void kdi_reduce_rows(const double *terms, int64_t n, int red, float *per_sample,
     sums[1] = s_hard;
 }
 
-kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss)
+static kd_status loss_forward_locked(kd_loss *h, int64_t n, float *loss)
 {
     return run(h, "forward", KDI_FORWARD, n, loss, NULL);
 }
 
-kd_status kd_loss_backward(kd_loss *h, int64_t n, const float *upstream)
+kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss)
+{
+    KDI_GUARDED(h, loss_forward_locked(h, n, loss));
+}
+
+static kd_status loss_backward_locked(kd_loss *h, int64_t n, const float *upstream)
 {
     return run(h, "backward", KDI_BACKWARD, n, NULL, upstream);
 }
 
-kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss)
+kd_status kd_loss_backward(kd_loss *h, int64_t n, const float *upstream)
+{
+    KDI_GUARDED(h, loss_backward_locked(h, n, upstream));
+}
+
+static kd_status loss_forward_backward_locked(kd_loss *h, int64_t n, float *loss)
 {
     return run(h, "forward_backward", KDI_FUSED, n, loss, NULL);
+}
+
+kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss)
+{
+    KDI_GUARDED(h, loss_forward_backward_locked(h, n, loss));
 }

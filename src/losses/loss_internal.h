@@ -4,6 +4,7 @@
 #define KDI_LOSS_INTERNAL_H
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "core/bufcheck.h"
@@ -95,7 +96,25 @@ struct kd_loss {
     } batch_rows;
 
     char err[KDI_ERROR_SIZE];
+    /* set while a call runs (KDI_GUARDED): a call from a second thread sees it
+     * and returns KD_ERR_STATE without touching the handle */
+    atomic_flag busy;
 };
+
+/* The body of every public function that changes a handle: a handle busy in
+ * another call (another thread: loss.h allows one thread at a time) gives
+ * KD_ERR_STATE at once, writing nothing, not even the message (SQLite's
+ * SQLITE_MISUSE); one atomic test-and-set and one clear per call. */
+#define KDI_GUARDED(h, call)                                                                       \
+    do {                                                                                           \
+        if (!(h))                                                                                  \
+            return KD_ERR_NULL_POINTER;                                                            \
+        if (atomic_flag_test_and_set_explicit(&(h)->busy, memory_order_acquire))                   \
+            return KD_ERR_STATE;                                                                   \
+        const kd_status kdi_st_ = (call);                                                          \
+        atomic_flag_clear_explicit(&(h)->busy, memory_order_release);                              \
+        return kdi_st_;                                                                            \
+    } while (0)
 
 /* One row of work for a kernel.  The kernel computes the row's term values
  * (terms[0] = soft term, terms[1] = hard term, unweighted) and, when g is not
