@@ -51,7 +51,7 @@ START_TEST(parameters_validate_at_set_time)
     ck_assert_int_eq(kd_loss_get_float(h, KD_PARAM_TEMPERATURE, &v), KD_OK);
     ck_assert(v == 1.0);
     ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 0.0), KD_ERR_INVALID_ARGUMENT);
-    ck_assert_ptr_nonnull(strstr(kd_loss_last_error(h), "temperature"));
+    ck_assert_ptr_nonnull(strstr(kd_loss_last_error(h), "KD_PARAM_TEMPERATURE"));
     ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, -2.0), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, NAN), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_get_float(h, KD_PARAM_TEMPERATURE, &v), KD_OK);

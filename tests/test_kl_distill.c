@@ -693,7 +693,7 @@ START_TEST(temperatures_below_the_minimum_are_refused_and_the_minimum_is_finite)
                 for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
                     ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, bad[b]),
                                      KD_ERR_INVALID_ARGUMENT);
-                    ck_assert_ptr_nonnull(strstr(kd_loss_last_error(h), "temperature"));
+                    ck_assert_ptr_nonnull(strstr(kd_loss_last_error(h), "KD_PARAM_TEMPERATURE"));
                     kd_loss_get_float(h, KD_PARAM_TEMPERATURE, &v);
                     ck_assert(v == 2.0);
                     cases++;

@@ -6,9 +6,11 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "kdlib/kdlib.h"
+#include "kdlib/threshold.h"
 #include "kdtest.h"
 
 /* The out-of-memory test asks for an impossible workspace: under
@@ -22,10 +24,25 @@ const char *__asan_default_options(void) { return "allocator_may_return_null=1";
 #define LDG 6 /* gradient row stride */
 #define CANARY 777.0f
 
+/* Parameter names appear as their enum names (KD_PARAM_TEMPERATURE): the
+ * word is looked for without regard to case. */
+static int contains_nocase(const char *m, const char *word)
+{
+    const size_t n = strlen(word);
+    for (; *m; m++) {
+        size_t i = 0;
+        while (i < n && m[i] && tolower((unsigned char)m[i]) == tolower((unsigned char)word[i]))
+            i++;
+        if (i == n)
+            return 1;
+    }
+    return n == 0;
+}
+
 static void assert_message_names(const kd_loss *h, const char *word)
 {
     const char *m = kd_loss_last_error(h);
-    ck_assert_msg(strstr(m, word) != NULL, "message \"%s\" does not name \"%s\"", m, word);
+    ck_assert_msg(contains_nocase(m, word), "message \"%s\" does not name \"%s\"", m, word);
 }
 
 /* A configured KL handle with all inputs and outputs bound. */
@@ -701,7 +718,7 @@ START_TEST(failing_getters_set_their_message)
         int which;
     } cases[] = {
         {"real number", KD_ERR_UNSUPPORTED, 0},  /* get_int of a real parameter */
-        {"unknown", KD_ERR_UNSUPPORTED, 1},      /* get_int of an unknown one */
+        {"is not a KD_PARAM_", KD_ERR_UNSUPPORTED, 1}, /* get_int of an unknown one */
         {"value is NULL", KD_ERR_NULL_POINTER, 2},
         {"integer", KD_ERR_UNSUPPORTED, 3},      /* get_float of an int parameter */
         {"value is NULL", KD_ERR_NULL_POINTER, 4},
@@ -730,6 +747,34 @@ START_TEST(failing_getters_set_their_message)
     ck_assert_int_eq(kd_loss_get_int(h, KD_PARAM_REDUCTION, &iv), KD_OK);
     ck_assert_str_eq(kd_loss_last_error(h), "");
     kd_loss_destroy(h);
+}
+END_TEST
+
+/* Every handle family words a refused parameter the same way:
+ * "function: ENUM_NAME = value is outside [lo, hi]". */
+START_TEST(every_handle_words_a_refused_parameter_the_same_way)
+{
+    kd_loss *h;
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, C), KD_OK);
+    ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 1e-7), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_str_eq(kd_loss_last_error(h),
+                     "kd_loss_set_float: KD_PARAM_TEMPERATURE = 1e-07 is outside [1e-06, 1e+06]");
+    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_DIVERGENCE, 7), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_str_eq(kd_loss_last_error(h), "kd_loss_set_int: KD_PARAM_DIVERGENCE = 7 is outside [0, 2]");
+    ck_assert_int_eq(kd_loss_set_int(h, 999, 1), KD_ERR_UNSUPPORTED);
+    ck_assert_str_eq(kd_loss_last_error(h), "kd_loss_set_int: param = 999 is not a KD_PARAM_* parameter");
+    ck_assert_int_eq(kd_loss_bind_teachers(h, -1, NULL, NULL, NULL), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_msg(strncmp(kd_loss_last_error(h), "kd_loss_bind_teachers: ", 23) == 0, "%s",
+                  kd_loss_last_error(h));
+    kd_loss_destroy(h);
+
+    kd_threshold *th;
+    ck_assert_int_eq(kd_threshold_create(&th, KD_THRESHOLD_FREEMATCH, 8, C), KD_OK);
+    ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_MOMENTUM, 2.0),
+                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert_str_eq(kd_threshold_last_error(th),
+                     "kd_threshold_set_float: KD_THRESHOLD_PARAM_MOMENTUM = 2 is outside [0, 1]");
+    kd_threshold_destroy(th);
 }
 END_TEST
 
@@ -774,6 +819,7 @@ int main(void)
     tcase_add_test(tc, create_bounds_match_the_documentation);
     tcase_add_test(tc, large_finite_teacher_weights_are_accepted);
     tcase_add_test(tc, failing_getters_set_their_message);
+    tcase_add_test(tc, every_handle_words_a_refused_parameter_the_same_way);
     suite_add_tcase(s, tc);
     tcase_add_test(tc, per_sample_output_overlapping_an_input_is_aliasing);
     SRunner *sr = srunner_create(s);

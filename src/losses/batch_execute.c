@@ -274,7 +274,7 @@ static kd_status check_kind(kd_loss *h, const char *fn)
 static kd_status loss_stats_size_locked(kd_loss *h, int64_t *count)
 {
     if (!count)
-        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "stats_size: count is NULL");
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "kd_loss_stats_size: count is NULL");
     kd_status st = check_kind(h, "stats_size");
     if (st)
         return st;
@@ -291,7 +291,7 @@ kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count)
 
 static kd_status loss_local_stats_locked(kd_loss *h, int64_t n, double *stats)
 {
-    static const char fn[] = "local_stats";
+    static const char fn[] = "kd_loss_local_stats";
     if (!h)
         return KD_ERR_NULL_POINTER;
     kd_status st = check_kind(h, fn);
@@ -324,7 +324,7 @@ kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
 
 static kd_status loss_finish_locked(kd_loss *h, int64_t n, const double *global_stats, float *loss)
 {
-    static const char fn[] = "finish";
+    static const char fn[] = "kd_loss_finish";
     if (!h)
         return KD_ERR_NULL_POINTER;
     kd_status st = check_kind(h, fn);

@@ -461,7 +461,7 @@ void kdi_reduce_rows(const double *terms, int64_t n, int red, float *per_sample,
 
 static kd_status loss_forward_locked(kd_loss *h, int64_t n, float *loss)
 {
-    return run(h, "forward", KDI_FORWARD, n, loss, NULL);
+    return run(h, "kd_loss_forward", KDI_FORWARD, n, loss, NULL);
 }
 
 kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss)
@@ -471,7 +471,7 @@ kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss)
 
 static kd_status loss_backward_locked(kd_loss *h, int64_t n, const float *upstream)
 {
-    return run(h, "backward", KDI_BACKWARD, n, NULL, upstream);
+    return run(h, "kd_loss_backward", KDI_BACKWARD, n, NULL, upstream);
 }
 
 kd_status kd_loss_backward(kd_loss *h, int64_t n, const float *upstream)
@@ -481,7 +481,7 @@ kd_status kd_loss_backward(kd_loss *h, int64_t n, const float *upstream)
 
 static kd_status loss_forward_backward_locked(kd_loss *h, int64_t n, float *loss)
 {
-    return run(h, "forward_backward", KDI_FUSED, n, loss, NULL);
+    return run(h, "kd_loss_forward_backward", KDI_FUSED, n, loss, NULL);
 }
 
 kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss)

@@ -103,10 +103,10 @@ static kd_status loss_bind_matrix_locked(kd_loss *h, kd_arg role, const float *d
              (wc && worst_case_slot(role) >= 0);
     if (!ok)
         return kdi_fail(h->err, KD_ERR_UNSUPPORTED,
-                        "bind_matrix: role %d is not an input matrix of loss kind %d", (int)role,
+                        "kd_loss_bind_matrix: role %d is not an input matrix of loss kind %d", (int)role,
                         (int)h->kind);
     if (data && ld < h->c)
-        return kdi_fail(h->err, KD_ERR_SHAPE, "bind_matrix: ld = %lld < num_classes = %lld",
+        return kdi_fail(h->err, KD_ERR_SHAPE, "kd_loss_bind_matrix: ld = %lld < num_classes = %lld",
                         (long long)ld, (long long)h->c);
     if (role == KD_ARG_TEACHER)
         return loss_bind_teachers_locked(h, data ? 1 : 0, &data, &ld, NULL);
@@ -135,31 +135,31 @@ static kd_status loss_bind_teachers_locked(kd_loss *h, int32_t count, const floa
     if (!h)
         return KD_ERR_NULL_POINTER;
     if (!has_teacher(h))
-        return kdi_fail(h->err, KD_ERR_UNSUPPORTED, "bind_teachers: loss kind %d has no teacher",
+        return kdi_fail(h->err, KD_ERR_UNSUPPORTED, "kd_loss_bind_teachers: loss kind %d has no teacher",
                         (int)h->kind);
     if (count < 0 || count > MAX_TEACHERS)
-        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "bind_teachers: count = %d outside [0, %d]",
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "kd_loss_bind_teachers: count = %d outside [0, %d]",
                         (int)count, MAX_TEACHERS);
     if (count > 0 && (!teachers || !lds))
-        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "bind_teachers: %s is NULL",
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "kd_loss_bind_teachers: %s is NULL",
                         teachers ? "lds" : "teachers");
     double wsum = 0.0;
     for (int32_t k = 0; k < count; k++) {
         if (!teachers[k])
-            return kdi_fail(h->err, KD_ERR_NULL_POINTER, "bind_teachers: teachers[%d] is NULL", (int)k);
+            return kdi_fail(h->err, KD_ERR_NULL_POINTER, "kd_loss_bind_teachers: teachers[%d] is NULL", (int)k);
         if (lds[k] < h->c)
-            return kdi_fail(h->err, KD_ERR_SHAPE, "bind_teachers: lds[%d] = %lld < num_classes = %lld",
+            return kdi_fail(h->err, KD_ERR_SHAPE, "kd_loss_bind_teachers: lds[%d] = %lld < num_classes = %lld",
                             (int)k, (long long)lds[k], (long long)h->c);
         /* any finite float >= 0: the sum of at most 1024 of them stays finite
          * in double (<= 1024 FLT_MAX), and so does each quotient w / sum */
         double w = weights ? weights[k] : 1.0;
         if (!(w >= 0.0) || !isfinite(w))
             return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
-                            "bind_teachers: weights[%d] = %g is not a finite value >= 0", (int)k, w);
+                            "kd_loss_bind_teachers: weights[%d] = %g is not a finite value >= 0", (int)k, w);
         wsum += w;
     }
     if (count > 0 && !(wsum > 0.0))
-        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "bind_teachers: weights sum to 0");
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "kd_loss_bind_teachers: weights sum to 0");
     const float **tp = NULL;
     int64_t *lp = NULL;
     float *wp = NULL;
@@ -171,7 +171,7 @@ static kd_status loss_bind_teachers_locked(kd_loss *h, int32_t count, const floa
             free(tp);
             free(lp);
             free(wp);
-            return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "bind_teachers: out of memory");
+            return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "kd_loss_bind_teachers: out of memory");
         }
         for (int32_t k = 0; k < count; k++) {
             tp[k] = teachers[k];
@@ -242,7 +242,7 @@ static kd_status loss_bind_output_locked(kd_loss *h, kd_arg role, float *data, i
         ((role == KD_ARG_GRAD_LABELED_ADV || role == KD_ARG_GRAD_UNLABELED_ADV) && !wc))
         return unsupported(h, "bind_output", role);
     if (is_matrix && data && ld < h->c)
-        return kdi_fail(h->err, KD_ERR_SHAPE, "bind_output: grad ld = %lld < num_classes = %lld",
+        return kdi_fail(h->err, KD_ERR_SHAPE, "kd_loss_bind_output: grad ld = %lld < num_classes = %lld",
                         (long long)ld, (long long)h->c);
     if (role == KD_ARG_GRAD_STUDENT) {
         h->grad = data;
@@ -259,7 +259,7 @@ static kd_status loss_bind_output_locked(kd_loss *h, kd_arg role, float *data, i
         h->wc_grad[k] = data;
         h->wc_ld_grad[k] = ld;
     } else {
-        return kdi_fail(h->err, KD_ERR_UNSUPPORTED, "bind_output: role %d is not an output",
+        return kdi_fail(h->err, KD_ERR_UNSUPPORTED, "kd_loss_bind_output: role %d is not an output",
                         (int)role);
     }
     kdi_clear_error(h->err);

@@ -20,33 +20,33 @@ typedef struct {
 
 #define F(field) offsetof(struct kd_loss, field)
 static const param_info PARAMS[] = {
-    {KD_PARAM_REDUCTION, "reduction", P_INT, 0, 2, 0, KDI_P_EVERY, 0, F(reduction)},
+    {KD_PARAM_REDUCTION, "REDUCTION", P_INT, 0, 2, 0, KDI_P_EVERY, 0, F(reduction)},
     /* T >= 1e-6: 1/T (<= 1e6), T^2 and the scaled logits (x - max) / T stay
      * finite and normal in float for logits up to about 1e32 (below ~3e-39
      * 1/T itself overflows float) */
-    {KD_PARAM_TEMPERATURE, "temperature", P_REAL, 1e-6, 1e6, 0, KDI_P_TEMPERATURE, 0, F(temperature)},
-    {KD_PARAM_ALPHA, "alpha", P_REAL, 0, 1, 0, KDI_P_DISTILL, 0, F(soft_weight)},
-    {KD_PARAM_SOFT_WEIGHT, "soft_weight", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(soft_weight)},
-    {KD_PARAM_HARD_WEIGHT, "hard_weight", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(hard_weight)},
-    {KD_PARAM_T2_SCALING, "t2_scaling", P_INT, 0, 1, 0, KDI_P_KL, 0, F(t2_scaling)},
-    {KD_PARAM_DIVERGENCE, "divergence", P_INT, 0, 2, 0, KDI_P_KL, 0, F(divergence)},
-    {KD_PARAM_JSD_BETA, "jsd_beta", P_REAL, 0, 1, 0, KDI_P_KL, 0, F(jsd_beta)},
-    {KD_PARAM_NORMALIZATION, "normalization", P_INT, 0, 1, 0, KDI_P_DISTILL, 0, F(normalization)},
-    {KD_PARAM_IGNORE_INDEX, "ignore_index", P_INT, INT32_MIN, INT32_MAX, 0, KDI_P_LABEL, 0, F(ignore_index)},
-    {KD_PARAM_LABEL_SMOOTHING, "label_smoothing", P_REAL, 0, 1, 0, KDI_P_LABEL, 0, F(label_smoothing)},
-    {KD_PARAM_SMOOTHING_MODE, "smoothing_mode", P_INT, 0, 1, 0, KDI_P_LABEL, 0, F(smoothing_mode)},
-    {KD_PARAM_LABEL_WEIGHT, "label_weight", P_REAL, 0, 1, 0, KDI_P_SOFT_CE, 0, F(label_weight)},
-    {KD_PARAM_THREADS, "threads", P_INT, 0, 4096, 0, KDI_P_EVERY, 0, F(threads)},
-    {KD_PARAM_CHECK_FINITE, "check_finite", P_INT, 0, 1, 0, KDI_P_EVERY, 0, F(check_finite)},
-    {KD_PARAM_NUM_CLASSES, "num_classes", P_INT, 1, INT32_MAX, 0, KDI_P_EVERY, 1, 0},
-    {KD_PARAM_KIND, "kind", P_INT, 1, INT32_MAX, 0, KDI_P_EVERY, 1, 0}, /* hi: kdi_kind_last() */
-    {KD_PARAM_THRESHOLD, "threshold", P_REAL, 0, 1, 0, KDI_P_THRESH, 0, F(threshold)},
-    {KD_PARAM_THRESHOLD_MODE, "threshold_mode", P_INT, 0, 1, 0, KDI_P_THRESH, 0, F(threshold_mode)},
-    {KD_PARAM_DISTANCE, "distance", P_INT, 0, 2, 0, KDI_P_DISTANCE, 0, F(distance)},
-    {KD_PARAM_INPUT_TYPE, "input_type", P_INT, 0, 1, 0,
+    {KD_PARAM_TEMPERATURE, "TEMPERATURE", P_REAL, 1e-6, 1e6, 0, KDI_P_TEMPERATURE, 0, F(temperature)},
+    {KD_PARAM_ALPHA, "ALPHA", P_REAL, 0, 1, 0, KDI_P_DISTILL, 0, F(soft_weight)},
+    {KD_PARAM_SOFT_WEIGHT, "SOFT_WEIGHT", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(soft_weight)},
+    {KD_PARAM_HARD_WEIGHT, "HARD_WEIGHT", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(hard_weight)},
+    {KD_PARAM_T2_SCALING, "T2_SCALING", P_INT, 0, 1, 0, KDI_P_KL, 0, F(t2_scaling)},
+    {KD_PARAM_DIVERGENCE, "DIVERGENCE", P_INT, 0, 2, 0, KDI_P_KL, 0, F(divergence)},
+    {KD_PARAM_JSD_BETA, "JSD_BETA", P_REAL, 0, 1, 0, KDI_P_KL, 0, F(jsd_beta)},
+    {KD_PARAM_NORMALIZATION, "NORMALIZATION", P_INT, 0, 1, 0, KDI_P_DISTILL, 0, F(normalization)},
+    {KD_PARAM_IGNORE_INDEX, "IGNORE_INDEX", P_INT, INT32_MIN, INT32_MAX, 0, KDI_P_LABEL, 0, F(ignore_index)},
+    {KD_PARAM_LABEL_SMOOTHING, "LABEL_SMOOTHING", P_REAL, 0, 1, 0, KDI_P_LABEL, 0, F(label_smoothing)},
+    {KD_PARAM_SMOOTHING_MODE, "SMOOTHING_MODE", P_INT, 0, 1, 0, KDI_P_LABEL, 0, F(smoothing_mode)},
+    {KD_PARAM_LABEL_WEIGHT, "LABEL_WEIGHT", P_REAL, 0, 1, 0, KDI_P_SOFT_CE, 0, F(label_weight)},
+    {KD_PARAM_THREADS, "THREADS", P_INT, 0, 4096, 0, KDI_P_EVERY, 0, F(threads)},
+    {KD_PARAM_CHECK_FINITE, "CHECK_FINITE", P_INT, 0, 1, 0, KDI_P_EVERY, 0, F(check_finite)},
+    {KD_PARAM_NUM_CLASSES, "NUM_CLASSES", P_INT, 1, INT32_MAX, 0, KDI_P_EVERY, 1, 0},
+    {KD_PARAM_KIND, "KIND", P_INT, 1, INT32_MAX, 0, KDI_P_EVERY, 1, 0}, /* hi: kdi_kind_last() */
+    {KD_PARAM_THRESHOLD, "THRESHOLD", P_REAL, 0, 1, 0, KDI_P_THRESH, 0, F(threshold)},
+    {KD_PARAM_THRESHOLD_MODE, "THRESHOLD_MODE", P_INT, 0, 1, 0, KDI_P_THRESH, 0, F(threshold_mode)},
+    {KD_PARAM_DISTANCE, "DISTANCE", P_INT, 0, 2, 0, KDI_P_DISTANCE, 0, F(distance)},
+    {KD_PARAM_INPUT_TYPE, "INPUT_TYPE", P_INT, 0, 1, 0,
      KDI_P_INPUT_TYPE, 0, F(input_type)},
-    {KD_PARAM_ETA_PRIME, "eta_prime", P_REAL, 0, 1e6, 0, KDI_P_WORST_CASE, 0, F(eta_prime)},
-    {KD_PARAM_UNLABELED_ROWS, "unlabeled_rows", P_INT, -1, INT32_MAX, 0, KDI_P_WORST_CASE, 0,
+    {KD_PARAM_ETA_PRIME, "ETA_PRIME", P_REAL, 0, 1e6, 0, KDI_P_WORST_CASE, 0, F(eta_prime)},
+    {KD_PARAM_UNLABELED_ROWS, "UNLABELED_ROWS", P_INT, -1, INT32_MAX, 0, KDI_P_WORST_CASE, 0,
      F(unlabeled_rows)},
 };
 #undef F
@@ -85,21 +85,21 @@ void kdi_loss_defaults(kd_loss *h)
 }
 
 /* Look up a parameter for a handle and the wanted type. */
-static kd_status lookup(const kd_loss *h, char *err, kd_param id, int type, int writing,
-                        const param_info **out)
+static kd_status lookup(const kd_loss *h, char *err, const char *fn, kd_param id, int type,
+                        int writing, const param_info **out)
 {
     const param_info *p = find(id);
     if (!p)
-        return kdi_fail(err, KD_ERR_UNSUPPORTED, "param: unknown parameter %d", (int)id);
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: param = %d is not a KD_PARAM_* parameter", fn, (int)id);
     if (!(p->families & h->kd->params))
-        return kdi_fail(err, KD_ERR_UNSUPPORTED, "param: %s does not apply to loss kind %d",
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: KD_PARAM_%s does not apply to loss kind %d", fn,
                         p->name, (int)h->kind);
     if (p->type != type)
-        return kdi_fail(err, KD_ERR_UNSUPPORTED, "param: %s is %s; use kd_loss_%s_%s", p->name,
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: KD_PARAM_%s is %s; use kd_loss_%s_%s", fn, p->name,
                         p->type == P_INT ? "an integer" : "a real number",
                         writing ? "set" : "get", p->type == P_INT ? "int" : "float");
     if (writing && p->read_only)
-        return kdi_fail(err, KD_ERR_UNSUPPORTED, "param: %s is read only", p->name);
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: KD_PARAM_%s is read only", fn, p->name);
     *out = p;
     return KD_OK;
 }
@@ -116,15 +116,15 @@ static kd_status loss_set_int_locked(kd_loss *h, kd_param param, int64_t value)
     if (!h)
         return KD_ERR_NULL_POINTER;
     const param_info *p = NULL;
-    kd_status st = lookup(h, h->err, param, P_INT, 1, &p);
+    kd_status st = lookup(h, h->err, "kd_loss_set_int", param, P_INT, 1, &p);
     if (st)
         return st;
     if (!in_range(p, (double)value))
-        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "param: %s = %lld outside [%.0f, %.0f]",
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "kd_loss_set_int: KD_PARAM_%s = %lld is outside [%.0f, %.0f]",
                         p->name, (long long)value, p->lo, p->hi);
     if (param == KD_PARAM_REDUCTION && value > h->kd->max_reduction)
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
-                        "param: reduction = %lld not supported by loss kind %d (at most %lld)",
+                        "kd_loss_set_int: KD_PARAM_REDUCTION = %lld is not supported by loss kind %d (at most %lld)",
                         (long long)value, (int)h->kind, (long long)h->kd->max_reduction);
     *(int32_t *)((char *)h + p->offset) = (int32_t)value;
     kdi_clear_error(h->err);
@@ -141,11 +141,11 @@ static kd_status loss_set_float_locked(kd_loss *h, kd_param param, double value)
     if (!h)
         return KD_ERR_NULL_POINTER;
     const param_info *p = NULL;
-    kd_status st = lookup(h, h->err, param, P_REAL, 1, &p);
+    kd_status st = lookup(h, h->err, "kd_loss_set_float", param, P_REAL, 1, &p);
     if (st)
         return st;
     if (!isfinite(value) || !in_range(p, value))
-        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "param: %s = %g outside %s%g, %g]",
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "kd_loss_set_float: KD_PARAM_%s = %.9g is outside %s%g, %g]",
                         p->name, value, p->open_low ? "(" : "[", p->lo, p->hi);
     *(double *)((char *)h + p->offset) = value;
     if (param == KD_PARAM_ALPHA)
@@ -165,9 +165,9 @@ kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value)
 static kd_status loss_get_int_locked(kd_loss *h, kd_param param, int64_t *value)
 {
     if (!value)
-        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "get_int: value is NULL");
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "kd_loss_get_int: value is NULL");
     const param_info *p = NULL;
-    kd_status st = lookup(h, h->err, param, P_INT, 0, &p);
+    kd_status st = lookup(h, h->err, "kd_loss_get_int", param, P_INT, 0, &p);
     if (st)
         return st;
     if (param == KD_PARAM_NUM_CLASSES)
@@ -189,9 +189,9 @@ kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value)
 static kd_status loss_get_float_locked(kd_loss *h, kd_param param, double *value)
 {
     if (!value)
-        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "get_float: value is NULL");
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "kd_loss_get_float: value is NULL");
     const param_info *p = NULL;
-    kd_status st = lookup(h, h->err, param, P_REAL, 0, &p);
+    kd_status st = lookup(h, h->err, "kd_loss_get_float", param, P_REAL, 0, &p);
     if (st)
         return st;
     *value = *(const double *)((const char *)h + p->offset);
