@@ -1,8 +1,8 @@
 /*
  * libFuzzer harness over kdlib's public API (build and run: fuzz/run.sh).
  *
- * The first byte chooses an area (losses, EMA teacher, FlexMatch, label
- * tools); the rest of the input drives a short session of calls in that area:
+ * The first byte chooses an area (losses, EMA teacher, FlexMatch or the
+ * kd_threshold family, label tools); the rest of the input drives a short session of calls in that area:
  * every setter with any value, shapes (0, 1, huge and overflowing N*C),
  * strides, NULL pointers, NaN/Inf/denormal values, labels out of range, and
  * state files that are truncated, bit-flipped or of a wrong version (with or
@@ -34,6 +34,7 @@
 #include "kdlib/flexmatch.h"
 #include "kdlib/kdlib.h"
 #include "kdlib/linear.h"
+#include "kdlib/threshold.h"
 
 /* Allocations larger than 1 GiB fail (return NULL) instead of being
  * attempted: huge-but-valid sizes exercise the KD_ERR_OUT_OF_MEMORY paths. */
@@ -1506,6 +1507,160 @@ static void fuzz_flexmatch(rd *r)
     afree(&A);
 }
 
+/* ---- kd_threshold: FlexMatch, FreeMatch, SoftMatch ---------------------- */
+
+/* The whole state of a handle, as its state file (parameters and arrays). */
+static size_t th_take(const kd_threshold *t, const char *path, uint8_t *buf)
+{
+    size_t len = 0;
+    if (kd_threshold_save(t, path) != KD_OK || read_file(path, buf, STATE_CAP, &len))
+        fail("kd_threshold_save to %s", path);
+    return len;
+}
+
+static void fuzz_threshold(rd *r)
+{
+    static const int64_t ns[] = {1, 2, 3, 8, 64, 0, -1, ((int64_t)1 << 40) + 1, INT64_MAX, 500};
+    static const int64_t cs[] = {1, 2, 3, 4, 10, 0, -1, ((int64_t)1 << 30) + 1, 100};
+    static uint8_t before[STATE_CAP], after[STATE_CAP];
+    arena A = {.n = 0};
+    const kd_threshold_algorithm algo = (kd_threshold_algorithm)rpick(r, 5); /* 0, 4: unknown */
+    const int64_t N = ns[rpick(r, 10)], C = cs[rpick(r, 9)];
+    kd_threshold *canary = (kd_threshold *)(uintptr_t)0x5a5a5a5a, *t = canary;
+    kd_status st = CALL(kd_threshold_create(rpick(r, 32) ? &t : NULL, algo, N, C));
+    if (st != KD_OK) {
+        if (t != canary)
+            fail("kd_threshold_create failed (%d) but wrote *out", (int)st);
+        if (!*kd_threshold_last_error(NULL))
+            fail("kd_threshold_create failed without a message");
+        return;
+    }
+    if (N > 4096 || C > 4096)
+        fail("kd_threshold_create(%lld, %lld) succeeded within 1 GiB?", (long long)N, (long long)C);
+    char path[300], path2[300], snap[300];
+    snprintf(path, sizeof path, "%s/th.state", g_dir);
+    snprintf(path2, sizeof path2, "%s/th-in.state", g_dir);
+    snprintf(snap, sizeof snap, "%s/th-snap.state", g_dir);
+    unsigned nops = 1 + rpick(r, 16);
+    for (unsigned op = 0; op < nops && rmore(r); op++) {
+        const size_t len0 = th_take(t, snap, before);
+        const char *call = "?";
+        aclear_outputs(&A);
+        const int64_t n = rpick(r, 16) == 0 ? (rpick(r, 2) ? -1 : INT64_MIN) : rpick(r, 13);
+        const size_t cnt = n > 0 ? (size_t)n : 0;
+        int64_t ld = C + rpick(r, 3);
+        if (rpick(r, 16) == 0)
+            ld = rpick(r, 2) ? C - 1 : INT64_MAX / 2;
+        float *w = NULL;
+        int32_t *pl = NULL;
+        switch (rpick(r, 9)) {
+        case 0:
+            call = "kd_threshold_set_float";
+            st = CALL(kd_threshold_set_float(t, (kd_threshold_param)(ri64(r) % 16), rf64(r)));
+            break;
+        case 1:
+            call = "kd_threshold_set_int";
+            st = CALL(kd_threshold_set_int(t, (kd_threshold_param)(ri64(r) % 16), ri64(r)));
+            break;
+        case 2:
+        case 3: { /* probability rows: update, or weights */
+            const size_t elems = cnt ? (cnt - 1) * (size_t)(ld > C + 2 ? C : ld) + (size_t)C : 0;
+            if (ld > C + 2 && cnt > 1)
+                break; /* an overflowing ld: only with n <= 1 */
+            float *probs = alloc_floats(&A, r, elems, 1);
+            int64_t *idx = aalloc(&A, cnt * 8);
+            w = aalloc(&A, cnt * 4);
+            pl = aalloc(&A, cnt * 4);
+            if (!probs || !idx || !w || !pl)
+                break;
+            for (size_t k = 0; k < cnt; k++)
+                idx[k] = r8(r) < 240 ? (int64_t)(r8(r) % (uint8_t)(N < 255 ? N : 255)) : ri64(r);
+            amark_output(&A, w), amark_output(&A, pl);
+            asnapshot(&A);
+            if (rpick(r, 2)) {
+                call = "kd_threshold_update_probs";
+                st = CALL(kd_threshold_update_probs(t, n, C,
+                                                    rpick(r, 24) ? probs : NULL, ld,
+                                                    rpick(r, 8) ? idx : NULL));
+                w = NULL;
+            } else {
+                call = "kd_threshold_weights_probs";
+                float *wo = rpick(r, 16) ? w : (rpick(r, 2) ? NULL : probs); /* aliasing */
+                st = CALL(kd_threshold_weights_probs(t, n, C, rpick(r, 24) ? probs : NULL, ld, wo,
+                                                     rpick(r, 2) ? pl : NULL));
+                if (wo != w)
+                    w = NULL;
+            }
+            acheck(&A, call, st);
+            break;
+        }
+        case 4:
+        case 5: { /* confidences and predictions */
+            int64_t *idx = aalloc(&A, cnt * 8);
+            float *conf = alloc_floats(&A, r, cnt, 1);
+            int32_t *pr = aalloc(&A, cnt * 4);
+            w = aalloc(&A, cnt * 4);
+            if (!idx || !conf || !pr || !w)
+                break;
+            for (size_t k = 0; k < cnt; k++) {
+                idx[k] = r8(r) < 240 ? (int64_t)(r8(r) % (uint8_t)(N < 255 ? N : 255)) : ri64(r);
+                pr[k] = r8(r) < 240 ? (int32_t)(r8(r) % (uint8_t)(C < 255 ? C : 255))
+                                    : (int32_t)ri64(r);
+            }
+            amark_output(&A, w);
+            asnapshot(&A);
+            if (rpick(r, 2)) {
+                call = "kd_threshold_update";
+                st = CALL(kd_threshold_update(t, n, rpick(r, 24) ? idx : NULL,
+                                              rpick(r, 24) ? conf : NULL, rpick(r, 24) ? pr : NULL));
+                w = NULL;
+            } else {
+                call = "kd_threshold_weights";
+                float *wo = rpick(r, 16) ? w : (float *)(void *)pr; /* aliasing */
+                st = CALL(kd_threshold_weights(t, n, conf, pr, wo));
+                if (wo != w)
+                    w = NULL;
+            }
+            acheck(&A, call, st);
+            break;
+        }
+        case 6: {
+            call = "kd_threshold_get_floats";
+            const int64_t count = rpick(r, 3) == 0 ? N : (rpick(r, 2) ? C : 1);
+            float *o = aalloc(&A, (size_t)count * 4);
+            if (!o)
+                break;
+            st = CALL(kd_threshold_get_floats(t, (kd_threshold_state)rpick(r, 15), count, o));
+            break;
+        }
+        case 7: { /* save, mutate, load */
+            size_t len = th_take(t, path, g_state);
+            len = mutate_state(r, g_state, len, STATE_CAP);
+            write_file(path2, g_state, len);
+            call = "kd_threshold_load";
+            st = CALL(kd_threshold_load(t, path2));
+            break;
+        }
+        default:
+            call = "kd_threshold_reset";
+            st = CALL(kd_threshold_reset(t));
+        }
+        if (st == KD_OK && w && n > 0)
+            for (size_t k = 0; k < cnt; k++)
+                if (!(w[k] >= 0.0f && w[k] <= 1.0f))
+                    fail("%s: weight %g outside [0, 1]", call, (double)w[k]);
+        if (st != KD_OK) {
+            if (!*kd_threshold_last_error(t) && strcmp(call, "?"))
+                fail("%s failed without a message", call);
+            const size_t len1 = th_take(t, snap, after);
+            if (len1 != len0 || memcmp(before, after, len0))
+                fail("%s failed but changed the %s handle", call, kd_threshold_algorithm_name(algo));
+        }
+    }
+    kd_threshold_destroy(t);
+    afree(&A);
+}
+
 /* ---- label tools -------------------------------------------------------- */
 
 static void check_err(const char *err, size_t size, const char *call, kd_status st)
@@ -1702,7 +1857,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_ema(&r);
         break;
     case 2:
-        fuzz_flexmatch(&r);
+        if (r.n > 0 && (r.d[0] & 4)) /* bit 2 of the area byte: the family */
+            fuzz_threshold(&r);
+        else
+            fuzz_flexmatch(&r);
         break;
     default:
         fuzz_labels(&r);

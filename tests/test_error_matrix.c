@@ -183,6 +183,17 @@ static kd_threshold *th(void)
     return t;
 }
 
+/* A handle of another algorithm (FreeMatch, SoftMatch), fed one batch. */
+static kd_threshold *th_of(kd_threshold_algorithm algorithm)
+{
+    kd_threshold *t = NULL;
+    ck_assert_int_eq(kd_threshold_create(&t, algorithm, FM_N, C), KD_OK);
+    float rows[2 * C] = {0.7f, 0.1f, 0.1f, 0.1f, 0.05f, 0.05f, 0.1f, 0.8f};
+    ck_assert_int_eq(kd_threshold_update_probs(t, 2, C, rows, C, NULL), KD_OK);
+    live_th[n_th++] = t;
+    return t;
+}
+
 static const char *tmp_path(const char *name)
 {
     char *p = pathbuf[npath++ % 4];
@@ -520,6 +531,112 @@ static kd_status thr33(void)
     CALL(kd_threshold_load(t, fm_file()));
 }
 
+static kd_status thr34(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_update_probs(t, N, C, NULL, LD, B.idx));
+}
+static kd_status thr35(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_update_probs(t, N, C, B.probs, LD, NULL));
+}
+static kd_status thr36(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_update_probs(t, -1, C, B.probs, LD, B.idx));
+}
+static kd_status thr37(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    CALL(kd_threshold_update_probs(t, N, C + 1, B.probs, LD, NULL));
+}
+static kd_status thr38(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_SOFTMATCH);
+    CALL(kd_threshold_update_probs(t, N, C, B.probs, C - 1, NULL));
+}
+static kd_status thr39(void)
+{
+    kd_threshold *t = th();
+    B.idx[2] = FM_N;
+    CALL(kd_threshold_update_probs(t, N, C, B.probs, LD, B.idx));
+}
+static kd_status thr40(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    B.probs[LD + 1] = 1.5f;
+    CALL(kd_threshold_update_probs(t, N, C, B.probs, LD, NULL));
+}
+static kd_status thr41(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_SOFTMATCH);
+    B.probs[2 * LD] = NAN;
+    CALL(kd_threshold_update_probs(t, N, C, B.probs, LD, NULL));
+}
+static kd_status thr42(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_SOFTMATCH);
+    CALL(kd_threshold_weights_probs(t, N, C, B.probs, LD, NULL, B.plabels));
+}
+static kd_status thr43(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    CALL(kd_threshold_weights_probs(t, N, C, B.probs, LD, B.probs + LD, B.plabels));
+}
+static kd_status thr44(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_weights_probs(t, N, C, B.probs, LD, B.mask, (int32_t *)(void *)(B.mask + 1)));
+}
+static kd_status thr45(void)
+{
+    kd_threshold *t = th();
+    CALL(kd_threshold_weights(t, N, B.conf, B.pred, (float *)(void *)B.pred));
+}
+static kd_status thr46(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    CALL(kd_threshold_update(t, N, B.idx, B.conf, B.pred));
+}
+static kd_status thr47(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_SOFTMATCH);
+    ck_assert_int_eq(kd_threshold_set_int(t, KD_THRESHOLD_PARAM_DIST_ALIGN, 1), KD_OK);
+    CALL(kd_threshold_weights(t, N, B.conf, B.pred, B.mask));
+}
+static kd_status thr48(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    CALL(kd_threshold_set_float(t, KD_THRESHOLD_PARAM_QUANTILE, 1.5));
+}
+static kd_status thr49(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_SOFTMATCH);
+    CALL(kd_threshold_set_float(t, KD_THRESHOLD_PARAM_THRESHOLD, 0.9));
+}
+static kd_status thr50(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    CALL(kd_threshold_get_floats(t, KD_THRESHOLD_STATE_CONF_MEAN, 1, B.cthr));
+}
+static kd_status thr51(void)
+{
+    kd_threshold *f = th_of(KD_THRESHOLD_FREEMATCH);
+    const char *p = tmp_path("fixture.kdfree");
+    ck_assert_int_eq(kd_threshold_save(f, p), KD_OK);
+    kd_threshold *t = th_of(KD_THRESHOLD_SOFTMATCH);
+    CALL(kd_threshold_load(t, p));
+}
+static kd_status thr52(void)
+{
+    kd_threshold *f = th_of(KD_THRESHOLD_SOFTMATCH);
+    const char *p = tmp_path("fixture.kdsoft");
+    ck_assert_int_eq(kd_threshold_save(f, p), KD_OK);
+    truncate_file(p, -3);
+    kd_threshold *t = th_of(KD_THRESHOLD_SOFTMATCH);
+    CALL(kd_threshold_load(t, p));
+}
 
 typedef struct {
     const char *function, *input;
@@ -1979,6 +2096,25 @@ static const row ROWS[] = {
     {"kd_threshold_load", "not a state file of the algorithm (an EMA file)", ST(KD_ERR_VERSION), thr31},
     {"kd_threshold_load", "a truncated file", ST(KD_ERR_CORRUPT), thr32},
     {"kd_threshold_load", "a valid file of another N or C", ST(KD_ERR_MISMATCH), thr33},
+    {"kd_threshold_update_probs", "probs is NULL with n > 0", ST(KD_ERR_NULL_POINTER), thr34},
+    {"kd_threshold_update_probs", "indices is NULL for FlexMatch", ST(KD_ERR_NULL_POINTER), thr35},
+    {"kd_threshold_update_probs", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), thr36},
+    {"kd_threshold_update_probs", "c is not the handle's C (FreeMatch)", ST(KD_ERR_INVALID_ARGUMENT), thr37},
+    {"kd_threshold_update_probs", "ld < c (SoftMatch)", ST(KD_ERR_INVALID_ARGUMENT), thr38},
+    {"kd_threshold_update_probs", "an index outside [0, N)", ST(KD_ERR_INVALID_ARGUMENT), thr39},
+    {"kd_threshold_update_probs", "a probability outside [0, 1] (FreeMatch)", ST(KD_ERR_INVALID_ARGUMENT), thr40},
+    {"kd_threshold_update_probs", "a NaN probability (SoftMatch)", ST(KD_ERR_NOT_FINITE), thr41},
+    {"kd_threshold_weights_probs", "weights is NULL with n > 0 (SoftMatch)", ST(KD_ERR_NULL_POINTER), thr42},
+    {"kd_threshold_weights_probs", "weights inside probs (FreeMatch)", ST(KD_ERR_ALIASING), thr43},
+    {"kd_threshold_weights_probs", "pseudo_labels overlapping weights", ST(KD_ERR_ALIASING), thr44},
+    {"kd_threshold_weights", "weights overlapping predictions", ST(KD_ERR_ALIASING), thr45},
+    {"kd_threshold_update", "FreeMatch (needs probability rows)", ST(KD_ERR_UNSUPPORTED), thr46},
+    {"kd_threshold_weights", "SoftMatch with DIST_ALIGN = 1 (needs rows)", ST(KD_ERR_UNSUPPORTED), thr47},
+    {"kd_threshold_set_float", "FreeMatch's QUANTILE outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), thr48},
+    {"kd_threshold_set_float", "a key SoftMatch lacks (THRESHOLD)", ST(KD_ERR_UNSUPPORTED), thr49},
+    {"kd_threshold_get_floats", "a state FreeMatch lacks (CONF_MEAN)", ST(KD_ERR_UNSUPPORTED), thr50},
+    {"kd_threshold_load", "a FreeMatch file into a SoftMatch handle", ST(KD_ERR_VERSION), thr51},
+    {"kd_threshold_load", "a truncated SoftMatch file", ST(KD_ERR_CORRUPT), thr52},
     {"kd_select_pseudo_labels", "scores is NULL", ST(KD_ERR_NULL_POINTER), row189},
     {"kd_select_pseudo_labels", "n < 0", ST(KD_ERR_SHAPE), row190},
     {"kd_select_pseudo_labels", "c < 1 or c > INT32_MAX", ST(KD_ERR_SHAPE), row191},

@@ -263,7 +263,8 @@ KD_API kd_status kd_threshold_update(kd_threshold *th, int64_t n, const int64_t 
  * O(n + C), no allocation.
  * Returns KD_OK; KD_ERR_NULL_POINTER; KD_ERR_UNSUPPORTED (see above);
  * KD_ERR_INVALID_ARGUMENT (n < 0, a
- * prediction out of range); KD_ERR_NOT_FINITE (a NaN confidence). */
+ * prediction out of range); KD_ERR_NOT_FINITE (a NaN confidence);
+ * KD_ERR_ALIASING (weights overlaps confidences or predictions). */
 KD_API kd_status kd_threshold_weights(const kd_threshold *th, int64_t n, const float *confidences,
                                       const int32_t *predictions, float *weights);
 
@@ -303,7 +304,8 @@ KD_API kd_status kd_threshold_update_probs(kd_threshold *th, int64_t n, int64_t 
  *                    on ties).
  * O(n c), no allocation.
  * Returns KD_OK; KD_ERR_NULL_POINTER (th, probs or weights when n > 0);
- * KD_ERR_INVALID_ARGUMENT; KD_ERR_NOT_FINITE (as for update_probs). */
+ * KD_ERR_INVALID_ARGUMENT; KD_ERR_NOT_FINITE (as for update_probs);
+ * KD_ERR_ALIASING (weights or pseudo_labels overlaps probs or each other). */
 KD_API kd_status kd_threshold_weights_probs(const kd_threshold *th, int64_t n, int64_t c,
                                             const float *probs, int64_t ld, float *weights,
                                             int32_t *pseudo_labels);

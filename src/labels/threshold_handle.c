@@ -2,6 +2,8 @@
  * algorithm shares.  An algorithm is a kdi_threshold_algo (threshold_algo.h). */
 #include "labels/threshold_algo.h"
 
+#include "core/bufcheck.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,6 +289,14 @@ kd_status kd_threshold_weights(const kd_threshold *th, int64_t n, const float *c
         st = kdi_threshold_check_scalar(th, err, fn, th->algo->weights != NULL);
     if (st == KD_OK && n > 0 && !weights)
         st = kdi_fail(err, KD_ERR_NULL_POINTER, "%s: weights is NULL", fn);
+    if (st == KD_OK && n > 0) {
+        const kdi_buf b[3] = {
+            kdi_buf_vector("confidences", -1, confidences, n, sizeof(float), 0),
+            kdi_buf_vector("predictions", -1, predictions, n, sizeof(int32_t), 0),
+            kdi_buf_vector("weights", -1, weights, n, sizeof(float), 1),
+        };
+        st = kdi_check_aliasing(err, KDI_ERROR_SIZE, fn, b, 3);
+    }
     if (st == KD_OK && n > 0)
         th->algo->weights(th, n, confidences, predictions, weights);
     return st;
@@ -391,6 +401,14 @@ kd_status kd_threshold_weights_probs(const kd_threshold *th, int64_t n, int64_t 
     kd_status st = kdi_threshold_check_rows(th, err, fn, n, c, probs, ld, NULL, 0);
     if (st == KD_OK && n > 0 && !weights)
         st = kdi_fail(err, KD_ERR_NULL_POINTER, "%s: weights is NULL", fn);
+    if (st == KD_OK && n > 0) {
+        const kdi_buf b[3] = {
+            kdi_buf_matrix("probs", -1, probs, n, ld, c, sizeof(float), 0),
+            kdi_buf_vector("weights", -1, weights, n, sizeof(float), 1),
+            kdi_buf_vector("pseudo_labels", -1, pseudo_labels, n, sizeof(int32_t), 1),
+        };
+        st = kdi_check_aliasing(err, KDI_ERROR_SIZE, fn, b, 3);
+    }
     if (st != KD_OK || n == 0)
         return st;
     if (a->weights_probs)
