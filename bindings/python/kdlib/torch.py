@@ -763,3 +763,11 @@ class EMATeacher(torch.nn.Module):
 
 
 __all__ += ["EMATeacher"]
+
+
+# ---------------------------------------------------------------- threshold algorithms
+
+from ._torch_threshold import (ThresholdOutput, FlexMatchThreshold,  # noqa: E402
+                               FreeMatchThreshold, SoftMatchWeighting)
+
+__all__ += ["ThresholdOutput", "FlexMatchThreshold", "FreeMatchThreshold", "SoftMatchWeighting"]

@@ -14,7 +14,8 @@ the results must equal one process over the whole batch:
     gradient rows of the whole batch (float32 rounding of reordered sums);
   - the threshold states (kdlib.Thresholds FlexMatch, FreeMatch with mean and
     quantile, SoftMatch) through kdlib.torch_threshold_update (all-gather of
-    the rows in rank order): every state array and every weight bit-identical,
+    the rows in rank order) and the module kdlib.torch.FreeMatchThreshold
+    with process_group=: every state array and every weight bit-identical,
     over three steps; a rank updating with its own shard only differs (the
     control that shows the test can fail).
 
@@ -117,6 +118,14 @@ def rank_main(rank, init_file, out_dir):
 
     run_thresholds(out, shard,
                    lambda th, p, idx: kdlib.torch_threshold_update(th, torch.from_numpy(p), idx))
+    # the module over the same engine
+    import kdlib.torch as kdt
+    m = kdt.FreeMatchThreshold(C, momentum=0.9, process_group=dist.group.WORLD)
+    for s in range(STEPS):
+        a, b = shard(s)
+        r = m(torch.from_numpy(probs[s, a:b]), inputs="probabilities")
+        out["module_w%d" % s] = r.mask.numpy()
+    out["module_tau"] = m.thresholds.numpy()
     np.savez(os.path.join(out_dir, "rank%d.npz" % rank), **out)
     dist.barrier()
     dist.destroy_process_group()
@@ -134,6 +143,10 @@ def single_process():
         ref[name + "_loss"] = loss.item()
         ref[name + "_grad"] = z.grad.numpy()
     run_thresholds(ref, lambda s: (0, ROWS), lambda th, p, idx: th.update_probs(p, idx))
+    m = kdt.FreeMatchThreshold(C, momentum=0.9)
+    for s in range(STEPS):
+        ref["module_w%d" % s] = m(torch.from_numpy(probs[s]), inputs="probabilities").mask.numpy()
+    ref["module_tau"] = m.thresholds.numpy()
     return ref
 
 
@@ -203,6 +216,13 @@ class TwoGlooRanks(unittest.TestCase):
 
     def test_softmatch(self):
         self.check_thresholds("softmatch")
+
+    def test_threshold_module_with_a_process_group(self):
+        for r in self.ranks:
+            np.testing.assert_array_equal(r["module_tau"], self.ref["module_tau"])
+        for s in range(STEPS):
+            got = np.concatenate([r["module_w%d" % s] for r in self.ranks])
+            np.testing.assert_array_equal(got, self.ref["module_w%d" % s])
 
     def test_control_local_updates_differ(self):
         """Without the gather a rank's replica drifts from the global state."""
