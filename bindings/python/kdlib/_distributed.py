@@ -96,6 +96,8 @@ def torch_split_batch_loss(kind, logits, *, group=None, grad_scale=None, tempera
     import torch.distributed as dist
 
     k = _kind(kind)
+    from .torch import _not_tracing
+    _not_tracing()
     if grad_scale is None:
         grad_scale = float(dist.get_world_size(group)) if dist.is_initialized() else 1.0
 

@@ -68,6 +68,8 @@ class _ThresholdModule(torch.nn.Module):
 
     # -- conversions --
     def _rows(self, x, inputs):
+        from .torch import _not_tracing
+        _not_tracing()
         inputs = self.inputs if inputs is None else inputs
         if inputs not in ("logits", "probabilities"):
             raise ValueError("inputs must be 'logits' or 'probabilities', got %r" % (inputs,))
