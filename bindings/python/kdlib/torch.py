@@ -794,3 +794,14 @@ from ._torch_threshold import (ThresholdOutput, FlexMatchThreshold,  # noqa: E40
                                FreeMatchThreshold, SoftMatchWeighting)
 
 __all__ += ["ThresholdOutput", "FlexMatchThreshold", "FreeMatchThreshold", "SoftMatchWeighting"]
+
+
+# ---------------------------------------------------------------- no-autograd fast path
+
+from ._fast import (kl_distill_forward_backward, cross_entropy_forward_backward,  # noqa: E402
+                    pseudo_label_forward_backward, class_balance_forward_backward,
+                    mcc_forward_backward)
+
+__all__ += ["kl_distill_forward_backward", "cross_entropy_forward_backward",
+            "pseudo_label_forward_backward", "class_balance_forward_backward",
+            "mcc_forward_backward"]
