@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Per-call time of one forward+backward through the PyTorch expression,
 kdlib.torch (autograd), kdlib.torch's no-autograd *_forward_backward fast
-path (alone, and followed by logits.backward(grad)), an empty
+path (alone, with out= reusing a gradient buffer, and followed by
+logits.backward(grad)), an empty
 torch.autograd.Function (the floor of any autograd extension) and the C call
 (kd-bench --mode fused), in one run, one thread, and print a Markdown table
 (docs/performance.md, "The Python binding's overhead"):
@@ -43,30 +44,32 @@ def paths(kind, n, c):
     s = ((torch.rand(n, c, generator=g) - 0.5) * 8).requires_grad_(True)
     t = (torch.rand(n, c, generator=g) - 0.5) * 8
     y = torch.randint(0, c, (n,), generator=g)
+    buf = torch.empty(n, c)
+    out = None                       # fast(): a fresh gradient; fast_out(): into buf
     if kind == "kl_distill":
         def auto():
             return kdt.kl_distill(s, t, y, temperature=4.0, alpha=0.9)
 
         def fast():
-            return kdt.kl_distill_forward_backward(s, t, y, 4.0, 0.9)
+            return kdt.kl_distill_forward_backward(s, t, y, 4.0, 0.9, out=out)
     elif kind == "pseudo_label":
         def auto():
             return kdt.pseudo_label(s, t, 0.0, return_mask=False)
 
         def fast():
-            return kdt.pseudo_label_forward_backward(s, t, 0.0)
+            return kdt.pseudo_label_forward_backward(s, t, 0.0, out=out)
     elif kind == "class_balance":
         def auto():
             return kdt.class_balance(s, "logits")
 
         def fast():
-            return kdt.class_balance_forward_backward(s, "logits")
+            return kdt.class_balance_forward_backward(s, "logits", out=out)
     elif kind == "mcc":
         def auto():
             return kdt.mcc(s, 2.5)
 
         def fast():
-            return kdt.mcc_forward_backward(s, 2.5)
+            return kdt.mcc_forward_backward(s, 2.5, out=out)
     else:
         raise ValueError(kind)
 
@@ -78,6 +81,14 @@ def paths(kind, n, c):
         @staticmethod
         def backward(ctx, go):
             return torch.empty(n, c)
+
+    def fast_out():
+        nonlocal out
+        out = buf
+        try:
+            return fast()
+        finally:
+            out = None
 
     def run_torch():
         torch_step(torch, F, kind, s, t, y)
@@ -94,7 +105,7 @@ def paths(kind, n, c):
         s.grad = None
         Empty.apply(s).backward()
 
-    return {"torch": run_torch, "kdlib.torch": run_auto, "fast": fast,
+    return {"torch": run_torch, "kdlib.torch": run_auto, "fast": fast, "fast, out=": fast_out,
             "fast + backward": run_fast_backward, "empty Function": run_empty}
 
 
@@ -166,7 +177,7 @@ def main():
           % (datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), cpu(),
              torch.__version__, start))
     print()
-    cols = ["torch", "kdlib.torch", "fast", "fast + backward", "empty Function"]
+    cols = ["torch", "kdlib.torch", "fast", "fast, out=", "fast + backward", "empty Function"]
     print("| shape | kind | " + " | ".join(cols) + " | C (kd-bench) | kdlib.torch / C | fast / C |")
     print("|---|---|" + "---|" * (len(cols) + 3))
     for shape in args.shapes:
