@@ -49,5 +49,6 @@ __all__ = [
     "logit_mse", "pseudo_label", "strong_weak_consistency", "consistency", "class_balance", "mcc",
     "worst_case_estimation", "linear_kl_distill", "default_chunk_rows", "EMATeacher", "ema_param_bounds", "FlexMatchThresholds", "Thresholds", "threshold_param_bounds",
     "flexmatch_param_bounds", "select_pseudo_labels", "label_quality", "find_label_issues",
-    "soft_labels", "ensemble_average",
+    "soft_labels", "ensemble_average", "split_batch_loss", "torch_split_batch_loss",
+    "torch_all_gather_rows", "torch_threshold_update",
 ]

@@ -6,6 +6,11 @@
 
     loss, mask, pseudo_labels = kdt.pseudo_label(student_logits, teacher_logits, 0.95)
 
+    mask, pseudo_labels = kdt.FreeMatchThreshold(num_classes)(weak_logits)   # threshold modules
+
+    loss, grad = kdt.kl_distill_forward_backward(logits, teacher, labels, 4.0, 0.9)
+    logits.backward(grad)        # the no-autograd fast path (small batches; kdlib/_fast.py)
+
 How a call runs.  When autograd will need a gradient (grad mode is on and a
 differentiable input requires one) the forward pass runs libkd's fused
 forward+backward, keeps the gradient, and the backward pass scales it in
