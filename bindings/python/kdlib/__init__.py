@@ -26,7 +26,8 @@ from ._linear import linear_kl_distill, default_chunk_rows
 from ._ema import EMATeacher, ema_param_bounds
 from ._flexmatch import FlexMatchThresholds, flexmatch_param_bounds
 from ._threshold import Thresholds, threshold_param_bounds
-from ._distributed import split_batch_loss, torch_split_batch_loss  # data-parallel batch losses
+from ._distributed import (split_batch_loss, torch_split_batch_loss,  # data-parallel
+                           torch_all_gather_rows, torch_threshold_update)
 from ._labels import (select_pseudo_labels, label_quality, find_label_issues, soft_labels,
                       ensemble_average)
 from . import _losses as losses_constants  # KD_* values: CROSS_ENTROPY, PARAM_*, ARG_*, ...
@@ -48,5 +49,6 @@ __all__ = [
     "logit_mse", "pseudo_label", "strong_weak_consistency", "consistency", "class_balance", "mcc",
     "worst_case_estimation", "linear_kl_distill", "default_chunk_rows", "EMATeacher", "ema_param_bounds", "FlexMatchThresholds", "Thresholds", "threshold_param_bounds",
     "flexmatch_param_bounds", "select_pseudo_labels", "label_quality", "find_label_issues",
-    "soft_labels", "ensemble_average",
+    "soft_labels", "ensemble_average", "split_batch_loss", "torch_split_batch_loss",
+    "torch_all_gather_rows", "torch_threshold_update",
 ]

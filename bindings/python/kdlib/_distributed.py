@@ -96,6 +96,8 @@ def torch_split_batch_loss(kind, logits, *, group=None, grad_scale=None, tempera
     import torch.distributed as dist
 
     k = _kind(kind)
+    from .torch import _not_tracing
+    _not_tracing()
     if grad_scale is None:
         grad_scale = float(dist.get_world_size(group)) if dist.is_initialized() else 1.0
 
@@ -124,3 +126,61 @@ def torch_split_batch_loss(kind, logits, *, group=None, grad_scale=None, tempera
             return (g.to(grad_output.device, grad_output.dtype) * grad_output,)
 
     return _Split.apply(logits)
+
+
+# ---------------------------------------------------------------- threshold states
+#
+# The threshold algorithms (kdlib.Thresholds) keep EMA statistics of the batch
+# (FreeMatch: tau_t from the mean or a quantile of the max confidences, p_t,
+# the label histogram; SoftMatch: p_model, mu, var) or per-sample state
+# (FlexMatch).  The C API updates a state from rows and has no split
+# statistics, and a quantile is no sum; so every rank gathers the global
+# batch's rows in rank order and updates its replica with the whole batch:
+# each replica is then bit-identical to one process updated with the
+# concatenated batch.  The cost is n x C float32 per rank and step.
+
+def _comm_device(t, group):
+    import torch
+    import torch.distributed as dist
+    if dist.get_backend(group) == "nccl" and t.device.type != "cuda":
+        return t.to(torch.device("cuda", torch.cuda.current_device()))
+    return t
+
+
+def torch_all_gather_rows(x, group=None):
+    """The rows of every rank concatenated in rank order (shards may differ in
+    length, 0 allowed; the trailing dimensions must agree).  Without an
+    initialised process group: x itself.  Returns a CPU tensor."""
+    import torch
+    import torch.distributed as dist
+    x = x.detach()
+    if not (dist.is_available() and dist.is_initialized()):
+        return x.cpu()
+    world = dist.get_world_size(group)
+    n = _comm_device(torch.tensor([x.shape[0]], dtype=torch.int64), group)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n, group=group)
+    sizes = [int(s.item()) for s in sizes]
+    pad = torch.zeros((max(sizes),) + tuple(x.shape[1:]), dtype=x.dtype)
+    pad[:x.shape[0]] = x.cpu()
+    pad = _comm_device(pad, group)
+    parts = [torch.empty_like(pad) for _ in range(world)]
+    dist.all_gather(parts, pad, group=group)
+    return torch.cat([p[:s].cpu() for p, s in zip(parts, sizes)])
+
+
+def torch_threshold_update(thresholds, probs, indices=None, group=None):
+    """Data-parallel kdlib.Thresholds.update_probs: gathers every rank's
+    probability rows (and sample indices, required by FlexMatch) in rank
+    order and updates this rank's replica with the global batch, so that
+    every replica holds the state of one process updated with the whole
+    batch.  probs: this rank's n x C rows (torch tensor, any float dtype,
+    computed as float32); indices: n integers or None (on every rank)."""
+    import torch
+    p = torch_all_gather_rows(probs.detach().to(torch.float32).reshape(-1, thresholds.num_classes),
+                              group)
+    idx = None
+    if indices is not None:
+        idx = torch_all_gather_rows(torch.as_tensor(indices).reshape(-1).to(torch.int64), group)
+        idx = idx.numpy()
+    thresholds.update_probs(p.contiguous().numpy(), idx)

@@ -6,6 +6,11 @@
 
     loss, mask, pseudo_labels = kdt.pseudo_label(student_logits, teacher_logits, 0.95)
 
+    mask, pseudo_labels = kdt.FreeMatchThreshold(num_classes)(weak_logits)   # threshold modules
+
+    loss, grad = kdt.kl_distill_forward_backward(logits, teacher, labels, 4.0, 0.9)
+    logits.backward(grad)        # the no-autograd fast path (small batches; kdlib/_fast.py)
+
 How a call runs.  When autograd will need a gradient (grad mode is on and a
 differentiable input requires one) the forward pass runs libkd's fused
 forward+backward, keeps the gradient, and the backward pass scales it in
@@ -36,6 +41,11 @@ derivative.  Inputs without a gradient come in two groups:
     while grad mode is on, the call raises ValueError (pass .detach(), or
     compute the teacher under torch.no_grad()) instead of silently giving it
     none.
+
+TorchScript.  torch.jit.trace through a kdlib.torch loss or threshold module
+raises RuntimeError (the trace would silently hold the example's result as a
+constant); trace or script the model alone and call kdlib.torch on its
+outputs.  torch.jit.script cannot compile these Python functions.
 
 Types and shapes.  Tensors must be on the CPU.  Every tensor argument may be
 a tensor (weights, masks, teacher_weights, class_thresholds, teacher_hidden,
@@ -229,9 +239,27 @@ class _KdFunction(torch.autograd.Function):
         return tuple(out)
 
 
+TRACING_MESSAGE = (
+    "kdlib.torch cannot be traced by torch.jit.trace: it runs libkd through ctypes on "
+    "NumPy views, which a trace cannot record (the graph would hold the example inputs' "
+    "result as a constant, or an unsavable Python call over them) and TorchScript cannot "
+    "save. Trace or script the model without the kdlib loss and call kdlib.torch on the "
+    "traced model's outputs (bindings/python/README.md, TorchScript)")
+
+
+_tracing_state = getattr(torch._C, "_get_tracing_state", None)   # 10x faster than is_tracing
+
+
+def _not_tracing():
+    """torch.jit.trace would silently record a constant: raise instead."""
+    if (_tracing_state() is not None) if _tracing_state else torch.jit.is_tracing():
+        raise RuntimeError(TRACING_MESSAGE)
+
+
 def _apply(call, inputs, main=0):
     """inputs: (name, value, rows, policy_or_grad_field).  call(arrays,
     compute_grad) -> LossResult.  Returns (loss tensor, LossResult)."""
+    _not_tracing()
     grad_on = torch.is_grad_enabled()
     arrays, diff = [], []
     for name, v, rows, use in inputs:
@@ -763,3 +791,22 @@ class EMATeacher(torch.nn.Module):
 
 
 __all__ += ["EMATeacher"]
+
+
+# ---------------------------------------------------------------- threshold algorithms
+
+from ._torch_threshold import (ThresholdOutput, FlexMatchThreshold,  # noqa: E402
+                               FreeMatchThreshold, SoftMatchWeighting)
+
+__all__ += ["ThresholdOutput", "FlexMatchThreshold", "FreeMatchThreshold", "SoftMatchWeighting"]
+
+
+# ---------------------------------------------------------------- no-autograd fast path
+
+from ._fast import (kl_distill_forward_backward, cross_entropy_forward_backward,  # noqa: E402
+                    pseudo_label_forward_backward, class_balance_forward_backward,
+                    mcc_forward_backward)
+
+__all__ += ["kl_distill_forward_backward", "cross_entropy_forward_backward",
+            "pseudo_label_forward_backward", "class_balance_forward_backward",
+            "mcc_forward_backward"]

@@ -1,0 +1,134 @@
+"""kdlib.torch *_forward_backward (the no-autograd fast path): the loss and
+gradient equal the autograd functions' bit for bit (the same C call), the
+manual logits.backward(grad) reaches the parameters as autograd does, and
+the inputs it does not convert are refused clearly."""
+import unittest
+
+import torch
+
+import kdlib
+import kdlib.torch as kdt
+
+
+def data(n=37, c=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(n, c, generator=g) * 3
+    t = torch.randn(n, c, generator=g) * 3
+    y = torch.randint(0, c, (n,), generator=g)
+    return s, t, y
+
+
+def autograd(fn, s):
+    x = s.detach().clone().requires_grad_(True)
+    loss = fn(x)
+    loss.sum().backward()
+    return loss.detach(), x.grad
+
+
+CASES = [
+    ("kl_distill", lambda s, t, y: kdt.kl_distill_forward_backward(s, t, y, 4.0, 0.9),
+     lambda s, t, y: (lambda x: kdt.kl_distill(x, t, y, temperature=4.0, alpha=0.9))),
+    ("kl_distill no labels, sum",
+     lambda s, t, y: kdt.kl_distill_forward_backward(s, t, None, 2.0, reduction="sum"),
+     lambda s, t, y: (lambda x: kdt.kl_distill(x, t, None, 2.0, reduction="sum"))),
+    ("kl_distill none", lambda s, t, y: kdt.kl_distill_forward_backward(s, t, y, 2.0, 0.5,
+                                                                        "none"),
+     lambda s, t, y: (lambda x: kdt.kl_distill(x, t, y, 2.0, 0.5, "none"))),
+    ("cross_entropy", lambda s, t, y: kdt.cross_entropy_forward_backward(s, y, 0.1),
+     lambda s, t, y: (lambda x: kdt.cross_entropy(x, y, 0.1))),
+    ("pseudo_label", lambda s, t, y: kdt.pseudo_label_forward_backward(s, t, 0.6),
+     lambda s, t, y: (lambda x: kdt.pseudo_label(x, t, 0.6, return_mask=False))),
+    ("class_balance", lambda s, t, y: kdt.class_balance_forward_backward(s, "logits"),
+     lambda s, t, y: (lambda x: kdt.class_balance(x, "logits"))),
+    ("class_balance probabilities",
+     lambda s, t, y: kdt.class_balance_forward_backward(torch.softmax(s, 1), "probabilities"),
+     None),
+    ("mcc", lambda s, t, y: kdt.mcc_forward_backward(s, 2.5),
+     lambda s, t, y: (lambda x: kdt.mcc(x, 2.5))),
+]
+
+
+class FastPath(unittest.TestCase):
+    def test_equal_to_the_autograd_functions(self):
+        s, t, y = data()
+        for name, fast, auto in CASES:
+            loss, grad = fast(s, t, y)
+            self.assertEqual(loss.dtype, torch.float32, name)
+            self.assertEqual(grad.shape, s.shape, name)
+            self.assertFalse(loss.requires_grad or grad.requires_grad, name)
+            if auto is None:
+                p = torch.softmax(s, 1)
+                want_loss, want_grad = autograd(lambda x: kdt.class_balance(x, "probabilities"), p)
+            else:
+                want_loss, want_grad = autograd(auto(s, t, y), s)
+            self.assertTrue(torch.equal(loss, want_loss), name)
+            self.assertTrue(torch.equal(grad, want_grad), name)
+            again = fast(s, t, y)                            # the cached handle
+            self.assertTrue(torch.equal(again[0], loss) and torch.equal(again[1], grad), name)
+
+    def test_manual_backward_reaches_the_parameters(self):
+        torch.manual_seed(1)
+        net = torch.nn.Linear(5, 7)
+        x = torch.randn(12, 5)
+        _, t, y = data(12)
+        logits = net(x)
+        loss, grad = kdt.kl_distill_forward_backward(logits, t, y, 4.0, 0.9)
+        logits.backward(grad)
+        fast_w = net.weight.grad.clone()
+        net.zero_grad()
+        kdt.kl_distill(net(x), t, y, temperature=4.0, alpha=0.9).backward()
+        self.assertTrue(torch.equal(fast_w, net.weight.grad))
+
+    def test_strided_rows_int32_labels_and_empty_batch(self):
+        s, t, y = data()
+        wide = torch.zeros(37, 10)
+        wide[:, :7] = s
+        a = kdt.kl_distill_forward_backward(wide[:, :7], t, y.int(), 4.0, 0.9)
+        b = kdt.kl_distill_forward_backward(s, t, y, 4.0, 0.9)
+        self.assertTrue(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]))
+        e = kdt.cross_entropy_forward_backward(torch.zeros(0, 7), torch.zeros(0, dtype=torch.int64))
+        self.assertEqual(e[1].shape, (0, 7))
+        self.assertEqual(float(e[0]), 0.0)
+
+    def test_out_buffer_is_reused(self):
+        s, t, y = data()
+        buf = torch.full_like(s, 7.0)
+        loss, grad = kdt.mcc_forward_backward(s, out=buf)
+        self.assertIs(grad, buf)
+        self.assertTrue(torch.equal(grad, kdt.mcc_forward_backward(s)[1]))
+        with self.assertRaises(ValueError):
+            kdt.mcc_forward_backward(s, out=torch.zeros(3, 7))
+        with self.assertRaises(ValueError):
+            kdt.kl_distill_forward_backward(s, t, y, out=torch.zeros(37, 7).double())
+
+    def test_refused_inputs(self):
+        s, t, y = data()
+        with self.assertRaises(TypeError):
+            kdt.kl_distill_forward_backward(s.double(), t, y)        # no conversion here
+        with self.assertRaises(TypeError):
+            kdt.kl_distill_forward_backward(s.numpy(), t, y)
+        with self.assertRaises(ValueError):
+            kdt.kl_distill_forward_backward(s.t(), t.t(), y)         # column-strided
+        with self.assertRaises(ValueError):
+            kdt.kl_distill_forward_backward(s, t[:5], y)             # shape mismatch
+        with self.assertRaises(ValueError):
+            kdt.kl_distill_forward_backward(s, t, y[:5])
+        with self.assertRaises(TypeError):
+            kdt.class_balance_forward_backward(s)                    # inputs required
+        with self.assertRaises(ValueError):
+            kdt.cross_entropy_forward_backward(s, y, reduction="batchmean")
+        bad = y.clone()
+        bad[3] = 7
+        with self.assertRaises(kdlib.KdInvalidArgumentError) as cm:
+            kdt.cross_entropy_forward_backward(s, bad)
+        self.assertIn("3", str(cm.exception))
+        wrap = y.clone()
+        wrap[0] = 2 ** 32 + 1                                        # would wrap to 1
+        with self.assertRaises(ValueError):
+            kdt.cross_entropy_forward_backward(s, wrap)
+        with self.assertRaises(RuntimeError):
+            torch.jit.trace(lambda z: kdt.mcc_forward_backward(z)[0], (s,), check_trace=False)
+
+
+if __name__ == "__main__":
+    unittest.main()
