@@ -245,6 +245,139 @@ KD_API kd_status kd_ensemble_average(int64_t n, int64_t c, int32_t k, const floa
                                      const int64_t *lds, const float *weights, float *out,
                                      int64_t ld_out, char *err, size_t err_size);
 
+/* ---- cleanlab-compatible confident learning ------------------------------ */
+
+/* The functions below reproduce cleanlab 2.x (count.py, filter.py, rank.py)
+ * for multi-class (multi_label=False) data, with cleanlab's names, defaults
+ * and tie rules; docs/labels.md lists every deviation.  They follow the
+ * conventions of this header, with these specifics:
+ *
+ * - Rows whose label is ignore_index are left out, as if the caller had
+ *   removed them before calling cleanlab ("n" below means the number of
+ *   labelled rows); they are never issues and get NaN scores.
+ * - Probabilities are float32; every computation is in double, in cleanlab's
+ *   order of operations (NumPy's pairwise summation included), so results
+ *   equal cleanlab's on pred_probs.astype(np.float64).
+ * - c x c matrices are dense row-major (row stride c); the confident joint
+ *   is int64 and indexed [given label][true label] as in cleanlab.
+ * - Temporary memory: O(n + c^2) doubles and int64, allocated before anything
+ *   is written (KD_ERR_OUT_OF_MEMORY when it is not available).
+ * - cleanlab's checks that kdlib does not copy: it rejects n = 0 and labels
+ *   with a single class other than 0; kdlib computes the same formulas. */
+
+/* Flags of kd_cleanlab_confident_joint and
+ * kd_cleanlab_estimate_py_and_noise_matrices (bitwise or).  Pinned values. */
+enum {
+    KD_CLEANLAB_CALIBRATE = 1, /* calibrate the joint (cleanlab's calibrate=True) */
+    KD_CLEANLAB_CONVERGE = 2   /* converge_latent_estimates=True */
+};
+
+/* kd_cleanlab_confident_thresholds(): cleanlab's get_confident_thresholds:
+ *   t_j = mean of p_ij over the rows labelled j (NumPy's pairwise sum / count),
+ *         2 when no row is labelled j, then max(t_j, 2e-6).
+ *   thresholds   c doubles (required).
+ * Returns KD_OK; KD_ERR_NULL_POINTER (probs, labels, thresholds);
+ * KD_ERR_SHAPE; KD_ERR_INVALID_ARGUMENT (a label, ignore_index in [0, c), a
+ * probability outside [0, 1]); KD_ERR_NOT_FINITE; KD_ERR_ALIASING;
+ * KD_ERR_OUT_OF_MEMORY. */
+KD_API kd_status kd_cleanlab_confident_thresholds(int64_t n, int64_t c, const float *probs,
+                                                  int64_t ld, const int32_t *labels,
+                                                  int32_t ignore_index, double *thresholds,
+                                                  char *err, size_t err_size);
+
+/* kd_cleanlab_confident_joint(): cleanlab's compute_confident_joint
+ * (thresholds from kd_cleanlab_confident_thresholds):
+ *
+ *   J_i   = { j : p_ij >= t_j - 1e-6 }
+ *   k_i   = the only element of J_i when |J_i| = 1; argmax_j p_ij over ALL
+ *           classes (lowest index on ties) when |J_i| >= 2; none when J_i is
+ *           empty (row i is not counted)
+ *   C[y_i][k_i] += 1, then every diagonal entry is raised to at least 1.
+ *
+ * With KD_CLEANLAB_CALIBRATE (cleanlab's default calibrate=True), row y of C
+ * is rescaled to the number of rows labelled y, the whole matrix to n, and
+ * each row rounded to integers preserving its total (cleanlab's
+ * calibrate_confident_joint and round_preserving_row_totals).
+ *   flags             0 or KD_CLEANLAB_CALIBRATE (others: KD_ERR_INVALID_ARGUMENT).
+ *   confident_joint   c x c int64 (required).
+ *   off_diagonal      optional n bytes: 1 when row i is counted and k_i != y_i
+ *                     (cleanlab's return_indices_of_off_diagonals; these rows
+ *                     are filter_by="confident_learning" before its final
+ *                     argmax check).
+ *   num_off_diagonal  optional: their number.
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_INVALID_ARGUMENT
+ * (flags). */
+KD_API kd_status kd_cleanlab_confident_joint(int64_t n, int64_t c, const float *probs, int64_t ld,
+                                             const int32_t *labels, int32_t ignore_index,
+                                             int32_t flags, int64_t *confident_joint,
+                                             uint8_t *off_diagonal, int64_t *num_off_diagonal,
+                                             char *err, size_t err_size);
+
+/* kd_cleanlab_estimate_joint(): cleanlab's estimate_joint: the calibrated
+ * confident joint divided by its sum, P(given label = i, true label = j).
+ *   confident_joint   NULL: computed (calibrated) from probs and labels; else
+ *                     a c x c int64 joint of the caller's (entries >= 0),
+ *                     calibrated to the labels first, as cleanlab does.
+ *   joint             c x c doubles (required).
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_INVALID_ARGUMENT
+ * (a negative confident_joint entry). */
+KD_API kd_status kd_cleanlab_estimate_joint(int64_t n, int64_t c, const float *probs, int64_t ld,
+                                            const int32_t *labels, int32_t ignore_index,
+                                            const int64_t *confident_joint, double *joint,
+                                            char *err, size_t err_size);
+
+/* kd_cleanlab_estimate_py_and_noise_matrices(): cleanlab's
+ * estimate_py_and_noise_matrices_from_probabilities with py_method="cnt":
+ * from the confident joint C (calibrated with KD_CLEANLAB_CALIBRATE),
+ *
+ *   ps_j               = (rows labelled j) / n
+ *   noise_matrix[i][j] = C[i][j] / sum_i C[i][j]        P(given i | true j)
+ *   inv_noise[j][i]    = C[i][j] / sum_j C[i][j]        P(true j | given i)
+ *   py_j               = inv_noise[j][j] / noise_matrix[j][j] * ps_j, clipped
+ *                        to [1e-6, 1] and normalised to sum 1
+ *
+ * with off-diagonal noise rates clipped to [0, 0.9999] and columns
+ * renormalised (clip_noise_rates); with KD_CLEANLAB_CONVERGE (cleanlab's
+ * default converge_latent_estimates=True) the three estimates are then made
+ * consistent (3 x 5 iterations of _converge_estimates) and py clipped to
+ * [1e-5, 1].  cleanlab's defaults are flags = KD_CLEANLAB_CALIBRATE |
+ * KD_CLEANLAB_CONVERGE.
+ *   py, noise_matrix, inv_noise_matrix   optional c and c x c doubles.
+ *   confident_joint    optional c x c int64: C.
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_INVALID_ARGUMENT
+ * (flags). */
+KD_API kd_status kd_cleanlab_estimate_py_and_noise_matrices(
+    int64_t n, int64_t c, const float *probs, int64_t ld, const int32_t *labels,
+    int32_t ignore_index, int32_t flags, double *py, double *noise_matrix,
+    double *inv_noise_matrix, int64_t *confident_joint, char *err, size_t err_size);
+
+/* Estimation methods of kd_cleanlab_num_label_issues.  Pinned values. */
+enum {
+    KD_CLEANLAB_OFF_DIAGONAL = 0,            /* "off_diagonal" (cleanlab's default) */
+    KD_CLEANLAB_OFF_DIAGONAL_CALIBRATED = 1, /* "off_diagonal_calibrated" */
+    KD_CLEANLAB_OFF_DIAGONAL_CUSTOM = 2      /* "off_diagonal_custom" */
+};
+
+/* kd_cleanlab_num_label_issues(): cleanlab's count.num_label_issues:
+ *   OFF_DIAGONAL             the off-diagonal rows of the (uncalibrated)
+ *                            confident joint, minus the rows whose given label
+ *                            is the argmax once p_i,y_i is raised by 1e-6
+ *   OFF_DIAGONAL_CALIBRATED  rint((1 - trace(estimate_joint)) * n)
+ *   OFF_DIAGONAL_CUSTOM      the same with the caller's confident_joint
+ *   confident_joint   c x c int64 (entries >= 0) for OFF_DIAGONAL_CUSTOM, else
+ *                     must be NULL (cleanlab ignores it with a warning; kdlib
+ *                     rejects the call).
+ *   num_issues        required.
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_NULL_POINTER (no
+ * confident_joint with OFF_DIAGONAL_CUSTOM), KD_ERR_INVALID_ARGUMENT
+ * (estimation_method, a confident_joint given to another method, a negative
+ * entry). */
+KD_API kd_status kd_cleanlab_num_label_issues(int64_t n, int64_t c, const float *probs, int64_t ld,
+                                              const int32_t *labels, int32_t ignore_index,
+                                              int32_t estimation_method,
+                                              const int64_t *confident_joint, int64_t *num_issues,
+                                              char *err, size_t err_size);
+
 #ifdef __cplusplus
 }
 #endif
