@@ -377,6 +377,277 @@ START_TEST(confident_joint_tie_rule_takes_the_argmax_of_all_classes)
 }
 END_TEST
 
+/* ---- filters and scores ----------------------------------------------------------- */
+
+/* issues FILTER FRAC MIN HAS_NTR [NTR x c] RANK ADJ K IDX... */
+START_TEST(find_label_issues_matches_cleanlab_for_every_filter)
+{
+    load_cases();
+    int checked = 0, per_filter[7] = {0};
+    FOR_EACH_INPUT(fc, in)
+    {
+        uint8_t *mask = malloc((size_t)in.n + 1);
+        int64_t *ranked = malloc((size_t)(in.n + 1) * sizeof *ranked);
+        for (int r = 0; r < fc->nrec; r++) {
+            const fx_rec *rec = &fc->rec[r];
+            if (strcmp(rec->key, "issues") != 0)
+                continue;
+            const double *v = rec->v;
+            const int32_t filter = (int32_t)v[0];
+            const double frac = v[1];
+            const int64_t min_ex = (int64_t)v[2];
+            int64_t ntr[16], *pntr = NULL;
+            int64_t at = 3;
+            if (v[at++] != 0) {
+                for (int64_t k = 0; k < in.c; k++)
+                    ntr[k] = (int64_t)v[at++];
+                pntr = ntr;
+            }
+            const int32_t rank = (int32_t)v[at++], adj = (int32_t)v[at++];
+            const int64_t want = (int64_t)v[at++];
+            ck_assert_int_eq(rec->len, at + want);
+            int64_t num = -1;
+            char err[256];
+            ck_assert_msg(kd_cleanlab_find_label_issues(in.n, in.c, in.p, in.ld, in.y, -100, filter,
+                                                        frac, pntr, min_ex, rank, adj, mask, ranked,
+                                                        &num, err, sizeof err) == KD_OK,
+                          "%s", err);
+            ck_assert_msg(num == want,
+                          "case %s%s, filter %d frac %g min %lld ntr %d rank %d: %lld issues, "
+                          "cleanlab %lld",
+                          fc->name, ig_ ? " (ignored rows)" : "", (int)filter, frac,
+                          (long long)min_ex, pntr != NULL, (int)rank, (long long)num,
+                          (long long)want);
+            /* ranked: cleanlab's order exactly; mask: the same set */
+            int64_t in_mask = 0;
+            for (int64_t k = 0; k < want; k++) {
+                const int64_t row = in.map[(int64_t)v[at + k]];
+                ck_assert_msg(ranked[k] == row || rank == KD_CLEANLAB_RANK_NONE,
+                              "case %s, filter %d, rank %d: ranked[%lld] = %lld, cleanlab %lld",
+                              fc->name, (int)filter, (int)rank, (long long)k, (long long)ranked[k],
+                              (long long)row);
+                ck_assert_msg(mask[row] == 1, "case %s, filter %d: row %lld is not an issue",
+                              fc->name, (int)filter, (long long)v[at + k]);
+                if (rank == KD_CLEANLAB_RANK_NONE)
+                    ck_assert_int_eq(ranked[k], row); /* row order */
+            }
+            for (int64_t i = 0; i < in.n; i++)
+                in_mask += mask[i];
+            ck_assert_int_eq(in_mask, want);
+            per_filter[filter]++;
+            checked++;
+        }
+        free(mask);
+        free(ranked);
+    }
+    for (int f = 0; f < 7; f++)
+        ck_assert_int_ge(per_filter[f], 2 * 10);
+    ck_assert_int_ge(checked, 1500);
+}
+END_TEST
+
+START_TEST(quality_scores_match_cleanlab)
+{
+    load_cases();
+    int checked = 0;
+    FOR_EACH_INPUT(fc, in)
+    {
+        double *s = malloc((size_t)(in.n + 1) * sizeof *s);
+        double *want = malloc((size_t)(in.n + 1) * sizeof *want);
+        for (int r = 0; r < fc->nrec; r++) {
+            const fx_rec *rec = &fc->rec[r];
+            if (strcmp(rec->key, "scores") != 0)
+                continue;
+            ck_assert_int_eq(rec->len, 2 + fc->n);
+            ck_assert_int_eq(kd_cleanlab_get_label_quality_scores(in.n, in.c, in.p, in.ld, in.y,
+                                                                  -100, (int32_t)rec->v[0],
+                                                                  (int32_t)rec->v[1], s, NULL, 0),
+                             KD_OK);
+            for (int64_t i = 0; i < fc->n; i++)
+                want[i] = s[in.map[i]];
+            assert_close_vec("scores", fc, ig_, want, rec->v + 2, fc->n, 1e-12);
+            for (int64_t i = 0; i < in.n; i++)
+                if (in.y[i] == -100)
+                    ck_assert(isnan(s[i]));
+            checked++;
+        }
+        free(s);
+        free(want);
+    }
+    ck_assert_int_eq(checked, 2 * 5 * g_ncases); /* 3 methods, 2 with adjust_pred_probs */
+}
+END_TEST
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+START_TEST(errors_write_nothing_and_name_the_argument)
+{
+    const float p[6] = {0.7f, 0.3f, 0.2f, 0.8f, 0.6f, 0.4f};
+    const int32_t y[3] = {0, 1, 1};
+    double d[8] = {7, 7, 7, 7, 7, 7, 7, 7};
+    int64_t cj[4] = {7, 7, 7, 7}, num = 7, ranked[3] = {7, 7, 7};
+    uint8_t mask[3] = {7, 7, 7};
+    char err[256];
+#define UNTOUCHED()                                                                                \
+    do {                                                                                           \
+        for (int k_ = 0; k_ < 8; k_++)                                                             \
+            ck_assert(d[k_] == 7);                                                                 \
+        ck_assert(cj[0] == 7 && cj[3] == 7 && num == 7 && ranked[0] == 7 && mask[0] == 7);         \
+    } while (0)
+    ck_assert_int_eq(kd_cleanlab_confident_thresholds(3, 2, NULL, 2, y, -100, d, err, sizeof err),
+                     KD_ERR_NULL_POINTER);
+    ck_assert(strstr(err, "probs") != NULL);
+    ck_assert_int_eq(kd_cleanlab_confident_thresholds(3, 2, p, 1, y, -100, d, err, sizeof err),
+                     KD_ERR_SHAPE);
+    ck_assert_int_eq(
+        kd_cleanlab_confident_joint(3, 2, p, 2, y, -100, 4, cj, NULL, NULL, err, sizeof err),
+        KD_ERR_INVALID_ARGUMENT);
+    ck_assert(strstr(err, "flags") != NULL);
+    const int32_t bad[3] = {0, 2, 1};
+    ck_assert_int_eq(kd_cleanlab_estimate_joint(3, 2, p, 2, bad, -100, NULL, d, err, sizeof err),
+                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert(strstr(err, "labels[1]") != NULL);
+    const float pn[6] = {0.7f, 0.3f, NAN, 0.8f, 0.6f, 0.4f};
+    ck_assert_int_eq(kd_cleanlab_estimate_py_and_noise_matrices(3, 2, pn, 2, y, -100, 3, d, d + 2,
+                                                                NULL, NULL, err, sizeof err),
+                     KD_ERR_NOT_FINITE);
+    const int64_t negative[4] = {1, -1, 0, 1};
+    ck_assert_int_eq(kd_cleanlab_num_label_issues(3, 2, p, 2, y, -100,
+                                                  KD_CLEANLAB_OFF_DIAGONAL_CUSTOM, negative, &num,
+                                                  err, sizeof err),
+                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert(strstr(err, "confident_joint[0][1]") != NULL);
+    ck_assert_int_eq(kd_cleanlab_num_label_issues(3, 2, p, 2, y, -100,
+                                                  KD_CLEANLAB_OFF_DIAGONAL_CUSTOM, NULL, &num, err,
+                                                  sizeof err),
+                     KD_ERR_NULL_POINTER);
+    ck_assert_int_eq(
+        kd_cleanlab_num_label_issues(3, 2, p, 2, y, -100, 3, NULL, &num, err, sizeof err),
+        KD_ERR_INVALID_ARGUMENT);
+    const int64_t ntr[2] = {1, 1};
+    struct {
+        int32_t filter;
+        double frac;
+        const int64_t *ntr;
+        int64_t min_ex;
+        int32_t rank, adj;
+        const char *word;
+    } cases[] = {
+        {7, 1.0, NULL, 1, -1, 0, "filter_by"},
+        {0, 1.5, NULL, 1, -1, 0, "frac_noise"},
+        {0, NAN, NULL, 1, -1, 0, "frac_noise"},
+        {0, 1.0, NULL, -1, -1, 0, "min_examples_per_class"},
+        {KD_CLEANLAB_CONFIDENT_LEARNING, 1.0, ntr, 1, -1, 0, "num_to_remove_per_class"},
+        {0, 1.0, NULL, 1, KD_LABEL_SCORE_MARGIN, 0, "rank_by"},
+        {0, 1.0, NULL, 1, -1, 1, "adjust_pred_probs"},
+        {0, 1.0, NULL, 1, KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY, 1, "adjust_pred_probs"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        ck_assert_int_eq(kd_cleanlab_find_label_issues(3, 2, p, 2, y, -100, cases[k].filter,
+                                                       cases[k].frac, cases[k].ntr, cases[k].min_ex,
+                                                       cases[k].rank, cases[k].adj, mask, ranked,
+                                                       &num, err, sizeof err),
+                         KD_ERR_INVALID_ARGUMENT);
+        ck_assert_msg(strstr(err, cases[k].word) != NULL, "%zu: %s", k, err);
+    }
+    const int64_t ntr_neg[2] = {1, -2};
+    ck_assert_int_eq(kd_cleanlab_find_label_issues(3, 2, p, 2, y, -100, 0, 1.0, ntr_neg, 1, -1, 0,
+                                                   mask, ranked, &num, err, sizeof err),
+                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert(strstr(err, "num_to_remove_per_class[1]") != NULL);
+    ck_assert_int_eq(kd_cleanlab_get_label_quality_scores(
+                         3, 1, p, 1, (const int32_t[]){0, 0, 0}, -100,
+                         KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY, 0, d, err, sizeof err),
+                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert(strstr(err, "c >= 2") != NULL);
+    ck_assert_int_eq(
+        kd_cleanlab_get_label_quality_scores(3, 2, p, 2, y, -100, 9, 0, d, err, sizeof err),
+        KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(
+        kd_cleanlab_get_label_quality_scores(3, 2, p, 2, y, -100, 0, 0, NULL, err, sizeof err),
+        KD_ERR_NULL_POINTER);
+    UNTOUCHED();
+#undef UNTOUCHED
+}
+END_TEST
+
+/* Every output against every input and every other output. */
+START_TEST(outputs_overlapping_inputs_are_aliasing)
+{
+    double buf[64];
+    float *p = (float *)buf; /* 3 x 2 probabilities at the start of buf */
+    const float src[6] = {0.7f, 0.3f, 0.2f, 0.8f, 0.6f, 0.4f};
+    memcpy(p, src, sizeof src);
+    int32_t y[3] = {0, 1, 1};
+    int64_t big[16], num;
+    uint8_t mask[8];
+    char err[256];
+    ck_assert_int_eq(kd_cleanlab_confident_thresholds(3, 2, p, 2, y, -100, buf, err, sizeof err),
+                     KD_ERR_ALIASING);
+    ck_assert(strstr(err, "thresholds") != NULL && strstr(err, "probs") != NULL);
+    ck_assert_int_eq(kd_cleanlab_confident_joint(3, 2, p, 2, y, -100, 0, big, mask,
+                                                 (int64_t *)(void *)(big + 2), err, sizeof err),
+                     KD_ERR_ALIASING);
+    ck_assert_int_eq(
+        kd_cleanlab_estimate_joint(3, 2, p, 2, y, -100, NULL, (double *)(void *)y, err, sizeof err),
+        KD_ERR_ALIASING);
+    ck_assert_int_eq(kd_cleanlab_estimate_py_and_noise_matrices(
+                         3, 2, p, 2, y, -100, 3, buf + 10, buf + 11, NULL, NULL, err, sizeof err),
+                     KD_ERR_ALIASING);
+    ck_assert(strstr(err, "noise_matrix") != NULL && strstr(err, "py") != NULL);
+    ck_assert_int_eq(kd_cleanlab_num_label_issues(3, 2, p, 2, y, -100,
+                                                  KD_CLEANLAB_OFF_DIAGONAL_CUSTOM, big, big + 3,
+                                                  err, sizeof err),
+                     KD_ERR_ALIASING);
+    ck_assert_int_eq(kd_cleanlab_find_label_issues(3, 2, p, 2, y, -100, 0, 1.0, NULL, 1, 0, 0, mask,
+                                                   big, (int64_t *)(void *)(big + 2), err,
+                                                   sizeof err),
+                     KD_ERR_ALIASING);
+    ck_assert_int_eq(kd_cleanlab_find_label_issues(3, 2, p, 2, y, -100, 0, 1.0, big, 1, 0, 0,
+                                                   (uint8_t *)(void *)big, NULL, &num, err,
+                                                   sizeof err),
+                     KD_ERR_ALIASING);
+    ck_assert_int_eq(
+        kd_cleanlab_get_label_quality_scores(3, 2, p, 2, y, -100, 0, 0, buf + 1, err, sizeof err),
+        KD_ERR_ALIASING);
+    /* distinct buffers: fine */
+    double d[3];
+    ck_assert_int_eq(
+        kd_cleanlab_get_label_quality_scores(3, 2, p, 2, y, -100, 0, 0, d, err, sizeof err), KD_OK);
+    ck_assert(d[0] == (double)0.7f && d[1] == (double)0.8f);
+}
+END_TEST
+
+/* n = 0 is valid: the joint is the identity clipped diagonal calibrated to
+ * zero rows, no issues, py uniform. */
+START_TEST(empty_input_is_valid)
+{
+    const float p[1] = {0};
+    const int32_t y[1] = {0};
+    int64_t cj[9], num = 7;
+    double py[3], nm[9];
+    ck_assert_int_eq(kd_cleanlab_confident_joint(0, 3, p, 3, y, -100, 0, cj, NULL, NULL, NULL, 0),
+                     KD_OK);
+    ck_assert(cj[0] == 1 && cj[1] == 0 && cj[4] == 1 && cj[8] == 1);
+    ck_assert_int_eq(kd_cleanlab_confident_joint(0, 3, p, 3, y, -100, KD_CLEANLAB_CALIBRATE, cj,
+                                                 NULL, NULL, NULL, 0),
+                     KD_OK);
+    for (int k = 0; k < 9; k++)
+        ck_assert_int_eq(cj[k], 0);
+    ck_assert_int_eq(kd_cleanlab_estimate_py_and_noise_matrices(0, 3, p, 3, y, -100, 3, py, nm,
+                                                                NULL, NULL, NULL, 0),
+                     KD_OK);
+    for (int k = 0; k < 3; k++)
+        ck_assert(fabs(py[k] - 1.0 / 3) < 1e-12);
+    for (int32_t f = 0; f <= KD_CLEANLAB_LOW_SELF_CONFIDENCE; f++) {
+        ck_assert_int_eq(kd_cleanlab_find_label_issues(0, 3, p, 3, y, -100, f, 1.0, NULL, 1, 0, 0,
+                                                       NULL, NULL, &num, NULL, 0),
+                         KD_OK);
+        ck_assert_int_eq(num, 0);
+    }
+}
+END_TEST
+
 static Suite *cleanlab_suite(void)
 {
     Suite *s = suite_create("cleanlab");
@@ -387,6 +658,17 @@ static Suite *cleanlab_suite(void)
     tcase_add_test(tc, py_and_noise_matrices_match_cleanlab);
     tcase_add_test(tc, num_label_issues_matches_cleanlab);
     tcase_add_test(tc, confident_joint_tie_rule_takes_the_argmax_of_all_classes);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("filters");
+    tcase_add_test(tc, find_label_issues_matches_cleanlab_for_every_filter);
+    tcase_add_test(tc, quality_scores_match_cleanlab);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("errors");
+    tcase_add_test(tc, errors_write_nothing_and_name_the_argument);
+    tcase_add_test(tc, outputs_overlapping_inputs_are_aliasing);
+    tcase_add_test(tc, empty_input_is_valid);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -378,6 +378,95 @@ KD_API kd_status kd_cleanlab_num_label_issues(int64_t n, int64_t c, const float 
                                               const int64_t *confident_joint, int64_t *num_issues,
                                               char *err, size_t err_size);
 
+/* Filters of kd_cleanlab_find_label_issues (cleanlab's filter_by).  Pinned. */
+enum {
+    KD_CLEANLAB_PRUNE_BY_NOISE_RATE = 0, /* cleanlab's default */
+    KD_CLEANLAB_PRUNE_BY_CLASS = 1,
+    KD_CLEANLAB_BOTH = 2,
+    KD_CLEANLAB_CONFIDENT_LEARNING = 3,
+    KD_CLEANLAB_PREDICTED_NEQ_GIVEN = 4,
+    KD_CLEANLAB_LOW_NORMALIZED_MARGIN = 5,
+    KD_CLEANLAB_LOW_SELF_CONFIDENCE = 6
+};
+
+/* Score of kd_cleanlab_get_label_quality_scores beyond KD_LABEL_SCORE_SELF_CONFIDENCE
+ * and KD_LABEL_SCORE_NORMALIZED_MARGIN (KD_LABEL_SCORE_MARGIN is not a
+ * cleanlab method there).  Pinned value. */
+enum {
+    KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY = 3,
+    KD_CLEANLAB_RANK_NONE = -1 /* rank_by of kd_cleanlab_find_label_issues: row order */
+};
+
+/* kd_cleanlab_find_label_issues(): cleanlab's filter.find_label_issues.
+ * From the calibrated confident joint C, the prune counts P = C^T go through
+ * _keep_at_least_n_per_class (diagonal raised to min_examples_per_class, the
+ * difference taken from the nonzero off-diagonal entries, frac_noise applied,
+ * truncated to integers).  Then, for the rows labelled k (only classes with
+ * more than min_examples_per_class rows, and more than one row):
+ *   PRUNE_BY_NOISE_RATE  for every j != k, the P[j][k] rows with the largest
+ *                        p_ij - p_ik
+ *   PRUNE_BY_CLASS       the (count_k - P[k][k]) rows with the smallest p_ik
+ *   BOTH                 rows flagged by both
+ *   CONFIDENT_LEARNING   the off-diagonal rows of the confident joint
+ *   PREDICTED_NEQ_GIVEN  argmax_j p_ij != y_i
+ * and, for these five, a row is not an issue when its given label is the
+ * argmax once p_i,y_i is raised by 1e-6.
+ *   LOW_NORMALIZED_MARGIN, LOW_SELF_CONFIDENCE   the num_label_issues
+ *                        (OFF_DIAGONAL) rows with the lowest score.
+ * Equal keys are ordered by row index (cleanlab's NumPy quicksort keeps that
+ * order for up to 16 keys; docs/labels.md).
+ *   filter_by                KD_CLEANLAB_* filter.
+ *   frac_noise               in [0, 1] (cleanlab's default 1); used by the
+ *                            three prune filters only (ignored otherwise, as
+ *                            cleanlab does after a warning).
+ *   num_to_remove_per_class  NULL or c int64 >= 0 (prune filters only, else
+ *                            KD_ERR_INVALID_ARGUMENT as in cleanlab).
+ *   min_examples_per_class   >= 0 (cleanlab's default 1).
+ *   rank_by                  KD_CLEANLAB_RANK_NONE or the quality score
+ *                            (KD_LABEL_SCORE_SELF_CONFIDENCE, _NORMALIZED_MARGIN,
+ *                            _CONFIDENCE_WEIGHTED_ENTROPY) ordering ranked
+ *                            (cleanlab's return_indices_ranked_by).
+ *   adjust_pred_probs        0 or 1: rank_by_kwargs={"adjust_pred_probs": True}.
+ *   issues                   optional n bytes: 1 issue, 0 not (the mask).
+ *   ranked                   optional n int64: the issues' row indices, lowest
+ *                            score first (equal scores: row order), or in row
+ *                            order with KD_CLEANLAB_RANK_NONE; entries past
+ *                            num_issues are left unchanged.
+ *   num_issues               optional.
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_INVALID_ARGUMENT
+ * (filter_by, frac_noise, num_to_remove_per_class, min_examples_per_class,
+ * rank_by, adjust_pred_probs). */
+KD_API kd_status kd_cleanlab_find_label_issues(int64_t n, int64_t c, const float *probs,
+                                               int64_t ld, const int32_t *labels,
+                                               int32_t ignore_index, int32_t filter_by,
+                                               double frac_noise,
+                                               const int64_t *num_to_remove_per_class,
+                                               int64_t min_examples_per_class, int32_t rank_by,
+                                               int32_t adjust_pred_probs, uint8_t *issues,
+                                               int64_t *ranked, int64_t *num_issues, char *err,
+                                               size_t err_size);
+
+/* kd_cleanlab_get_label_quality_scores(): cleanlab's rank.get_label_quality_scores
+ * (higher = label more likely correct), in double.  With q_i = p_i, or with
+ * adjust_pred_probs = 1 q_ij = (p_ij - t_j + max_k t_k) / sum_j (...) (t the
+ * confident thresholds):
+ *   KD_LABEL_SCORE_SELF_CONFIDENCE    q_i,y_i
+ *   KD_LABEL_SCORE_NORMALIZED_MARGIN  (q_i,y_i - max_{j != y_i} q_ij + 1) / 2
+ *                                     (the max is 0 when c = 1)
+ *   KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY
+ *                                     s = H(p_i) / log(c) / max(p_i,y_i, 1e-6),
+ *                                     score log(s + 1) / max(s, 1e-6)
+ *                                     (needs c >= 2; no adjust_pred_probs)
+ *   scores   n doubles (required); NaN for ignored rows.
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_INVALID_ARGUMENT
+ * (method, adjust_pred_probs not 0/1 or with the entropy score, the entropy
+ * score with c = 1). */
+KD_API kd_status kd_cleanlab_get_label_quality_scores(int64_t n, int64_t c, const float *probs,
+                                                      int64_t ld, const int32_t *labels,
+                                                      int32_t ignore_index, int32_t method,
+                                                      int32_t adjust_pred_probs, double *scores,
+                                                      char *err, size_t err_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -65,4 +65,16 @@ void kdi_cl_round_rows(int64_t c, const double *m, int64_t *out, double *work, k
  * (cleanlab's _reduce_issues: such rows are never issues). */
 int kdi_cl_label_is_near_argmax(const float *row, int64_t c, int32_t y);
 
+/* rank.get_label_quality_scores of every labelled row into scores (NaN for
+ * ignored rows); method and adjust already checked.  thresholds: the
+ * confident thresholds (read with adjust only); row: c doubles of scratch. */
+void kdi_cl_scores(int64_t n, int64_t c, const float *probs, int64_t ld, const int32_t *labels,
+                   int32_t ignore_index, int32_t method, int adjust, const double *thresholds,
+                   double *scores, double *row);
+
+/* KD_ERR_INVALID_ARGUMENT unless method is a cleanlab score, adjust is 0 or
+ * 1, and adjust / c suit the method.  name: the argument's name. */
+kd_status kdi_cl_check_score(const char *fn, const char *name, int32_t method, int32_t adjust,
+                             int64_t c, char *err, size_t err_size);
+
 #endif
