@@ -2,8 +2,10 @@
  * design's shapes, next to a streaming-bandwidth probe (triad) measured in the
  * same run.  Prints ns per element, GB/s of the minimal traffic and the ratio
  * to the triad bandwidth.  --tsv prints machine-readable rows for
- * bench/compare_torch.py. */
+ * bench/compare_torch.py.  OpenBLAS (MCC's products) runs on the thread
+ * count of each row. */
 #define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -199,12 +201,14 @@ static void bench_ema(int threads, int reps, int tsv, double bw)
 static void usage(void)
 {
     puts("usage: kd-bench [--loss NAME] [--shape NxC] [--threads T] [--reps R] [--tsv] [--no-triad]\n"
-         "                [--triad-shape]\n"
+         "                [--triad-shape] [--blas-threads B]\n"
          "  --loss    kl_distill | soft_ce | logit_mse | pseudo_label | strong_weak | consistency |\n"
          "            class_balance | mcc | worst_case | ema_update (default: all)\n"
          "  --shape   one shape (default: 4096x10 1024x100 1024x1000 256x32000 64x128000)\n"
          "  --threads thread count (default: 1 and all cores); 0 = all cores\n"
          "  --reps    timed repetitions, the best is reported (default 20)\n"
+         "  --blas-threads  OpenBLAS threads (MCC's products): 0 = the row's thread count\n"
+         "            (default), else B for every row\n"
          "  --mode    forward | backward | fused (default: all)\n"
          "  --tsv     machine-readable rows: loss mode n c threads seconds\n"
          "  --triad-shape  only the triad over three arrays of N x C floats per shape and\n"
@@ -215,7 +219,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     int64_t shapes[8][2] = {{4096, 10}, {1024, 100}, {1024, 1000}, {256, 32000}, {64, 128000}};
-    int nshapes = 5, reps = 20, tsv = 0, triad = 1, mode_only = -1, triad_shape = 0;
+    int nshapes = 5, reps = 20, tsv = 0, triad = 1, mode_only = -1, triad_shape = 0, blas = 0;
     int thread_list[2] = {1, omp_get_num_procs()}, nthreads = thread_list[1] > 1 ? 2 : 1;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
@@ -234,6 +238,8 @@ int main(int argc, char **argv)
             int t = atoi(argv[++i]);
             thread_list[0] = t > 0 ? t : omp_get_num_procs();
             nthreads = 1;
+        } else if (!strcmp(argv[i], "--blas-threads") && i + 1 < argc) {
+            blas = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = atoi(argv[++i]);
             if (reps < 1)
@@ -294,6 +300,9 @@ int main(int argc, char **argv)
                 y[i] = (int32_t)((i * 7919) % c);
             for (int k = 0; k < nthreads; k++) {
                 kd_loss *h;
+                /* the losses that call BLAS (MCC) run OpenBLAS on the same thread
+                 * count (as torch.set_num_threads does for PyTorch) */
+                openblas_set_num_threads(blas > 0 ? blas : thread_list[k]);
                 if (setup(&h, &LOSSES[li], c, thread_list[k], s, t, y, g, g2))
                     return 1;
                 for (int m = 0; m < 3; m++) {

@@ -33,6 +33,7 @@
 #include "kdlib/ema.h"
 #include "kdlib/flexmatch.h"
 #include "kdlib/kdlib.h"
+#include "kdlib/linear.h"
 
 /* Allocations larger than 1 GiB fail (return NULL) instead of being
  * attempted: huge-but-valid sizes exercise the KD_ERR_OUT_OF_MEMORY paths. */
@@ -628,6 +629,147 @@ static void loss_compute(loss_session *S, rd *r)
     acheck(&S->A, name, st);
 }
 
+/* kd_loss_stats_size, kd_loss_local_stats and kd_loss_finish: a valid
+ * summed buffer (this rank's statistics times 1 or 2 "ranks"), or one with a
+ * broken entry; the outputs (stats, gradient, loss) may overlap the inputs. */
+static void loss_split_stats(loss_session *S, rd *r, int32_t kind)
+{
+    int64_t cnt = -7;
+    kd_status st = CALL(kd_loss_stats_size(S->h, rpick(r, 8) ? &cnt : NULL));
+    if (st != KD_OK && cnt != -7)
+        fail("kd_loss_stats_size failed (%d) but wrote the count", (int)st);
+    if (st != KD_OK && !*kd_loss_last_error(S->h))
+        fail("kd_loss_stats_size failed (%d) without a message", (int)st);
+    const int batch = kind == KD_LOSS_CLASS_BALANCE || kind == KD_LOSS_MCC;
+    if (st == KD_OK && (!batch || cnt != (kind == KD_LOSS_MCC ? S->c * S->c + 2 : S->c + 1)))
+        fail("kd_loss_stats_size gave %lld for kind %d, C = %lld", (long long)cnt, (int)kind,
+             (long long)S->c);
+    /* the buffer the call writes (its documented size), even when the size
+     * query above was made to fail */
+    const int64_t m = batch ? (kind == KD_LOSS_MCC ? S->c * S->c + 2 : S->c + 1)
+                            : 1 + (int64_t)rpick(r, 4);
+    if (m > (1 << 20))
+        return;
+    int64_t n = S->n;
+    if (rpick(r, 8) == 0)
+        n = -1;
+    else if (!S->overflowed && S->n > 0 && rpick(r, 4) == 0)
+        n = S->n - 1;
+    ensure_rows(S, r, n);
+    double *stats = aalloc(&S->A, (size_t)m * sizeof(double));
+    if (!stats)
+        return;
+    for (int64_t k = 0; k < m; k++)
+        stats[k] = rf64(r);
+    /* the statistics over a bound matrix (aliasing), or their own buffer */
+    double *out = stats;
+    if (rpick(r, 16) == 0 && S->m[0].bound && S->m[0].rows > 0 && !S->m[0].ovf && n > 0)
+        out = (double *)(void *)S->m[0].buf;
+    aclear_outputs(&S->A);
+    amark_output(&S->A, out);
+    asnapshot(&S->A);
+    st = CALL(kd_loss_local_stats(S->h, n, rpick(r, 16) ? out : NULL));
+    if (st != KD_OK && !*kd_loss_last_error(S->h))
+        fail("kd_loss_local_stats failed (%d) without a message", (int)st);
+    acheck(&S->A, "kd_loss_local_stats", st);
+    if (st == KD_OK && out != stats)
+        return; /* the student was overwritten: the handle's reuse does not apply */
+    if (st == KD_OK) {
+        const double ranks = 1 + rpick(r, 2);
+        for (int64_t k = 0; k < m; k++)
+            stats[k] *= ranks;
+        switch (rpick(r, 8)) {
+        case 0:
+            stats[m - 1] = rpick(r, 2) ? stats[m - 1] + 0.5 : -1.0; /* a broken count */
+            break;
+        case 1:
+            stats[rpick(r, (unsigned)m)] = rpick(r, 2) ? NAN : INFINITY;
+            break;
+        default:
+            break;
+        }
+    }
+    float *loss = alloc_floats(&S->A, r, 1, 0);
+    if (!loss)
+        return;
+    float *lp = loss;
+    if (rpick(r, 16) == 0 && S->m[FIRST_OUTPUT].bound && S->m[FIRST_OUTPUT].rows > 0 &&
+        !S->m[FIRST_OUTPUT].ovf)
+        lp = S->m[FIRST_OUTPUT].buf; /* the loss over the gradient */
+    aclear_outputs(&S->A);
+    amark_output(&S->A, lp);
+    if (S->m[FIRST_OUTPUT].bound)
+        amark_output(&S->A, S->m[FIRST_OUTPUT].buf);
+    asnapshot(&S->A);
+    st = CALL(kd_loss_finish(S->h, n, rpick(r, 16) ? stats : NULL, rpick(r, 16) ? lp : NULL));
+    if (st != KD_OK && !*kd_loss_last_error(S->h))
+        fail("kd_loss_finish failed (%d) without a message", (int)st);
+    acheck(&S->A, "kd_loss_finish", st);
+}
+
+/* A matrix for the fused linear call: rows x cols, or one row with a stride
+ * that makes the extent overflow when rows x cols cannot be allocated. */
+static float *linear_operand(loss_session *S, rd *r, int64_t rows, int64_t cols, int64_t *ld)
+{
+    *ld = cols + (rpick(r, 4) == 0 ? (int64_t)rpick(r, 3) : 0);
+    int64_t e = extent(rows, cols, *ld);
+    if (e >= 0)
+        return alloc_floats(&S->A, r, (size_t)(e > 0 ? e : 1), 0);
+    if (rows < 2)
+        return NULL;
+    *ld = overflowing_ld(rows, cols);
+    return alloc_floats(&S->A, r, (size_t)cols, 0);
+}
+
+/* kd_linear_kl_distill with the handle's bindings: the teacher bound on the
+ * handle or given as its own linear layer; outputs optional, sometimes in
+ * place over hidden or overlapping an input. */
+static void loss_linear(loss_session *S, rd *r)
+{
+    const int64_t n = S->n, c = S->c; /* 1 to 5000 in a session */
+    const int64_t d = 1 + rpick(r, 6), dt = 1 + rpick(r, 4);
+    ensure_rows(S, r, n);
+    int64_t ld_h, ld_w, ld_th = 0, ld_tw = 0, ld_gh = d, ld_gw = d;
+    float *hid = linear_operand(S, r, n, d, &ld_h);
+    float *w = linear_operand(S, r, c, d, &ld_w);
+    float *b = rpick(r, 2) ? alloc_floats(&S->A, r, (size_t)c, 0) : NULL;
+    const int tl = rpick(r, 3) == 0;
+    float *th = tl ? linear_operand(S, r, n, dt, &ld_th) : NULL;
+    float *tw = tl ? linear_operand(S, r, c, dt, &ld_tw) : NULL;
+    float *tb = tl && rpick(r, 2) ? alloc_floats(&S->A, r, (size_t)c, 0) : NULL;
+    int64_t red = 0;
+    kd_loss_get_int(S->h, KD_PARAM_REDUCTION, &red);
+    const size_t nl = red == KD_REDUCTION_NONE ? (n > 0 && n <= MAXR ? (size_t)n : 1) : 1;
+    float *loss = alloc_floats(&S->A, r, nl, 0);
+    float *gh = NULL, *gw = NULL, *gb = NULL;
+    switch (rpick(r, 4)) {
+    case 0: /* in place over hidden */
+        gh = hid, ld_gh = ld_h;
+        break;
+    case 1:
+        gh = linear_operand(S, r, n, d, &ld_gh);
+        break;
+    default:
+        break;
+    }
+    if (rpick(r, 2))
+        gw = rpick(r, 16) == 0 ? w : linear_operand(S, r, c, d, &ld_gw); /* over weight */
+    if (rpick(r, 2))
+        gb = rpick(r, 16) == 0 && b ? b : alloc_floats(&S->A, r, (size_t)c, 0);
+    if (!hid || !w || !loss || (tl && (!th || !tw)))
+        return;
+    aclear_outputs(&S->A);
+    amark_output(&S->A, loss), amark_output(&S->A, gh), amark_output(&S->A, gw);
+    amark_output(&S->A, gb), amark_output(&S->A, S->per_sample);
+    asnapshot(&S->A);
+    kd_status st = CALL(kd_linear_kl_distill(S->h, n, d, hid, ld_h, w, ld_w, b, dt, th, ld_th, tw,
+                                             ld_tw, tb, (int64_t)rpick(r, 4), loss, gh, ld_gh, gw,
+                                             ld_gw, gb));
+    if (st != KD_OK && !*kd_loss_last_error(S->h))
+        fail("kd_linear_kl_distill failed (%d) without a message", (int)st);
+    acheck(&S->A, "kd_linear_kl_distill", st);
+}
+
 static void fuzz_loss(rd *r)
 {
     static const int32_t kinds[] = {1, 2, 3, 10, 11, 12, 13, 14, 15, 0, 4, 9, 16, -1, INT32_MAX};
@@ -888,9 +1030,16 @@ static void fuzz_loss(rd *r)
         case 13:
             if (!kd_loss_last_error(NULL) || !kd_loss_last_error(h))
                 fail("kd_loss_last_error returned NULL");
-            /* fallthrough */
-        default:
             loss_compute(&S, r);
+            break;
+        case 14:
+            loss_split_stats(&S, r, kind);
+            break;
+        default:
+            if (rpick(r, 2))
+                loss_linear(&S, r);
+            else
+                loss_compute(&S, r);
         }
     }
     if (rpick(r, 2))

@@ -7,6 +7,7 @@ PKGS=(
   libopenblas-dev zlib1g-dev libpng-dev  # CBLAS, IDX (gzip) reading, PNG output
   check libsubunit-dev              # unit tests
   python3 python3-numpy python3-torch    # Python binding and parity tests
+  python3-venv python3-pip python3-setuptools python3-wheel  # the binding installed in a fresh venv (tests)
   dataset-fashion-mnist             # the examples' data
   libopenmpi-dev openmpi-bin        # examples/mpi (data-parallel kd-mpi and its 2-rank test)
   clang libclang-rt-14-dev libomp-14-dev  # libFuzzer, TSan, LLVM OpenMP + Archer (fuzz/, scripts/tsan.sh)

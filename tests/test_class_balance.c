@@ -135,6 +135,112 @@ START_TEST(edge_shapes_and_extreme_logits)
 }
 END_TEST
 
+/* Issue 16, point 9: rows saturated on one class (softmax 1 - 5.6e-11 and
+ * less).  Float p_m rounds to 1, and v_m - sum_k p_k v_k cancelled to 0: the
+ * dominant class lost its gradient.  Double reference: 1 - x_c and
+ * 1 - p_ic summed from the other classes, and the softmax backward in its
+ * pairwise form g_ij = (1/N) p_ij sum_{c != j} p_ic (v_j - v_c), which has
+ * no cancellation. */
+static double saturated_reference(int64_t n, int64_t c, const double *z, double *g)
+{
+    double *p = malloc(sizeof(double) * (size_t)(n * c)), *v = malloc(sizeof(double) * (size_t)c);
+    double loss = 0.0, y = 1.0 / (double)c;
+    for (int64_t i = 0; i < n; i++)
+        rst_log_softmax(z + i * c, c, 1.0, p + i * c);
+    for (int64_t k = 0; k < n * c; k++)
+        p[k] = exp(p[k]);
+    for (int64_t j = 0; j < c; j++) {
+        double x = 0.0, rest = 0.0; /* x_j and 1 - x_j */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t k = 0; k < c; k++)
+                *(k == j ? &x : &rest) += p[i * c + k] / (double)n;
+        double lx = log(x), lr = log(rest);
+        loss -= y * (lx < -100 ? -100 : lx) + (1.0 - y) * (lr < -100 ? -100 : lr);
+        double d = x * rest;
+        v[j] = y * (x - y) / (d > 1e-12 ? d : 1e-12);
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < c; j++) {
+            double s = 0.0;
+            for (int64_t k = 0; k < c; k++)
+                s += k == j ? 0.0 : p[i * c + k] * (v[j] - v[k]);
+            g[i * c + j] = p[i * c + j] * s / (double)n;
+        }
+    free(p);
+    free(v);
+    return loss * y;
+}
+
+START_TEST(saturated_rows_keep_the_dominant_gradient)
+{
+    /* N = 1, C = 2, softmax (1 - 5.6e-11, 5.6e-11): dL/dz = +-(1/2 - 5.6e-11) */
+    {
+        float z[2] = {0.0f, -23.6f}, g[2], loss;
+        double zd[2] = {0.0, -23.6}, gd[2];
+        kd_loss *h = make_loss(z, 1, 2, 2);
+        kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, 2);
+        ck_assert_int_eq(kd_loss_forward_backward(h, 1, &loss), KD_OK);
+        const double ref = saturated_reference(1, 2, zd, gd);
+        ck_assert(kdt_close(gd[0], 0.5, 1e-9, 0) && kdt_close(gd[1], -0.5, 1e-9, 0));
+        ck_assert_msg(kdt_close(loss, ref, 1e-6, 0), "%.9g vs %.9g", loss, ref);
+        ck_assert_msg(kdt_close(g[0], gd[0], 1e-5, 0) && kdt_close(g[1], gd[1], 1e-5, 0),
+                      "g = (%g, %g), reference (%g, %g)", g[0], g[1], gd[0], gd[1]);
+        kd_loss_destroy(h);
+    }
+    /* N = 3, C = 4, every row saturated on class 1 (in place too) */
+    enum { SN = 3, SC = 4 };
+    const double zd[SN * SC] = {-30, 0, -24, -27, -25, 1, -26, -23, -29, 0.5, -31, -24.5};
+    double gd[SN * SC];
+    float z[SN * SC], g[SN * SC], loss;
+    for (int k = 0; k < SN * SC; k++)
+        z[k] = (float)zd[k];
+    const double ref = saturated_reference(SN, SC, zd, gd);
+    kd_loss *h = make_loss(z, 1, SC, SC);
+    for (int in_place = 0; in_place < 2; in_place++) {
+        kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, in_place ? z : g, SC);
+        ck_assert_int_eq(kd_loss_forward_backward(h, SN, &loss), KD_OK);
+        ck_assert_msg(kdt_close(loss, ref, 1e-6, 0), "%.9g vs %.9g", loss, ref);
+        const float *got = in_place ? z : g;
+        for (int k = 0; k < SN * SC; k++)
+            ck_assert_msg(kdt_close(got[k], gd[k], 1e-4, 1e-6 * fabs(gd[1])),
+                          "in place %d: g[%d] = %g, reference %g", in_place, k, got[k], gd[k]);
+    }
+    ck_assert(fabs(gd[1]) > 0.1); /* the dominant class's share is not small */
+    kd_loss_destroy(h);
+}
+END_TEST
+
+/* A class ~95 under the others in every row: its softmax is subnormal in
+ * float (the SIMD exp flushes it to 0), and its mean's log (about -95) is
+ * above PyTorch's clamp at -100, so a flushed class would change the loss by
+ * about (100 - 95) / C^2.  In place and not, logits and the split path. */
+START_TEST(subnormal_probabilities_count)
+{
+    enum { SN = 4, SC = 3 };
+    const double zd[SN * SC] = {0, -95, 1, 2, -94, 0, 0, -96, 0.5, -1, -95.5, 0};
+    float z[SN * SC], g[SN * SC], loss;
+    for (int k = 0; k < SN * SC; k++)
+        z[k] = (float)zd[k];
+    const double ref = rst_class_balance(SN, SC, zd, 1);
+    kd_loss *h = make_loss(z, 1, SC, SC);
+    ck_assert_int_eq(kd_loss_forward(h, SN, &loss), KD_OK);
+    ck_assert_msg(kdt_close(loss, ref, 1e-5, 0), "forward %.9g vs %.9g", loss, ref);
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, SC);
+    ck_assert_int_eq(kd_loss_forward_backward(h, SN, &loss), KD_OK);
+    ck_assert_msg(kdt_close(loss, ref, 1e-5, 0), "fused %.9g vs %.9g", loss, ref);
+    for (int k = 0; k < SN * SC; k++)
+        ck_assert(isfinite(g[k]));
+    double st[SC + 1];
+    ck_assert_int_eq(kd_loss_local_stats(h, SN, st), KD_OK);
+    ck_assert(st[1] > 0.0);
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, z, SC);
+    ck_assert_int_eq(kd_loss_forward_backward(h, SN, &loss), KD_OK);
+    ck_assert_msg(kdt_close(loss, ref, 1e-5, 0), "in place %.9g vs %.9g", loss, ref);
+    ck_assert(memcmp(z, g, sizeof g) == 0);
+    kd_loss_destroy(h);
+}
+END_TEST
+
 START_TEST(probabilities_outside_the_unit_interval_are_rejected_nothing_written)
 {
     float p[4] = {0.5f, 0.5f, 1.9f, 0.2f}, g[4] = {9, 9, 9, 9}, loss = 9.0f;
@@ -200,6 +306,8 @@ int main(void)
     tcase_add_test(tc, loss_and_gradient_match_reference_and_finite_differences);
     tcase_add_test(tc, column_sums_are_bit_identical_for_any_thread_count);
     tcase_add_test(tc, edge_shapes_and_extreme_logits);
+    tcase_add_test(tc, saturated_rows_keep_the_dominant_gradient);
+    tcase_add_test(tc, subnormal_probabilities_count);
     tcase_add_test(tc, probabilities_outside_the_unit_interval_are_rejected_nothing_written);
     tcase_add_test(tc, nan_propagates_and_check_finite_rejects);
     tcase_add_test(tc, documented_errors);

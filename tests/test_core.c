@@ -72,7 +72,7 @@ START_TEST(parameters_validate_at_set_time)
     double lo, hi;
     int32_t open;
     ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_KL_DISTILL, KD_PARAM_TEMPERATURE, &lo, &hi, &open), KD_OK);
-    ck_assert(lo == 0.0 && open == 1 && hi > 1.0);
+    ck_assert(lo == 1e-6 && open == 0 && hi > 1.0); /* T >= 1e-6 (issue 16) */
     ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_LOGIT_MSE, KD_PARAM_TEMPERATURE, &lo, &hi, &open),
                      KD_ERR_UNSUPPORTED);
     kd_loss_destroy(h);

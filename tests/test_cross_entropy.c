@@ -493,6 +493,97 @@ START_TEST(minus_inf_student_under_a_zero_target_adds_nothing)
 }
 END_TEST
 
+/* Issue 16 point 9: in a confident row (p_y = 0.99996) the gradient at the
+ * argmax, p_y - q_y, was a difference of two numbers near 1 (relative error
+ * 1e-3), and the loss -log p_y came from the float log of 1 + 4e-5.  CE with
+ * labels, CE with a teacher target at T = 1 (q_y = 0.99992) and pseudo-label
+ * (teacher = student, threshold 0.5), short rows (C = 10) and row kernels
+ * (C = 300), out of place and in place, forward and fused; against a
+ * long-double reference. */
+static void confident_reference(const float *s, const float *t, int32_t y, int64_t c,
+                                long double *loss, long double *g)
+{
+    long double ms = s[0], mt = t ? t[0] : 0.0L, zs = 0.0L, zt = 0.0L;
+    for (int64_t j = 1; j < c; j++) {
+        ms = fmaxl(ms, s[j]);
+        if (t)
+            mt = fmaxl(mt, t[j]);
+    }
+    for (int64_t j = 0; j < c; j++) {
+        zs += expl(s[j] - ms);
+        if (t)
+            zt += expl(t[j] - mt);
+    }
+    *loss = 0.0L;
+    for (int64_t j = 0; j < c; j++) {
+        const long double q = t ? expl(t[j] - mt) / zt : (j == y ? 1.0L : 0.0L);
+        const long double lp = s[j] - ms - logl(zs);
+        *loss -= q * lp;
+        g[j] = expl(lp) - q;
+    }
+}
+
+START_TEST(confident_rows_keep_the_gradient_at_the_argmax_and_the_small_loss)
+{
+    static const int64_t widths[] = {10, 300};
+    enum { N = 4, CMAX = 300 };
+    kdt_rng r;
+    kdt_seed(&r, 1619);
+    int cases = 0;
+    for (size_t w = 0; w < 2; w++)
+        for (int what = 0; what < 3; what++) /* CE labels, CE teacher, pseudo-label */
+            for (int in_place = 0; in_place < 2; in_place++) {
+                const int64_t c = widths[w];
+                float s[N * CMAX], t[N * CMAX], g[N * CMAX], per[N], per2[N], loss;
+                int32_t y[N];
+                kdt_fill_normal(&r, s, (size_t)(N * c), 0.3);
+                for (int i = 0; i < N; i++) {
+                    y[i] = (int32_t)(kdt_next(&r) % (uint64_t)c);
+                    s[i * c + y[i]] = logf((float)(c - 1) / 4e-5f); /* 1 - p_y ~ 4e-5 */
+                    for (int64_t j = 0; j < c; j++)
+                        t[i * c + j] = s[i * c + j] - (j == y[i] ? 0.7f : 0.0f);
+                }
+                const float *tt = what == 1 ? t : NULL;
+                long double rl[N], rg[N * CMAX];
+                for (int i = 0; i < N; i++)
+                    confident_reference(s + i * c, tt ? tt + i * c : NULL, y[i], c, &rl[i], rg + i * c);
+                float *gb = in_place ? s : g;
+                float s0[N * CMAX];
+                memcpy(s0, s, sizeof s0);
+                kd_loss *h;
+                kd_loss_create(&h, what == 2 ? KD_LOSS_PSEUDO_LABEL : KD_LOSS_CROSS_ENTROPY, c);
+                kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_SUM);
+                kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, c);
+                if (what == 0)
+                    kd_loss_bind_labels(h, y);
+                else
+                    kd_loss_bind_matrix(h, KD_ARG_TEACHER, what == 1 ? t : s0, c);
+                if (what == 2)
+                    kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.5);
+                kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per2, 0);
+                ck_assert_int_eq(kd_loss_forward(h, N, &loss), KD_OK);
+                kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, gb, c);
+                kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0);
+                ck_assert_int_eq(kd_loss_forward_backward(h, N, &loss), KD_OK);
+                for (int i = 0; i < N; i++) {
+                    ck_assert_msg(per[i] == per2[i], "forward and fused differ");
+                    ck_assert_msg(fabsl(per[i] - rl[i]) <= 1e-5L * rl[i],
+                                  "C %lld kind %d in place %d row %d: loss %.9g, reference %.12Lg",
+                                  (long long)c, what, in_place, i, per[i], rl[i]);
+                    for (int64_t j = 0; j < c; j++) {
+                        const long double e = rg[i * c + j];
+                        ck_assert_msg(fabsl(gb[i * c + j] - e) <= 1e-5L * fabsl(e) + 1e-12L,
+                                      "C %lld kind %d in place %d row %d: g[%lld] = %.9g, reference %.12Lg",
+                                      (long long)c, what, in_place, i, (long long)j, gb[i * c + j], e);
+                    }
+                    cases++;
+                }
+                kd_loss_destroy(h);
+            }
+    ck_assert_int_eq(cases, 2 * 3 * 2 * N);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cross_entropy");
@@ -516,6 +607,7 @@ int main(void)
     tcase_add_test(tc, empty_batch_gives_zero_loss);
     tcase_add_test(tc, nan_and_inf_propagate_to_their_row_by_default);
     tcase_add_test(tc, minus_inf_student_under_a_zero_target_adds_nothing);
+    tcase_add_test(tc, confident_rows_keep_the_gradient_at_the_argmax_and_the_small_loss);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

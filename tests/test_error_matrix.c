@@ -545,7 +545,7 @@ static kd_status row002(void)
 
 static kd_status row003(void)
 {
-    CALL(kd_loss_create(&OUT_LOSS, KD_LOSS_KL_DISTILL, ((int64_t)1 << 31) + 1));
+    CALL(kd_loss_create(&OUT_LOSS, KD_LOSS_KL_DISTILL, (int64_t)1 << 31));
 }
 
 static kd_status row004(void)
@@ -622,6 +622,18 @@ static kd_status row016(void)
 {
     kd_loss *h = mk(KD_LOSS_KL_DISTILL);
     CALL(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 0.0));
+}
+
+static kd_status row016a(void)
+{
+    kd_loss *h = mk(KD_LOSS_KL_DISTILL);
+    CALL(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 1e-7));
+}
+
+static kd_status row016b(void)
+{
+    kd_loss *h = mk(KD_LOSS_MCC);
+    CALL(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 1e-40));
 }
 
 static kd_status row017(void)
@@ -1695,13 +1707,86 @@ static kd_status row228(void)
     CALL(kd_ensemble_average(N, C, 2, INS2, LDS2, NULL, B.probs + 1, LD, B.err, sizeof B.err));
 }
 
+/* ---- issue 16: aliasing of every output, sizes, busy handles ---- */
+
+static kd_status row_finish_loss_in_grad(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_CLASS_BALANCE);
+    ck_assert_int_eq(kd_loss_local_stats(h, N, B.stats), KD_OK);
+    CALL(kd_loss_finish(h, N, B.stats, B.grad + 1));
+}
+
+static kd_status row_finish_grad_over_stats(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_CLASS_BALANCE);
+    ck_assert_int_eq(kd_loss_local_stats(h, N, B.stats), KD_OK);
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, (float *)B.stats, C);
+    CALL(kd_loss_finish(h, 1, B.stats, B.loss));
+}
+
+static kd_status row_linear_alias(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_linear_kl_distill(h, N, DH, B.hidden, DH, B.weight, DH, NULL, 0, NULL, 0, NULL, 0,
+                              NULL, 0, B.loss, NULL, 0, B.weight + 1, DH, NULL));
+}
+
+static kd_status row_linear_ld(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_linear_kl_distill(h, N, DH, B.hidden, DH - 1, B.weight, DH, NULL, 0, NULL, 0, NULL, 0,
+                              NULL, 0, B.loss, NULL, 0, NULL, 0, NULL));
+}
+
+static kd_status row_linear_d(void)
+{
+    kd_loss *h = kl();
+    CALL(kd_linear_kl_distill(h, N, 0, B.hidden, DH, B.weight, DH, NULL, 0, NULL, 0, NULL, 0, NULL,
+                              0, B.loss, NULL, 0, NULL, 0, NULL));
+}
+
+static kd_status row_linear_nan(void)
+{
+    kd_loss *h = kl();
+    kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 1);
+    B.hidden[4] = NAN;
+    CALL(LINEAR(h, N, B.hidden, B.weight, B.loss));
+}
+
+static kd_status row_select_alias(void)
+{
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, NULL, 0, B.probs + 1, B.plabels,
+                                 B.mask, &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row_quality_alias(void)
+{
+    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 0, (float *)B.labels, B.rank, &B.i64,
+                          B.err, sizeof B.err));
+}
+
+static kd_status row_issues_alias(void)
+{
+    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, (uint8_t *)B.cc,
+                              &B.i64, B.err, sizeof B.err));
+}
+
+static kd_status row_ensemble_alias_lds(void)
+{
+    const float *in[2] = {B.teacher, B.probs};
+    int64_t lds[2] = {LD, LD};
+    memcpy(B.out, lds, sizeof lds);
+    CALL(kd_ensemble_average(1, C, 2, in, (const int64_t *)(void *)B.out, NULL, B.out, LD, B.err,
+                             sizeof B.err));
+}
+
 /* a status and its name */
 #define ST(s) s, #s
 static const row ROWS[] = {
     {"kd_loss_create", "out is NULL", ST(KD_ERR_NULL_POINTER), row000},
     {"kd_loss_create", "unknown kind (0, 4, 999)", ST(KD_ERR_INVALID_ARGUMENT), row001},
     {"kd_loss_create", "num_classes < 1", ST(KD_ERR_INVALID_ARGUMENT), row002},
-    {"kd_loss_create", "num_classes > 2^31", ST(KD_ERR_INVALID_ARGUMENT), row003},
+    {"kd_loss_create", "num_classes > 2^31 - 1 (2^31 itself)", ST(KD_ERR_INVALID_ARGUMENT), row003},
     {"kd_loss_set_int", "h is NULL", ST(KD_ERR_NULL_POINTER), row004},
     {"kd_loss_set_int", "unknown parameter", ST(KD_ERR_UNSUPPORTED), row005},
     {"kd_loss_set_int", "a real parameter (TEMPERATURE)", ST(KD_ERR_UNSUPPORTED), row006},
@@ -1715,6 +1800,8 @@ static const row ROWS[] = {
     {"kd_loss_set_int", "UNLABELED_ROWS < -1", ST(KD_ERR_INVALID_ARGUMENT), row014},
     {"kd_loss_set_float", "h is NULL", ST(KD_ERR_NULL_POINTER), row015},
     {"kd_loss_set_float", "TEMPERATURE <= 0", ST(KD_ERR_INVALID_ARGUMENT), row016},
+    {"kd_loss_set_float", "TEMPERATURE below the minimum 1e-6 (1e-7 on KL)", ST(KD_ERR_INVALID_ARGUMENT), row016a},
+    {"kd_loss_set_float", "TEMPERATURE 1e-40, where 1/T overflows float (MCC)", ST(KD_ERR_INVALID_ARGUMENT), row016b},
     {"kd_loss_set_float", "NaN", ST(KD_ERR_INVALID_ARGUMENT), row017},
     {"kd_loss_set_float", "+Inf (SOFT_WEIGHT)", ST(KD_ERR_INVALID_ARGUMENT), row018},
     {"kd_loss_set_float", "a value in [0,1] outside it (ALPHA = 1.5)", ST(KD_ERR_INVALID_ARGUMENT), row019},
@@ -1763,10 +1850,16 @@ static const row ROWS[] = {
     {"kd_loss_finish", "not CLASS_BALANCE or MCC", ST(KD_ERR_UNSUPPORTED), row096},
     {"kd_loss_finish", "the global count not an integer in [n, 2^53]", ST(KD_ERR_INVALID_ARGUMENT), row097},
     {"kd_loss_finish", "MCC: S <= 0 with N > 0", ST(KD_ERR_INVALID_ARGUMENT), row098},
+    {"kd_loss_finish", "the loss inside the gradient", ST(KD_ERR_ALIASING), row_finish_loss_in_grad},
+    {"kd_loss_finish", "the gradient overlapping global_stats", ST(KD_ERR_ALIASING), row_finish_grad_over_stats},
     {"kd_linear_kl_distill", "h, loss, hidden or weight is NULL", ST(KD_ERR_NULL_POINTER), row099},
     {"kd_linear_kl_distill", "h is not a KL_DISTILL handle", ST(KD_ERR_UNSUPPORTED), row100},
     {"kd_linear_kl_distill", "no teacher bound and no teacher_hidden", ST(KD_ERR_MISSING_INPUT), row101},
     {"kd_linear_kl_distill", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), row102},
+    {"kd_linear_kl_distill", "d < 1", ST(KD_ERR_INVALID_ARGUMENT), row_linear_d},
+    {"kd_linear_kl_distill", "an ld smaller than its row length", ST(KD_ERR_SHAPE), row_linear_ld},
+    {"kd_linear_kl_distill", "NaN/Inf input with CHECK_FINITE = 1", ST(KD_ERR_NOT_FINITE), row_linear_nan},
+    {"kd_linear_kl_distill", "an output overlapping an input or another output (grad_weight over weight)", ST(KD_ERR_ALIASING), row_linear_alias},
     {"kd_ema_create", "out is NULL", ST(KD_ERR_NULL_POINTER), row103},
     {"kd_ema_create", "arrays or lengths is NULL", ST(KD_ERR_NULL_POINTER), row104},
     {"kd_ema_create", "arrays[i] NULL with lengths[i] > 0", ST(KD_ERR_NULL_POINTER), row105},
@@ -1898,6 +1991,7 @@ static const row ROWS[] = {
     {"kd_select_pseudo_labels", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row198},
     {"kd_select_pseudo_labels", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), row199},
     {"kd_select_pseudo_labels", "logits: a NaN or +Inf logit, or a row without a finite one", ST(KD_ERR_NOT_FINITE), row200},
+    {"kd_select_pseudo_labels", "an output overlapping an input or another output (confidence over scores)", ST(KD_ERR_ALIASING), row_select_alias},
     {"kd_label_quality", "probs or labels is NULL", ST(KD_ERR_NULL_POINTER), row201},
     {"kd_label_quality", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row202},
     {"kd_label_quality", "score_kind not a KD_LABEL_SCORE_* value", ST(KD_ERR_INVALID_ARGUMENT), row203},
@@ -1905,12 +1999,14 @@ static const row ROWS[] = {
     {"kd_label_quality", "ignore_index in [0, c)", ST(KD_ERR_INVALID_ARGUMENT), row205},
     {"kd_label_quality", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row206},
     {"kd_label_quality", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), row207},
+    {"kd_label_quality", "an output overlapping an input or another output (scores over labels)", ST(KD_ERR_ALIASING), row_quality_alias},
     {"kd_find_label_issues", "probs or labels is NULL", ST(KD_ERR_NULL_POINTER), row208},
     {"kd_find_label_issues", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row209},
     {"kd_find_label_issues", "a label outside [0, c) and not ignore_index", ST(KD_ERR_INVALID_ARGUMENT), row210},
     {"kd_find_label_issues", "ignore_index in [0, c)", ST(KD_ERR_INVALID_ARGUMENT), row211},
     {"kd_find_label_issues", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row212},
     {"kd_find_label_issues", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), row213},
+    {"kd_find_label_issues", "an output overlapping another output (suspect over confident_class)", ST(KD_ERR_ALIASING), row_issues_alias},
     {"kd_soft_labels", "labels or out is NULL, or probs NULL where required", ST(KD_ERR_NULL_POINTER), row214},
     {"kd_soft_labels", "n < 0, c < 1, an ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row215},
     {"kd_soft_labels", "mode not a KD_SOFT_LABEL_* value", ST(KD_ERR_INVALID_ARGUMENT), row216},
@@ -1926,6 +2022,7 @@ static const row ROWS[] = {
     {"kd_ensemble_average", "a negative or non-finite weight, or weights summing to 0", ST(KD_ERR_INVALID_ARGUMENT), row226},
     {"kd_ensemble_average", "a NaN or infinite input element", ST(KD_ERR_NOT_FINITE), row227},
     {"kd_ensemble_average", "out overlapping an input other than in place over inputs[0]", ST(KD_ERR_ALIASING), row228},
+    {"kd_ensemble_average", "out overlapping the lds (or inputs, weights) array", ST(KD_ERR_ALIASING), row_ensemble_alias_lds},
 };
 
 /* ---- the compute entry points: one table, each row run on every entry point
@@ -2049,6 +2146,55 @@ static kd_loss *grad_over_student(void)
     return h;
 }
 
+static kd_loss *mask_over_weights(void)
+{
+    kd_loss *h = selftrain(KD_LOSS_PSEUDO_LABEL);
+    kd_loss_bind_weights(h, B.weights);
+    kd_loss_bind_output(h, KD_ARG_MASK, B.weights, 0);
+    return h;
+}
+
+static kd_loss *grad_over_labels(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, (float *)B.labels, C);
+    return h;
+}
+
+static kd_loss *grad_over_weights(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_weights(h, B.weights);
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.weights, C);
+    return h;
+}
+
+static kd_loss *grad_over_upstream(void)
+{
+    kd_loss *h = kl();
+    kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_NONE);
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.up, C);
+    return h;
+}
+
+static kd_loss *grad_at_loss(void)
+{
+    kd_loss *h = kl();
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.loss, C);
+    return h;
+}
+
+static kd_loss *huge_workspace(void)
+{
+    kd_loss *h = NULL;
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, 1), KD_OK);
+    live_loss[n_loss++] = h;
+    /* the last float of B: the 2^60-row range lies above the loss */
+    kd_loss_bind_matrix(h, KD_ARG_STUDENT, &B.f32, 1);
+    kd_loss_bind_matrix(h, KD_ARG_TEACHER, &B.f32, 1);
+    return h;
+}
+
 static kd_loss *grad_over_teacher(void)
 {
     kd_loss *h = kl();
@@ -2081,6 +2227,12 @@ static const compute_row COMPUTE[] = {
     {"CLASS_BALANCE probabilities whose column mean is outside [0, 1]", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT), class_balance_mean_above_1, N, 0},
     {"the gradient overlapping the student without being it", FWD_BWD | BWD, FWD_BWD, ST(KD_ERR_ALIASING), grad_over_student, N - 1, 0},
     {"the gradient overlapping the teacher", FWD_BWD | BWD, BWD, ST(KD_ERR_ALIASING), grad_over_teacher, N, 0},
+    {"the mask output over the weights (PSEUDO_LABEL)", FWD | FWD_BWD, FWD | FWD_BWD, ST(KD_ERR_ALIASING), mask_over_weights, N, 0},
+    {"the gradient over the labels", FWD_BWD | BWD, FWD_BWD | BWD, ST(KD_ERR_ALIASING), grad_over_labels, 1, 0},
+    {"the gradient over the weights", FWD_BWD | BWD, FWD_BWD | BWD, ST(KD_ERR_ALIASING), grad_over_weights, 1, 0},
+    {"the gradient over the upstream vector (NONE)", BWD, BWD, ST(KD_ERR_ALIASING), grad_over_upstream, 1, 0},
+    {"the loss inside the gradient", FWD_BWD, FWD_BWD, ST(KD_ERR_ALIASING), grad_at_loss, 1, 0},
+    {"a workspace that does not fit in size_t (n = 2^60 + 1, C = 1)", FWD, FWD, ST(KD_ERR_OUT_OF_MEMORY), huge_workspace, ((int64_t)1 << 60) + 1, 0},
 };
 #undef ST
 #define N_COMPUTE (sizeof COMPUTE / sizeof COMPUTE[0])
@@ -2197,7 +2349,14 @@ static void markdown(FILE *f)
           "message, never NULL; `kd_threshold_algorithm_name` returns NULL for an unknown\n"
           "algorithm; `kd_status_string` returns \"unknown status\" for unknown values;\n"
           "`kd_version_number`, `kd_version_string` and `kd_linear_default_chunk_rows`\n"
-          "take no input that can be invalid.\n", f);
+          "take no input that can be invalid.\n\n"
+          "A loss handle used by two threads at once: every function that changes it\n"
+          "(`kd_loss_bind_*`, `kd_loss_set_*`, `kd_loss_forward`, `kd_loss_backward`,\n"
+          "`kd_loss_forward_backward`, `kd_loss_local_stats`, `kd_loss_finish`,\n"
+          "`kd_linear_kl_distill`, `kd_loss_get_*`, `kd_loss_stats_size`) returns\n"
+          "`KD_ERR_STATE` while another thread's call\n"
+          "on the same handle runs, and writes nothing, not even the message\n"
+          "(`tests/test_threads.c` holds a call inside the library to check it).\n", f);
     const char *last = "";
     for (size_t i = 0; i < sizeof ROWS / sizeof ROWS[0]; i++) {
         const row *r = &ROWS[i];

@@ -663,6 +663,67 @@ START_TEST(logits_near_1e38_give_a_finite_divergence_where_it_fits)
 }
 END_TEST
 
+/* Issue 16 point 3: below about 3e-39, 1/T overflows float and the KL kinds,
+ * CE with a teacher target, strong/weak and MCC gave NaN.  The accepted
+ * range is [1e-6, 1e6] for every kind with a temperature (one check in the
+ * parameter setter): below it KD_ERR_INVALID_ARGUMENT with a message, the
+ * old value kept; at 1e-6 the loss and the gradient are finite (logits of
+ * spread ~3, and of magnitude 1e4). */
+START_TEST(temperatures_below_the_minimum_are_refused_and_the_minimum_is_finite)
+{
+    static const kd_loss_kind kinds[] = {KD_LOSS_KL_DISTILL, KD_LOSS_CROSS_ENTROPY,
+                                         KD_LOSS_STRONG_WEAK, KD_LOSS_MCC};
+    static const double bad[] = {9.99e-7, 1e-7, 1e-30, 2.9e-39, 1e-40, 1e-300, 4.9e-324};
+    enum { N = 5, C = 7 };
+    float s[N * C], t[N * C], g[N * C];
+    kdt_rng r;
+    kdt_seed(&r, 1618);
+    int cases = 0;
+    for (int big = 0; big < 2; big++) {
+        kdt_fill_normal(&r, s, N * C, big ? 1e4 : 3.0);
+        kdt_fill_normal(&r, t, N * C, big ? 1e4 : 3.0);
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+            for (int div = 0; div < (kinds[k] == KD_LOSS_KL_DISTILL ? 3 : 1); div++) {
+                kd_loss *h;
+                double v;
+                ck_assert_int_eq(kd_loss_create(&h, kinds[k], C), KD_OK);
+                if (kinds[k] == KD_LOSS_KL_DISTILL)
+                    kd_loss_set_int(h, KD_PARAM_DIVERGENCE, div);
+                ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 2.0), KD_OK);
+                for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+                    ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, bad[b]),
+                                     KD_ERR_INVALID_ARGUMENT);
+                    ck_assert_ptr_nonnull(strstr(kd_loss_last_error(h), "temperature"));
+                    kd_loss_get_float(h, KD_PARAM_TEMPERATURE, &v);
+                    ck_assert(v == 2.0);
+                    cases++;
+                }
+                double lo, hi;
+                int32_t open;
+                ck_assert_int_eq(kd_loss_param_bounds(kinds[k], KD_PARAM_TEMPERATURE, &lo, &hi, &open),
+                                 KD_OK);
+                ck_assert(lo == 1e-6 && hi == 1e6 && open == 0);
+                ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 1e-6), KD_OK);
+                if (kinds[k] == KD_LOSS_STRONG_WEAK)
+                    kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.0);
+                kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, C);
+                kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, C);
+                kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, C);
+                float loss = NAN;
+                ck_assert_int_eq(kd_loss_forward_backward(h, N, &loss), KD_OK);
+                ck_assert_msg(isfinite(loss), "kind %d div %d big %d: loss %g", (int)kinds[k], div,
+                              big, loss);
+                for (int e = 0; e < N * C; e++)
+                    ck_assert_msg(isfinite(g[e]), "kind %d div %d big %d: g[%d] = %g",
+                                  (int)kinds[k], div, big, e, g[e]);
+                kd_loss_destroy(h);
+                cases++;
+            }
+    }
+    ck_assert_int_eq(cases, 2 * 6 * 8);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("kl_distill");
@@ -688,6 +749,7 @@ int main(void)
     tcase_add_test(tc, divergences_are_accurate_at_every_accepted_temperature);
     tcase_add_test(tc, near_identical_rows_never_give_a_negative_divergence);
     tcase_add_test(tc, logits_near_1e38_give_a_finite_divergence_where_it_fits);
+    tcase_add_test(tc, temperatures_below_the_minimum_are_refused_and_the_minimum_is_finite);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

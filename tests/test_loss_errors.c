@@ -604,6 +604,135 @@ START_TEST(impossible_workspace_is_out_of_memory_and_changes_nothing)
 }
 END_TEST
 
+/* n = 2^60 + 1 rows of one class pass the extent check; their workspace of
+ * 2 n doubles does not fit in size_t (it wrapped to 16 bytes, and the row
+ * loop wrote past the heap block): KD_ERR_OUT_OF_MEMORY, nothing read or
+ * written.  The student is a 1-float buffer (no row is ever read), placed
+ * after the loss so that their ranges do not overlap. */
+START_TEST(workspace_size_overflow_is_refused)
+{
+    static const kd_loss_kind kinds[] = {KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL,
+                                         KD_LOSS_LOGIT_MSE,     KD_LOSS_PSEUDO_LABEL,
+                                         KD_LOSS_CONSISTENCY,   KD_LOSS_CLASS_BALANCE,
+                                         KD_LOSS_MCC,           KD_LOSS_WORST_CASE};
+    const int64_t n = ((int64_t)1 << 60) + 1;
+    int cases = 0;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        float buf[3] = {CANARY, 0.5f, 0.25f}; /* loss, student, teacher */
+        kd_loss *h;
+        ck_assert_int_eq(kd_loss_create(&h, kinds[k], 1), KD_OK);
+        if (kinds[k] == KD_LOSS_WORST_CASE) {
+            /* the unlabeled batch stays empty: only n = 2^60 + 1 labeled rows */
+            ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_UNLABELED_ROWS, 0), KD_OK);
+            for (kd_arg r = KD_ARG_LABELED_MAIN; r <= KD_ARG_UNLABELED_ADV; r++)
+                ck_assert_int_eq(kd_loss_bind_matrix(h, r, buf + 1, 1), KD_OK);
+        } else {
+            ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, buf + 1, 1), KD_OK);
+        }
+        if (kinds[k] == KD_LOSS_CROSS_ENTROPY)
+            ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_TARGET, buf + 1, 1), KD_OK);
+        else if (kinds[k] != KD_LOSS_CLASS_BALANCE && kinds[k] != KD_LOSS_MCC &&
+                 kinds[k] != KD_LOSS_WORST_CASE)
+            ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_TEACHER, buf + 1, 1), KD_OK);
+        kd_status st = kd_loss_forward(h, n, buf);
+        ck_assert_msg(st == KD_ERR_OUT_OF_MEMORY || st == KD_ERR_SHAPE,
+                      "kind %d: n = 2^60 + 1 gave %s", (int)kinds[k], kd_status_string(st));
+        ck_assert(buf[0] == CANARY && buf[1] == 0.5f && buf[2] == 0.25f);
+        ck_assert_str_ne(kd_loss_last_error(h), "");
+        kd_loss_destroy(h);
+        cases++;
+    }
+    ck_assert_int_eq(cases, 8);
+}
+END_TEST
+
+/* loss.h: create refuses num_classes > 2^31 - 1 (2^31 itself included) and
+ * accepts 2^31 - 1 (the handle allocates nothing per class). */
+START_TEST(create_bounds_match_the_documentation)
+{
+    kd_loss *h = NULL;
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, (int64_t)1 << 31),
+                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(kd_loss_last_error(NULL), "[1, 2147483647]"));
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, ((int64_t)1 << 31) - 1), KD_OK);
+    int64_t c = 0;
+    ck_assert_int_eq(kd_loss_get_int(h, KD_PARAM_NUM_CLASSES, &c), KD_OK);
+    ck_assert_int_eq(c, INT32_MAX);
+    kd_loss_destroy(h);
+}
+END_TEST
+
+/* Finite weights whose sum is large are normalised, not refused. */
+START_TEST(large_finite_teacher_weights_are_accepted)
+{
+    fixture f;
+    fixture_init(&f, KD_LOSS_KL_DISTILL);
+    kd_loss_set_int(f.h, KD_PARAM_REDUCTION, KD_REDUCTION_MEAN);
+    const float *tp[2] = {f.t, f.t};
+    const int64_t lds[2] = {LDS, LDS};
+    float ref, got;
+    ck_assert_int_eq(kd_loss_bind_teachers(f.h, 2, tp, lds, NULL), KD_OK);
+    ck_assert_int_eq(kd_loss_forward(f.h, N, &ref), KD_OK);
+    const float big[2] = {1e30f, 1e30f}, max[2] = {3.4028235e38f, 3.4028235e38f};
+    ck_assert_int_eq(kd_loss_bind_teachers(f.h, 2, tp, lds, big), KD_OK);
+    ck_assert_int_eq(kd_loss_forward(f.h, N, &got), KD_OK);
+    ck_assert(got == ref); /* {w, w} is {1/2, 1/2} */
+    ck_assert_int_eq(kd_loss_bind_teachers(f.h, 2, tp, lds, max), KD_OK);
+    ck_assert_int_eq(kd_loss_forward(f.h, N, &got), KD_OK);
+    ck_assert(got == ref);
+    const float inf[2] = {INFINITY, 1.0f};
+    ck_assert_int_eq(kd_loss_bind_teachers(f.h, 2, tp, lds, inf), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(kd_loss_last_error(f.h), "weights[0]"));
+    kd_loss_destroy(f.h);
+}
+END_TEST
+
+/* Every failing call sets its message, the const ones included: an older
+ * message is never left in place. */
+START_TEST(failing_getters_set_their_message)
+{
+    kd_loss *h;
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, C), KD_OK);
+    int64_t iv;
+    double dv;
+    struct {
+        const char *word;
+        kd_status want;
+        int which;
+    } cases[] = {
+        {"real number", KD_ERR_UNSUPPORTED, 0},  /* get_int of a real parameter */
+        {"unknown", KD_ERR_UNSUPPORTED, 1},      /* get_int of an unknown one */
+        {"value is NULL", KD_ERR_NULL_POINTER, 2},
+        {"integer", KD_ERR_UNSUPPORTED, 3},      /* get_float of an int parameter */
+        {"value is NULL", KD_ERR_NULL_POINTER, 4},
+        {"batch statistics", KD_ERR_UNSUPPORTED, 5}, /* stats_size of KL */
+        {"count is NULL", KD_ERR_NULL_POINTER, 6},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        /* an older message to overwrite */
+        ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, -1.0), KD_ERR_INVALID_ARGUMENT);
+        kd_status st;
+        switch (cases[k].which) {
+        case 0: st = kd_loss_get_int(h, KD_PARAM_TEMPERATURE, &iv); break;
+        case 1: st = kd_loss_get_int(h, 9999, &iv); break;
+        case 2: st = kd_loss_get_int(h, KD_PARAM_REDUCTION, NULL); break;
+        case 3: st = kd_loss_get_float(h, KD_PARAM_REDUCTION, &dv); break;
+        case 4: st = kd_loss_get_float(h, KD_PARAM_TEMPERATURE, NULL); break;
+        case 5: st = kd_loss_stats_size(h, &iv); break;
+        default: st = kd_loss_stats_size(h, NULL); break;
+        }
+        ck_assert_int_eq(st, cases[k].want);
+        ck_assert_msg(strstr(kd_loss_last_error(h), cases[k].word) != NULL,
+                      "case %zu: message \"%s\" (the older one left in place?)", k,
+                      kd_loss_last_error(h));
+    }
+    /* and a successful call clears it */
+    ck_assert_int_eq(kd_loss_get_int(h, KD_PARAM_REDUCTION, &iv), KD_OK);
+    ck_assert_str_eq(kd_loss_last_error(h), "");
+    kd_loss_destroy(h);
+}
+END_TEST
+
 START_TEST(every_documented_status_has_a_distinct_string)
 {
     static const kd_status used[] = {KD_ERR_NULL_POINTER, KD_ERR_INVALID_ARGUMENT, KD_ERR_SHAPE,
@@ -641,6 +770,10 @@ int main(void)
     tcase_add_test(tc, gradient_overlapping_an_input_other_than_in_place_is_aliasing);
     tcase_add_test(tc, impossible_workspace_is_out_of_memory_and_changes_nothing);
     tcase_add_test(tc, every_documented_status_has_a_distinct_string);
+    tcase_add_test(tc, workspace_size_overflow_is_refused);
+    tcase_add_test(tc, create_bounds_match_the_documentation);
+    tcase_add_test(tc, large_finite_teacher_weights_are_accepted);
+    tcase_add_test(tc, failing_getters_set_their_message);
     suite_add_tcase(s, tc);
     tcase_add_test(tc, per_sample_output_overlapping_an_input_is_aliasing);
     SRunner *sr = srunner_create(s);

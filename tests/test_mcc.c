@@ -121,6 +121,65 @@ START_TEST(edge_shapes_and_a_zero_mass_class)
 }
 END_TEST
 
+/* Issue 16, point 9: one class far below the others in every row (its P
+ * near or below the bottom of float's normal range; tllib's 1 / r_k of that
+ * class does not fit in float).  The loss was finite and the gradient NaN;
+ * now both are the double reference's (the gradient its finite differences
+ * with the entropy weights fixed), P as subnormal as float allows.  Where P
+ * is below even float's subnormals (z / T more than ~103.9 under the row's
+ * log-sum-exp) it is 0 and the class counts as a zero-mass one: loss and
+ * gradient are the reference's with those logits at -Inf. */
+typedef struct {
+    int64_t n, c;
+    double temp;
+    const double *w;
+} fd_ext;
+
+static double fd_ext_fn(void *ctx, const double *x)
+{
+    const fd_ext *f = ctx;
+    return rst_mcc(f->n, f->c, x, f->temp, f->w, NULL);
+}
+
+START_TEST(extreme_logits_loss_and_gradient_agree)
+{
+    enum { EN = 5, EC = 3 };
+    /* P = e^-80 (normal float), e^-95 (subnormal), e^-110 (0 in float) */
+    const double gaps[3] = {80.0, 95.0, 110.0};
+    const double base[EN][EC] = {{0, 0, 1}, {2, 0, 0}, {0, 0, 0.5}, {1, 0, 3}, {-1, 0, 0.25}};
+    for (int t = 0; t < 3; t++) {
+        float z[EN * EC], g[EN * EC], loss = NAN;
+        double zd[EN * EC], zr[EN * EC], fd[EN * EC], w[EN];
+        for (int i = 0; i < EN; i++)
+            for (int j = 0; j < EC; j++) {
+                const double top = base[i][0] > base[i][2] ? base[i][0] : base[i][2];
+                zd[i * EC + j] = j == 1 ? top - gaps[t] - 0.5 * i : base[i][j];
+                z[i * EC + j] = (float)zd[i * EC + j];
+                zr[i * EC + j] = t == 2 && j == 1 ? -INFINITY : zd[i * EC + j];
+            }
+        kd_loss *h = make_loss(z, EC, EC, 1.0);
+        ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, EC), KD_OK);
+        ck_assert_int_eq(kd_loss_forward_backward(h, EN, &loss), KD_OK);
+        const double ref = rst_mcc(EN, EC, zr, 1.0, NULL, w);
+        ck_assert_msg(kdt_close(loss, ref, 1e-5, 1e-7), "gap %g: loss %.9g vs %.9g", gaps[t], loss,
+                      ref);
+        fd_ext f = {EN, EC, 1.0, w};
+        rst_fd_grad(fd_ext_fn, &f, zr, EN * EC, 1e-6, fd);
+        double scale = 0.0;
+        for (int k = 0; k < EN * EC; k++) {
+            ck_assert_msg(isfinite(g[k]), "gap %g: g[%d] = %g", gaps[t], k, g[k]);
+            if (!isfinite(fd[k])) /* -Inf logits: no gradient */
+                fd[k] = 0.0;
+            scale = fabs(fd[k]) > scale ? fabs(fd[k]) : scale;
+        }
+        ck_assert(scale > 1e-3);
+        ck_assert_msg(kdt_max_abs_diff(g, EC, fd, EN, EC) < 1e-5 * scale, "gap %g: off by %g",
+                      gaps[t], kdt_max_abs_diff(g, EC, fd, EN, EC));
+        kd_loss_destroy(h);
+    }
+}
+END_TEST
+
 START_TEST(nan_propagates_and_check_finite_rejects)
 {
     float z[4] = {0.0f, 1.0f, NAN, 2.0f}, loss = 1.0f;
@@ -168,6 +227,7 @@ int main(void)
     tcase_add_test(tc, loss_and_gradient_match_reference_and_finite_differences);
     tcase_add_test(tc, threads_and_in_place_give_identical_bits);
     tcase_add_test(tc, edge_shapes_and_a_zero_mass_class);
+    tcase_add_test(tc, extreme_logits_loss_and_gradient_agree);
     tcase_add_test(tc, nan_propagates_and_check_finite_rejects);
     tcase_add_test(tc, documented_errors);
     suite_add_tcase(s, tc);

@@ -217,6 +217,79 @@ START_TEST(documented_errors)
 }
 END_TEST
 
+/* Issue 16 point 9: a confident weak view (P_y = 0.99996) and a confident
+ * strong view: the gradient at the argmax, (Q_y - P_y) / T, was a difference
+ * of two numbers near 1 (relative error 1e-3) and the small KL lost its
+ * digits.  T = 1 and 2, C = 10 and 300, in place and not; long-double
+ * reference. */
+START_TEST(confident_rows_keep_the_gradient_at_the_argmax_and_the_small_divergence)
+{
+    static const int64_t widths[] = {10, 300};
+    static const double temps[] = {1.0, 2.0};
+    enum { NR = 4, CMAX = 300 };
+    kdt_rng r;
+    kdt_seed(&r, 1620);
+    int cases = 0;
+    for (size_t w = 0; w < 2; w++)
+        for (size_t k = 0; k < 2; k++)
+            for (int in_place = 0; in_place < 2; in_place++) {
+                const int64_t c = widths[w];
+                const long double T = temps[k];
+                float s[NR * CMAX], t[NR * CMAX], g[NR * CMAX], per[NR], loss;
+                long double rl[NR], rg[NR * CMAX];
+                kdt_fill_normal(&r, t, (size_t)(NR * c), 0.3);
+                for (int i = 0; i < NR; i++) {
+                    const int64_t y = (int64_t)(kdt_next(&r) % (uint64_t)c);
+                    t[i * c + y] = logf((float)(c - 1) / 4e-5f);
+                    for (int64_t j = 0; j < c; j++) /* strong view: Q_y = 0.99993 or so */
+                        s[i * c + j] = (float)T * (t[i * c + j] - (j == y ? 0.5f : 0.0f));
+                    long double mt = -INFINITY, ms = -INFINITY, zt = 0.0L, zs = 0.0L;
+                    for (int64_t j = 0; j < c; j++) {
+                        mt = fmaxl(mt, t[i * c + j]);
+                        ms = fmaxl(ms, s[i * c + j] / T);
+                    }
+                    for (int64_t j = 0; j < c; j++) {
+                        zt += expl(t[i * c + j] - mt);
+                        zs += expl(s[i * c + j] / T - ms);
+                    }
+                    rl[i] = 0.0L;
+                    for (int64_t j = 0; j < c; j++) {
+                        const long double lp = t[i * c + j] - mt - logl(zt);
+                        const long double lq = s[i * c + j] / T - ms - logl(zs);
+                        rl[i] += expl(lp) * (lp - lq);
+                        rg[i * c + j] = (expl(lq) - expl(lp)) / T;
+                    }
+                }
+                float *gb = in_place ? s : g;
+                kd_loss *h;
+                kd_loss_create(&h, KD_LOSS_STRONG_WEAK, c);
+                kd_loss_set_float(h, KD_PARAM_TEMPERATURE, (double)T);
+                kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.5);
+                kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_SUM);
+                kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, c);
+                kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
+                kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, gb, c);
+                kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0);
+                ck_assert_int_eq(kd_loss_forward_backward(h, NR, &loss), KD_OK);
+                for (int i = 0; i < NR; i++) {
+                    ck_assert_msg(fabsl(per[i] - rl[i]) <= 1e-5L * rl[i],
+                                  "C %lld T %g in place %d row %d: loss %.9g, reference %.12Lg",
+                                  (long long)c, (double)T, in_place, i, per[i], rl[i]);
+                    for (int64_t j = 0; j < c; j++) {
+                        const long double e = rg[i * c + j];
+                        ck_assert_msg(fabsl(gb[i * c + j] - e) <= 1e-5L * fabsl(e) + 1e-12L,
+                                      "C %lld T %g in place %d row %d: g[%lld] = %.9g, reference %.12Lg",
+                                      (long long)c, (double)T, in_place, i, (long long)j,
+                                      gb[i * c + j], e);
+                    }
+                    cases++;
+                }
+                kd_loss_destroy(h);
+            }
+    ck_assert_int_eq(cases, 2 * 2 * 2 * NR);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("strong_weak");
@@ -227,6 +300,7 @@ int main(void)
     tcase_add_test(tc, edge_shapes_extreme_logits_nan_and_in_place);
     tcase_add_test(tc, threads_give_identical_bits);
     tcase_add_test(tc, documented_errors);
+    tcase_add_test(tc, confident_rows_keep_the_gradient_at_the_argmax_and_the_small_divergence);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -340,18 +340,6 @@ START_TEST(files_of_format_version_1_still_load)
 }
 END_TEST
 
-/* CRC-32C (Castagnoli, reflected), bit by bit. */
-static uint32_t crc32c(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
-    }
-    return ~c;
-}
-
 /* A header that claims a meta section of 1 GiB in a sparse file of that size
  * (checksums right): refused before anything is allocated. */
 static void huge_meta_file(const char *path, const char *magic, uint32_t version)
@@ -362,7 +350,7 @@ static void huge_meta_file(const char *path, const char *magic, uint32_t version
     const uint64_t msize = (uint64_t)1 << 30;
     for (int i = 0; i < 8; i++)
         h[16 + i] = (unsigned char)(msize >> (8 * i));
-    uint32_t crc = crc32c(h, 32);
+    uint32_t crc = kdt_crc32c(h, 32);
     for (int i = 0; i < 4; i++)
         h[32 + i] = (unsigned char)(crc >> (8 * i));
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);

@@ -62,7 +62,15 @@
  * region, nothing allocated by the runtime); with more, the OpenMP runtime
  * may end the process when it cannot allocate its threads (docs/api.md).
  * A handle is used by one thread at a time; distinct handles are independent
- * and may run concurrently.
+ * and may run concurrently.  A call that changes a handle (bind, set,
+ * forward, backward, forward_backward, local_stats, finish,
+ * kd_linear_kl_distill, and the getters kd_loss_get_int, kd_loss_get_float
+ * and kd_loss_stats_size) while another thread's call on the same handle is
+ * running returns KD_ERR_STATE at once and writes nothing: no output, no
+ * binding, no parameter, not even the handle's message (the running call
+ * owns it).  This detects misuse cheaply (one atomic flag per call, as
+ * SQLite's SQLITE_MISUSE); it is not a lock: kd_loss_destroy and
+ * kd_loss_last_error are not covered, and the caller must still serialise.
  *
  * Memory: the handle owns a workspace that grows when n or the number of
  * teachers grows; compute calls with shapes already seen never allocate.
@@ -197,7 +205,9 @@ enum {
 typedef int32_t kd_param;
 enum {
     KD_PARAM_REDUCTION = 1,       /* int, all kinds: KD_REDUCTION_*, default MEAN */
-    KD_PARAM_TEMPERATURE = 2,     /* real > 0 (finite), CE (teacher target) and KL; default 1 */
+    KD_PARAM_TEMPERATURE = 2,     /* real in [1e-6, 1e6], CE (teacher target), KL, STRONG_WEAK
+                                     and MCC; default 1.  Below 1e-6 KD_ERR_INVALID_ARGUMENT
+                                     (1/T and the scaled logits would leave float's range) */
     KD_PARAM_ALPHA = 3,           /* real in [0,1], KL and MSE: sets soft weight alpha and
                                      hard weight 1 - alpha; reads back the soft weight */
     KD_PARAM_SOFT_WEIGHT = 4,     /* real >= 0 (finite), KL and MSE; default 1 */
@@ -278,7 +288,7 @@ enum {
 /* Create a loss of the given kind for num_classes >= 1 classes with every
  * parameter at its default.  *out is set only on success.
  * Errors: KD_ERR_NULL_POINTER (out), KD_ERR_INVALID_ARGUMENT (unknown kind,
- * num_classes < 1 or > 2^31), KD_ERR_OUT_OF_MEMORY. */
+ * num_classes < 1 or > 2^31 - 1 = INT32_MAX), KD_ERR_OUT_OF_MEMORY. */
 KD_API kd_status kd_loss_create(kd_loss **out, kd_loss_kind kind, int64_t num_classes);
 
 /* Free a handle.  Accepts NULL (no-op). */
@@ -292,14 +302,17 @@ KD_API const char *kd_loss_last_error(const kd_loss *h);
 
 /* Set / get parameters.  Errors: KD_ERR_NULL_POINTER, KD_ERR_UNSUPPORTED
  * (unknown parameter, wrong kind, read-only, or int/float mismatch),
- * KD_ERR_INVALID_ARGUMENT (out of range, not finite). */
+ * KD_ERR_INVALID_ARGUMENT (out of range, not finite), KD_ERR_STATE (busy in
+ * another thread).  The getters take a const handle yet, like every call,
+ * set its message on failure and clear it on success. */
 KD_API kd_status kd_loss_set_int(kd_loss *h, kd_param param, int64_t value);
 KD_API kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value);
 KD_API kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value);
 KD_API kd_status kd_loss_get_float(const kd_loss *h, kd_param param, double *value);
 
-/* Accepted range [*lo, *hi] of a parameter for a kind (inclusive; an open
- * bound such as temperature > 0 reports lo = 0 and is_open_low = 1).
+/* Accepted range [*lo, *hi] of a parameter for a kind (inclusive;
+ * is_open_low = 1 marks an open lower bound such as "> 0"; temperature reports
+ * [1e-6, 1e6], closed).
  * Errors: KD_ERR_NULL_POINTER, KD_ERR_UNSUPPORTED. */
 KD_API kd_status kd_loss_param_bounds(kd_loss_kind kind, kd_param param,
                                       double *lo, double *hi, int32_t *is_open_low);
@@ -425,7 +438,8 @@ KD_API kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss);
 /* Number of doubles in the statistics buffer of this handle's kind: C + 1
  * for CLASS_BALANCE, C * C + 2 for MCC.  *count is set only on success.
  * Errors: KD_ERR_NULL_POINTER (h, count), KD_ERR_UNSUPPORTED (a kind without
- * batch statistics; no message: h is const). */
+ * batch statistics), KD_ERR_STATE (busy in another thread).  A failure
+ * leaves its message in the handle as every other call (kd_loss_last_error). */
 KD_API kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count);
 
 /* Compute this rank's statistics over its n >= 0 rows of the bound student

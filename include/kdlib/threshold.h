@@ -13,6 +13,15 @@
  *                           NeurIPS 2021) with tllib's semantics: the model
  *                           and formulas of flexmatch.h, which is now a thin
  *                           compatibility layer over this handle.
+ *   KD_THRESHOLD_FREEMATCH  FreeMatch self-adaptive thresholds (Wang et al.,
+ *                           ICLR 2023) as USB implements them.
+ *   KD_THRESHOLD_SOFTMATCH  SoftMatch truncated-Gaussian weights with uniform
+ *                           distribution alignment (Chen et al., ICLR 2023)
+ *                           as USB implements them.
+ *
+ * FreeMatch and SoftMatch need whole probability rows for their updates
+ * (kd_threshold_update_probs / kd_threshold_weights_probs); every algorithm
+ * accepts rows (FlexMatch reduces each to its max and argmax).
  *
  * One training step:
  *
@@ -36,7 +45,8 @@
  * in kd_threshold_last_error(NULL) (per thread).
  *
  * Memory: create allocates everything (FlexMatch: about 8 bytes per sample
- * and 16 per class); update, weights, the getters and save allocate nothing;
+ * and 16 per class; FreeMatch 48 bytes per class, SoftMatch 80); update,
+ * weights (both kinds), the getters and save allocate nothing;
  * load allocates only the state file's meta section.
  *
  * Thread safety: a handle is used by one thread at a time (the const getters
@@ -58,7 +68,7 @@ typedef struct kd_threshold kd_threshold;
 
 /* Algorithm keys.  Pinned values; new algorithms get new numbers. */
 typedef int32_t kd_threshold_algorithm;
-enum { KD_THRESHOLD_FLEXMATCH = 1 };
+enum { KD_THRESHOLD_FLEXMATCH = 1, KD_THRESHOLD_FREEMATCH = 2, KD_THRESHOLD_SOFTMATCH = 3 };
 
 /* Parameter keys.  Pinned values (equal to the KD_FLEXMATCH_PARAM_* ones);
  * new parameters get new numbers.
@@ -76,6 +86,28 @@ enum { KD_THRESHOLD_FLEXMATCH = 1 };
  *                                   paper and USB use 1).
  *   KD_THRESHOLD_PARAM_NON_STRICT   int 0/1, default 0: update records
  *                                   confidence > tau; 1: confidence >= tau.
+ * FreeMatch and SoftMatch:
+ *   KD_THRESHOLD_PARAM_MOMENTUM     real, m in [0, 1], default 0.999 (USB's
+ *                                   ema_p): every EMA is s = m s + (1 - m) x.
+ * FreeMatch:
+ *   KD_THRESHOLD_PARAM_CLIP         real in [0, 1], default 1 (no clip): tau_t
+ *                                   is clipped to [0, CLIP] after each update
+ *                                   (USB's clip_thresh = True is CLIP 0.95).
+ *   KD_THRESHOLD_PARAM_USE_QUANTILE int 0/1, default 0 (USB): 1 updates tau_t
+ *                                   with the QUANTILE quantile of the batch's
+ *                                   max confidences instead of their mean.
+ *   KD_THRESHOLD_PARAM_QUANTILE     real in [0, 1], default 0.8 (USB's),
+ *                                   linear interpolation (torch.quantile).
+ * SoftMatch:
+ *   KD_THRESHOLD_PARAM_N_SIGMA      real in [0.001, 1000], default 2 (USB).
+ *   KD_THRESHOLD_PARAM_PER_CLASS    int 0/1, default 0: mu and var of the
+ *                                   class of each sample (USB's per_class).
+ *   KD_THRESHOLD_PARAM_DIST_ALIGN   int 0/1, default 1: uniform distribution
+ *                                   alignment of the rows before the
+ *                                   statistics and weights (USB always aligns).
+ *                                   With 1 the confidence entry points
+ *                                   (kd_threshold_update / _weights) are
+ *                                   KD_ERR_UNSUPPORTED: use the _probs ones.
  */
 typedef int32_t kd_threshold_param;
 enum {
@@ -85,7 +117,14 @@ enum {
     KD_THRESHOLD_PARAM_NON_STRICT = 4,
     KD_THRESHOLD_PARAM_NUM_SAMPLES = 5,
     KD_THRESHOLD_PARAM_NUM_CLASSES = 6,
-    KD_THRESHOLD_PARAM_ALGORITHM = 7
+    KD_THRESHOLD_PARAM_ALGORITHM = 7,
+    KD_THRESHOLD_PARAM_MOMENTUM = 8,
+    KD_THRESHOLD_PARAM_CLIP = 9,
+    KD_THRESHOLD_PARAM_N_SIGMA = 10,
+    KD_THRESHOLD_PARAM_PER_CLASS = 11,
+    KD_THRESHOLD_PARAM_DIST_ALIGN = 12,
+    KD_THRESHOLD_PARAM_USE_QUANTILE = 13,
+    KD_THRESHOLD_PARAM_QUANTILE = 14
 };
 
 /* FlexMatch's mapping functions (values of KD_THRESHOLD_PARAM_MAPPING). */
@@ -98,19 +137,40 @@ enum {
 /* State arrays (kd_threshold_get_floats / kd_threshold_get_ints), with their
  * lengths.  Pinned values.
  *   KD_THRESHOLD_STATE_CLASS_THRESHOLDS  floats, C: the per-class thresholds
- *                                        tau_c that kd_threshold_weights uses.
+ *                                        tau_c that kd_threshold_weights uses
+ *                                        (FlexMatch; FreeMatch: tau_t times
+ *                                        MaxNorm(p_t)_c).
  *   KD_THRESHOLD_STATE_LEARNING_EFFECT   floats, C: FlexMatch's beta_c.
  *   KD_THRESHOLD_STATE_CLASS_COUNTS      ints, C: FlexMatch's sigma_c.
  *   KD_THRESHOLD_STATE_UNUSED            ints, 1: FlexMatch's unused count.
  *   KD_THRESHOLD_STATE_PREDICTIONS       ints, N: FlexMatch's last confident
- *                                        prediction per sample, -1 = none. */
+ *                                        prediction per sample, -1 = none.
+ *   KD_THRESHOLD_STATE_GLOBAL_THRESHOLD  floats, 1: FreeMatch's tau_t.
+ *   KD_THRESHOLD_STATE_CLASS_PROBS       floats, C: FreeMatch's p_t; SoftMatch's
+ *                                        p_model of the distribution alignment.
+ *   KD_THRESHOLD_STATE_LABEL_HISTOGRAM   floats, C: FreeMatch's label_hist (EMA
+ *                                        of the batch histogram of argmax).
+ *   KD_THRESHOLD_STATE_CONF_MEAN         floats, 1: SoftMatch's global mu_t.
+ *   KD_THRESHOLD_STATE_CONF_VAR          floats, 1: SoftMatch's global var_t.
+ *   KD_THRESHOLD_STATE_CLASS_CONF_MEAN   floats, C: SoftMatch's per-class mu_t.
+ *   KD_THRESHOLD_STATE_CLASS_CONF_VAR    floats, C: SoftMatch's per-class var_t.
+ *   KD_THRESHOLD_STATE_UPDATES           ints, 1: FreeMatch, SoftMatch: the
+ *                                        number of non-empty updates. */
 typedef int32_t kd_threshold_state;
 enum {
     KD_THRESHOLD_STATE_CLASS_THRESHOLDS = 1,
     KD_THRESHOLD_STATE_LEARNING_EFFECT = 2,
     KD_THRESHOLD_STATE_CLASS_COUNTS = 3,
     KD_THRESHOLD_STATE_UNUSED = 4,
-    KD_THRESHOLD_STATE_PREDICTIONS = 5
+    KD_THRESHOLD_STATE_PREDICTIONS = 5,
+    KD_THRESHOLD_STATE_GLOBAL_THRESHOLD = 6,
+    KD_THRESHOLD_STATE_CLASS_PROBS = 7,
+    KD_THRESHOLD_STATE_LABEL_HISTOGRAM = 8,
+    KD_THRESHOLD_STATE_CONF_MEAN = 9,
+    KD_THRESHOLD_STATE_CONF_VAR = 10,
+    KD_THRESHOLD_STATE_CLASS_CONF_MEAN = 11,
+    KD_THRESHOLD_STATE_CLASS_CONF_VAR = 12,
+    KD_THRESHOLD_STATE_UPDATES = 13
 };
 
 /* Largest N and C accepted by kd_threshold_create. */
@@ -181,8 +241,11 @@ KD_API kd_status kd_threshold_param_bounds(kd_threshold_algorithm algorithm,
  *   indices      n sample indices in [0, N).
  *   confidences  n confidences (e.g. the max softmax of the weak view); not NaN.
  *   predictions  n predicted classes in [0, C) (every entry is checked).
+ * FreeMatch needs whole rows and SoftMatch with DIST_ALIGN too: they refuse
+ * this call with KD_ERR_UNSUPPORTED (use kd_threshold_update_probs).
  * O(n), no allocation.
  * Returns KD_OK; KD_ERR_NULL_POINTER (th, or an array when n > 0);
+ * KD_ERR_UNSUPPORTED (see above);
  * KD_ERR_INVALID_ARGUMENT (n < 0, an index or prediction out of range: the
  * message names the entry and the value); KD_ERR_NOT_FINITE (a NaN confidence). */
 KD_API kd_status kd_threshold_update(kd_threshold *th, int64_t n, const int64_t *indices,
@@ -194,11 +257,56 @@ KD_API kd_status kd_threshold_update(kd_threshold *th, int64_t n, const int64_t 
  * tau_c of predictions[k], else 0; tau_c as KD_THRESHOLD_STATE_CLASS_THRESHOLDS).
  *   n            >= 0 (0: no-op); confidences, predictions as for update.
  *   weights      n floats (written only on success).
+ * FreeMatch: weights[k] = 1 when confidences[k] >= tau_t MaxNorm(p_t) of
+ * predictions[k]; SoftMatch without DIST_ALIGN: its Gaussian weight of
+ * confidences[k]; SoftMatch with DIST_ALIGN: KD_ERR_UNSUPPORTED.
  * O(n + C), no allocation.
- * Returns KD_OK; KD_ERR_NULL_POINTER; KD_ERR_INVALID_ARGUMENT (n < 0, a
+ * Returns KD_OK; KD_ERR_NULL_POINTER; KD_ERR_UNSUPPORTED (see above);
+ * KD_ERR_INVALID_ARGUMENT (n < 0, a
  * prediction out of range); KD_ERR_NOT_FINITE (a NaN confidence). */
 KD_API kd_status kd_threshold_weights(const kd_threshold *th, int64_t n, const float *confidences,
                                       const int32_t *predictions, float *weights);
+
+/* kd_threshold_update_probs():
+ * Record a batch of n probability rows (e.g. the softmax of the weak views):
+ * row k is probs[k * ld + j], j < c.  FreeMatch and SoftMatch update their
+ * EMA statistics from the whole batch (docs/labels.md); FlexMatch reduces
+ * each row to its max (the confidence) and argmax (the prediction, lowest
+ * index on ties) and does what kd_threshold_update does.  The whole batch is
+ * validated first; rows are not required to sum to 1.
+ *   n        >= 0 (0: no-op).
+ *   c        the handle's number of classes.
+ *   probs    n rows of c values in [0, 1].
+ *   ld       row stride in floats, >= c.
+ *   indices  n sample indices in [0, N): required by FlexMatch; FreeMatch and
+ *            SoftMatch keep no per-sample state and accept NULL (checked
+ *            when given).
+ * O(n c), no allocation.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th, probs or a required indices when
+ * n > 0); KD_ERR_INVALID_ARGUMENT (n < 0, c not the handle's C, ld < c, an
+ * index out of range, a probability outside [0, 1]: the message names the
+ * entry and the value); KD_ERR_NOT_FINITE (a NaN or infinite probability). */
+KD_API kd_status kd_threshold_update_probs(kd_threshold *th, int64_t n, int64_t c,
+                                           const float *probs, int64_t ld,
+                                           const int64_t *indices);
+
+/* kd_threshold_weights_probs():
+ * Per-sample loss weights of a batch of probability rows from the current
+ * state (FlexMatch, FreeMatch: 0/1 masks of the row's max against the
+ * threshold of its argmax; SoftMatch: truncated-Gaussian weights in (0, 1]).
+ * USB computes the weights after the batch's own update: call
+ * kd_threshold_update_probs first to reproduce it.
+ *   n, c, probs, ld  as for kd_threshold_update_probs.
+ *   weights          n floats (written only on success).
+ *   pseudo_labels    NULL, or n int32 receiving the argmax of each row (of
+ *                    the rows as given, before any alignment; lowest index
+ *                    on ties).
+ * O(n c), no allocation.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th, probs or weights when n > 0);
+ * KD_ERR_INVALID_ARGUMENT; KD_ERR_NOT_FINITE (as for update_probs). */
+KD_API kd_status kd_threshold_weights_probs(const kd_threshold *th, int64_t n, int64_t c,
+                                            const float *probs, int64_t ld, float *weights,
+                                            int32_t *pseudo_labels);
 
 /* kd_threshold_get_floats() / kd_threshold_get_ints():
  * Copy the state array `what` (KD_THRESHOLD_STATE_*) into out, which holds
@@ -217,7 +325,8 @@ KD_API kd_status kd_threshold_get_ints(const kd_threshold *th, kd_threshold_stat
 /* kd_threshold_save():
  * Write the state and parameters to `path` in the versioned,
  * CRC-32C-checksummed little-endian container of docs/labels.md (FlexMatch:
- * magic "KDFLEXM\0", format version 2; the files of kd_flexmatch_save), via
+ * magic "KDFLEXM\0", format version 2; the files of kd_flexmatch_save;
+ * FreeMatch "KDFREEM\0" and SoftMatch "KDSOFTM\0", version 1), via
  * a temporary file, fsync and rename: an interrupted save leaves the previous
  * file or the new one.  The handle is not changed.
  * Returns KD_OK; KD_ERR_NULL_POINTER (th, path); KD_ERR_IO (the message has

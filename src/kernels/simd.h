@@ -31,6 +31,9 @@ typedef struct {
  * pass.  KDI_SMALL_C is the largest small_c of any variant. */
 #define KDI_SMALL_C 100
 #define KDI_MAX_LANES 16
+/* ce_small and pl_small take the log-sum of a row whose float loss is below
+ * this again in double (a confident row: see lane_logsum_ in simd_short.h) */
+#define KDI_SMALL_LOSS 0.01f
 
 /* One row of a *_small call. */
 typedef struct {

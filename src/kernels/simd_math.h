@@ -308,13 +308,17 @@ KDV_INLINE vf vexp_nonpos(vf x)
     /* times 2^floor(m) as a float 2^n, n = floor(m) >= -126 above lo; zero
      * below lo, where the intermediate values are meaningless (NaN lanes
      * compare false: stay NaN) */
-    const vi n = ((vi)k - 0x49C00000) >> 3;
-    const vf v = (vf)p * (vf)((n + 127) << 23);
+    /* in unsigned lanes: below lo, (vi)k - 0x49C00000 overflows int (the
+     * lanes are masked off anyway; no signed overflow, same instructions) */
+    typedef uint32_t vu __attribute__((vector_size(KDV_W * 4)));
+    const vi n = (vi)((vu)(vi)k - 0x49C00000u) >> 3;
+    const vf v = (vf)p * (vf)(vi)((vu)(n + 127) << 23);
     return (vf)((vi)v & ~(x < lo));
 }
 #else
 KDV_INLINE vf vexp_nonpos(vf x)
 {
+    typedef uint32_t vu __attribute__((vector_size(KDV_W * 4)));
     const float lo = -87.33654f;
     vf xc = vmax_keepnan(vset(lo), x);
     vf k = xc * 1.44269504088896341f + 12582912.0f; /* round to nearest via 1.5 * 2^23 */
@@ -328,7 +332,7 @@ KDV_INLINE vf vexp_nonpos(vf x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
-    vf v = p * (vf)((ki + 127) << 23);
+    vf v = p * (vf)(vi)((vu)(ki + 127) << 23); /* ki + 127 >= 0 here; unsigned shift */
     return (vf)((vi)v & ~(x < lo)); /* NaN lanes compare false: stay NaN */
 }
 #endif

@@ -219,7 +219,10 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     k.es = work;
     k.g = g;
     k.c = c;
-    const float ls = logf((float)sum[0]);
+    /* the log-sum in double: a confident row's sum is 1 + (a small rest), whose
+     * float rounding would dominate its small loss */
+    const double lsd = log(sum[0]);
+    const float ls = (float)lsd;
     k.off = lab->active ? lab->off : 0.0f;
     k.cs = cs;
     k.ks = (float)(1.0 / sum[0]) * (float)(lab_sum + a * sum_src);
@@ -236,8 +239,8 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     /* sum q log p = sum q d - ls sum q (kind 0: q = off everywhere).  ls is
      * finite or NaN; where it is NaN the sum is NaN unless every q is 0 (0 log
      * p is 0), which a zero sum q does not tell (q may be of either sign). */
-    double sum_qlp = src_kind ? acc[0] - (double)ls * acc[1]
-                              : (k.off != 0.0f ? (double)k.off * (acc[0] - (double)c * ls) : 0.0);
+    double sum_qlp = src_kind ? acc[0] - lsd * acc[1]
+                              : (k.off != 0.0f ? (double)k.off * (acc[0] - (double)c * lsd) : 0.0);
     if (src_kind && ls != ls) {
         sum_qlp = 0.0;
         for (int64_t j = 0; j < c && sum_qlp == 0.0; j++)
@@ -245,13 +248,31 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
                 sum_qlp = NAN;
     }
     double total = -sum_qlp;
+    double qsum = src_kind ? acc[1] : (double)k.off * (double)c; /* d total / d lsd */
     if (lab->active) {
         const float extra = lab->on - lab->off;
         if (extra != 0.0f) {
-            total -= (double)extra * ((s_y - k.ms) - ls);
+            total -= (double)extra * ((double)(s_y - k.ms) - lsd);
+            qsum += extra;
             if (g)
                 g[lab->y] -= cs * extra;
         }
+    }
+    if (total < KDI_SMALL_LOSS && lsd == lsd && qsum != 0.0) {
+        /* a confident row: its sum of exps is 1 + a small rest, summed in
+         * float parts that round the rest; the log-sum again as log1p(rest)
+         * in double from the stored exps (the max term is the only one above
+         * 0.99 where the loss is below KDI_SMALL_LOSS) */
+        double rest = 0.0;
+        int64_t n1 = 0;
+        for (int64_t j = 0; j < c; j++) {
+            if (k.es[j] >= 0.99f)
+                n1++;
+            else
+                rest += k.es[j];
+        }
+        if (n1 == 1)
+            total += (log1p(rest) - lsd) * qsum;
     }
     return total;
 }

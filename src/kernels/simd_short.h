@@ -397,6 +397,24 @@ KDV_INLINE vf ce_lanes_q(const small_params *p, int64_t j, int src_kind, vf ka, 
     return src_kind ? q + ka * Q[j] : q;
 }
 
+/* Lane r's log sum_j exp(S_j - ms) in double: log1p of the sum without the
+ * maximum terms (each exactly 1), so that a confident row (sum = 1 + a
+ * small rest, below the float rounding of 1) keeps its small loss.  Used for
+ * rows whose float loss is below KDI_SMALL_LOSS only. */
+static __attribute__((noinline, cold)) double KDV_FN(lane_logsum_)(const vf *S, const vf *ES,
+                                                                   vf ms, int64_t c, int r)
+{
+    double rest = 0.0;
+    int n_max = 0;
+    for (int64_t j = 0; j < c; j++) {
+        if (S[j][r] == ms[r])
+            n_max++;
+        else
+            rest += ES[j][r];
+    }
+    return log1p((double)(n_max - 1) + rest);
+}
+
 static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, int src_kind,
                               float inv_t, double *loss_out)
 {
@@ -452,6 +470,10 @@ static void KDV_FN(ce_small_)(const kdi_small_row *rows, int nrows, int64_t c, i
     scatter_rows(rows, nrows, c, G);
     for (int r = 0; r < nrows; r++)
         loss_out[r] = loss[r];
+    if (__builtin_expect(vhany(loss < KDI_SMALL_LOSS), 0)) /* ls in double (lane_logsum_) */
+        for (int r = 0; r < nrows; r++)
+            if (loss[r] < KDI_SMALL_LOSS && ls[r] == ls[r] && qs[r] != 0.0f)
+                loss_out[r] = KDV_FN(lane_logsum_)(S, ES, ms, c, r) * qs[r] - qd[r];
 }
 
 static void KDV_FN(pl_small_)(const kdi_small_row *rows, int nrows, int64_t c,
@@ -503,6 +525,10 @@ static void KDV_FN(pl_small_)(const kdi_small_row *rows, int nrows, int64_t c,
         label_out[r] = idx[r];
         keep_out[r] = keep[r] != 0;
     }
+    if (__builtin_expect(vhany(keep & (loss < KDI_SMALL_LOSS)), 0)) /* ls in double */
+        for (int r = 0; r < nrows; r++)
+            if (keep[r] && loss[r] < KDI_SMALL_LOSS)
+                loss_out[r] = KDV_FN(lane_logsum_)(S, ES, ms, c, r) - (double)(sy[r] - ms[r]);
 }
 
 static void KDV_FN(mse_small_)(const kdi_small_row *rows, int nrows, int64_t c, double *sq_out,

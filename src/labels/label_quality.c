@@ -70,7 +70,8 @@ kd_status kd_label_quality(int64_t n, int64_t c, const float *probs, int64_t ld,
 
     kdi_rank_entry *rank = NULL;
     if (ranking && n > 0) {
-        rank = malloc((size_t)n * sizeof *rank);
+        size_t bytes;
+        rank = kdi_size_mul((size_t)n, sizeof *rank, &bytes) ? malloc(bytes) : NULL;
         if (!rank)
             return kdi_label_fail(err, err_size, KD_ERR_OUT_OF_MEMORY,
                                   KDI_QUALITY_FN ": out of memory for %lld rows", (long long)n);

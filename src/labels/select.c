@@ -96,7 +96,8 @@ kd_status kd_select_pseudo_labels(int64_t n, int64_t c, const float *scores, int
     kdi_select_entry *sel = NULL;
     int64_t count = 0;
     if (top_k_per_class > 0 && n > 0) {
-        sel = malloc((size_t)n * sizeof *sel);
+        size_t bytes;
+        sel = kdi_size_mul((size_t)n, sizeof *sel, &bytes) ? malloc(bytes) : NULL;
         if (!sel)
             return kdi_label_fail(err, err_size, KD_ERR_OUT_OF_MEMORY,
                                   KDI_SELECT_FN ": out of memory for %lld rows", (long long)n);

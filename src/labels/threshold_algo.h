@@ -41,11 +41,24 @@ typedef struct kdi_threshold_algo {
     void (*set_int)(kd_threshold *th, int32_t key, int64_t value);
     double (*get_real)(const kd_threshold *th, int32_t key);
     int64_t (*get_int)(const kd_threshold *th, int32_t key);
-    /* A validated batch. */
+    /* A validated batch of confidences and predictions.  NULL, or a
+     * non-NULL message from refuse_scalar, makes the entry point
+     * KD_ERR_UNSUPPORTED. */
     void (*update)(kd_threshold *th, int64_t n, const int64_t *indices, const float *confidences,
                    const int32_t *predictions);
     void (*weights)(const kd_threshold *th, int64_t n, const float *confidences,
                     const int32_t *predictions, float *weights);
+    /* NULL, or why the confidence entry points cannot serve the current
+     * parameters (the row ones can); NULL return: they can. */
+    const char *(*refuse_scalar)(const kd_threshold *th);
+    /* A validated batch of probability rows (c = num_classes, ld >= c;
+     * indices non-NULL unless indices_optional, then NULL).  NULL: the handle reduces each row
+     * to max / argmax (lowest index on ties) and calls update / weights. */
+    void (*update_probs)(kd_threshold *th, int64_t n, const float *probs, int64_t ld,
+                         const int64_t *indices);
+    void (*weights_probs)(const kd_threshold *th, int64_t n, const float *probs, int64_t ld,
+                          float *weights);
+    int indices_optional; /* 1: no per-sample state, update_probs accepts NULL indices */
     /* Length of state array `what` (0: the algorithm has none of that type,
      * is_int = 1 for int arrays), and its copy. */
     int64_t (*state_length)(const kd_threshold *th, kd_threshold_state what, int is_int);
@@ -59,6 +72,46 @@ typedef struct kdi_threshold_algo {
 } kdi_threshold_algo;
 
 extern const kdi_threshold_algo kdi_threshold_flexmatch;
+extern const kdi_threshold_algo kdi_threshold_freematch;
+extern const kdi_threshold_algo kdi_threshold_softmatch;
+
+/* Max and argmax (lowest index on ties) of a row of c >= 1 values. */
+static inline float kdi_threshold_row_max(const float *row, int64_t c, int32_t *argmax)
+{
+    float m = row[0];
+    int32_t a = 0;
+    for (int64_t j = 1; j < c; j++)
+        if (row[j] > m) {
+            m = row[j];
+            a = (int32_t)j;
+        }
+    *argmax = a;
+    return m;
+}
+
+/* An EMA step in double: m s + (1 - m) x. */
+static inline double kdi_threshold_ema(double s, double m, double x) { return m * s + (1.0 - m) * x; }
+
+/* State files of algorithms whose meta section starts with N and C (u64)
+ * and whose data section is an array of f64 (FreeMatch, SoftMatch).
+ * kdi_threshold_meta_shape: the meta section has meta_size bytes and N, C
+ * are in range (KD_ERR_CORRUPT), *n and *c receive them; call it first in
+ * check_meta, then check the algorithm's own fields, then
+ * kdi_threshold_data_shape: the data section holds fixed + per_class * C
+ * doubles (KD_ERR_CORRUPT) and the shape is the handle's (KD_ERR_MISMATCH). */
+kd_status kdi_threshold_meta_shape(const kdi_statefile_reader *r, uint64_t meta_size, uint64_t *n,
+                                   uint64_t *c, char *msg);
+kd_status kdi_threshold_data_shape(const kd_threshold *h, const kdi_statefile_reader *r,
+                                   uint64_t n, uint64_t c, uint64_t fixed, uint64_t per_class,
+                                   char *msg);
+/* The whole validated load of such a file into buf (count doubles), then
+ * ok(i, C, value) for each value (KD_ERR_CORRUPT naming the first bad one).
+ * On KD_OK the reader is open (the caller takes its parameters from r->meta,
+ * commits buf and closes it); on failure it is closed. */
+kd_status kdi_threshold_load_f64(kd_threshold *th, const kdi_statefile_kind *kind,
+                                 const char *path, uint64_t meta_size, double *buf, int64_t count,
+                                 int (*ok)(int64_t i, int64_t c, double v),
+                                 kdi_statefile_reader *r, char *msg);
 
 /* FlexMatch's predictions as int32, for flexmatch.h's layer (no copy). */
 const int32_t *kdi_flexmatch_predictions_of(const kd_threshold *th);

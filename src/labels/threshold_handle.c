@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const kdi_threshold_algo *const kdi_threshold_algos[] = {&kdi_threshold_flexmatch};
+static const kdi_threshold_algo *const kdi_threshold_algos[] = {
+    &kdi_threshold_flexmatch, &kdi_threshold_freematch, &kdi_threshold_softmatch};
 
 const kdi_threshold_names kdi_threshold_own_names = {"kd_threshold", "KD_THRESHOLD_PARAM_"};
 
@@ -235,6 +236,19 @@ static kd_status kdi_threshold_check_batch(const kd_threshold *th, char *err, co
     return KD_OK;
 }
 
+/* The confidence entry points of an algorithm that needs probability rows. */
+static kd_status kdi_threshold_check_scalar(const kd_threshold *th, char *err, const char *fn,
+                                            int has_hook)
+{
+    const char *why = !has_hook ? "needs whole probability rows"
+                      : th->algo->refuse_scalar ? th->algo->refuse_scalar(th)
+                                                : NULL;
+    if (why)
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: %s %s: use %s_probs", fn, th->algo->name,
+                        why, fn);
+    return KD_OK;
+}
+
 kd_status kdi_threshold_update_as(kd_threshold *th, const kdi_threshold_names *nm, int64_t n,
                                   const int64_t *indices, const float *confidences,
                                   const int32_t *predictions)
@@ -246,6 +260,8 @@ kd_status kdi_threshold_update_as(kd_threshold *th, const kdi_threshold_names *n
     snprintf(fn, sizeof fn, "%s_update", nm->prefix);
     kd_status st =
         kdi_threshold_check_batch(th, th->err, fn, n, indices, 1, confidences, predictions);
+    if (st == KD_OK)
+        st = kdi_threshold_check_scalar(th, th->err, fn, th->algo->update != NULL);
     if (st == KD_OK && n > 0)
         th->algo->update(th, n, indices, confidences, predictions);
     return st;
@@ -267,11 +283,124 @@ kd_status kd_threshold_weights(const kd_threshold *th, int64_t n, const float *c
     char *err = kdi_err_of(th->err);
     kdi_clear_error(err);
     kd_status st = kdi_threshold_check_batch(th, err, fn, n, NULL, 0, confidences, predictions);
+    if (st == KD_OK)
+        st = kdi_threshold_check_scalar(th, err, fn, th->algo->weights != NULL);
     if (st == KD_OK && n > 0 && !weights)
         st = kdi_fail(err, KD_ERR_NULL_POINTER, "%s: weights is NULL", fn);
     if (st == KD_OK && n > 0)
         th->algo->weights(th, n, confidences, predictions, weights);
     return st;
+}
+
+/* ---- probability rows ----------------------------------------------------- */
+
+/* Checks of a batch of rows shared by update_probs and weights_probs. */
+static kd_status kdi_threshold_check_rows(const kd_threshold *th, char *err, const char *fn,
+                                          int64_t n, int64_t c, const float *probs, int64_t ld,
+                                          const int64_t *indices, int need_indices)
+{
+    if (n < 0)
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT, "%s: n = %lld < 0", fn, (long long)n);
+    if (c != th->num_classes)
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT, "%s: c = %lld, the handle has %lld classes",
+                        fn, (long long)c, (long long)th->num_classes);
+    if (ld < c)
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT, "%s: ld = %lld < c = %lld", fn,
+                        (long long)ld, (long long)c);
+    if (n == 0)
+        return KD_OK;
+    if (ld > (INT64_MAX - c) / n)
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                        "%s: n = %lld rows of stride ld = %lld overflow int64", fn, (long long)n,
+                        (long long)ld);
+    if (!probs || (need_indices && !indices))
+        return kdi_fail(err, KD_ERR_NULL_POINTER, "%s: %s is NULL", fn,
+                        !probs ? "probs" : "indices");
+    for (int64_t k = 0; k < n; k++) {
+        if (indices && (indices[k] < 0 || indices[k] >= th->num_samples))
+            return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                            "%s: indices[%lld] = %lld is outside [0, %lld)", fn, (long long)k,
+                            (long long)indices[k], (long long)th->num_samples);
+        const float *row = probs + k * ld;
+        for (int64_t j = 0; j < c; j++) {
+            const float p = row[j];
+            if (!isfinite(p))
+                return kdi_fail(err, KD_ERR_NOT_FINITE, "%s: probs[%lld][%lld] is %s", fn,
+                                (long long)k, (long long)j, isnan(p) ? "NaN" : "infinite");
+            if (!(p >= 0.0f && p <= 1.0f))
+                return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                                "%s: probs[%lld][%lld] = %g is outside [0, 1]", fn, (long long)k,
+                                (long long)j, (double)p);
+        }
+    }
+    return KD_OK;
+}
+
+/* Rows reduced to max / argmax in chunks on the stack, for algorithms without
+ * row hooks: update (weights NULL) or weights of each chunk. */
+enum { KDI_THRESHOLD_CHUNK = 256 };
+
+static void kdi_threshold_by_chunks(kd_threshold *th, const kd_threshold *cth, int64_t n,
+                                    const float *probs, int64_t ld, const int64_t *indices,
+                                    float *weights)
+{
+    float conf[KDI_THRESHOLD_CHUNK];
+    int32_t pred[KDI_THRESHOLD_CHUNK];
+    const int64_t c = cth->num_classes;
+    for (int64_t k0 = 0; k0 < n; k0 += KDI_THRESHOLD_CHUNK) {
+        const int64_t m = n - k0 < KDI_THRESHOLD_CHUNK ? n - k0 : KDI_THRESHOLD_CHUNK;
+        for (int64_t k = 0; k < m; k++)
+            conf[k] = kdi_threshold_row_max(probs + (k0 + k) * ld, c, &pred[k]);
+        if (weights)
+            cth->algo->weights(cth, m, conf, pred, weights + k0);
+        else
+            th->algo->update(th, m, indices + k0, conf, pred);
+    }
+}
+
+kd_status kd_threshold_update_probs(kd_threshold *th, int64_t n, int64_t c, const float *probs,
+                                    int64_t ld, const int64_t *indices)
+{
+    static const char fn[] = "kd_threshold_update_probs";
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    kdi_clear_error(th->err);
+    const kdi_threshold_algo *a = th->algo;
+    kd_status st =
+        kdi_threshold_check_rows(th, th->err, fn, n, c, probs, ld, indices, !a->indices_optional);
+    if (st != KD_OK || n == 0)
+        return st;
+    if (a->update_probs) {
+        a->update_probs(th, n, probs, ld, a->indices_optional ? NULL : indices);
+        return KD_OK;
+    }
+    kdi_threshold_by_chunks(th, th, n, probs, ld, indices, NULL);
+    return KD_OK;
+}
+
+kd_status kd_threshold_weights_probs(const kd_threshold *th, int64_t n, int64_t c,
+                                     const float *probs, int64_t ld, float *weights,
+                                     int32_t *pseudo_labels)
+{
+    static const char fn[] = "kd_threshold_weights_probs";
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    char *err = kdi_err_of(th->err);
+    kdi_clear_error(err);
+    const kdi_threshold_algo *a = th->algo;
+    kd_status st = kdi_threshold_check_rows(th, err, fn, n, c, probs, ld, NULL, 0);
+    if (st == KD_OK && n > 0 && !weights)
+        st = kdi_fail(err, KD_ERR_NULL_POINTER, "%s: weights is NULL", fn);
+    if (st != KD_OK || n == 0)
+        return st;
+    if (a->weights_probs)
+        a->weights_probs(th, n, probs, ld, weights);
+    else
+        kdi_threshold_by_chunks(NULL, th, n, probs, ld, NULL, weights);
+    if (pseudo_labels)
+        for (int64_t k = 0; k < n; k++)
+            (void)kdi_threshold_row_max(probs + k * ld, c, &pseudo_labels[k]);
+    return KD_OK;
 }
 
 /* ---- state arrays --------------------------------------------------------- */
@@ -350,6 +479,53 @@ kd_status kdi_threshold_load_as(kd_threshold *th, const kdi_threshold_names *nm,
     if (st != KD_OK)
         return kdi_fail(th->err, st, "%s_load: %s", nm->prefix, msg);
     return KD_OK;
+}
+
+kd_status kdi_threshold_meta_shape(const kdi_statefile_reader *r, uint64_t meta_size, uint64_t *n,
+                                   uint64_t *c, char *msg)
+{
+    if (r->meta_size != meta_size)
+        return kdi_fail(msg, KD_ERR_CORRUPT, "'%s': meta section of %llu bytes, expected %llu",
+                        r->path, (unsigned long long)r->meta_size,
+                        (unsigned long long)meta_size);
+    *n = kdi_le_get_u64(r->meta);
+    *c = kdi_le_get_u64(r->meta + 8);
+    if (*n < 1 || *n > (uint64_t)KD_THRESHOLD_MAX_SAMPLES || *c < 1
+        || *c > (uint64_t)KD_THRESHOLD_MAX_CLASSES)
+        return kdi_fail(msg, KD_ERR_CORRUPT, "'%s': invalid shape (N %llu, C %llu)", r->path,
+                        (unsigned long long)*n, (unsigned long long)*c);
+    return KD_OK;
+}
+
+kd_status kdi_threshold_data_shape(const kd_threshold *h, const kdi_statefile_reader *r,
+                                   uint64_t n, uint64_t c, uint64_t fixed, uint64_t per_class,
+                                   char *msg)
+{
+    if (r->data_size != (fixed + per_class * c) * sizeof(double))
+        return kdi_fail(msg, KD_ERR_CORRUPT, "'%s': data section of %llu bytes for %llu classes",
+                        r->path, (unsigned long long)r->data_size, (unsigned long long)c);
+    if (n != (uint64_t)h->num_samples || c != (uint64_t)h->num_classes)
+        return kdi_fail(msg, KD_ERR_MISMATCH,
+                        "'%s' holds %llu samples x %llu classes, the handle has %lld x %lld",
+                        r->path, (unsigned long long)n, (unsigned long long)c,
+                        (long long)h->num_samples, (long long)h->num_classes);
+    return KD_OK;
+}
+
+kd_status kdi_threshold_load_f64(kd_threshold *th, const kdi_statefile_kind *kind,
+                                 const char *path, uint64_t meta_size, double *buf, int64_t count,
+                                 int (*ok)(int64_t i, int64_t c, double v),
+                                 kdi_statefile_reader *r, char *msg)
+{
+    kd_status st = kdi_statefile_load(r, kind, th, path, meta_size, buf,
+                                      (uint64_t)count * sizeof(double), 8, msg);
+    for (int64_t i = 0; i < count && st == KD_OK; i++)
+        if (!ok(i, th->num_classes, buf[i])) {
+            st = kdi_fail(msg, KD_ERR_CORRUPT, "'%s': state value %lld is %g", path,
+                          (long long)i, buf[i]);
+            kdi_statefile_close(r);
+        }
+    return st;
 }
 
 kd_status kd_threshold_save(const kd_threshold *th, const char *path)

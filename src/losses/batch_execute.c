@@ -79,11 +79,28 @@ static kd_status workspace(kd_loss *h, const char *fn, int64_t n, kdi_batch *b)
 {
     const size_t c = (size_t)h->c, rows = (size_t)n;
     const int mcc = h->kind == KD_LOSS_MCC;
-    if (mcc && (c > SIZE_MAX / 8 / c || (rows > 0 && c > SIZE_MAX / 16 / rows)))
-        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld", fn, (long long)n);
+    int nthreads = kdi_resolve_threads(h->threads);
+    nthreads = nthreads > n ? (n > 0 ? (int)n : 1) : nthreads;
     const size_t nstats = (size_t)kdi_batch_stats_size(h);
-    size_t nf = 2 * rows + (mcc ? 2 * rows * c + c * c : c);
-    size_t nd = nstats + (mcc ? 1 + rows + 2 * c : 0);
+    /* per thread: the SIMD softmax's work area, then its input row (MCC) or
+     * KDI_CB_GROUP softmax rows (class balance) */
+    const size_t stride = (size_t)KDI_SIMD_WORK(h->c) + (mcc ? c : KDI_CB_GROUP * c);
+    const size_t chunks = mcc ? 0 : (size_t)kdi_class_balance_chunks(n, h->c);
+    /* floats: 2 n (log-sum-exps) + MCC's 2 n C + C^2, or C, + the threads'
+     * scratch; doubles: the statistics + MCC's 1 + n + 2 C, or the class
+     * balance's chunk partials; every step overflow-checked */
+    size_t nf, nd, rc, cc;
+    int ok = kdi_size_mul(rows, 2, &nf);
+    if (mcc)
+        ok = ok && kdi_size_mul(rows, c, &rc) && kdi_size_mul(c, c, &cc) &&
+             kdi_size_muladd(rc, 2, nf, &nf) && kdi_size_add(nf, cc, &nf) &&
+             kdi_size_muladd(c, 2, rows + 1, &nd) && kdi_size_add(nd, nstats, &nd);
+    else
+        ok = ok && kdi_size_add(nf, c, &nf) && kdi_size_muladd(chunks, c, nstats, &nd);
+    ok = ok && kdi_size_muladd((size_t)nthreads, stride, nf, &nf);
+    if (!ok)
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld overflows", fn,
+                        (long long)n);
     float *old_bf = h->bf;
     double *old_bd = h->bd;
     kd_status st = kdi_grow(h, fn, (void **)&h->bf, &h->bf_cap, nf, sizeof(float));
@@ -102,15 +119,45 @@ static kd_status workspace(kd_loss *h, const char *fn, int64_t n, kdi_batch *b)
         b->probs = f;
         b->work = f + rows * c;
         b->mat = f + 2 * rows * c;
+        b->scratch = b->mat + c * c;
         b->coef = h->bd + nstats;
         b->ew = b->coef + 1;
         b->rsum = b->ew + rows;
     } else {
         b->vec = f;
+        b->scratch = f + c;
+        b->part = h->bd + nstats;
+        b->nchunks = (int64_t)chunks;
     }
-    int nthreads = kdi_resolve_threads(h->threads);
-    b->nthreads = nthreads > n ? (n > 0 ? (int)n : 1) : nthreads;
+    b->scratch_stride = stride;
+    b->nthreads = nthreads;
     return KD_OK;
+}
+
+/* One row's softmax through the shared SIMD row kernel: ce_row without a
+ * target or label writes g_j = cs softmax(x)_j sum(q), here with cs = 1 and
+ * sum(q) = 1.  Its exp flushes results below float's normal range (x_j more
+ * than ~87.3 under the row's max) to 0; those are redone in double, so that
+ * p_j is exp(x_j - log-sum-exp) down to float's smallest subnormal as with
+ * expf (class balance takes the log of column means, MCC divides by column
+ * masses: a flushed class would change the loss). */
+void kdi_batch_softmax(const float *x, float *p, int64_t c, float *work)
+{
+    const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO);
+    const kdi_simd_label none = {0, -1, 0.0f, 0.0f, 0.0f};
+    (void)ops->ce_row(x, NULL, 0, p, c, 1.0f, 0.0f, &none, 1.0f, 1.0f, work, 1, NULL);
+    int zero = 0;
+    for (int64_t j = 0; j < c; j++)
+        zero |= p[j] == 0.0f;
+    if (!zero)
+        return;
+    const float mx = ops->row_max(x, c);
+    if (!isfinite(mx)) /* NaN or +Inf: no finite softmax, the kernel's values stand */
+        return;
+    const double ls = log(ops->row_sumexp(x, c, 1.0f, mx));
+    for (int64_t j = 0; j < c; j++)
+        if (p[j] == 0.0f)
+            p[j] = (float)exp(((double)x[j] - (double)mx) - ls);
 }
 
 /* Do the workspace's per-row values belong to these n rows of the bound
@@ -199,6 +246,7 @@ kd_status kdi_batch_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, fl
     if (st)
         return st;
     compute_rows(h, &b);
+    b.to_grad = mode != KDI_FORWARD;
     compute_stats(h, &b, b.own);
     double value;
     const float up = mode == KDI_BACKWARD ? upstream[0] : 1.0f;
@@ -222,17 +270,26 @@ static kd_status check_kind(kd_loss *h, const char *fn)
     return KD_OK;
 }
 
-kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count)
+/* h is const but leaves its message as every failing call (see params.c) */
+static kd_status loss_stats_size_locked(kd_loss *h, int64_t *count)
 {
-    if (!h || !count)
-        return KD_ERR_NULL_POINTER;
-    if (!kdi_is_batch_kind(h))
-        return KD_ERR_UNSUPPORTED;
+    if (!count)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "stats_size: count is NULL");
+    kd_status st = check_kind(h, "stats_size");
+    if (st)
+        return st;
     *count = kdi_batch_stats_size(h);
+    kdi_clear_error(h->err);
     return KD_OK;
 }
 
-kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
+kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count)
+{
+    kd_loss *m = (kd_loss *)(uintptr_t)h;
+    KDI_GUARDED(m, loss_stats_size_locked(m, count));
+}
+
+static kd_status loss_local_stats_locked(kd_loss *h, int64_t n, double *stats)
 {
     static const char fn[] = "local_stats";
     if (!h)
@@ -260,7 +317,12 @@ kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
     return KD_OK;
 }
 
-kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, float *loss)
+kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats)
+{
+    KDI_GUARDED(h, loss_local_stats_locked(h, n, stats));
+}
+
+static kd_status loss_finish_locked(kd_loss *h, int64_t n, const double *global_stats, float *loss)
 {
     static const char fn[] = "finish";
     if (!h)
@@ -309,4 +371,9 @@ kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, floa
     *loss = (float)value;
     kdi_clear_error(h->err);
     return KD_OK;
+}
+
+kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, float *loss)
+{
+    KDI_GUARDED(h, loss_finish_locked(h, n, global_stats, loss));
 }

@@ -40,9 +40,10 @@ kd_status kdi_grow(kd_loss *h, const char *fn, void **p, size_t *cap, size_t nee
 {
     if (need <= *cap)
         return KD_OK;
-    if (need > SIZE_MAX / elem)
+    size_t bytes;
+    if (!kdi_size_mul(need, elem, &bytes))
         return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace of %zu elements", fn, need);
-    void *q = realloc(*p, need * elem);
+    void *q = realloc(*p, bytes);
     if (!q)
         return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace of %zu elements", fn, need);
     *p = q;

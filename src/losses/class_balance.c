@@ -4,43 +4,98 @@
  *   dL/dx_c = (1/C) (x_c - y) / max(x_c (1 - x_c), 1e-12),
  * spread to every row: dL/dp_ic = dL/dx_c / n, then through the softmax when
  * the rows are logits.  Statistics: the C column sums and the row count
- * (additive over rows, so sums over ranks give the global batch's), each
- * column summed in row order by one thread so that any thread count gives
- * the same bits.  The finish needs only those sums: x_c is their mean over
- * the global N rows, and row i's gradient is dL/dx_c / N through its own p_i. */
+ * (additive over rows, so sums over ranks give the global batch's).  One
+ * pass over the rows: each row's softmax (the shared SIMD kernel) is added to
+ * the column sums of its row chunk; the chunks depend on n and C only and
+ * are added in chunk order, so any thread count gives the same bits.  The
+ * finish needs only those sums: x_c is their mean over the global N rows,
+ * and row i's gradient is dL/dx_c / N through its own p_i, with the
+ * dominant class's share taken from the other classes (1 - p_m of a
+ * saturated row is not representable next to p_m in float). */
 #include <math.h>
+#include <omp.h>
+#include <string.h>
 
+#include "core/parallel.h"
 #include "losses/loss_internal.h"
 
-#define COLUMN_BLOCK 256
+/* at least this many rows per chunk, at most MAX_CHUNKS chunks, and chunk
+ * sums of at most PART_DOUBLES doubles (8 MiB) unless that leaves fewer
+ * than two chunks */
+#define CHUNK_ROWS 16
+#define MAX_CHUNKS 32
+#define PART_DOUBLES ((int64_t)1 << 20)
+#define GROUP KDI_CB_GROUP
 
-static inline float prob_at(const kd_loss *h, const kdi_batch *b, int64_t i, int64_t j)
+int64_t kdi_class_balance_chunks(int64_t n, int64_t c)
 {
-    const float *x = h->student + i * h->ld_student;
-    return h->input_type == KD_INPUT_LOGITS ? expf(kdi_log_softmax(x[j], 1.0f, b->lse[i])) : x[j];
+    int64_t k = (n + CHUNK_ROWS - 1) / CHUNK_ROWS;
+    int64_t cap = c > 0 ? PART_DOUBLES / c : MAX_CHUNKS;
+    cap = cap < 2 ? 2 : (cap > MAX_CHUNKS ? MAX_CHUNKS : cap);
+    k = k > cap ? cap : k;
+    return k < 1 ? 1 : k;
 }
 
+/* No per-row values: the statistics and gradient passes compute each row's
+ * softmax where they need it (the statistics pass of a call with a gradient
+ * leaves it in the gradient rows). */
 void kdi_class_balance_rows(const kd_loss *h, kdi_batch *b)
 {
-    const int64_t n = b->n, c = h->c;
-    if (h->input_type == KD_INPUT_LOGITS) {
-        KDI_PARALLEL_FOR(b->nthreads, i, n,
-                         { b->lse[i] = kdi_row_lse(h->student + i * h->ld_student, c, 1.0f); });
-    }
+    (void)h;
+    (void)b;
 }
 
 void kdi_class_balance_stats(const kd_loss *h, kdi_batch *b, double *out)
 {
-    const int64_t n = b->n, c = h->c;
-    const int64_t blocks = (c + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
-    KDI_PARALLEL_FOR(b->nthreads, k, blocks, {
-        const int64_t j0 = k * COLUMN_BLOCK, j1 = j0 + COLUMN_BLOCK < c ? j0 + COLUMN_BLOCK : c;
-        double *col = out;
-        for (int64_t j = j0; j < j1; j++)
+    const int64_t n = b->n, c = h->c, k = b->nchunks, per = (n + k - 1) / k;
+    const int logits = h->input_type == KD_INPUT_LOGITS;
+    /* With logits the finish accepts every statistic these rows give (each
+     * p <= 1, so each mean is in [0, 1]), so a call that goes on to the
+     * gradient may keep the softmax rows in the gradient rows (in place: once
+     * a group of rows has been read). */
+    const int stash = logits && b->to_grad, in_place = h->grad == h->student;
+    KDI_PARALLEL_FOR(b->nthreads, q, k, {
+        float *work = kdi_batch_scratch(b, omp_get_thread_num()), *p = work + KDI_SIMD_WORK(c);
+        double *col = b->part + q * c;
+        const int64_t i1 = (q + 1) * per < n ? (q + 1) * per : n;
+        for (int64_t j = 0; j < c; j++)
             col[j] = 0.0;
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i0 = q * per; i0 < i1; i0 += GROUP) {
+            /* up to GROUP rows at a time: their probabilities, then one
+             * update of the column sums (fewer passes over them) */
+            const float *r[GROUP];
+            const int cnt = i1 - i0 < GROUP ? (int)(i1 - i0) : GROUP;
+            for (int u = 0; u < cnt; u++) {
+                const int64_t i = i0 + u;
+                r[u] = h->student + i * h->ld_student;
+                if (logits) {
+                    float *dst = stash && !in_place ? h->grad + i * h->ld_grad : p + u * c;
+                    kdi_batch_softmax(r[u], dst, c, work);
+                    r[u] = dst;
+                }
+            }
+            if (stash && in_place) /* the group's logits are read: its rows take P */
+                for (int u = 0; u < cnt; u++)
+                    memcpy(h->grad + (i0 + u) * h->ld_grad, r[u], sizeof(float) * (size_t)c);
+            if (cnt == GROUP) {
+                for (int64_t j = 0; j < c; j++)
+                    col[j] += ((double)r[0][j] + r[1][j]) + ((double)r[2][j] + r[3][j]);
+            } else {
+                for (int u = 0; u < cnt; u++)
+                    for (int64_t j = 0; j < c; j++)
+                        col[j] += r[u][j];
+            }
+        }
+    });
+    /* the chunks in chunk order, column blocks in parallel */
+    const int64_t block = 1024, blocks = (c + block - 1) / block;
+    KDI_PARALLEL_FOR(b->nthreads, t, blocks, {
+        const int64_t j0 = t * block, j1 = j0 + block < c ? j0 + block : c;
+        for (int64_t j = j0; j < j1; j++)
+            out[j] = b->part[j];
+        for (int64_t q = 1; q < k; q++)
             for (int64_t j = j0; j < j1; j++)
-                col[j] += prob_at(h, b, i, j);
+                out[j] += b->part[q * c + j];
     });
     out[c] = (double)n;
 }
@@ -83,13 +138,66 @@ kd_status kdi_class_balance_finish(kd_loss *h, const char *fn, kdi_batch *b, con
     return KD_OK;
 }
 
+typedef double kd2 __attribute__((vector_size(16)));
+
+/* sum_j p_j and sum_j p_j v_j over [j0, j1) into acc (acc[0], acc[2]: p;
+ * acc[1], acc[3]: p v), in two lanes of doubles each (a fixed order: the
+ * same bits for every thread count; two chains hide the add latency) */
+static void range_sums(const float *p, const float *v, int64_t j0, int64_t j1, kd2 acc[4])
+{
+    kd2 s0 = acc[0], t0 = acc[1], s1 = acc[2], t1 = acc[3];
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) {
+        const kd2 p0 = {p[j], p[j + 1]}, p1 = {p[j + 2], p[j + 3]};
+        s0 += p0;
+        s1 += p1;
+        t0 += p0 * (kd2){v[j], v[j + 1]};
+        t1 += p1 * (kd2){v[j + 2], v[j + 3]};
+    }
+    for (; j < j1; j++) {
+        s0[0] += p[j];
+        t0[0] += (double)p[j] * v[j];
+    }
+    acc[0] = s0;
+    acc[1] = t0;
+    acc[2] = s1;
+    acc[3] = t1;
+}
+
+/* Row i with logits, p its softmax (p may be g): g_j = up p_j (v_j - sum_k
+ * p_k v_k), and for the largest probability m, whose 1 - p_m is
+ * sum_{k != m} p_k,
+ *   g_m = up p_m (v_m sum_{k != m} p_k - sum_{k != m} p_k v_k)
+ * (the difference v_m - sum_k p_k v_k cancels to 0 in float when p_m rounds
+ * to 1).  Which of tied maxima is m does not matter: the formula is exact. */
+static void softmax_grad_row(float *g, const float *p, const float *v, float up, int64_t c)
+{
+    const int64_t m = kdi_simd(KDI_ISA_AUTO)->row_argmax(p, c);
+    kd2 acc[4] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
+    range_sums(p, v, 0, m, acc);
+    range_sums(p, v, m + 1, c, acc);
+    const kd2 sp = acc[0] + acc[2], spv = acc[1] + acc[3];
+    const double rest = sp[0] + sp[1], dot = spv[0] + spv[1];
+    const float pm = p[m];
+    const float d = (float)(dot + (double)pm * v[m]);
+    for (int64_t j = 0; j < c; j++)
+        g[j] = up * p[j] * (v[j] - d);
+    g[m] = (float)((double)up * pm * ((double)v[m] * rest - dot));
+}
+
 void kdi_class_balance_grad(const kd_loss *h, const kdi_batch *b, float up)
 {
     const int64_t n = b->n, c = h->c;
     KDI_PARALLEL_FOR(b->nthreads, i, n, {
         float *g = h->grad + i * h->ld_grad;
         if (h->input_type == KD_INPUT_LOGITS) {
-            kdi_softmax_backward(g, h->student + i * h->ld_student, b->lse[i], 1.0f, b->vec, up, c);
+            if (!b->to_grad) { /* kd_loss_finish: the softmax is computed here */
+                float *work = kdi_batch_scratch(b, omp_get_thread_num()), *p = work + KDI_SIMD_WORK(c);
+                kdi_batch_softmax(h->student + i * h->ld_student, p, c, work);
+                softmax_grad_row(g, p, b->vec, up, c);
+            } else {
+                softmax_grad_row(g, g, b->vec, up, c);
+            }
         } else {
             for (int64_t j = 0; j < c; j++)
                 g[j] = up * b->vec[j];

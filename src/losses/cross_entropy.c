@@ -24,6 +24,22 @@ void kdi_cross_entropy_row(const kd_loss *h, const kdi_row *r, double terms[2])
                                               (float)(1.0 / h->temperature), src_w, &lab, lab_w,
                                               (float)r->c_soft, r->work, r->nthr, r->pipe);
     terms[1] = 0.0;
+    if (terms[0] < KDI_CONFIDENT_LOSS)
+        kdi_ce_confident_fix(h, r->q ? r->q : r->t, r->g, y, lab_w);
+}
+
+void kdi_ce_confident_fix(const kd_loss *h, const float *src, float *g, int32_t y, float lab_w)
+{
+    const int64_t c = h->c;
+    const int64_t k = y >= 0 && lab_w >= 0.5f ? y : src ? h->ops->row_argmax(src, c) : -1;
+    if (k < 0)
+        return;
+    if (g) { /* g_k = -sum_{j != k} g_j */
+        double rest = 0.0;
+        for (int64_t j = 0; j < c; j++)
+            rest += j == k ? 0.0 : (double)g[j];
+        g[k] = (float)-rest;
+    }
 }
 
 kdi_onehot kdi_smoothed_onehot(const kd_loss *h)

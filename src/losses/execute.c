@@ -58,25 +58,19 @@ const float *kdi_teacher_row(const kd_loss *h, int64_t i)
     return avg;
 }
 
+/* Per-row terms (2 n doubles) and per-thread scratch rows; every size is
+ * overflow-checked (n = 2^60 + 1 rows of one class pass the extent check,
+ * and 2 n doubles do not fit in size_t). */
 static kd_status grow(kd_loss *h, const char *fn, int64_t n, int nthreads)
 {
-    size_t need_terms = (size_t)n * 2;
-    if (need_terms > h->terms_cap) {
-        double *p = realloc(h->terms, need_terms * sizeof *p);
-        if (!p)
-            return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld", fn, (long long)n);
-        h->terms = p;
-        h->terms_cap = need_terms;
-    }
-    size_t need_scratch = (size_t)nthreads * KDI_SCRATCH_STRIDE(h->c);
-    if (need_scratch > h->scratch_cap) {
-        float *p = realloc(h->scratch, need_scratch * sizeof *p);
-        if (!p)
-            return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: teacher scratch rows", fn);
-        h->scratch = p;
-        h->scratch_cap = need_scratch;
-    }
-    return KD_OK;
+    size_t need_terms, need_scratch;
+    if (!kdi_size_mul((size_t)n, 2, &need_terms) ||
+        !kdi_size_mul((size_t)nthreads, KDI_SCRATCH_STRIDE(h->c), &need_scratch))
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld overflows", fn,
+                        (long long)n);
+    if (kdi_grow(h, fn, (void **)&h->terms, &h->terms_cap, need_terms, sizeof *h->terms))
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld", fn, (long long)n);
+    return kdi_grow(h, fn, (void **)&h->scratch, &h->scratch_cap, need_scratch, sizeof *h->scratch);
 }
 
 /* Checks of the self-training kinds that run through this driver: the
@@ -343,6 +337,40 @@ static void long_block(const kd_loss *h, const row_loop *px, int64_t b)
     block_store(&tp, &br, x.all_terms);
 }
 
+/* The bound buffers and the per-call settings of one row loop. */
+static void row_loop_init(row_loop *x, kd_loss *h, kdi_mode mode, int64_t n, int row_thr,
+                          const float *upstream)
+{
+    const int want_grad = mode != KDI_FORWARD;
+    const int want_aux = mode != KDI_BACKWARD && is_thresholded(h);
+    const int one_teacher = h->n_teachers == 1;
+    x->mode = mode;
+    x->row_thr = row_thr;
+    x->n = n;
+    x->c = h->c;
+    /* averaged teachers live in one scratch row per thread: one row per block then */
+    x->block = h->n_teachers > 1 ? 1 : KDI_ROW_BLOCK;
+    x->upstream = upstream;
+    x->labels = h->labels;
+    x->ignore_index = h->ignore_index;
+    x->student = h->student;
+    x->target = h->target;
+    x->weights = h->weights;
+    x->ld_student = h->ld_student;
+    x->ld_target = h->ld_target;
+    x->teacher = one_teacher ? h->teachers[0] : NULL;
+    x->ld_teacher = one_teacher ? h->ld_teachers[0] : 0;
+    x->many_teachers = h->n_teachers > 1;
+    x->grad = want_grad ? h->grad : NULL;
+    x->grad2 = want_grad ? h->grad_teacher : NULL;
+    x->ld_grad = h->ld_grad;
+    x->ld_grad2 = h->ld_grad_teacher;
+    x->mask_out = want_aux ? h->mask_out : NULL;
+    x->labels_out = want_aux ? h->labels_out : NULL;
+    x->all_terms = h->terms;
+    x->is_small = kdi_small_plan_of(h, &x->small);
+}
+
 static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float *loss,
                      const float *upstream)
 {
@@ -371,35 +399,9 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     h->region_threads = nthreads;
 
     row_loop x;
+    row_loop_init(&x, h, mode, n, row_thr, upstream);
     x.tp = kdi_term_plan_of(h, n, valid, nthreads);
-    const int want_grad = mode != KDI_FORWARD;
-    const int want_aux = mode != KDI_BACKWARD && is_thresholded(h);
-    x.mode = mode;
-    x.row_thr = row_thr;
-    x.n = n;
-    x.c = h->c;
-    /* averaged teachers live in one scratch row per thread: one row per block then */
-    x.block = h->n_teachers > 1 ? 1 : KDI_ROW_BLOCK;
     const int64_t nblocks = (n + x.block - 1) / x.block;
-    x.upstream = upstream;
-    x.labels = h->labels;
-    x.ignore_index = h->ignore_index;
-    x.student = h->student;
-    x.target = h->target;
-    x.weights = h->weights;
-    x.ld_student = h->ld_student;
-    x.ld_target = h->ld_target;
-    x.teacher = h->n_teachers == 1 ? h->teachers[0] : NULL;
-    x.ld_teacher = h->n_teachers == 1 ? h->ld_teachers[0] : 0;
-    x.many_teachers = h->n_teachers > 1;
-    x.grad = want_grad ? h->grad : NULL;
-    x.grad2 = want_grad ? h->grad_teacher : NULL;
-    x.ld_grad = h->ld_grad;
-    x.ld_grad2 = h->ld_grad_teacher;
-    x.mask_out = want_aux ? h->mask_out : NULL;
-    x.labels_out = want_aux ? h->labels_out : NULL;
-    x.all_terms = h->terms;
-    x.is_small = kdi_small_plan_of(h, &x.small);
 
     if (x.is_small)
         KDI_PARALLEL_FOR(nthreads, b, nblocks, { small_block(h, &x, b); });
@@ -457,17 +459,32 @@ void kdi_reduce_rows(const double *terms, int64_t n, int red, float *per_sample,
     sums[1] = s_hard;
 }
 
-kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss)
+static kd_status loss_forward_locked(kd_loss *h, int64_t n, float *loss)
 {
     return run(h, "forward", KDI_FORWARD, n, loss, NULL);
 }
 
-kd_status kd_loss_backward(kd_loss *h, int64_t n, const float *upstream)
+kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss)
+{
+    KDI_GUARDED(h, loss_forward_locked(h, n, loss));
+}
+
+static kd_status loss_backward_locked(kd_loss *h, int64_t n, const float *upstream)
 {
     return run(h, "backward", KDI_BACKWARD, n, NULL, upstream);
 }
 
-kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss)
+kd_status kd_loss_backward(kd_loss *h, int64_t n, const float *upstream)
+{
+    KDI_GUARDED(h, loss_backward_locked(h, n, upstream));
+}
+
+static kd_status loss_forward_backward_locked(kd_loss *h, int64_t n, float *loss)
 {
     return run(h, "forward_backward", KDI_FUSED, n, loss, NULL);
+}
+
+kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss)
+{
+    KDI_GUARDED(h, loss_forward_backward_locked(h, n, loss));
 }

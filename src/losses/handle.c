@@ -1,4 +1,5 @@
 /* Loss handle life cycle and argument bindings. */
+#include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -29,6 +30,7 @@ kd_status kd_loss_create(kd_loss **out, kd_loss_kind kind, int64_t num_classes)
     kd_loss *h = calloc(1, sizeof *h);
     if (!h)
         return kdi_fail(err, KD_ERR_OUT_OF_MEMORY, "kd_loss_create: out of memory");
+    atomic_flag_clear(&h->busy);
     h->kind = kind;
     h->kd = kd;
     h->ops = kdi_simd(KDI_ISA_AUTO);
@@ -88,7 +90,10 @@ static kd_status unsupported(kd_loss *h, const char *fn, kd_arg role)
                     (int)role, (int)h->kind);
 }
 
-kd_status kd_loss_bind_matrix(kd_loss *h, kd_arg role, const float *data, int64_t ld)
+static kd_status loss_bind_teachers_locked(kd_loss *h, int32_t count, const float *const *teachers,
+                                           const int64_t *lds, const float *weights);
+
+static kd_status loss_bind_matrix_locked(kd_loss *h, kd_arg role, const float *data, int64_t ld)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -104,7 +109,7 @@ kd_status kd_loss_bind_matrix(kd_loss *h, kd_arg role, const float *data, int64_
         return kdi_fail(h->err, KD_ERR_SHAPE, "bind_matrix: ld = %lld < num_classes = %lld",
                         (long long)ld, (long long)h->c);
     if (role == KD_ARG_TEACHER)
-        return kd_loss_bind_teachers(h, data ? 1 : 0, &data, &ld, NULL);
+        return loss_bind_teachers_locked(h, data ? 1 : 0, &data, &ld, NULL);
     if (wc) {
         h->wc_in[worst_case_slot(role)] = data;
         h->wc_ld[worst_case_slot(role)] = ld;
@@ -119,8 +124,13 @@ kd_status kd_loss_bind_matrix(kd_loss *h, kd_arg role, const float *data, int64_
     return KD_OK;
 }
 
-kd_status kd_loss_bind_teachers(kd_loss *h, int32_t count, const float *const *teachers,
-                                const int64_t *lds, const float *weights)
+kd_status kd_loss_bind_matrix(kd_loss *h, kd_arg role, const float *data, int64_t ld)
+{
+    KDI_GUARDED(h, loss_bind_matrix_locked(h, role, data, ld));
+}
+
+static kd_status loss_bind_teachers_locked(kd_loss *h, int32_t count, const float *const *teachers,
+                                           const int64_t *lds, const float *weights)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -140,8 +150,10 @@ kd_status kd_loss_bind_teachers(kd_loss *h, int32_t count, const float *const *t
         if (lds[k] < h->c)
             return kdi_fail(h->err, KD_ERR_SHAPE, "bind_teachers: lds[%d] = %lld < num_classes = %lld",
                             (int)k, (long long)lds[k], (long long)h->c);
+        /* any finite float >= 0: the sum of at most 1024 of them stays finite
+         * in double (<= 1024 FLT_MAX), and so does each quotient w / sum */
         double w = weights ? weights[k] : 1.0;
-        if (!(w >= 0.0) || !(w < 1e30))
+        if (!(w >= 0.0) || !isfinite(w))
             return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
                             "bind_teachers: weights[%d] = %g is not a finite value >= 0", (int)k, w);
         wsum += w;
@@ -178,7 +190,13 @@ kd_status kd_loss_bind_teachers(kd_loss *h, int32_t count, const float *const *t
     return KD_OK;
 }
 
-kd_status kd_loss_bind_labels(kd_loss *h, const int32_t *labels)
+kd_status kd_loss_bind_teachers(kd_loss *h, int32_t count, const float *const *teachers,
+                                const int64_t *lds, const float *weights)
+{
+    KDI_GUARDED(h, loss_bind_teachers_locked(h, count, teachers, lds, weights));
+}
+
+static kd_status loss_bind_labels_locked(kd_loss *h, const int32_t *labels)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -189,7 +207,12 @@ kd_status kd_loss_bind_labels(kd_loss *h, const int32_t *labels)
     return KD_OK;
 }
 
-kd_status kd_loss_bind_weights(kd_loss *h, const float *weights)
+kd_status kd_loss_bind_labels(kd_loss *h, const int32_t *labels)
+{
+    KDI_GUARDED(h, loss_bind_labels_locked(h, labels));
+}
+
+static kd_status loss_bind_weights_locked(kd_loss *h, const float *weights)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -200,7 +223,12 @@ kd_status kd_loss_bind_weights(kd_loss *h, const float *weights)
     return KD_OK;
 }
 
-kd_status kd_loss_bind_output(kd_loss *h, kd_arg role, float *data, int64_t ld)
+kd_status kd_loss_bind_weights(kd_loss *h, const float *weights)
+{
+    KDI_GUARDED(h, loss_bind_weights_locked(h, weights));
+}
+
+static kd_status loss_bind_output_locked(kd_loss *h, kd_arg role, float *data, int64_t ld)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -238,12 +266,17 @@ kd_status kd_loss_bind_output(kd_loss *h, kd_arg role, float *data, int64_t ld)
     return KD_OK;
 }
 
-kd_status kd_loss_bind_vector(kd_loss *h, kd_arg role, const float *data)
+kd_status kd_loss_bind_output(kd_loss *h, kd_arg role, float *data, int64_t ld)
+{
+    KDI_GUARDED(h, loss_bind_output_locked(h, role, data, ld));
+}
+
+static kd_status loss_bind_vector_locked(kd_loss *h, kd_arg role, const float *data)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
     if (role == KD_ARG_WEIGHTS)
-        return kd_loss_bind_weights(h, data);
+        return loss_bind_weights_locked(h, data);
     if (role != KD_ARG_CLASS_THRESHOLDS || !is_thresholded(h))
         return unsupported(h, "bind_vector", role);
     h->class_thresholds = data;
@@ -251,7 +284,12 @@ kd_status kd_loss_bind_vector(kd_loss *h, kd_arg role, const float *data)
     return KD_OK;
 }
 
-kd_status kd_loss_bind_output_labels(kd_loss *h, kd_arg role, int32_t *data)
+kd_status kd_loss_bind_vector(kd_loss *h, kd_arg role, const float *data)
+{
+    KDI_GUARDED(h, loss_bind_vector_locked(h, role, data));
+}
+
+static kd_status loss_bind_output_labels_locked(kd_loss *h, kd_arg role, int32_t *data)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -260,4 +298,9 @@ kd_status kd_loss_bind_output_labels(kd_loss *h, kd_arg role, int32_t *data)
     h->labels_out = data;
     kdi_clear_error(h->err);
     return KD_OK;
+}
+
+kd_status kd_loss_bind_output_labels(kd_loss *h, kd_arg role, int32_t *data)
+{
+    KDI_GUARDED(h, loss_bind_output_labels_locked(h, role, data));
 }

@@ -36,34 +36,10 @@ kdi_hard kdi_hard_begin(const kd_loss *h, const kdi_row *r)
  * it is never negative.  Every log-probability is computed in double from
  * the float logits, and p - q = -q expm1(w) (or p expm1(-w)). */
 
-/* p = e^lp and q = e^lq, and pq = p - q without cancellation, with one exp
- * and one expm1 (e = expm1(w) for w = lp - lq <= 0, else expm1(-w)), from
- * the smaller one of p and q */
-typedef struct {
-    double p, q, pq, e;
-} kl_pq;
-
-static inline kl_pq kl_pq_of(double lp, double lq, double w)
-{
-    kl_pq r;
-    if (w <= 0.0) {
-        r.q = exp(lq);
-        r.e = expm1(w);
-        r.pq = r.q * r.e;
-        r.p = r.q + r.pq;
-    } else {
-        r.p = exp(lp);
-        r.e = expm1(-w);
-        r.pq = -r.p * r.e;
-        r.q = r.p - r.pq;
-    }
-    return r;
-}
-
 /* JSD's M = beta P + (1 - beta) Q: log p - log m and log q - log m from w
- * and x (kl_pq_of) without going through log m itself, whose rounding
+ * and x (kdi_kl_pq_of) without going through log m itself, whose rounding
  * (about 1e-16 of log C) would exceed the terms at large T */
-static inline void jsd_logs(double beta, double w, kl_pq x, double *wpm, double *wqm)
+static inline void jsd_logs(double beta, double w, kdi_kl_pq x, double *wpm, double *wqm)
 {
     if (w <= 0.0) { /* m = q (1 + beta expm1(w)) */
         const double l = log1p(beta * x.e);
@@ -74,13 +50,6 @@ static inline void jsd_logs(double beta, double w, kl_pq x, double *wpm, double 
         *wpm = -l;
         *wqm = -w - l;
     }
-}
-
-/* p w - (p - q) for w = log p - log q: the sum over a row of these terms
- * is the divergence (the p - q parts add up to 0) */
-static inline double kl_term(kl_pq x, double w)
-{
-    return x.p == 0.0 ? x.q : w * x.p - x.pq; /* p = 0 (w = -Inf): the limit is q */
 }
 
 typedef struct {
@@ -120,7 +89,7 @@ double kdi_kl_forward_double(const kd_loss *h, const float *s, const float *t)
     for (int64_t j = 0; j < h->c; j++) {
         double lq, lp;
         kl_logs(&l, s[j], t[j], &lq, &lp);
-        d += kl_term(kl_pq_of(lp, lq, lp - lq), lp - lq);
+        d += kdi_kl_term(kdi_kl_pq_of(lp, lq, lp - lq), lp - lq);
     }
     return d;
 }
@@ -138,23 +107,23 @@ static void kl_double_row(const kd_loss *h, const kdi_row *r, int div, double be
         double lq, lp;
         kl_logs(&l, s[j], t[j], &lq, &lp);
         const double w = lp - lq;
-        const kl_pq x = kl_pq_of(lp, lq, w);
+        const kdi_kl_pq x = kdi_kl_pq_of(lp, lq, w);
         if (hd.active)
             ce += kdi_hard_loss_at(&hd, s[j], j);
         if (div == KD_DIVERGENCE_FORWARD_KL) {
-            d += kl_term(x, w);
+            d += kdi_kl_term(x, w);
             if (g) /* the only pass: s_j is read before g_j is written */
                 g[j] = (float)(cs * -x.pq) + (hd.active ? kdi_hard_grad_at(&hd, s[j], j) : 0.0f);
         } else if (div == KD_DIVERGENCE_REVERSE_KL) {
-            const kl_pq y = {x.q, x.p, -x.pq, 0.0};
-            d += kl_term(y, -w);
+            const kdi_kl_pq y = {x.q, x.p, -x.pq, 0.0};
+            d += kdi_kl_term(y, -w);
         } else { /* KL(P||M) and KL(Q||M): m - q = beta (p - q), m - p = (1 - beta) (q - p) */
             double wpm, wqm;
             jsd_logs(beta, w, x, &wpm, &wqm);
             const double m = x.q + beta * x.pq;
-            const kl_pq yp = {x.p, m, (1.0 - beta) * x.pq, 0.0}, yq = {x.q, m, -beta * x.pq, 0.0};
-            d += kl_term(yp, wpm);
-            dq += kl_term(yq, wqm);
+            const kdi_kl_pq yp = {x.p, m, (1.0 - beta) * x.pq, 0.0}, yq = {x.q, m, -beta * x.pq, 0.0};
+            d += kdi_kl_term(yp, wpm);
+            dq += kdi_kl_term(yq, wqm);
         }
     }
     if (div == KD_DIVERGENCE_JSD)
@@ -176,7 +145,7 @@ static void kl_double_row(const kd_loss *h, const kdi_row *r, int div, double be
         if (div == KD_DIVERGENCE_REVERSE_KL) {
             gj = exp(lq) * (-w - mean);
         } else {
-            const kl_pq x = kl_pq_of(lp, lq, w);
+            const kdi_kl_pq x = kdi_kl_pq_of(lp, lq, w);
             double wpm, wqm;
             jsd_logs(beta, w, x, &wpm, &wqm);
             gj = x.q * (1.0 - beta) * (wqm - mean);

@@ -191,14 +191,14 @@ static void linear_logits(float *out, int64_t m, int64_t c, int64_t d, const flo
                 (int)ldw, b ? 1.0f : 0.0f, out, (int)c);
 }
 
-kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hidden,
-                               int64_t ld_hidden, const float *weight, int64_t ld_weight,
-                               const float *bias, int64_t d_teacher, const float *teacher_hidden,
-                               int64_t ld_teacher_hidden, const float *teacher_weight,
-                               int64_t ld_teacher_weight, const float *teacher_bias,
-                               int64_t chunk_rows, float *loss, float *grad_hidden,
-                               int64_t ld_grad_hidden, float *grad_weight, int64_t ld_grad_weight,
-                               float *grad_bias)
+static kd_status linear_kl_distill_locked(kd_loss *h, int64_t n, int64_t d, const float *hidden,
+                                          int64_t ld_hidden, const float *weight, int64_t ld_weight,
+                                          const float *bias, int64_t d_teacher, const float *teacher_hidden,
+                                          int64_t ld_teacher_hidden, const float *teacher_weight,
+                                          int64_t ld_teacher_weight, const float *teacher_bias,
+                                          int64_t chunk_rows, float *loss, float *grad_hidden,
+                                          int64_t ld_grad_hidden, float *grad_weight, int64_t ld_grad_weight,
+                                          float *grad_bias)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -224,17 +224,18 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
     /* workspace, all grown before the first write: logits (+ teacher
      * logits) of one chunk, the chunk's per-row terms, the kernels' per-thread
      * scratch and the bias-gradient accumulator */
-    const size_t chunk_elems = (size_t)chunk * (size_t)c;
-    if ((size_t)chunk > SIZE_MAX / (size_t)c / 2)
+    size_t chunk_elems, logits, terms_need, scratch_need;
+    if (!kdi_size_mul((size_t)chunk, (size_t)c, &chunk_elems) ||
+        !kdi_size_mul(chunk_elems, teacher_linear ? 2 : 1, &logits) ||
+        !kdi_size_mul((size_t)chunk, 2, &terms_need) ||
+        !kdi_size_mul((size_t)nthreads, KDI_SCRATCH_STRIDE(c), &scratch_need))
         return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, FN ": workspace of %lld x %lld",
                         (long long)chunk, (long long)c);
-    st = kdi_grow(h, FN, (void **)&h->bf, &h->bf_cap, chunk_elems * (teacher_linear ? 2 : 1),
-                  sizeof(float));
+    st = kdi_grow(h, FN, (void **)&h->bf, &h->bf_cap, logits, sizeof(float));
     if (!st)
-        st = kdi_grow(h, FN, (void **)&h->terms, &h->terms_cap, (size_t)chunk * 2, sizeof(double));
+        st = kdi_grow(h, FN, (void **)&h->terms, &h->terms_cap, terms_need, sizeof(double));
     if (!st)
-        st = kdi_grow(h, FN, (void **)&h->scratch, &h->scratch_cap,
-                      (size_t)nthreads * KDI_SCRATCH_STRIDE(c), sizeof(float));
+        st = kdi_grow(h, FN, (void **)&h->scratch, &h->scratch_cap, scratch_need, sizeof(float));
     if (!st && grad_bias)
         st = kdi_grow(h, FN, (void **)&h->bd, &h->bd_cap, (size_t)c, sizeof(double));
     if (st)
@@ -321,4 +322,20 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
         *loss = kdi_reduced_loss(&tp, sums);
     kdi_clear_error(h->err);
     return KD_OK;
+}
+
+kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hidden,
+                               int64_t ld_hidden, const float *weight, int64_t ld_weight,
+                               const float *bias, int64_t d_teacher, const float *teacher_hidden,
+                               int64_t ld_teacher_hidden, const float *teacher_weight,
+                               int64_t ld_teacher_weight, const float *teacher_bias,
+                               int64_t chunk_rows, float *loss, float *grad_hidden,
+                               int64_t ld_grad_hidden, float *grad_weight, int64_t ld_grad_weight,
+                               float *grad_bias)
+{
+    KDI_GUARDED(h, linear_kl_distill_locked(h, n, d, hidden, ld_hidden, weight, ld_weight, bias,
+                                            d_teacher, teacher_hidden, ld_teacher_hidden,
+                                            teacher_weight, ld_teacher_weight, teacher_bias,
+                                            chunk_rows, loss, grad_hidden, ld_grad_hidden,
+                                            grad_weight, ld_grad_weight, grad_bias));
 }

@@ -4,6 +4,7 @@
 #define KDI_LOSS_INTERNAL_H
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "core/bufcheck.h"
@@ -95,7 +96,25 @@ struct kd_loss {
     } batch_rows;
 
     char err[KDI_ERROR_SIZE];
+    /* set while a call runs (KDI_GUARDED): a call from a second thread sees it
+     * and returns KD_ERR_STATE without touching the handle */
+    atomic_flag busy;
 };
+
+/* The body of every public function that changes a handle: a handle busy in
+ * another call (another thread: loss.h allows one thread at a time) gives
+ * KD_ERR_STATE at once, writing nothing, not even the message (SQLite's
+ * SQLITE_MISUSE); one atomic test-and-set and one clear per call. */
+#define KDI_GUARDED(h, call)                                                                       \
+    do {                                                                                           \
+        if (!(h))                                                                                  \
+            return KD_ERR_NULL_POINTER;                                                            \
+        if (atomic_flag_test_and_set_explicit(&(h)->busy, memory_order_acquire))                   \
+            return KD_ERR_STATE;                                                                   \
+        const kd_status kdi_st_ = (call);                                                          \
+        atomic_flag_clear_explicit(&(h)->busy, memory_order_release);                              \
+        return kdi_st_;                                                                            \
+    } while (0)
 
 /* One row of work for a kernel.  The kernel computes the row's term values
  * (terms[0] = soft term, terms[1] = hard term, unweighted) and, when g is not
@@ -142,6 +161,47 @@ static inline double kdi_kl_fix(const kd_loss *h, const float *s, const float *t
     return d >= 0.0 && d < INFINITY ? d : kdi_kl_fix_slow(h, s, t, g, d);
 }
 double kdi_kl_forward_double(const kd_loss *h, const float *s, const float *t);
+
+/* p = e^lp and q = e^lq, and pq = p - q without cancellation, with one exp
+ * and one expm1 (e = expm1(w) for w = lp - lq <= 0, else expm1(-w)), from
+ * the smaller one of p and q (kl_distill.c, strong_weak.c) */
+typedef struct {
+    double p, q, pq, e;
+} kdi_kl_pq;
+
+static inline kdi_kl_pq kdi_kl_pq_of(double lp, double lq, double w)
+{
+    kdi_kl_pq r;
+    if (w <= 0.0) {
+        r.q = exp(lq);
+        r.e = expm1(w);
+        r.pq = r.q * r.e;
+        r.p = r.q + r.pq;
+    } else {
+        r.p = exp(lp);
+        r.e = expm1(-w);
+        r.pq = -r.p * r.e;
+        r.q = r.p - r.pq;
+    }
+    return r;
+}
+
+/* p w - (p - q) for w = log p - log q: the sum over a row of these terms
+ * is the divergence (the p - q parts add up to 0) */
+static inline double kdi_kl_term(kdi_kl_pq x, double w)
+{
+    return x.p == 0.0 ? x.q : w * x.p - x.pq; /* p = 0 (w = -Inf): the limit is q */
+}
+
+/* A confident cross-entropy row (loss < KDI_CONFIDENT_LOSS): the gradient at
+ * the target's argmax k is a difference of two numbers near 1 in the float
+ * kernels, so it is taken from the complement (a CE gradient row sums to 0:
+ * g_k = -sum of the others, in double).  k = y when the label's weight is at
+ * least 0.5, else the argmax of src (the target's probabilities or teacher
+ * logits; NULL: none).  g NULL: nothing to do.  (The kernels take a small
+ * loss from the double sum of exps: log(1 + rest), not the float sum.) */
+#define KDI_CONFIDENT_LOSS 0.01 /* p_k > 0.99: above it the float difference is within 1e-5 */
+void kdi_ce_confident_fix(const kd_loss *h, const float *src, float *g, int32_t y, float lab_w);
 void kdi_logit_mse_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_strong_weak_row(const kd_loss *h, const kdi_row *r, double terms[2]);
@@ -316,14 +376,41 @@ typedef struct {
     kdi_lse *lse;       /* n */
     double *own;        /* the single-process path's statistics */
     double *coef;       /* MCC: 1 value: the scale N/S of the entropy weights */
-    float *mat;         /* MCC: C x C: the local Ahat, then G + G^T */
+    float *mat;         /* MCC: C x C: the upper triangle of the local Ahat */
     float *probs;       /* MCC: n x C, P */
-    float *work;        /* MCC: n x C, e o P then P (G + G^T) */
+    float *work;        /* MCC: n x C, sqrt(e) o P */
     double *ew;         /* MCC: n entropy weights e_i = 1 + exp(-H_i) */
-    double *rsum;       /* MCC: 2C: row sums r of A, then the r-gradient u */
+    double *rsum;       /* MCC: 2C: the gradient's a and b (mcc.c) */
     float *vec;         /* CLASS_BALANCE: C gradient coefficients as float */
+    double *part;       /* CLASS_BALANCE: nchunks x C column sums of row chunks */
+    int64_t nchunks;    /* CLASS_BALANCE: kdi_class_balance_chunks(n, C) */
+    float *scratch;     /* per thread (scratch_stride floats each): the SIMD softmax's
+                           work area, then its input row (MCC) or KDI_CB_GROUP softmax
+                           rows (CLASS_BALANCE) */
+    size_t scratch_stride;
+    int to_grad;        /* CLASS_BALANCE: the gradient pass follows the statistics in
+                           this call (forward_backward, backward): they may leave each
+                           row's softmax in its gradient row */
     int nthreads;
 } kdi_batch;
+
+/* This thread's scratch of a batch pass. */
+static inline float *kdi_batch_scratch(const kdi_batch *b, int thread)
+{
+    return b->scratch + (size_t)thread * b->scratch_stride;
+}
+
+/* p = softmax(x) of one row of c classes with the shared SIMD kernel, down
+ * to float's subnormals; p may not alias x; work: KDI_SIMD_WORK(c) floats
+ * (batch_execute.c). */
+void kdi_batch_softmax(const float *x, float *p, int64_t c, float *work);
+
+/* Rows of class balance's statistics pass per update of the column sums. */
+#define KDI_CB_GROUP 4
+
+/* Row chunks of class balance's column sums: a function of n and C only, so
+ * that every thread count sums the same chunks in the same order. */
+int64_t kdi_class_balance_chunks(int64_t n, int64_t c);
 
 /* Number of statistics (doubles) of a batch kind: C + 1 or C^2 + 2. */
 int64_t kdi_batch_stats_size(const kd_loss *h);

@@ -21,7 +21,10 @@ typedef struct {
 #define F(field) offsetof(struct kd_loss, field)
 static const param_info PARAMS[] = {
     {KD_PARAM_REDUCTION, "reduction", P_INT, 0, 2, 0, KDI_P_EVERY, 0, F(reduction)},
-    {KD_PARAM_TEMPERATURE, "temperature", P_REAL, 0, 1e6, 1, KDI_P_TEMPERATURE, 0, F(temperature)},
+    /* T >= 1e-6: 1/T (<= 1e6), T^2 and the scaled logits (x - max) / T stay
+     * finite and normal in float for logits up to about 1e32 (below ~3e-39
+     * 1/T itself overflows float) */
+    {KD_PARAM_TEMPERATURE, "temperature", P_REAL, 1e-6, 1e6, 0, KDI_P_TEMPERATURE, 0, F(temperature)},
     {KD_PARAM_ALPHA, "alpha", P_REAL, 0, 1, 0, KDI_P_DISTILL, 0, F(soft_weight)},
     {KD_PARAM_SOFT_WEIGHT, "soft_weight", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(soft_weight)},
     {KD_PARAM_HARD_WEIGHT, "hard_weight", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(hard_weight)},
@@ -108,7 +111,7 @@ static int in_range(const param_info *p, double v)
     return !(p->open_low && v == p->lo);
 }
 
-kd_status kd_loss_set_int(kd_loss *h, kd_param param, int64_t value)
+static kd_status loss_set_int_locked(kd_loss *h, kd_param param, int64_t value)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -128,7 +131,12 @@ kd_status kd_loss_set_int(kd_loss *h, kd_param param, int64_t value)
     return KD_OK;
 }
 
-kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value)
+kd_status kd_loss_set_int(kd_loss *h, kd_param param, int64_t value)
+{
+    KDI_GUARDED(h, loss_set_int_locked(h, param, value));
+}
+
+static kd_status loss_set_float_locked(kd_loss *h, kd_param param, double value)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
@@ -146,12 +154,20 @@ kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value)
     return KD_OK;
 }
 
-kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value)
+kd_status kd_loss_set_float(kd_loss *h, kd_param param, double value)
 {
-    if (!h || !value)
-        return KD_ERR_NULL_POINTER;
+    KDI_GUARDED(h, loss_set_float_locked(h, param, value));
+}
+
+/* The getters take a const handle but, as every failing call, leave their
+ * message in it: the handle is never a const object (kd_loss_create
+ * allocates it), so writing its message through a cast is defined. */
+static kd_status loss_get_int_locked(kd_loss *h, kd_param param, int64_t *value)
+{
+    if (!value)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "get_int: value is NULL");
     const param_info *p = NULL;
-    kd_status st = lookup(h, NULL, param, P_INT, 0, &p);
+    kd_status st = lookup(h, h->err, param, P_INT, 0, &p);
     if (st)
         return st;
     if (param == KD_PARAM_NUM_CLASSES)
@@ -160,19 +176,33 @@ kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value)
         *value = h->kind;
     else
         *value = *(const int32_t *)((const char *)h + p->offset);
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
+
+kd_status kd_loss_get_int(const kd_loss *h, kd_param param, int64_t *value)
+{
+    kd_loss *m = (kd_loss *)(uintptr_t)h;
+    KDI_GUARDED(m, loss_get_int_locked(m, param, value));
+}
+
+static kd_status loss_get_float_locked(kd_loss *h, kd_param param, double *value)
+{
+    if (!value)
+        return kdi_fail(h->err, KD_ERR_NULL_POINTER, "get_float: value is NULL");
+    const param_info *p = NULL;
+    kd_status st = lookup(h, h->err, param, P_REAL, 0, &p);
+    if (st)
+        return st;
+    *value = *(const double *)((const char *)h + p->offset);
+    kdi_clear_error(h->err);
     return KD_OK;
 }
 
 kd_status kd_loss_get_float(const kd_loss *h, kd_param param, double *value)
 {
-    if (!h || !value)
-        return KD_ERR_NULL_POINTER;
-    const param_info *p = NULL;
-    kd_status st = lookup(h, NULL, param, P_REAL, 0, &p);
-    if (st)
-        return st;
-    *value = *(const double *)((const char *)h + p->offset);
-    return KD_OK;
+    kd_loss *m = (kd_loss *)(uintptr_t)h;
+    KDI_GUARDED(m, loss_get_float_locked(m, param, value));
 }
 
 kd_status kd_loss_param_bounds(kd_loss_kind kind, kd_param param, double *lo, double *hi,

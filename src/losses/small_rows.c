@@ -59,6 +59,14 @@ void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_ro
             ops->pl_small(sr + k, m, h->c, h->class_thresholds, (float)h->threshold,
                           h->threshold_mode == KD_THRESHOLD_INCLUSIVE, a + k, label + k, keep + k);
     }
+    /* confident CE and pseudo-label rows (kdi_ce_confident_fix) */
+    if (p->kind == KDI_SMALL_CE || p->kind == KDI_SMALL_PL)
+        for (int k = 0; k < count; k++)
+            if (a[k] < KDI_CONFIDENT_LOSS && (p->kind == KDI_SMALL_CE || keep[k])) {
+                const int pl = p->kind == KDI_SMALL_PL;
+                const int32_t y = pl ? label[k] : sr[k].lab.active ? sr[k].lab.y : -1;
+                kdi_ce_confident_fix(h, pl ? NULL : sr[k].t, sr[k].g, y, pl ? 1.0f : sr[k].lab_sum);
+            }
     for (int k = 0; k < count; k++) {
         terms[k][0] = p->kind == KDI_SMALL_KL ? p->f * kdi_kl_fix(h, sr[k].s, sr[k].t, sr[k].g, a[k])
                       : p->kind == KDI_SMALL_MSE ? a[k] / (double)h->c : a[k];

@@ -104,7 +104,11 @@ kd_status kdi_worst_case_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t 
     kd_status st = validate(h, fn, mode, n, nu, mode == KDI_BACKWARD ? (const void *)upstream : loss);
     if (st)
         return st;
-    st = kdi_grow(h, fn, (void **)&h->terms, &h->terms_cap, (size_t)(n + nu), sizeof(double));
+    size_t rows;
+    if (!kdi_size_add((size_t)n, (size_t)nu, &rows))
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for %lld + %lld rows", fn,
+                        (long long)n, (long long)nu);
+    st = kdi_grow(h, fn, (void **)&h->terms, &h->terms_cap, rows, sizeof(double));
     if (st)
         return st;
     const int mean = h->reduction == KD_REDUCTION_MEAN;

@@ -138,6 +138,9 @@ PROTOTYPES = {
     "kd_threshold_param_bounds": (kd_status, [i32, i32, c_double_p, c_double_p]),
     "kd_threshold_update": (kd_status, [kd_threshold_p, i64, c_int64_p, c_float_p, c_int32_p]),
     "kd_threshold_weights": (kd_status, [kd_threshold_p, i64, c_float_p, c_int32_p, c_float_p]),
+    "kd_threshold_update_probs": (kd_status, [kd_threshold_p, i64, i64, c_float_p, i64, c_int64_p]),
+    "kd_threshold_weights_probs": (kd_status, [kd_threshold_p, i64, i64, c_float_p, i64, c_float_p,
+                                               c_int32_p]),
     "kd_threshold_get_floats": (kd_status, [kd_threshold_p, i32, i64, c_float_p]),
     "kd_threshold_get_ints": (kd_status, [kd_threshold_p, i32, i64, c_int64_p]),
     "kd_threshold_save": (kd_status, [kd_threshold_p, ctypes.c_char_p]),
@@ -175,12 +178,29 @@ def require(name):
                       % (name, library_path))
 
 
+def _installed():
+    """The library installed with the package: bundled in it by a wheel
+    built from a build tree (setup.py), or next to it after `cmake --install`,
+    which writes _install_location.py with libkd's directory (relative to the
+    package)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    name = "libkd.so.%d" % BINDING_SOVERSION
+    found = [os.path.join(here, name)] if os.path.exists(os.path.join(here, name)) else []
+    try:
+        from . import _install_location
+    except ImportError:
+        return found
+    d = os.path.normpath(os.path.join(here, _install_location.LIBRARY_DIR))
+    return found + [os.path.join(d, name)]
+
+
 def _candidates():
-    """Paths to try, in order: $KDLIB_LIBRARY, the installed library, the build tree."""
+    """Paths to try, in order: $KDLIB_LIBRARY, the library installed next to
+    this package (cmake --install), the system's libkd, the build tree."""
     env = os.environ.get("KDLIB_LIBRARY")
     if env:
         return [env], True
-    found = []
+    found = _installed()
     name = ctypes.util.find_library("kd")
     if name:
         found.append(name)
@@ -232,7 +252,7 @@ library_version_string = lib.kd_version_string().decode()
 if library_version // 10000 != BINDING_VERSION_MAJOR or library_version < BINDING_VERSION_NUMBER:
     raise ImportError("kdlib: %s is version %s; this binding needs %d.x (>= %d.%d)"
                       % (library_path, library_version_string, BINDING_VERSION_MAJOR,
-                         BINDING_VERSION_MAJOR, BINDING_VERSION_MAJOR, BINDING_VERSION_MINOR))
+                         BINDING_VERSION_MAJOR, BINDING_VERSION_MINOR))
 
 
 def status_string(status):

@@ -4,9 +4,7 @@ import numpy as np
 from . import _arrays as A
 from ._lib import lib, require
 from ._losses import (KL_DISTILL, REDUCTION_NONE, LossResult, _KL_REDUCTIONS, _choice, _new,
-                      _DIVERGENCES, _NORMALIZATIONS, _distill_weights, PARAM_TEMPERATURE,
-                      PARAM_DIVERGENCE, PARAM_JSD_BETA, PARAM_NORMALIZATION, PARAM_T2_SCALING,
-                      PARAM_LABEL_SMOOTHING, PARAM_IGNORE_INDEX, ARG_TEACHER)
+                      _bind_teacher, _kl_options, PARAM_IGNORE_INDEX)
 
 
 def default_chunk_rows(num_classes):
@@ -50,32 +48,31 @@ def linear_kl_distill(hidden, weight, bias=None, teacher=None, labels=None, temp
         if teacher_bias is not None:
             teacher_bias = A.float_vector(teacher_bias, "teacher_bias", c)
     red = _choice(reduction, "reduction", _KL_REDUCTIONS)
-    with _new(KL_DISTILL, c, red, threads, check_finite) as h:
-        if teacher is not None:
-            from ._losses import _bind_teacher
-            _bind_teacher(h, teacher, n, c, teacher_weights)
-        if labels is not None:
-            h.bind_labels(labels, n)
-        if weights is not None:
-            h.bind_weights(weights, n)
-        h.set_float(PARAM_TEMPERATURE, temperature)
-        _distill_weights(h, alpha, soft_weight, hard_weight)
-        h.set_int(PARAM_T2_SCALING, 1 if t2_scaling else 0)
-        h.set_int(PARAM_DIVERGENCE, _choice(divergence, "divergence", _DIVERGENCES))
-        h.set_float(PARAM_JSD_BETA, jsd_beta)
-        h.set_int(PARAM_NORMALIZATION, _choice(normalization, "normalization", _NORMALIZATIONS))
-        h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
-        h.set_int(PARAM_IGNORE_INDEX, ignore_index)
-        loss = np.zeros(n if red == REDUCTION_NONE else 1, np.float32)
-        gh = gw = gb = None
-        if compute_grad:
-            gh = np.empty((n, d), np.float32)
-            gw = np.empty((c, d), np.float32)
-            gb = None if bias is None else np.empty(c, np.float32)
-        h._check(lib.kd_linear_kl_distill(
-            h._handle(), n, d, A.fptr(hidden), ldh, A.fptr(weight), ldw, A.fptr(bias),
+    h = _new(KL_DISTILL, c, red, threads, check_finite)
+    if teacher is not None:
+        _bind_teacher(h, teacher, n, c, teacher_weights)
+    if labels is not None:
+        h.bind_labels(labels, n)
+    if weights is not None:
+        h.bind_weights(weights, n)
+    _kl_options(h, temperature, alpha, soft_weight, hard_weight, t2_scaling, divergence, jsd_beta,
+                normalization, label_smoothing)
+    h.set_int(PARAM_IGNORE_INDEX, ignore_index)
+    loss = np.zeros(n if red == REDUCTION_NONE else 1, np.float32)
+    gh = gw = gb = None
+    if compute_grad:
+        gh = np.empty((n, d), np.float32)
+        gw = np.empty((c, d), np.float32)
+        gb = None if bias is None else np.empty(c, np.float32)
+    lh = h.handle()
+    try:
+        lh.check_rows(n, "linear_kl_distill")
+        lh._check(lib.kd_linear_kl_distill(
+            lh._handle(), n, d, A.fptr(hidden), ldh, A.fptr(weight), ldw, A.fptr(bias),
             dt, A.fptr(teacher_hidden), ldth, A.fptr(teacher_weight), ldtw, A.fptr(teacher_bias),
             int(chunk_rows), A.fptr(loss), A.fptr(gh), d, A.fptr(gw), d, A.fptr(gb)),
             "kd_linear_kl_distill")
-        return LossResult(loss=loss if red == REDUCTION_NONE else float(loss[0]), grad_hidden=gh,
-                          grad_weight=gw, grad_bias=gb)
+    finally:
+        lh._release()
+    return LossResult(loss=loss if red == REDUCTION_NONE else float(loss[0]), grad_hidden=gh,
+                      grad_weight=gw, grad_bias=gb)

@@ -1,6 +1,8 @@
 """Losses: the low-level Loss handle (kd_loss) and the functional API."""
+import collections
 import ctypes
 import operator
+import threading
 
 import numpy as np
 
@@ -108,6 +110,12 @@ class Loss(Handle):
     def close(self):
         """Destroy the handle (kd_loss_destroy); idempotent."""
         self._destroy()
+        self._keep = {}
+        self._rows = {}
+
+    def _release(self):
+        """Drop the references to the bound arrays (the cached handles of the
+        functional API, which rebind every role before each compute call)."""
         self._keep = {}
         self._rows = {}
 
@@ -367,16 +375,115 @@ _DISTANCES = {"l2": DISTANCE_L2, "kl": DISTANCE_KL, "js": DISTANCE_JS}
 _INPUTS = {"logits": INPUT_LOGITS, "probabilities": INPUT_PROBABILITIES, "probs": INPUT_PROBABILITIES}
 
 
+class _Config:
+    """The configuration of one functional call, recorded instead of applied:
+    parameters (set once, when a handle for this configuration is created)
+    and bindings (applied to that handle on every call).  Handles are cached
+    per thread and configuration (the key holds the kind, C, every parameter
+    value and which roles are bound), so a repeated call with the same
+    options costs the bindings and the compute call only, no kd_loss_create
+    and no parameter calls.  A cached handle is private to this module and
+    is rebound in full before every compute call: it never reads an array of
+    an earlier call."""
+
+    __slots__ = ("kind", "c", "_reduction", "params", "binds", "tags")
+
+    def __init__(self, kind, c, reduction, threads, check_finite):
+        self.kind, self.c, self._reduction = kind, c, reduction
+        self.params = [(PARAM_REDUCTION, int(reduction)), (PARAM_THREADS, int(threads)),
+                       (PARAM_CHECK_FINITE, 1 if check_finite else 0)]
+        self.binds = []
+        self.tags = []
+
+    def set_int(self, param, value):
+        self.params.append((param, int(value)))
+
+    def set_float(self, param, value):
+        self.params.append((param, float(value)))
+
+    def get_int(self, param):
+        if param == PARAM_REDUCTION:
+            return self._reduction
+        raise KeyError(param)
+
+    def _bind(self, method, tag, *args):
+        self.binds.append((method, args))
+        self.tags.append(tag)
+
+    def bind_matrix(self, role, a, name=None):
+        self._bind(Loss.bind_matrix, role, role, a, name)
+
+    def bind_teachers(self, teachers, weights=None, name="teacher"):
+        self._bind(Loss.bind_teachers, (ARG_TEACHER, len(teachers), weights is not None),
+                   teachers, weights, name)
+
+    def bind_labels(self, labels, n=None):
+        self._bind(Loss.bind_labels, ARG_LABELS, labels, n)
+
+    def bind_weights(self, weights, n=None, name="weights"):
+        self._bind(Loss.bind_weights, ARG_WEIGHTS, weights, n, name)
+
+    def bind_vector(self, role, v, length=None, name=None):
+        self._bind(Loss.bind_vector, role, role, v, length, name)
+
+    def bind_output(self, role, out, name=None):
+        self._bind(Loss.bind_output, role, role, out, name)
+
+    def bind_output_labels(self, role, out, name="pseudo_labels"):
+        self._bind(Loss.bind_output_labels, role, role, out, name)
+
+    def _key(self):
+        return (self.kind, self.c, tuple(self.params), tuple(self.tags))
+
+    def handle(self):
+        """The cached (or a new) handle of this configuration, with every binding applied."""
+        cache = _handle_cache()
+        key = self._key()
+        h = cache.pop(key, None)
+        if h is None:
+            h = Loss(self.kind, self.c)
+            try:
+                for param, value in self.params:
+                    if isinstance(value, float):
+                        h.set_float(param, value)
+                    else:
+                        h.set_int(param, value)
+            except Exception:
+                h.close()
+                raise
+            while len(cache) >= _CACHE_SIZE:
+                cache.pop(next(iter(cache))).close()     # the least recently used
+        cache[key] = h                                   # most recently used last
+        try:
+            for method, args in self.binds:
+                method(h, *args)
+        except Exception:
+            h._release()
+            raise
+        return h
+
+
+_CACHE_SIZE = 32
+_tls = threading.local()
+
+
+def _handle_cache():
+    """This thread's handles by configuration (a handle is used by one thread only)."""
+    cache = getattr(_tls, "handles", None)
+    if cache is None:
+        cache = _tls.handles = collections.OrderedDict()
+    return cache
+
+
+def clear_handle_cache():
+    """Close this thread's cached handles of the functional API."""
+    cache = _handle_cache()
+    while cache:
+        cache.popitem()[1].close()
+
+
 def _new(kind, c, reduction, threads, check_finite):
-    h = Loss(kind, c)
-    try:
-        h.set_int(PARAM_REDUCTION, reduction)
-        h.set_int(PARAM_THREADS, threads)
-        h.set_int(PARAM_CHECK_FINITE, 1 if check_finite else 0)
-    except Exception:
-        h.close()
-        raise
-    return h
+    return _Config(kind, c, reduction, threads, check_finite)
 
 
 def _student(student, name="student"):
@@ -398,20 +505,22 @@ def _bind_teacher(h, teacher, n, c, teacher_weights, name="teacher"):
         h.bind_matrix(ARG_TEACHER, teacher, name)
 
 
-def _run(h, n, compute_grad, result, outputs):
+def _run(cfg, n, compute_grad, result, outputs):
     """Bind the gradient outputs (name -> (role, shape)), compute, fill result."""
     if compute_grad:
         for field, (role, shape) in outputs.items():
             g = np.empty(shape, np.float32)
-            h.bind_output(role, g, field)
+            cfg.bind_output(role, g, field)
             result[field] = g
-        value = h.forward_backward(n)
     else:
         for field in outputs:
             result[field] = None
-        value = h.forward(n)
-    reduction = h.get_int(PARAM_REDUCTION)
-    result["loss"] = value if reduction == REDUCTION_NONE else float(value[0])
+    h = cfg.handle()
+    try:
+        value = h.forward_backward(n) if compute_grad else h.forward(n)
+    finally:
+        h._release()
+    result["loss"] = value if cfg._reduction == REDUCTION_NONE else float(value[0])
     return LossResult(**result)
 
 
@@ -434,13 +543,13 @@ def cross_entropy(student, labels, label_smoothing=0.0, ignore_index=-100, reduc
     denominator).  Returns LossResult(loss, grad_student)."""
     student, n, c = _student(student)
     red = _choice(reduction, "reduction", _REDUCTIONS)
-    with _new(CROSS_ENTROPY, c, red, threads, check_finite) as h:
-        h.bind_matrix(ARG_STUDENT, student, "student")
-        h.bind_labels(labels, n)
-        h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
-        h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
-        _common(h, weights, n, ignore_index)
-        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+    h = _new(CROSS_ENTROPY, c, red, threads, check_finite)
+    h.bind_matrix(ARG_STUDENT, student, "student")
+    h.bind_labels(labels, n)
+    h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
+    h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
+    _common(h, weights, n, ignore_index)
+    return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
 
 
 def soft_cross_entropy(student, target_probs=None, reduction="mean", *, teacher=None,
@@ -458,21 +567,21 @@ def soft_cross_entropy(student, target_probs=None, reduction="mean", *, teacher=
     red = _choice(reduction, "reduction", _REDUCTIONS)
     if (target_probs is None) == (teacher is None):
         raise ValueError("give exactly one of target_probs and teacher")
-    with _new(CROSS_ENTROPY, c, red, threads, check_finite) as h:
-        h.bind_matrix(ARG_STUDENT, student, "student")
-        if target_probs is not None:
-            A.matrix(target_probs, "target_probs", shape=(n, c))
-            h.bind_matrix(ARG_TARGET, target_probs, "target_probs")
-        else:
-            _bind_teacher(h, teacher, n, c, teacher_weights)
-            h.set_float(PARAM_TEMPERATURE, temperature)
-        if labels is not None:
-            h.bind_labels(labels, n)
-            h.set_float(PARAM_LABEL_WEIGHT, label_weight)
-            h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
-            h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
-        _common(h, weights, n, ignore_index)
-        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+    h = _new(CROSS_ENTROPY, c, red, threads, check_finite)
+    h.bind_matrix(ARG_STUDENT, student, "student")
+    if target_probs is not None:
+        A.matrix(target_probs, "target_probs", shape=(n, c))
+        h.bind_matrix(ARG_TARGET, target_probs, "target_probs")
+    else:
+        _bind_teacher(h, teacher, n, c, teacher_weights)
+        h.set_float(PARAM_TEMPERATURE, temperature)
+    if labels is not None:
+        h.bind_labels(labels, n)
+        h.set_float(PARAM_LABEL_WEIGHT, label_weight)
+        h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
+        h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
+    _common(h, weights, n, ignore_index)
+    return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
 
 
 def _distill_weights(h, alpha, soft_weight, hard_weight):
@@ -502,21 +611,28 @@ def kl_distill(student, teacher, labels=None, temperature=1.0, alpha=1.0, reduct
     Returns LossResult(loss, grad_student)."""
     student, n, c = _student(student)
     red = _choice(reduction, "reduction", _KL_REDUCTIONS)
-    with _new(KL_DISTILL, c, red, threads, check_finite) as h:
-        h.bind_matrix(ARG_STUDENT, student, "student")
-        _bind_teacher(h, teacher, n, c, teacher_weights)
-        if labels is not None:
-            h.bind_labels(labels, n)
-        h.set_float(PARAM_TEMPERATURE, temperature)
-        _distill_weights(h, alpha, soft_weight, hard_weight)
-        h.set_int(PARAM_T2_SCALING, 1 if t2_scaling else 0)
-        h.set_int(PARAM_DIVERGENCE, _choice(divergence, "divergence", _DIVERGENCES))
-        h.set_float(PARAM_JSD_BETA, jsd_beta)
-        h.set_int(PARAM_NORMALIZATION, _choice(normalization, "normalization", _NORMALIZATIONS))
-        h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
-        h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
-        _common(h, weights, n, ignore_index)
-        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+    h = _new(KL_DISTILL, c, red, threads, check_finite)
+    h.bind_matrix(ARG_STUDENT, student, "student")
+    _bind_teacher(h, teacher, n, c, teacher_weights)
+    if labels is not None:
+        h.bind_labels(labels, n)
+    _kl_options(h, temperature, alpha, soft_weight, hard_weight, t2_scaling, divergence, jsd_beta,
+                normalization, label_smoothing)
+    h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
+    _common(h, weights, n, ignore_index)
+    return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+
+
+def _kl_options(h, temperature, alpha, soft_weight, hard_weight, t2_scaling, divergence, jsd_beta,
+                normalization, label_smoothing):
+    """The KL_DISTILL parameters shared by kl_distill and linear_kl_distill."""
+    h.set_float(PARAM_TEMPERATURE, temperature)
+    _distill_weights(h, alpha, soft_weight, hard_weight)
+    h.set_int(PARAM_T2_SCALING, 1 if t2_scaling else 0)
+    h.set_int(PARAM_DIVERGENCE, _choice(divergence, "divergence", _DIVERGENCES))
+    h.set_float(PARAM_JSD_BETA, jsd_beta)
+    h.set_int(PARAM_NORMALIZATION, _choice(normalization, "normalization", _NORMALIZATIONS))
+    h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
 
 
 def logit_mse(student, teacher, reduction="mean", *, labels=None, alpha=None, soft_weight=None,
@@ -529,17 +645,17 @@ def logit_mse(student, teacher, reduction="mean", *, labels=None, alpha=None, so
     alpha * MSE + (1 - alpha) * CE.  Returns LossResult(loss, grad_student)."""
     student, n, c = _student(student)
     red = _choice(reduction, "reduction", _REDUCTIONS)
-    with _new(LOGIT_MSE, c, red, threads, check_finite) as h:
-        h.bind_matrix(ARG_STUDENT, student, "student")
-        _bind_teacher(h, teacher, n, c, teacher_weights)
-        if labels is not None:
-            h.bind_labels(labels, n)
-        _distill_weights(h, alpha, soft_weight, hard_weight)
-        h.set_int(PARAM_NORMALIZATION, _choice(normalization, "normalization", _NORMALIZATIONS))
-        h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
-        h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
-        _common(h, weights, n, ignore_index)
-        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+    h = _new(LOGIT_MSE, c, red, threads, check_finite)
+    h.bind_matrix(ARG_STUDENT, student, "student")
+    _bind_teacher(h, teacher, n, c, teacher_weights)
+    if labels is not None:
+        h.bind_labels(labels, n)
+    _distill_weights(h, alpha, soft_weight, hard_weight)
+    h.set_int(PARAM_NORMALIZATION, _choice(normalization, "normalization", _NORMALIZATIONS))
+    h.set_float(PARAM_LABEL_SMOOTHING, label_smoothing)
+    h.set_int(PARAM_SMOOTHING_MODE, _choice(smoothing_mode, "smoothing_mode", _SMOOTHING))
+    _common(h, weights, n, ignore_index)
+    return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
 
 
 def _thresholding(h, n, c, threshold, class_thresholds, inclusive):
@@ -564,12 +680,12 @@ def pseudo_label(student, teacher, threshold=0.95, class_thresholds=None, *, inc
     Returns LossResult(loss, grad_student, mask (float32 0/1), pseudo_labels (int32))."""
     student, n, c = _student(student)
     red = _choice(reduction, "reduction", _REDUCTIONS)
-    with _new(PSEUDO_LABEL, c, red, threads, check_finite) as h:
-        h.bind_matrix(ARG_STUDENT, student, "student")
-        _bind_teacher(h, teacher, n, c, teacher_weights)
-        extra = _thresholding(h, n, c, threshold, class_thresholds, inclusive)
-        _common(h, weights, n)
-        return _run(h, n, compute_grad, extra, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+    h = _new(PSEUDO_LABEL, c, red, threads, check_finite)
+    h.bind_matrix(ARG_STUDENT, student, "student")
+    _bind_teacher(h, teacher, n, c, teacher_weights)
+    extra = _thresholding(h, n, c, threshold, class_thresholds, inclusive)
+    _common(h, weights, n)
+    return _run(h, n, compute_grad, extra, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
 
 
 def strong_weak_consistency(strong, weak, threshold=0.7, temperature=0.85, *, inclusive=False,
@@ -581,13 +697,13 @@ def strong_weak_consistency(strong, weak, threshold=0.7, temperature=0.85, *, in
     Returns LossResult(loss, grad_student (= d/d strong), mask, pseudo_labels)."""
     strong, n, c = _student(strong, "strong")
     red = _choice(reduction, "reduction", _REDUCTIONS)
-    with _new(STRONG_WEAK, c, red, threads, check_finite) as h:
-        h.bind_matrix(ARG_STUDENT, strong, "strong")
-        _bind_teacher(h, weak, n, c, None, "weak")
-        h.set_float(PARAM_TEMPERATURE, temperature)
-        extra = _thresholding(h, n, c, threshold, class_thresholds, inclusive)
-        _common(h, weights, n)
-        return _run(h, n, compute_grad, extra, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+    h = _new(STRONG_WEAK, c, red, threads, check_finite)
+    h.bind_matrix(ARG_STUDENT, strong, "strong")
+    _bind_teacher(h, weak, n, c, None, "weak")
+    h.set_float(PARAM_TEMPERATURE, temperature)
+    extra = _thresholding(h, n, c, threshold, class_thresholds, inclusive)
+    _common(h, weights, n)
+    return _run(h, n, compute_grad, extra, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
 
 
 def consistency(p1, p2, distance="l2", inputs="logits", mask=None, reduction="mean", *,
@@ -600,28 +716,40 @@ def consistency(p1, p2, distance="l2", inputs="logits", mask=None, reduction="me
     p1, n, c = _student(p1, "p1")
     A.matrix(p2, "p2", shape=(n, c))
     red = _choice(reduction, "reduction", _REDUCTIONS)
-    with _new(CONSISTENCY, c, red, threads, check_finite) as h:
-        h.bind_matrix(ARG_STUDENT, p1, "p1")
-        h.bind_matrix(ARG_TEACHER, p2, "p2")
-        h.set_int(PARAM_DISTANCE, _choice(distance, "distance", _DISTANCES))
-        h.set_int(PARAM_INPUT_TYPE, _choice(inputs, "inputs", _INPUTS))
-        if mask is not None:
-            h.bind_weights(mask, n, "mask")
-        r = _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c)),
-                                          "grad_teacher": (ARG_GRAD_TEACHER, (n, c))})
-        r.grad_p1, r.grad_p2 = r.grad_student, r.grad_teacher
-        return r
+    h = _new(CONSISTENCY, c, red, threads, check_finite)
+    h.bind_matrix(ARG_STUDENT, p1, "p1")
+    h.bind_matrix(ARG_TEACHER, p2, "p2")
+    h.set_int(PARAM_DISTANCE, _choice(distance, "distance", _DISTANCES))
+    h.set_int(PARAM_INPUT_TYPE, _choice(inputs, "inputs", _INPUTS))
+    if mask is not None:
+        h.bind_weights(mask, n, "mask")
+    r = _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c)),
+                                      "grad_teacher": (ARG_GRAD_TEACHER, (n, c))})
+    r.grad_p1, r.grad_p2 = r.grad_student, r.grad_teacher
+    return r
 
 
-def class_balance(logits, inputs="logits", *, threads=1, check_finite=False, compute_grad=True):
+def _input_kind(inputs, function):
+    if inputs is None:
+        raise TypeError("%s: say what the rows are: inputs='logits' (softmax inside) or "
+                        "inputs='probabilities' (used as given, as tllib's ClassBalanceLoss "
+                        "takes them); there is no default, so tllib-style code cannot silently "
+                        "get the other loss" % function)
+    return _choice(inputs, "inputs", _INPUTS)
+
+
+def class_balance(logits, inputs=None, *, threads=1, check_finite=False, compute_grad=True):
     """tllib ClassBalanceLoss: mean_c BCE(mean_i p_ic, 1/C) (PyTorch BCE, log
-    clamped at -100); p = softmax(logits) or the given probabilities.
+    clamped at -100); p = softmax(rows) for inputs="logits", the rows
+    themselves for inputs="probabilities" (tllib's module takes
+    probabilities).  inputs is required: TypeError without it.
     Returns LossResult(loss (float), grad_student)."""
+    kind = _input_kind(inputs, "class_balance")
     logits, n, c = _student(logits, "logits")
-    with _new(CLASS_BALANCE, c, REDUCTION_MEAN, threads, check_finite) as h:
-        h.bind_matrix(ARG_STUDENT, logits, "logits")
-        h.set_int(PARAM_INPUT_TYPE, _choice(inputs, "inputs", _INPUTS))
-        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+    h = _new(CLASS_BALANCE, c, REDUCTION_MEAN, threads, check_finite)
+    h.bind_matrix(ARG_STUDENT, logits, "logits")
+    h.set_int(PARAM_INPUT_TYPE, kind)
+    return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
 
 
 def mcc(logits, temperature=2.5, *, threads=1, check_finite=False, compute_grad=True):
@@ -629,10 +757,10 @@ def mcc(logits, temperature=2.5, *, threads=1, check_finite=False, compute_grad=
     probability mass contributes 0 instead of tllib's NaN).
     Returns LossResult(loss (float), grad_student)."""
     logits, n, c = _student(logits, "logits")
-    with _new(MCC, c, REDUCTION_MEAN, threads, check_finite) as h:
-        h.bind_matrix(ARG_STUDENT, logits, "logits")
-        h.set_float(PARAM_TEMPERATURE, temperature)
-        return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+    h = _new(MCC, c, REDUCTION_MEAN, threads, check_finite)
+    h.bind_matrix(ARG_STUDENT, logits, "logits")
+    h.set_float(PARAM_TEMPERATURE, temperature)
+    return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
 
 
 def worst_case_estimation(y_l, y_l_adv, y_u, y_u_adv, eta_prime=2.0, reduction="mean", *,
@@ -649,12 +777,12 @@ def worst_case_estimation(y_l, y_l_adv, y_u, y_u_adv, eta_prime=2.0, reduction="
     nu = y_u.shape[0]
     A.matrix(y_u_adv, "y_u_adv", shape=(nu, c))
     red = _choice(reduction, "reduction", {"mean": REDUCTION_MEAN, "sum": REDUCTION_SUM})
-    with _new(WORST_CASE, c, red, threads, check_finite) as h:
-        h.bind_matrix(ARG_LABELED_MAIN, y_l, "y_l")
-        h.bind_matrix(ARG_LABELED_ADV, y_l_adv, "y_l_adv")
-        h.bind_matrix(ARG_UNLABELED_MAIN, y_u, "y_u")
-        h.bind_matrix(ARG_UNLABELED_ADV, y_u_adv, "y_u_adv")
-        h.set_int(PARAM_UNLABELED_ROWS, nu)
-        h.set_float(PARAM_ETA_PRIME, eta_prime)
-        return _run(h, nl, compute_grad, {}, {"grad_y_l_adv": (ARG_GRAD_LABELED_ADV, (nl, c)),
-                                              "grad_y_u_adv": (ARG_GRAD_UNLABELED_ADV, (nu, c))})
+    h = _new(WORST_CASE, c, red, threads, check_finite)
+    h.bind_matrix(ARG_LABELED_MAIN, y_l, "y_l")
+    h.bind_matrix(ARG_LABELED_ADV, y_l_adv, "y_l_adv")
+    h.bind_matrix(ARG_UNLABELED_MAIN, y_u, "y_u")
+    h.bind_matrix(ARG_UNLABELED_ADV, y_u_adv, "y_u_adv")
+    h.set_int(PARAM_UNLABELED_ROWS, nu)
+    h.set_float(PARAM_ETA_PRIME, eta_prime)
+    return _run(h, nl, compute_grad, {}, {"grad_y_l_adv": (ARG_GRAD_LABELED_ADV, (nl, c)),
+                                          "grad_y_u_adv": (ARG_GRAD_UNLABELED_ADV, (nu, c))})

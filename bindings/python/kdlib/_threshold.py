@@ -9,14 +9,19 @@ from . import _arrays as A
 from ._handle import Handle
 from ._lib import lib, raise_for_status, kd_threshold_p
 
-FLEXMATCH = 1
+FLEXMATCH, FREEMATCH, SOFTMATCH = 1, 2, 3
 PARAM_THRESHOLD, PARAM_MAPPING, PARAM_WARMUP, PARAM_NON_STRICT = 1, 2, 3, 4
 PARAM_NUM_SAMPLES, PARAM_NUM_CLASSES, PARAM_ALGORITHM = 5, 6, 7
+PARAM_MOMENTUM, PARAM_CLIP, PARAM_N_SIGMA, PARAM_PER_CLASS, PARAM_DIST_ALIGN = 8, 9, 10, 11, 12
+PARAM_USE_QUANTILE, PARAM_QUANTILE = 13, 14
 MAPPING_LINEAR, MAPPING_CONCAVE, MAPPING_CONVEX = 0, 1, 2
 STATE_CLASS_THRESHOLDS, STATE_LEARNING_EFFECT, STATE_CLASS_COUNTS = 1, 2, 3
 STATE_UNUSED, STATE_PREDICTIONS = 4, 5
+STATE_GLOBAL_THRESHOLD, STATE_CLASS_PROBS, STATE_LABEL_HISTOGRAM = 6, 7, 8
+STATE_CONF_MEAN, STATE_CONF_VAR, STATE_CLASS_CONF_MEAN, STATE_CLASS_CONF_VAR = 9, 10, 11, 12
+STATE_UPDATES = 13
 
-_ALGORITHMS = {"flexmatch": FLEXMATCH}
+_ALGORITHMS = {"flexmatch": FLEXMATCH, "freematch": FREEMATCH, "softmatch": SOFTMATCH}
 _MAPPINGS = {"linear": MAPPING_LINEAR, "concave": MAPPING_CONCAVE, "convex": MAPPING_CONVEX}
 _MAPPING_NAMES = {v: k for k, v in _MAPPINGS.items()}
 
@@ -47,7 +52,13 @@ class Thresholds(Handle):
         th.update(batch_indices, confidences, predictions)
 
     Parameters are keyword arguments of the algorithm (FlexMatch: threshold,
-    mapping "convex" | "linear" | "concave", warmup, non_strict).
+    mapping "convex" | "linear" | "concave", warmup, non_strict; FreeMatch:
+    momentum, clip, use_quantile, quantile; SoftMatch: momentum, n_sigma, per_class, dist_align).
+    FreeMatch and SoftMatch learn from whole probability rows:
+
+        th = Thresholds("softmatch", num_samples, num_classes)
+        th.update_probs(probs)                        # USB's order: update first
+        w, pseudo = th.weights_probs(probs)
     """
 
     _prefix = "kd_threshold"
@@ -111,6 +122,62 @@ class Thresholds(Handle):
     def non_strict(self, value):
         self._set_int(PARAM_NON_STRICT, 1 if value else 0)
 
+    @property
+    def momentum(self):
+        return self._get_float(PARAM_MOMENTUM)
+
+    @momentum.setter
+    def momentum(self, value):
+        self._set_float(PARAM_MOMENTUM, value)
+
+    @property
+    def clip(self):
+        return self._get_float(PARAM_CLIP)
+
+    @clip.setter
+    def clip(self, value):
+        self._set_float(PARAM_CLIP, value)
+
+    @property
+    def use_quantile(self):
+        return bool(self._get_int(PARAM_USE_QUANTILE))
+
+    @use_quantile.setter
+    def use_quantile(self, value):
+        self._set_int(PARAM_USE_QUANTILE, 1 if value else 0)
+
+    @property
+    def quantile(self):
+        return self._get_float(PARAM_QUANTILE)
+
+    @quantile.setter
+    def quantile(self, value):
+        self._set_float(PARAM_QUANTILE, value)
+
+    @property
+    def n_sigma(self):
+        return self._get_float(PARAM_N_SIGMA)
+
+    @n_sigma.setter
+    def n_sigma(self, value):
+        self._set_float(PARAM_N_SIGMA, value)
+
+    @property
+    def per_class(self):
+        return bool(self._get_int(PARAM_PER_CLASS))
+
+    @per_class.setter
+    def per_class(self, value):
+        self._set_int(PARAM_PER_CLASS, 1 if value else 0)
+
+    @property
+    def dist_align(self):
+        return bool(self._get_int(PARAM_DIST_ALIGN))
+
+    @dist_align.setter
+    def dist_align(self, value):
+        self._set_int(PARAM_DIST_ALIGN, 1 if value else 0)
+
     def reset(self):
         """The initial state again (parameters kept)."""
         self._check(self._c("reset")(self._handle()), self._prefix + "_reset")
@@ -138,6 +205,46 @@ class Thresholds(Handle):
                                              A.i32ptr(predictions), A.fptr(out)),
                     "kd_threshold_weights")
         return out
+
+    def update_probs(self, probs, indices=None):
+        """Record a batch of probability rows (float32, n x C, rows may be
+        strided).  indices: sample indices (as int64), required by FlexMatch,
+        optional for FreeMatch and SoftMatch."""
+        probs, ld = A.matrix(probs, "probs", ncols=self.num_classes)
+        n = probs.shape[0]
+        if indices is not None:
+            indices = A.int_vector(indices, "indices", n, np.int64)
+        self._check(lib.kd_threshold_update_probs(self._handle(), n, self.num_classes,
+                                                  A.fptr(probs), ld, A.i64ptr(indices)),
+                    "kd_threshold_update_probs")
+
+    def weights_probs(self, probs):
+        """(weights float32 of n, pseudo_labels int32 of n: each row's argmax)
+        of a batch of probability rows from the current state."""
+        probs, ld = A.matrix(probs, "probs", ncols=self.num_classes)
+        n = probs.shape[0]
+        w = np.empty(n, np.float32)
+        pl = np.empty(n, np.int32)
+        self._check(lib.kd_threshold_weights_probs(self._handle(), n, self.num_classes,
+                                                   A.fptr(probs), ld, A.fptr(w), A.i32ptr(pl)),
+                    "kd_threshold_weights_probs")
+        return w, pl
+
+    def state(self, what):
+        """A state array by name: "global_threshold", "class_probs",
+        "label_histogram", "conf_mean", "conf_var", "class_conf_mean",
+        "class_conf_var" (float32), "updates" (int)."""
+        key = {"global_threshold": (STATE_GLOBAL_THRESHOLD, 1),
+               "class_probs": (STATE_CLASS_PROBS, self.num_classes),
+               "label_histogram": (STATE_LABEL_HISTOGRAM, self.num_classes),
+               "conf_mean": (STATE_CONF_MEAN, 1), "conf_var": (STATE_CONF_VAR, 1),
+               "class_conf_mean": (STATE_CLASS_CONF_MEAN, self.num_classes),
+               "class_conf_var": (STATE_CLASS_CONF_VAR, self.num_classes)}
+        if what == "updates":
+            return int(self._ints(STATE_UPDATES, 1)[0])
+        if what not in key:
+            raise ValueError("unknown state array %r" % (what,))
+        return self._floats(*key[what])
 
     def _floats(self, what, count):
         out = np.empty(count, np.float32)

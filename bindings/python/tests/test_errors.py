@@ -97,22 +97,22 @@ class BadInput(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "y_u_adv"):
             kdlib.worst_case_estimation(s, s, s, f32(3, 3))
         with self.assertRaisesRegex(ValueError, "at least one column"):
-            kdlib.class_balance(np.zeros((3, 0), np.float32))
+            kdlib.class_balance(np.zeros((3, 0), np.float32), "logits")
         with self.assertRaisesRegex(ValueError, r"labels\[3\] = 1099511627776 is outside the int32 range"):
             kdlib.cross_entropy(s, np.array([0, 1, 2, 2**40]))
 
     def test_strides(self):
         s = f32(6, 8)
         with self.assertRaisesRegex(ValueError, "logits must have contiguous rows"):
-            kdlib.class_balance(s[:, ::2])
+            kdlib.class_balance(s[:, ::2], "logits")
         with self.assertRaisesRegex(ValueError, "contiguous rows"):
-            kdlib.class_balance(np.asfortranarray(s))
+            kdlib.class_balance(np.asfortranarray(s), "logits")
         with self.assertRaisesRegex(ValueError, "row stride"):
-            kdlib.class_balance(s[::-1])
+            kdlib.class_balance(s[::-1], "logits")
         # row-strided views are accepted without a copy, one row too
-        self.assertTrue(np.isfinite(kdlib.class_balance(s[::2, 1:5]).loss))
-        self.assertTrue(np.isfinite(kdlib.class_balance(s[1:2]).loss))
-        self.assertEqual(kdlib.class_balance(s[:0]).loss, 0.0)
+        self.assertTrue(np.isfinite(kdlib.class_balance(s[::2, 1:5], "logits").loss))
+        self.assertTrue(np.isfinite(kdlib.class_balance(s[1:2], "logits").loss))
+        self.assertEqual(kdlib.class_balance(s[:0], "logits").loss, 0.0)
 
     def test_options(self):
         s = f32(4, 3)

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""kdlib's FreeMatch and SoftMatch (kd_threshold, through kdlib.Thresholds)
+against PyTorch re-statements of USB's hooks in float64:
+FreeMatchThresholingHook (semilearn/algorithms/freematch/utils.py),
+DistAlignEMAHook with the uniform target (semilearn/algorithms/hooks/
+dist_align.py) and SoftMatchWeightingHook (semilearn/algorithms/softmatch/
+utils.py), called in USB's order (update, then mask / weights) over many
+random batches of softmax rows.  The rows are float32 (what kdlib receives);
+the reference promotes them to float64.
+
+Exit code 77 (CTest SKIP_RETURN_CODE) when torch or numpy is missing.
+"""
+import sys
+import unittest
+
+try:
+    import numpy as np
+    import torch
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    print(f"skipping: {exc}")
+    sys.exit(77)
+
+import kdlib  # noqa: E402  (PYTHONPATH=bindings/python, KDLIB_LIBRARY set by CTest)
+
+torch.set_default_dtype(torch.float64)
+
+
+class FreeMatchHook:
+    """USB's FreeMatchThresholingHook."""
+
+    def __init__(self, num_classes, momentum, clip_thresh, use_quantile=False):
+        self.m = momentum
+        self.clip_thresh = clip_thresh
+        self.use_quantile = use_quantile
+        self.p_model = torch.ones(num_classes) / num_classes
+        self.label_hist = torch.ones(num_classes) / num_classes
+        self.time_p = self.p_model.mean()
+
+    def update(self, probs):
+        max_probs, max_idx = torch.max(probs, dim=-1, keepdim=True)
+        if self.use_quantile:
+            self.time_p = self.time_p * self.m + (1 - self.m) * torch.quantile(max_probs, 0.8)
+        else:
+            self.time_p = self.time_p * self.m + (1 - self.m) * max_probs.mean()
+        if self.clip_thresh:
+            self.time_p = torch.clip(self.time_p, 0.0, 0.95)
+        self.p_model = self.p_model * self.m + (1 - self.m) * probs.mean(dim=0)
+        hist = torch.bincount(max_idx.reshape(-1), minlength=self.p_model.shape[0]).to(
+            self.p_model.dtype)
+        self.label_hist = self.label_hist * self.m + (1 - self.m) * (hist / hist.sum())
+
+    def masking(self, probs):
+        self.update(probs)
+        max_probs, max_idx = probs.max(dim=-1)
+        mod = self.p_model / torch.max(self.p_model, dim=-1)[0]
+        thr = self.time_p * mod[max_idx]
+        return max_probs.ge(thr).to(max_probs.dtype), (max_probs - thr).abs()
+
+
+class DistAlignUniform:
+    """USB's DistAlignEMAHook with p_target_type='uniform'."""
+
+    def __init__(self, num_classes, momentum):
+        self.m = momentum
+        self.p_target = torch.ones(num_classes) / num_classes
+        self.p_model = None
+
+    def dist_align(self, probs):
+        if self.p_model is None:
+            self.p_model = torch.mean(probs, dim=0)
+        else:
+            self.p_model = self.p_model * self.m + torch.mean(probs, dim=0) * (1 - self.m)
+        aligned = probs * (self.p_target + 1e-6) / (self.p_model + 1e-6)
+        return aligned / aligned.sum(dim=-1, keepdim=True)
+
+
+class SoftMatchHook:
+    """USB's SoftMatchWeightingHook (its per-class initial mean, written
+    self.args.num_classes in USB, is 1 / num_classes)."""
+
+    def __init__(self, num_classes, n_sigma, momentum, per_class):
+        self.num_classes = num_classes
+        self.n_sigma = n_sigma
+        self.per_class = per_class
+        self.m = momentum
+        if not per_class:
+            self.mu = torch.tensor(1.0 / num_classes)
+            self.var = torch.tensor(1.0)
+        else:
+            self.mu = torch.ones(num_classes) / num_classes
+            self.var = torch.ones(num_classes)
+
+    def update(self, probs):
+        max_probs, max_idx = probs.max(dim=-1)
+        if not self.per_class:
+            self.mu = self.m * self.mu + (1 - self.m) * torch.mean(max_probs).item()
+            self.var = self.m * self.var + (1 - self.m) * torch.var(max_probs, unbiased=True).item()
+        else:
+            mu = torch.zeros_like(self.mu)
+            var = torch.ones_like(self.var)
+            for i in range(self.num_classes):
+                prob = max_probs[max_idx == i]
+                if len(prob) > 1:
+                    mu[i] = torch.mean(prob)
+                    var[i] = torch.var(prob, unbiased=True)
+            self.mu = self.m * self.mu + (1 - self.m) * mu
+            self.var = self.m * self.var + (1 - self.m) * var
+
+    def masking(self, probs):
+        self.update(probs)
+        max_probs, max_idx = probs.max(dim=-1)
+        mu = self.mu[max_idx] if self.per_class else self.mu
+        var = self.var[max_idx] if self.per_class else self.var
+        return torch.exp(-((torch.clamp(max_probs - mu, max=0.0) ** 2)
+                           / (2 * var / (self.n_sigma ** 2))))
+
+
+def batches(seed, c, steps, scale, max_batch=64):
+    g = torch.Generator().manual_seed(seed)
+    bias = torch.linspace(0.0, 1.0, c)
+    for _ in range(steps):
+        n = int(torch.randint(2, max_batch, (1,), generator=g))
+        logits = torch.randn(n, c, generator=g) * scale + bias
+        p32 = torch.softmax(logits, dim=-1).float()
+        yield p32.numpy(), p32.double()
+
+
+class FreeMatchParity(unittest.TestCase):
+    def run_case(self, c, m, clip, scale, steps, seed, use_quantile=False):
+        th = kdlib.Thresholds("freematch", 1000, c, momentum=m, clip=0.95 if clip else 1.0,
+                              use_quantile=use_quantile)
+        ref = FreeMatchHook(c, m, clip, use_quantile)
+        used = total = 0
+        for p_np, p in batches(seed, c, steps, scale):
+            th.update_probs(p_np)
+            mask, margin = ref.masking(p)
+            w, pl = th.weights_probs(p_np)
+            np.testing.assert_array_equal(pl, p.argmax(dim=-1).numpy())
+            keep = margin.numpy() > 1e-6
+            np.testing.assert_array_equal(w[keep], mask.numpy()[keep])
+            used += int(mask.sum())
+            total += len(mask)
+            np.testing.assert_allclose(th.state("global_threshold")[0], float(ref.time_p),
+                                       rtol=1e-6)
+            np.testing.assert_allclose(th.state("class_probs"), ref.p_model.numpy(), rtol=1e-6)
+            np.testing.assert_allclose(th.state("label_histogram"), ref.label_hist.numpy(),
+                                       rtol=1e-6, atol=1e-7)
+        th.close()
+        return used, total
+
+    def test_usb_default_momentum(self):
+        self.run_case(10, 0.999, False, 2.0, 60, 1)
+
+    def test_fast_momentum_and_clip(self):
+        used, total = self.run_case(5, 0.9, False, 2.0, 80, 2)
+        self.assertTrue(0 < used < total)
+        used, total = self.run_case(3, 0.5, True, 6.0, 40, 3)
+        self.assertTrue(0 < used < total)
+
+    def test_quantile(self):
+        used, total = self.run_case(5, 0.9, False, 2.0, 80, 8, use_quantile=True)
+        self.assertTrue(0 < used < total)
+        self.run_case(4, 0.5, True, 5.0, 40, 9, use_quantile=True)
+
+
+class SoftMatchParity(unittest.TestCase):
+    def run_case(self, c, m, n_sigma, per_class, scale, steps, seed):
+        th = kdlib.Thresholds("softmatch", 1000, c, momentum=m, n_sigma=n_sigma,
+                              per_class=per_class)
+        align = DistAlignUniform(c, m)
+        ref = SoftMatchHook(c, n_sigma, m, per_class)
+        soft = 0
+        for p_np, p in batches(seed, c, steps, scale):
+            th.update_probs(p_np)
+            want = ref.masking(align.dist_align(p)).numpy()
+            w, pl = th.weights_probs(p_np)
+            np.testing.assert_array_equal(pl, p.argmax(dim=-1).numpy())
+            np.testing.assert_allclose(w, want, rtol=2e-5, atol=1e-6)
+            soft += int(((want > 1e-3) & (want < 1)).sum())
+            np.testing.assert_allclose(th.state("class_probs"), align.p_model.numpy(), rtol=1e-6)
+            if per_class:
+                np.testing.assert_allclose(th.state("class_conf_mean"), ref.mu.numpy(),
+                                           rtol=1e-6, atol=1e-7)
+                np.testing.assert_allclose(th.state("class_conf_var"), ref.var.numpy(),
+                                           rtol=1e-6, atol=1e-7)
+            else:
+                np.testing.assert_allclose(th.state("conf_mean")[0], float(ref.mu), rtol=1e-6)
+                np.testing.assert_allclose(th.state("conf_var")[0], float(ref.var), rtol=1e-6)
+        th.close()
+        return soft
+
+    def test_usb_defaults(self):
+        self.run_case(10, 0.999, 2.0, False, 2.0, 60, 4)
+
+    def test_global_fast_momentum(self):
+        self.assertGreater(self.run_case(5, 0.8, 2.0, False, 1.5, 60, 5), 100)
+
+    def test_per_class(self):
+        self.assertGreater(self.run_case(6, 0.9, 2.0, True, 2.0, 60, 6), 100)
+        self.run_case(12, 0.999, 3.0, True, 2.5, 30, 7)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=1)
