@@ -648,6 +648,339 @@ START_TEST(empty_input_is_valid)
 }
 END_TEST
 
+/* ---- edge cases and the documented errors of every function ------------------------- */
+
+/* One call of kd_cleanlab_* function `f` (0..6, header order) with the
+ * outputs of `o`; `drop` = 1 passes NULL for the function's required output. */
+typedef struct {
+    double d[3][64];
+    int64_t cj[64], num, ranked[16];
+    uint8_t mask[16];
+} cl_outputs;
+
+static const char *const CL_NAMES[7] = {
+    "kd_cleanlab_confident_thresholds",     "kd_cleanlab_confident_joint",
+    "kd_cleanlab_estimate_joint",           "kd_cleanlab_estimate_py_and_noise_matrices",
+    "kd_cleanlab_num_label_issues",         "kd_cleanlab_find_label_issues",
+    "kd_cleanlab_get_label_quality_scores"};
+
+static kd_status cl_call(int f, int64_t n, int64_t c, const float *p, int64_t ld, const int32_t *y,
+                         int32_t ig, cl_outputs *o, int drop, char *err, size_t err_size)
+{
+    switch (f) {
+    case 0:
+        return kd_cleanlab_confident_thresholds(n, c, p, ld, y, ig, drop ? NULL : o->d[0], err,
+                                                err_size);
+    case 1:
+        return kd_cleanlab_confident_joint(n, c, p, ld, y, ig, KD_CLEANLAB_CALIBRATE,
+                                           drop ? NULL : o->cj, o->mask, &o->num, err, err_size);
+    case 2:
+        return kd_cleanlab_estimate_joint(n, c, p, ld, y, ig, NULL, drop ? NULL : o->d[0], err,
+                                          err_size);
+    case 3:
+        return kd_cleanlab_estimate_py_and_noise_matrices(
+            n, c, p, ld, y, ig, KD_CLEANLAB_CALIBRATE | KD_CLEANLAB_CONVERGE, o->d[0], o->d[1],
+            o->d[2], o->cj, err, err_size);
+    case 4:
+        return kd_cleanlab_num_label_issues(n, c, p, ld, y, ig, KD_CLEANLAB_OFF_DIAGONAL, NULL,
+                                            drop ? NULL : &o->num, err, err_size);
+    case 5:
+        return kd_cleanlab_find_label_issues(n, c, p, ld, y, ig, KD_CLEANLAB_PRUNE_BY_NOISE_RATE,
+                                             1.0, NULL, 1, KD_LABEL_SCORE_SELF_CONFIDENCE, 0,
+                                             o->mask, o->ranked, &o->num, err, err_size);
+    default:
+        return kd_cleanlab_get_label_quality_scores(n, c, p, ld, y, ig,
+                                                    KD_LABEL_SCORE_NORMALIZED_MARGIN, 0,
+                                                    drop ? NULL : o->d[0], err, err_size);
+    }
+}
+
+static void cl_outputs_fill(cl_outputs *o)
+{
+    memset(o, 0x5a, sizeof *o);
+}
+
+static int cl_outputs_untouched(const cl_outputs *o)
+{
+    cl_outputs ref;
+    cl_outputs_fill(&ref);
+    return memcmp(o, &ref, sizeof ref) == 0;
+}
+
+START_TEST(every_function_rejects_each_bad_input_and_writes_nothing)
+{
+    enum { RN = 4, RC = 3, RLD = 4 };
+    static const float good[RN * RLD] = {0.7f, 0.2f, 0.1f, 0.0f, 0.1f, 0.8f, 0.1f, 0.0f,
+                                         0.2f, 0.2f, 0.6f, 0.0f, 0.5f, 0.4f, 0.1f, 0.0f};
+    static const int32_t goody[RN] = {0, 1, 2, 1};
+    struct {
+        const char *what;
+        int64_t n, c, ld;
+        int null_probs, null_labels, bad_row, bad_col;
+        float bad_value;
+        int32_t bad_label, ignore;
+        kd_status want;
+        const char *word;
+    } rows[] = {
+        {"probs NULL", RN, RC, RLD, 1, 0, -1, 0, 0, -1, -100, KD_ERR_NULL_POINTER, "probs"},
+        {"labels NULL", RN, RC, RLD, 0, 1, -1, 0, 0, -1, -100, KD_ERR_NULL_POINTER, "labels"},
+        {"n < 0", -1, RC, RLD, 0, 0, -1, 0, 0, -1, -100, KD_ERR_SHAPE, "n"},
+        {"c = 0", RN, 0, RLD, 0, 0, -1, 0, 0, -1, -100, KD_ERR_SHAPE, "c"},
+        {"ld < c", RN, RC, RC - 1, 0, 0, -1, 0, 0, -1, -100, KD_ERR_SHAPE, "ld"},
+        {"label = c", RN, RC, RLD, 0, 0, -1, 0, 0, RC, -100, KD_ERR_INVALID_ARGUMENT, "labels[2]"},
+        {"label = -1", RN, RC, RLD, 0, 0, -1, 0, 0, -1 - 1000, -100, KD_ERR_INVALID_ARGUMENT,
+         "labels[2]"},
+        {"ignore_index in [0, c)", RN, RC, RLD, 0, 0, -1, 0, 0, -1, 1, KD_ERR_INVALID_ARGUMENT,
+         "ignore_index"},
+        {"NaN", RN, RC, RLD, 0, 0, 2, 1, NAN, -1, -100, KD_ERR_NOT_FINITE, "probs"},
+        {"+Inf", RN, RC, RLD, 0, 0, 3, 0, INFINITY, -1, -100, KD_ERR_NOT_FINITE, "probs"},
+        {"-Inf", RN, RC, RLD, 0, 0, 0, 2, -INFINITY, -1, -100, KD_ERR_NOT_FINITE, "probs"},
+        {"1.5", RN, RC, RLD, 0, 0, 1, 1, 1.5f, -1, -100, KD_ERR_INVALID_ARGUMENT, "probs"},
+        {"-0.25", RN, RC, RLD, 0, 0, 1, 0, -0.25f, -1, -100, KD_ERR_INVALID_ARGUMENT, "probs"},
+    };
+    int checked = 0;
+    for (int f = 0; f < 7; f++)
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            float p[RN * RLD];
+            int32_t y[RN];
+            memcpy(p, good, sizeof p);
+            memcpy(y, goody, sizeof y);
+            if (rows[r].bad_row >= 0)
+                p[rows[r].bad_row * RLD + rows[r].bad_col] = rows[r].bad_value;
+            if (rows[r].bad_label != -1)
+                y[2] = rows[r].bad_label == -1 - 1000 ? -1 : rows[r].bad_label;
+            cl_outputs o;
+            cl_outputs_fill(&o);
+            char err[256];
+            const kd_status st = cl_call(f, rows[r].n, rows[r].c, rows[r].null_probs ? NULL : p,
+                                         rows[r].ld, rows[r].null_labels ? NULL : y,
+                                         rows[r].ignore, &o, 0, err, sizeof err);
+            ck_assert_msg(st == rows[r].want, "%s, %s: status %d, want %d (%s)", CL_NAMES[f],
+                          rows[r].what, (int)st, (int)rows[r].want, err);
+            ck_assert_msg(strstr(err, CL_NAMES[f]) != NULL && strstr(err, rows[r].word) != NULL,
+                          "%s, %s: message \"%s\" lacks \"%s\"", CL_NAMES[f], rows[r].what, err,
+                          rows[r].word);
+            ck_assert_msg(cl_outputs_untouched(&o), "%s, %s: an output was written", CL_NAMES[f],
+                          rows[r].what);
+            checked++;
+        }
+    /* the required output of each function (find_label_issues has none) */
+    for (int f = 0; f < 7; f++) {
+        if (f == 3 || f == 5)
+            continue;
+        cl_outputs o;
+        cl_outputs_fill(&o);
+        char err[256];
+        ck_assert_msg(cl_call(f, RN, RC, good, RLD, goody, -100, &o, 1, err, sizeof err) ==
+                          KD_ERR_NULL_POINTER,
+                      "%s: required output NULL", CL_NAMES[f]);
+        ck_assert(strstr(err, CL_NAMES[f]) != NULL);
+        ck_assert(cl_outputs_untouched(&o));
+        checked++;
+    }
+    /* and the good inputs pass everywhere (the table's rows are the only fault) */
+    for (int f = 0; f < 7; f++) {
+        cl_outputs o;
+        char err[256];
+        ck_assert_int_eq(cl_call(f, RN, RC, good, RLD, goody, -100, &o, 0, err, sizeof err),
+                         KD_OK);
+        ck_assert_str_eq(err, "");
+    }
+    ck_assert_int_eq(checked, 7 * 13 + 5);
+}
+END_TEST
+
+/* A single class (c = 1): cleanlab refuses it in most functions (at least
+ * two classes); kdlib computes the same formulas, which give no issue. */
+START_TEST(one_class_gives_no_issues)
+{
+    const float p[4] = {1.0f, 0.8f, 0.6f, 1.0f};
+    const int32_t y[4] = {0, 0, 0, 0};
+    double t, py, nm, inv, joint, s[4];
+    int64_t cj, num = 7;
+    uint8_t mask[4];
+    int64_t ranked[4];
+    ck_assert_int_eq(kd_cleanlab_confident_thresholds(4, 1, p, 1, y, -100, &t, NULL, 0), KD_OK);
+    ck_assert(t == ((1.0 + (double)0.8f) + ((double)0.6f + 1.0)) / 4);
+    /* rows 1 and 2 are below t0 - 1e-6: not counted */
+    ck_assert_int_eq(kd_cleanlab_confident_joint(4, 1, p, 1, y, -100, 0, &cj, mask, &num, NULL, 0),
+                     KD_OK);
+    ck_assert_int_eq(cj, 2);
+    ck_assert_int_eq(num, 0);
+    ck_assert_int_eq(kd_cleanlab_confident_joint(4, 1, p, 1, y, -100, KD_CLEANLAB_CALIBRATE, &cj,
+                                                 NULL, NULL, NULL, 0),
+                     KD_OK);
+    ck_assert_int_eq(cj, 4);
+    ck_assert_int_eq(kd_cleanlab_estimate_joint(4, 1, p, 1, y, -100, NULL, &joint, NULL, 0), KD_OK);
+    ck_assert(joint == 1.0);
+    ck_assert_int_eq(kd_cleanlab_estimate_py_and_noise_matrices(4, 1, p, 1, y, -100, 3, &py, &nm,
+                                                                &inv, &cj, NULL, 0),
+                     KD_OK);
+    ck_assert(py == 1.0 && nm == 1.0 && inv == 1.0 && cj == 4);
+    for (int32_t m = 0; m <= KD_CLEANLAB_OFF_DIAGONAL_CALIBRATED; m++) {
+        ck_assert_int_eq(kd_cleanlab_num_label_issues(4, 1, p, 1, y, -100, m, NULL, &num, NULL, 0),
+                         KD_OK);
+        ck_assert_int_eq(num, 0);
+    }
+    for (int32_t f = 0; f <= KD_CLEANLAB_LOW_SELF_CONFIDENCE; f++) {
+        num = 7;
+        ck_assert_int_eq(kd_cleanlab_find_label_issues(4, 1, p, 1, y, -100, f, 1.0, NULL, 1,
+                                                       KD_LABEL_SCORE_SELF_CONFIDENCE, 0, mask,
+                                                       ranked, &num, NULL, 0),
+                         KD_OK);
+        ck_assert_int_eq(num, 0);
+        for (int i = 0; i < 4; i++)
+            ck_assert_int_eq(mask[i], 0);
+    }
+    ck_assert_int_eq(kd_cleanlab_get_label_quality_scores(4, 1, p, 1, y, -100,
+                                                          KD_LABEL_SCORE_NORMALIZED_MARGIN, 1, s,
+                                                          NULL, 0),
+                     KD_OK);
+    for (int i = 0; i < 4; i++) /* adjusted row is (p - t + t) / p = 1; margin (1 - 0 + 1) / 2 */
+        ck_assert(s[i] == 1.0);
+    ck_assert_int_eq(kd_cleanlab_get_label_quality_scores(4, 1, p, 1, y, -100,
+                                                          KD_LABEL_SCORE_SELF_CONFIDENCE, 0, s,
+                                                          NULL, 0),
+                     KD_OK);
+    ck_assert(s[1] == (double)0.8f);
+}
+END_TEST
+
+/* n = 0 with every function, and rows that are all ignored (the same as
+ * n = 0 for the labelled part). */
+START_TEST(no_labelled_rows_is_valid_everywhere)
+{
+    const float p[6] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+    const int32_t y[3] = {-100, -100, -100};
+    for (int64_t n = 0; n <= 3; n += 3)
+        for (int f = 0; f < 7; f++) {
+            cl_outputs o;
+            cl_outputs_fill(&o);
+            char err[256];
+            ck_assert_msg(cl_call(f, n, 2, p, 2, y, -100, &o, 0, err, sizeof err) == KD_OK,
+                          "%s n = %lld: %s", CL_NAMES[f], (long long)n, err);
+            if (f == 0)
+                ck_assert(o.d[0][0] == 2.0 && o.d[0][1] == 2.0); /* cleanlab's BIG_VALUE */
+            if (f == 4 || f == 5)
+                ck_assert_int_eq(o.num, 0);
+            if (f == 6 && n == 3)
+                ck_assert(isnan(o.d[0][0]) && isnan(o.d[0][2]));
+            if (f == 6 && n == 0)
+                ck_assert(cl_outputs_untouched(&o));
+        }
+}
+END_TEST
+
+/* ranked: only the first num_issues entries are written; the mask and the
+ * count agree; rank_by none is row order. */
+START_TEST(ranked_is_written_up_to_num_issues_only)
+{
+    load_cases();
+    const fx_case *fc = &g_cases[0];
+    fx_input in = make_input(fc, 0);
+    int64_t *ranked = malloc((size_t)in.n * sizeof *ranked);
+    for (int32_t f = 0; f <= KD_CLEANLAB_LOW_SELF_CONFIDENCE; f++)
+        for (int32_t rank = -1; rank <= 3; rank++) {
+            if (rank == 2)
+                continue;
+            for (int64_t i = 0; i < in.n; i++)
+                ranked[i] = -7;
+            int64_t num = -1;
+            ck_assert_int_eq(kd_cleanlab_find_label_issues(in.n, in.c, in.p, in.ld, in.y, -100, f,
+                                                           1.0, NULL, 1, rank, 0, NULL, ranked,
+                                                           &num, NULL, 0),
+                             KD_OK);
+            ck_assert(num > 0 && num < in.n);
+            for (int64_t i = 0; i < in.n; i++)
+                ck_assert(i < num ? ranked[i] >= 0 && ranked[i] < in.n : ranked[i] == -7);
+            if (rank == -1)
+                for (int64_t i = 1; i < num; i++)
+                    ck_assert(ranked[i - 1] < ranked[i]);
+        }
+    free(ranked);
+    free_input(&in);
+}
+END_TEST
+
+/* The fixture keeps its adversarial cases (a case that vanished would make
+ * the loops above check less without failing). */
+START_TEST(fixture_holds_the_adversarial_cases)
+{
+    load_cases();
+    static const char *const want[] = {"n1_c3",          "ties_grid_n16_c3",
+                                       "uniform_n12_c4", "empty_classes_n80_c6",
+                                       "near_threshold_n6_c2", "unnormalized_n120_c3"};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        int found = 0;
+        for (int i = 0; i < g_ncases; i++)
+            found |= strcmp(g_cases[i].name, want[k]) == 0;
+        ck_assert_msg(found, "fixture case %s missing", want[k]);
+    }
+    /* frac_noise = 0 and min_examples_per_class larger than every class */
+    int frac0 = 0, min_big = 0;
+    for (int i = 0; i < g_ncases; i++)
+        for (int r = 0; r < g_cases[i].nrec; r++)
+            if (strcmp(g_cases[i].rec[r].key, "issues") == 0) {
+                frac0 += g_cases[i].rec[r].v[1] == 0.0;
+                min_big += g_cases[i].rec[r].v[2] == 1000.0;
+            }
+    ck_assert_int_ge(frac0, 3 * 10);
+    ck_assert_int_ge(min_big, 3 * 10);
+}
+END_TEST
+
+/* More overlaps: each pair names both buffers. */
+START_TEST(every_output_pair_is_checked_for_aliasing)
+{
+    double buf[128];
+    float *p = (float *)buf;
+    const float src[6] = {0.7f, 0.3f, 0.2f, 0.8f, 0.6f, 0.4f};
+    memcpy(p, src, sizeof src);
+    int32_t y[3] = {0, 1, 1};
+    int64_t big[32], ntr[2] = {1, 1};
+    char err[256];
+#define ALIAS(call, a, b)                                                                          \
+    do {                                                                                           \
+        ck_assert_int_eq(call, KD_ERR_ALIASING);                                                   \
+        ck_assert_msg(strstr(err, a) != NULL && strstr(err, b) != NULL, "%s", err);                \
+    } while (0)
+    ALIAS(kd_cleanlab_confident_joint(3, 2, p, 2, y, -100, 0, big, (uint8_t *)(void *)y, NULL, err,
+                                      sizeof err),
+          "off_diagonal", "labels");
+    ALIAS(kd_cleanlab_confident_joint(3, 2, p, 2, y, -100, 0, (int64_t *)(void *)buf, NULL, NULL,
+                                      err, sizeof err),
+          "confident_joint", "probs");
+    ALIAS(kd_cleanlab_estimate_joint(3, 2, p, 2, y, -100, big, (double *)(void *)(big + 1), err,
+                                     sizeof err),
+          "joint", "confident_joint");
+    ALIAS(kd_cleanlab_estimate_py_and_noise_matrices(3, 2, p, 2, y, -100, 3, buf + 20, NULL,
+                                                     buf + 21, NULL, err, sizeof err),
+          "inv_noise_matrix", "py");
+    ALIAS(kd_cleanlab_estimate_py_and_noise_matrices(3, 2, p, 2, y, -100, 3, NULL, buf + 20, NULL,
+                                                     (int64_t *)(void *)(buf + 22), err,
+                                                     sizeof err),
+          "confident_joint", "noise_matrix");
+    ALIAS(kd_cleanlab_find_label_issues(3, 2, p, 2, y, -100, 0, 1.0, NULL, 1, -1, 0,
+                                        (uint8_t *)(void *)p, NULL, NULL, err, sizeof err),
+          "issues", "probs");
+    ALIAS(kd_cleanlab_find_label_issues(3, 2, p, 2, y, -100, 0, 1.0, ntr, 1, -1, 0, NULL,
+                                        (int64_t *)(void *)ntr, NULL, err, sizeof err),
+          "ranked", "num_to_remove_per_class");
+    ALIAS(kd_cleanlab_find_label_issues(3, 2, p, 2, y, -100, 0, 1.0, NULL, 1, -1, 0, NULL, big,
+                                        big + 1, err, sizeof err),
+          "num_issues", "ranked");
+    ALIAS(kd_cleanlab_get_label_quality_scores(3, 2, p, 2, y, -100, 0, 0, (double *)(void *)y, err,
+                                               sizeof err),
+          "scores", "labels");
+    ALIAS(kd_cleanlab_num_label_issues(3, 2, p, 2, y, -100, KD_CLEANLAB_OFF_DIAGONAL, NULL,
+                                       (int64_t *)(void *)y, err, sizeof err),
+          "num_issues", "labels");
+#undef ALIAS
+    /* the inputs stay as they were */
+    ck_assert(memcmp(p, src, sizeof src) == 0 && y[0] == 0 && y[1] == 1 && y[2] == 1);
+}
+END_TEST
+
 static Suite *cleanlab_suite(void)
 {
     Suite *s = suite_create("cleanlab");
@@ -669,6 +1002,12 @@ static Suite *cleanlab_suite(void)
     tcase_add_test(tc, errors_write_nothing_and_name_the_argument);
     tcase_add_test(tc, outputs_overlapping_inputs_are_aliasing);
     tcase_add_test(tc, empty_input_is_valid);
+    tcase_add_test(tc, every_function_rejects_each_bad_input_and_writes_nothing);
+    tcase_add_test(tc, one_class_gives_no_issues);
+    tcase_add_test(tc, no_labelled_rows_is_valid_everywhere);
+    tcase_add_test(tc, ranked_is_written_up_to_num_issues_only);
+    tcase_add_test(tc, fixture_holds_the_adversarial_cases);
+    tcase_add_test(tc, every_output_pair_is_checked_for_aliasing);
     suite_add_tcase(s, tc);
     return s;
 }

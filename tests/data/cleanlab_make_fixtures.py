@@ -124,6 +124,11 @@ def make_cases():
     # 10 classes, small: many classes with 0 or 1 rows
     p = softmax_probs(rng, 15, 10, 2.0)
     cases.append(("sparse_n15_c10", p, rng.integers(0, 10, 15)))
+    # rows that do not sum to 1 (cleanlab and kdlib accept them as they are):
+    # softmax rows scaled by factors in [0.3, 1]
+    p = softmax_probs(rng, 120, 3, 2.0)
+    p = (p * rng.uniform(0.3, 1.0, (120, 1))).astype(np.float32)
+    cases.append(("unnormalized_n120_c3", p, noisy_labels(rng, p, 0.25)))
     return cases
 
 
@@ -169,7 +174,8 @@ def write_case(out, name, p32, y):
             s = rank.get_label_quality_scores(y, p, method=method, adjust_pred_probs=bool(adj))
             out.write("scores %d %d %s\n" % (m, adj, fmt(s)))
     settings = [(1.0, 1, None), (0.5, 1, None), (1.0, 0, None), (1.0, 5, None),
-                (0.7, 2, None), (1.0, 1, "ones"), (1.0, 1, "rand")]
+                (0.7, 2, None), (1.0, 1, "ones"), (1.0, 1, "rand"), (0.0, 1, None),
+                (1.0, 1000, None)]
     for f, fb in enumerate(FILTERS):
         prune = f <= 2
         for frac, mn, ntr_kind in (settings if prune else [(1.0, 1, None), (1.0, 3, None)]):
