@@ -981,6 +981,162 @@ START_TEST(every_output_pair_is_checked_for_aliasing)
 }
 END_TEST
 
+/* ---- soft labels chosen by confidence: kd_soft_labels_selective ------------------- */
+
+static void ref_selective(int64_t n, int64_t c, const int32_t *y, float lw, int32_t mode,
+                          int32_t flags, const float *p, int64_t ld, const uint8_t *sus, float *q)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = p + i * ld;
+        int64_t pred = 0;
+        for (int64_t j = 1; j < c; j++)
+            if (row[j] > row[pred])
+                pred = j;
+        float w;
+        if (y[i] == -100)
+            w = 0.0f;
+        else if ((flags & KD_SOFT_LABEL_SUSPECTS_ONLY) && !sus[i])
+            w = 1.0f;
+        else if (flags & KD_SOFT_LABEL_CONFIDENCE_WEIGHT)
+            w = lw + (1.0f - lw) * row[y[i]];
+        else
+            w = lw;
+        for (int64_t j = 0; j < c; j++) {
+            const float x = mode == KD_SOFT_LABEL_ONEHOT ? (float)(j == pred) : row[j];
+            q[i * c + j] = w * (float)(j == y[i]) + (1.0f - w) * x;
+        }
+    }
+}
+
+/* Every flag combination and mode, on the cleanlab issues of a fixture case
+ * (with ignored rows), against the formula; flags = 0 is kd_soft_labels. */
+START_TEST(selective_soft_labels_match_the_formula)
+{
+    load_cases();
+    const fx_case *fc = &g_cases[1]; /* rand_n500_c5 */
+    fx_input in = make_input(fc, 1);
+    const int64_t n = in.n, c = in.c;
+    uint8_t *sus = malloc((size_t)n);
+    float *q = malloc((size_t)(n * c) * sizeof *q), *ref = malloc((size_t)(n * c) * sizeof *ref);
+    int64_t num;
+    ck_assert_int_eq(kd_cleanlab_find_label_issues(n, c, in.p, in.ld, in.y, -100,
+                                                   KD_CLEANLAB_BOTH, 1.0, NULL, 1, -1, 0, sus,
+                                                   NULL, &num, NULL, 0),
+                     KD_OK);
+    ck_assert(num > 10);
+    int changed_rows = 0;
+    for (int32_t mode = 0; mode <= 1; mode++)
+        for (int32_t flags = 0; flags <= 3; flags++) {
+            char err[256];
+            const uint8_t *s = (flags & KD_SOFT_LABEL_SUSPECTS_ONLY) ? sus : NULL;
+            ck_assert_msg(kd_soft_labels_selective(n, c, in.y, -100, 0.7f, mode, flags, in.p, in.ld,
+                                                   s, q, c, err, sizeof err) == KD_OK,
+                          "%s", err);
+            ref_selective(n, c, in.y, 0.7f, mode, flags, in.p, in.ld, sus, ref);
+            ck_assert(memcmp(q, ref, (size_t)(n * c) * sizeof *q) == 0);
+            if (flags == 0) {
+                ck_assert_int_eq(kd_soft_labels(n, c, in.y, -100, 0.7f, mode, in.p, in.ld, NULL,
+                                                ref, c, NULL, 0),
+                                 KD_OK);
+                ck_assert(memcmp(q, ref, (size_t)(n * c) * sizeof *q) == 0);
+            }
+            if (flags & KD_SOFT_LABEL_SUSPECTS_ONLY)
+                for (int64_t i = 0; i < n; i++)
+                    if (in.y[i] != -100 && !sus[i]) /* hard given label */
+                        for (int64_t j = 0; j < c; j++)
+                            ck_assert(q[i * c + j] == (float)(j == in.y[i]));
+            if (flags == KD_SOFT_LABEL_CONFIDENCE_WEIGHT)
+                for (int64_t i = 0; i < n; i++)
+                    if (in.y[i] != -100) {
+                        /* the given label's weight is >= 0.7, more for confident rows */
+                        const float w = 0.7f + 0.3f * in.p[i * in.ld + in.y[i]];
+                        ck_assert(w >= 0.7f);
+                        changed_rows += w > 0.9f;
+                    }
+        }
+    ck_assert_int_gt(changed_rows, 20);
+    free(sus);
+    free(q);
+    free(ref);
+    free_input(&in);
+}
+END_TEST
+
+START_TEST(selective_soft_labels_hand_example_and_in_place)
+{
+    /* row 0: label 0, p = (0.2, 0.8): a suspect; row 1: label 1, p = (0.4, 0.6) */
+    float p[4] = {0.2f, 0.8f, 0.4f, 0.6f};
+    const int32_t y[2] = {0, 1};
+    const uint8_t sus[2] = {1, 0};
+    float q[4];
+    ck_assert_int_eq(kd_soft_labels_selective(2, 2, y, -100, 0.7f, KD_SOFT_LABEL_ONEHOT,
+                                              KD_SOFT_LABEL_SUSPECTS_ONLY, p, 2, sus, q, 2, NULL,
+                                              0),
+                     KD_OK);
+    ck_assert(q[0] == 0.7f && q[1] == 1.0f - 0.7f && q[2] == 0.0f && q[3] == 1.0f);
+    /* confidence weight, no floor: w_0 = 0.2, w_1 = 0.6 */
+    ck_assert_int_eq(kd_soft_labels_selective(2, 2, y, -100, 0.0f, KD_SOFT_LABEL_PROBABILITIES,
+                                              KD_SOFT_LABEL_CONFIDENCE_WEIGHT, p, 2, NULL, q, 2,
+                                              NULL, 0),
+                     KD_OK);
+    const float r0 = 1.0f - 0.2f, r1 = 1.0f - 0.6f;
+    ck_assert(q[0] == 0.2f + r0 * 0.2f && q[1] == r0 * 0.8f);
+    ck_assert(q[2] == r1 * 0.4f && q[3] == 0.6f + r1 * 0.6f);
+    /* in place over probs gives the same */
+    ck_assert_int_eq(kd_soft_labels_selective(2, 2, y, -100, 0.0f, KD_SOFT_LABEL_PROBABILITIES,
+                                              KD_SOFT_LABEL_CONFIDENCE_WEIGHT, p, 2, NULL, p, 2,
+                                              NULL, 0),
+                     KD_OK);
+    ck_assert(memcmp(p, q, sizeof q) == 0);
+}
+END_TEST
+
+START_TEST(selective_soft_labels_errors_write_nothing)
+{
+    const float p[4] = {0.2f, 0.8f, 0.4f, 0.6f};
+    const float pn[4] = {0.2f, NAN, 0.4f, 0.6f};
+    const int32_t y[2] = {0, 1};
+    const uint8_t sus[2] = {1, 0}, bad[2] = {1, 2};
+    float q[4] = {7, 7, 7, 7};
+    char err[256];
+#define SEL(w_, m_, f_, p_, s_, q_)                                                                \
+    kd_soft_labels_selective(2, 2, y, -100, w_, m_, f_, p_, 2, s_, q_, 2, err, sizeof err)
+    struct {
+        kd_status st;
+        const char *word;
+    } want[8] = {{KD_ERR_INVALID_ARGUMENT, "mode"},    {KD_ERR_INVALID_ARGUMENT, "flags"},
+                 {KD_ERR_NULL_POINTER, "suspect"},     {KD_ERR_INVALID_ARGUMENT, "suspect"},
+                 {KD_ERR_INVALID_ARGUMENT, "suspect[1]"}, {KD_ERR_NULL_POINTER, "probs"},
+                 {KD_ERR_INVALID_ARGUMENT, "label_weight"}, {KD_ERR_NOT_FINITE, "probs"}};
+    for (int k = 0; k < 8; k++) {
+        kd_status st;
+        switch (k) {
+        case 0: st = SEL(0.7f, 2, 0, p, NULL, q); break;
+        case 1: st = SEL(0.7f, 0, 4, p, NULL, q); break;
+        case 2: st = SEL(0.7f, 0, KD_SOFT_LABEL_SUSPECTS_ONLY, p, NULL, q); break;
+        case 3: st = SEL(0.7f, 0, 0, p, sus, q); break;
+        case 4: st = SEL(0.7f, 0, KD_SOFT_LABEL_SUSPECTS_ONLY, p, bad, q); break;
+        case 5: st = SEL(0.7f, 0, 0, NULL, NULL, q); break;
+        case 6: st = SEL(NAN, 0, 0, p, NULL, q); break;
+        default: st = SEL(0.7f, 1, 2, pn, NULL, q); break;
+        }
+        ck_assert_msg(st == want[k].st, "%d: status %d (%s)", k, (int)st, err);
+        ck_assert_msg(strstr(err, "kd_soft_labels_selective") && strstr(err, want[k].word),
+                      "%d: %s", k, err);
+    }
+    /* out overlapping the suspect mask or probs (other than in place) */
+    float buf[8] = {0.2f, 0.8f, 0.4f, 0.6f, 0, 0, 0, 0};
+    ck_assert_int_eq(SEL(0.7f, 0, 0, buf, NULL, buf + 1), KD_ERR_ALIASING);
+    ck_assert_int_eq(SEL(0.7f, 0, KD_SOFT_LABEL_SUSPECTS_ONLY, p, (const uint8_t *)(void *)q, q),
+                     KD_ERR_ALIASING);
+    ck_assert(strstr(err, "suspect") != NULL);
+#undef SEL
+    for (int k = 0; k < 4; k++)
+        ck_assert(q[k] == 7);
+    ck_assert(buf[5] == 0 && buf[1] == 0.8f);
+}
+END_TEST
+
 static Suite *cleanlab_suite(void)
 {
     Suite *s = suite_create("cleanlab");
@@ -1008,6 +1164,12 @@ static Suite *cleanlab_suite(void)
     tcase_add_test(tc, ranked_is_written_up_to_num_issues_only);
     tcase_add_test(tc, fixture_holds_the_adversarial_cases);
     tcase_add_test(tc, every_output_pair_is_checked_for_aliasing);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("soft_labels");
+    tcase_add_test(tc, selective_soft_labels_match_the_formula);
+    tcase_add_test(tc, selective_soft_labels_hand_example_and_in_place);
+    tcase_add_test(tc, selective_soft_labels_errors_write_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1853,6 +1853,31 @@ static kd_status cl_scores_entropy_c1(void) { CALL(kd_cleanlab_get_label_quality
 static kd_status cl_scores_alias(void) { CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, 0, 0, (double *)(void *)B.labels, B.err, sizeof B.err)); }
 #undef CLF
 #undef CLP
+#define SELP(fl_, sus_, w_) kd_soft_labels_selective(N, C, B.labels, -100, w_, KD_SOFT_LABEL_PROBABILITIES, fl_, B.probs, LD, sus_, B.out, LD, B.err, sizeof B.err)
+static kd_status sel_null(void) { CALL(SELP(KD_SOFT_LABEL_SUSPECTS_ONLY, NULL, 0.7f)); }
+static kd_status sel_shape(void) { CALL(kd_soft_labels_selective(N, C, B.labels, -100, 0.7f, 0, 0, B.probs, C - 1, NULL, B.out, LD, B.err, sizeof B.err)); }
+static kd_status sel_flags(void) { CALL(SELP(4, NULL, 0.7f)); }
+static kd_status sel_suspect_unused(void) { CALL(SELP(0, B.sus, 0.7f)); }
+static kd_status sel_suspect_byte(void)
+{
+    for (int i = 0; i < N; i++)
+        B.sus[i] = 0;
+    B.sus[3] = 2;
+    CALL(SELP(KD_SOFT_LABEL_SUSPECTS_ONLY, B.sus, 0.7f));
+}
+static kd_status sel_weight(void) { CALL(SELP(KD_SOFT_LABEL_CONFIDENCE_WEIGHT, NULL, 1.5f)); }
+static kd_status sel_nan(void)
+{
+    B.probs[2] = NAN;
+    CALL(SELP(KD_SOFT_LABEL_CONFIDENCE_WEIGHT, NULL, 0.7f));
+}
+static kd_status sel_alias(void)
+{
+    for (int i = 0; i < N; i++)
+        B.sus[i] = 0;
+    CALL(kd_soft_labels_selective(N, C, B.labels, -100, 0.7f, 1, KD_SOFT_LABEL_SUSPECTS_ONLY, B.probs, LD, B.sus, (float *)(void *)B.sus, LD, B.err, sizeof B.err));
+}
+#undef SELP
 
 /* a status and its name */
 #define ST(s) s, #s
@@ -2132,6 +2157,14 @@ static const row ROWS[] = {
     {"kd_cleanlab_get_label_quality_scores", "adjust_pred_probs not 0 or 1", ST(KD_ERR_INVALID_ARGUMENT), cl_scores_adjust},
     {"kd_cleanlab_get_label_quality_scores", "the entropy score with c = 1", ST(KD_ERR_INVALID_ARGUMENT), cl_scores_entropy_c1},
     {"kd_cleanlab_get_label_quality_scores", "scores overlapping probs or labels", ST(KD_ERR_ALIASING), cl_scores_alias},
+    {"kd_soft_labels_selective", "labels, probs, out, or suspect with SUSPECTS_ONLY, is NULL", ST(KD_ERR_NULL_POINTER), sel_null},
+    {"kd_soft_labels_selective", "n < 0, c < 1, an ld < c or an overflowing extent", ST(KD_ERR_SHAPE), sel_shape},
+    {"kd_soft_labels_selective", "flags with bits other than SUSPECTS_ONLY and CONFIDENCE_WEIGHT (or a bad mode)", ST(KD_ERR_INVALID_ARGUMENT), sel_flags},
+    {"kd_soft_labels_selective", "suspect given without SUSPECTS_ONLY", ST(KD_ERR_INVALID_ARGUMENT), sel_suspect_unused},
+    {"kd_soft_labels_selective", "a suspect byte other than 0 or 1", ST(KD_ERR_INVALID_ARGUMENT), sel_suspect_byte},
+    {"kd_soft_labels_selective", "label_weight outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), sel_weight},
+    {"kd_soft_labels_selective", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), sel_nan},
+    {"kd_soft_labels_selective", "out overlapping suspect (or probs other than in place, labels)", ST(KD_ERR_ALIASING), sel_alias},
 };
 
 /* ---- the compute entry points: one table, each row run on every entry point

@@ -9,6 +9,8 @@
  *   kd_find_label_issues      confident-learning per-class thresholds, confident
  *                             class of every sample and the suspect mask
  *   kd_soft_labels            q = w onehot(y) + (1 - w) onehot(pred) or (1 - w) p
+ *   kd_soft_labels_selective  the same for suspects only, or with w from the
+ *                             out-of-fold confidence of the given label
  *   kd_ensemble_average       weighted average of K teacher matrices
  *
  * Conventions shared by every function here:
@@ -219,6 +221,47 @@ KD_API kd_status kd_soft_labels(int64_t n, int64_t c, const int32_t *labels, int
                                 float label_weight, int32_t mode, const float *probs,
                                 int64_t ld_probs, const int32_t *predictions, float *out,
                                 int64_t ld_out, char *err, size_t err_size);
+
+/* Flags of kd_soft_labels_selective (bitwise or).  Pinned values. */
+enum {
+    KD_SOFT_LABEL_SUSPECTS_ONLY = 1,    /* soften only the rows flagged in suspect; the
+                                           others keep their hard given label */
+    KD_SOFT_LABEL_CONFIDENCE_WEIGHT = 2 /* w_i = w + (1 - w) p_i,y_i: the given label's weight
+                                           grows with its out-of-fold probability */
+};
+
+/* kd_soft_labels_selective():
+ * The soft labels of kd_soft_labels, chosen row by row from out-of-fold
+ * probabilities p (the seeds' "soften only suspects, or weight by the
+ * out-of-fold confidence"):
+ *
+ *   q_i = w_i onehot(y_i) + (1 - w_i) x_i,  x_i = onehot(argmax_j p_ij) (ONEHOT,
+ *                                           lowest index on ties) or p_i (PROBABILITIES)
+ *   w_i = 1                            with SUSPECTS_ONLY and suspect[i] = 0
+ *         w + (1 - w) p_i,y_i          with CONFIDENCE_WEIGHT (otherwise)
+ *         w                            otherwise (flags = 0 is kd_soft_labels
+ *                                      without predictions, bit for bit)
+ *
+ * (w = label_weight).  A row labelled ignore_index gets x_i with weight 1, as
+ * in kd_soft_labels.  The suspect mask is e.g. the issues of
+ * kd_cleanlab_find_label_issues or the suspects of kd_find_label_issues.
+ * Computed in float32 as written.
+ *   n, c, labels, ignore_index, label_weight, mode   as kd_soft_labels.
+ *   flags          KD_SOFT_LABEL_SUSPECTS_ONLY | KD_SOFT_LABEL_CONFIDENCE_WEIGHT.
+ *   probs, ld_probs  n x c probabilities (required).
+ *   suspect        n bytes 0 / 1, required with SUSPECTS_ONLY, else must be NULL.
+ *   out, ld_out    the n x c output; out may be probs itself (same ld); any
+ *                  other overlap with an input is KD_ERR_ALIASING.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (labels, probs, out, suspect with
+ * SUSPECTS_ONLY); KD_ERR_SHAPE; KD_ERR_INVALID_ARGUMENT (mode, flags,
+ * label_weight, a label, ignore_index in [0, c), suspect given without
+ * SUSPECTS_ONLY or a suspect byte other than 0 / 1, a probability outside
+ * [0, 1]); KD_ERR_NOT_FINITE; KD_ERR_ALIASING. */
+KD_API kd_status kd_soft_labels_selective(int64_t n, int64_t c, const int32_t *labels,
+                                          int32_t ignore_index, float label_weight, int32_t mode,
+                                          int32_t flags, const float *probs, int64_t ld_probs,
+                                          const uint8_t *suspect, float *out, int64_t ld_out,
+                                          char *err, size_t err_size);
 
 /* ---- ensembles ----------------------------------------------------------- */
 

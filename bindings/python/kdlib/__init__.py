@@ -30,7 +30,8 @@ from ._distributed import split_batch_loss, torch_split_batch_loss  # data-paral
 from ._labels import (select_pseudo_labels, label_quality, find_label_issues, soft_labels,
                       ensemble_average, confident_learning_suspects, get_label_quality_scores,
                       get_confident_thresholds, compute_confident_joint, estimate_joint,
-                      estimate_py_and_noise_matrices_from_probabilities, num_label_issues)
+                      estimate_py_and_noise_matrices_from_probabilities, num_label_issues,
+                      soft_labels_selective)
 from . import _losses as losses_constants  # KD_* values: CROSS_ENTROPY, PARAM_*, ARG_*, ...
 
 __version__ = library_version_string  # the loaded library's kd_version_string()
@@ -53,4 +54,5 @@ __all__ = [
     "soft_labels", "ensemble_average", "confident_learning_suspects", "get_label_quality_scores",
     "get_confident_thresholds", "compute_confident_joint", "estimate_joint",
     "estimate_py_and_noise_matrices_from_probabilities", "num_label_issues",
+    "soft_labels_selective",
 ]

@@ -14,6 +14,7 @@ SELECT_PROBABILITIES, SELECT_LOGITS, SELECT_NON_STRICT = 0, 1, 2
 SCORE_SELF_CONFIDENCE, SCORE_NORMALIZED_MARGIN, SCORE_MARGIN = 0, 1, 2
 SCORE_CONFIDENCE_WEIGHTED_ENTROPY = 3
 SOFT_LABEL_ONEHOT, SOFT_LABEL_PROBABILITIES = 0, 1
+SOFT_LABEL_SUSPECTS_ONLY, SOFT_LABEL_CONFIDENCE_WEIGHT = 1, 2
 CLEANLAB_CALIBRATE, CLEANLAB_CONVERGE = 1, 2
 CLEANLAB_OFF_DIAGONAL, CLEANLAB_OFF_DIAGONAL_CALIBRATED, CLEANLAB_OFF_DIAGONAL_CUSTOM = 0, 1, 2
 (CLEANLAB_PRUNE_BY_NOISE_RATE, CLEANLAB_PRUNE_BY_CLASS, CLEANLAB_BOTH, CLEANLAB_CONFIDENT_LEARNING,
@@ -138,6 +139,40 @@ def soft_labels(labels, label_weight=0.7, probs=None, predictions=None, mode="on
     _call("kd_soft_labels", lib.kd_soft_labels, n, c, A.i32ptr(labels), _ignore(ignore_index),
           float(label_weight), SOFT_LABEL_ONEHOT if mode == "onehot" else SOFT_LABEL_PROBABILITIES,
           A.fptr(probs), ld_probs, A.i32ptr(predictions), A.fptr(out), ld_out)
+    return out
+
+
+def soft_labels_selective(labels, probs, label_weight=0.7, *, suspects=None,
+                          confidence_weight=False, mode="onehot", ignore_index=-100, out=None):
+    """Soft labels chosen by out-of-fold confidence (kd_soft_labels_selective):
+    q_i = w_i onehot(y_i) + (1 - w_i) x_i with x_i = onehot(argmax p_i)
+    (mode="onehot") or p_i (mode="probabilities"); w_i = 1 for rows that are
+    not suspects when suspects (a boolean mask, e.g. find_label_issues's) is
+    given, w + (1 - w) p_i,y_i with confidence_weight=True, else w.  Returns
+    the n x C float32 matrix (out if given; out may be probs itself)."""
+    require("kd_soft_labels_selective")
+    probs, ld = A.matrix(probs, "probs")
+    n, c = probs.shape
+    labels = A.int_vector(labels, "labels", n)
+    if mode not in ("onehot", "probabilities"):
+        raise ValueError("mode must be 'onehot' or 'probabilities', got %r" % (mode,))
+    flags = SOFT_LABEL_CONFIDENCE_WEIGHT if confidence_weight else 0
+    sus = None
+    if suspects is not None:
+        sus = np.asarray(suspects)
+        if sus.shape != (n,) or sus.dtype.kind not in "biu":
+            raise ValueError("suspects must be a boolean mask of %d rows" % n)
+        sus = np.ascontiguousarray(sus != 0, dtype=np.uint8)
+        flags |= SOFT_LABEL_SUSPECTS_ONLY
+    if out is None:
+        out = np.empty((n, c), np.float32)
+    out, ld_out = A.matrix(out, "out", shape=(n, c))
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    _call("kd_soft_labels_selective", lib.kd_soft_labels_selective, n, c, A.i32ptr(labels),
+          _ignore(ignore_index), float(label_weight),
+          SOFT_LABEL_ONEHOT if mode == "onehot" else SOFT_LABEL_PROBABILITIES, flags,
+          A.fptr(probs), ld, A.u8ptr(sus), A.fptr(out), ld_out)
     return out
 
 

@@ -264,3 +264,27 @@ class Behaviour(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SoftLabelsSelective(unittest.TestCase):
+    def test_suspects_and_confidence_weight(self):
+        case = CASES[1]
+        y, p = case["labels"].astype(np.int32), case["probs"]
+        n, c = p.shape
+        issues = kdlib.find_label_issues(y, p, filter_by="both")
+        eye = np.eye(c, dtype=np.float32)
+        q = kdlib.soft_labels_selective(y, p, 0.7, suspects=issues, mode="probabilities")
+        np.testing.assert_array_equal(q[~issues], eye[y[~issues]])
+        ref = np.float32(0.7) * eye[y] + np.float32(1 - np.float32(0.7)) * p
+        np.testing.assert_allclose(q[issues], ref[issues], rtol=0, atol=1e-7)
+        q = kdlib.soft_labels_selective(y, p, 0.0, confidence_weight=True)
+        w = p[np.arange(n), y][:, None]
+        ref = w * eye[y] + (1 - w) * eye[p.argmax(1)]
+        np.testing.assert_allclose(q, ref, rtol=0, atol=1e-6)
+        # flags 0 is kd_soft_labels
+        np.testing.assert_array_equal(kdlib.soft_labels_selective(y, p, 0.7),
+                                      kdlib.soft_labels(y, 0.7, p))
+        with self.assertRaisesRegex(kdlib.KdInvalidArgumentError, "label_weight"):
+            kdlib.soft_labels_selective(y, p, 1.5)
+        with self.assertRaisesRegex(ValueError, "suspects"):
+            kdlib.soft_labels_selective(y, p, suspects=issues[:-1])
