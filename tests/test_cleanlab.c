@@ -981,6 +981,65 @@ START_TEST(every_output_pair_is_checked_for_aliasing)
 }
 END_TEST
 
+/* The issue sets are selections of the lowest keys (ties by row index):
+ * large inputs with many ties, laid out sorted, reversed and organ-pipe,
+ * against a full sort of (score, row). */
+static int cmp_score_row(const void *a, const void *b)
+{
+    const double *x = a, *y = b;
+    if (x[0] != y[0])
+        return x[0] < y[0] ? -1 : 1;
+    return (x[1] > y[1]) - (x[1] < y[1]);
+}
+
+START_TEST(issue_sets_equal_a_full_sort_with_ties_and_adversarial_orders)
+{
+    const int64_t n = 6000, c = 3;
+    float *p = malloc((size_t)(n * c) * sizeof *p);
+    int32_t *y = malloc((size_t)n * sizeof *y);
+    uint8_t *mask = malloc((size_t)n);
+    double *s = malloc((size_t)n * sizeof *s), *pairs = malloc((size_t)(2 * n) * sizeof *pairs);
+    for (int layout = 0; layout < 3; layout++) {
+        for (int64_t i = 0; i < n; i++) {
+            /* self-confidence on a 0.05 grid: ~20 values, hundreds of ties each */
+            int64_t r = layout == 0 ? i : layout == 1 ? n - 1 - i : (i < n / 2 ? i : n - 1 - i) * 2;
+            const float conf = (float)(r % 20) * 0.05f;
+            y[i] = (int32_t)(i % c);
+            for (int64_t j = 0; j < c; j++)
+                p[i * c + j] = j == y[i] ? conf : (1.0f - conf) / 2;
+        }
+        int64_t want, num;
+        ck_assert_int_eq(kd_cleanlab_num_label_issues(n, c, p, c, y, -100,
+                                                      KD_CLEANLAB_OFF_DIAGONAL, NULL, &want, NULL,
+                                                      0),
+                         KD_OK);
+        ck_assert(want > 100 && want < n - 100);
+        ck_assert_int_eq(kd_cleanlab_find_label_issues(n, c, p, c, y, -100,
+                                                       KD_CLEANLAB_LOW_SELF_CONFIDENCE, 1.0, NULL,
+                                                       1, -1, 0, mask, NULL, &num, NULL, 0),
+                         KD_OK);
+        ck_assert_int_eq(num, want);
+        ck_assert_int_eq(kd_cleanlab_get_label_quality_scores(n, c, p, c, y, -100,
+                                                              KD_LABEL_SCORE_SELF_CONFIDENCE, 0, s,
+                                                              NULL, 0),
+                         KD_OK);
+        for (int64_t i = 0; i < n; i++) {
+            pairs[2 * i] = s[i];
+            pairs[2 * i + 1] = (double)i;
+        }
+        qsort(pairs, (size_t)n, 2 * sizeof *pairs, cmp_score_row);
+        for (int64_t r = 0; r < n; r++)
+            ck_assert_msg(mask[(int64_t)pairs[2 * r + 1]] == (r < want), "layout %d, rank %lld",
+                          layout, (long long)r);
+    }
+    free(p);
+    free(y);
+    free(mask);
+    free(s);
+    free(pairs);
+}
+END_TEST
+
 /* ---- soft labels chosen by confidence: kd_soft_labels_selective ------------------- */
 
 static void ref_selective(int64_t n, int64_t c, const int32_t *y, float lw, int32_t mode,
@@ -1164,6 +1223,7 @@ static Suite *cleanlab_suite(void)
     tcase_add_test(tc, ranked_is_written_up_to_num_issues_only);
     tcase_add_test(tc, fixture_holds_the_adversarial_cases);
     tcase_add_test(tc, every_output_pair_is_checked_for_aliasing);
+    tcase_add_test(tc, issue_sets_equal_a_full_sort_with_ties_and_adversarial_orders);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("soft_labels");

@@ -52,6 +52,54 @@ void kdi_cl_sort(kdi_cl_key *e, int64_t n)
         qsort(e, (size_t)n, sizeof *e, kdi_cl_key_compare);
 }
 
+static void kdi_cl_swap(kdi_cl_key *a, kdi_cl_key *b)
+{
+    const kdi_cl_key t = *a;
+    *a = *b;
+    *b = t;
+}
+
+void kdi_cl_select_lowest(kdi_cl_key *e, int64_t n, int64_t k)
+{
+    if (k <= 0 || k >= n)
+        return;
+    int64_t lo = 0, hi = n - 1;
+    /* quickselect with the median of three; keys are totally ordered (row
+     * breaks every tie), so the selected set is unique.  After 2 log2(n) + 8
+     * rounds (an adversarial order) the rest is sorted instead. */
+    int budget = 8;
+    for (int64_t m = n; m > 1; m >>= 1)
+        budget += 2;
+    while (hi > lo) {
+        if (budget-- == 0 || hi - lo < 3) { /* a few keys left, or too many rounds */
+            kdi_cl_sort(e + lo, hi - lo + 1);
+            return;
+        }
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (kdi_cl_key_compare(&e[mid], &e[lo]) < 0)
+            kdi_cl_swap(&e[mid], &e[lo]);
+        if (kdi_cl_key_compare(&e[hi], &e[lo]) < 0)
+            kdi_cl_swap(&e[hi], &e[lo]);
+        if (kdi_cl_key_compare(&e[hi], &e[mid]) < 0)
+            kdi_cl_swap(&e[hi], &e[mid]);
+        /* e[lo] <= e[mid] <= e[hi]: partition e[lo + 1 .. hi - 1] around the
+         * pivot, kept at hi - 1 (Lomuto on distinct keys) */
+        kdi_cl_swap(&e[mid], &e[hi - 1]);
+        const kdi_cl_key pivot = e[hi - 1];
+        int64_t store = lo + 1;
+        for (int64_t i = lo + 1; i < hi - 1; i++)
+            if (kdi_cl_key_compare(&e[i], &pivot) < 0)
+                kdi_cl_swap(&e[i], &e[store++]);
+        kdi_cl_swap(&e[store], &e[hi - 1]); /* the pivot at its final place */
+        if (store == k || store == k - 1)
+            return; /* e[0 .. k) are the k lowest */
+        if (store < k)
+            lo = store + 1;
+        else
+            hi = store - 1;
+    }
+}
+
 kd_status kdi_cl_check_inputs(const char *fn, int64_t n, int64_t c, const float *probs, int64_t ld,
                               const int32_t *labels, int32_t ignore_index, char *err,
                               size_t err_size)

@@ -120,10 +120,11 @@ static void kdi_cl_prune_counts(int64_t c, int64_t min_examples, double frac_noi
     kdi_cl_round_rows(c, m, pcm, w->work, w->keys);
 }
 
-/* Sort the m keys and flag the rows of the first `count`. */
+/* Flag the rows of the `count` lowest of the m keys (a selection: only the
+ * set matters, and the order is total, so it is the sorted prefix's set). */
 static void kdi_cl_flag_lowest(int64_t m, int64_t count, kdi_cl_key *keys, uint8_t *mask)
 {
-    kdi_cl_sort(keys, m);
+    kdi_cl_select_lowest(keys, m, count);
     for (int64_t r = 0; r < m && r < count; r++)
         mask[keys[r].row] = 1;
 }

@@ -21,6 +21,10 @@ typedef struct {
 } kdi_cl_key;
 void kdi_cl_sort(kdi_cl_key *e, int64_t n);
 
+/* Reorder e so that e[0 .. k) are its k lowest keys in kdi_cl_sort's order
+ * (in no particular order among themselves): O(n) expected. */
+void kdi_cl_select_lowest(kdi_cl_key *e, int64_t n, int64_t k);
+
 /* The checks every kd_cleanlab_* function starts with: probs and labels
  * non-NULL, the shape, the labels and the probabilities. */
 kd_status kdi_cl_check_inputs(const char *fn, int64_t n, int64_t c, const float *probs, int64_t ld,
