@@ -12,6 +12,10 @@
  *   kd_soft_labels_selective  the same for suspects only, or with w from the
  *                             out-of-fold confidence of the given label
  *   kd_ensemble_average       weighted average of K teacher matrices
+ *   kd_cleanlab_*             cleanlab 2.x's confident learning with its exact rules:
+ *                             thresholds, confident joint, joint, py and noise
+ *                             matrices, num_label_issues, the 7 find_label_issues
+ *                             filters and the label quality scores
  *
  * Conventions shared by every function here:
  *
@@ -163,9 +167,9 @@ KD_API kd_status kd_label_quality(int64_t n, int64_t c, const float *probs, int6
  *   confident_class    optional n int32: k_i.
  *   suspect            optional n bytes: 1 suspect, 0 not.
  *   num_suspects       optional: number of suspects.
- * To list the issues worst first (cleanlab's find_label_issues with
- * filter_by="confident_learning" and return_indices_ranked_by), walk the
- * ranking of kd_label_quality and keep the rows whose suspect byte is 1.
+ * To list the issues worst first, walk the ranking of kd_label_quality and
+ * keep the rows whose suspect byte is 1 (cleanlab's own rules, filters and
+ * rankings: kd_cleanlab_find_label_issues).
  * Differences from cleanlab: cleanlab compares p_ij >= t_j - 1e-6, and when
  * two or more classes are confident it takes the argmax over all classes
  * (which may be a class that is not confident); kdlib uses the exact
