@@ -46,6 +46,8 @@ static struct {
     int32_t labels[N], plabels[N], pred[N], cc[N];
     int64_t idx[N], rank[N], sigma[C];
     uint8_t sus[N];
+    int64_t clcj[C * C]; /* issue 19 rows: c x c int64 and double outputs */
+    double cldbl[C * C];
     char err[128];
     int64_t i64;
     int32_t i32;
@@ -1897,6 +1899,103 @@ static kd_status row_ensemble_alias_lds(void)
                              sizeof B.err));
 }
 
+/* ---- issue 19: the cleanlab-compatible functions ---- */
+
+#define CLP B.probs, LD, B.labels, -100
+static kd_status cl_thr_null(void) { CALL(kd_cleanlab_confident_thresholds(N, C, CLP, NULL, B.err, sizeof B.err)); }
+static kd_status cl_thr_shape(void) { CALL(kd_cleanlab_confident_thresholds(N, C, B.probs, C - 1, B.labels, -100, B.cldbl, B.err, sizeof B.err)); }
+static kd_status cl_thr_label(void)
+{
+    B.labels[2] = C;
+    CALL(kd_cleanlab_confident_thresholds(N, C, CLP, B.cldbl, B.err, sizeof B.err));
+}
+static kd_status cl_thr_ignore(void) { CALL(kd_cleanlab_confident_thresholds(N, C, B.probs, LD, B.labels, 0, B.cldbl, B.err, sizeof B.err)); }
+static kd_status cl_thr_range(void)
+{
+    B.probs[6] = 1.5f;
+    CALL(kd_cleanlab_confident_thresholds(N, C, CLP, B.cldbl, B.err, sizeof B.err));
+}
+static kd_status cl_thr_nan(void)
+{
+    B.probs[6] = NAN;
+    CALL(kd_cleanlab_confident_thresholds(N, C, CLP, B.cldbl, B.err, sizeof B.err));
+}
+static kd_status cl_thr_alias(void) { CALL(kd_cleanlab_confident_thresholds(N, C, CLP, (double *)(void *)B.probs, B.err, sizeof B.err)); }
+static kd_status cl_cj_null(void) { CALL(kd_cleanlab_confident_joint(N, C, NULL, LD, B.labels, -100, 0, B.clcj, B.sus, &B.i64, B.err, sizeof B.err)); }
+static kd_status cl_cj_flags(void) { CALL(kd_cleanlab_confident_joint(N, C, CLP, KD_CLEANLAB_CONVERGE, B.clcj, B.sus, &B.i64, B.err, sizeof B.err)); }
+static kd_status cl_cj_alias(void) { CALL(kd_cleanlab_confident_joint(N, C, CLP, 0, B.clcj, (uint8_t *)(void *)B.labels, &B.i64, B.err, sizeof B.err)); }
+static kd_status cl_joint_null(void) { CALL(kd_cleanlab_estimate_joint(N, C, CLP, NULL, NULL, B.err, sizeof B.err)); }
+static kd_status cl_joint_negative(void)
+{
+    for (int k = 0; k < C * C; k++)
+        B.clcj[k] = k == 5 ? -1 : 1;
+    CALL(kd_cleanlab_estimate_joint(N, C, CLP, B.clcj, B.cldbl, B.err, sizeof B.err));
+}
+static kd_status cl_joint_alias(void) { CALL(kd_cleanlab_estimate_joint(N, C, CLP, B.clcj, (double *)(void *)(B.clcj + 1), B.err, sizeof B.err)); }
+static kd_status cl_py_shape(void) { CALL(kd_cleanlab_estimate_py_and_noise_matrices(-1, C, CLP, 3, B.stats, B.cldbl, NULL, NULL, B.err, sizeof B.err)); }
+static kd_status cl_py_flags(void) { CALL(kd_cleanlab_estimate_py_and_noise_matrices(N, C, CLP, 4, B.stats, B.cldbl, NULL, NULL, B.err, sizeof B.err)); }
+static kd_status cl_py_alias(void) { CALL(kd_cleanlab_estimate_py_and_noise_matrices(N, C, CLP, 3, B.cldbl + 2, B.cldbl, NULL, NULL, B.err, sizeof B.err)); }
+static kd_status cl_num_null(void) { CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL, NULL, NULL, B.err, sizeof B.err)); }
+static kd_status cl_num_custom_null(void) { CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL_CUSTOM, NULL, &B.i64, B.err, sizeof B.err)); }
+static kd_status cl_num_method(void) { CALL(kd_cleanlab_num_label_issues(N, C, CLP, 3, NULL, &B.i64, B.err, sizeof B.err)); }
+static kd_status cl_num_joint_unused(void) { CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL, B.clcj, &B.i64, B.err, sizeof B.err)); }
+static kd_status cl_num_inf(void)
+{
+    B.probs[1] = INFINITY;
+    CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL, NULL, &B.i64, B.err, sizeof B.err));
+}
+#define CLF(f_, fr_, ntr_, mn_, rk_, adj_) kd_cleanlab_find_label_issues(N, C, CLP, f_, fr_, ntr_, mn_, rk_, adj_, B.sus, B.rank, &B.i64, B.err, sizeof B.err)
+static kd_status cl_find_null(void) { CALL(kd_cleanlab_find_label_issues(N, C, B.probs, LD, NULL, -100, 0, 1.0, NULL, 1, -1, 0, B.sus, B.rank, &B.i64, B.err, sizeof B.err)); }
+static kd_status cl_find_filter(void) { CALL(CLF(7, 1.0, NULL, 1, -1, 0)); }
+static kd_status cl_find_frac(void) { CALL(CLF(0, 1.5, NULL, 1, -1, 0)); }
+static kd_status cl_find_min(void) { CALL(CLF(0, 1.0, NULL, -1, -1, 0)); }
+static kd_status cl_find_ntr(void)
+{
+    B.sigma[1] = -1;
+    CALL(CLF(0, 1.0, B.sigma, 1, -1, 0));
+}
+static kd_status cl_find_ntr_filter(void)
+{
+    for (int k = 0; k < C; k++)
+        B.sigma[k] = 1;
+    CALL(CLF(KD_CLEANLAB_CONFIDENT_LEARNING, 1.0, B.sigma, 1, -1, 0));
+}
+static kd_status cl_find_rank(void) { CALL(CLF(0, 1.0, NULL, 1, KD_LABEL_SCORE_MARGIN, 0)); }
+static kd_status cl_find_adjust(void) { CALL(CLF(0, 1.0, NULL, 1, KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY, 1)); }
+static kd_status cl_find_alias(void) { CALL(kd_cleanlab_find_label_issues(N, C, CLP, 0, 1.0, NULL, 1, 0, 0, B.sus, B.rank, B.rank + 2, B.err, sizeof B.err)); }
+static kd_status cl_scores_null(void) { CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, 0, 0, NULL, B.err, sizeof B.err)); }
+static kd_status cl_scores_method(void) { CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, KD_LABEL_SCORE_MARGIN, 0, B.cldbl, B.err, sizeof B.err)); }
+static kd_status cl_scores_adjust(void) { CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, 0, 2, B.cldbl, B.err, sizeof B.err)); }
+static kd_status cl_scores_entropy_c1(void) { CALL(kd_cleanlab_get_label_quality_scores(N, 1, CLP, KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY, 0, B.cldbl, B.err, sizeof B.err)); }
+static kd_status cl_scores_alias(void) { CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, 0, 0, (double *)(void *)B.labels, B.err, sizeof B.err)); }
+#undef CLF
+#undef CLP
+#define SELP(fl_, sus_, w_) kd_soft_labels_selective(N, C, B.labels, -100, w_, KD_SOFT_LABEL_PROBABILITIES, fl_, B.probs, LD, sus_, B.out, LD, B.err, sizeof B.err)
+static kd_status sel_null(void) { CALL(SELP(KD_SOFT_LABEL_SUSPECTS_ONLY, NULL, 0.7f)); }
+static kd_status sel_shape(void) { CALL(kd_soft_labels_selective(N, C, B.labels, -100, 0.7f, 0, 0, B.probs, C - 1, NULL, B.out, LD, B.err, sizeof B.err)); }
+static kd_status sel_flags(void) { CALL(SELP(4, NULL, 0.7f)); }
+static kd_status sel_suspect_unused(void) { CALL(SELP(0, B.sus, 0.7f)); }
+static kd_status sel_suspect_byte(void)
+{
+    for (int i = 0; i < N; i++)
+        B.sus[i] = 0;
+    B.sus[3] = 2;
+    CALL(SELP(KD_SOFT_LABEL_SUSPECTS_ONLY, B.sus, 0.7f));
+}
+static kd_status sel_weight(void) { CALL(SELP(KD_SOFT_LABEL_CONFIDENCE_WEIGHT, NULL, 1.5f)); }
+static kd_status sel_nan(void)
+{
+    B.probs[2] = NAN;
+    CALL(SELP(KD_SOFT_LABEL_CONFIDENCE_WEIGHT, NULL, 0.7f));
+}
+static kd_status sel_alias(void)
+{
+    for (int i = 0; i < N; i++)
+        B.sus[i] = 0;
+    CALL(kd_soft_labels_selective(N, C, B.labels, -100, 0.7f, 1, KD_SOFT_LABEL_SUSPECTS_ONLY, B.probs, LD, B.sus, (float *)(void *)B.sus, LD, B.err, sizeof B.err));
+}
+#undef SELP
+
 /* a status and its name */
 #define ST(s) s, #s
 static const row ROWS[] = {
@@ -2159,6 +2258,49 @@ static const row ROWS[] = {
     {"kd_ensemble_average", "a NaN or infinite input element", ST(KD_ERR_NOT_FINITE), row227},
     {"kd_ensemble_average", "out overlapping an input other than in place over inputs[0]", ST(KD_ERR_ALIASING), row228},
     {"kd_ensemble_average", "out overlapping the lds (or inputs, weights) array", ST(KD_ERR_ALIASING), row_ensemble_alias_lds},
+    {"kd_cleanlab_confident_thresholds", "probs, labels or thresholds is NULL", ST(KD_ERR_NULL_POINTER), cl_thr_null},
+    {"kd_cleanlab_confident_thresholds", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE), cl_thr_shape},
+    {"kd_cleanlab_confident_thresholds", "a label outside [0, c) and not ignore_index", ST(KD_ERR_INVALID_ARGUMENT), cl_thr_label},
+    {"kd_cleanlab_confident_thresholds", "ignore_index in [0, c)", ST(KD_ERR_INVALID_ARGUMENT), cl_thr_ignore},
+    {"kd_cleanlab_confident_thresholds", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), cl_thr_range},
+    {"kd_cleanlab_confident_thresholds", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), cl_thr_nan},
+    {"kd_cleanlab_confident_thresholds", "thresholds overlapping probs or labels", ST(KD_ERR_ALIASING), cl_thr_alias},
+    {"kd_cleanlab_confident_joint", "probs, labels or confident_joint is NULL", ST(KD_ERR_NULL_POINTER), cl_cj_null},
+    {"kd_cleanlab_confident_joint", "flags other than 0 or KD_CLEANLAB_CALIBRATE", ST(KD_ERR_INVALID_ARGUMENT), cl_cj_flags},
+    {"kd_cleanlab_confident_joint", "an output overlapping an input or another output", ST(KD_ERR_ALIASING), cl_cj_alias},
+    {"kd_cleanlab_estimate_joint", "probs, labels or joint is NULL", ST(KD_ERR_NULL_POINTER), cl_joint_null},
+    {"kd_cleanlab_estimate_joint", "a negative confident_joint entry", ST(KD_ERR_INVALID_ARGUMENT), cl_joint_negative},
+    {"kd_cleanlab_estimate_joint", "joint overlapping confident_joint (or probs, labels)", ST(KD_ERR_ALIASING), cl_joint_alias},
+    {"kd_cleanlab_estimate_py_and_noise_matrices", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE), cl_py_shape},
+    {"kd_cleanlab_estimate_py_and_noise_matrices", "flags not a combination of CALIBRATE and CONVERGE", ST(KD_ERR_INVALID_ARGUMENT), cl_py_flags},
+    {"kd_cleanlab_estimate_py_and_noise_matrices", "an output overlapping an input or another output", ST(KD_ERR_ALIASING), cl_py_alias},
+    {"kd_cleanlab_num_label_issues", "probs, labels or num_issues is NULL", ST(KD_ERR_NULL_POINTER), cl_num_null},
+    {"kd_cleanlab_num_label_issues", "OFF_DIAGONAL_CUSTOM without confident_joint", ST(KD_ERR_NULL_POINTER), cl_num_custom_null},
+    {"kd_cleanlab_num_label_issues", "estimation_method not a KD_CLEANLAB_OFF_DIAGONAL* value", ST(KD_ERR_INVALID_ARGUMENT), cl_num_method},
+    {"kd_cleanlab_num_label_issues", "a confident_joint given to another method", ST(KD_ERR_INVALID_ARGUMENT), cl_num_joint_unused},
+    {"kd_cleanlab_num_label_issues", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), cl_num_inf},
+    {"kd_cleanlab_find_label_issues", "probs or labels is NULL", ST(KD_ERR_NULL_POINTER), cl_find_null},
+    {"kd_cleanlab_find_label_issues", "filter_by not a KD_CLEANLAB_* filter", ST(KD_ERR_INVALID_ARGUMENT), cl_find_filter},
+    {"kd_cleanlab_find_label_issues", "frac_noise outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), cl_find_frac},
+    {"kd_cleanlab_find_label_issues", "min_examples_per_class < 0", ST(KD_ERR_INVALID_ARGUMENT), cl_find_min},
+    {"kd_cleanlab_find_label_issues", "a negative num_to_remove_per_class entry", ST(KD_ERR_INVALID_ARGUMENT), cl_find_ntr},
+    {"kd_cleanlab_find_label_issues", "num_to_remove_per_class with a filter other than the prune filters", ST(KD_ERR_INVALID_ARGUMENT), cl_find_ntr_filter},
+    {"kd_cleanlab_find_label_issues", "rank_by not RANK_NONE or a cleanlab score", ST(KD_ERR_INVALID_ARGUMENT), cl_find_rank},
+    {"kd_cleanlab_find_label_issues", "adjust_pred_probs with the entropy score or without rank_by", ST(KD_ERR_INVALID_ARGUMENT), cl_find_adjust},
+    {"kd_cleanlab_find_label_issues", "an output overlapping an input or another output", ST(KD_ERR_ALIASING), cl_find_alias},
+    {"kd_cleanlab_get_label_quality_scores", "probs, labels or scores is NULL", ST(KD_ERR_NULL_POINTER), cl_scores_null},
+    {"kd_cleanlab_get_label_quality_scores", "method not a cleanlab score (MARGIN)", ST(KD_ERR_INVALID_ARGUMENT), cl_scores_method},
+    {"kd_cleanlab_get_label_quality_scores", "adjust_pred_probs not 0 or 1", ST(KD_ERR_INVALID_ARGUMENT), cl_scores_adjust},
+    {"kd_cleanlab_get_label_quality_scores", "the entropy score with c = 1", ST(KD_ERR_INVALID_ARGUMENT), cl_scores_entropy_c1},
+    {"kd_cleanlab_get_label_quality_scores", "scores overlapping probs or labels", ST(KD_ERR_ALIASING), cl_scores_alias},
+    {"kd_soft_labels_selective", "labels, probs, out, or suspect with SUSPECTS_ONLY, is NULL", ST(KD_ERR_NULL_POINTER), sel_null},
+    {"kd_soft_labels_selective", "n < 0, c < 1, an ld < c or an overflowing extent", ST(KD_ERR_SHAPE), sel_shape},
+    {"kd_soft_labels_selective", "flags with bits other than SUSPECTS_ONLY and CONFIDENCE_WEIGHT (or a bad mode)", ST(KD_ERR_INVALID_ARGUMENT), sel_flags},
+    {"kd_soft_labels_selective", "suspect given without SUSPECTS_ONLY", ST(KD_ERR_INVALID_ARGUMENT), sel_suspect_unused},
+    {"kd_soft_labels_selective", "a suspect byte other than 0 or 1", ST(KD_ERR_INVALID_ARGUMENT), sel_suspect_byte},
+    {"kd_soft_labels_selective", "label_weight outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), sel_weight},
+    {"kd_soft_labels_selective", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), sel_nan},
+    {"kd_soft_labels_selective", "out overlapping suspect (or probs other than in place, labels)", ST(KD_ERR_ALIASING), sel_alias},
 };
 
 /* ---- the compute entry points: one table, each row run on every entry point

@@ -9,7 +9,13 @@
  *   kd_find_label_issues      confident-learning per-class thresholds, confident
  *                             class of every sample and the suspect mask
  *   kd_soft_labels            q = w onehot(y) + (1 - w) onehot(pred) or (1 - w) p
+ *   kd_soft_labels_selective  the same for suspects only, or with w from the
+ *                             out-of-fold confidence of the given label
  *   kd_ensemble_average       weighted average of K teacher matrices
+ *   kd_cleanlab_*             cleanlab 2.x's confident learning with its exact rules:
+ *                             thresholds, confident joint, joint, py and noise
+ *                             matrices, num_label_issues, the 7 find_label_issues
+ *                             filters and the label quality scores
  *
  * Conventions shared by every function here:
  *
@@ -161,9 +167,9 @@ KD_API kd_status kd_label_quality(int64_t n, int64_t c, const float *probs, int6
  *   confident_class    optional n int32: k_i.
  *   suspect            optional n bytes: 1 suspect, 0 not.
  *   num_suspects       optional: number of suspects.
- * To list the issues worst first (cleanlab's find_label_issues with
- * filter_by="confident_learning" and return_indices_ranked_by), walk the
- * ranking of kd_label_quality and keep the rows whose suspect byte is 1.
+ * To list the issues worst first, walk the ranking of kd_label_quality and
+ * keep the rows whose suspect byte is 1 (cleanlab's own rules, filters and
+ * rankings: kd_cleanlab_find_label_issues).
  * Differences from cleanlab: cleanlab compares p_ij >= t_j - 1e-6, and when
  * two or more classes are confident it takes the argmax over all classes
  * (which may be a class that is not confident); kdlib uses the exact
@@ -220,6 +226,47 @@ KD_API kd_status kd_soft_labels(int64_t n, int64_t c, const int32_t *labels, int
                                 int64_t ld_probs, const int32_t *predictions, float *out,
                                 int64_t ld_out, char *err, size_t err_size);
 
+/* Flags of kd_soft_labels_selective (bitwise or).  Pinned values. */
+enum {
+    KD_SOFT_LABEL_SUSPECTS_ONLY = 1,    /* soften only the rows flagged in suspect; the
+                                           others keep their hard given label */
+    KD_SOFT_LABEL_CONFIDENCE_WEIGHT = 2 /* w_i = w + (1 - w) p_i,y_i: the given label's weight
+                                           grows with its out-of-fold probability */
+};
+
+/* kd_soft_labels_selective():
+ * The soft labels of kd_soft_labels, chosen row by row from out-of-fold
+ * probabilities p (the seeds' "soften only suspects, or weight by the
+ * out-of-fold confidence"):
+ *
+ *   q_i = w_i onehot(y_i) + (1 - w_i) x_i,  x_i = onehot(argmax_j p_ij) (ONEHOT,
+ *                                           lowest index on ties) or p_i (PROBABILITIES)
+ *   w_i = 1                            with SUSPECTS_ONLY and suspect[i] = 0
+ *         w + (1 - w) p_i,y_i          with CONFIDENCE_WEIGHT (otherwise)
+ *         w                            otherwise (flags = 0 is kd_soft_labels
+ *                                      without predictions, bit for bit)
+ *
+ * (w = label_weight).  A row labelled ignore_index gets x_i with weight 1, as
+ * in kd_soft_labels.  The suspect mask is e.g. the issues of
+ * kd_cleanlab_find_label_issues or the suspects of kd_find_label_issues.
+ * Computed in float32 as written.
+ *   n, c, labels, ignore_index, label_weight, mode   as kd_soft_labels.
+ *   flags          KD_SOFT_LABEL_SUSPECTS_ONLY | KD_SOFT_LABEL_CONFIDENCE_WEIGHT.
+ *   probs, ld_probs  n x c probabilities (required).
+ *   suspect        n bytes 0 / 1, required with SUSPECTS_ONLY, else must be NULL.
+ *   out, ld_out    the n x c output; out may be probs itself (same ld); any
+ *                  other overlap with an input is KD_ERR_ALIASING.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (labels, probs, out, suspect with
+ * SUSPECTS_ONLY); KD_ERR_SHAPE; KD_ERR_INVALID_ARGUMENT (mode, flags,
+ * label_weight, a label, ignore_index in [0, c), suspect given without
+ * SUSPECTS_ONLY or a suspect byte other than 0 / 1, a probability outside
+ * [0, 1]); KD_ERR_NOT_FINITE; KD_ERR_ALIASING. */
+KD_API kd_status kd_soft_labels_selective(int64_t n, int64_t c, const int32_t *labels,
+                                          int32_t ignore_index, float label_weight, int32_t mode,
+                                          int32_t flags, const float *probs, int64_t ld_probs,
+                                          const uint8_t *suspect, float *out, int64_t ld_out,
+                                          char *err, size_t err_size);
+
 /* ---- ensembles ----------------------------------------------------------- */
 
 /* kd_ensemble_average():
@@ -244,6 +291,228 @@ KD_API kd_status kd_soft_labels(int64_t n, int64_t c, const int32_t *labels, int
 KD_API kd_status kd_ensemble_average(int64_t n, int64_t c, int32_t k, const float *const *inputs,
                                      const int64_t *lds, const float *weights, float *out,
                                      int64_t ld_out, char *err, size_t err_size);
+
+/* ---- cleanlab-compatible confident learning ------------------------------ */
+
+/* The functions below reproduce cleanlab 2.x (count.py, filter.py, rank.py)
+ * for multi-class (multi_label=False) data, with cleanlab's names, defaults
+ * and tie rules; docs/labels.md lists every deviation.  They follow the
+ * conventions of this header, with these specifics:
+ *
+ * - Rows whose label is ignore_index are left out, as if the caller had
+ *   removed them before calling cleanlab ("n" below means the number of
+ *   labelled rows); they are never issues and get NaN scores.
+ * - Probabilities are float32; every computation is in double, in cleanlab's
+ *   order of operations (NumPy's pairwise summation included), so results
+ *   equal cleanlab's on pred_probs.astype(np.float64).
+ * - c x c matrices are dense row-major (row stride c); the confident joint
+ *   is int64 and indexed [given label][true label] as in cleanlab.
+ * - Temporary memory: O(n + c^2) doubles and int64, allocated before anything
+ *   is written (KD_ERR_OUT_OF_MEMORY when it is not available).
+ * - cleanlab's checks that kdlib does not copy: it rejects n = 0 and labels
+ *   with a single class other than 0; kdlib computes the same formulas. */
+
+/* Flags of kd_cleanlab_confident_joint and
+ * kd_cleanlab_estimate_py_and_noise_matrices (bitwise or).  Pinned values. */
+enum {
+    KD_CLEANLAB_CALIBRATE = 1, /* calibrate the joint (cleanlab's calibrate=True) */
+    KD_CLEANLAB_CONVERGE = 2   /* converge_latent_estimates=True */
+};
+
+/* kd_cleanlab_confident_thresholds(): cleanlab's get_confident_thresholds:
+ *   t_j = mean of p_ij over the rows labelled j (NumPy's pairwise sum / count),
+ *         2 when no row is labelled j, then max(t_j, 2e-6).
+ *   thresholds   c doubles (required).
+ * Returns KD_OK; KD_ERR_NULL_POINTER (probs, labels, thresholds);
+ * KD_ERR_SHAPE; KD_ERR_INVALID_ARGUMENT (a label, ignore_index in [0, c), a
+ * probability outside [0, 1]); KD_ERR_NOT_FINITE; KD_ERR_ALIASING;
+ * KD_ERR_OUT_OF_MEMORY. */
+KD_API kd_status kd_cleanlab_confident_thresholds(int64_t n, int64_t c, const float *probs,
+                                                  int64_t ld, const int32_t *labels,
+                                                  int32_t ignore_index, double *thresholds,
+                                                  char *err, size_t err_size);
+
+/* kd_cleanlab_confident_joint(): cleanlab's compute_confident_joint
+ * (thresholds from kd_cleanlab_confident_thresholds):
+ *
+ *   J_i   = { j : p_ij >= t_j - 1e-6 }
+ *   k_i   = the only element of J_i when |J_i| = 1; argmax_j p_ij over ALL
+ *           classes (lowest index on ties) when |J_i| >= 2; none when J_i is
+ *           empty (row i is not counted)
+ *   C[y_i][k_i] += 1, then every diagonal entry is raised to at least 1.
+ *
+ * With KD_CLEANLAB_CALIBRATE (cleanlab's default calibrate=True), row y of C
+ * is rescaled to the number of rows labelled y, the whole matrix to n, and
+ * each row rounded to integers preserving its total (cleanlab's
+ * calibrate_confident_joint and round_preserving_row_totals).
+ *   flags             0 or KD_CLEANLAB_CALIBRATE (others: KD_ERR_INVALID_ARGUMENT).
+ *   confident_joint   c x c int64 (required).
+ *   off_diagonal      optional n bytes: 1 when row i is counted and k_i != y_i
+ *                     (cleanlab's return_indices_of_off_diagonals; these rows
+ *                     are filter_by="confident_learning" before its final
+ *                     argmax check).
+ *   num_off_diagonal  optional: their number.
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_INVALID_ARGUMENT
+ * (flags). */
+KD_API kd_status kd_cleanlab_confident_joint(int64_t n, int64_t c, const float *probs, int64_t ld,
+                                             const int32_t *labels, int32_t ignore_index,
+                                             int32_t flags, int64_t *confident_joint,
+                                             uint8_t *off_diagonal, int64_t *num_off_diagonal,
+                                             char *err, size_t err_size);
+
+/* kd_cleanlab_estimate_joint(): cleanlab's estimate_joint: the calibrated
+ * confident joint divided by its sum, P(given label = i, true label = j).
+ *   confident_joint   NULL: computed (calibrated) from probs and labels; else
+ *                     a c x c int64 joint of the caller's (entries >= 0),
+ *                     calibrated to the labels first, as cleanlab does.
+ *   joint             c x c doubles (required).
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_INVALID_ARGUMENT
+ * (a negative confident_joint entry). */
+KD_API kd_status kd_cleanlab_estimate_joint(int64_t n, int64_t c, const float *probs, int64_t ld,
+                                            const int32_t *labels, int32_t ignore_index,
+                                            const int64_t *confident_joint, double *joint,
+                                            char *err, size_t err_size);
+
+/* kd_cleanlab_estimate_py_and_noise_matrices(): cleanlab's
+ * estimate_py_and_noise_matrices_from_probabilities with py_method="cnt":
+ * from the confident joint C (calibrated with KD_CLEANLAB_CALIBRATE),
+ *
+ *   ps_j               = (rows labelled j) / n
+ *   noise_matrix[i][j] = C[i][j] / sum_i C[i][j]        P(given i | true j)
+ *   inv_noise[j][i]    = C[i][j] / sum_j C[i][j]        P(true j | given i)
+ *   py_j               = inv_noise[j][j] / noise_matrix[j][j] * ps_j, clipped
+ *                        to [1e-6, 1] and normalised to sum 1
+ *
+ * with off-diagonal noise rates clipped to [0, 0.9999] and columns
+ * renormalised (clip_noise_rates); with KD_CLEANLAB_CONVERGE (cleanlab's
+ * default converge_latent_estimates=True) the three estimates are then made
+ * consistent (3 x 5 iterations of _converge_estimates) and py clipped to
+ * [1e-5, 1].  cleanlab's defaults are flags = KD_CLEANLAB_CALIBRATE |
+ * KD_CLEANLAB_CONVERGE.
+ *   py, noise_matrix, inv_noise_matrix   optional c and c x c doubles.
+ *   confident_joint    optional c x c int64: C.
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_INVALID_ARGUMENT
+ * (flags). */
+KD_API kd_status kd_cleanlab_estimate_py_and_noise_matrices(
+    int64_t n, int64_t c, const float *probs, int64_t ld, const int32_t *labels,
+    int32_t ignore_index, int32_t flags, double *py, double *noise_matrix,
+    double *inv_noise_matrix, int64_t *confident_joint, char *err, size_t err_size);
+
+/* Estimation methods of kd_cleanlab_num_label_issues.  Pinned values. */
+enum {
+    KD_CLEANLAB_OFF_DIAGONAL = 0,            /* "off_diagonal" (cleanlab's default) */
+    KD_CLEANLAB_OFF_DIAGONAL_CALIBRATED = 1, /* "off_diagonal_calibrated" */
+    KD_CLEANLAB_OFF_DIAGONAL_CUSTOM = 2      /* "off_diagonal_custom" */
+};
+
+/* kd_cleanlab_num_label_issues(): cleanlab's count.num_label_issues:
+ *   OFF_DIAGONAL             the off-diagonal rows of the (uncalibrated)
+ *                            confident joint, minus the rows whose given label
+ *                            is the argmax once p_i,y_i is raised by 1e-6
+ *   OFF_DIAGONAL_CALIBRATED  rint((1 - trace(estimate_joint)) * n)
+ *   OFF_DIAGONAL_CUSTOM      the same with the caller's confident_joint
+ *   confident_joint   c x c int64 (entries >= 0) for OFF_DIAGONAL_CUSTOM, else
+ *                     must be NULL (cleanlab ignores it with a warning; kdlib
+ *                     rejects the call).
+ *   num_issues        required.
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_NULL_POINTER (no
+ * confident_joint with OFF_DIAGONAL_CUSTOM), KD_ERR_INVALID_ARGUMENT
+ * (estimation_method, a confident_joint given to another method, a negative
+ * entry). */
+KD_API kd_status kd_cleanlab_num_label_issues(int64_t n, int64_t c, const float *probs, int64_t ld,
+                                              const int32_t *labels, int32_t ignore_index,
+                                              int32_t estimation_method,
+                                              const int64_t *confident_joint, int64_t *num_issues,
+                                              char *err, size_t err_size);
+
+/* Filters of kd_cleanlab_find_label_issues (cleanlab's filter_by).  Pinned. */
+enum {
+    KD_CLEANLAB_PRUNE_BY_NOISE_RATE = 0, /* cleanlab's default */
+    KD_CLEANLAB_PRUNE_BY_CLASS = 1,
+    KD_CLEANLAB_BOTH = 2,
+    KD_CLEANLAB_CONFIDENT_LEARNING = 3,
+    KD_CLEANLAB_PREDICTED_NEQ_GIVEN = 4,
+    KD_CLEANLAB_LOW_NORMALIZED_MARGIN = 5,
+    KD_CLEANLAB_LOW_SELF_CONFIDENCE = 6
+};
+
+/* Score of kd_cleanlab_get_label_quality_scores beyond KD_LABEL_SCORE_SELF_CONFIDENCE
+ * and KD_LABEL_SCORE_NORMALIZED_MARGIN (KD_LABEL_SCORE_MARGIN is not a
+ * cleanlab method there).  Pinned value. */
+enum {
+    KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY = 3,
+    KD_CLEANLAB_RANK_NONE = -1 /* rank_by of kd_cleanlab_find_label_issues: row order */
+};
+
+/* kd_cleanlab_find_label_issues(): cleanlab's filter.find_label_issues.
+ * From the calibrated confident joint C, the prune counts P = C^T go through
+ * _keep_at_least_n_per_class (diagonal raised to min_examples_per_class, the
+ * difference taken from the nonzero off-diagonal entries, frac_noise applied,
+ * truncated to integers).  Then, for the rows labelled k (only classes with
+ * more than min_examples_per_class rows, and more than one row):
+ *   PRUNE_BY_NOISE_RATE  for every j != k, the P[j][k] rows with the largest
+ *                        p_ij - p_ik
+ *   PRUNE_BY_CLASS       the (count_k - P[k][k]) rows with the smallest p_ik
+ *   BOTH                 rows flagged by both
+ *   CONFIDENT_LEARNING   the off-diagonal rows of the confident joint
+ *   PREDICTED_NEQ_GIVEN  argmax_j p_ij != y_i
+ * and, for these five, a row is not an issue when its given label is the
+ * argmax once p_i,y_i is raised by 1e-6.
+ *   LOW_NORMALIZED_MARGIN, LOW_SELF_CONFIDENCE   the num_label_issues
+ *                        (OFF_DIAGONAL) rows with the lowest score.
+ * Equal keys are ordered by row index (cleanlab's NumPy quicksort keeps that
+ * order for up to 16 keys; docs/labels.md).
+ *   filter_by                KD_CLEANLAB_* filter.
+ *   frac_noise               in [0, 1] (cleanlab's default 1); used by the
+ *                            three prune filters only (ignored otherwise, as
+ *                            cleanlab does after a warning).
+ *   num_to_remove_per_class  NULL or c int64 >= 0 (prune filters only, else
+ *                            KD_ERR_INVALID_ARGUMENT as in cleanlab).
+ *   min_examples_per_class   >= 0 (cleanlab's default 1).
+ *   rank_by                  KD_CLEANLAB_RANK_NONE or the quality score
+ *                            (KD_LABEL_SCORE_SELF_CONFIDENCE, _NORMALIZED_MARGIN,
+ *                            _CONFIDENCE_WEIGHTED_ENTROPY) ordering ranked
+ *                            (cleanlab's return_indices_ranked_by).
+ *   adjust_pred_probs        0 or 1: rank_by_kwargs={"adjust_pred_probs": True}.
+ *   issues                   optional n bytes: 1 issue, 0 not (the mask).
+ *   ranked                   optional n int64: the issues' row indices, lowest
+ *                            score first (equal scores: row order), or in row
+ *                            order with KD_CLEANLAB_RANK_NONE; entries past
+ *                            num_issues are left unchanged.
+ *   num_issues               optional.
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_INVALID_ARGUMENT
+ * (filter_by, frac_noise, num_to_remove_per_class, min_examples_per_class,
+ * rank_by, adjust_pred_probs). */
+KD_API kd_status kd_cleanlab_find_label_issues(int64_t n, int64_t c, const float *probs,
+                                               int64_t ld, const int32_t *labels,
+                                               int32_t ignore_index, int32_t filter_by,
+                                               double frac_noise,
+                                               const int64_t *num_to_remove_per_class,
+                                               int64_t min_examples_per_class, int32_t rank_by,
+                                               int32_t adjust_pred_probs, uint8_t *issues,
+                                               int64_t *ranked, int64_t *num_issues, char *err,
+                                               size_t err_size);
+
+/* kd_cleanlab_get_label_quality_scores(): cleanlab's rank.get_label_quality_scores
+ * (higher = label more likely correct), in double.  With q_i = p_i, or with
+ * adjust_pred_probs = 1 q_ij = (p_ij - t_j + max_k t_k) / sum_j (...) (t the
+ * confident thresholds):
+ *   KD_LABEL_SCORE_SELF_CONFIDENCE    q_i,y_i
+ *   KD_LABEL_SCORE_NORMALIZED_MARGIN  (q_i,y_i - max_{j != y_i} q_ij + 1) / 2
+ *                                     (the max is 0 when c = 1)
+ *   KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY
+ *                                     s = H(p_i) / log(c) / max(p_i,y_i, 1e-6),
+ *                                     score log(s + 1) / max(s, 1e-6)
+ *                                     (needs c >= 2; no adjust_pred_probs)
+ *   scores   n doubles (required); NaN for ignored rows.
+ * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_INVALID_ARGUMENT
+ * (method, adjust_pred_probs not 0/1 or with the entropy score, the entropy
+ * score with c = 1). */
+KD_API kd_status kd_cleanlab_get_label_quality_scores(int64_t n, int64_t c, const float *probs,
+                                                      int64_t ld, const int32_t *labels,
+                                                      int32_t ignore_index, int32_t method,
+                                                      int32_t adjust_pred_probs, double *scores,
+                                                      char *err, size_t err_size);
 
 #ifdef __cplusplus
 }

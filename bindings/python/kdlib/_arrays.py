@@ -12,7 +12,7 @@ import ctypes
 
 import numpy as np
 
-from ._lib import c_float_p, c_int32_p, c_int64_p, c_uint8_p
+from ._lib import c_double_p, c_float_p, c_int32_p, c_int64_p, c_uint8_p
 
 _F32 = np.dtype(np.float32)
 
@@ -66,6 +66,10 @@ def i32ptr(a):
 
 def i64ptr(a):
     return None if a is None else a.ctypes.data_as(c_int64_p)
+
+
+def dptr(a):
+    return None if a is None else a.ctypes.data_as(c_double_p)
 
 
 def u8ptr(a):

@@ -156,15 +156,40 @@ PROTOTYPES = {
                                          c_int32_p, c_uint8_p, c_int64_p, c_char_buf, size_t]),
     "kd_soft_labels": (kd_status, [i64, i64, c_int32_p, i32, f32, i32, c_float_p, i64, c_int32_p,
                                    c_float_p, i64, c_char_buf, size_t]),
+    "kd_soft_labels_selective": (kd_status, [i64, i64, c_int32_p, i32, f32, i32, i32, c_float_p,
+                                             i64, c_uint8_p, c_float_p, i64, c_char_buf, size_t]),
     "kd_ensemble_average": (kd_status, [i64, i64, i32, c_float_pp, c_int64_p, c_float_p, c_float_p,
                                         i64, c_char_buf, size_t]),
+    "kd_cleanlab_confident_thresholds": (kd_status, [i64, i64, c_float_p, i64, c_int32_p, i32,
+                                                     c_double_p, c_char_buf, size_t]),
+    "kd_cleanlab_confident_joint": (kd_status, [i64, i64, c_float_p, i64, c_int32_p, i32, i32,
+                                                c_int64_p, c_uint8_p, c_int64_p, c_char_buf,
+                                                size_t]),
+    "kd_cleanlab_estimate_joint": (kd_status, [i64, i64, c_float_p, i64, c_int32_p, i32, c_int64_p,
+                                               c_double_p, c_char_buf, size_t]),
+    "kd_cleanlab_estimate_py_and_noise_matrices": (kd_status, [i64, i64, c_float_p, i64, c_int32_p,
+                                                               i32, i32, c_double_p, c_double_p,
+                                                               c_double_p, c_int64_p, c_char_buf,
+                                                               size_t]),
+    "kd_cleanlab_num_label_issues": (kd_status, [i64, i64, c_float_p, i64, c_int32_p, i32, i32,
+                                                 c_int64_p, c_int64_p, c_char_buf, size_t]),
+    "kd_cleanlab_find_label_issues": (kd_status, [i64, i64, c_float_p, i64, c_int32_p, i32, i32,
+                                                  f64, c_int64_p, i64, i32, i32, c_uint8_p,
+                                                  c_int64_p, c_int64_p, c_char_buf, size_t]),
+    "kd_cleanlab_get_label_quality_scores": (kd_status, [i64, i64, c_float_p, i64, c_int32_p, i32,
+                                                         i32, i32, c_double_p, c_char_buf,
+                                                         size_t]),
 }
 
 
 # Functions added after the first 0.1.0 libraries: a library without them
 # still loads; the Python functions that need them raise KdError.
 OPTIONAL = {"kd_loss_stats_size", "kd_loss_local_stats", "kd_loss_finish",
-            "kd_linear_kl_distill", "kd_linear_default_chunk_rows"}
+            "kd_linear_kl_distill", "kd_linear_default_chunk_rows",
+            "kd_cleanlab_confident_thresholds", "kd_cleanlab_confident_joint",
+            "kd_cleanlab_estimate_joint", "kd_cleanlab_estimate_py_and_noise_matrices",
+            "kd_cleanlab_num_label_issues", "kd_cleanlab_find_label_issues",
+            "kd_cleanlab_get_label_quality_scores", "kd_soft_labels_selective"}
 
 
 def has(name):
