@@ -3,6 +3,7 @@
 #include "kdlib/labels.h"
 
 #include "kernels/rowops.h"
+#include "kernels/simd.h"
 #include "labels/labels_internal.h"
 
 #include <math.h>
@@ -28,12 +29,13 @@ static int kdi_select_compare(const void *pa, const void *pb)
     return (a->row > b->row) - (a->row < b->row);
 }
 
-static void kdi_select_row(const float *row, int64_t c, int logits, float *conf, int32_t *label)
+static void kdi_select_row(const kdi_simd_ops *ops, const float *row, int64_t c, int logits,
+                           float *conf, int32_t *label)
 {
     *label = (int32_t)kdi_row_argmax(row, c);
     if (logits) {
         /* max softmax = exp(z_max - max - logsum) = exp(-logsum). */
-        kdi_lse l = kdi_row_lse(row, c, 1.0f);
+        kdi_lse l = kdi_row_lse_ops(ops, row, c, 1.0f);
         *conf = expf(-l.logsum);
     } else {
         *conf = row[*label];
@@ -103,10 +105,11 @@ kd_status kd_select_pseudo_labels(int64_t n, int64_t c, const float *scores, int
                                   KDI_SELECT_FN ": out of memory for %lld rows", (long long)n);
     }
 
+    const kdi_simd_ops *ops = kdi_simd(KDI_ISA_AUTO); /* resolved once per call */
     for (int64_t i = 0; i < n; i++) {
         float conf;
         int32_t label;
-        kdi_select_row(scores + i * ld, c, logits, &conf, &label);
+        kdi_select_row(ops, scores + i * ld, c, logits, &conf, &label);
         const float t = class_thresholds ? class_thresholds[label] : threshold;
         const int on = kdi_select_passes(conf, t, non_strict);
         if (confidence)

@@ -56,7 +56,7 @@ void kdi_mcc_rows(const kd_loss *h, kdi_batch *b)
         /* d = inv_t (z - max) (exact differences near the max, no overflow),
          * then P = softmax(d) */
         float *work = kdi_batch_scratch(b, omp_get_thread_num()), *d = work + KDI_SIMD_WORK(c);
-        const float mx = kdi_row_max(z, c);
+        const float mx = h->ops->row_max(z, c);
         for (int64_t j = 0; j < c; j++)
             d[j] = inv_t * (z[j] - mx);
         kdi_batch_softmax(d, p, c, work);

@@ -66,7 +66,7 @@ static double labeled_row(const kd_loss *h, int64_t i, float *g, float coef)
     const int64_t c = h->c;
     const float *a = h->wc_in[LA] + i * h->wc_ld[LA];
     const int64_t y = kdi_row_argmax_torch(h->wc_in[LM] + i * h->wc_ld[LM], c);
-    const kdi_lse l = kdi_row_lse(a, c, 1.0f);
+    const kdi_lse l = kdi_row_lse_ops(h->ops, a, c, 1.0f);
     const double v = -(double)kdi_log_softmax(a[y], 1.0f, l);
     for (int64_t j = 0; g && j < c; j++) {
         float p = expf(kdi_log_softmax(a[j], 1.0f, l));
@@ -80,7 +80,7 @@ static double unlabeled_row(const kd_loss *h, int64_t i, float *g, float coef)
     const int64_t c = h->c;
     const float *b = h->wc_in[UA] + i * h->wc_ld[UA];
     const int64_t k = kdi_row_argmax_torch(h->wc_in[UM] + i * h->wc_ld[UM], c);
-    const kdi_lse l = kdi_row_lse(b, c, 1.0f);
+    const kdi_lse l = kdi_row_lse_ops(h->ops, b, c, 1.0f);
     double q = 0.0;
     for (int64_t j = 0; j < c; j++)
         q += j == k ? 0.0 : (double)expf(kdi_log_softmax(b[j], 1.0f, l));
