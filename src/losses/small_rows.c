@@ -40,13 +40,11 @@ int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
     return 1;
 }
 
-void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_row *sr, int count,
-                   double (*terms)[2], const int64_t *idx, float *mask_out, int32_t *labels_out)
+/* The family's kernel over blocks of `lanes` rows. */
+static void small_kernels(const kd_loss *h, const kdi_small_plan *p, const kdi_small_row *sr,
+                          int count, double *a, double *b, int32_t *label, int *keep)
 {
     const kdi_simd_ops *ops = h->ops;
-    double a[KDI_ROW_BLOCK], b[KDI_ROW_BLOCK];
-    int32_t label[KDI_ROW_BLOCK];
-    int keep[KDI_ROW_BLOCK];
     for (int k = 0; k < count; k += ops->lanes) {
         const int m = count - k < ops->lanes ? count - k : ops->lanes;
         if (p->kind == KDI_SMALL_KL)
@@ -59,23 +57,41 @@ void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_ro
             ops->pl_small(sr + k, m, h->c, h->class_thresholds, (float)h->threshold,
                           h->threshold_mode == KD_THRESHOLD_INCLUSIVE, a + k, label + k, keep + k);
     }
-    /* confident CE and pseudo-label rows (kdi_ce_confident_fix) */
-    if (p->kind == KDI_SMALL_CE || p->kind == KDI_SMALL_PL)
-        for (int k = 0; k < count; k++)
-            if (a[k] < KDI_CONFIDENT_LOSS && (p->kind == KDI_SMALL_CE || keep[k])) {
-                const int pl = p->kind == KDI_SMALL_PL;
-                const int32_t y = pl ? label[k] : sr[k].lab.active ? sr[k].lab.y : -1;
-                kdi_ce_confident_fix(h, pl ? NULL : sr[k].t, sr[k].g, y, pl ? 1.0f : sr[k].lab_sum);
-            }
+}
+
+/* Confident CE and pseudo-label rows (kdi_ce_confident_fix). */
+static void small_confident_rows(const kd_loss *h, const kdi_small_plan *p,
+                                 const kdi_small_row *sr, int count, const double *a,
+                                 const int32_t *label, const int *keep)
+{
+    const int pl = p->kind == KDI_SMALL_PL;
     for (int k = 0; k < count; k++) {
-        terms[k][0] = p->kind == KDI_SMALL_KL ? p->f * kdi_kl_fix(h, sr[k].s, sr[k].t, sr[k].g, a[k])
-                      : p->kind == KDI_SMALL_MSE ? a[k] / (double)h->c : a[k];
-        terms[k][1] = p->kind == KDI_SMALL_KL || p->kind == KDI_SMALL_MSE ? b[k] : 0.0;
-        if (p->kind == KDI_SMALL_PL) {
-            if (mask_out)
-                mask_out[idx[k]] = keep[k] ? 1.0f : 0.0f;
-            if (labels_out)
-                labels_out[idx[k]] = label[k];
-        }
+        if (!(a[k] < KDI_CONFIDENT_LOSS) || (pl && !keep[k]))
+            continue;
+        const int32_t y = pl ? label[k] : sr[k].lab.active ? sr[k].lab.y : -1;
+        kdi_ce_confident_fix(h, pl ? NULL : sr[k].t, sr[k].g, y, pl ? 1.0f : sr[k].lab_sum);
     }
+}
+
+void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_row *sr, int count,
+                   double (*terms)[2], const int64_t *idx, float *mask_out, int32_t *labels_out)
+{
+    double a[KDI_ROW_BLOCK], b[KDI_ROW_BLOCK];
+    int32_t label[KDI_ROW_BLOCK];
+    int keep[KDI_ROW_BLOCK];
+    small_kernels(h, p, sr, count, a, b, label, keep);
+    if (p->kind == KDI_SMALL_CE || p->kind == KDI_SMALL_PL)
+        small_confident_rows(h, p, sr, count, a, label, keep);
+    const int kl = p->kind == KDI_SMALL_KL, mse = p->kind == KDI_SMALL_MSE;
+    for (int k = 0; k < count; k++) {
+        terms[k][0] = kl ? p->f * kdi_kl_fix(h, sr[k].s, sr[k].t, sr[k].g, a[k])
+                      : mse ? a[k] / (double)h->c : a[k];
+        terms[k][1] = kl || mse ? b[k] : 0.0;
+    }
+    if (p->kind != KDI_SMALL_PL)
+        return;
+    for (int k = 0; mask_out && k < count; k++)
+        mask_out[idx[k]] = keep[k] ? 1.0f : 0.0f;
+    for (int k = 0; labels_out && k < count; k++)
+        labels_out[idx[k]] = label[k];
 }
