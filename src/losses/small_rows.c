@@ -14,6 +14,8 @@ int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
     if (h->n_teachers > 1 || h->c > ops->small_c)
         return 0;
     p->c = h->c;
+    p->inv_c = 1.0 / (double)h->c;
+    p->mse_k = 2.0 * p->inv_c;
     p->inv_t = (float)(1.0 / h->temperature);
     p->oh = kdi_smoothed_onehot(h);
     p->src_kind = 0;
@@ -69,7 +71,7 @@ void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_ro
             }
     for (int k = 0; k < count; k++) {
         terms[k][0] = p->kind == KDI_SMALL_KL ? p->f * kdi_kl_fix(h, sr[k].s, sr[k].t, sr[k].g, a[k])
-                      : p->kind == KDI_SMALL_MSE ? a[k] / (double)h->c : a[k];
+                      : p->kind == KDI_SMALL_MSE ? a[k] * p->inv_c : a[k];
         terms[k][1] = p->kind == KDI_SMALL_KL || p->kind == KDI_SMALL_MSE ? b[k] : 0.0;
         if (p->kind == KDI_SMALL_PL) {
             if (mask_out)
