@@ -521,6 +521,8 @@ START_TEST(kernels_never_touch_memory_past_a_row)
             (void)ops->row_sumexp(s, c, 1.0f, ops->row_max(s, c));
             (void)ops->row_argmax(t, c);
             (void)ops->row_confidence(t, c, work, 1, s, &sum);
+            for (int kind = 0; kind < 3; kind++) /* consistency: L2 of logits, KL, L2 of probabilities */
+                (void)ops->cons_row(s, t, c, kind < 2, kind == 1, 0.5f, g, NULL, work);
             if (c <= ops->small_c) { /* every lane the same row, the one at the edge */
                 kdi_small_row rows[KDI_MAX_LANES];
                 double x[KDI_MAX_LANES], y[KDI_MAX_LANES];
@@ -944,6 +946,46 @@ START_TEST(mse_small_without_labels_in_place_and_squares_beyond_float)
 }
 END_TEST
 
+/* cons_row of every variant agrees with the portable one to float
+ * rounding at lengths around the vector widths (L2 of logits and of
+ * probabilities, KL of logits), with both gradients. */
+START_TEST(cons_row_variants_agree)
+{
+    find_variants();
+    kdt_rng rng;
+    kdt_seed(&rng, 83);
+    enum { CX = 300 };
+    static float a[CX], b[CX], ga[3][CX], gb[3][CX], work[KDI_SIMD_WORK(CX)];
+    static const int lens[] = {1, 5, 8, 9, 16, 17, 40, 129, 257, CX};
+    for (int li = 0; li < (int)(sizeof lens / sizeof lens[0]); li++) {
+        const int c = lens[li];
+        for (int kind = 0; kind < 3; kind++) {
+            kdt_fill_normal(&rng, a, (size_t)c, 3.0);
+            kdt_fill_normal(&rng, b, (size_t)c, 3.0);
+            if (kind == 2) /* probabilities: a and b normalised */
+                for (int k = 0; k < 2; k++) {
+                    float *x = k ? b : a;
+                    double sum = 0.0;
+                    for (int j = 0; j < c; j++)
+                        sum += x[j] = (float)exp(x[j]);
+                    for (int j = 0; j < c; j++)
+                        x[j] = (float)(x[j] / sum);
+                }
+            double d[3];
+            for (int v = 0; v < nvariants; v++) {
+                d[v] = variants[v]->cons_row(a, b, c, kind < 2, kind == 1, 0.7f, ga[v], gb[v], work);
+                ck_assert_msg(kdt_close(d[v], d[0], 1e-5, 1e-7), "%s c=%d kind %d: %g/%g",
+                              variants[v]->name, c, kind, d[v], d[0]);
+                for (int j = 0; j < c; j++)
+                    ck_assert_msg(kdt_close(ga[v][j], ga[0][j], 1e-5, 1e-7) &&
+                                      kdt_close(gb[v][j], gb[0][j], 1e-5, 1e-7),
+                                  "%s c=%d kind %d j=%d", variants[v]->name, c, kind, j);
+            }
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("simd");
@@ -965,6 +1007,7 @@ int main(void)
     tcase_add_test(tc, rows_through_a_pipe_match_rows_alone);
     tcase_add_test(tc, kernels_never_touch_memory_past_a_row);
     tcase_add_test(tc, mse_small_without_labels_in_place_and_squares_beyond_float);
+    tcase_add_test(tc, cons_row_variants_agree);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
