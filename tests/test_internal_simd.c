@@ -521,8 +521,8 @@ START_TEST(kernels_never_touch_memory_past_a_row)
             (void)ops->row_sumexp(s, c, 1.0f, ops->row_max(s, c));
             (void)ops->row_argmax(t, c);
             (void)ops->row_confidence(t, c, work, 1, s, &sum);
-            for (int kind = 0; kind < 3; kind++) /* consistency: L2 of logits, KL, L2 of probabilities */
-                (void)ops->cons_row(s, t, c, kind < 2, kind == 1, 0.5f, g, NULL, work);
+            for (int kind = 0; kind < 4; kind++) /* consistency: L2, KL, JS of logits, L2 of probabilities */
+                (void)ops->cons_row(s, t, c, kind < 3, kind < 3 ? kind : 0, 0.5f, g, NULL, work);
             if (c <= ops->small_c) { /* every lane the same row, the one at the edge */
                 kdi_small_row rows[KDI_MAX_LANES];
                 double x[KDI_MAX_LANES], y[KDI_MAX_LANES];
@@ -947,8 +947,8 @@ START_TEST(mse_small_without_labels_in_place_and_squares_beyond_float)
 END_TEST
 
 /* cons_row of every variant agrees with the portable one to float
- * rounding at lengths around the vector widths (L2 of logits and of
- * probabilities, KL of logits), with both gradients. */
+ * rounding at lengths around the vector widths (L2, KL and JS of logits,
+ * L2 of probabilities), with both gradients. */
 START_TEST(cons_row_variants_agree)
 {
     find_variants();
@@ -959,10 +959,10 @@ START_TEST(cons_row_variants_agree)
     static const int lens[] = {1, 5, 8, 9, 16, 17, 40, 129, 257, CX};
     for (int li = 0; li < (int)(sizeof lens / sizeof lens[0]); li++) {
         const int c = lens[li];
-        for (int kind = 0; kind < 3; kind++) {
+        for (int kind = 0; kind < 4; kind++) {
             kdt_fill_normal(&rng, a, (size_t)c, 3.0);
             kdt_fill_normal(&rng, b, (size_t)c, 3.0);
-            if (kind == 2) /* probabilities: a and b normalised */
+            if (kind == 3) /* probabilities: a and b normalised */
                 for (int k = 0; k < 2; k++) {
                     float *x = k ? b : a;
                     double sum = 0.0;
@@ -973,7 +973,7 @@ START_TEST(cons_row_variants_agree)
                 }
             double d[3];
             for (int v = 0; v < nvariants; v++) {
-                d[v] = variants[v]->cons_row(a, b, c, kind < 2, kind == 1, 0.7f, ga[v], gb[v], work);
+                d[v] = variants[v]->cons_row(a, b, c, kind < 3, kind < 3 ? kind : 0, 0.7f, ga[v], gb[v], work);
                 ck_assert_msg(kdt_close(d[v], d[0], 1e-5, 1e-7), "%s c=%d kind %d: %g/%g",
                               variants[v]->name, c, kind, d[v], d[0]);
                 for (int j = 0; j < c; j++)

@@ -46,11 +46,12 @@ void kdi_consistency_row(const kd_loss *h, const kdi_row *r, double terms[2])
 {
     const int64_t c = h->c;
     const int logits = h->input_type == KD_INPUT_LOGITS;
-    /* L2 (either input) and KL of logits: the SIMD row (cons_row, simd.h),
-     * whose terms need no log of a probability */
-    if (h->distance == KD_DISTANCE_L2 || (h->distance == KD_DISTANCE_KL && logits)) {
-        terms[0] = h->ops->cons_row(r->s, r->t, c, logits, h->distance == KD_DISTANCE_KL,
-                                    (float)r->c_soft, r->g, r->g2, r->work);
+    /* logits (every distance) and L2 of probabilities: the SIMD row
+     * (cons_row, simd.h); KL and JS of probabilities need a log per element
+     * and keep the scalar row below */
+    if (logits || h->distance == KD_DISTANCE_L2) {
+        terms[0] = h->ops->cons_row(r->s, r->t, c, logits, h->distance, (float)r->c_soft, r->g,
+                                    r->g2, r->work);
         terms[1] = 0.0;
         return;
     }
