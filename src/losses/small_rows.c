@@ -46,6 +46,16 @@ void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_ro
                    double (*terms)[2], const int64_t *idx, float *mask_out, int32_t *labels_out)
 {
     const kdi_simd_ops *ops = h->ops;
+    if (p->kind == KDI_SMALL_MSE) { /* the kernel and its terms alone: no per-row kind tests */
+        double sq[KDI_ROW_BLOCK], ce[KDI_ROW_BLOCK];
+        for (int k = 0; k < count; k += ops->lanes)
+            ops->mse_small(sr + k, count - k < ops->lanes ? count - k : ops->lanes, h->c, sq + k, ce + k);
+        for (int k = 0; k < count; k++) {
+            terms[k][0] = sq[k] * p->inv_c;
+            terms[k][1] = ce[k];
+        }
+        return;
+    }
     double a[KDI_ROW_BLOCK], b[KDI_ROW_BLOCK];
     int32_t label[KDI_ROW_BLOCK];
     int keep[KDI_ROW_BLOCK];
@@ -55,8 +65,6 @@ void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_ro
             ops->kl_small(sr + k, m, h->c, p->inv_t, a + k, b + k);
         else if (p->kind == KDI_SMALL_CE)
             ops->ce_small(sr + k, m, h->c, p->src_kind, p->inv_t, a + k);
-        else if (p->kind == KDI_SMALL_MSE)
-            ops->mse_small(sr + k, m, h->c, a + k, b + k);
         else
             ops->pl_small(sr + k, m, h->c, h->class_thresholds, (float)h->threshold,
                           h->threshold_mode == KD_THRESHOLD_INCLUSIVE, a + k, label + k, keep + k);
@@ -70,9 +78,8 @@ void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_ro
                 kdi_ce_confident_fix(h, pl ? NULL : sr[k].t, sr[k].g, y, pl ? 1.0f : sr[k].lab_sum);
             }
     for (int k = 0; k < count; k++) {
-        terms[k][0] = p->kind == KDI_SMALL_KL ? p->f * kdi_kl_fix(h, sr[k].s, sr[k].t, sr[k].g, a[k])
-                      : p->kind == KDI_SMALL_MSE ? a[k] * p->inv_c : a[k];
-        terms[k][1] = p->kind == KDI_SMALL_KL || p->kind == KDI_SMALL_MSE ? b[k] : 0.0;
+        terms[k][0] = p->kind == KDI_SMALL_KL ? p->f * kdi_kl_fix(h, sr[k].s, sr[k].t, sr[k].g, a[k]) : a[k];
+        terms[k][1] = p->kind == KDI_SMALL_KL ? b[k] : 0.0;
         if (p->kind == KDI_SMALL_PL) {
             if (mask_out)
                 mask_out[idx[k]] = keep[k] ? 1.0f : 0.0f;
