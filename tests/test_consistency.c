@@ -17,6 +17,17 @@ typedef struct {
     double ad[N * C], bd[N * C], wd[N];
 } data;
 
+/* a row of logits replaced by its softmax (c <= 1000) */
+static void to_probabilities(float *x, int64_t c)
+{
+    double z[1000] = {0}, lp[1000];
+    for (int64_t j = 0; j < c; j++)
+        z[j] = x[j];
+    rst_log_softmax(z, c, 1.0, lp);
+    for (int64_t j = 0; j < c; j++)
+        x[j] = (float)exp(lp[j]);
+}
+
 /* logits, or rows of probabilities (softmax of random logits) */
 static void make(data *d, uint64_t seed, int logits)
 {
@@ -27,16 +38,10 @@ static void make(data *d, uint64_t seed, int logits)
     for (int i = 0; i < N; i++)
         d->wd[i] = d->w[i] = (float)(i % 4 ? kdt_uniform(&r) : 0.0); /* a 0/1-ish mask */
     if (!logits)
-        for (int i = 0; i < N; i++)
-            for (int k = 0; k < 2; k++) {
-                float *x = (k ? d->b : d->a) + i * LD;
-                double z[C], lp[C];
-                for (int j = 0; j < C; j++)
-                    z[j] = x[j];
-                rst_log_softmax(z, C, 1.0, lp);
-                for (int j = 0; j < C; j++)
-                    x[j] = (float)exp(lp[j]);
-            }
+        for (int i = 0; i < N; i++) {
+            to_probabilities(d->a + i * LD, C);
+            to_probabilities(d->b + i * LD, C);
+        }
     rst_to_double(d->a, LD, N, C, d->ad);
     rst_to_double(d->b, LD, N, C, d->bd);
 }
@@ -241,6 +246,125 @@ START_TEST(documented_errors)
 }
 END_TEST
 
+/* The SIMD row (L2 on either input, KL and JS of logits) at lengths around the
+ * vector widths and long rows (several accumulation blocks): loss and both
+ * gradients against a double reference, logits of +-1e4 in some rows,
+ * in place giving the same bits as out of place. */
+enum { LN = 5, LMAX = 1000 };
+
+/* double reference gradients of row i: L2 v = 2 (p1 - p2), through the
+ * softmax for logits; KL g1 = p1 - p2, g2 = p2 (log p2 - log p1 - D); JS
+ * gk = pk ((log pk - log M) / 2 - dk / 2), dk = KL(pk || M) */
+static void ref_grads(const double *a, const double *b, int64_t c, int logits, int dist, double *g1,
+                      double *g2)
+{
+    double lp1[LMAX] = {0}, lp2[LMAX] = {0}, p1[LMAX], p2[LMAX], t1 = 0, t2 = 0, d = 0;
+    if (logits) {
+        rst_log_softmax(a, c, 1.0, lp1);
+        rst_log_softmax(b, c, 1.0, lp2);
+    }
+    for (int64_t j = 0; j < c; j++) {
+        p1[j] = logits ? exp(lp1[j]) : a[j];
+        p2[j] = logits ? exp(lp2[j]) : b[j];
+        t1 += 2.0 * p1[j] * (p1[j] - p2[j]);
+        t2 -= 2.0 * p2[j] * (p1[j] - p2[j]);
+        if (dist == KD_DISTANCE_KL && p2[j] > 0)
+            d += p2[j] * (lp2[j] - lp1[j]);
+    }
+    double lm[LMAX], d1 = 0, d2 = 0;
+    for (int64_t j = 0; j < c && dist == KD_DISTANCE_JS; j++) {
+        const double u = lp1[j] > lp2[j] ? lp1[j] : lp2[j], v = lp1[j] > lp2[j] ? lp2[j] : lp1[j];
+        lm[j] = u + log1p(exp(v - u)) - log(2.0);
+        d1 += p1[j] > 0 ? p1[j] * (lp1[j] - lm[j]) : 0.0;
+        d2 += p2[j] > 0 ? p2[j] * (lp2[j] - lm[j]) : 0.0;
+    }
+    for (int64_t j = 0; j < c; j++) {
+        const double v = 2.0 * (p1[j] - p2[j]);
+        if (dist == KD_DISTANCE_JS) {
+            g1[j] = p1[j] > 0 ? p1[j] * (0.5 * (lp1[j] - lm[j]) - 0.5 * d1) : 0.0;
+            g2[j] = p2[j] > 0 ? p2[j] * (0.5 * (lp2[j] - lm[j]) - 0.5 * d2) : 0.0;
+        } else if (dist == KD_DISTANCE_KL) {
+            g1[j] = p1[j] - p2[j];
+            g2[j] = p2[j] > 0 ? p2[j] * (lp2[j] - lp1[j] - d) : 0.0;
+        } else if (logits) {
+            g1[j] = p1[j] * (v - t1);
+            g2[j] = p2[j] * (-v - t2);
+        } else {
+            g1[j] = v;
+            g2[j] = -v;
+        }
+    }
+}
+
+START_TEST(simd_rows_of_every_length_match_reference_in_place_and_with_extreme_logits)
+{
+    static const int lens[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 100, 129, 257, 1000};
+    static float a[LN * LMAX], b[LN * LMAX], ga[LN * LMAX], gb[LN * LMAX], ia[LN * LMAX], ib[LN * LMAX];
+    static double ad[LN * LMAX], bd[LN * LMAX], r1[LMAX], r2[LMAX];
+    kdt_rng rng;
+    kdt_seed(&rng, 77);
+    for (int li = 0; li < (int)(sizeof lens / sizeof lens[0]); li++) {
+        const int c = lens[li];
+        for (int logits = 0; logits < 2; logits++)
+            for (int dist = 0; dist < 3; dist++) {
+                if (dist != KD_DISTANCE_L2 && !logits)
+                    continue;
+                kdt_fill_normal(&rng, a, (size_t)LN * c, 3.0);
+                kdt_fill_normal(&rng, b, (size_t)LN * c, 3.0);
+                if (logits) /* rows 1 and 3: one-hot-like rows from +-1e4 logits */
+                    for (int j = 0; j < c; j++) {
+                        a[c + j] = j == c / 2 ? 1e4f : -1e4f;
+                        b[c + j] = j == c / 3 ? 1e4f : -1e4f;
+                        a[3 * c + j] = j % 2 ? 1e4f : -1e4f;
+                    }
+                else
+                    for (int i = 0; i < LN; i++) {
+                        to_probabilities(a + i * c, c);
+                        to_probabilities(b + i * c, c);
+                    }
+                rst_to_double(a, c, LN, c, ad);
+                rst_to_double(b, c, LN, c, bd);
+                kd_loss *h;
+                ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_CONSISTENCY, c), KD_OK);
+                kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, logits ? KD_INPUT_LOGITS : KD_INPUT_PROBABILITIES);
+                kd_loss_set_int(h, KD_PARAM_DISTANCE, dist);
+                kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_SUM);
+                kd_loss_bind_matrix(h, KD_ARG_STUDENT, a, c);
+                kd_loss_bind_matrix(h, KD_ARG_TEACHER, b, c);
+                kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, ga, c);
+                kd_loss_bind_output(h, KD_ARG_GRAD_TEACHER, gb, c);
+                float loss, loss2;
+                ck_assert_int_eq(kd_loss_forward_backward(h, LN, &loss), KD_OK);
+                const double ref = rst_consistency(LN, c, ad, bd, logits, dist, NULL, KD_REDUCTION_SUM, NULL);
+                ck_assert_msg(kdt_close(loss, ref, 1e-5, 1e-6), "c %d logits %d dist %d: %g vs %g", c,
+                              logits, dist, loss, ref);
+                for (int i = 0; i < LN; i++) {
+                    ref_grads(ad + i * c, bd + i * c, c, logits, dist, r1, r2);
+                    /* rows of +-1e4: log p of about -2e4 in float (ulp 2e-3), e.g. KL's
+                     * g2 = p2 (log p2 - log p1 - D) of ~80 from differences of ~2e4 */
+                    const double rt = logits && (i == 1 || i == 3) ? 1e-4 : 1e-5;
+                    for (int j = 0; j < c; j++)
+                        ck_assert_msg(kdt_close(ga[i * c + j], r1[j], rt, 1e-6) && kdt_close(gb[i * c + j], r2[j], rt, 1e-6),
+                                      "c %d logits %d dist %d row %d j %d: %g/%g %g/%g", c, logits, dist,
+                                      i, j, ga[i * c + j], r1[j], gb[i * c + j], r2[j]);
+                }
+                /* in place: the same bits */
+                memcpy(ia, a, sizeof(float) * (size_t)LN * c);
+                memcpy(ib, b, sizeof(float) * (size_t)LN * c);
+                kd_loss_bind_matrix(h, KD_ARG_STUDENT, ia, c);
+                kd_loss_bind_matrix(h, KD_ARG_TEACHER, ib, c);
+                kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, ia, c);
+                kd_loss_bind_output(h, KD_ARG_GRAD_TEACHER, ib, c);
+                ck_assert_int_eq(kd_loss_forward_backward(h, LN, &loss2), KD_OK);
+                ck_assert(loss2 == loss);
+                ck_assert(memcmp(ia, ga, sizeof(float) * (size_t)LN * c) == 0);
+                ck_assert(memcmp(ib, gb, sizeof(float) * (size_t)LN * c) == 0);
+                kd_loss_destroy(h);
+            }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("consistency");
@@ -251,6 +375,7 @@ int main(void)
     tcase_add_test(tc, edge_shapes_extreme_logits_and_zero_probabilities);
     tcase_add_test(tc, nan_propagates_and_check_finite_rejects);
     tcase_add_test(tc, documented_errors);
+    tcase_add_test(tc, simd_rows_of_every_length_match_reference_in_place_and_with_extreme_logits);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

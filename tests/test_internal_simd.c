@@ -521,6 +521,8 @@ START_TEST(kernels_never_touch_memory_past_a_row)
             (void)ops->row_sumexp(s, c, 1.0f, ops->row_max(s, c));
             (void)ops->row_argmax(t, c);
             (void)ops->row_confidence(t, c, work, 1, s, &sum);
+            for (int kind = 0; kind < 4; kind++) /* consistency: L2, KL, JS of logits, L2 of probabilities */
+                (void)ops->cons_row(s, t, c, kind < 3, kind < 3 ? kind : 0, 0.5f, g, NULL, work);
             if (c <= ops->small_c) { /* every lane the same row, the one at the edge */
                 kdi_small_row rows[KDI_MAX_LANES];
                 double x[KDI_MAX_LANES], y[KDI_MAX_LANES];
@@ -872,6 +874,118 @@ START_TEST(short_row_results_do_not_depend_on_the_other_rows)
 }
 END_TEST
 
+/* mse_small without labels reads each row in place: every length up to
+ * small_c, out of place and in place, matches a double reference; each
+ * square is added in double (10 squares of 1e38, beyond FLT_MAX in any float
+ * partial sum, give 1e39); a row without a label gives the same bits in a
+ * block where another row has one. */
+START_TEST(mse_small_without_labels_in_place_and_squares_beyond_float)
+{
+    find_variants();
+    kdt_rng rng;
+    kdt_seed(&rng, 71);
+    enum { R = KDI_MAX_LANES, CM = KDI_SMALL_C };
+    static float s[R][CM], t[R][CM], g[R][CM], sc[R][CM];
+    const kdi_simd_label none = {0, -1, 0.0f, 0.0f, 0.0f};
+    for (int v = 0; v < nvariants; v++) {
+        const kdi_simd_ops *ops = variants[v];
+        for (int c = 1; c <= ops->small_c; c++) {
+            const int nrows = 1 + c % ops->lanes;
+            kdi_small_row rows[R];
+            for (int r = 0; r < nrows; r++) {
+                kdt_fill_normal(&rng, s[r], c, 4.0);
+                kdt_fill_normal(&rng, t[r], c, 4.0);
+                kdi_small_row x = {s[r], t[r], g[r], 0.5f + 0.25f * (float)r, 0.0f, 0.0f, none};
+                rows[r] = x;
+            }
+            double sq[R], ce[R], sq2[R], ce2[R];
+            ops->mse_small(rows, nrows, c, sq, ce);
+            for (int r = 0; r < nrows; r++) {
+                double ref = 0.0;
+                for (int j = 0; j < c; j++) {
+                    const double d = (double)s[r][j] - (double)t[r][j];
+                    ref += d * d;
+                    ck_assert_msg(g[r][j] == rows[r].cs * (s[r][j] - t[r][j]), "%s c=%d r=%d j=%d",
+                                  ops->name, c, r, j);
+                }
+                ck_assert_msg(kdt_close(sq[r], ref, 1e-6, 0) && ce[r] == 0.0, "%s c=%d r=%d: %g/%g",
+                              ops->name, c, r, sq[r], ref);
+                memcpy(sc[r], s[r], sizeof(float) * (size_t)c);
+                rows[r].s = rows[r].g = sc[r];
+            }
+            ops->mse_small(rows, nrows, c, sq2, ce2);
+            for (int r = 0; r < nrows; r++) {
+                ck_assert(sq2[r] == sq[r] && ce2[r] == 0.0);
+                ck_assert(memcmp(sc[r], g[r], sizeof(float) * (size_t)c) == 0);
+                rows[r].s = s[r];
+                rows[r].g = g[r];
+            }
+            if (c <= ops->mse_small_c && nrows > 1) { /* row 0 gets a label */
+                static float g0[CM];
+                memcpy(g0, g[1], sizeof(float) * (size_t)c);
+                kdi_simd_label lab = {1, c - 1, 0.9f, 0.1f / (float)c, 0.25f};
+                rows[0].lab = lab;
+                ops->mse_small(rows, nrows, c, sq2, ce2);
+                ck_assert_msg(sq2[1] == sq[1] && ce2[1] == 0.0 && (c == 1 || ce2[0] > 0.0) &&
+                                  memcmp(g0, g[1], sizeof(float) * (size_t)c) == 0,
+                              "%s c=%d", ops->name, c);
+            }
+        }
+        /* squares beyond float: 10 of 1e38 */
+        float hs[10], ht[10], hg[10];
+        for (int j = 0; j < 10; j++) {
+            hs[j] = 1e19f;
+            ht[j] = 0.0f;
+        }
+        kdi_small_row row = {hs, ht, hg, 1.0f, 0.0f, 0.0f, none};
+        double a, b;
+        ops->mse_small(&row, 1, 10, &a, &b);
+        ck_assert_msg(isfinite(a) && kdt_close(a, 10.0 * (double)hs[0] * (double)hs[0], 1e-6, 0),
+                      "%s: %g", ops->name, a);
+    }
+}
+END_TEST
+
+/* cons_row of every variant agrees with the portable one to float
+ * rounding at lengths around the vector widths (L2, KL and JS of logits,
+ * L2 of probabilities), with both gradients. */
+START_TEST(cons_row_variants_agree)
+{
+    find_variants();
+    kdt_rng rng;
+    kdt_seed(&rng, 83);
+    enum { CX = 300 };
+    static float a[CX], b[CX], ga[3][CX], gb[3][CX], work[KDI_SIMD_WORK(CX)];
+    static const int lens[] = {1, 5, 8, 9, 16, 17, 40, 129, 257, CX};
+    for (int li = 0; li < (int)(sizeof lens / sizeof lens[0]); li++) {
+        const int c = lens[li];
+        for (int kind = 0; kind < 4; kind++) {
+            kdt_fill_normal(&rng, a, (size_t)c, 3.0);
+            kdt_fill_normal(&rng, b, (size_t)c, 3.0);
+            if (kind == 3) /* probabilities: a and b normalised */
+                for (int k = 0; k < 2; k++) {
+                    float *x = k ? b : a;
+                    double sum = 0.0;
+                    for (int j = 0; j < c; j++)
+                        sum += x[j] = (float)exp(x[j]);
+                    for (int j = 0; j < c; j++)
+                        x[j] = (float)(x[j] / sum);
+                }
+            double d[3];
+            for (int v = 0; v < nvariants; v++) {
+                d[v] = variants[v]->cons_row(a, b, c, kind < 3, kind < 3 ? kind : 0, 0.7f, ga[v], gb[v], work);
+                ck_assert_msg(kdt_close(d[v], d[0], 1e-5, 1e-7), "%s c=%d kind %d: %g/%g",
+                              variants[v]->name, c, kind, d[v], d[0]);
+                for (int j = 0; j < c; j++)
+                    ck_assert_msg(kdt_close(ga[v][j], ga[0][j], 1e-5, 1e-7) &&
+                                      kdt_close(gb[v][j], gb[0][j], 1e-5, 1e-7),
+                                  "%s c=%d kind %d j=%d", variants[v]->name, c, kind, j);
+            }
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("simd");
@@ -892,6 +1006,8 @@ int main(void)
     tcase_add_test(tc, kl_row_label_term_at_every_temperature_path);
     tcase_add_test(tc, rows_through_a_pipe_match_rows_alone);
     tcase_add_test(tc, kernels_never_touch_memory_past_a_row);
+    tcase_add_test(tc, mse_small_without_labels_in_place_and_squares_beyond_float);
+    tcase_add_test(tc, cons_row_variants_agree);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

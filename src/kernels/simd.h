@@ -148,6 +148,16 @@ struct kdi_simd_ops {
     /* mse_row for nrows <= lanes rows of c <= KDI_SMALL_C classes at once,
      * k = cs per row: sq[r], ce[r] per row (ce 0 without a label). */
     void (*mse_small)(const kdi_small_row *rows, int nrows, int64_t c, double *sq, double *ce);
+    /* One row of the consistency loss (src/losses/consistency.c) with p1, p2
+     * = softmax(x1), softmax(x2) (logits) or x1, x2 (probabilities): returns
+     * D = sum_j (p1_j - p2_j)^2 (dist KD_DISTANCE_L2) and, for logits only
+     * (probabilities always take L2), D = KL(p2 || p1) = sum_j p2_j (log p2_j
+     * - log p1_j) (KD_DISTANCE_KL) or D = JS(p1, p2) = (KL(p1 || M) + KL(p2
+     * || M)) / 2, M = (p1 + p2) / 2 (KD_DISTANCE_JS), terms with a zero p in
+     * front of a log 0; when g1 / g2 != NULL writes cs dD/dx1 / cs dD/dx2 (g1
+     * may equal x1, g2 may equal x2).  work: 2c floats (logits). */
+    double (*cons_row)(const float *x1, const float *x2, int64_t c, int logits, int dist, float cs,
+                       float *g1, float *g2, float *work);
 };
 
 /* The variant for isa (KDI_ISA_AUTO: the best this CPU supports); NULL when

@@ -11,12 +11,13 @@
  * The template is split by concern; each part needs the ones before it:
  * simd_math.h (vector primitives, exp, single-pass row reductions),
  * simd_pipe.h (segments, threads and the pipe), simd_rows.h (long-row
- * kernels), simd_short.h (short-row kernels).  This file ends with the
- * variant's ops table. */
+ * kernels), simd_short.h (short-row kernels), simd_cons.h (the consistency
+ * row).  This file ends with the variant's ops table. */
 #include "kernels/simd_math.h"
 #include "kernels/simd_pipe.h"
 #include "kernels/simd_rows.h"
 #include "kernels/simd_short.h"
+#include "kernels/simd_cons.h"
 
 static const kdi_simd_ops KDV_FN(ops_) = {
     KDV_ISA,
@@ -35,4 +36,5 @@ static const kdi_simd_ops KDV_FN(ops_) = {
     KDV_FN(ce_small_),
     KDV_FN(pl_small_),
     KDV_FN(mse_small_),
+    KDV_FN(cons_row_),
 };

@@ -531,36 +531,67 @@ static void KDV_FN(pl_small_)(const kdi_small_row *rows, int nrows, int64_t c,
                 loss_out[r] = KDV_FN(lane_logsum_)(S, ES, ms, c, r) - (double)(sy[r] - ms[r]);
 }
 
+/* One short row of mse_small read in place (no transpose): returns sum_j
+ * (s_j - t_j)^2, each square added in double (no float partial sum that
+ * could overflow), and with g writes g_j = k (s_j - t_j) + 0 (the lane
+ * path's sum with a zero label term, so a row gives the same bits in a
+ * block with labels as without).  g may equal s: the tail is read before
+ * the full vectors are written. */
+KDV_INLINE double sq_row_direct(const float *s, const float *t, float *g, int64_t c, float k)
+{
+    const vf zero = vset(0.0f);
+    const vtail tl = vtail_of(c);
+    const vf dt = tl.n ? tload(s, &tl, 0.0f) - tload(t, &tl, 0.0f) : zero;
+    vdh lo = {0}, hi = {0};
+    for (int64_t j = 0; j + KDV_W <= c; j += KDV_W) {
+        const vf d = vload(s + j) - vload(t + j), q = d * d;
+        lo += __builtin_convertvector(__builtin_shufflevector(q, q, KDV_LO), vdh);
+        hi += __builtin_convertvector(__builtin_shufflevector(q, q, KDV_HI), vdh);
+        if (g)
+            vstore(g + j, k * d + zero);
+    }
+    if (tl.n) {
+        const vf q = vsel(tl.valid, dt * dt, zero);
+        lo += __builtin_convertvector(__builtin_shufflevector(q, q, KDV_LO), vdh);
+        hi += __builtin_convertvector(__builtin_shufflevector(q, q, KDV_HI), vdh);
+        if (g)
+            tstore(g, &tl, k * dt + zero);
+    }
+    vdh d = lo + hi;
+#define KDV_DSTEP(...) d += __builtin_shufflevector(d, d, __VA_ARGS__);
+    KDV_DXSTEPS(KDV_DSTEP)
+#undef KDV_DSTEP
+    return d[0];
+}
+
 static void KDV_FN(mse_small_)(const kdi_small_row *rows, int nrows, int64_t c, double *sq_out,
                                double *ce_out)
 {
+    /* Without a label a row is a plain difference: each row in place (the
+     * transposes cost more than the arithmetic).  The squares always come
+     * from the rows in place, so a row's sum does not depend on the other
+     * rows of its block. */
+    const int labels = lanes_any_label(rows, nrows);
+    for (int r = 0; r < nrows; r++) {
+        sq_out[r] = sq_row_direct(rows[r].s, rows[r].t, labels ? NULL : rows[r].g, c, rows[r].cs);
+        ce_out[r] = 0.0;
+    }
+    if (!labels)
+        return;
     vf S[KDV_SMALL_C], T[KDV_SMALL_C], ES[KDV_SMALL_C];
     const small_params p = small_params_of(rows, nrows);
     const vf zero = vset(0.0f);
     gather_rows(rows, nrows, c, 0, S);
     gather_rows(rows, nrows, c, 1, T);
-    const int labels = lanes_any_label(rows, nrows);
-    vf ms = zero, l1 = zero, r1 = zero;
-    if (labels) {
-        ms = lanes_max(S, c);
-        lanes_log_inv(lanes_exp(S, c, ms, 1.0f, ES), &l1, &r1);
-    }
+    const vf ms = lanes_max(S, c);
+    vf l1, r1;
+    lanes_log_inv(lanes_exp(S, c, ms, 1.0f, ES), &l1, &r1);
     /* as mse_row */
-    vd sq = VD_ZERO; /* per lane: float partial sums of 16 squares, then double, as mse_row */
     vf ce = zero, G[KDV_SMALL_C];
-    for (int64_t j = 0; j < c; j++) {
-        const vf d = S[j] - T[j];
-        vacc(&sq, d * d);
-        vf g = p.cs * d;
-        if (labels)
-            g += lanes_label_step(&p, j, S[j] - ms, ES[j], r1, &ce);
-        G[j] = g;
-    }
+    for (int64_t j = 0; j < c; j++)
+        G[j] = p.cs * (S[j] - T[j]) + lanes_label_step(&p, j, S[j] - ms, ES[j], r1, &ce);
     ce = lanes_label_ce(&p, c, l1, ce);
-    vflush(&sq);
     scatter_rows(rows, nrows, c, G);
-    for (int r = 0; r < nrows; r++) {
-        sq_out[r] = r < KDV_W / 2 ? sq.lo[r] : sq.hi[r - KDV_W / 2];
+    for (int r = 0; r < nrows; r++)
         ce_out[r] = ce[r];
-    }
 }

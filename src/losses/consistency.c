@@ -45,6 +45,16 @@ static inline cons_at at(const cons_rows *r, int64_t j)
 void kdi_consistency_row(const kd_loss *h, const kdi_row *r, double terms[2])
 {
     const int64_t c = h->c;
+    const int logits = h->input_type == KD_INPUT_LOGITS;
+    /* logits (every distance) and L2 of probabilities: the SIMD row
+     * (cons_row, simd.h); KL and JS of probabilities need a log per element
+     * and keep the scalar row below */
+    if (logits || h->distance == KD_DISTANCE_L2) {
+        terms[0] = h->ops->cons_row(r->s, r->t, c, logits, h->distance, (float)r->c_soft, r->g,
+                                    r->g2, r->work);
+        terms[1] = 0.0;
+        return;
+    }
     cons_rows rw = {r->s, r->t, h->input_type == KD_INPUT_LOGITS, {0, 0}, {0, 0}};
     if (rw.logits) {
         rw.l1 = kdi_row_lse_ops(h->ops, r->s, c, 1.0f);

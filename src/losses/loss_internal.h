@@ -448,6 +448,7 @@ typedef struct {
     int kind, src_kind; /* src_kind (CE): 0 labels only, 1 target probabilities, 2 teacher */
     float inv_t, f;     /* f (KL): the T^2 factor or 1 */
     float label_weight; /* CE */
+    double mse_k, inv_c; /* MSE: 2 / C and 1 / C (no division per row) */
     int64_t c;
     kdi_onehot oh;
 } kdi_small_plan;
@@ -476,7 +477,7 @@ static inline kdi_small_row kdi_small_row_of(const kdi_small_plan *p, const floa
         return x;
     }
     if (p->kind == KDI_SMALL_MSE) { /* as kdi_logit_mse_row */
-        kdi_small_row x = {s, t, g, (float)(2.0 * c_soft / (double)p->c), 0.0f, 0.0f,
+        kdi_small_row x = {s, t, g, (float)(c_soft * p->mse_k), 0.0f, 0.0f,
                            {y >= 0, y, p->oh.on, p->oh.off, (float)c_hard}};
         return x;
     }

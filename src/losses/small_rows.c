@@ -14,6 +14,8 @@ int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
     if (h->n_teachers > 1 || h->c > ops->small_c)
         return 0;
     p->c = h->c;
+    p->inv_c = 1.0 / (double)h->c;
+    p->mse_k = 2.0 * p->inv_c;
     p->inv_t = (float)(1.0 / h->temperature);
     p->oh = kdi_smoothed_onehot(h);
     p->src_kind = 0;
@@ -51,8 +53,6 @@ static void small_kernels(const kd_loss *h, const kdi_small_plan *p, const kdi_s
             ops->kl_small(sr + k, m, h->c, p->inv_t, a + k, b + k);
         else if (p->kind == KDI_SMALL_CE)
             ops->ce_small(sr + k, m, h->c, p->src_kind, p->inv_t, a + k);
-        else if (p->kind == KDI_SMALL_MSE)
-            ops->mse_small(sr + k, m, h->c, a + k, b + k);
         else
             ops->pl_small(sr + k, m, h->c, h->class_thresholds, (float)h->threshold,
                           h->threshold_mode == KD_THRESHOLD_INCLUSIVE, a + k, label + k, keep + k);
@@ -77,16 +77,26 @@ void kdi_small_run(const kd_loss *h, const kdi_small_plan *p, const kdi_small_ro
                    double (*terms)[2], const int64_t *idx, float *mask_out, int32_t *labels_out)
 {
     double a[KDI_ROW_BLOCK], b[KDI_ROW_BLOCK];
+    if (p->kind == KDI_SMALL_MSE) { /* the kernel and its terms alone: no per-row kind tests */
+        const kdi_simd_ops *ops = h->ops;
+        for (int k = 0; k < count; k += ops->lanes)
+            ops->mse_small(sr + k, count - k < ops->lanes ? count - k : ops->lanes, h->c, a + k,
+                           b + k);
+        for (int k = 0; k < count; k++) {
+            terms[k][0] = a[k] * p->inv_c;
+            terms[k][1] = b[k];
+        }
+        return;
+    }
     int32_t label[KDI_ROW_BLOCK];
     int keep[KDI_ROW_BLOCK];
     small_kernels(h, p, sr, count, a, b, label, keep);
     if (p->kind == KDI_SMALL_CE || p->kind == KDI_SMALL_PL)
         small_confident_rows(h, p, sr, count, a, label, keep);
-    const int kl = p->kind == KDI_SMALL_KL, mse = p->kind == KDI_SMALL_MSE;
+    const int kl = p->kind == KDI_SMALL_KL;
     for (int k = 0; k < count; k++) {
-        terms[k][0] = kl ? p->f * kdi_kl_fix(h, sr[k].s, sr[k].t, sr[k].g, a[k])
-                      : mse ? a[k] / (double)h->c : a[k];
-        terms[k][1] = kl || mse ? b[k] : 0.0;
+        terms[k][0] = kl ? p->f * kdi_kl_fix(h, sr[k].s, sr[k].t, sr[k].g, a[k]) : a[k];
+        terms[k][1] = kl ? b[k] : 0.0;
     }
     if (p->kind != KDI_SMALL_PL)
         return;
