@@ -1,36 +1,51 @@
 /* kd-pseudolabel: semi-supervised Fashion-MNIST with 1,000 labelled images
- * (100 per class) and the rest unlabelled, with kdlib's pseudo-label loss,
- * EMA teacher and FlexMatch thresholds.
+ * (100 per class) and the rest unlabelled: FixMatch and the thresholds and
+ * weights of kdlib's kd_threshold handle against supervised training.
  *
- * Runs (same model, seed, labelled batches and step count):
- *   supervised  cross-entropy on the labelled images only;
- *   pseudo      + pseudo-labels: the EMA teacher (kd_ema) labels a weak view
- *               of unlabelled images, the student learns them on a strong
- *               view where the teacher's confidence > tau (KD_LOSS_PSEUDO_LABEL);
- *   flexmatch   the same with FlexMatch's per-class thresholds (kd_flexmatch,
- *               fed by kd_select_pseudo_labels).
- * Ends with a table: test accuracy of the student and of the EMA teacher,
- * and the share and accuracy of the pseudo-labels used. */
+ * Every method trains the same model from the same initial weights on the
+ * same labelled and unlabelled batches for the same number of steps:
+ *   supervised  cross-entropy on a weak view of the labelled batch only;
+ *   fixmatch    + the unlabelled term of FixMatch: the current model labels a
+ *               weak view of each unlabelled image (no gradient), the model
+ *               learns that label on a strong view where the confidence is
+ *               >= tau (KD_LOSS_PSEUDO_LABEL, inclusive threshold);
+ *   flexmatch   the same with FlexMatch's per-class curriculum thresholds,
+ *   freematch   FreeMatch's self-adaptive thresholds,
+ *   softmatch   SoftMatch's truncated-Gaussian weights: kd_threshold (USB's
+ *               order: update with the batch's weak-view probabilities, then
+ *               its weights) gives per-sample weights that scale each
+ *               strong-view row of the pseudo-label loss (KD_ARG_WEIGHTS).
+ * The unlabelled term is the mean over all mu * batch unlabelled rows (masked
+ * rows count as 0), as FixMatch.  SGD with Nesterov momentum, FixMatch's
+ * cosine lr * cos(7 pi k / 16 K), weight decay 5e-4; an EMA of the weights
+ * (kd_ema) is evaluated too.  The table gives the test accuracy of the model
+ * and of its EMA, the unlabelled rows' mean weight (for 0/1 masks: the share
+ * of rows used) and the weighted accuracy of their pseudo-labels.
+ *
+ * --methods picks the methods (comma-separated) so that several processes can
+ * share them out; results do not depend on which others run. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kdlib/ema.h"
 #include "kdlib/kdlib.h"
+#include "kdlib/threshold.h"
 #include "blas_core.h"
 #include "options.h"
 #include "train.h"
 
 typedef struct {
-    const char *data, *model, *csv;
+    const char *data, *model, *csv, *methods;
     int64_t seed, epochs, threads, limit_train, limit_test, labeled, steps, batch, mu,
-        eval_every;
-    double lr, threshold, unlabeled_weight, ema_decay;
-    int64_t flexmatch_warmup, weak_student;
+        eval_every, flexmatch_warmup;
+    double lr, threshold, unlabeled_weight, ema_decay, weight_decay;
 } config;
 
-enum { RUN_SUPERVISED, RUN_PSEUDO, RUN_FLEXMATCH, NUM_RUNS };
-static const char *const run_names[NUM_RUNS] = {"supervised", "pseudo-label", "flexmatch"};
+enum { M_SUPERVISED, M_FIXMATCH, M_FLEXMATCH, M_FREEMATCH, M_SOFTMATCH, NUM_METHODS };
+static const char *const method_names[NUM_METHODS] = {"supervised", "fixmatch", "flexmatch",
+                                                      "freematch", "softmatch"};
 
 typedef struct {
     const config *cfg;
@@ -38,7 +53,9 @@ typedef struct {
     float background;
     const int32_t *labeled, *unlabeled;
     int64_t labeled_n, unlabeled_n;
-    double student_acc[NUM_RUNS], teacher_acc[NUM_RUNS], used[NUM_RUNS], correct[NUM_RUNS];
+    int selected[NUM_METHODS], num_selected;
+    double model_acc[NUM_METHODS], ema_acc[NUM_METHODS], mean_weight[NUM_METHODS],
+        weighted_acc[NUM_METHODS], seconds[NUM_METHODS];
 } context;
 
 static void die_kd(kd_status st, const char *what, const char *message)
@@ -62,27 +79,40 @@ static void *checked_malloc(size_t size)
 /* State of one run's training step. */
 typedef struct {
     const context *x;
-    int kind, B, U; /* run kind, labelled and unlabelled rows per step */
+    int method, B, U; /* labelled and unlabelled rows per step */
     tr_sampler labeled, unlabeled; /* the second draws positions in x->unlabeled */
     tr_rng aug_rng;
-    tr_model *teacher;  /* holds the EMA weights for the weak-view forward */
     kd_ema *ema;
     kd_loss *ce, *pseudo;
-    kd_flexmatch *flexmatch;
-    float *x_in, *x_weak, *dlogits, *teacher_logits, *conf, *mask, *tau;
+    kd_threshold *th; /* flexmatch, freematch, softmatch */
+    float *x_in, *x_weak, *dlogits, *weak_logits, *probs, *weights, *mask;
     int32_t *idx, *pos, *labels, *pred;
     int64_t *pos64;
-    int64_t used, correct; /* pseudo-labels used, and right (the true labels are known) */
+    double weight_sum, weight_right; /* over every unlabelled row seen */
 } step_state;
+
+static void softmax_rows(int n, int c, const float *logits, float *p)
+{
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (int64_t)i * c;
+        float *q = p + (int64_t)i * c, zmax = z[0];
+        for (int j = 1; j < c; j++)
+            zmax = z[j] > zmax ? z[j] : zmax;
+        double sum = 0.0;
+        for (int j = 0; j < c; j++)
+            sum += q[j] = expf(z[j] - zmax);
+        for (int j = 0; j < c; j++)
+            q[j] = (float)(q[j] / sum);
+    }
+}
 
 static float semi_step(void *ctx, tr_model *m, int64_t step)
 {
     (void)step;
     step_state *s = ctx;
     const tr_dataset *d = s->x->train;
-    const int C = d->classes, B = s->B, U = s->kind == RUN_SUPERVISED ? 0 : s->U;
+    const int C = d->classes, B = s->B, U = s->method == M_SUPERVISED ? 0 : s->U;
     const int64_t size = (int64_t)d->h * d->w;
-    char err[256];
 
     /* Rows 0..B-1: labelled images, weak view; rows B..B+U-1: unlabelled, strong view. */
     tr_sampler_next(&s->labeled, B, s->idx);
@@ -94,12 +124,21 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
     if (U > 0) {
         memcpy(s->x_weak, s->x_in + B * size, (size_t)(U * size) * sizeof(float));
         tr_augment(TR_AUG_WEAK, U, d->h, d->w, s->x->background, s->x_weak, &s->aug_rng);
-        tr_augment(s->x->cfg->weak_student ? TR_AUG_WEAK : TR_AUG_STRONG, U, d->h, d->w,
-                   s->x->background, s->x_in + B * size, &s->aug_rng);
-        /* Teacher: the EMA weights on the weak view. */
-        kd_ema_copy_to_flat(s->ema, s->teacher->params);
-        const float *t = tr_model_forward(s->teacher, s->x_weak, U);
-        memcpy(s->teacher_logits, t, (size_t)(U * C) * sizeof(float));
+        tr_augment(TR_AUG_STRONG, U, d->h, d->w, s->x->background, s->x_in + B * size,
+                   &s->aug_rng);
+        /* The current model on the weak views, no gradient (the forward of
+         * the training batch below overwrites what backward needs). */
+        const float *t = tr_model_forward(m, s->x_weak, U);
+        memcpy(s->weak_logits, t, (size_t)(U * C) * sizeof(float));
+        if (s->th) {
+            softmax_rows(U, C, s->weak_logits, s->probs);
+            for (int i = 0; i < U; i++)
+                s->pos64[i] = s->pos[i];
+            die_kd(kd_threshold_update_probs(s->th, U, C, s->probs, C, s->pos64), "update",
+                   kd_threshold_last_error(s->th));
+            die_kd(kd_threshold_weights_probs(s->th, U, C, s->probs, C, s->weights, NULL),
+                   "weights", kd_threshold_last_error(s->th));
+        }
     }
     for (int i = 0; i < B; i++)
         s->labels[i] = d->y[s->idx[i]];
@@ -111,23 +150,11 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
     kd_loss_bind_output(s->ce, KD_ARG_GRAD_STUDENT, s->dlogits, C);
     die_kd(kd_loss_forward_backward(s->ce, B, &loss), "cross-entropy", kd_loss_last_error(s->ce));
     if (U > 0) {
-        if (s->kind == RUN_FLEXMATCH) {
-            /* Thresholds of the state so far, then record this batch. */
-            die_kd(kd_flexmatch_thresholds(s->flexmatch, s->tau), "thresholds", "");
-            die_kd(kd_loss_bind_vector(s->pseudo, KD_ARG_CLASS_THRESHOLDS, s->tau), "bind",
-                   kd_loss_last_error(s->pseudo));
-            die_kd(kd_select_pseudo_labels(U, C, s->teacher_logits, C, KD_SELECT_LOGITS,
-                                           (float)s->x->cfg->threshold, NULL, 0, s->conf, s->pred,
-                                           NULL, NULL, err, sizeof err),
-                   "select", err);
-            for (int i = 0; i < U; i++)
-                s->pos64[i] = s->pos[i];
-            die_kd(kd_flexmatch_update(s->flexmatch, U, s->pos64, s->conf, s->pred), "update",
-                   kd_flexmatch_last_error(s->flexmatch));
-        }
         kd_loss_bind_matrix(s->pseudo, KD_ARG_STUDENT, logits + (int64_t)B * C, C);
-        kd_loss_bind_matrix(s->pseudo, KD_ARG_TEACHER, s->teacher_logits, C);
+        kd_loss_bind_matrix(s->pseudo, KD_ARG_TEACHER, s->weak_logits, C);
         kd_loss_bind_output(s->pseudo, KD_ARG_GRAD_STUDENT, s->dlogits + (int64_t)B * C, C);
+        die_kd(kd_loss_bind_weights(s->pseudo, s->th ? s->weights : NULL), "bind weights",
+               kd_loss_last_error(s->pseudo));
         die_kd(kd_loss_bind_output(s->pseudo, KD_ARG_MASK, s->mask, 0), "bind mask",
                kd_loss_last_error(s->pseudo));
         die_kd(kd_loss_bind_output_labels(s->pseudo, KD_ARG_PSEUDO_LABELS, s->pred), "bind labels",
@@ -137,11 +164,12 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
         float w = (float)s->x->cfg->unlabeled_weight;
         for (int64_t i = (int64_t)B * C; i < (int64_t)(B + U) * C; i++)
             s->dlogits[i] *= w;
-        for (int i = 0; i < U; i++)
-            if (s->mask[i] > 0.0f) {
-                s->used++;
-                s->correct += s->pred[i] == d->y[s->idx[B + i]];
-            }
+        for (int i = 0; i < U; i++) {
+            double wi = s->mask[i] * (s->th ? s->weights[i] : 1.0f);
+            s->weight_sum += wi;
+            if (s->pred[i] == d->y[s->idx[B + i]])
+                s->weight_right += wi;
+        }
         loss += w * unlabeled_loss;
     }
     tr_model_backward(m, s->dlogits);
@@ -154,18 +182,40 @@ static void ema_update(void *ctx, tr_model *m)
     die_kd(kd_ema_update_flat(s->ema, m->params), "ema update", kd_ema_last_error(s->ema));
 }
 
-/* One run (a tr_run_fn). */
-static void run(void *ctx, int kind, tr_log *log)
+static void create_threshold(step_state *s, const context *x, int C)
+{
+    static const kd_threshold_algorithm algorithm[NUM_METHODS] = {
+        [M_FLEXMATCH] = KD_THRESHOLD_FLEXMATCH, [M_FREEMATCH] = KD_THRESHOLD_FREEMATCH,
+        [M_SOFTMATCH] = KD_THRESHOLD_SOFTMATCH};
+    if (!algorithm[s->method])
+        return;
+    die_kd(kd_threshold_create(&s->th, algorithm[s->method], x->unlabeled_n, C), "threshold",
+           kd_threshold_last_error(NULL));
+    if (s->method == M_FLEXMATCH) {
+        /* USB's FlexMatch: tau 0.95, >= tau, convex mapping, threshold warm-up. */
+        die_kd(kd_threshold_set_float(s->th, KD_THRESHOLD_PARAM_THRESHOLD, x->cfg->threshold),
+               "flexmatch threshold", kd_threshold_last_error(s->th));
+        kd_threshold_set_int(s->th, KD_THRESHOLD_PARAM_NON_STRICT, 1);
+        die_kd(kd_threshold_set_int(s->th, KD_THRESHOLD_PARAM_WARMUP, x->cfg->flexmatch_warmup),
+               "flexmatch warm-up", kd_threshold_last_error(s->th));
+    }
+    /* FreeMatch and SoftMatch: USB's defaults (EMA momentum 0.999; SoftMatch
+     * global statistics, 2 sigma, uniform distribution alignment). */
+}
+
+/* One run (a tr_run_fn); `index` counts the selected methods. */
+static void run(void *ctx, int index, tr_log *log)
 {
     context *x = ctx;
     const config *cfg = x->cfg;
     const tr_dataset *d = x->train;
+    const int method = x->selected[index];
     const int C = d->classes, B = (int)cfg->batch, U = (int)(cfg->batch * cfg->mu);
     const uint64_t seed = (uint64_t)cfg->seed;
+    const double t0 = tr_now();
     char err[256];
     tr_model *m = tr_model_create(cfg->model, d->h, d->w, C, B + U, err, sizeof err);
-    tr_model *teacher = tr_model_create(cfg->model, d->h, d->w, C, U > 0 ? U : 1, err, sizeof err);
-    if (!m || !teacher) {
+    if (!m) {
         fprintf(stderr, "error: %s\n", err);
         exit(2);
     }
@@ -173,7 +223,7 @@ static void run(void *ctx, int kind, tr_log *log)
     tr_rng_seed(&init, seed, 10);
     tr_model_init(m, &init);
 
-    step_state s = {.x = x, .kind = kind, .B = B, .U = U, .teacher = teacher};
+    step_state s = {.x = x, .method = method, .B = B, .U = U};
     tr_rng r;
     tr_rng_seed(&r, seed, 20);
     int32_t *positions = checked_malloc((size_t)x->unlabeled_n * sizeof *positions);
@@ -190,10 +240,10 @@ static void run(void *ctx, int kind, tr_log *log)
     s.x_in = checked_malloc((size_t)(B + U) * size * sizeof(float));
     s.x_weak = checked_malloc((size_t)U * size * sizeof(float));
     s.dlogits = checked_malloc((size_t)((B + U) * C) * sizeof(float));
-    s.teacher_logits = checked_malloc((size_t)(U * C) * sizeof(float));
-    s.conf = checked_malloc((size_t)U * sizeof(float));
+    s.weak_logits = checked_malloc((size_t)(U * C) * sizeof(float));
+    s.probs = checked_malloc((size_t)(U * C) * sizeof(float));
+    s.weights = checked_malloc((size_t)U * sizeof(float));
     s.mask = checked_malloc((size_t)U * sizeof(float));
-    s.tau = checked_malloc((size_t)C * sizeof(float));
     s.idx = checked_malloc((size_t)(B + U) * sizeof(int32_t));
     s.pos = checked_malloc((size_t)U * sizeof(int32_t));
     s.labels = checked_malloc((size_t)B * sizeof(int32_t));
@@ -202,87 +252,118 @@ static void run(void *ctx, int kind, tr_log *log)
 
     die_kd(kd_loss_create(&s.ce, KD_LOSS_CROSS_ENTROPY, C), "create", "");
     die_kd(kd_loss_create(&s.pseudo, KD_LOSS_PSEUDO_LABEL, C), "create", "");
-    die_kd(kd_loss_set_float(s.pseudo, KD_PARAM_THRESHOLD, cfg->threshold), "threshold",
-           kd_loss_last_error(s.pseudo));
+    /* FixMatch: the loss's own mask, conf >= tau; the others: every row
+     * (conf >= 0) scaled by the handle's weights. */
+    die_kd(kd_loss_set_float(s.pseudo, KD_PARAM_THRESHOLD,
+                             method == M_FIXMATCH ? cfg->threshold : 0.0),
+           "threshold", kd_loss_last_error(s.pseudo));
+    die_kd(kd_loss_set_int(s.pseudo, KD_PARAM_THRESHOLD_MODE, KD_THRESHOLD_INCLUSIVE),
+           "threshold mode", kd_loss_last_error(s.pseudo));
     die_kd(kd_ema_create_flat(&s.ema, m->params, m->num_params), "ema", kd_ema_last_error(NULL));
     die_kd(kd_ema_set_float(s.ema, KD_EMA_PARAM_DECAY, (float)cfg->ema_decay), "ema decay",
            kd_ema_last_error(s.ema));
     kd_ema_set_int(s.ema, KD_EMA_PARAM_WARMUP, KD_EMA_WARMUP_MEAN_TEACHER);
-    if (kind == RUN_FLEXMATCH) {
-        die_kd(kd_flexmatch_create(&s.flexmatch, x->unlabeled_n, C), "flexmatch",
-               kd_flexmatch_last_error(NULL));
-        die_kd(kd_flexmatch_set_float(s.flexmatch, KD_FLEXMATCH_PARAM_THRESHOLD,
-                                      (float)cfg->threshold),
-               "flexmatch threshold", kd_flexmatch_last_error(s.flexmatch));
-        die_kd(kd_flexmatch_set_int(s.flexmatch, KD_FLEXMATCH_PARAM_WARMUP, cfg->flexmatch_warmup),
-               "flexmatch warm-up", kd_flexmatch_last_error(s.flexmatch));
-    }
+    create_threshold(&s, x, C);
 
-    tr_train_opts o = {.run = run_names[kind], .steps = cfg->steps, .eval_every = cfg->eval_every,
-                       .samples_per_epoch = x->labeled_n, .batch = B, .lr = (float)cfg->lr,
-                       .momentum = 0.9f, .weight_decay = 5e-4f, .cosine = 1,
+    tr_train_opts o = {.run = method_names[method], .steps = cfg->steps,
+                       .eval_every = cfg->eval_every, .samples_per_epoch = x->labeled_n,
+                       .batch = B, .lr = (float)cfg->lr, .momentum = 0.9f, .nesterov = 1,
+                       .weight_decay = (float)cfg->weight_decay, .cosine = 2,
                        .after_update = ema_update, .hook_ctx = &s};
     char desc[256];
     snprintf(desc, sizeof desc, "%s, %lld labelled%s, %lld steps", cfg->model,
              (long long)x->labeled_n,
-             kind == RUN_SUPERVISED ? " only"
-             : kind == RUN_PSEUDO   ? " + unlabelled with EMA-teacher pseudo-labels"
-                                    : " + unlabelled with FlexMatch thresholds",
-             (long long)cfg->steps);
-    tr_log_begin(log, run_names[kind], desc);
+             method == M_SUPERVISED ? " only" : " + unlabelled", (long long)cfg->steps);
+    tr_log_begin(log, method_names[method], desc);
     if (tr_train(m, &o, semi_step, &s, x->test, log) != 0)
         exit(1);
     double vloss;
-    tr_evaluate(m, x->test, &vloss, &x->student_acc[kind]);
+    tr_evaluate(m, x->test, &vloss, &x->model_acc[method]);
     kd_ema_copy_to_flat(s.ema, m->params);
-    tr_evaluate(m, x->test, &vloss, &x->teacher_acc[kind]);
-    x->used[kind] = U > 0 ? (double)s.used / ((double)U * (double)cfg->steps) : 0.0;
-    x->correct[kind] = s.used ? (double)s.correct / (double)s.used : 0.0;
+    tr_evaluate(m, x->test, &vloss, &x->ema_acc[method]);
+    double rows = (double)U * (double)cfg->steps;
+    x->mean_weight[method] = method == M_SUPERVISED ? 0.0 : s.weight_sum / rows;
+    x->weighted_acc[method] = s.weight_sum > 0.0 ? s.weight_right / s.weight_sum : 0.0;
+    x->seconds[method] = tr_now() - t0;
 
-    kd_flexmatch_destroy(s.flexmatch);
+    kd_threshold_destroy(s.th);
     kd_ema_destroy(s.ema);
     kd_loss_destroy(s.ce);
     kd_loss_destroy(s.pseudo);
     tr_sampler_free(&s.labeled);
     tr_sampler_free(&s.unlabeled);
-    free(s.x_in), free(s.x_weak), free(s.dlogits), free(s.teacher_logits), free(s.conf);
-    free(s.mask), free(s.tau), free(s.idx), free(s.pos), free(s.labels), free(s.pred);
+    free(s.x_in), free(s.x_weak), free(s.dlogits), free(s.weak_logits), free(s.probs);
+    free(s.weights), free(s.mask), free(s.idx), free(s.pos), free(s.labels), free(s.pred);
     free(s.pos64);
-    tr_model_destroy(teacher);
     tr_model_destroy(m);
+}
+
+/* "supervised,fixmatch" -> x->selected (in the order given, no repeats). */
+static int parse_methods(const char *list, context *x)
+{
+    const char *p = list;
+    x->num_selected = 0;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int k = 0; k < NUM_METHODS; k++)
+            if (strlen(method_names[k]) == len && strncmp(p, method_names[k], len) == 0)
+                found = k;
+        for (int i = 0; i < x->num_selected; i++)
+            if (x->selected[i] == found)
+                found = -2;
+        if (found < 0) {
+            fprintf(stderr, "error: --methods: %s '%.*s' (methods: supervised, fixmatch, "
+                            "flexmatch, freematch, softmatch)\n",
+                    found == -2 ? "repeated" : "unknown", (int)len, p);
+            return -1;
+        }
+        x->selected[x->num_selected++] = found;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if (x->num_selected == 0) {
+        fprintf(stderr, "error: --methods: no method\n");
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     tr_blas_core(argc, argv, "kd-pseudolabel");
     config cfg = {.data = "/usr/share/datasets/fashion-mnist", .model = "conv16-conv32-fc64",
-                  .seed = 1, .epochs = 1, .threads = 0, .labeled = 1000, .steps = 1500,
-                  .batch = 32, .mu = 3, .eval_every = 500, .lr = 0.03, .threshold = 0.95,
-                  .unlabeled_weight = 1.0, .ema_decay = 0.99};
+                  .methods = "supervised,fixmatch,flexmatch,freematch,softmatch", .seed = 1,
+                  .epochs = 1, .threads = 0, .labeled = 1000, .steps = 4000, .batch = 64,
+                  .mu = 3, .eval_every = 500, .lr = 0.03, .threshold = 0.95,
+                  .unlabeled_weight = 1.0, .ema_decay = 0.999, .weight_decay = 5e-4,
+                  .flexmatch_warmup = 1};
     const tr_option opts[] = {
         {"data", TR_OPT_STRING, &cfg.data, "directory with the IDX files (Fashion-MNIST or MNIST)"},
+        {"methods", TR_OPT_STRING, &cfg.methods, "comma-separated: supervised, fixmatch, flexmatch, freematch, softmatch"},
         {"seed", TR_OPT_INT, &cfg.seed, "random seed"},
         {"epochs", TR_OPT_INT, &cfg.epochs, "multiplies --steps (an 'epoch' here is --steps steps)"},
-        {"threads", TR_OPT_INT, &cfg.threads, "threads; the 3 runs train in parallel, 0 = all cores"},
+        {"threads", TR_OPT_INT, &cfg.threads, "threads; the methods train in parallel, 0 = all cores"},
         {"limit-train", TR_OPT_INT, &cfg.limit_train, "use only the first N training images (0 = all)"},
         {"limit-test", TR_OPT_INT, &cfg.limit_test, "use only the first N test images (0 = all)"},
         {"labeled", TR_OPT_INT, &cfg.labeled, "labelled images (class-balanced); the rest are unlabelled"},
-        {"steps", TR_OPT_INT, &cfg.steps, "SGD steps per run"},
+        {"steps", TR_OPT_INT, &cfg.steps, "SGD steps per method"},
         {"eval-every", TR_OPT_INT, &cfg.eval_every, "steps per table row"},
         {"batch", TR_OPT_INT, &cfg.batch, "labelled images per step"},
         {"mu", TR_OPT_INT, &cfg.mu, "unlabelled images per labelled image in a step"},
-        {"lr", TR_OPT_FLOAT, &cfg.lr, "learning rate (SGD, momentum 0.9, cosine decay)"},
-        {"threshold", TR_OPT_FLOAT, &cfg.threshold, "confidence threshold tau"},
-        {"unlabeled-weight", TR_OPT_FLOAT, &cfg.unlabeled_weight, "weight of the pseudo-label loss"},
-        {"ema-decay", TR_OPT_FLOAT, &cfg.ema_decay, "EMA teacher decay (Mean Teacher warm-up)"},
-        {"flexmatch-warmup", TR_OPT_INT, &cfg.flexmatch_warmup, "FlexMatch threshold warm-up (1: unused samples count, as the paper)"},
-        {"weak-student", TR_OPT_INT, &cfg.weak_student, "1: the student sees a second weak view instead of a strong one"},
+        {"lr", TR_OPT_FLOAT, &cfg.lr, "learning rate (SGD, Nesterov momentum 0.9, FixMatch's cosine)"},
+        {"weight-decay", TR_OPT_FLOAT, &cfg.weight_decay, "weight decay (every parameter)"},
+        {"threshold", TR_OPT_FLOAT, &cfg.threshold, "confidence threshold tau (fixmatch, flexmatch)"},
+        {"unlabeled-weight", TR_OPT_FLOAT, &cfg.unlabeled_weight, "weight lambda_u of the unlabelled loss"},
+        {"ema-decay", TR_OPT_FLOAT, &cfg.ema_decay, "decay of the evaluated EMA (Mean Teacher warm-up)"},
+        {"flexmatch-warmup", TR_OPT_INT, &cfg.flexmatch_warmup, "FlexMatch threshold warm-up (1: unused samples count, as the paper and USB)"},
         {"model", TR_OPT_STRING, &cfg.model, "model (convN-...-fcN)"},
         {"csv", TR_OPT_STRING, &cfg.csv, "also write every table row to this CSV file"},
     };
     int rc = tr_parse_options(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
                               "Semi-supervised training with few labels: supervised only vs "
-                              "EMA-teacher pseudo-labels vs FlexMatch thresholds (kdlib).");
+                              "FixMatch, FlexMatch, FreeMatch and SoftMatch (kdlib).");
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     if (cfg.batch < 1 || cfg.mu < 1 || cfg.batch * (1 + cfg.mu) > 4096 || cfg.steps < 1 ||
@@ -290,6 +371,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: batch, mu, steps, epochs and labeled must be >= 1\n");
         return 2;
     }
+    context x = {.cfg = &cfg};
+    if (parse_methods(cfg.methods, &x) != 0)
+        return 2;
     cfg.steps *= cfg.epochs;
     double t_start = tr_now();
     int threads = tr_set_threads((int)cfg.threads);
@@ -309,30 +393,37 @@ int main(int argc, char **argv)
     int32_t *unlabeled = checked_malloc((size_t)train.n * sizeof *unlabeled);
     tr_rng split_rng;
     tr_rng_seed(&split_rng, (uint64_t)cfg.seed, 100);
-    context x = {.cfg = &cfg, .train = &train, .test = &test, .background = background,
-                 .labeled = labeled, .unlabeled = unlabeled};
+    x.train = &train;
+    x.test = &test;
+    x.background = background;
+    x.labeled = labeled;
+    x.unlabeled = unlabeled;
     x.labeled_n = tr_dataset_split_balanced(&train, cfg.labeled, &split_rng, labeled, unlabeled,
                                             &x.unlabeled_n);
     if (x.unlabeled_n < 1) {
         fprintf(stderr, "error: no unlabelled images left\n");
         return 2;
     }
-    tr_run_parallel(NUM_RUNS, threads, run, &x, &log);
+    tr_run_parallel(x.num_selected, threads, run, &x, &log);
 
     printf("\n== kd-pseudolabel results (test accuracy on %lld images, %lld labelled, seed %lld, "
-           "tau = %g)\n",
-           (long long)test.n, (long long)x.labeled_n, (long long)cfg.seed, cfg.threshold);
-    printf("%-14s %9s %12s %16s %16s\n", "run", "student", "EMA teacher", "pseudo-labels used",
-           "their accuracy");
-    for (int k = 0; k < NUM_RUNS; k++) {
-        if (k == RUN_SUPERVISED)
-            printf("%-14s %8.2f%% %11.2f%% %16s %16s\n", run_names[k], 100 * x.student_acc[k],
-                   100 * x.teacher_acc[k], "-", "-");
+           "%lld steps, batch %lld + %lld unlabelled, tau = %g)\n",
+           (long long)test.n, (long long)x.labeled_n, (long long)cfg.seed, (long long)cfg.steps,
+           (long long)cfg.batch, (long long)(cfg.batch * cfg.mu), cfg.threshold);
+    printf("%-12s %8s %8s %14s %15s %8s\n", "method", "model", "EMA", "unlabelled used",
+           "their accuracy", "time");
+    for (int i = 0; i < x.num_selected; i++) {
+        int k = x.selected[i];
+        if (k == M_SUPERVISED)
+            printf("%-12s %7.2f%% %7.2f%% %14s %15s %7.0fs\n", method_names[k],
+                   100 * x.model_acc[k], 100 * x.ema_acc[k], "-", "-", x.seconds[k]);
         else
-            printf("%-14s %8.2f%% %11.2f%% %15.1f%% %15.1f%%\n", run_names[k],
-                   100 * x.student_acc[k], 100 * x.teacher_acc[k], 100 * x.used[k],
-                   100 * x.correct[k]);
+            printf("%-12s %7.2f%% %7.2f%% %13.1f%% %14.1f%% %7.0fs\n", method_names[k],
+                   100 * x.model_acc[k], 100 * x.ema_acc[k], 100 * x.mean_weight[k],
+                   100 * x.weighted_acc[k], x.seconds[k]);
     }
+    printf("(unlabelled used: the mean weight of the unlabelled rows, for 0/1 masks the share "
+           "used; their accuracy: weighted by the same weights)\n");
     printf("total time %.0f s\n", tr_now() - t_start);
     free(labeled);
     free(unlabeled);

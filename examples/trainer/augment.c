@@ -24,6 +24,17 @@ static void cutout(float *img, int h, int w, int size, float background, tr_rng 
                 img[y * w + x] = background;
 }
 
+/* img = mean + f (img - mean), f uniform in [0.6, 1.4], mean over the image. */
+static void contrast(float *img, int n, tr_rng *rng)
+{
+    double sum = 0.0;
+    for (int p = 0; p < n; p++)
+        sum += img[p];
+    const float mean = (float)(sum / n), f = 0.6f + 0.8f * tr_rng_uniform(rng);
+    for (int p = 0; p < n; p++)
+        img[p] = mean + f * (img[p] - mean);
+}
+
 void tr_augment(tr_aug kind, int count, int h, int w, float background, float *x, tr_rng *rng)
 {
     if (kind == TR_AUG_NONE || h * w > TR_AUG_MAX_PIXELS)
@@ -36,7 +47,8 @@ void tr_augment(tr_aug kind, int count, int h, int w, float background, float *x
         int flip = tr_rng_uniform(rng) < 0.5f;
         shift_flip(img, h, w, dy, dx, flip, background);
         if (kind == TR_AUG_STRONG) {
-            cutout(img, h, w, 10, background, rng);
+            contrast(img, h * w, rng);
+            cutout(img, h, w, 12, background, rng);
             for (int p = 0; p < h * w; p++)
                 img[p] += 0.2f * tr_rng_normal(rng);
         }

@@ -1,7 +1,8 @@
 /* Data augmentation on normalised single-channel images, in place.
  *   weak:   random shift by up to 2 pixels, horizontal flip with p = 0.5;
- *   strong: shift by up to 4 pixels, flip, a 10 x 10 cutout, Gaussian noise
- *           (sigma 0.2 in normalised units).
+ *   strong: shift by up to 4 pixels, flip, contrast (the image's deviations
+ *           from its mean scaled by a factor uniform in [0.6, 1.4]), a
+ *           12 x 12 cutout, Gaussian noise (sigma 0.2 in normalised units).
  * Pixels shifted in or cut out take the value `background` (a black pixel
  * after normalisation).  The two views of semi-supervised training are a weak
  * and a strong augmentation of the same image. */

@@ -91,11 +91,14 @@ int tr_train(tr_model *m, const tr_train_opts *o, tr_step_fn step, void *step_ct
     tr_sgd sgd;
     if (tr_sgd_init(&sgd, m->num_params, o->lr, o->momentum, o->weight_decay) != 0)
         return -1;
+    sgd.nesterov = o->nesterov;
     const int64_t eval_every = o->eval_every > 0 ? o->eval_every : o->steps;
     double loss_sum = 0.0, t_row = tr_now();
     int64_t loss_count = 0;
     for (int64_t t = 0; t < o->steps; t++) {
-        if (o->cosine)
+        if (o->cosine == 2)
+            sgd.lr = tr_fixmatch_lr(o->lr, t, o->steps);
+        else if (o->cosine)
             sgd.lr = tr_cosine_lr(o->lr, t, o->steps);
         float loss = step(step_ctx, m, t);
         tr_sgd_step(&sgd, m->params, m->grads);

@@ -63,7 +63,9 @@ typedef struct {
     int64_t samples_per_epoch; /* for the epoch column: batch * steps / this */
     int batch;
     float lr, momentum, weight_decay;
-    int cosine;              /* cosine learning-rate decay to 0 */
+    int cosine;              /* 1: cosine learning-rate decay to 0; 2: FixMatch's
+                                cos(7 pi k / 16 K) (tr_fixmatch_lr) */
+    int nesterov;            /* 1: Nesterov momentum */
     tr_hook_fn after_update; /* optional, e.g. the EMA teacher update */
     void *hook_ctx;
 } tr_train_opts;
