@@ -1196,6 +1196,45 @@ START_TEST(selective_soft_labels_errors_write_nothing)
 }
 END_TEST
 
+/* Fuzz findings (fuzz/fuzz_api.c, the cleanlab area): counts beyond int64
+ * in the prune counts.  min_examples_per_class = INT64_MAX made the kept
+ * counts (double) overflow the int64 cast (undefined; clang's
+ * -fsanitize=float-cast-overflow stops there); num_to_remove_per_class =
+ * INT64_MAX made the kept count INT64_MIN and "rows - kept" overflow, which
+ * in practice wrapped to "remove none".  Now a count beyond int64 is
+ * INT64_MIN as NumPy's astype(int) gives on x86, and a negative kept count
+ * removes every row of its class, as any removal count above the class size
+ * does. */
+START_TEST(prune_counts_beyond_int64_are_defined)
+{
+    /* 3 rows per class; rows 2 and 5 have the other class as their argmax */
+    static const float p[12] = {0.9f, 0.1f, 0.8f, 0.2f, 0.4f,  0.6f,
+                                0.3f, 0.7f, 0.1f, 0.9f, 0.65f, 0.35f};
+    static const int32_t y[6] = {0, 0, 0, 1, 1, 1};
+    uint8_t a[6], b[6];
+    int64_t num = -1;
+    for (int32_t f = KD_CLEANLAB_PRUNE_BY_NOISE_RATE; f <= KD_CLEANLAB_BOTH; f++) {
+        num = -1;
+        ck_assert_int_eq(kd_cleanlab_find_label_issues(6, 2, p, 2, y, -100, f, 0.5, NULL, INT64_MAX,
+                                                       -1, 0, a, NULL, &num, NULL, 0),
+                         KD_OK);
+        ck_assert_int_eq(num, 0); /* no class has more rows than that */
+    }
+    const int64_t huge[2] = {INT64_MAX, INT64_MAX}, big[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
+    ck_assert_int_eq(kd_cleanlab_find_label_issues(6, 2, p, 2, y, -100, KD_CLEANLAB_PRUNE_BY_CLASS,
+                                                   1.0, big, 1, -1, 0, a, NULL, &num, NULL, 0),
+                     KD_OK);
+    ck_assert_int_eq(num, 2); /* every row removed, then the rows whose label is the argmax kept */
+    ck_assert(a[2] == 1 && a[5] == 1);
+    num = -1;
+    ck_assert_int_eq(kd_cleanlab_find_label_issues(6, 2, p, 2, y, -100, KD_CLEANLAB_PRUNE_BY_CLASS,
+                                                   1.0, huge, 1, -1, 0, b, NULL, &num, NULL, 0),
+                     KD_OK);
+    ck_assert_int_eq(num, 2);
+    ck_assert(memcmp(a, b, sizeof a) == 0);
+}
+END_TEST
+
 static Suite *cleanlab_suite(void)
 {
     Suite *s = suite_create("cleanlab");
@@ -1224,6 +1263,7 @@ static Suite *cleanlab_suite(void)
     tcase_add_test(tc, fixture_holds_the_adversarial_cases);
     tcase_add_test(tc, every_output_pair_is_checked_for_aliasing);
     tcase_add_test(tc, issue_sets_equal_a_full_sort_with_ties_and_adversarial_orders);
+    tcase_add_test(tc, prune_counts_beyond_int64_are_defined);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("soft_labels");

@@ -213,6 +213,14 @@ void kdi_cl_confident_joint(int64_t n, int64_t c, const float *probs, int64_t ld
             cj[k * c + k] = 1;
 }
 
+int64_t kdi_cl_to_int64(double v)
+{
+    /* [-2^63, 2^63): every double there truncates to an int64 */
+    if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
 /* round_preserving_sum of one row of c doubles (NumPy's rint, pairwise sums,
  * argsort of the residuals). */
 static void kdi_cl_round_row(int64_t c, const double *x, int64_t *out, double *ints,
@@ -241,7 +249,7 @@ static void kdi_cl_round_row(int64_t c, const double *x, int64_t *out, double *i
         isum = rint(kdi_cl_sum(ints, c, 1));
     }
     for (int64_t j = 0; j < c; j++)
-        out[j] = isfinite(ints[j]) ? (int64_t)ints[j] : INT64_MIN;
+        out[j] = kdi_cl_to_int64(ints[j]);
 }
 
 void kdi_cl_round_rows(int64_t c, const double *m, int64_t *out, double *work, kdi_cl_key *keys)
