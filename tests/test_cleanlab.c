@@ -1235,6 +1235,29 @@ START_TEST(prune_counts_beyond_int64_are_defined)
 }
 END_TEST
 
+/* Fuzz finding: a caller's confident joint whose row sum passes INT64_MAX
+ * (entries >= 0 are valid) overflowed the int64 row total in the
+ * calibration (undefined; in practice it wrapped to a negative total and
+ * the row took the whole joint).  Now the total goes on in double: row 0
+ * of {INT64_MAX, INT64_MAX; 1, 1} is two halves, like row 1. */
+START_TEST(caller_joint_rows_beyond_int64_calibrate)
+{
+    static const float p[4] = {0.9f, 0.1f, 0.2f, 0.8f};
+    static const int32_t y[2] = {0, 1};
+    const int64_t cj[4] = {INT64_MAX, INT64_MAX, 1, 1};
+    double joint[4];
+    ck_assert_int_eq(kd_cleanlab_estimate_joint(2, 2, p, 2, y, -100, cj, joint, NULL, 0), KD_OK);
+    /* each row (0.5, 0.5), rounded preserving its total 1: ties go up at the
+     * higher index */
+    ck_assert(joint[0] == 0.0 && joint[1] == 0.5 && joint[2] == 0.0 && joint[3] == 0.5);
+    int64_t num = -1;
+    ck_assert_int_eq(kd_cleanlab_num_label_issues(
+                         2, 2, p, 2, y, -100, KD_CLEANLAB_OFF_DIAGONAL_CUSTOM, cj, &num, NULL, 0),
+                     KD_OK);
+    ck_assert_int_eq(num, 1); /* rint((1 - 0.5) * 2) */
+}
+END_TEST
+
 static Suite *cleanlab_suite(void)
 {
     Suite *s = suite_create("cleanlab");
@@ -1264,6 +1287,7 @@ static Suite *cleanlab_suite(void)
     tcase_add_test(tc, every_output_pair_is_checked_for_aliasing);
     tcase_add_test(tc, issue_sets_equal_a_full_sort_with_ties_and_adversarial_orders);
     tcase_add_test(tc, prune_counts_beyond_int64_are_defined);
+    tcase_add_test(tc, caller_joint_rows_beyond_int64_calibrate);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("soft_labels");

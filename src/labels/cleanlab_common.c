@@ -258,16 +258,32 @@ void kdi_cl_round_rows(int64_t c, const double *m, int64_t *out, double *work, k
         kdi_cl_round_row(c, m + i * c, out + i * c, work, keys);
 }
 
+/* The sum of c entries >= 0 (a caller's joint may hold any int64 >= 0):
+ * exact in int64, continued in double once it would pass INT64_MAX (NumPy
+ * wraps around there, which no calibration can use). */
+static double kdi_cl_row_total(const int64_t *v, int64_t c)
+{
+    int64_t s = 0;
+    for (int64_t j = 0; j < c; j++) {
+        if (v[j] > INT64_MAX - s) {
+            double d = (double)s;
+            for (; j < c; j++)
+                d += (double)v[j];
+            return d;
+        }
+        s += v[j];
+    }
+    return (double)s;
+}
+
 void kdi_cl_calibrate(int64_t c, const int64_t *cj, const int64_t *counts, int64_t *out,
                       double *work, kdi_cl_key *keys)
 {
     double *cal = work, *rest = work + c * c;
     int64_t total = 0;
     for (int64_t i = 0; i < c; i++) {
-        int64_t rs = 0;
-        for (int64_t j = 0; j < c; j++)
-            rs += cj[i * c + j];
-        const double d = rs > 0 ? (double)rs : 1e-100;
+        const double rs = kdi_cl_row_total(cj + i * c, c);
+        const double d = rs > 0 ? rs : 1e-100;
         for (int64_t j = 0; j < c; j++)
             cal[i * c + j] = (double)cj[i * c + j] / d * (double)counts[i];
         total += counts[i];
