@@ -1258,6 +1258,34 @@ START_TEST(caller_joint_rows_beyond_int64_calibrate)
 }
 END_TEST
 
+/* Found by reading the rounding loop the fuzz area reaches, then a random
+ * search: num_to_remove_per_class around 1e16 makes the prune counts of
+ * _prune_by_count ~1e16 with fractions, whose rounded row sums past 2^53
+ * can lose every +-1 of round_preserving_row_totals: the loop (NumPy's
+ * too) never ended.  It now stops once a step brings the sums no closer
+ * (Check's 4 s timeout fails this test without the fix). */
+START_TEST(huge_num_to_remove_per_class_terminates)
+{
+    static const float p[55] = {
+        0.875f, 0.75f,  0.5f,   0.75f,  0.25f,  0.5f,   0,      0,      0.125f, 0.75f,  0.625f,
+        0.125f, 0,      0,      0.875f, 0,      0.25f,  0.375f, 0.25f,  0.125f, 0.5f,   0.5f,
+        0.625f, 0.875f, 0,      0.625f, 0.5f,   0,      0.25f,  0.375f, 0.625f, 0.125f, 0.125f,
+        0.125f, 0.875f, 0.375f, 0.625f, 0,      0.5f,   0.75f,  0.75f,  0.125f, 0.875f, 0.875f,
+        0.125f, 0.75f,  0.875f, 0.375f, 0.125f, 0.125f, 0.625f, 0.625f, 0.75f,  0.25f,  0.5f};
+    static const int32_t y[11] = {3, 2, 0, 0, 2, 1, 3, 4, 3, 0, 2};
+    static const int64_t ntr[5] = {26207970593221505, 625948040107178, 17534230531908165,
+                                   3403935778608738, 11306260121664086};
+    uint8_t iss[11];
+    for (int32_t f = KD_CLEANLAB_PRUNE_BY_NOISE_RATE; f <= KD_CLEANLAB_BOTH; f++) {
+        int64_t num = -1;
+        ck_assert_int_eq(kd_cleanlab_find_label_issues(11, 5, p, 5, y, -100, f, 1.0, ntr, 1, -1, 0,
+                                                       iss, NULL, &num, NULL, 0),
+                         KD_OK);
+        ck_assert(num >= 0 && num <= 11);
+    }
+}
+END_TEST
+
 static Suite *cleanlab_suite(void)
 {
     Suite *s = suite_create("cleanlab");
@@ -1288,6 +1316,7 @@ static Suite *cleanlab_suite(void)
     tcase_add_test(tc, issue_sets_equal_a_full_sort_with_ties_and_adversarial_orders);
     tcase_add_test(tc, prune_counts_beyond_int64_are_defined);
     tcase_add_test(tc, caller_joint_rows_beyond_int64_calibrate);
+    tcase_add_test(tc, huge_num_to_remove_per_class_terminates);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("soft_labels");

@@ -230,8 +230,12 @@ static void kdi_cl_round_row(int64_t c, const double *x, int64_t *out, double *i
         ints[j] = rint(x[j]);
     const double orig = rint(kdi_cl_sum(x, c, 1));
     double isum = rint(kdi_cl_sum(ints, c, 1));
-    /* a non-finite total ends the loop (NumPy's would never end or never start) */
-    while (isfinite(orig) && isfinite(isum) && fabs(isum - orig) > 1e-6) {
+    /* a non-finite total ends the loop (NumPy's would never end or never
+     * start), and so does a step that brings the sums no closer: with exact
+     * sums every step closes the gap by `changes` >= 1, but past 2^53 a +-1
+     * can be lost in the rounded sum, and NumPy's loop never ends there */
+    double gap = fabs(isum - orig);
+    while (isfinite(orig) && isfinite(isum) && gap > 1e-6) {
         const double diff = rint(orig - isum);
         const double inc = diff < 0.0 ? -1.0 : 1.0;
         const double ad = fabs(diff);
@@ -247,6 +251,10 @@ static void kdi_cl_round_row(int64_t c, const double *x, int64_t *out, double *i
             ints[j] += inc;
         }
         isum = rint(kdi_cl_sum(ints, c, 1));
+        const double left = fabs(isum - orig);
+        if (!(left < gap))
+            break;
+        gap = left;
     }
     for (int64_t j = 0; j < c; j++)
         out[j] = kdi_cl_to_int64(ints[j]);
