@@ -2160,8 +2160,12 @@ static void fuzz_cleanlab(rd *r)
     memset(od, 0x55, vn), memset(iss, 0x55, vn);
     for (size_t k = 0; k < ccn; k++)
         cjin[k] = r8(r) < 240 ? (int64_t)rpick(r, 12) : ri64(r);
-    for (size_t k = 0; k < cn; k++)
-        ntr[k] = r8(r) < 240 ? (int64_t)rpick(r, 4) : ri64(r);
+    for (size_t k = 0; k < cn; k++) { /* 2^44..2^55: prune counts past 2^53 */
+        const uint8_t b = r8(r);
+        ntr[k] = b < 232   ? (int64_t)rpick(r, 4)
+                 : b < 244 ? ((int64_t)1 << (44 + rpick(r, 12))) + (int64_t)r32(r)
+                           : ri64(r);
+    }
     for (size_t k = 0; k < vn; k++) {
         const uint8_t b = r8(r);
         susp[k] = b < 250 ? (uint8_t)(b & 1) : b;
