@@ -2419,7 +2419,7 @@ static void fuzz_cleanlab(rd *r)
             ldo = ld < INT64_MAX - 2 ? ld + (rpick(r, 3) == 0 ? 1 : 0) : ld;
             if (rpick(r, 16) == 0)
                 ldo = c - 1;
-            const int64_t eo = extent(n, c, ldo);
+            const int64_t eo = c >= 1 ? extent(n, c, ldo) : n > 0 ? -1 : 0;
             /* a shape that cannot be allocated is refused: a dummy */
             soft_real = honest && eo >= 0;
             soft = alloc_floats(&A, r, soft_real ? (size_t)eo : 1, 0);
