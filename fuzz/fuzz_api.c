@@ -1671,6 +1671,8 @@ static void check_err(const char *err, size_t size, const char *call, kd_status 
         fail("%s: message not NUL-terminated within err_size", call);
     if (st != KD_OK && size > 1 && !err[0])
         fail("%s failed (%d) without a message", call, (int)st);
+    if (st == KD_OK && err[0])
+        fail("%s succeeded with the message \"%.*s\"", call, (int)size, err);
 }
 
 static void fuzz_labels(rd *r)
@@ -1817,6 +1819,659 @@ out:
     afree(&A);
 }
 
+/* ---- cleanlab-compatible confident learning, selective soft labels ------- */
+
+/* Reached from the label area with bit 2 of the area byte (the seed corpus
+ * of fuzz_labels has it clear).  One call per input, with real buffers of
+ * exactly the claimed sizes: n x ld probabilities (up to MAXR rows), n
+ * labels and masks, c and c x c outputs for c <= CL_CMAX; a larger c is
+ * brought down to CL_CMAX unless it is one no allocator can serve (>= 65536:
+ * c x c workspace beyond 1 GiB), where the c-sized buffers are dummies and n
+ * is 0, so that the documented KD_ERR_OUT_OF_MEMORY (or KD_ERR_SHAPE) comes
+ * before any access.  On success the results are checked against the
+ * invariants labels.h documents, and against each other (find_label_issues
+ * against the scores, num_label_issues and the confident joint it is built
+ * from; the selective soft labels against the formula and kd_soft_labels). */
+
+#define CL_CMAX 48
+#define CL_BIGC 65536
+#define CL_PAT 0x5555555555555555LL /* an int64 output entry never written */
+
+/* p when the allocation holding p has room for `bytes` from p (so that an
+ * aliased output is still a real buffer of its claimed size), else NULL. */
+static void *aroom(arena *A, void *p, size_t bytes)
+{
+    alloc_t *a = p ? afind(A, p) : NULL;
+    if (!a || (size_t)((char *)p - (char *)a->p) + bytes > a->size)
+        return NULL;
+    return p;
+}
+
+/* Point *out at cand when the room allows; 1 when it did. */
+static int alias_to(arena *A, void **out, void *cand, size_t bytes)
+{
+    void *p = aroom(A, cand, bytes);
+    if (!p || !bytes)
+        return 0;
+    *out = p;
+    return 1;
+}
+
+/* An output over the labels or the probabilities (both non-empty when n > 0):
+ * 1 when an overlap the call must refuse was set up. */
+static int alias_input(arena *A, void **out, int to_labels, const int32_t *labels, const float *x,
+                       size_t bytes, size_t nb)
+{
+    return alias_to(A, out, to_labels ? (void *)(uintptr_t)labels : (void *)(uintptr_t)x, bytes) &&
+           nb;
+}
+
+typedef struct {
+    int64_t n, c, ld;
+    int32_t ig;
+    const float *x; /* the probabilities as they were before the call */
+    const int32_t *labels;
+    int64_t counts[CL_CMAX], labelled;
+} cl_ctx;
+
+static void cl_counts(cl_ctx *K)
+{
+    K->labelled = 0;
+    for (int64_t k = 0; k < K->c && k < CL_CMAX; k++)
+        K->counts[k] = 0;
+    for (int64_t i = 0; i < K->n; i++)
+        if (K->labels[i] != K->ig) {
+            K->counts[K->labels[i]]++;
+            K->labelled++;
+        }
+}
+
+/* Entries of a c x c matrix in [0, 1], every column summing to 1 (or, for a
+ * class no row ends up in, all zero). */
+static void cl_check_columns(const cl_ctx *K, const double *m, const char *call, const char *what)
+{
+    const int64_t c = K->c;
+    for (int64_t j = 0; j < c; j++) {
+        double s = 0.0;
+        int zero = 1;
+        for (int64_t i = 0; i < c; i++) {
+            const double v = m[i * c + j];
+            if (!(v >= 0.0 && v <= 1.0))
+                fail("%s: %s[%lld][%lld] = %g outside [0, 1]", call, what, (long long)i,
+                     (long long)j, v);
+            s += v;
+            zero &= v == 0.0;
+        }
+        if (!zero && fabs(s - 1.0) > 1e-4)
+            fail("%s: column %lld of %s sums to %.9g", call, (long long)j, what, s);
+    }
+}
+
+/* A calibrated joint: entries >= 0, row y summing to the rows labelled y. */
+static void cl_check_calibrated(const cl_ctx *K, const int64_t *cj, const char *call)
+{
+    for (int64_t i = 0; i < K->c; i++) {
+        int64_t s = 0;
+        for (int64_t j = 0; j < K->c; j++) {
+            if (cj[i * K->c + j] < 0)
+                fail("%s: calibrated joint[%lld][%lld] = %lld < 0", call, (long long)i,
+                     (long long)j, (long long)cj[i * K->c + j]);
+            s += cj[i * K->c + j];
+        }
+        if (s != K->counts[i])
+            fail("%s: calibrated joint row %lld sums to %lld, %lld rows have that label", call,
+                 (long long)i, (long long)s, (long long)K->counts[i]);
+    }
+}
+
+/* The scores rank.get_label_quality_scores gives (a second call, checked). */
+static double *cl_scores(arena *A, const cl_ctx *K, int32_t method, int32_t adjust)
+{
+    double *s = aalloc(A, (size_t)K->n * 8);
+    if (!s)
+        return NULL;
+    kd_status st = CALL(kd_cleanlab_get_label_quality_scores(K->n, K->c, K->x, K->ld, K->labels,
+                                                             K->ig, method, adjust, s, NULL, 0));
+    if (st != KD_OK)
+        fail("kd_cleanlab_get_label_quality_scores(%d, %d) failed (%d) on inputs "
+             "kd_cleanlab_find_label_issues accepted",
+             (int)method, (int)adjust, (int)st);
+    return s;
+}
+
+/* (score, row) before (score', row'): ascending, NaN last, ties by row. */
+static int cl_before(double a, int64_t ra, double b, int64_t rb)
+{
+    if (isnan(a) != isnan(b))
+        return isnan(b);
+    if (!isnan(a) && a != b)
+        return a < b;
+    return ra < rb;
+}
+
+static void cl_check_issues(arena *A, const cl_ctx *K, int32_t filter_by, int32_t rank_by,
+                            int32_t adjust, const uint8_t *iss, const int64_t *rk,
+                            const int64_t *num)
+{
+    static const char call[] = "kd_cleanlab_find_label_issues";
+    const int64_t n = K->n;
+    int64_t count = -1;
+    if (iss) {
+        count = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (iss[i] > 1 || (iss[i] && K->labels[i] == K->ig))
+                fail("%s: issues[%lld] = %d (label %d)", call, (long long)i, (int)iss[i],
+                     (int)K->labels[i]);
+            count += iss[i];
+        }
+    }
+    if (num) {
+        if (*num < 0 || *num > K->labelled || (count >= 0 && *num != count))
+            fail("%s: num_issues = %lld (%lld in the mask, %lld labelled rows)", call,
+                 (long long)*num, (long long)count, (long long)K->labelled);
+        count = *num;
+    }
+    double *sc = NULL;
+    if (rk) {
+        int64_t m = 0;
+        while (m < n && rk[m] != CL_PAT)
+            m++;
+        for (int64_t q = m; q < n; q++)
+            if (rk[q] != CL_PAT)
+                fail("%s: ranked[%lld] written past the %lld issues", call, (long long)q,
+                     (long long)m);
+        if (count >= 0 && m != count)
+            fail("%s: %lld ranked entries for %lld issues", call, (long long)m, (long long)count);
+        if (rank_by != KD_CLEANLAB_RANK_NONE)
+            sc = cl_scores(A, K, rank_by, adjust);
+        uint8_t seen[MAXR] = {0};
+        for (int64_t q = 0; q < m; q++) {
+            const int64_t i = rk[q];
+            if (i < 0 || i >= n || seen[i] || K->labels[i] == K->ig || (iss && !iss[i]))
+                fail("%s: ranked[%lld] = %lld is not a new issue row", call, (long long)q,
+                     (long long)i);
+            seen[i] = 1;
+            if (q > 0 && sc && !cl_before(sc[rk[q - 1]], rk[q - 1], sc[i], i))
+                fail("%s: ranked[%lld] = %lld (score %.17g) after row %lld (score %.17g)", call,
+                     (long long)q, (long long)i, sc[i], (long long)rk[q - 1], sc[rk[q - 1]]);
+            if (q > 0 && !sc && rk[q - 1] >= i)
+                fail("%s: ranked in row order but %lld after %lld", call, (long long)i,
+                     (long long)rk[q - 1]);
+        }
+    }
+    if (!iss)
+        return;
+    if (filter_by == KD_CLEANLAB_LOW_NORMALIZED_MARGIN ||
+        filter_by == KD_CLEANLAB_LOW_SELF_CONFIDENCE) {
+        /* the num_label_issues rows of lowest score */
+        int64_t want = -1;
+        if (CALL(kd_cleanlab_num_label_issues(n, K->c, K->x, K->ld, K->labels, K->ig,
+                                              KD_CLEANLAB_OFF_DIAGONAL, NULL, &want, NULL, 0)))
+            fail("kd_cleanlab_num_label_issues failed where find_label_issues did not");
+        if (count != (want < K->labelled ? want : K->labelled))
+            fail("%s(filter %d): %lld issues, num_label_issues %lld", call, (int)filter_by,
+                 (long long)count, (long long)want);
+        const double *s = cl_scores(A, K,
+                                    filter_by == KD_CLEANLAB_LOW_SELF_CONFIDENCE
+                                        ? KD_LABEL_SCORE_SELF_CONFIDENCE
+                                        : KD_LABEL_SCORE_NORMALIZED_MARGIN,
+                                    0);
+        for (int64_t i = 0; s && i < n; i++)
+            for (int64_t j = 0; j < n; j++)
+                if (iss[i] && !iss[j] && K->labels[j] != K->ig && cl_before(s[j], j, s[i], i))
+                    fail("%s(filter %d): row %lld (%.17g) is an issue, row %lld (%.17g) not", call,
+                         (int)filter_by, (long long)i, s[i], (long long)j, s[j]);
+        return;
+    }
+    if (filter_by == KD_CLEANLAB_CONFIDENT_LEARNING) {
+        uint8_t *od = aalloc(A, n > 0 ? (size_t)n : 1);
+        int64_t *cj = aalloc(A, (size_t)(K->c * K->c) * 8);
+        if (!od || !cj)
+            return;
+        if (CALL(kd_cleanlab_confident_joint(n, K->c, K->x, K->ld, K->labels, K->ig, 0, cj,
+                                             n > 0 ? od : NULL, NULL, NULL, 0)))
+            fail("kd_cleanlab_confident_joint failed where find_label_issues did not");
+        for (int64_t i = 0; i < n; i++)
+            if (iss[i] && !od[i])
+                fail("%s(confident_learning): row %lld is an issue but not off-diagonal", call,
+                     (long long)i);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (!iss[i])
+            continue;
+        /* _reduce_issues: never a row whose label is its argmax once p_iy is
+         * raised by 1e-6 (lowest index on ties) */
+        const float *p = K->x + i * K->ld;
+        const int32_t y = K->labels[i];
+        const double py = (double)p[y] + 1e-6;
+        int near = 1;
+        for (int64_t j = 0; j < K->c; j++)
+            if (j != y && (j < y ? (double)p[j] >= py : (double)p[j] > py))
+                near = 0;
+        if (near)
+            fail("%s(filter %d): row %lld is an issue with its label %d (near) the argmax", call,
+                 (int)filter_by, (long long)i, (int)y);
+    }
+}
+
+static void cl_check_soft(const cl_ctx *K, int32_t mode, int32_t flags, float lw,
+                          const uint8_t *susp, const float *out, int64_t ldo)
+{
+    static const char call[] = "kd_soft_labels_selective";
+    for (int64_t i = 0; i < K->n; i++) {
+        const float *p = K->x + i * K->ld, *q = out + i * ldo;
+        const int32_t y = K->labels[i];
+        int64_t best = 0;
+        double sp = 0.0, sq = 0.0;
+        for (int64_t j = 0; j < K->c; j++) {
+            if (p[j] > p[best])
+                best = j;
+            sp += p[j];
+        }
+        double w = lw;
+        if (y == K->ig)
+            w = 0.0;
+        else if ((flags & KD_SOFT_LABEL_SUSPECTS_ONLY) && !susp[i])
+            w = 1.0;
+        else if (flags & KD_SOFT_LABEL_CONFIDENCE_WEIGHT)
+            w = lw + (1.0 - lw) * p[y];
+        for (int64_t j = 0; j < K->c; j++) {
+            const double xj = mode == KD_SOFT_LABEL_ONEHOT ? (double)(j == best) : (double)p[j];
+            const double want = w * (j == y) + (1.0 - w) * xj;
+            if (!(q[j] >= 0.0f && q[j] <= 1.0f + 1e-6f) || fabs(q[j] - want) > 1e-6)
+                fail("%s: q[%lld][%lld] = %.9g, the formula gives %.9g", call, (long long)i,
+                     (long long)j, (double)q[j], want);
+            if ((w == 1.0 || w == 0.0) && q[j] != (float)want)
+                fail("%s: q[%lld][%lld] = %.9g not exactly %.9g (weight %g)", call, (long long)i,
+                     (long long)j, (double)q[j], want, w);
+            sq += q[j];
+        }
+        const double drift = mode == KD_SOFT_LABEL_ONEHOT ? 0.0 : fabs(sp - 1.0);
+        if (fabs(sq - 1.0) > drift + 1e-5 * (double)K->c)
+            fail("%s: row %lld sums to %.9g (probabilities: %.9g)", call, (long long)i, sq, sp);
+    }
+}
+
+static void fuzz_cleanlab(rd *r)
+{
+    arena A = {.n = 0};
+    int64_t n = rpick(r, 4) == 0 ? rpick(r, MAXR + 1) : rpick(r, 10);
+    int64_t c = 1 + rpick(r, rpick(r, 4) == 0 ? CL_CMAX : 5);
+    const unsigned shape = rpick(r, 16);
+    if (shape == 1)
+        c = rpick(r, 2) ? 0 : ri64(r);
+    if (c > CL_CMAX && c < CL_BIGC)
+        c = 1 + c % CL_CMAX; /* the c x c outputs must be real */
+    int64_t ld = c < INT64_MAX - 2 ? c + (rpick(r, 4) == 0 ? rpick(r, 3) : 0) : c;
+    if (shape == 0)
+        n = -1 - rpick(r, 2);
+    else if (shape == 2)
+        ld = c > INT64_MIN + 2 ? c - 1 - rpick(r, 2) : c;
+    else if (shape == 3 && c >= 1 && c <= CL_CMAX) { /* overflowing extent: dummies */
+        n = rpick(r, 2) ? INT64_MAX : (int64_t)1 << 62;
+        ld = rpick(r, 2) ? overflowing_ld(n, c) : ((int64_t)1 << 40);
+    }
+    const int cvalid = c >= 1 && c <= INT32_MAX, bigc = c >= CL_BIGC || c < 1;
+    int64_t e = c >= 1 ? extent(n, c, ld) : n > 0 ? -1 : 0;
+    if (e < 0 && !(n < 0 || !cvalid || ld < c || (n >= 2 && ld > (INT64_MAX - c) / (n - 1))))
+        n = 0, e = 0;
+    const int honest = e >= 0;
+    const size_t me = honest ? (size_t)e : 1, vn = honest && n > 0 ? (size_t)n : 1;
+    const size_t cn = bigc ? 1 : (size_t)c, ccn = cn * cn;
+    const int realc = !bigc || !cvalid; /* a c-sized input may be read before the call fails */
+
+    float *x = alloc_floats(&A, r, me, rpick(r, 8) != 0);
+    if (x && honest && n > 0 && rpick(r, 2)) /* rows summing to 1, mostly */
+        for (int64_t i = 0; i < n; i++) {
+            double s = 0.0;
+            for (int64_t j = 0; j < c; j++)
+                s += x[i * ld + j];
+            if (s > 0.0 && isfinite(s))
+                for (int64_t j = 0; j < c; j++)
+                    x[i * ld + j] = (float)(x[i * ld + j] / s);
+        }
+    const int32_t ig = rpick(r, 4) ? KD_LABELS_DEFAULT_IGNORE_INDEX : (int32_t)ri64(r);
+    int32_t *labels = aalloc(&A, vn * 4);
+    for (size_t i = 0; labels && i < vn; i++) {
+        const uint8_t b = r8(r);
+        labels[i] = b < 232   ? (int32_t)(b % cn)
+                    : b < 244 ? ig
+                    : b < 250 ? (int32_t)cn
+                              : (int32_t)ri64(r);
+    }
+    static const size_t esz[] = {0, 1, 2, 16, 256};
+    size_t err_size = esz[rpick(r, 5)];
+    char *err = rpick(r, 8) ? aalloc(&A, err_size) : NULL;
+    if (err)
+        memset(err, 'x', err_size);
+    else
+        err_size = rpick(r, 2) ? 0 : 64;
+    double *thr = aalloc(&A, cn * 8), *jt = aalloc(&A, ccn * 8), *py = aalloc(&A, cn * 8);
+    double *nm = aalloc(&A, ccn * 8), *inv = aalloc(&A, ccn * 8), *sc = aalloc(&A, vn * 8);
+    int64_t *cj = aalloc(&A, ccn * 8), *cjin = aalloc(&A, ccn * 8), *num = aalloc(&A, 8);
+    int64_t *rk = aalloc(&A, vn * 8), *ntr = aalloc(&A, cn * 8);
+    uint8_t *od = aalloc(&A, vn), *iss = aalloc(&A, vn), *susp = aalloc(&A, vn);
+    if (!x || !labels || !thr || !jt || !py || !nm || !inv || !sc || !cj || !cjin || !num || !rk ||
+        !ntr || !od || !iss || !susp)
+        goto out;
+    memset(thr, 0x55, cn * 8), memset(jt, 0x55, ccn * 8), memset(py, 0x55, cn * 8);
+    memset(nm, 0x55, ccn * 8), memset(inv, 0x55, ccn * 8), memset(sc, 0x55, vn * 8);
+    memset(cj, 0x55, ccn * 8), memset(num, 0x55, 8), memset(rk, 0x55, vn * 8);
+    memset(od, 0x55, vn), memset(iss, 0x55, vn);
+    for (size_t k = 0; k < ccn; k++)
+        cjin[k] = r8(r) < 240 ? (int64_t)rpick(r, 12) : ri64(r);
+    for (size_t k = 0; k < cn; k++) { /* 2^44..2^55: prune counts past 2^53 */
+        const uint8_t b = r8(r);
+        ntr[k] = b < 232   ? (int64_t)rpick(r, 4)
+                 : b < 244 ? ((int64_t)1 << (44 + rpick(r, 12))) + (int64_t)r32(r)
+                           : ri64(r);
+    }
+    for (size_t k = 0; k < vn; k++) {
+        const uint8_t b = r8(r);
+        susp[k] = b < 250 ? (uint8_t)(b & 1) : b;
+    }
+    cl_ctx K = {.n = n, .c = c, .ld = ld, .ig = ig, .x = x, .labels = labels};
+    const float *P = rpick(r, 16) ? x : NULL;
+    const int32_t *L = rpick(r, 16) ? labels : NULL;
+    const unsigned which = rpick(r, 9);
+    const unsigned alias = rpick(r, 12); /* 0-2: an output over an input or another output */
+    const size_t nb = n > 0 && honest ? (size_t)n : 0, cb = cvalid && !bigc ? (size_t)c : 0;
+    int aliased = 0; /* an overlap of two non-empty ranges was set up */
+    float *soft = NULL, *sx = x;
+    int64_t ldo = ld;
+    int32_t mode = 0, flags = 0, fb = 0, rank_by = -1, adjust = 0;
+    float lw = 0.7f;
+    aclear_outputs(&A);
+    amark_output(&A, err), amark_output(&A, thr), amark_output(&A, jt), amark_output(&A, py);
+    amark_output(&A, nm), amark_output(&A, inv), amark_output(&A, sc), amark_output(&A, cj);
+    amark_output(&A, num), amark_output(&A, rk), amark_output(&A, od), amark_output(&A, iss);
+    const char *call = "?";
+    kd_status st;
+    switch (which) {
+    case 0: {
+        call = "kd_cleanlab_confident_thresholds";
+        double *T = rpick(r, 16) ? thr : NULL;
+        if (T && alias < 2)
+            aliased = alias_input(&A, (void **)&T, alias, labels, x, cb * 8, nb);
+        asnapshot(&A);
+        st = CALL(kd_cleanlab_confident_thresholds(n, c, P, ld, L, ig, T, err, err_size));
+        if (st == KD_OK && T == thr) {
+            cl_counts(&K);
+            for (int64_t k = 0; k < c; k++)
+                if (!(thr[k] >= 2e-6 && thr[k] <= (K.counts[k] ? 1.0 : 2.0)) ||
+                    (K.counts[k] == 0) != (thr[k] == 2.0))
+                    fail("%s: threshold %lld = %.17g with %lld rows labelled so", call,
+                         (long long)k, thr[k], (long long)K.counts[k]);
+        }
+        break;
+    }
+    case 1: {
+        static const int32_t fl[] = {0, 1, 1, 0, 2, 3, -1, 5};
+        call = "kd_cleanlab_confident_joint";
+        flags = fl[rpick(r, 8)];
+        int64_t *CJ = rpick(r, 16) ? cj : NULL, *NO = rpick(r, 2) ? num : NULL;
+        uint8_t *OD = rpick(r, 2) ? od : NULL;
+        if (alias == 0 && CJ)
+            aliased = alias_input(&A, (void **)&CJ, rpick(r, 2), labels, x, cb * cb * 8, nb);
+        else if (alias == 1 && OD)
+            aliased = alias_to(&A, (void **)&OD, labels, nb) && nb;
+        else if (alias == 2 && NO && CJ)
+            aliased = alias_to(&A, (void **)&NO, CJ, 8) && cb;
+        asnapshot(&A);
+        st =
+            CALL(kd_cleanlab_confident_joint(n, c, P, ld, L, ig, flags, CJ, OD, NO, err, err_size));
+        if (st != KD_OK || CJ != cj)
+            break;
+        cl_counts(&K);
+        int64_t off = 0, offsum = 0;
+        for (int64_t i = 0; OD == od && i < n; i++) {
+            if (od[i] > 1 || (od[i] && labels[i] == ig))
+                fail("%s: off_diagonal[%lld] = %d", call, (long long)i, (int)od[i]);
+            off += od[i];
+        }
+        if (NO == num && (*num < 0 || *num > K.labelled || (OD == od && *num != off)))
+            fail("%s: num_off_diagonal %lld (mask %lld)", call, (long long)*num, (long long)off);
+        if (flags & KD_CLEANLAB_CALIBRATE) {
+            cl_check_calibrated(&K, cj, call);
+            break;
+        }
+        for (int64_t i = 0; i < c; i++) {
+            int64_t rs = 0;
+            for (int64_t j = 0; j < c; j++) {
+                const int64_t v = cj[i * c + j];
+                if (v < (i == j) || (i != j && v > K.counts[i]))
+                    fail("%s: joint[%lld][%lld] = %lld", call, (long long)i, (long long)j,
+                         (long long)v);
+                rs += v;
+                if (i != j)
+                    offsum += v;
+            }
+            if (rs > K.counts[i] + 1)
+                fail("%s: joint row %lld sums to %lld > %lld + 1", call, (long long)i,
+                     (long long)rs, (long long)K.counts[i]);
+        }
+        if (NO == num && offsum != *num)
+            fail("%s: off-diagonal entries sum to %lld, num_off_diagonal %lld", call,
+                 (long long)offsum, (long long)*num);
+        break;
+    }
+    case 2: {
+        call = "kd_cleanlab_estimate_joint";
+        const int64_t *CJI = rpick(r, 3) == 0 && realc ? cjin : NULL;
+        double *J = rpick(r, 16) ? jt : NULL;
+        if (J && alias < 2)
+            aliased = alias_input(&A, (void **)&J, alias, labels, x, cb * cb * 8, nb);
+        else if (J && alias == 2 && CJI)
+            aliased = alias_to(&A, (void **)&J, (void *)(uintptr_t)CJI, cb * cb * 8);
+        asnapshot(&A);
+        st = CALL(kd_cleanlab_estimate_joint(n, c, P, ld, L, ig, CJI, J, err, err_size));
+        if (st != KD_OK || J != jt || CJI)
+            break;
+        cl_counts(&K);
+        double s = 0.0;
+        for (int64_t k = 0; k < c * c; k++) {
+            if (!(jt[k] >= 0.0 && jt[k] <= 1.0))
+                fail("%s: joint entry %lld = %g", call, (long long)k, jt[k]);
+            s += jt[k];
+        }
+        if (K.labelled ? fabs(s - 1.0) > 1e-9 : s != 0.0)
+            fail("%s: joint sums to %.17g (%lld labelled rows)", call, s, (long long)K.labelled);
+        break;
+    }
+    case 3: {
+        static const int32_t fl[] = {3, 3, 0, 1, 2, 4, -1, 7};
+        call = "kd_cleanlab_estimate_py_and_noise_matrices";
+        flags = fl[rpick(r, 8)];
+        double *PY = rpick(r, 4) ? py : NULL, *NM = rpick(r, 4) ? nm : NULL;
+        double *INV = rpick(r, 4) ? inv : NULL;
+        int64_t *CJ = rpick(r, 2) ? cj : NULL;
+        if (alias == 0 && PY)
+            aliased = alias_input(&A, (void **)&PY, rpick(r, 2), labels, x, cb * 8, nb);
+        else if (alias == 1 && NM && INV)
+            aliased = alias_to(&A, (void **)&NM, INV, cb * cb * 8) && cb;
+        else if (alias == 2 && CJ && NM)
+            aliased = alias_to(&A, (void **)&CJ, NM, cb * cb * 8) && cb;
+        asnapshot(&A);
+        st = CALL(kd_cleanlab_estimate_py_and_noise_matrices(n, c, P, ld, L, ig, flags, PY, NM, INV,
+                                                             CJ, err, err_size));
+        if (st != KD_OK || aliased)
+            break;
+        cl_counts(&K);
+        if (PY == py) {
+            double s = 0.0;
+            for (int64_t k = 0; k < c; k++) {
+                if (!(py[k] > 0.0 && py[k] <= 1.0))
+                    fail("%s: py[%lld] = %g", call, (long long)k, py[k]);
+                s += py[k];
+            }
+            if (fabs(s - 1.0) > 1e-9)
+                fail("%s: py sums to %.17g", call, s);
+        }
+        if (NM == nm)
+            cl_check_columns(&K, nm, call, "noise_matrix");
+        if (INV == inv)
+            cl_check_columns(&K, inv, call, "inv_noise_matrix");
+        if (CJ == cj && (flags & KD_CLEANLAB_CALIBRATE))
+            cl_check_calibrated(&K, cj, call);
+        break;
+    }
+    case 4: {
+        static const int32_t me4[] = {0, 0, 1, 2, 2, 3, -1, INT32_MIN};
+        call = "kd_cleanlab_num_label_issues";
+        const int32_t method = me4[rpick(r, 8)];
+        const int64_t *CJI =
+            realc && (method == KD_CLEANLAB_OFF_DIAGONAL_CUSTOM ? rpick(r, 8) : !rpick(r, 8))
+                ? cjin
+                : NULL;
+        int64_t *NUM = rpick(r, 16) ? num : NULL;
+        if (NUM && alias < 2)
+            aliased = alias_input(&A, (void **)&NUM, alias, labels, x, 8, nb);
+        else if (NUM && alias == 2 && CJI)
+            aliased = alias_to(&A, (void **)&NUM, (void *)(uintptr_t)CJI, 8);
+        asnapshot(&A);
+        st =
+            CALL(kd_cleanlab_num_label_issues(n, c, P, ld, L, ig, method, CJI, NUM, err, err_size));
+        if (st != KD_OK || NUM != num || method == KD_CLEANLAB_OFF_DIAGONAL_CUSTOM)
+            break;
+        cl_counts(&K);
+        if (*num < 0 || *num > K.labelled)
+            fail("%s(%d): %lld issues of %lld labelled rows", call, (int)method, (long long)*num,
+                 (long long)K.labelled);
+        break;
+    }
+    case 5:
+    case 6: {
+        static const int32_t fbs[] = {0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 5, 6, -1, 7};
+        static const int32_t rbs[] = {-1, -1, 0, 1, 3, 0, 1, 3, 2, -2, 4, INT32_MAX};
+        static const int64_t mins[] = {1, 1, 0, 2, 3, 5, 1000, -1, INT64_MAX, INT64_MIN};
+        static const double fracs[] = {1.0, 1.0, 0.5, 0.7, 0.0};
+        call = "kd_cleanlab_find_label_issues";
+        fb = rpick(r, 32) ? fbs[rpick(r, 16)] : (int32_t)ri64(r);
+        const double frac = rpick(r, 8) ? fracs[rpick(r, 5)] : rf64(r);
+        const int64_t *NTR = rpick(r, 4) == 0 && realc ? ntr : NULL;
+        const int64_t mine = mins[rpick(r, 10)];
+        rank_by = rbs[rpick(r, 12)];
+        adjust = rpick(r, 3) ? 0 : (int32_t)rpick(r, 3);
+        uint8_t *ISS = rpick(r, 4) ? iss : NULL;
+        int64_t *RK = rpick(r, 2) ? rk : NULL, *NUM = rpick(r, 2) ? num : NULL;
+        if (alias == 0 && RK)
+            aliased = alias_input(&A, (void **)&RK, rpick(r, 2), labels, x, nb * 8, nb);
+        else if (alias == 1 && ISS)
+            aliased = rpick(r, 2) || !NTR
+                          ? alias_to(&A, (void **)&ISS, labels, nb) && nb
+                          : alias_to(&A, (void **)&ISS, (void *)(uintptr_t)NTR, nb) && nb && cb;
+        else if (alias == 2 && NUM && (RK || ISS))
+            aliased = RK ? alias_to(&A, (void **)&NUM, RK, 8) && nb
+                         : alias_to(&A, (void **)&NUM, ISS, 8) && nb >= 8;
+        asnapshot(&A);
+        st = CALL(kd_cleanlab_find_label_issues(n, c, P, ld, L, ig, fb, frac, NTR, mine, rank_by,
+                                                adjust, ISS, RK, NUM, err, err_size));
+        if (st == KD_OK && !aliased && P && L) {
+            cl_counts(&K);
+            cl_check_issues(&A, &K, fb, rank_by, adjust, ISS, RK, NUM);
+        }
+        break;
+    }
+    case 7: {
+        static const int32_t ms[] = {0, 1, 3, 0, 1, 3, 0, 1, 2, -1};
+        call = "kd_cleanlab_get_label_quality_scores";
+        const int32_t method = ms[rpick(r, 10)];
+        adjust = rpick(r, 3) ? 0 : rpick(r, 8) ? 1 : (int32_t)ri64(r);
+        double *SC = rpick(r, 16) ? sc : NULL;
+        if (SC && alias < 2)
+            aliased = alias_input(&A, (void **)&SC, alias, labels, x, nb * 8, nb);
+        asnapshot(&A);
+        st = CALL(kd_cleanlab_get_label_quality_scores(n, c, P, ld, L, ig, method, adjust, SC, err,
+                                                       err_size));
+        if (st != KD_OK || SC != sc)
+            break;
+        for (int64_t i = 0; i < n; i++) {
+            if (labels[i] == ig) {
+                if (!isnan(sc[i]))
+                    fail("%s: ignored row %lld scored %g", call, (long long)i, sc[i]);
+                continue;
+            }
+            if (sc[i] >= 0.0 && sc[i] <= 1.0)
+                continue;
+            /* adjust_pred_probs over a row of zeros (every p_ij - t_j + max t = 0):
+             * 0 / 0, as in cleanlab */
+            int zero = adjust && isnan(sc[i]);
+            for (int64_t j = 0; zero && j < c; j++)
+                zero = x[i * ld + j] <= 1e-15f;
+            if (!zero)
+                fail("%s(%d, adjust %d): row %lld scored %.17g", call, (int)method, (int)adjust,
+                     (long long)i, sc[i]);
+        }
+        break;
+    }
+    default: {
+        static const int32_t ms[] = {0, 1, 0, 1, 2, -1};
+        static const int32_t fl[] = {0, 1, 2, 3, 1, 3, 4, -1};
+        call = "kd_soft_labels_selective";
+        mode = ms[rpick(r, 6)];
+        flags = fl[rpick(r, 8)];
+        lw = rpick(r, 4) ? 0.7f : (float)rf64(r);
+        const uint8_t *SU = (flags & KD_SOFT_LABEL_SUSPECTS_ONLY) ? (rpick(r, 16) ? susp : NULL)
+                                                                  : (rpick(r, 16) ? NULL : susp);
+        const unsigned place = rpick(r, 4); /* 0: in place over the probabilities */
+        int soft_real = 1;
+        if (place != 0) {
+            ldo = ld < INT64_MAX - 2 ? ld + (rpick(r, 3) == 0 ? 1 : 0) : ld;
+            if (rpick(r, 16) == 0)
+                ldo = c - 1;
+            const int64_t eo = c >= 1 ? extent(n, c, ldo) : n > 0 ? -1 : 0;
+            /* a shape that cannot be allocated is refused: a dummy */
+            soft_real = honest && eo >= 0;
+            soft = alloc_floats(&A, r, soft_real ? (size_t)eo : 1, 0);
+            if (!soft)
+                goto out;
+        } else {
+            soft = x;
+        }
+        const int32_t *LL = L;
+        if (alias == 0 && place == 0 && nb && ld > c) {
+            ldo = ld - 1; /* over probs, but not exactly it */
+            aliased = 1;
+        } else if (alias == 1 && place != 0 && soft_real && SU && nb) {
+            SU = (const uint8_t *)soft; /* an input inside the output */
+            memset(soft, 0, (size_t)n);
+            aliased = 1;
+        } else if (alias == 2 && place != 0 && soft_real && LL && nb) {
+            memcpy(soft, labels, (size_t)n * 4);
+            LL = (const int32_t *)soft;
+            aliased = 1;
+        }
+        aclear_outputs(&A);
+        amark_output(&A, err), amark_output(&A, soft);
+        asnapshot(&A);
+        sx = afind(&A, x)->snap;
+        st = CALL(kd_soft_labels_selective(n, c, LL, ig, lw, mode, flags, P, ld, SU,
+                                           rpick(r, 16) ? soft : NULL, ldo, err, err_size));
+        if (st != KD_OK || aliased || !P || !L)
+            break;
+        K.x = sx;
+        cl_check_soft(&K, mode, flags, lw, SU, soft, ldo);
+        if (flags == 0 && place != 0 && n > 0) { /* kd_soft_labels without predictions */
+            float *o2 = aalloc(&A, (size_t)((n - 1) * ldo + c) * 4);
+            if (o2 && CALL(kd_soft_labels(n, c, labels, ig, lw, mode, x, ld, NULL, o2, ldo, NULL,
+                                          0)) != KD_OK)
+                fail("kd_soft_labels refused what kd_soft_labels_selective took");
+            for (int64_t i = 0; o2 && i < n; i++)
+                if (memcmp(o2 + i * ldo, soft + i * ldo, (size_t)c * 4))
+                    fail("%s(flags 0) row %lld differs from kd_soft_labels", call, (long long)i);
+        }
+    }
+    }
+    if (aliased && st == KD_OK)
+        fail("%s accepted an output overlapping another buffer", call);
+    askip(&A, err);
+    acheck(&A, call, st);
+    if (err)
+        check_err(err, err_size, call, st);
+out:
+    afree(&A);
+}
+
 /* ---- entry points --------------------------------------------------------- */
 
 static void cleanup(void)
@@ -1863,7 +2518,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fuzz_flexmatch(&r);
         break;
     default:
-        fuzz_labels(&r);
+        if (r.n > 0 && (r.d[0] & 4)) /* bit 2 of the area byte: cleanlab, selective */
+            fuzz_cleanlab(&r);
+        else
+            fuzz_labels(&r);
     }
     return 0;
 }

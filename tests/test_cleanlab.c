@@ -1196,6 +1196,96 @@ START_TEST(selective_soft_labels_errors_write_nothing)
 }
 END_TEST
 
+/* Fuzz findings (fuzz/fuzz_api.c, the cleanlab area): counts beyond int64
+ * in the prune counts.  min_examples_per_class = INT64_MAX made the kept
+ * counts (double) overflow the int64 cast (undefined; clang's
+ * -fsanitize=float-cast-overflow stops there); num_to_remove_per_class =
+ * INT64_MAX made the kept count INT64_MIN and "rows - kept" overflow, which
+ * in practice wrapped to "remove none".  Now a count beyond int64 is
+ * INT64_MIN as NumPy's astype(int) gives on x86, and a negative kept count
+ * removes every row of its class, as any removal count above the class size
+ * does. */
+START_TEST(prune_counts_beyond_int64_are_defined)
+{
+    /* 3 rows per class; rows 2 and 5 have the other class as their argmax */
+    static const float p[12] = {0.9f, 0.1f, 0.8f, 0.2f, 0.4f,  0.6f,
+                                0.3f, 0.7f, 0.1f, 0.9f, 0.65f, 0.35f};
+    static const int32_t y[6] = {0, 0, 0, 1, 1, 1};
+    uint8_t a[6], b[6];
+    int64_t num = -1;
+    for (int32_t f = KD_CLEANLAB_PRUNE_BY_NOISE_RATE; f <= KD_CLEANLAB_BOTH; f++) {
+        num = -1;
+        ck_assert_int_eq(kd_cleanlab_find_label_issues(6, 2, p, 2, y, -100, f, 0.5, NULL, INT64_MAX,
+                                                       -1, 0, a, NULL, &num, NULL, 0),
+                         KD_OK);
+        ck_assert_int_eq(num, 0); /* no class has more rows than that */
+    }
+    const int64_t huge[2] = {INT64_MAX, INT64_MAX}, big[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
+    ck_assert_int_eq(kd_cleanlab_find_label_issues(6, 2, p, 2, y, -100, KD_CLEANLAB_PRUNE_BY_CLASS,
+                                                   1.0, big, 1, -1, 0, a, NULL, &num, NULL, 0),
+                     KD_OK);
+    ck_assert_int_eq(num, 2); /* every row removed, then the rows whose label is the argmax kept */
+    ck_assert(a[2] == 1 && a[5] == 1);
+    num = -1;
+    ck_assert_int_eq(kd_cleanlab_find_label_issues(6, 2, p, 2, y, -100, KD_CLEANLAB_PRUNE_BY_CLASS,
+                                                   1.0, huge, 1, -1, 0, b, NULL, &num, NULL, 0),
+                     KD_OK);
+    ck_assert_int_eq(num, 2);
+    ck_assert(memcmp(a, b, sizeof a) == 0);
+}
+END_TEST
+
+/* Fuzz finding: a caller's confident joint whose row sum passes INT64_MAX
+ * (entries >= 0 are valid) overflowed the int64 row total in the
+ * calibration (undefined; in practice it wrapped to a negative total and
+ * the row took the whole joint).  Now the total goes on in double: row 0
+ * of {INT64_MAX, INT64_MAX; 1, 1} is two halves, like row 1. */
+START_TEST(caller_joint_rows_beyond_int64_calibrate)
+{
+    static const float p[4] = {0.9f, 0.1f, 0.2f, 0.8f};
+    static const int32_t y[2] = {0, 1};
+    const int64_t cj[4] = {INT64_MAX, INT64_MAX, 1, 1};
+    double joint[4];
+    ck_assert_int_eq(kd_cleanlab_estimate_joint(2, 2, p, 2, y, -100, cj, joint, NULL, 0), KD_OK);
+    /* each row (0.5, 0.5), rounded preserving its total 1: ties go up at the
+     * higher index */
+    ck_assert(joint[0] == 0.0 && joint[1] == 0.5 && joint[2] == 0.0 && joint[3] == 0.5);
+    int64_t num = -1;
+    ck_assert_int_eq(kd_cleanlab_num_label_issues(
+                         2, 2, p, 2, y, -100, KD_CLEANLAB_OFF_DIAGONAL_CUSTOM, cj, &num, NULL, 0),
+                     KD_OK);
+    ck_assert_int_eq(num, 1); /* rint((1 - 0.5) * 2) */
+}
+END_TEST
+
+/* Found by reading the rounding loop the fuzz area reaches, then a random
+ * search: num_to_remove_per_class around 1e16 makes the prune counts of
+ * _prune_by_count ~1e16 with fractions, whose rounded row sums past 2^53
+ * can lose every +-1 of round_preserving_row_totals: the loop (NumPy's
+ * too) never ended.  It now stops once a step brings the sums no closer
+ * (Check's 4 s timeout fails this test without the fix). */
+START_TEST(huge_num_to_remove_per_class_terminates)
+{
+    static const float p[55] = {
+        0.875f, 0.75f,  0.5f,   0.75f,  0.25f,  0.5f,   0,      0,      0.125f, 0.75f,  0.625f,
+        0.125f, 0,      0,      0.875f, 0,      0.25f,  0.375f, 0.25f,  0.125f, 0.5f,   0.5f,
+        0.625f, 0.875f, 0,      0.625f, 0.5f,   0,      0.25f,  0.375f, 0.625f, 0.125f, 0.125f,
+        0.125f, 0.875f, 0.375f, 0.625f, 0,      0.5f,   0.75f,  0.75f,  0.125f, 0.875f, 0.875f,
+        0.125f, 0.75f,  0.875f, 0.375f, 0.125f, 0.125f, 0.625f, 0.625f, 0.75f,  0.25f,  0.5f};
+    static const int32_t y[11] = {3, 2, 0, 0, 2, 1, 3, 4, 3, 0, 2};
+    static const int64_t ntr[5] = {26207970593221505, 625948040107178, 17534230531908165,
+                                   3403935778608738, 11306260121664086};
+    uint8_t iss[11];
+    for (int32_t f = KD_CLEANLAB_PRUNE_BY_NOISE_RATE; f <= KD_CLEANLAB_BOTH; f++) {
+        int64_t num = -1;
+        ck_assert_int_eq(kd_cleanlab_find_label_issues(11, 5, p, 5, y, -100, f, 1.0, ntr, 1, -1, 0,
+                                                       iss, NULL, &num, NULL, 0),
+                         KD_OK);
+        ck_assert(num >= 0 && num <= 11);
+    }
+}
+END_TEST
+
 static Suite *cleanlab_suite(void)
 {
     Suite *s = suite_create("cleanlab");
@@ -1224,6 +1314,9 @@ static Suite *cleanlab_suite(void)
     tcase_add_test(tc, fixture_holds_the_adversarial_cases);
     tcase_add_test(tc, every_output_pair_is_checked_for_aliasing);
     tcase_add_test(tc, issue_sets_equal_a_full_sort_with_ties_and_adversarial_orders);
+    tcase_add_test(tc, prune_counts_beyond_int64_are_defined);
+    tcase_add_test(tc, caller_joint_rows_beyond_int64_calibrate);
+    tcase_add_test(tc, huge_num_to_remove_per_class_terminates);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("soft_labels");

@@ -213,6 +213,14 @@ void kdi_cl_confident_joint(int64_t n, int64_t c, const float *probs, int64_t ld
             cj[k * c + k] = 1;
 }
 
+int64_t kdi_cl_to_int64(double v)
+{
+    /* [-2^63, 2^63): every double there truncates to an int64 */
+    if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
 /* round_preserving_sum of one row of c doubles (NumPy's rint, pairwise sums,
  * argsort of the residuals). */
 static void kdi_cl_round_row(int64_t c, const double *x, int64_t *out, double *ints,
@@ -222,8 +230,12 @@ static void kdi_cl_round_row(int64_t c, const double *x, int64_t *out, double *i
         ints[j] = rint(x[j]);
     const double orig = rint(kdi_cl_sum(x, c, 1));
     double isum = rint(kdi_cl_sum(ints, c, 1));
-    /* a non-finite total ends the loop (NumPy's would never end or never start) */
-    while (isfinite(orig) && isfinite(isum) && fabs(isum - orig) > 1e-6) {
+    /* a non-finite total ends the loop (NumPy's would never end or never
+     * start), and so does a step that brings the sums no closer: with exact
+     * sums every step closes the gap by `changes` >= 1, but past 2^53 a +-1
+     * can be lost in the rounded sum, and NumPy's loop never ends there */
+    double gap = fabs(isum - orig);
+    while (isfinite(orig) && isfinite(isum) && gap > 1e-6) {
         const double diff = rint(orig - isum);
         const double inc = diff < 0.0 ? -1.0 : 1.0;
         const double ad = fabs(diff);
@@ -239,9 +251,13 @@ static void kdi_cl_round_row(int64_t c, const double *x, int64_t *out, double *i
             ints[j] += inc;
         }
         isum = rint(kdi_cl_sum(ints, c, 1));
+        const double left = fabs(isum - orig);
+        if (!(left < gap))
+            break;
+        gap = left;
     }
     for (int64_t j = 0; j < c; j++)
-        out[j] = isfinite(ints[j]) ? (int64_t)ints[j] : INT64_MIN;
+        out[j] = kdi_cl_to_int64(ints[j]);
 }
 
 void kdi_cl_round_rows(int64_t c, const double *m, int64_t *out, double *work, kdi_cl_key *keys)
@@ -250,16 +266,32 @@ void kdi_cl_round_rows(int64_t c, const double *m, int64_t *out, double *work, k
         kdi_cl_round_row(c, m + i * c, out + i * c, work, keys);
 }
 
+/* The sum of c entries >= 0 (a caller's joint may hold any int64 >= 0):
+ * exact in int64, continued in double once it would pass INT64_MAX (NumPy
+ * wraps around there, which no calibration can use). */
+static double kdi_cl_row_total(const int64_t *v, int64_t c)
+{
+    int64_t s = 0;
+    for (int64_t j = 0; j < c; j++) {
+        if (v[j] > INT64_MAX - s) {
+            double d = (double)s;
+            for (; j < c; j++)
+                d += (double)v[j];
+            return d;
+        }
+        s += v[j];
+    }
+    return (double)s;
+}
+
 void kdi_cl_calibrate(int64_t c, const int64_t *cj, const int64_t *counts, int64_t *out,
                       double *work, kdi_cl_key *keys)
 {
     double *cal = work, *rest = work + c * c;
     int64_t total = 0;
     for (int64_t i = 0; i < c; i++) {
-        int64_t rs = 0;
-        for (int64_t j = 0; j < c; j++)
-            rs += cj[i * c + j];
-        const double d = rs > 0 ? (double)rs : 1e-100;
+        const double rs = kdi_cl_row_total(cj + i * c, c);
+        const double d = rs > 0 ? rs : 1e-100;
         for (int64_t j = 0; j < c; j++)
             cal[i * c + j] = (double)cj[i * c + j] / d * (double)counts[i];
         total += counts[i];

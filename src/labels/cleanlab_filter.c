@@ -92,12 +92,12 @@ static void kdi_cl_prune_counts(int64_t c, int64_t min_examples, double frac_noi
             if (i != j) {
                 const double scaled = m[i * c + j] * frac_noise;
                 col[j] += m[i * c + j] - scaled;
-                pcm[i * c + j] = (int64_t)scaled;
+                pcm[i * c + j] = kdi_cl_to_int64(scaled);
             } else {
                 col[j] += 0.0;
             }
     for (int64_t j = 0; j < c; j++)
-        pcm[j * c + j] = (int64_t)(m[j * c + j] + col[j]);
+        pcm[j * c + j] = kdi_cl_to_int64(m[j * c + j] + col[j]);
     if (!ntr)
         return;
     /* psy = pcm / pcm.sum(axis=1) (NumPy broadcasts the row sums along the
@@ -142,7 +142,9 @@ static void kdi_cl_prune(int64_t n, int64_t c, const float *probs, int64_t ld, i
         if (m <= min_examples || m <= 1)
             continue;
         if (filter_by != KD_CLEANLAB_PRUNE_BY_NOISE_RATE) {
-            const int64_t num = m - w->pcm[k * c + k];
+            /* a kept count below 0 (INT64_MIN: beyond int64) keeps none */
+            const int64_t kept = w->pcm[k * c + k];
+            const int64_t num = kept < 0 ? m : m - kept;
             if (num >= 1) {
                 for (int64_t r = 0; r < m; r++) {
                     w->keys[r].key = (double)probs[rows[r] * ld + k];

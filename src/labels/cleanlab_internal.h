@@ -60,9 +60,14 @@ void kdi_cl_confident_joint(int64_t n, int64_t c, const float *probs, int64_t ld
 void kdi_cl_calibrate(int64_t c, const int64_t *cj, const int64_t *counts, int64_t *out,
                       double *work, kdi_cl_key *keys);
 
+/* NumPy's astype(int) of one double on x86: the truncated value, or
+ * INT64_MIN when it is not finite or beyond int64 (a C cast would be
+ * undefined there). */
+int64_t kdi_cl_to_int64(double v);
+
 /* round_preserving_row_totals on a c x c double matrix, into out (int64;
- * a non-finite entry becomes INT64_MIN, as NumPy's astype(int) gives on
- * x86).  work: c doubles; keys: c entries. */
+ * a non-finite entry or one beyond int64 becomes INT64_MIN, as NumPy's
+ * astype(int) gives on x86).  work: c doubles; keys: c entries. */
 void kdi_cl_round_rows(int64_t c, const double *m, int64_t *out, double *work, kdi_cl_key *keys);
 
 /* The row's given label y is the argmax of p_i once p_iy is raised by 1e-6
