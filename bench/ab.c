@@ -144,9 +144,10 @@ int main(int argc, char **argv)
     qsort(ta, (size_t)reps, sizeof *ta, by_value);
     qsort(tb, (size_t)reps, sizeof *tb, by_value);
     qsort(ratio, (size_t)reps, sizeof *ratio, by_value);
-    printf("%-13s %10s thr %d  A %10.1f us  B %10.1f us  B/A best %.2f  median pair %.2f  (loss %g %g)\n",
-           loss, argv[4], threads, ta[0] * 1e6, tb[0] * 1e6, tb[0] / ta[0], ratio[reps / 2],
-           (double)value[0], (double)value[1]);
+    printf(
+        "%-13s %10s thr %d  A %10.1f us  B %10.1f us  B/A best %.2f  median pair %.2f  (loss %g %g)\n",
+        loss, argv[4], threads, ta[0] * 1e6, tb[0] * 1e6, tb[0] / ta[0], ratio[reps / 2],
+        (double)value[0], (double)value[1]);
     if (memcmp(&value[0], &value[1], sizeof value[0])) {
         printf("  loss differs: %a vs %a\n", (double)value[0], (double)value[1]);
         return 3;

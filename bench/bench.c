@@ -34,7 +34,8 @@ static void fill(float *x, size_t n, unsigned seed, float scale)
  * CPU has (chosen at load time), so that in-cache sizes are not limited by
  * the width of the loop */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-triad_loop(float *restrict a, const float *restrict b, const float *restrict c, size_t lo, size_t hi)
+triad_loop(float *restrict a, const float *restrict b, const float *restrict c, size_t lo,
+           size_t hi)
 {
     for (size_t i = lo; i < hi; i++)
         a[i] = b[i] + 0.5f * c[i];
@@ -83,15 +84,15 @@ typedef struct {
 } bench_loss;
 
 static const bench_loss LOSSES[] = {
-    {"kl_distill", KD_LOSS_KL_DISTILL},  /* T = 4, alpha = 0.9, labels */
+    {"kl_distill", KD_LOSS_KL_DISTILL}, /* T = 4, alpha = 0.9, labels */
     {"soft_ce", KD_LOSS_CROSS_ENTROPY}, /* target = softmax(teacher / T) */
     {"logit_mse", KD_LOSS_LOGIT_MSE},
-    {"pseudo_label", KD_LOSS_PSEUDO_LABEL}, /* threshold 0: every row kept (the full path) */
-    {"strong_weak", KD_LOSS_STRONG_WEAK},   /* T = 0.4 (tllib UDA), threshold 0 */
-    {"consistency", KD_LOSS_CONSISTENCY},   /* L2 on softmaxes, teacher = the second view */
+    {"pseudo_label", KD_LOSS_PSEUDO_LABEL},   /* threshold 0: every row kept (the full path) */
+    {"strong_weak", KD_LOSS_STRONG_WEAK},     /* T = 0.4 (tllib UDA), threshold 0 */
+    {"consistency", KD_LOSS_CONSISTENCY},     /* L2 on softmaxes, teacher = the second view */
     {"class_balance", KD_LOSS_CLASS_BALANCE}, /* logits */
-    {"mcc", KD_LOSS_MCC},                   /* T = 2.5 (tllib's default) */
-    {"worst_case", KD_LOSS_WORST_CASE},     /* eta' = 1; n labeled and n unlabeled rows: main
+    {"mcc", KD_LOSS_MCC},                     /* T = 2.5 (tllib's default) */
+    {"worst_case", KD_LOSS_WORST_CASE},       /* eta' = 1; n labeled and n unlabeled rows: main
                                                heads = teacher, adversarial heads = student */
 };
 
@@ -149,7 +150,7 @@ static double time_mode(kd_loss *h, int mode, int64_t n, int reps)
     double best = 1e30;
     for (int r = 0; r < reps + 1; r++) { /* first run warms caches and workspace */
         double t0 = now();
-        kd_status st = mode == MODE_FORWARD   ? kd_loss_forward(h, n, &loss)
+        kd_status st = mode == MODE_FORWARD    ? kd_loss_forward(h, n, &loss)
                        : mode == MODE_BACKWARD ? kd_loss_backward(h, n, &up)
                                                : kd_loss_forward_backward(h, n, &loss);
         double t = now() - t0;
@@ -193,27 +194,29 @@ static void bench_ema(int threads, int reps, int tsv, double bw)
         printf("ema_update\tupdate\t1\t%lld\t%d\t%.9f\n", (long long)n, threads, best);
     else
         printf("%-12s %-8s %6d %7s %3d %10.1f %8.3f %8.2f %6.0f%%\n", "ema_update", "update", 1,
-               "64M", threads, best * 1e6, best * 1e9 / (double)n, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0);
+               "64M", threads, best * 1e6, best * 1e9 / (double)n, gbs,
+               bw > 0 ? 100.0 * gbs / bw : 0.0);
     kd_ema_destroy(e);
     free(student);
 }
 
 static void usage(void)
 {
-    puts("usage: kd-bench [--loss NAME] [--shape NxC] [--threads T] [--reps R] [--tsv] [--no-triad]\n"
-         "                [--triad-shape] [--blas-threads B]\n"
-         "  --loss    kl_distill | soft_ce | logit_mse | pseudo_label | strong_weak | consistency |\n"
-         "            class_balance | mcc | worst_case | ema_update (default: all)\n"
-         "  --shape   one shape (default: 4096x10 1024x100 1024x1000 256x32000 64x128000)\n"
-         "  --threads thread count (default: 1 and all cores); 0 = all cores\n"
-         "  --reps    timed repetitions, the best is reported (default 20)\n"
-         "  --blas-threads  OpenBLAS threads (MCC's products): 0 = the row's thread count\n"
-         "            (default), else B for every row\n"
-         "  --mode    forward | backward | fused (default: all)\n"
-         "  --tsv     machine-readable rows: loss mode n c threads seconds\n"
-         "  --triad-shape  only the triad over three arrays of N x C floats per shape and\n"
-         "            thread count (the bandwidth of the cache level that shape lives in):\n"
-         "            rows: triad shape n c threads GB/s");
+    puts(
+        "usage: kd-bench [--loss NAME] [--shape NxC] [--threads T] [--reps R] [--tsv] [--no-triad]\n"
+        "                [--triad-shape] [--blas-threads B]\n"
+        "  --loss    kl_distill | soft_ce | logit_mse | pseudo_label | strong_weak | consistency |\n"
+        "            class_balance | mcc | worst_case | ema_update (default: all)\n"
+        "  --shape   one shape (default: 4096x10 1024x100 1024x1000 256x32000 64x128000)\n"
+        "  --threads thread count (default: 1 and all cores); 0 = all cores\n"
+        "  --reps    timed repetitions, the best is reported (default 20)\n"
+        "  --blas-threads  OpenBLAS threads (MCC's products): 0 = the row's thread count\n"
+        "            (default), else B for every row\n"
+        "  --mode    forward | backward | fused (default: all)\n"
+        "  --tsv     machine-readable rows: loss mode n c threads seconds\n"
+        "  --triad-shape  only the triad over three arrays of N x C floats per shape and\n"
+        "            thread count (the bandwidth of the cache level that shape lives in):\n"
+        "            rows: triad shape n c threads GB/s");
 }
 
 int main(int argc, char **argv)
@@ -246,7 +249,10 @@ int main(int argc, char **argv)
                 reps = 1;
         } else if (!strcmp(argv[i], "--mode") && i + 1 < argc) {
             const char *m = argv[++i];
-            mode_only = !strcmp(m, "forward") ? 0 : !strcmp(m, "backward") ? 1 : !strcmp(m, "fused") ? 2 : -2;
+            mode_only = !strcmp(m, "forward")    ? 0
+                        : !strcmp(m, "backward") ? 1
+                        : !strcmp(m, "fused")    ? 2
+                                                 : -2;
             if (mode_only == -2) {
                 usage();
                 return 2;
@@ -278,7 +284,8 @@ int main(int argc, char **argv)
     if (!tsv) {
         printf("kdlib %s benchmark; triad bandwidth:", kd_version_string());
         for (int k = 0; k < nthreads; k++)
-            printf(" %.1f GB/s (%d thread%s)", bw[k], thread_list[k], thread_list[k] > 1 ? "s" : "");
+            printf(" %.1f GB/s (%d thread%s)", bw[k], thread_list[k],
+                   thread_list[k] > 1 ? "s" : "");
         printf("\n%-12s %-8s %6s %7s %3s %10s %8s %8s %7s\n", "loss", "mode", "N", "C", "thr",
                "time_us", "ns/elem", "GB/s", "%triad");
     }
@@ -315,8 +322,12 @@ int main(int argc, char **argv)
                     const kd_loss_kind kind = LOSSES[li].kind;
                     const int batch = kind == KD_LOSS_CLASS_BALANCE || kind == KD_LOSS_MCC;
                     const int wc = kind == KD_LOSS_WORST_CASE;
-                    double arrays = (batch ? 1.0 : wc ? 4.0 : 2.0) +
-                                    (m == MODE_FORWARD ? 0.0 : wc ? 2.0 : 1.0);
+                    double arrays = (batch ? 1.0
+                                     : wc  ? 4.0
+                                           : 2.0) +
+                                    (m == MODE_FORWARD ? 0.0
+                                     : wc              ? 2.0
+                                                       : 1.0);
                     double bytes = arrays * 4.0 * (double)e;
                     double gbs = bytes / sec / 1e9;
                     if (tsv)

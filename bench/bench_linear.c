@@ -42,11 +42,11 @@ typedef struct {
 } config;
 
 typedef struct {
-    double seconds;   /* best of reps */
-    double cpu;       /* CPU seconds (user + system, all threads) of that rep */
+    double seconds; /* best of reps */
+    double cpu;     /* CPU seconds (user + system, all threads) of that rep */
     double loss;
-    long base_kib;    /* resident after inputs and outputs were touched */
-    long peak_kib;    /* ru_maxrss at the end */
+    long base_kib; /* resident after inputs and outputs were touched */
+    long peak_kib; /* ru_maxrss at the end */
     int status;
 } result;
 
@@ -272,14 +272,16 @@ int main(int argc, char **argv)
            openblas_get_num_threads(), sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
     const double nc_mib = (double)cf.n * (double)cf.c * 4.0 / 1048576.0;
     printf("one N x C float matrix = %.0f MiB\n\n", nc_mib);
-    printf("| variant | chunk rows | time (s) | CPU (s) | peak RSS (MiB) | extra over inputs+outputs (MiB) | loss |\n");
+    printf(
+        "| variant | chunk rows | time (s) | CPU (s) | peak RSS (MiB) | extra over inputs+outputs (MiB) | loss |\n");
     printf("|---|---:|---:|---:|---:|---:|---:|\n");
 
     int failed = 0;
     result base = in_child(&cf, -1);
     failed |= base.status != 0;
     printf("| materialised logits | %lld | %.3f | %.3f | %.0f | %.0f | %.6f |\n", (long long)cf.n,
-           base.seconds, base.cpu, base.peak_kib / 1024.0, (base.peak_kib - base.base_kib) / 1024.0, base.loss);
+           base.seconds, base.cpu, base.peak_kib / 1024.0, (base.peak_kib - base.base_kib) / 1024.0,
+           base.loss);
     fflush(stdout);
     for (int k = 0; k < n_chunks; k++) {
         int64_t rows = chunks[k] > 0 ? chunks[k] : kd_linear_default_chunk_rows(cf.c);
@@ -288,8 +290,8 @@ int main(int argc, char **argv)
         result r = in_child(&cf, chunks[k]);
         failed |= r.status != 0;
         printf("| fused kd_linear_kl_distill | %lld%s | %.3f | %.3f | %.0f | %.0f | %.6f |\n",
-               (long long)rows, chunks[k] == 0 ? " (default)" : "", r.seconds, r.cpu, r.peak_kib / 1024.0,
-               (r.peak_kib - r.base_kib) / 1024.0, r.loss);
+               (long long)rows, chunks[k] == 0 ? " (default)" : "", r.seconds, r.cpu,
+               r.peak_kib / 1024.0, (r.peak_kib - r.base_kib) / 1024.0, r.loss);
         if (fabs(r.loss - base.loss) > 1e-4 * fabs(base.loss) + 1e-6) {
             fprintf(stderr, "loss differs from the materialised one\n");
             failed = 1;

@@ -86,13 +86,13 @@ static kd_loss *make_loss(kd_loss_kind kind, int classes, double temperature, do
 typedef struct {
     const char *run, *what, *spec;
     kd_loss_kind kind;
-    int teachers;       /* 0: cross-entropy, 1: teacher A, 2: average of A and B */
+    int teachers; /* 0: cross-entropy, 1: teacher A, 2: average of A and B */
     uint64_t seed;
     const int32_t *pool;
     int64_t pool_n, steps, eval_every;
     double lr, alpha;
     const int32_t *labels;
-    tr_model *model;    /* the trained model */
+    tr_model *model; /* the trained model */
     double accuracy;
 } job;
 
@@ -131,7 +131,9 @@ static void run_job(void *ctx, int index, tr_log *log)
     tr_rng_seed(&init, j->seed, 10);
     tr_model_init(m, &init);
 
-    loss_ctx lc = {.classes = C, .num_teachers = j->teachers, .labels = j->labels,
+    loss_ctx lc = {.classes = C,
+                   .num_teachers = j->teachers,
+                   .labels = j->labels,
                    .teacher = {x->teacher_logits[0], x->teacher_logits[1]}};
     lc.loss = make_loss(j->kind, C, cfg->temperature, j->alpha);
     lc.batch_labels = checked_malloc((size_t)cfg->batch * sizeof(int32_t));
@@ -139,14 +141,20 @@ static void run_job(void *ctx, int index, tr_log *log)
         lc.batch_teacher[k] = checked_malloc((size_t)(cfg->batch * C) * sizeof(float));
     tr_supervised sup;
     tr_aug aug = cfg->augment ? TR_AUG_WEAK : TR_AUG_NONE;
-    if (tr_supervised_init(&sup, x->train, j->pool, j->pool_n, (int)cfg->batch, aug,
-                           x->background, j->seed, loss_step, &lc) != 0) {
+    if (tr_supervised_init(&sup, x->train, j->pool, j->pool_n, (int)cfg->batch, aug, x->background,
+                           j->seed, loss_step, &lc) != 0) {
         fprintf(stderr, "error: out of memory\n");
         exit(1);
     }
-    tr_train_opts o = {.run = j->run, .steps = j->steps, .eval_every = j->eval_every,
-                       .samples_per_epoch = j->pool_n, .batch = (int)cfg->batch,
-                       .lr = (float)j->lr, .momentum = 0.9f, .weight_decay = 5e-4f, .cosine = 1};
+    tr_train_opts o = {.run = j->run,
+                       .steps = j->steps,
+                       .eval_every = j->eval_every,
+                       .samples_per_epoch = j->pool_n,
+                       .batch = (int)cfg->batch,
+                       .lr = (float)j->lr,
+                       .momentum = 0.9f,
+                       .weight_decay = 5e-4f,
+                       .cosine = 1};
     snprintf(desc, sizeof desc, "%s, %s", j->spec, j->what);
     tr_log_begin(log, j->run, desc);
     if (tr_train(m, &o, tr_supervised_step, &sup, x->test, log) != 0) {
@@ -178,29 +186,44 @@ int main(int argc, char **argv)
                   .teacher_spec = "conv32-conv64-fc128",
                   .teacher2_spec = "",
                   .student_spec = "conv16-conv32-fc64",
-                  .seed = 1, .epochs = 3, .teacher2_epochs = 3, .threads = 0, .labeled = 1000,
-                  .unlabeled = 0, .student_steps = 1500, .batch = 64, .eval_every = 500,
-                  .lr = 0.02, .mse_lr = 0.005, .temperature = 4.0, .alpha = 0.9, .mse_alpha = 0.9};
+                  .seed = 1,
+                  .epochs = 3,
+                  .teacher2_epochs = 3,
+                  .threads = 0,
+                  .labeled = 1000,
+                  .unlabeled = 0,
+                  .student_steps = 1500,
+                  .batch = 64,
+                  .eval_every = 500,
+                  .lr = 0.02,
+                  .mse_lr = 0.005,
+                  .temperature = 4.0,
+                  .alpha = 0.9,
+                  .mse_alpha = 0.9};
     const tr_option opts[] = {
         {"data", TR_OPT_STRING, &cfg.data, "directory with the IDX files (Fashion-MNIST or MNIST)"},
         {"seed", TR_OPT_INT, &cfg.seed, "random seed"},
         {"epochs", TR_OPT_INT, &cfg.epochs, "epochs of teacher A on all labels"},
         {"teacher2-epochs", TR_OPT_INT, &cfg.teacher2_epochs, "epochs of teacher B"},
         {"threads", TR_OPT_INT, &cfg.threads, "threads (OpenBLAS and OpenMP), 0 = all cores"},
-        {"limit-train", TR_OPT_INT, &cfg.limit_train, "use only the first N training images (0 = all)"},
+        {"limit-train", TR_OPT_INT, &cfg.limit_train,
+         "use only the first N training images (0 = all)"},
         {"limit-test", TR_OPT_INT, &cfg.limit_test, "use only the first N test images (0 = all)"},
         {"labeled", TR_OPT_INT, &cfg.labeled, "labelled images of the student (class-balanced)"},
-        {"unlabeled", TR_OPT_INT, &cfg.unlabeled, "extra unlabelled images the teachers label for the distilled students"},
+        {"unlabeled", TR_OPT_INT, &cfg.unlabeled,
+         "extra unlabelled images the teachers label for the distilled students"},
         {"student-steps", TR_OPT_INT, &cfg.student_steps, "SGD steps of each student run"},
         {"eval-every", TR_OPT_INT, &cfg.eval_every, "student steps per table row"},
         {"batch", TR_OPT_INT, &cfg.batch, "batch size"},
         {"lr", TR_OPT_FLOAT, &cfg.lr, "learning rate (SGD, momentum 0.9, cosine decay)"},
-        {"mse-lr", TR_OPT_FLOAT, &cfg.mse_lr, "learning rate of the logit-MSE student (regression on logits needs a smaller one)"},
+        {"mse-lr", TR_OPT_FLOAT, &cfg.mse_lr,
+         "learning rate of the logit-MSE student (regression on logits needs a smaller one)"},
         {"temperature", TR_OPT_FLOAT, &cfg.temperature, "distillation temperature T"},
         {"alpha", TR_OPT_FLOAT, &cfg.alpha, "KL: soft weight alpha, hard-label weight 1 - alpha"},
         {"mse-alpha", TR_OPT_FLOAT, &cfg.mse_alpha, "logit MSE: soft weight, hard weight 1 - it"},
         {"teacher", TR_OPT_STRING, &cfg.teacher_spec, "teacher A model"},
-        {"teacher2", TR_OPT_STRING, &cfg.teacher2_spec, "teacher B model (default: teacher A's, other seed)"},
+        {"teacher2", TR_OPT_STRING, &cfg.teacher2_spec,
+         "teacher B model (default: teacher A's, other seed)"},
         {"student", TR_OPT_STRING, &cfg.student_spec, "student model"},
         {"augment", TR_OPT_FLAG, &cfg.augment, "weak augmentation (shift, flip) in every run"},
         {"csv", TR_OPT_STRING, &cfg.csv, "also write every table row to this CSV file"},
@@ -249,8 +272,8 @@ int main(int argc, char **argv)
     tr_rng split_rng;
     tr_rng_seed(&split_rng, (uint64_t)cfg.seed, 100);
     int64_t rest_n = 0;
-    int64_t labeled_n = tr_dataset_split_balanced(&train, cfg.labeled, &split_rng, pool, rest,
-                                                  &rest_n);
+    int64_t labeled_n =
+        tr_dataset_split_balanced(&train, cfg.labeled, &split_rng, pool, rest, &rest_n);
     int64_t unlabeled_n = cfg.unlabeled < rest_n ? cfg.unlabeled : rest_n;
     int64_t pool_n = labeled_n + unlabeled_n;
     for (int64_t i = 0; i < train.n; i++) {
@@ -275,27 +298,31 @@ int main(int argc, char **argv)
         {"teacher-B", teacher_what[1], teacher2, KD_LOSS_CROSS_ENTROPY, 0, seed * 7 + 2, all,
          train.n, cfg.teacher2_epochs * epoch_steps, epoch_steps, cfg.lr, 0, train.y, NULL, 0},
         /* Same seed for every student: same initial weights and batch order. */
-        {"student-alone", "cross-entropy", cfg.student_spec, KD_LOSS_CROSS_ENTROPY, 0,
-         seed * 7 + 3, pool, labeled_n, cfg.student_steps, cfg.eval_every, cfg.lr, 0, known,
-         NULL, 0},
+        {"student-alone", "cross-entropy", cfg.student_spec, KD_LOSS_CROSS_ENTROPY, 0, seed * 7 + 3,
+         pool, labeled_n, cfg.student_steps, cfg.eval_every, cfg.lr, 0, known, NULL, 0},
         {"student-kl", "KL distillation from teacher A", cfg.student_spec, KD_LOSS_KL_DISTILL, 1,
          seed * 7 + 3, pool, pool_n, cfg.student_steps, cfg.eval_every, cfg.lr, cfg.alpha, known,
          NULL, 0},
         {"student-mse", "logit MSE to teacher A", cfg.student_spec, KD_LOSS_LOGIT_MSE, 1,
-         seed * 7 + 3, pool, pool_n, cfg.student_steps, cfg.eval_every, cfg.mse_lr,
-         cfg.mse_alpha, known, NULL, 0},
-        {"student-kl-AB", "KL distillation from the average of teachers A and B",
-         cfg.student_spec, KD_LOSS_KL_DISTILL, 2, seed * 7 + 3, pool, pool_n, cfg.student_steps,
-         cfg.eval_every, cfg.lr, cfg.alpha, known, NULL, 0},
+         seed * 7 + 3, pool, pool_n, cfg.student_steps, cfg.eval_every, cfg.mse_lr, cfg.mse_alpha,
+         known, NULL, 0},
+        {"student-kl-AB", "KL distillation from the average of teachers A and B", cfg.student_spec,
+         KD_LOSS_KL_DISTILL, 2, seed * 7 + 3, pool, pool_n, cfg.student_steps, cfg.eval_every,
+         cfg.lr, cfg.alpha, known, NULL, 0},
     };
     for (int s = 2; s < 6; s++) {
-        snprintf(what[s - 2], sizeof what[0], "%s, %lld steps on %lld labelled + %lld unlabelled images",
-                 jobs[s].what, (long long)cfg.student_steps, (long long)labeled_n,
+        snprintf(what[s - 2], sizeof what[0],
+                 "%s, %lld steps on %lld labelled + %lld unlabelled images", jobs[s].what,
+                 (long long)cfg.student_steps, (long long)labeled_n,
                  (long long)(jobs[s].teachers ? unlabeled_n : 0));
         jobs[s].what = what[s - 2];
     }
-    context x = {.train = &train, .test = &test, .cfg = &cfg, .background = background,
-                 .teacher_logits = {logits[0], logits[1]}, .jobs = jobs};
+    context x = {.train = &train,
+                 .test = &test,
+                 .cfg = &cfg,
+                 .background = background,
+                 .teacher_logits = {logits[0], logits[1]},
+                 .jobs = jobs};
 
     /* Teachers (in parallel when there are 2 threads), then their logits on
      * the students' training images, computed once. */
@@ -314,8 +341,9 @@ int main(int argc, char **argv)
     x.jobs = jobs + 2;
     tr_run_parallel(4, threads, run_job, &x, &log);
 
-    printf("\n== kd-distill results (test accuracy on %lld images, seed %lld, T = %g, alpha = %g)\n",
-           (long long)test.n, (long long)cfg.seed, cfg.temperature, cfg.alpha);
+    printf(
+        "\n== kd-distill results (test accuracy on %lld images, seed %lld, T = %g, alpha = %g)\n",
+        (long long)test.n, (long long)cfg.seed, cfg.temperature, cfg.alpha);
     printf("%-40s %-22s %8s %9s\n", "run", "model", "params", "accuracy");
     for (int s = 0; s < 6; s++) {
         char name[64];

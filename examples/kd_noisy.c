@@ -54,7 +54,7 @@ typedef struct {
     const float *targets;
     const int32_t *predict; /* rows whose probabilities to keep (out-of-fold) */
     int64_t predict_n;
-    float *probs;           /* predict_n x C softmax outputs */
+    float *probs; /* predict_n x C softmax outputs */
     double accuracy;
 } job;
 
@@ -130,14 +130,18 @@ static void run_job(void *ctx, int index, tr_log *log)
     lc.batch_targets = checked_malloc((size_t)(cfg->batch * C) * sizeof(float));
     tr_supervised sup;
     if (tr_supervised_init(&sup, x->train, j->pool, j->pool_n, (int)cfg->batch, TR_AUG_WEAK,
-                           x->background, (uint64_t)cfg->seed, loss_step,
-                           &lc) != 0)
+                           x->background, (uint64_t)cfg->seed, loss_step, &lc) != 0)
         exit(1);
     int64_t epoch_steps = (j->pool_n + cfg->batch - 1) / cfg->batch;
-    tr_train_opts o = {.run = j->run, .steps = j->epochs * epoch_steps,
-                       .eval_every = epoch_steps, .samples_per_epoch = j->pool_n,
-                       .batch = (int)cfg->batch, .lr = (float)cfg->lr, .momentum = 0.9f,
-                       .weight_decay = 5e-4f, .cosine = 1};
+    tr_train_opts o = {.run = j->run,
+                       .steps = j->epochs * epoch_steps,
+                       .eval_every = epoch_steps,
+                       .samples_per_epoch = j->pool_n,
+                       .batch = (int)cfg->batch,
+                       .lr = (float)cfg->lr,
+                       .momentum = 0.9f,
+                       .weight_decay = 5e-4f,
+                       .cosine = 1};
     char desc[160];
     snprintf(desc, sizeof desc, "%s on %lld images, %s", cfg->model, (long long)j->pool_n,
              j->targets ? "soft labels" : "hard labels");
@@ -195,24 +199,36 @@ static int write_grid(const char *path, const tr_dataset *d, const int64_t *rows
 int main(int argc, char **argv)
 {
     tr_blas_core(argc, argv, "kd-noisy");
-    config cfg = {.data = "/usr/share/datasets/fashion-mnist", .model = "conv16-conv32-fc64",
-                  .png = "kd_noisy_suspects.png", .noise = "0.1,0.25", .seed = 1, .epochs = 4,
-                  .final_epochs = 6, .threads = 0, .subset = 12000, .folds = 4, .batch = 64,
-                  .lr = 0.03, .label_weight = 0.7};
+    config cfg = {.data = "/usr/share/datasets/fashion-mnist",
+                  .model = "conv16-conv32-fc64",
+                  .png = "kd_noisy_suspects.png",
+                  .noise = "0.1,0.25",
+                  .seed = 1,
+                  .epochs = 4,
+                  .final_epochs = 6,
+                  .threads = 0,
+                  .subset = 12000,
+                  .folds = 4,
+                  .batch = 64,
+                  .lr = 0.03,
+                  .label_weight = 0.7};
     const tr_option opts[] = {
         {"data", TR_OPT_STRING, &cfg.data, "directory with the IDX files (Fashion-MNIST or MNIST)"},
         {"seed", TR_OPT_INT, &cfg.seed, "random seed (noise, folds, training)"},
         {"epochs", TR_OPT_INT, &cfg.epochs, "epochs of each fold model"},
         {"final-epochs", TR_OPT_INT, &cfg.final_epochs, "epochs of the retrained models"},
-        {"threads", TR_OPT_INT, &cfg.threads, "threads; independent runs train in parallel, 0 = all cores"},
-        {"limit-train", TR_OPT_INT, &cfg.limit_train, "use only the first N training images (0 = all)"},
+        {"threads", TR_OPT_INT, &cfg.threads,
+         "threads; independent runs train in parallel, 0 = all cores"},
+        {"limit-train", TR_OPT_INT, &cfg.limit_train,
+         "use only the first N training images (0 = all)"},
         {"limit-test", TR_OPT_INT, &cfg.limit_test, "use only the first N test images (0 = all)"},
         {"subset", TR_OPT_INT, &cfg.subset, "training images used (the first N; 0 = all)"},
         {"folds", TR_OPT_INT, &cfg.folds, "k of the k-fold out-of-fold predictions"},
         {"noise", TR_OPT_STRING, &cfg.noise, "comma-separated shares of flipped labels"},
         {"batch", TR_OPT_INT, &cfg.batch, "batch size"},
         {"lr", TR_OPT_FLOAT, &cfg.lr, "learning rate (SGD, momentum 0.9, cosine decay)"},
-        {"label-weight", TR_OPT_FLOAT, &cfg.label_weight, "weight w of the given label in the soft labels"},
+        {"label-weight", TR_OPT_FLOAT, &cfg.label_weight,
+         "weight w of the given label in the soft labels"},
         {"model", TR_OPT_STRING, &cfg.model, "model (convN-...-fcN)"},
         {"png", TR_OPT_STRING, &cfg.png, "PNG grid of the 25 most confident suspects ('' = none)"},
         {"csv", TR_OPT_STRING, &cfg.csv, "also write every table row to this CSV file"},
@@ -295,8 +311,8 @@ int main(int argc, char **argv)
 
         /* k-fold out-of-fold probabilities: fold f holds order[f], order[f + k], ... */
         const int k = (int)cfg.folds;
-        context x = {.cfg = &cfg, .train = &train, .test = &test, .background = background,
-                     .jobs = jobs};
+        context x = {
+            .cfg = &cfg, .train = &train, .test = &test, .background = background, .jobs = jobs};
         for (int f = 0; f < k; f++) {
             job *j = &jobs[f];
             memset(j, 0, sizeof *j);

@@ -38,8 +38,8 @@
 
 typedef struct {
     const char *data, *model, *csv, *methods;
-    int64_t seed, epochs, threads, limit_train, limit_test, labeled, steps, batch, mu,
-        eval_every, flexmatch_warmup;
+    int64_t seed, epochs, threads, limit_train, limit_test, labeled, steps, batch, mu, eval_every,
+        flexmatch_warmup;
     double lr, threshold, unlabeled_weight, ema_decay, weight_decay;
 } config;
 
@@ -79,7 +79,7 @@ static void *checked_malloc(size_t size)
 /* State of one run's training step. */
 typedef struct {
     const context *x;
-    int method, B, U; /* labelled and unlabelled rows per step */
+    int method, B, U;              /* labelled and unlabelled rows per step */
     tr_sampler labeled, unlabeled; /* the second draws positions in x->unlabeled */
     tr_rng aug_rng;
     kd_ema *ema;
@@ -124,8 +124,7 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
     if (U > 0) {
         memcpy(s->x_weak, s->x_in + B * size, (size_t)(U * size) * sizeof(float));
         tr_augment(TR_AUG_WEAK, U, d->h, d->w, s->x->background, s->x_weak, &s->aug_rng);
-        tr_augment(TR_AUG_STRONG, U, d->h, d->w, s->x->background, s->x_in + B * size,
-                   &s->aug_rng);
+        tr_augment(TR_AUG_STRONG, U, d->h, d->w, s->x->background, s->x_in + B * size, &s->aug_rng);
         /* The current model on the weak views, no gradient (the forward of
          * the training batch below overwrites what backward needs). */
         const float *t = tr_model_forward(m, s->x_weak, U);
@@ -145,7 +144,8 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
 
     const float *logits = tr_model_forward(m, s->x_in, B + U);
     float loss = 0.0f, unlabeled_loss = 0.0f;
-    die_kd(kd_loss_bind_matrix(s->ce, KD_ARG_STUDENT, logits, C), "bind", kd_loss_last_error(s->ce));
+    die_kd(kd_loss_bind_matrix(s->ce, KD_ARG_STUDENT, logits, C), "bind",
+           kd_loss_last_error(s->ce));
     kd_loss_bind_labels(s->ce, s->labels);
     kd_loss_bind_output(s->ce, KD_ARG_GRAD_STUDENT, s->dlogits, C);
     die_kd(kd_loss_forward_backward(s->ce, B, &loss), "cross-entropy", kd_loss_last_error(s->ce));
@@ -185,7 +185,8 @@ static void ema_update(void *ctx, tr_model *m)
 static void create_threshold(step_state *s, const context *x, int C)
 {
     static const kd_threshold_algorithm algorithm[NUM_METHODS] = {
-        [M_FLEXMATCH] = KD_THRESHOLD_FLEXMATCH, [M_FREEMATCH] = KD_THRESHOLD_FREEMATCH,
+        [M_FLEXMATCH] = KD_THRESHOLD_FLEXMATCH,
+        [M_FREEMATCH] = KD_THRESHOLD_FREEMATCH,
         [M_SOFTMATCH] = KD_THRESHOLD_SOFTMATCH};
     if (!algorithm[s->method])
         return;
@@ -265,15 +266,22 @@ static void run(void *ctx, int index, tr_log *log)
     kd_ema_set_int(s.ema, KD_EMA_PARAM_WARMUP, KD_EMA_WARMUP_MEAN_TEACHER);
     create_threshold(&s, x, C);
 
-    tr_train_opts o = {.run = method_names[method], .steps = cfg->steps,
-                       .eval_every = cfg->eval_every, .samples_per_epoch = x->labeled_n,
-                       .batch = B, .lr = (float)cfg->lr, .momentum = 0.9f, .nesterov = 1,
-                       .weight_decay = (float)cfg->weight_decay, .cosine = 2,
-                       .after_update = ema_update, .hook_ctx = &s};
+    tr_train_opts o = {.run = method_names[method],
+                       .steps = cfg->steps,
+                       .eval_every = cfg->eval_every,
+                       .samples_per_epoch = x->labeled_n,
+                       .batch = B,
+                       .lr = (float)cfg->lr,
+                       .momentum = 0.9f,
+                       .nesterov = 1,
+                       .weight_decay = (float)cfg->weight_decay,
+                       .cosine = 2,
+                       .after_update = ema_update,
+                       .hook_ctx = &s};
     char desc[256];
     snprintf(desc, sizeof desc, "%s, %lld labelled%s, %lld steps", cfg->model,
-             (long long)x->labeled_n,
-             method == M_SUPERVISED ? " only" : " + unlabelled", (long long)cfg->steps);
+             (long long)x->labeled_n, method == M_SUPERVISED ? " only" : " + unlabelled",
+             (long long)cfg->steps);
     tr_log_begin(log, method_names[method], desc);
     if (tr_train(m, &o, semi_step, &s, x->test, log) != 0)
         exit(1);
@@ -313,8 +321,9 @@ static int parse_methods(const char *list, context *x)
             if (x->selected[i] == found)
                 found = -2;
         if (found < 0) {
-            fprintf(stderr, "error: --methods: %s '%.*s' (methods: supervised, fixmatch, "
-                            "flexmatch, freematch, softmatch)\n",
+            fprintf(stderr,
+                    "error: --methods: %s '%.*s' (methods: supervised, fixmatch, "
+                    "flexmatch, freematch, softmatch)\n",
                     found == -2 ? "repeated" : "unknown", (int)len, p);
             return -1;
         }
@@ -333,31 +342,52 @@ static int parse_methods(const char *list, context *x)
 int main(int argc, char **argv)
 {
     tr_blas_core(argc, argv, "kd-pseudolabel");
-    config cfg = {.data = "/usr/share/datasets/fashion-mnist", .model = "conv16-conv32-fc64",
-                  .methods = "supervised,fixmatch,flexmatch,freematch,softmatch", .seed = 1,
-                  .epochs = 1, .threads = 0, .labeled = 1000, .steps = 4000, .batch = 64,
-                  .mu = 3, .eval_every = 500, .lr = 0.03, .threshold = 0.95,
-                  .unlabeled_weight = 1.0, .ema_decay = 0.999, .weight_decay = 5e-4,
+    config cfg = {.data = "/usr/share/datasets/fashion-mnist",
+                  .model = "conv16-conv32-fc64",
+                  .methods = "supervised,fixmatch,flexmatch,freematch,softmatch",
+                  .seed = 1,
+                  .epochs = 1,
+                  .threads = 0,
+                  .labeled = 1000,
+                  .steps = 4000,
+                  .batch = 64,
+                  .mu = 3,
+                  .eval_every = 500,
+                  .lr = 0.03,
+                  .threshold = 0.95,
+                  .unlabeled_weight = 1.0,
+                  .ema_decay = 0.999,
+                  .weight_decay = 5e-4,
                   .flexmatch_warmup = 1};
     const tr_option opts[] = {
         {"data", TR_OPT_STRING, &cfg.data, "directory with the IDX files (Fashion-MNIST or MNIST)"},
-        {"methods", TR_OPT_STRING, &cfg.methods, "comma-separated: supervised, fixmatch, flexmatch, freematch, softmatch"},
+        {"methods", TR_OPT_STRING, &cfg.methods,
+         "comma-separated: supervised, fixmatch, flexmatch, freematch, softmatch"},
         {"seed", TR_OPT_INT, &cfg.seed, "random seed"},
-        {"epochs", TR_OPT_INT, &cfg.epochs, "multiplies --steps (an 'epoch' here is --steps steps)"},
-        {"threads", TR_OPT_INT, &cfg.threads, "threads; the methods train in parallel, 0 = all cores"},
-        {"limit-train", TR_OPT_INT, &cfg.limit_train, "use only the first N training images (0 = all)"},
+        {"epochs", TR_OPT_INT, &cfg.epochs,
+         "multiplies --steps (an 'epoch' here is --steps steps)"},
+        {"threads", TR_OPT_INT, &cfg.threads,
+         "threads; the methods train in parallel, 0 = all cores"},
+        {"limit-train", TR_OPT_INT, &cfg.limit_train,
+         "use only the first N training images (0 = all)"},
         {"limit-test", TR_OPT_INT, &cfg.limit_test, "use only the first N test images (0 = all)"},
-        {"labeled", TR_OPT_INT, &cfg.labeled, "labelled images (class-balanced); the rest are unlabelled"},
+        {"labeled", TR_OPT_INT, &cfg.labeled,
+         "labelled images (class-balanced); the rest are unlabelled"},
         {"steps", TR_OPT_INT, &cfg.steps, "SGD steps per method"},
         {"eval-every", TR_OPT_INT, &cfg.eval_every, "steps per table row"},
         {"batch", TR_OPT_INT, &cfg.batch, "labelled images per step"},
         {"mu", TR_OPT_INT, &cfg.mu, "unlabelled images per labelled image in a step"},
-        {"lr", TR_OPT_FLOAT, &cfg.lr, "learning rate (SGD, Nesterov momentum 0.9, FixMatch's cosine)"},
+        {"lr", TR_OPT_FLOAT, &cfg.lr,
+         "learning rate (SGD, Nesterov momentum 0.9, FixMatch's cosine)"},
         {"weight-decay", TR_OPT_FLOAT, &cfg.weight_decay, "weight decay (every parameter)"},
-        {"threshold", TR_OPT_FLOAT, &cfg.threshold, "confidence threshold tau (fixmatch, flexmatch)"},
-        {"unlabeled-weight", TR_OPT_FLOAT, &cfg.unlabeled_weight, "weight lambda_u of the unlabelled loss"},
-        {"ema-decay", TR_OPT_FLOAT, &cfg.ema_decay, "decay of the evaluated EMA (Mean Teacher warm-up)"},
-        {"flexmatch-warmup", TR_OPT_INT, &cfg.flexmatch_warmup, "FlexMatch threshold warm-up (1: unused samples count, as the paper and USB)"},
+        {"threshold", TR_OPT_FLOAT, &cfg.threshold,
+         "confidence threshold tau (fixmatch, flexmatch)"},
+        {"unlabeled-weight", TR_OPT_FLOAT, &cfg.unlabeled_weight,
+         "weight lambda_u of the unlabelled loss"},
+        {"ema-decay", TR_OPT_FLOAT, &cfg.ema_decay,
+         "decay of the evaluated EMA (Mean Teacher warm-up)"},
+        {"flexmatch-warmup", TR_OPT_INT, &cfg.flexmatch_warmup,
+         "FlexMatch threshold warm-up (1: unused samples count, as the paper and USB)"},
         {"model", TR_OPT_STRING, &cfg.model, "model (convN-...-fcN)"},
         {"csv", TR_OPT_STRING, &cfg.csv, "also write every table row to this CSV file"},
     };
@@ -385,9 +415,10 @@ int main(int argc, char **argv)
     tr_log log;
     if (tr_log_open(&log, cfg.csv) != 0)
         return 1;
-    printf("kd-pseudolabel: kdlib %s, %lld train / %lld test images from %s, %d threads, seed %lld\n",
-           kd_version_string(), (long long)train.n, (long long)test.n, cfg.data, threads,
-           (long long)cfg.seed);
+    printf(
+        "kd-pseudolabel: kdlib %s, %lld train / %lld test images from %s, %d threads, seed %lld\n",
+        kd_version_string(), (long long)train.n, (long long)test.n, cfg.data, threads,
+        (long long)cfg.seed);
 
     int32_t *labeled = checked_malloc((size_t)train.n * sizeof *labeled);
     int32_t *unlabeled = checked_malloc((size_t)train.n * sizeof *unlabeled);

@@ -91,11 +91,49 @@ static uint32_t r32(rd *r)
 static uint64_t r64(rd *r) { return (uint64_t)r32(r) | ((uint64_t)r32(r) << 32); }
 static unsigned rpick(rd *r, unsigned k) { return r8(r) % k; }
 
-static const int64_t INTERESTING_I64[] = {
-    0, 1, 2, 3, 4, 5, 7, 8, 10, 16, -1, -2, -100, -101, 31, 32, 33, 64, 100, 127, 128, 255, 256,
-    1000, 1024, 1025, 4095, 4096, 4097, 65535, 65536, INT32_MAX, (int64_t)INT32_MAX + 1,
-    INT32_MIN, (int64_t)INT32_MIN - 1, INT64_MAX, INT64_MIN, INT64_MAX - 1, (int64_t)1 << 32,
-    (int64_t)1 << 40, ((int64_t)1 << 40) + 1, (int64_t)1 << 62, ((int64_t)1 << 30) + 1};
+static const int64_t INTERESTING_I64[] = {0,
+                                          1,
+                                          2,
+                                          3,
+                                          4,
+                                          5,
+                                          7,
+                                          8,
+                                          10,
+                                          16,
+                                          -1,
+                                          -2,
+                                          -100,
+                                          -101,
+                                          31,
+                                          32,
+                                          33,
+                                          64,
+                                          100,
+                                          127,
+                                          128,
+                                          255,
+                                          256,
+                                          1000,
+                                          1024,
+                                          1025,
+                                          4095,
+                                          4096,
+                                          4097,
+                                          65535,
+                                          65536,
+                                          INT32_MAX,
+                                          (int64_t)INT32_MAX + 1,
+                                          INT32_MIN,
+                                          (int64_t)INT32_MIN - 1,
+                                          INT64_MAX,
+                                          INT64_MIN,
+                                          INT64_MAX - 1,
+                                          (int64_t)1 << 32,
+                                          (int64_t)1 << 40,
+                                          ((int64_t)1 << 40) + 1,
+                                          (int64_t)1 << 62,
+                                          ((int64_t)1 << 30) + 1};
 #define NI64 (sizeof INTERESTING_I64 / sizeof INTERESTING_I64[0])
 
 static int64_t ri64(rd *r)
@@ -110,11 +148,45 @@ static int64_t ri64(rd *r)
 
 static double rf64(rd *r)
 {
-    static const double v[] = {0.0, -0.0, 1.0, -1.0, 0.5, 0.7, 0.9, 0.95, 0.999, 2.0, 4.0, 10.0,
-                               100.0, 1e-7, 1e-38, 1e-45, 4.9e-324, FLT_MAX, 1e39, DBL_MAX,
-                               -DBL_MAX, NAN, -NAN, INFINITY, -INFINITY, 1.0 + DBL_EPSILON,
-                               1.0 - DBL_EPSILON / 2, 1.0000001, 0.99999994, 1e4, -1e4, 1e-300,
-                               0.25, 3.0, 1024.0, 4096.0, 4097.0, -100.0, 2147483648.0};
+    static const double v[] = {0.0,
+                               -0.0,
+                               1.0,
+                               -1.0,
+                               0.5,
+                               0.7,
+                               0.9,
+                               0.95,
+                               0.999,
+                               2.0,
+                               4.0,
+                               10.0,
+                               100.0,
+                               1e-7,
+                               1e-38,
+                               1e-45,
+                               4.9e-324,
+                               FLT_MAX,
+                               1e39,
+                               DBL_MAX,
+                               -DBL_MAX,
+                               NAN,
+                               -NAN,
+                               INFINITY,
+                               -INFINITY,
+                               1.0 + DBL_EPSILON,
+                               1.0 - DBL_EPSILON / 2,
+                               1.0000001,
+                               0.99999994,
+                               1e4,
+                               -1e4,
+                               1e-300,
+                               0.25,
+                               3.0,
+                               1024.0,
+                               4096.0,
+                               4097.0,
+                               -100.0,
+                               2147483648.0};
     uint8_t b = r8(r);
     if (b < 200)
         return v[b % (sizeof v / sizeof v[0])];
@@ -129,8 +201,9 @@ static double rf64(rd *r)
 /* A logit-like value: mostly small, sometimes extreme or not finite. */
 static float rlogit(rd *r, size_t k)
 {
-    static const float sp[] = {NAN, INFINITY, -INFINITY, 1e4f, -1e4f, FLT_MAX, -FLT_MAX, FLT_MIN,
-                               1e-45f, -0.0f, 1e38f, 88.7f, -103.9f, 3e4f, 1e-40f, 0.5f};
+    static const float sp[] = {NAN,      INFINITY, -INFINITY, 1e4f,  -1e4f, FLT_MAX,
+                               -FLT_MAX, FLT_MIN,  1e-45f,    -0.0f, 1e38f, 88.7f,
+                               -103.9f,  3e4f,     1e-40f,    0.5f};
     if (!rmore(r))
         return (float)((int)(k * 37 % 23) - 11) * 0.3f;
     uint8_t b = r8(r);
@@ -381,10 +454,10 @@ static uint8_t g_state[STATE_CAP];
 
 /* ---- losses ------------------------------------------------------------- */
 
-static const int32_t MROLES[] = {KD_ARG_STUDENT,        KD_ARG_TARGET,
-                                 KD_ARG_LABELED_MAIN,   KD_ARG_LABELED_ADV,
-                                 KD_ARG_UNLABELED_MAIN, KD_ARG_UNLABELED_ADV,
-                                 KD_ARG_GRAD_STUDENT,   KD_ARG_GRAD_TEACHER,
+static const int32_t MROLES[] = {KD_ARG_STUDENT,          KD_ARG_TARGET,
+                                 KD_ARG_LABELED_MAIN,     KD_ARG_LABELED_ADV,
+                                 KD_ARG_UNLABELED_MAIN,   KD_ARG_UNLABELED_ADV,
+                                 KD_ARG_GRAD_STUDENT,     KD_ARG_GRAD_TEACHER,
                                  KD_ARG_GRAD_LABELED_ADV, KD_ARG_GRAD_UNLABELED_ADV};
 #define NMROLES 10
 #define FIRST_OUTPUT 6
@@ -416,12 +489,12 @@ typedef struct {
     int32_t *labels;
     float *weights, *cthr, *per_sample, *mask;
     int32_t *plabels;
-    int64_t vlen;  /* entries of the n-vectors */
+    int64_t vlen;   /* entries of the n-vectors */
     int overflowed; /* some binding relies on an overflowing stride */
 } loss_session;
 
-static const int32_t PARAMS[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
-                                 16, 17, 32, 33, 34, 35, 36, 37, 0, 18, 31, 38, -1};
+static const int32_t PARAMS[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14,
+                                 15, 16, 17, 32, 33, 34, 35, 36, 37, 0,  18, 31, 38, -1};
 
 static int64_t nu_rows(loss_session *S, int64_t n)
 {
@@ -647,8 +720,8 @@ static void loss_split_stats(loss_session *S, rd *r, int32_t kind)
              (long long)S->c);
     /* the buffer the call writes (its documented size), even when the size
      * query above was made to fail */
-    const int64_t m = batch ? (kind == KD_LOSS_MCC ? S->c * S->c + 2 : S->c + 1)
-                            : 1 + (int64_t)rpick(r, 4);
+    const int64_t m =
+        batch ? (kind == KD_LOSS_MCC ? S->c * S->c + 2 : S->c + 1) : 1 + (int64_t)rpick(r, 4);
     if (m > (1 << 20))
         return;
     int64_t n = S->n;
@@ -763,9 +836,9 @@ static void loss_linear(loss_session *S, rd *r)
     amark_output(&S->A, loss), amark_output(&S->A, gh), amark_output(&S->A, gw);
     amark_output(&S->A, gb), amark_output(&S->A, S->per_sample);
     asnapshot(&S->A);
-    kd_status st = CALL(kd_linear_kl_distill(S->h, n, d, hid, ld_h, w, ld_w, b, dt, th, ld_th, tw,
-                                             ld_tw, tb, (int64_t)rpick(r, 4), loss, gh, ld_gh, gw,
-                                             ld_gw, gb));
+    kd_status st =
+        CALL(kd_linear_kl_distill(S->h, n, d, hid, ld_h, w, ld_w, b, dt, th, ld_th, tw, ld_tw, tb,
+                                  (int64_t)rpick(r, 4), loss, gh, ld_gh, gw, ld_gw, gb));
     if (st != KD_OK && !*kd_loss_last_error(S->h))
         fail("kd_linear_kl_distill failed (%d) without a message", (int)st);
     acheck(&S->A, "kd_linear_kl_distill", st);
@@ -774,8 +847,22 @@ static void loss_linear(loss_session *S, rd *r)
 static void fuzz_loss(rd *r)
 {
     static const int32_t kinds[] = {1, 2, 3, 10, 11, 12, 13, 14, 15, 0, 4, 9, 16, -1, INT32_MAX};
-    static const int64_t cs[] = {1, 2, 3, 4, 5, 7, 10, 16, 33, 0, -1, (int64_t)1 << 31,
-                                 ((int64_t)1 << 31) + 1, INT64_MAX, INT64_MIN, 5000};
+    static const int64_t cs[] = {1,
+                                 2,
+                                 3,
+                                 4,
+                                 5,
+                                 7,
+                                 10,
+                                 16,
+                                 33,
+                                 0,
+                                 -1,
+                                 (int64_t)1 << 31,
+                                 ((int64_t)1 << 31) + 1,
+                                 INT64_MAX,
+                                 INT64_MIN,
+                                 5000};
     loss_session S;
     memset(&S, 0, sizeof S);
     int32_t kind = kinds[rpick(r, sizeof kinds / sizeof kinds[0])];
@@ -971,9 +1058,9 @@ static void fuzz_loss(rd *r)
                 kd_loss_get_int(h, KD_PARAM_IGNORE_INDEX, &ig);
                 for (int64_t i = 0; l && i < vl; i++) {
                     uint8_t b = r8(r);
-                    l[i] = b < 200 ? (int32_t)(b % (S.c < 200 ? S.c : 200))
-                         : b < 230 ? (int32_t)ig
-                                   : (int32_t)ri64(r);
+                    l[i] = b < 200   ? (int32_t)(b % (S.c < 200 ? S.c : 200))
+                           : b < 230 ? (int32_t)ig
+                                     : (int32_t)ri64(r);
                 }
             }
             if (CALL(kd_loss_bind_labels(h, l)) == KD_OK)
@@ -1077,8 +1164,8 @@ static void ema_same(kd_ema *e, ema_snap *s, const char *call)
     ema_snap now;
     ema_take(e, &now);
     if (now.total != s->total || memcmp(now.teacher, s->teacher, (size_t)s->total * 4) != 0 ||
-        now.step != s->step || memcmp(&now.decay, &s->decay, sizeof s->decay) != 0 || now.warmup != s->warmup ||
-        now.threads != s->threads)
+        now.step != s->step || memcmp(&now.decay, &s->decay, sizeof s->decay) != 0 ||
+        now.warmup != s->warmup || now.threads != s->threads)
         fail("%s failed but changed the EMA handle", call);
     free(now.teacher);
 }
@@ -1086,8 +1173,21 @@ static void ema_same(kd_ema *e, ema_snap *s, const char *call)
 static void fuzz_ema(rd *r)
 {
     static const int32_t nas[] = {1, 1, 2, 3, 4, 0, -1, INT32_MIN};
-    static const int64_t lens[] = {0, 1, 2, 3, 5, 8, 17, 40, -1, INT64_MIN, (int64_t)1 << 30,
-                                   (int64_t)1 << 40, INT64_MAX, INT64_MAX / 2 + 1, (int64_t)1 << 61,
+    static const int64_t lens[] = {0,
+                                   1,
+                                   2,
+                                   3,
+                                   5,
+                                   8,
+                                   17,
+                                   40,
+                                   -1,
+                                   INT64_MIN,
+                                   (int64_t)1 << 30,
+                                   (int64_t)1 << 40,
+                                   INT64_MAX,
+                                   INT64_MAX / 2 + 1,
+                                   (int64_t)1 << 61,
                                    (int64_t)1 << 62};
     arena A = {.n = 0};
     int32_t na = nas[rpick(r, 8)];
@@ -1331,10 +1431,22 @@ static void fm_same(kd_flexmatch *f, int64_t N, int64_t C, fm_snap *s, const cha
 
 static void fuzz_flexmatch(rd *r)
 {
-    static const int64_t ns[] = {1, 2, 3, 5, 8, 16, 64, 0, -1, ((int64_t)1 << 40) + 1, INT64_MAX,
-                                 INT64_MIN, (int64_t)1 << 40, 1000};
-    static const int64_t cs[] = {1, 2, 3, 4, 7, 10, 0, -1, ((int64_t)1 << 30) + 1,
-                                 (int64_t)1 << 30, 100};
+    static const int64_t ns[] = {1,
+                                 2,
+                                 3,
+                                 5,
+                                 8,
+                                 16,
+                                 64,
+                                 0,
+                                 -1,
+                                 ((int64_t)1 << 40) + 1,
+                                 INT64_MAX,
+                                 INT64_MIN,
+                                 (int64_t)1 << 40,
+                                 1000};
+    static const int64_t cs[] = {
+        1, 2, 3, 4, 7, 10, 0, -1, ((int64_t)1 << 30) + 1, (int64_t)1 << 30, 100};
     arena A = {.n = 0};
     int64_t N = ns[rpick(r, 14)], C = cs[rpick(r, 11)];
     kd_flexmatch *canary = (kd_flexmatch *)(uintptr_t)0x5a5a5a5a, *f = canary;
@@ -1579,8 +1691,7 @@ static void fuzz_threshold(rd *r)
             asnapshot(&A);
             if (rpick(r, 2)) {
                 call = "kd_threshold_update_probs";
-                st = CALL(kd_threshold_update_probs(t, n, C,
-                                                    rpick(r, 24) ? probs : NULL, ld,
+                st = CALL(kd_threshold_update_probs(t, n, C, rpick(r, 24) ? probs : NULL, ld,
                                                     rpick(r, 8) ? idx : NULL));
                 w = NULL;
             } else {
@@ -1611,8 +1722,9 @@ static void fuzz_threshold(rd *r)
             asnapshot(&A);
             if (rpick(r, 2)) {
                 call = "kd_threshold_update";
-                st = CALL(kd_threshold_update(t, n, rpick(r, 24) ? idx : NULL,
-                                              rpick(r, 24) ? conf : NULL, rpick(r, 24) ? pr : NULL));
+                st =
+                    CALL(kd_threshold_update(t, n, rpick(r, 24) ? idx : NULL,
+                                             rpick(r, 24) ? conf : NULL, rpick(r, 24) ? pr : NULL));
                 w = NULL;
             } else {
                 call = "kd_threshold_weights";
@@ -1654,7 +1766,8 @@ static void fuzz_threshold(rd *r)
                 fail("%s failed without a message", call);
             const size_t len1 = th_take(t, snap, after);
             if (len1 != len0 || memcmp(before, after, len0))
-                fail("%s failed but changed the %s handle", call, kd_threshold_algorithm_name(algo));
+                fail("%s failed but changed the %s handle", call,
+                     kd_threshold_algorithm_name(algo));
         }
     }
     kd_threshold_destroy(t);
@@ -1699,8 +1812,8 @@ static void fuzz_labels(rd *r)
     }
     /* A shape we cannot allocate must be one the documentation rejects. */
     int64_t e = extent(n, c, ld);
-    if (e < 0 && !(n < 0 || c < 1 || c > INT32_MAX || ld < c ||
-                   (n >= 2 && ld > (INT64_MAX - c) / (n - 1))))
+    if (e < 0 &&
+        !(n < 0 || c < 1 || c > INT32_MAX || ld < c || (n >= 2 && ld > (INT64_MAX - c) / (n - 1))))
         n = 0, e = 0;
     int honest = e >= 0;
     size_t me = honest ? (size_t)e : 1, vn = honest && n > 0 ? (size_t)n : 1;
@@ -1753,9 +1866,10 @@ static void fuzz_labels(rd *r)
     }
     case 1:
         call = "kd_label_quality";
-        st = CALL(kd_label_quality(n, c, rpick(r, 16) ? x : NULL, ld, rpick(r, 16) ? labels : NULL,
-                                   ig, (int32_t)(ri64(r) % 4), rpick(r, 2) ? o1 : NULL,
-                                   rpick(r, 2) ? o4 : NULL, rpick(r, 2) ? o5 : NULL, err, err_size));
+        st =
+            CALL(kd_label_quality(n, c, rpick(r, 16) ? x : NULL, ld, rpick(r, 16) ? labels : NULL,
+                                  ig, (int32_t)(ri64(r) % 4), rpick(r, 2) ? o1 : NULL,
+                                  rpick(r, 2) ? o4 : NULL, rpick(r, 2) ? o5 : NULL, err, err_size));
         break;
     case 2:
         call = "kd_find_label_issues";
@@ -1807,8 +1921,8 @@ static void fuzz_labels(rd *r)
         amark_output(&A, err);
         amark_output(&A, inplace ? x : out);
         asnapshot(&A);
-        st = CALL(kd_ensemble_average(n, c, k, rpick(r, 16) ? in : NULL, lds, w,
-                                      inplace ? x : out, ld, err, err_size));
+        st = CALL(kd_ensemble_average(n, c, k, rpick(r, 16) ? in : NULL, lds, w, inplace ? x : out,
+                                      ld, err, err_size));
     }
     }
     askip(&A, err);

@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v clang-format >/dev/null || { echo "format.sh: clang-format not found (apt-get install clang-format)" >&2; exit 2; }
-mapfile -t files < <(git ls-files '*.c' '*.h' '*.h.in')
+# not the *.h.in templates: clang-format splits CMake's @VAR@ placeholders
+mapfile -t files < <(git ls-files '*.c' '*.h')
 if [ "${1:-}" = "--check" ]; then
   bad=0
   for f in "${files[@]}"; do

@@ -2,12 +2,16 @@
 # Build kdlib and run every test: the normal build, then the whole suite again
 # under AddressSanitizer + UndefinedBehaviorSanitizer, the examples' smoke runs
 # under Valgrind, the thread test under ThreadSanitizer, the ABI check and a
-# bounded fuzz run (KD_FUZZ_SECONDS, default 120; 0 skips it).
+# bounded fuzz run (KD_FUZZ_SECONDS, default 120; 0 skips it); first, that every C
+# file is formatted (scripts/format.sh --check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 JOBS=$(nproc)
 BUILD=${KD_BUILD_DIR:-build}
+
+echo "== format (.clang-format): bash scripts/format.sh --check"
+bash scripts/format.sh --check
 
 echo "== build and test ($BUILD)"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null

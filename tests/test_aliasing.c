@@ -28,32 +28,124 @@
 #define REGION 512 /* floats per slot: a buffer (at most 256 floats) and a gap */
 
 enum {
-    S_STUDENT, S_TEACHER, S_TEACHER2, S_TARGET, S_LABELS, S_WEIGHTS, S_THRESH, S_UPSTREAM,
-    S_GRAD, S_GRAD_T, S_LOSS, S_PER, S_MASK, S_PL, S_STATS_IN, S_STATS_OUT,
-    S_WC0, S_WC1, S_WC2, S_WC3, S_WCG0, S_WCG1,
-    S_HID, S_W, S_B, S_TH, S_TW, S_TB, S_GH, S_GW, S_GB,
-    S_PROBS, S_CONF, S_RANK, S_NUM, S_SUSPECT, S_PRED, S_OUT, S_PTRS, S_LDS, S_IN0, S_IN1,
+    S_STUDENT,
+    S_TEACHER,
+    S_TEACHER2,
+    S_TARGET,
+    S_LABELS,
+    S_WEIGHTS,
+    S_THRESH,
+    S_UPSTREAM,
+    S_GRAD,
+    S_GRAD_T,
+    S_LOSS,
+    S_PER,
+    S_MASK,
+    S_PL,
+    S_STATS_IN,
+    S_STATS_OUT,
+    S_WC0,
+    S_WC1,
+    S_WC2,
+    S_WC3,
+    S_WCG0,
+    S_WCG1,
+    S_HID,
+    S_W,
+    S_B,
+    S_TH,
+    S_TW,
+    S_TB,
+    S_GH,
+    S_GW,
+    S_GB,
+    S_PROBS,
+    S_CONF,
+    S_RANK,
+    S_NUM,
+    S_SUSPECT,
+    S_PRED,
+    S_OUT,
+    S_PTRS,
+    S_LDS,
+    S_IN0,
+    S_IN1,
     S_COUNT
 };
 
-static const char *const SLOT_NAMES[S_COUNT] = {
-    "student", "teacher", "teacher 2", "target", "labels", "weights", "class thresholds",
-    "upstream", "grad", "grad_teacher", "loss", "per-sample", "mask", "pseudo-labels",
-    "global_stats", "stats", "labeled_main", "labeled_adv", "unlabeled_main", "unlabeled_adv",
-    "grad_labeled_adv", "grad_unlabeled_adv", "hidden", "weight", "bias", "teacher_hidden",
-    "teacher_weight", "teacher_bias", "grad_hidden", "grad_weight", "grad_bias", "probs",
-    "confidence/scores", "ranking", "num_*", "suspect", "predictions", "out", "inputs", "lds",
-    "inputs[0]", "inputs[1]"};
+static const char *const SLOT_NAMES[S_COUNT] = {"student",
+                                                "teacher",
+                                                "teacher 2",
+                                                "target",
+                                                "labels",
+                                                "weights",
+                                                "class thresholds",
+                                                "upstream",
+                                                "grad",
+                                                "grad_teacher",
+                                                "loss",
+                                                "per-sample",
+                                                "mask",
+                                                "pseudo-labels",
+                                                "global_stats",
+                                                "stats",
+                                                "labeled_main",
+                                                "labeled_adv",
+                                                "unlabeled_main",
+                                                "unlabeled_adv",
+                                                "grad_labeled_adv",
+                                                "grad_unlabeled_adv",
+                                                "hidden",
+                                                "weight",
+                                                "bias",
+                                                "teacher_hidden",
+                                                "teacher_weight",
+                                                "teacher_bias",
+                                                "grad_hidden",
+                                                "grad_weight",
+                                                "grad_bias",
+                                                "probs",
+                                                "confidence/scores",
+                                                "ranking",
+                                                "num_*",
+                                                "suspect",
+                                                "predictions",
+                                                "out",
+                                                "inputs",
+                                                "lds",
+                                                "inputs[0]",
+                                                "inputs[1]"};
 
 /* one-element buffers: the output is placed at the buffer itself */
-static int is_small(int s) { return s == S_LOSS || s == S_UPSTREAM || s == S_NUM || s == S_SUSPECT; }
+static int is_small(int s)
+{
+    return s == S_LOSS || s == S_UPSTREAM || s == S_NUM || s == S_SUSPECT;
+}
 
 /* entry points */
-enum { E_FWD, E_BWD, E_FB, E_LOCAL, E_FINISH, E_LINEAR, E_SELECT, E_QUALITY, E_ISSUES, E_SOFT,
-       E_ENSEMBLE };
-static const char *const ENTRY_NAMES[] = {"forward", "backward", "forward_backward", "local_stats",
-                                          "finish", "linear_kl_distill", "select_pseudo_labels",
-                                          "label_quality", "find_label_issues", "soft_labels",
+enum {
+    E_FWD,
+    E_BWD,
+    E_FB,
+    E_LOCAL,
+    E_FINISH,
+    E_LINEAR,
+    E_SELECT,
+    E_QUALITY,
+    E_ISSUES,
+    E_SOFT,
+    E_ENSEMBLE
+};
+static const char *const ENTRY_NAMES[] = {"forward",
+                                          "backward",
+                                          "forward_backward",
+                                          "local_stats",
+                                          "finish",
+                                          "linear_kl_distill",
+                                          "select_pseudo_labels",
+                                          "label_quality",
+                                          "find_label_issues",
+                                          "soft_labels",
                                           "ensemble_average"};
 
 typedef struct {
@@ -79,17 +171,22 @@ static void fill_arena(void)
     for (int s = 0; s < S_COUNT; s++) {
         float *p = arena + (size_t)s * REGION;
         switch (s) {
-        case S_LABELS: case S_PRED: case S_PL:
+        case S_LABELS:
+        case S_PRED:
+        case S_PL:
             for (int i = 0; i < 64; i++) {
                 int32_t y = i % C;
                 memcpy(p + i, &y, sizeof y);
             }
             break;
-        case S_TARGET: case S_PROBS:
+        case S_TARGET:
+        case S_PROBS:
             for (int i = 0; i < 256; i++)
                 p[i] = 1.0f / C;
             break;
-        case S_WEIGHTS: case S_UPSTREAM: case S_MASK:
+        case S_WEIGHTS:
+        case S_UPSTREAM:
+        case S_MASK:
             for (int i = 0; i < 256; i++)
                 p[i] = 1.0f;
             break;
@@ -164,9 +261,8 @@ static kd_status run_loss(const scenario *sc, char *msg)
         else if (s == S_PL)
             st = kd_loss_bind_output_labels(h, KD_ARG_PSEUDO_LABELS, (int32_t *)(void *)addr[s]);
         else if (s == S_WCG0 || s == S_WCG1)
-            st = kd_loss_bind_output(h, s == S_WCG0 ? KD_ARG_GRAD_LABELED_ADV
-                                                    : KD_ARG_GRAD_UNLABELED_ADV,
-                                     addr[s], LD);
+            st = kd_loss_bind_output(
+                h, s == S_WCG0 ? KD_ARG_GRAD_LABELED_ADV : KD_ARG_GRAD_UNLABELED_ADV, addr[s], LD);
         ck_assert_int_eq(st, KD_OK);
     }
     double *stats_in = (double *)(void *)addr[S_STATS_IN];
@@ -186,11 +282,21 @@ static kd_status run_loss(const scenario *sc, char *msg)
     memcpy(before, arena, sizeof arena_d);
     kd_status st;
     switch (sc->entry) {
-    case E_FWD: st = kd_loss_forward(h, N, addr[S_LOSS]); break;
-    case E_BWD: st = kd_loss_backward(h, N, addr[S_UPSTREAM]); break;
-    case E_FB: st = kd_loss_forward_backward(h, N, addr[S_LOSS]); break;
-    case E_LOCAL: st = kd_loss_local_stats(h, N, (double *)(void *)addr[S_STATS_OUT]); break;
-    default: st = kd_loss_finish(h, N, stats_in, addr[S_LOSS]); break;
+    case E_FWD:
+        st = kd_loss_forward(h, N, addr[S_LOSS]);
+        break;
+    case E_BWD:
+        st = kd_loss_backward(h, N, addr[S_UPSTREAM]);
+        break;
+    case E_FB:
+        st = kd_loss_forward_backward(h, N, addr[S_LOSS]);
+        break;
+    case E_LOCAL:
+        st = kd_loss_local_stats(h, N, (double *)(void *)addr[S_STATS_OUT]);
+        break;
+    default:
+        st = kd_loss_finish(h, N, stats_in, addr[S_LOSS]);
+        break;
     }
     if (st != KD_OK)
         ck_assert_msg(memcmp(before, arena, sizeof arena_d) == 0, "%s wrote on error",
@@ -215,10 +321,10 @@ static kd_status run_linear(const scenario *sc, char *msg)
     float *before = malloc(sizeof arena_d);
     memcpy(before, arena, sizeof arena_d);
     const int tl = sc->variant;
-    kd_status st = kd_linear_kl_distill(
-        h, N, D, addr[S_HID], LDH, addr[S_W], LDH, addr[S_B], tl ? DT : 0, tl ? addr[S_TH] : NULL,
-        DT, tl ? addr[S_TW] : NULL, DT, tl ? addr[S_TB] : NULL, 0, addr[S_LOSS], addr[S_GH], LDH,
-        addr[S_GW], LDH, addr[S_GB]);
+    kd_status st = kd_linear_kl_distill(h, N, D, addr[S_HID], LDH, addr[S_W], LDH, addr[S_B],
+                                        tl ? DT : 0, tl ? addr[S_TH] : NULL, DT,
+                                        tl ? addr[S_TW] : NULL, DT, tl ? addr[S_TB] : NULL, 0,
+                                        addr[S_LOSS], addr[S_GH], LDH, addr[S_GW], LDH, addr[S_GB]);
     if (st != KD_OK)
         ck_assert_msg(memcmp(before, arena, sizeof arena_d) == 0, "linear wrote on error");
     snprintf(msg, 256, "%s", kd_loss_last_error(h));
@@ -387,7 +493,8 @@ static void build_scenarios(void)
     }
     for (int r = 0; r < 2; r++)
         for (int v = 0; v < 2; v++) {
-            scenario *sc = add(E_LINEAR, KD_LOSS_KL_DISTILL, r ? KD_REDUCTION_NONE : KD_REDUCTION_MEAN, v);
+            scenario *sc =
+                add(E_LINEAR, KD_LOSS_KL_DISTILL, r ? KD_REDUCTION_NONE : KD_REDUCTION_MEAN, v);
             const int ins[] = {S_HID, S_W, S_B, S_LABELS, S_WEIGHTS};
             for (int k = 0; k < 5; k++)
                 in(sc, ins[k]);
@@ -469,7 +576,8 @@ START_TEST(disjoint_buffers_and_in_place_are_accepted)
             cases++;
         }
     }
-    printf("aliasing: %d scenarios, %d accepted cases (disjoint and in place)\n", nscenarios, cases);
+    printf("aliasing: %d scenarios, %d accepted cases (disjoint and in place)\n", nscenarios,
+           cases);
 }
 END_TEST
 

@@ -33,7 +33,9 @@ static kd_loss *make_loss(const float *x, int logits, int64_t c, int64_t ld)
 {
     kd_loss *h;
     ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_CLASS_BALANCE, c), KD_OK);
-    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, logits ? KD_INPUT_LOGITS : KD_INPUT_PROBABILITIES), KD_OK);
+    ck_assert_int_eq(
+        kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, logits ? KD_INPUT_LOGITS : KD_INPUT_PROBABILITIES),
+        KD_OK);
     ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, x, ld), KD_OK);
     return h;
 }
@@ -280,12 +282,15 @@ START_TEST(documented_errors)
     ck_assert_int_eq(kd_loss_forward(h, N, NULL), KD_ERR_NULL_POINTER);
     ck_assert_int_eq(kd_loss_backward(h, N, NULL), KD_ERR_NULL_POINTER);
     ck_assert_int_eq(kd_loss_backward(h, N, &up), KD_ERR_MISSING_INPUT);
-    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_SUM), KD_ERR_INVALID_ARGUMENT);
-    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_NONE), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_SUM),
+                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_NONE),
+                     KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_MEAN), KD_OK);
     double lo, hi;
     int32_t open;
-    ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_CLASS_BALANCE, KD_PARAM_REDUCTION, &lo, &hi, &open), KD_OK);
+    ck_assert_int_eq(
+        kd_loss_param_bounds(KD_LOSS_CLASS_BALANCE, KD_PARAM_REDUCTION, &lo, &hi, &open), KD_OK);
     ck_assert(lo == 0.0 && hi == 0.0);
     ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 2.0), KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_loss_bind_weights(h, g), KD_ERR_UNSUPPORTED);

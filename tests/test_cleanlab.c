@@ -659,9 +659,9 @@ typedef struct {
 } cl_outputs;
 
 static const char *const CL_NAMES[7] = {
-    "kd_cleanlab_confident_thresholds",     "kd_cleanlab_confident_joint",
-    "kd_cleanlab_estimate_joint",           "kd_cleanlab_estimate_py_and_noise_matrices",
-    "kd_cleanlab_num_label_issues",         "kd_cleanlab_find_label_issues",
+    "kd_cleanlab_confident_thresholds",    "kd_cleanlab_confident_joint",
+    "kd_cleanlab_estimate_joint",          "kd_cleanlab_estimate_py_and_noise_matrices",
+    "kd_cleanlab_num_label_issues",        "kd_cleanlab_find_label_issues",
     "kd_cleanlab_get_label_quality_scores"};
 
 static kd_status cl_call(int f, int64_t n, int64_t c, const float *p, int64_t ld, const int32_t *y,
@@ -695,10 +695,7 @@ static kd_status cl_call(int f, int64_t n, int64_t c, const float *p, int64_t ld
     }
 }
 
-static void cl_outputs_fill(cl_outputs *o)
-{
-    memset(o, 0x5a, sizeof *o);
-}
+static void cl_outputs_fill(cl_outputs *o) { memset(o, 0x5a, sizeof *o); }
 
 static int cl_outputs_untouched(const cl_outputs *o)
 {
@@ -752,9 +749,9 @@ START_TEST(every_function_rejects_each_bad_input_and_writes_nothing)
             cl_outputs o;
             cl_outputs_fill(&o);
             char err[256];
-            const kd_status st = cl_call(f, rows[r].n, rows[r].c, rows[r].null_probs ? NULL : p,
-                                         rows[r].ld, rows[r].null_labels ? NULL : y,
-                                         rows[r].ignore, &o, 0, err, sizeof err);
+            const kd_status st =
+                cl_call(f, rows[r].n, rows[r].c, rows[r].null_probs ? NULL : p, rows[r].ld,
+                        rows[r].null_labels ? NULL : y, rows[r].ignore, &o, 0, err, sizeof err);
             ck_assert_msg(st == rows[r].want, "%s, %s: status %d, want %d (%s)", CL_NAMES[f],
                           rows[r].what, (int)st, (int)rows[r].want, err);
             ck_assert_msg(strstr(err, CL_NAMES[f]) != NULL && strstr(err, rows[r].word) != NULL,
@@ -782,8 +779,7 @@ START_TEST(every_function_rejects_each_bad_input_and_writes_nothing)
     for (int f = 0; f < 7; f++) {
         cl_outputs o;
         char err[256];
-        ck_assert_int_eq(cl_call(f, RN, RC, good, RLD, goody, -100, &o, 0, err, sizeof err),
-                         KD_OK);
+        ck_assert_int_eq(cl_call(f, RN, RC, good, RLD, goody, -100, &o, 0, err, sizeof err), KD_OK);
         ck_assert_str_eq(err, "");
     }
     ck_assert_int_eq(checked, 7 * 13 + 5);
@@ -832,15 +828,13 @@ START_TEST(one_class_gives_no_issues)
         for (int i = 0; i < 4; i++)
             ck_assert_int_eq(mask[i], 0);
     }
-    ck_assert_int_eq(kd_cleanlab_get_label_quality_scores(4, 1, p, 1, y, -100,
-                                                          KD_LABEL_SCORE_NORMALIZED_MARGIN, 1, s,
-                                                          NULL, 0),
+    ck_assert_int_eq(kd_cleanlab_get_label_quality_scores(
+                         4, 1, p, 1, y, -100, KD_LABEL_SCORE_NORMALIZED_MARGIN, 1, s, NULL, 0),
                      KD_OK);
     for (int i = 0; i < 4; i++) /* adjusted row is (p - t + t) / p = 1; margin (1 - 0 + 1) / 2 */
         ck_assert(s[i] == 1.0);
-    ck_assert_int_eq(kd_cleanlab_get_label_quality_scores(4, 1, p, 1, y, -100,
-                                                          KD_LABEL_SCORE_SELF_CONFIDENCE, 0, s,
-                                                          NULL, 0),
+    ck_assert_int_eq(kd_cleanlab_get_label_quality_scores(
+                         4, 1, p, 1, y, -100, KD_LABEL_SCORE_SELF_CONFIDENCE, 0, s, NULL, 0),
                      KD_OK);
     ck_assert(s[1] == (double)0.8f);
 }
@@ -907,9 +901,12 @@ END_TEST
 START_TEST(fixture_holds_the_adversarial_cases)
 {
     load_cases();
-    static const char *const want[] = {"n1_c3",          "ties_grid_n16_c3",
-                                       "uniform_n12_c4", "empty_classes_n80_c6",
-                                       "near_threshold_n6_c2", "unnormalized_n120_c3"};
+    static const char *const want[] = {"n1_c3",
+                                       "ties_grid_n16_c3",
+                                       "uniform_n12_c4",
+                                       "empty_classes_n80_c6",
+                                       "near_threshold_n6_c2",
+                                       "unnormalized_n120_c3"};
     for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
         int found = 0;
         for (int i = 0; i < g_ncases; i++)
@@ -1009,9 +1006,8 @@ START_TEST(issue_sets_equal_a_full_sort_with_ties_and_adversarial_orders)
                 p[i * c + j] = j == y[i] ? conf : (1.0f - conf) / 2;
         }
         int64_t want, num;
-        ck_assert_int_eq(kd_cleanlab_num_label_issues(n, c, p, c, y, -100,
-                                                      KD_CLEANLAB_OFF_DIAGONAL, NULL, &want, NULL,
-                                                      0),
+        ck_assert_int_eq(kd_cleanlab_num_label_issues(n, c, p, c, y, -100, KD_CLEANLAB_OFF_DIAGONAL,
+                                                      NULL, &want, NULL, 0),
                          KD_OK);
         ck_assert(want > 100 && want < n - 100);
         ck_assert_int_eq(kd_cleanlab_find_label_issues(n, c, p, c, y, -100,
@@ -1019,9 +1015,8 @@ START_TEST(issue_sets_equal_a_full_sort_with_ties_and_adversarial_orders)
                                                        1, -1, 0, mask, NULL, &num, NULL, 0),
                          KD_OK);
         ck_assert_int_eq(num, want);
-        ck_assert_int_eq(kd_cleanlab_get_label_quality_scores(n, c, p, c, y, -100,
-                                                              KD_LABEL_SCORE_SELF_CONFIDENCE, 0, s,
-                                                              NULL, 0),
+        ck_assert_int_eq(kd_cleanlab_get_label_quality_scores(
+                             n, c, p, c, y, -100, KD_LABEL_SCORE_SELF_CONFIDENCE, 0, s, NULL, 0),
                          KD_OK);
         for (int64_t i = 0; i < n; i++) {
             pairs[2 * i] = s[i];
@@ -1078,9 +1073,8 @@ START_TEST(selective_soft_labels_match_the_formula)
     uint8_t *sus = malloc((size_t)n);
     float *q = malloc((size_t)(n * c) * sizeof *q), *ref = malloc((size_t)(n * c) * sizeof *ref);
     int64_t num;
-    ck_assert_int_eq(kd_cleanlab_find_label_issues(n, c, in.p, in.ld, in.y, -100,
-                                                   KD_CLEANLAB_BOTH, 1.0, NULL, 1, -1, 0, sus,
-                                                   NULL, &num, NULL, 0),
+    ck_assert_int_eq(kd_cleanlab_find_label_issues(n, c, in.p, in.ld, in.y, -100, KD_CLEANLAB_BOTH,
+                                                   1.0, NULL, 1, -1, 0, sus, NULL, &num, NULL, 0),
                      KD_OK);
     ck_assert(num > 10);
     int changed_rows = 0;
@@ -1163,21 +1157,37 @@ START_TEST(selective_soft_labels_errors_write_nothing)
     struct {
         kd_status st;
         const char *word;
-    } want[8] = {{KD_ERR_INVALID_ARGUMENT, "mode"},    {KD_ERR_INVALID_ARGUMENT, "flags"},
-                 {KD_ERR_NULL_POINTER, "suspect"},     {KD_ERR_INVALID_ARGUMENT, "suspect"},
-                 {KD_ERR_INVALID_ARGUMENT, "suspect[1]"}, {KD_ERR_NULL_POINTER, "probs"},
+    } want[8] = {{KD_ERR_INVALID_ARGUMENT, "mode"},         {KD_ERR_INVALID_ARGUMENT, "flags"},
+                 {KD_ERR_NULL_POINTER, "suspect"},          {KD_ERR_INVALID_ARGUMENT, "suspect"},
+                 {KD_ERR_INVALID_ARGUMENT, "suspect[1]"},   {KD_ERR_NULL_POINTER, "probs"},
                  {KD_ERR_INVALID_ARGUMENT, "label_weight"}, {KD_ERR_NOT_FINITE, "probs"}};
     for (int k = 0; k < 8; k++) {
         kd_status st;
         switch (k) {
-        case 0: st = SEL(0.7f, 2, 0, p, NULL, q); break;
-        case 1: st = SEL(0.7f, 0, 4, p, NULL, q); break;
-        case 2: st = SEL(0.7f, 0, KD_SOFT_LABEL_SUSPECTS_ONLY, p, NULL, q); break;
-        case 3: st = SEL(0.7f, 0, 0, p, sus, q); break;
-        case 4: st = SEL(0.7f, 0, KD_SOFT_LABEL_SUSPECTS_ONLY, p, bad, q); break;
-        case 5: st = SEL(0.7f, 0, 0, NULL, NULL, q); break;
-        case 6: st = SEL(NAN, 0, 0, p, NULL, q); break;
-        default: st = SEL(0.7f, 1, 2, pn, NULL, q); break;
+        case 0:
+            st = SEL(0.7f, 2, 0, p, NULL, q);
+            break;
+        case 1:
+            st = SEL(0.7f, 0, 4, p, NULL, q);
+            break;
+        case 2:
+            st = SEL(0.7f, 0, KD_SOFT_LABEL_SUSPECTS_ONLY, p, NULL, q);
+            break;
+        case 3:
+            st = SEL(0.7f, 0, 0, p, sus, q);
+            break;
+        case 4:
+            st = SEL(0.7f, 0, KD_SOFT_LABEL_SUSPECTS_ONLY, p, bad, q);
+            break;
+        case 5:
+            st = SEL(0.7f, 0, 0, NULL, NULL, q);
+            break;
+        case 6:
+            st = SEL(NAN, 0, 0, p, NULL, q);
+            break;
+        default:
+            st = SEL(0.7f, 1, 2, pn, NULL, q);
+            break;
         }
         ck_assert_msg(st == want[k].st, "%d: status %d (%s)", k, (int)st, err);
         ck_assert_msg(strstr(err, "kd_soft_labels_selective") && strstr(err, want[k].word),

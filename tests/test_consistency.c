@@ -50,7 +50,9 @@ static kd_loss *make_loss(data *d, int logits, int dist)
 {
     kd_loss *h;
     ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_CONSISTENCY, C), KD_OK);
-    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, logits ? KD_INPUT_LOGITS : KD_INPUT_PROBABILITIES), KD_OK);
+    ck_assert_int_eq(
+        kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, logits ? KD_INPUT_LOGITS : KD_INPUT_PROBABILITIES),
+        KD_OK);
     ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_DISTANCE, dist), KD_OK);
     ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, d->a, LD), KD_OK);
     ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_TEACHER, d->b, LD), KD_OK);
@@ -73,8 +75,9 @@ START_TEST(every_distance_input_type_and_reduction_matches_reference)
                 ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, red), KD_OK);
                 ck_assert_int_eq(kd_loss_forward(h, N, loss), KD_OK);
                 if (red < 2)
-                    ck_assert_msg(kdt_close(loss[0], ref, 1e-5, 1e-6), "logits %d dist %d red %d: %g vs %g",
-                                  logits, dist, red, loss[0], ref);
+                    ck_assert_msg(kdt_close(loss[0], ref, 1e-5, 1e-6),
+                                  "logits %d dist %d red %d: %g vs %g", logits, dist, red, loss[0],
+                                  ref);
                 for (int i = 0; i < N; i++)
                     ck_assert(kdt_close(per[i], rper[i], 1e-5, 1e-6));
             }
@@ -109,12 +112,14 @@ START_TEST(gradients_to_both_inputs_match_finite_differences)
             double fd[N * C];
             fd_ctx f = {&d, logits, dist, 0};
             rst_fd_grad(fd_fn, &f, d.ad, N * C, 1e-7, fd);
-            ck_assert_msg(kdt_max_abs_diff(d.ga, LD, fd, N, C) < 1e-5, "first: logits %d dist %d: %g",
-                          logits, dist, kdt_max_abs_diff(d.ga, LD, fd, N, C));
+            ck_assert_msg(kdt_max_abs_diff(d.ga, LD, fd, N, C) < 1e-5,
+                          "first: logits %d dist %d: %g", logits, dist,
+                          kdt_max_abs_diff(d.ga, LD, fd, N, C));
             f.second = 1;
             rst_fd_grad(fd_fn, &f, d.bd, N * C, 1e-7, fd);
-            ck_assert_msg(kdt_max_abs_diff(d.gb, LD, fd, N, C) < 1e-5, "second: logits %d dist %d: %g",
-                          logits, dist, kdt_max_abs_diff(d.gb, LD, fd, N, C));
+            ck_assert_msg(kdt_max_abs_diff(d.gb, LD, fd, N, C) < 1e-5,
+                          "second: logits %d dist %d: %g", logits, dist,
+                          kdt_max_abs_diff(d.gb, LD, fd, N, C));
             /* NULL skips one gradient; backward scales by upstream */
             float gb1[N * LD], up = 3.0f;
             memcpy(gb1, d.gb, sizeof gb1);
@@ -189,7 +194,8 @@ START_TEST(edge_shapes_extreme_logits_and_zero_probabilities)
         kd_loss_set_int(h, KD_PARAM_DISTANCE, dist);
         ck_assert_int_eq(kd_loss_forward_backward(h, 1, &loss), KD_OK);
         double pd1[3] = {0.5, 0.5, 0}, pd2[3] = {0.25, 0.75, 0};
-        ck_assert(kdt_close(loss, rst_consistency(1, 3, pd1, pd2, 0, dist, NULL, 0, NULL), 1e-6, 1e-7));
+        ck_assert(
+            kdt_close(loss, rst_consistency(1, 3, pd1, pd2, 0, dist, NULL, 0, NULL), 1e-6, 1e-7));
         ck_assert(h1[2] == 0.0f && h2[2] == 0.0f);
     }
     ck_assert_int_eq(kd_loss_forward_backward(h, 0, &loss), KD_OK);
@@ -299,7 +305,8 @@ static void ref_grads(const double *a, const double *b, int64_t c, int logits, i
 START_TEST(simd_rows_of_every_length_match_reference_in_place_and_with_extreme_logits)
 {
     static const int lens[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 100, 129, 257, 1000};
-    static float a[LN * LMAX], b[LN * LMAX], ga[LN * LMAX], gb[LN * LMAX], ia[LN * LMAX], ib[LN * LMAX];
+    static float a[LN * LMAX], b[LN * LMAX], ga[LN * LMAX], gb[LN * LMAX], ia[LN * LMAX],
+        ib[LN * LMAX];
     static double ad[LN * LMAX], bd[LN * LMAX], r1[LMAX], r2[LMAX];
     kdt_rng rng;
     kdt_seed(&rng, 77);
@@ -326,7 +333,8 @@ START_TEST(simd_rows_of_every_length_match_reference_in_place_and_with_extreme_l
                 rst_to_double(b, c, LN, c, bd);
                 kd_loss *h;
                 ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_CONSISTENCY, c), KD_OK);
-                kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, logits ? KD_INPUT_LOGITS : KD_INPUT_PROBABILITIES);
+                kd_loss_set_int(h, KD_PARAM_INPUT_TYPE,
+                                logits ? KD_INPUT_LOGITS : KD_INPUT_PROBABILITIES);
                 kd_loss_set_int(h, KD_PARAM_DISTANCE, dist);
                 kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_SUM);
                 kd_loss_bind_matrix(h, KD_ARG_STUDENT, a, c);
@@ -335,18 +343,20 @@ START_TEST(simd_rows_of_every_length_match_reference_in_place_and_with_extreme_l
                 kd_loss_bind_output(h, KD_ARG_GRAD_TEACHER, gb, c);
                 float loss, loss2;
                 ck_assert_int_eq(kd_loss_forward_backward(h, LN, &loss), KD_OK);
-                const double ref = rst_consistency(LN, c, ad, bd, logits, dist, NULL, KD_REDUCTION_SUM, NULL);
-                ck_assert_msg(kdt_close(loss, ref, 1e-5, 1e-6), "c %d logits %d dist %d: %g vs %g", c,
-                              logits, dist, loss, ref);
+                const double ref =
+                    rst_consistency(LN, c, ad, bd, logits, dist, NULL, KD_REDUCTION_SUM, NULL);
+                ck_assert_msg(kdt_close(loss, ref, 1e-5, 1e-6), "c %d logits %d dist %d: %g vs %g",
+                              c, logits, dist, loss, ref);
                 for (int i = 0; i < LN; i++) {
                     ref_grads(ad + i * c, bd + i * c, c, logits, dist, r1, r2);
                     /* rows of +-1e4: log p of about -2e4 in float (ulp 2e-3), e.g. KL's
                      * g2 = p2 (log p2 - log p1 - D) of ~80 from differences of ~2e4 */
                     const double rt = logits && (i == 1 || i == 3) ? 1e-4 : 1e-5;
                     for (int j = 0; j < c; j++)
-                        ck_assert_msg(kdt_close(ga[i * c + j], r1[j], rt, 1e-6) && kdt_close(gb[i * c + j], r2[j], rt, 1e-6),
-                                      "c %d logits %d dist %d row %d j %d: %g/%g %g/%g", c, logits, dist,
-                                      i, j, ga[i * c + j], r1[j], gb[i * c + j], r2[j]);
+                        ck_assert_msg(kdt_close(ga[i * c + j], r1[j], rt, 1e-6) &&
+                                          kdt_close(gb[i * c + j], r2[j], rt, 1e-6),
+                                      "c %d logits %d dist %d row %d j %d: %g/%g %g/%g", c, logits,
+                                      dist, i, j, ga[i * c + j], r1[j], gb[i * c + j], r2[j]);
                 }
                 /* in place: the same bits */
                 memcpy(ia, a, sizeof(float) * (size_t)LN * c);

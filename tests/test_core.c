@@ -35,7 +35,8 @@ START_TEST(create_rejects_bad_arguments)
     ck_assert_int_eq(kd_loss_create(&h, 0, 10), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_create(&h, 999, 10), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, 0), KD_ERR_INVALID_ARGUMENT);
-    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, (int64_t)1 << 40), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, (int64_t)1 << 40),
+                     KD_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_eq(h, (kd_loss *)0x1); /* untouched on error */
     kd_loss_destroy(NULL);
     ck_assert_str_eq(kd_loss_last_error(NULL), "invalid handle (NULL)");
@@ -71,7 +72,8 @@ START_TEST(parameters_validate_at_set_time)
     ck_assert_int_eq(kd_loss_get_int(h, KD_PARAM_REDUCTION, NULL), KD_ERR_NULL_POINTER);
     double lo, hi;
     int32_t open;
-    ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_KL_DISTILL, KD_PARAM_TEMPERATURE, &lo, &hi, &open), KD_OK);
+    ck_assert_int_eq(
+        kd_loss_param_bounds(KD_LOSS_KL_DISTILL, KD_PARAM_TEMPERATURE, &lo, &hi, &open), KD_OK);
     ck_assert(lo == 1e-6 && open == 0 && hi > 1.0); /* T >= 1e-6 (issue 16) */
     ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_LOGIT_MSE, KD_PARAM_TEMPERATURE, &lo, &hi, &open),
                      KD_ERR_UNSUPPORTED);

@@ -55,7 +55,7 @@ START_TEST(hard_label_value_is_log_sum_exp_minus_true_logit)
     kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, 2);
     ck_assert_int_eq(kd_loss_forward_backward(h, 1, &loss), KD_OK);
     ck_assert(kdt_close(loss, -log(0.75), 1e-6, 1e-7));
-    ck_assert(kdt_close(g[0], 0.25, 1e-6, 1e-7));  /* softmax - onehot */
+    ck_assert(kdt_close(g[0], 0.25, 1e-6, 1e-7)); /* softmax - onehot */
     ck_assert(kdt_close(g[1], -0.25, 1e-6, 1e-7));
     kd_loss_destroy(h);
 }
@@ -463,11 +463,12 @@ START_TEST(minus_inf_student_under_a_zero_target_adds_nothing)
                 kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0);
                 ck_assert_int_eq(kd_loss_forward_backward(h, N, &loss), KD_OK);
                 const float *gg = in_place ? sc : g;
-                ck_assert_msg(kdt_close(loss, mean, 1e-5, 1e-6), "c %ld lw1 %d in place %d: loss %g / %g",
-                              (long)c, lw1, in_place, loss, mean);
+                ck_assert_msg(kdt_close(loss, mean, 1e-5, 1e-6),
+                              "c %ld lw1 %d in place %d: loss %g / %g", (long)c, lw1, in_place,
+                              loss, mean);
                 for (int i = 0; i < N; i++)
-                    ck_assert_msg(kdt_close(per[i], ref[i], 1e-5, 1e-6), "c %ld row %d: %g / %g", (long)c,
-                                  i, per[i], ref[i]);
+                    ck_assert_msg(kdt_close(per[i], ref[i], 1e-5, 1e-6), "c %ld row %d: %g / %g",
+                                  (long)c, i, per[i], ref[i]);
                 for (size_t j = 0; j < nc; j++)
                     ck_assert_msg(fabs(gg[j] - gr[j] / N) < 1e-6, "c %ld lw1 %d: g[%zu] = %g / %g",
                                   (long)c, lw1, j, gg[j], gr[j] / N);
@@ -546,7 +547,8 @@ START_TEST(confident_rows_keep_the_gradient_at_the_argmax_and_the_small_loss)
                 const float *tt = what == 1 ? t : NULL;
                 long double rl[N], rg[N * CMAX];
                 for (int i = 0; i < N; i++)
-                    confident_reference(s + i * c, tt ? tt + i * c : NULL, y[i], c, &rl[i], rg + i * c);
+                    confident_reference(s + i * c, tt ? tt + i * c : NULL, y[i], c, &rl[i],
+                                        rg + i * c);
                 float *gb = in_place ? s : g;
                 float s0[N * CMAX];
                 memcpy(s0, s, sizeof s0);
@@ -572,9 +574,10 @@ START_TEST(confident_rows_keep_the_gradient_at_the_argmax_and_the_small_loss)
                                   (long long)c, what, in_place, i, per[i], rl[i]);
                     for (int64_t j = 0; j < c; j++) {
                         const long double e = rg[i * c + j];
-                        ck_assert_msg(fabsl(gb[i * c + j] - e) <= 1e-5L * fabsl(e) + 1e-12L,
-                                      "C %lld kind %d in place %d row %d: g[%lld] = %.9g, reference %.12Lg",
-                                      (long long)c, what, in_place, i, (long long)j, gb[i * c + j], e);
+                        ck_assert_msg(
+                            fabsl(gb[i * c + j] - e) <= 1e-5L * fabsl(e) + 1e-12L,
+                            "C %lld kind %d in place %d row %d: g[%lld] = %.9g, reference %.12Lg",
+                            (long long)c, what, in_place, i, (long long)j, gb[i * c + j], e);
                     }
                     cases++;
                 }

@@ -758,7 +758,7 @@ START_TEST(file_layout_matches_the_documentation)
     ck_assert_uint_eq(le32(meta + 0), k);
     ck_assert_uint_eq(le32(meta + 4), KD_EMA_WARMUP_TF);
     ck_assert_uint_eq(le64(meta + 8), 3); /* step */
-    uint64_t bits = le64(meta + 16); /* version 2: the decay as f64 */
+    uint64_t bits = le64(meta + 16);      /* version 2: the decay as f64 */
     double decay;
     memcpy(&decay, &bits, 8);
     ck_assert_double_eq(decay, (double)0.9f);

@@ -235,7 +235,10 @@ static long file_size(const char *p)
 }
 
 /* Negative offsets count from the end of the file. */
-static void truncate_file(const char *p, long by) { ck_assert_int_eq(truncate(p, file_size(p) + by), 0); }
+static void truncate_file(const char *p, long by)
+{
+    ck_assert_int_eq(truncate(p, file_size(p) + by), 0);
+}
 
 static void patch(const char *p, long off, const void *bytes, size_t n)
 {
@@ -265,8 +268,8 @@ static void flip(const char *p, long off)
 }
 
 /* kd_linear_kl_distill over the bound teacher, all gradients skipped. */
-#define LINEAR(h, n, hidden, weight, loss)                                                       \
-    kd_linear_kl_distill(h, n, DH, hidden, DH, weight, DH, NULL, 0, NULL, 0, NULL, 0, NULL, 0,   \
+#define LINEAR(h, n, hidden, weight, loss)                                                         \
+    kd_linear_kl_distill(h, n, DH, hidden, DH, weight, DH, NULL, 0, NULL, 0, NULL, 0, NULL, 0,     \
                          loss, NULL, 0, NULL, 0, NULL)
 
 /* ---- observable state of the live handles --------------------------------- */
@@ -320,7 +323,8 @@ static bytes state(void)
         free(pred);
         kd_flexmatch_get_float(live_fm[k], KD_FLEXMATCH_PARAM_THRESHOLD, &tau);
         add(&b, &tau, sizeof tau);
-        for (kd_flexmatch_param p = KD_FLEXMATCH_PARAM_MAPPING; p <= KD_FLEXMATCH_PARAM_NON_STRICT; p++) {
+        for (kd_flexmatch_param p = KD_FLEXMATCH_PARAM_MAPPING; p <= KD_FLEXMATCH_PARAM_NON_STRICT;
+             p++) {
             kd_flexmatch_get_int(live_fm[k], p, &v);
             add(&b, &v, sizeof v);
         }
@@ -333,7 +337,8 @@ static bytes state(void)
         add(&b, pred, sizeof pred);
         kd_threshold_get_float(live_th[k], KD_THRESHOLD_PARAM_THRESHOLD, &tau);
         add(&b, &tau, sizeof tau);
-        for (kd_threshold_param p = KD_THRESHOLD_PARAM_MAPPING; p <= KD_THRESHOLD_PARAM_NON_STRICT; p++) {
+        for (kd_threshold_param p = KD_THRESHOLD_PARAM_MAPPING; p <= KD_THRESHOLD_PARAM_NON_STRICT;
+             p++) {
             kd_threshold_get_int(live_th[k], p, &v);
             add(&b, &v, sizeof v);
         }
@@ -356,8 +361,8 @@ static void before_call(void)
 static kd_status after_call(kd_status st)
 {
     bytes now = state();
-    int handle_same = now.n == state_before.n &&
-                      (now.n == 0 || memcmp(now.p, state_before.p, now.n) == 0);
+    int handle_same =
+        now.n == state_before.n && (now.n == 0 || memcmp(now.p, state_before.p, now.n) == 0);
     free(now.p);
     free(state_before.p);
     state_before.p = NULL;
@@ -370,11 +375,11 @@ static kd_status after_call(kd_status st)
     return st;
 }
 
-#define CALL(expr)                                                                                \
-    do {                                                                                          \
-        before_call();                                                                            \
-        kd_status st_ = (expr);                                                                   \
-        return after_call(st_);                                                                   \
+#define CALL(expr)                                                                                 \
+    do {                                                                                           \
+        before_call();                                                                             \
+        kd_status st_ = (expr);                                                                    \
+        return after_call(st_);                                                                    \
     } while (0)
 
 /* ---- the rows --------------------------------------------------------------- */
@@ -388,7 +393,10 @@ static kd_status thr4(void)
     CALL(kd_threshold_create(&OUT_TH, KD_THRESHOLD_FLEXMATCH, FM_N, KD_THRESHOLD_MAX_CLASSES + 1));
 }
 static kd_status thr5(void) { CALL(kd_threshold_reset(NULL)); }
-static kd_status thr6(void) { CALL(kd_threshold_set_float(NULL, KD_THRESHOLD_PARAM_THRESHOLD, 0.5)); }
+static kd_status thr6(void)
+{
+    CALL(kd_threshold_set_float(NULL, KD_THRESHOLD_PARAM_THRESHOLD, 0.5));
+}
 static kd_status thr7(void)
 {
     kd_threshold *t = th();
@@ -647,30 +655,18 @@ typedef struct {
     kd_status (*run)(void);
 } row;
 
-static kd_status row000(void)
-{
-    CALL(kd_loss_create(NULL, KD_LOSS_KL_DISTILL, C));
-}
+static kd_status row000(void) { CALL(kd_loss_create(NULL, KD_LOSS_KL_DISTILL, C)); }
 
-static kd_status row001(void)
-{
-    CALL(kd_loss_create(&OUT_LOSS, 4, C));
-}
+static kd_status row001(void) { CALL(kd_loss_create(&OUT_LOSS, 4, C)); }
 
-static kd_status row002(void)
-{
-    CALL(kd_loss_create(&OUT_LOSS, KD_LOSS_KL_DISTILL, 0));
-}
+static kd_status row002(void) { CALL(kd_loss_create(&OUT_LOSS, KD_LOSS_KL_DISTILL, 0)); }
 
 static kd_status row003(void)
 {
     CALL(kd_loss_create(&OUT_LOSS, KD_LOSS_KL_DISTILL, (int64_t)1 << 31));
 }
 
-static kd_status row004(void)
-{
-    CALL(kd_loss_set_int(NULL, KD_PARAM_REDUCTION, 0));
-}
+static kd_status row004(void) { CALL(kd_loss_set_int(NULL, KD_PARAM_REDUCTION, 0)); }
 
 static kd_status row005(void)
 {
@@ -732,10 +728,7 @@ static kd_status row014(void)
     CALL(kd_loss_set_int(h, KD_PARAM_UNLABELED_ROWS, -2));
 }
 
-static kd_status row015(void)
-{
-    CALL(kd_loss_set_float(NULL, KD_PARAM_TEMPERATURE, 2.0));
-}
+static kd_status row015(void) { CALL(kd_loss_set_float(NULL, KD_PARAM_TEMPERATURE, 2.0)); }
 
 static kd_status row016(void)
 {
@@ -791,10 +784,7 @@ static kd_status row022(void)
     CALL(kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.5));
 }
 
-static kd_status row023(void)
-{
-    CALL(kd_loss_get_int(NULL, KD_PARAM_REDUCTION, &B.i64));
-}
+static kd_status row023(void) { CALL(kd_loss_get_int(NULL, KD_PARAM_REDUCTION, &B.i64)); }
 
 static kd_status row024(void)
 {
@@ -830,10 +820,7 @@ static kd_status row029(void)
     CALL(kd_loss_param_bounds(KD_LOSS_MCC, KD_PARAM_ALPHA, &B.f64, &B.f64b, &B.i32));
 }
 
-static kd_status row030(void)
-{
-    CALL(kd_loss_bind_matrix(NULL, KD_ARG_STUDENT, B.student, LD));
-}
+static kd_status row030(void) { CALL(kd_loss_bind_matrix(NULL, KD_ARG_STUDENT, B.student, LD)); }
 
 static kd_status row031(void)
 {
@@ -917,10 +904,7 @@ static kd_status row041(void)
     CALL(kd_loss_bind_teachers(h, 1, t, l, NULL));
 }
 
-static kd_status row042(void)
-{
-    CALL(kd_loss_bind_labels(NULL, B.labels));
-}
+static kd_status row042(void) { CALL(kd_loss_bind_labels(NULL, B.labels)); }
 
 static kd_status row043(void)
 {
@@ -928,10 +912,7 @@ static kd_status row043(void)
     CALL(kd_loss_bind_labels(h, B.labels));
 }
 
-static kd_status row044(void)
-{
-    CALL(kd_loss_bind_weights(NULL, B.weights));
-}
+static kd_status row044(void) { CALL(kd_loss_bind_weights(NULL, B.weights)); }
 
 static kd_status row045(void)
 {
@@ -939,10 +920,7 @@ static kd_status row045(void)
     CALL(kd_loss_bind_weights(h, B.weights));
 }
 
-static kd_status row046(void)
-{
-    CALL(kd_loss_bind_vector(NULL, KD_ARG_WEIGHTS, B.weights));
-}
+static kd_status row046(void) { CALL(kd_loss_bind_vector(NULL, KD_ARG_WEIGHTS, B.weights)); }
 
 static kd_status row047(void)
 {
@@ -961,10 +939,7 @@ static kd_status row049(void)
     CALL(kd_loss_bind_output_labels(h, KD_ARG_PSEUDO_LABELS, B.plabels));
 }
 
-static kd_status row050(void)
-{
-    CALL(kd_loss_bind_output(NULL, KD_ARG_GRAD_STUDENT, B.grad, LD));
-}
+static kd_status row050(void) { CALL(kd_loss_bind_output(NULL, KD_ARG_GRAD_STUDENT, B.grad, LD)); }
 
 static kd_status row051(void)
 {
@@ -1078,15 +1053,9 @@ static kd_status row102(void)
     CALL(LINEAR(h, -1, B.hidden, B.weight, B.loss));
 }
 
-static kd_status row103(void)
-{
-    CALL(kd_ema_create(NULL, 2, ARRAYS, LENGTHS, NULL));
-}
+static kd_status row103(void) { CALL(kd_ema_create(NULL, 2, ARRAYS, LENGTHS, NULL)); }
 
-static kd_status row104(void)
-{
-    CALL(kd_ema_create(&OUT_EMA, 2, NULL, LENGTHS, NULL));
-}
+static kd_status row104(void) { CALL(kd_ema_create(&OUT_EMA, 2, NULL, LENGTHS, NULL)); }
 
 static kd_status row105(void)
 {
@@ -1094,10 +1063,7 @@ static kd_status row105(void)
     CALL(kd_ema_create(&OUT_EMA, 2, a, LENGTHS, NULL));
 }
 
-static kd_status row106(void)
-{
-    CALL(kd_ema_create(&OUT_EMA, 0, ARRAYS, LENGTHS, NULL));
-}
+static kd_status row106(void) { CALL(kd_ema_create(&OUT_EMA, 0, ARRAYS, LENGTHS, NULL)); }
 
 static kd_status row107(void)
 {
@@ -1117,20 +1083,11 @@ static kd_status row109(void)
     CALL(kd_ema_create(&OUT_EMA, 2, ARRAYS, l, NULL));
 }
 
-static kd_status row110(void)
-{
-    CALL(kd_ema_create_flat(&OUT_EMA, NULL, 3));
-}
+static kd_status row110(void) { CALL(kd_ema_create_flat(&OUT_EMA, NULL, 3)); }
 
-static kd_status row111(void)
-{
-    CALL(kd_ema_create_flat(&OUT_EMA, B.p0, -3));
-}
+static kd_status row111(void) { CALL(kd_ema_create_flat(&OUT_EMA, B.p0, -3)); }
 
-static kd_status row112(void)
-{
-    CALL(kd_ema_set_float(NULL, KD_EMA_PARAM_DECAY, 0.5f));
-}
+static kd_status row112(void) { CALL(kd_ema_set_float(NULL, KD_EMA_PARAM_DECAY, 0.5f)); }
 
 static kd_status row113(void)
 {
@@ -1144,10 +1101,7 @@ static kd_status row114(void)
     CALL(kd_ema_set_float(e, KD_EMA_PARAM_WARMUP, 1.0f));
 }
 
-static kd_status row115(void)
-{
-    CALL(kd_ema_set_int(NULL, KD_EMA_PARAM_WARMUP, 1));
-}
+static kd_status row115(void) { CALL(kd_ema_set_int(NULL, KD_EMA_PARAM_WARMUP, 1)); }
 
 static kd_status row116(void)
 {
@@ -1179,10 +1133,7 @@ static kd_status row120(void)
     CALL(kd_ema_get_float(e, 99, &B.f64));
 }
 
-static kd_status row121(void)
-{
-    CALL(kd_ema_get_int(NULL, KD_EMA_PARAM_WARMUP, &B.i64));
-}
+static kd_status row121(void) { CALL(kd_ema_get_int(NULL, KD_EMA_PARAM_WARMUP, &B.i64)); }
 
 static kd_status row122(void)
 {
@@ -1190,15 +1141,9 @@ static kd_status row122(void)
     CALL(kd_ema_get_int(e, KD_EMA_PARAM_DECAY, &B.i64));
 }
 
-static kd_status row123(void)
-{
-    CALL(kd_ema_param_bounds(KD_EMA_PARAM_DECAY, &B.f64, NULL));
-}
+static kd_status row123(void) { CALL(kd_ema_param_bounds(KD_EMA_PARAM_DECAY, &B.f64, NULL)); }
 
-static kd_status row124(void)
-{
-    CALL(kd_ema_param_bounds(0, &B.f64, &B.f64b));
-}
+static kd_status row124(void) { CALL(kd_ema_param_bounds(0, &B.f64, &B.f64b)); }
 
 static kd_status row125(void)
 {
@@ -1242,10 +1187,7 @@ static kd_status row130(void)
     CALL(kd_ema_step(e, NULL));
 }
 
-static kd_status row131(void)
-{
-    CALL(kd_ema_next_decay(NULL, &B.f64));
-}
+static kd_status row131(void) { CALL(kd_ema_next_decay(NULL, &B.f64)); }
 
 static kd_status row132(void)
 {
@@ -1314,10 +1256,7 @@ static kd_status row141(void)
     CALL(kd_ema_swap_flat(e, NULL));
 }
 
-static kd_status row142(void)
-{
-    CALL(kd_ema_reset(NULL, ARRAYS));
-}
+static kd_status row142(void) { CALL(kd_ema_reset(NULL, ARRAYS)); }
 
 static kd_status row143(void)
 {
@@ -1399,25 +1338,16 @@ static kd_status row153(void)
     CALL(kd_ema_load(e, tmp_path("other.kdema")));
 }
 
-static kd_status row154(void)
-{
-    CALL(kd_flexmatch_create(NULL, 10, C));
-}
+static kd_status row154(void) { CALL(kd_flexmatch_create(NULL, 10, C)); }
 
 static kd_status row155(void)
 {
     CALL(kd_flexmatch_create(&OUT_FM, KD_FLEXMATCH_MAX_SAMPLES + 1, C));
 }
 
-static kd_status row156(void)
-{
-    CALL(kd_flexmatch_create(&OUT_FM, 10, 0));
-}
+static kd_status row156(void) { CALL(kd_flexmatch_create(&OUT_FM, 10, 0)); }
 
-static kd_status row157(void)
-{
-    CALL(kd_flexmatch_reset(NULL));
-}
+static kd_status row157(void) { CALL(kd_flexmatch_reset(NULL)); }
 
 static kd_status row158(void)
 {
@@ -1436,10 +1366,7 @@ static kd_status row160(void)
     CALL(kd_flexmatch_set_float(f, KD_FLEXMATCH_PARAM_MAPPING, 1.0f));
 }
 
-static kd_status row161(void)
-{
-    CALL(kd_flexmatch_set_int(NULL, KD_FLEXMATCH_PARAM_WARMUP, 1));
-}
+static kd_status row161(void) { CALL(kd_flexmatch_set_int(NULL, KD_FLEXMATCH_PARAM_WARMUP, 1)); }
 
 static kd_status row162(void)
 {
@@ -1531,15 +1458,9 @@ static kd_status row176(void)
     CALL(kd_flexmatch_thresholds(f, NULL));
 }
 
-static kd_status row177(void)
-{
-    CALL(kd_flexmatch_learning_effect(NULL, B.cthr));
-}
+static kd_status row177(void) { CALL(kd_flexmatch_learning_effect(NULL, B.cthr)); }
 
-static kd_status row178(void)
-{
-    CALL(kd_flexmatch_counts(NULL, B.sigma, &B.i64));
-}
+static kd_status row178(void) { CALL(kd_flexmatch_counts(NULL, B.sigma, &B.i64)); }
 
 static kd_status row179(void)
 {
@@ -1559,10 +1480,7 @@ static kd_status row181(void)
     CALL(kd_flexmatch_save(f, "/nonexistent-kdlib-dir/x.kdfm"));
 }
 
-static kd_status row182(void)
-{
-    CALL(kd_flexmatch_load(NULL, "x"));
-}
+static kd_status row182(void) { CALL(kd_flexmatch_load(NULL, "x")); }
 
 static kd_status row183(void)
 {
@@ -1610,187 +1528,220 @@ static kd_status row188(void)
 
 static kd_status row189(void)
 {
-    CALL(kd_select_pseudo_labels(N, C, NULL, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    CALL(kd_select_pseudo_labels(N, C, NULL, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask,
+                                 &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row190(void)
 {
-    CALL(kd_select_pseudo_labels(-1, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    CALL(kd_select_pseudo_labels(-1, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask,
+                                 &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row191(void)
 {
-    CALL(kd_select_pseudo_labels(N, 0, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    CALL(kd_select_pseudo_labels(N, 0, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask,
+                                 &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row192(void)
 {
-    CALL(kd_select_pseudo_labels(N, C, B.probs, C - 1, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    CALL(kd_select_pseudo_labels(N, C, B.probs, C - 1, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask,
+                                 &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row193(void)
 {
-    CALL(kd_select_pseudo_labels(INT64_MAX / 2, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    CALL(kd_select_pseudo_labels(INT64_MAX / 2, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels,
+                                 B.mask, &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row194(void)
 {
-    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 4, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 4, 0.5f, NULL, 0, B.conf, B.plabels, B.mask,
+                                 &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row195(void)
 {
-    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 1.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 1.5f, NULL, 0, B.conf, B.plabels, B.mask,
+                                 &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row196(void)
 {
     B.cthr[2] = -0.5f;
-    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, B.cthr, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, B.cthr, 0, B.conf, B.plabels, B.mask,
+                                 &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row197(void)
 {
-    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, NULL, -1, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, NULL, -1, B.conf, B.plabels, B.mask,
+                                 &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row198(void)
 {
     B.probs[LD + 1] = 1.5f;
-    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask,
+                                 &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row199(void)
 {
     B.probs[2 * LD] = NAN;
-    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    CALL(kd_select_pseudo_labels(N, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask,
+                                 &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row200(void)
 {
-    for (int j = 0;
-    j < C;
-    j++) B.student[LD + j] = -INFINITY;
-    CALL(kd_select_pseudo_labels(N, C, B.student, LD, KD_SELECT_LOGITS, 0.5f, NULL, 0, B.conf, B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
+    for (int j = 0; j < C; j++)
+        B.student[LD + j] = -INFINITY;
+    CALL(kd_select_pseudo_labels(N, C, B.student, LD, KD_SELECT_LOGITS, 0.5f, NULL, 0, B.conf,
+                                 B.plabels, B.mask, &B.i64, B.err, sizeof B.err));
 }
 
 static kd_status row201(void)
 {
-    CALL(kd_label_quality(N, C, B.probs, LD, NULL, -100, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+    CALL(kd_label_quality(N, C, B.probs, LD, NULL, -100, 0, B.scores, B.rank, &B.i64, B.err,
+                          sizeof B.err));
 }
 
 static kd_status row202(void)
 {
-    CALL(kd_label_quality(-2, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+    CALL(kd_label_quality(-2, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err,
+                          sizeof B.err));
 }
 
 static kd_status row203(void)
 {
-    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 3, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 3, B.scores, B.rank, &B.i64, B.err,
+                          sizeof B.err));
 }
 
 static kd_status row204(void)
 {
     B.labels[1] = C;
-    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err,
+                          sizeof B.err));
 }
 
 static kd_status row205(void)
 {
-    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, 1, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, 1, 0, B.scores, B.rank, &B.i64, B.err,
+                          sizeof B.err));
 }
 
 static kd_status row206(void)
 {
     B.probs[3] = -0.25f;
-    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err,
+                          sizeof B.err));
 }
 
 static kd_status row207(void)
 {
     B.probs[3] = INFINITY;
-    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err, sizeof B.err));
+    CALL(kd_label_quality(N, C, B.probs, LD, B.labels, -100, 0, B.scores, B.rank, &B.i64, B.err,
+                          sizeof B.err));
 }
 
 static kd_status row208(void)
 {
-    CALL(kd_find_label_issues(N, C, NULL, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+    CALL(kd_find_label_issues(N, C, NULL, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err,
+                              sizeof B.err));
 }
 
 static kd_status row209(void)
 {
-    CALL(kd_find_label_issues(-1, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+    CALL(kd_find_label_issues(-1, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64,
+                              B.err, sizeof B.err));
 }
 
 static kd_status row210(void)
 {
     B.labels[0] = 99;
-    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err,
+                              sizeof B.err));
 }
 
 static kd_status row211(void)
 {
-    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, 0, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, 0, B.cthr, B.cc, B.sus, &B.i64, B.err,
+                              sizeof B.err));
 }
 
 static kd_status row212(void)
 {
     B.probs[7] = 3.0f;
-    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err,
+                              sizeof B.err));
 }
 
 static kd_status row213(void)
 {
     B.probs[7] = NAN;
-    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err, sizeof B.err));
+    CALL(kd_find_label_issues(N, C, B.probs, LD, B.labels, -100, B.cthr, B.cc, B.sus, &B.i64, B.err,
+                              sizeof B.err));
 }
 
 static kd_status row214(void)
 {
-    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, NULL, LD, B.err, sizeof B.err));
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL,
+                        NULL, LD, B.err, sizeof B.err));
 }
 
 static kd_status row215(void)
 {
-    CALL(kd_soft_labels(-1, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, B.out, LD, B.err, sizeof B.err));
+    CALL(kd_soft_labels(-1, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL,
+                        B.out, LD, B.err, sizeof B.err));
 }
 
 static kd_status row216(void)
 {
-    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, 2, B.probs, LD, NULL, B.out, LD, B.err, sizeof B.err));
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, 2, B.probs, LD, NULL, B.out, LD, B.err,
+                        sizeof B.err));
 }
 
 static kd_status row217(void)
 {
-    CALL(kd_soft_labels(N, C, B.labels, -100, 1.5f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, B.out, LD, B.err, sizeof B.err));
+    CALL(kd_soft_labels(N, C, B.labels, -100, 1.5f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL,
+                        B.out, LD, B.err, sizeof B.err));
 }
 
 static kd_status row218(void)
 {
-    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, B.pred, B.out, LD, B.err, sizeof B.err));
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD,
+                        B.pred, B.out, LD, B.err, sizeof B.err));
 }
 
 static kd_status row219(void)
 {
     B.pred[2] = C;
-    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_ONEHOT, B.probs, LD, B.pred, B.out, LD, B.err, sizeof B.err));
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_ONEHOT, B.probs, LD, B.pred,
+                        B.out, LD, B.err, sizeof B.err));
 }
 
 static kd_status row220(void)
 {
     B.probs[LD + 1] = 1.25f;
-    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, B.out, LD, B.err, sizeof B.err));
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL,
+                        B.out, LD, B.err, sizeof B.err));
 }
 
 static kd_status row221(void)
 {
     B.probs[LD + 1] = NAN;
-    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, B.out, LD, B.err, sizeof B.err));
+    CALL(kd_soft_labels(N, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL,
+                        B.out, LD, B.err, sizeof B.err));
 }
 
 static kd_status row222(void)
 {
-    CALL(kd_soft_labels(N - 1, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD, NULL, B.probs + 1, LD, B.err, sizeof B.err));
+    CALL(kd_soft_labels(N - 1, C, B.labels, -100, 0.7f, KD_SOFT_LABEL_PROBABILITIES, B.probs, LD,
+                        NULL, B.probs + 1, LD, B.err, sizeof B.err));
 }
 
 static kd_status row223(void)
@@ -1846,8 +1797,8 @@ static kd_status row_finish_grad_over_stats(void)
 static kd_status row_linear_alias(void)
 {
     kd_loss *h = kl();
-    CALL(kd_linear_kl_distill(h, N, DH, B.hidden, DH, B.weight, DH, NULL, 0, NULL, 0, NULL, 0,
-                              NULL, 0, B.loss, NULL, 0, B.weight + 1, DH, NULL));
+    CALL(kd_linear_kl_distill(h, N, DH, B.hidden, DH, B.weight, DH, NULL, 0, NULL, 0, NULL, 0, NULL,
+                              0, B.loss, NULL, 0, B.weight + 1, DH, NULL));
 }
 
 static kd_status row_linear_ld(void)
@@ -1902,14 +1853,25 @@ static kd_status row_ensemble_alias_lds(void)
 /* ---- issue 19: the cleanlab-compatible functions ---- */
 
 #define CLP B.probs, LD, B.labels, -100
-static kd_status cl_thr_null(void) { CALL(kd_cleanlab_confident_thresholds(N, C, CLP, NULL, B.err, sizeof B.err)); }
-static kd_status cl_thr_shape(void) { CALL(kd_cleanlab_confident_thresholds(N, C, B.probs, C - 1, B.labels, -100, B.cldbl, B.err, sizeof B.err)); }
+static kd_status cl_thr_null(void)
+{
+    CALL(kd_cleanlab_confident_thresholds(N, C, CLP, NULL, B.err, sizeof B.err));
+}
+static kd_status cl_thr_shape(void)
+{
+    CALL(kd_cleanlab_confident_thresholds(N, C, B.probs, C - 1, B.labels, -100, B.cldbl, B.err,
+                                          sizeof B.err));
+}
 static kd_status cl_thr_label(void)
 {
     B.labels[2] = C;
     CALL(kd_cleanlab_confident_thresholds(N, C, CLP, B.cldbl, B.err, sizeof B.err));
 }
-static kd_status cl_thr_ignore(void) { CALL(kd_cleanlab_confident_thresholds(N, C, B.probs, LD, B.labels, 0, B.cldbl, B.err, sizeof B.err)); }
+static kd_status cl_thr_ignore(void)
+{
+    CALL(kd_cleanlab_confident_thresholds(N, C, B.probs, LD, B.labels, 0, B.cldbl, B.err,
+                                          sizeof B.err));
+}
 static kd_status cl_thr_range(void)
 {
     B.probs[6] = 1.5f;
@@ -1920,32 +1882,89 @@ static kd_status cl_thr_nan(void)
     B.probs[6] = NAN;
     CALL(kd_cleanlab_confident_thresholds(N, C, CLP, B.cldbl, B.err, sizeof B.err));
 }
-static kd_status cl_thr_alias(void) { CALL(kd_cleanlab_confident_thresholds(N, C, CLP, (double *)(void *)B.probs, B.err, sizeof B.err)); }
-static kd_status cl_cj_null(void) { CALL(kd_cleanlab_confident_joint(N, C, NULL, LD, B.labels, -100, 0, B.clcj, B.sus, &B.i64, B.err, sizeof B.err)); }
-static kd_status cl_cj_flags(void) { CALL(kd_cleanlab_confident_joint(N, C, CLP, KD_CLEANLAB_CONVERGE, B.clcj, B.sus, &B.i64, B.err, sizeof B.err)); }
-static kd_status cl_cj_alias(void) { CALL(kd_cleanlab_confident_joint(N, C, CLP, 0, B.clcj, (uint8_t *)(void *)B.labels, &B.i64, B.err, sizeof B.err)); }
-static kd_status cl_joint_null(void) { CALL(kd_cleanlab_estimate_joint(N, C, CLP, NULL, NULL, B.err, sizeof B.err)); }
+static kd_status cl_thr_alias(void)
+{
+    CALL(kd_cleanlab_confident_thresholds(N, C, CLP, (double *)(void *)B.probs, B.err,
+                                          sizeof B.err));
+}
+static kd_status cl_cj_null(void)
+{
+    CALL(kd_cleanlab_confident_joint(N, C, NULL, LD, B.labels, -100, 0, B.clcj, B.sus, &B.i64,
+                                     B.err, sizeof B.err));
+}
+static kd_status cl_cj_flags(void)
+{
+    CALL(kd_cleanlab_confident_joint(N, C, CLP, KD_CLEANLAB_CONVERGE, B.clcj, B.sus, &B.i64, B.err,
+                                     sizeof B.err));
+}
+static kd_status cl_cj_alias(void)
+{
+    CALL(kd_cleanlab_confident_joint(N, C, CLP, 0, B.clcj, (uint8_t *)(void *)B.labels, &B.i64,
+                                     B.err, sizeof B.err));
+}
+static kd_status cl_joint_null(void)
+{
+    CALL(kd_cleanlab_estimate_joint(N, C, CLP, NULL, NULL, B.err, sizeof B.err));
+}
 static kd_status cl_joint_negative(void)
 {
     for (int k = 0; k < C * C; k++)
         B.clcj[k] = k == 5 ? -1 : 1;
     CALL(kd_cleanlab_estimate_joint(N, C, CLP, B.clcj, B.cldbl, B.err, sizeof B.err));
 }
-static kd_status cl_joint_alias(void) { CALL(kd_cleanlab_estimate_joint(N, C, CLP, B.clcj, (double *)(void *)(B.clcj + 1), B.err, sizeof B.err)); }
-static kd_status cl_py_shape(void) { CALL(kd_cleanlab_estimate_py_and_noise_matrices(-1, C, CLP, 3, B.stats, B.cldbl, NULL, NULL, B.err, sizeof B.err)); }
-static kd_status cl_py_flags(void) { CALL(kd_cleanlab_estimate_py_and_noise_matrices(N, C, CLP, 4, B.stats, B.cldbl, NULL, NULL, B.err, sizeof B.err)); }
-static kd_status cl_py_alias(void) { CALL(kd_cleanlab_estimate_py_and_noise_matrices(N, C, CLP, 3, B.cldbl + 2, B.cldbl, NULL, NULL, B.err, sizeof B.err)); }
-static kd_status cl_num_null(void) { CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL, NULL, NULL, B.err, sizeof B.err)); }
-static kd_status cl_num_custom_null(void) { CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL_CUSTOM, NULL, &B.i64, B.err, sizeof B.err)); }
-static kd_status cl_num_method(void) { CALL(kd_cleanlab_num_label_issues(N, C, CLP, 3, NULL, &B.i64, B.err, sizeof B.err)); }
-static kd_status cl_num_joint_unused(void) { CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL, B.clcj, &B.i64, B.err, sizeof B.err)); }
+static kd_status cl_joint_alias(void)
+{
+    CALL(kd_cleanlab_estimate_joint(N, C, CLP, B.clcj, (double *)(void *)(B.clcj + 1), B.err,
+                                    sizeof B.err));
+}
+static kd_status cl_py_shape(void)
+{
+    CALL(kd_cleanlab_estimate_py_and_noise_matrices(-1, C, CLP, 3, B.stats, B.cldbl, NULL, NULL,
+                                                    B.err, sizeof B.err));
+}
+static kd_status cl_py_flags(void)
+{
+    CALL(kd_cleanlab_estimate_py_and_noise_matrices(N, C, CLP, 4, B.stats, B.cldbl, NULL, NULL,
+                                                    B.err, sizeof B.err));
+}
+static kd_status cl_py_alias(void)
+{
+    CALL(kd_cleanlab_estimate_py_and_noise_matrices(N, C, CLP, 3, B.cldbl + 2, B.cldbl, NULL, NULL,
+                                                    B.err, sizeof B.err));
+}
+static kd_status cl_num_null(void)
+{
+    CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL, NULL, NULL, B.err,
+                                      sizeof B.err));
+}
+static kd_status cl_num_custom_null(void)
+{
+    CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL_CUSTOM, NULL, &B.i64,
+                                      B.err, sizeof B.err));
+}
+static kd_status cl_num_method(void)
+{
+    CALL(kd_cleanlab_num_label_issues(N, C, CLP, 3, NULL, &B.i64, B.err, sizeof B.err));
+}
+static kd_status cl_num_joint_unused(void)
+{
+    CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL, B.clcj, &B.i64, B.err,
+                                      sizeof B.err));
+}
 static kd_status cl_num_inf(void)
 {
     B.probs[1] = INFINITY;
-    CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL, NULL, &B.i64, B.err, sizeof B.err));
+    CALL(kd_cleanlab_num_label_issues(N, C, CLP, KD_CLEANLAB_OFF_DIAGONAL, NULL, &B.i64, B.err,
+                                      sizeof B.err));
 }
-#define CLF(f_, fr_, ntr_, mn_, rk_, adj_) kd_cleanlab_find_label_issues(N, C, CLP, f_, fr_, ntr_, mn_, rk_, adj_, B.sus, B.rank, &B.i64, B.err, sizeof B.err)
-static kd_status cl_find_null(void) { CALL(kd_cleanlab_find_label_issues(N, C, B.probs, LD, NULL, -100, 0, 1.0, NULL, 1, -1, 0, B.sus, B.rank, &B.i64, B.err, sizeof B.err)); }
+#define CLF(f_, fr_, ntr_, mn_, rk_, adj_)                                                         \
+    kd_cleanlab_find_label_issues(N, C, CLP, f_, fr_, ntr_, mn_, rk_, adj_, B.sus, B.rank, &B.i64, \
+                                  B.err, sizeof B.err)
+static kd_status cl_find_null(void)
+{
+    CALL(kd_cleanlab_find_label_issues(N, C, B.probs, LD, NULL, -100, 0, 1.0, NULL, 1, -1, 0, B.sus,
+                                       B.rank, &B.i64, B.err, sizeof B.err));
+}
 static kd_status cl_find_filter(void) { CALL(CLF(7, 1.0, NULL, 1, -1, 0)); }
 static kd_status cl_find_frac(void) { CALL(CLF(0, 1.5, NULL, 1, -1, 0)); }
 static kd_status cl_find_min(void) { CALL(CLF(0, 1.0, NULL, -1, -1, 0)); }
@@ -1961,18 +1980,49 @@ static kd_status cl_find_ntr_filter(void)
     CALL(CLF(KD_CLEANLAB_CONFIDENT_LEARNING, 1.0, B.sigma, 1, -1, 0));
 }
 static kd_status cl_find_rank(void) { CALL(CLF(0, 1.0, NULL, 1, KD_LABEL_SCORE_MARGIN, 0)); }
-static kd_status cl_find_adjust(void) { CALL(CLF(0, 1.0, NULL, 1, KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY, 1)); }
-static kd_status cl_find_alias(void) { CALL(kd_cleanlab_find_label_issues(N, C, CLP, 0, 1.0, NULL, 1, 0, 0, B.sus, B.rank, B.rank + 2, B.err, sizeof B.err)); }
-static kd_status cl_scores_null(void) { CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, 0, 0, NULL, B.err, sizeof B.err)); }
-static kd_status cl_scores_method(void) { CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, KD_LABEL_SCORE_MARGIN, 0, B.cldbl, B.err, sizeof B.err)); }
-static kd_status cl_scores_adjust(void) { CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, 0, 2, B.cldbl, B.err, sizeof B.err)); }
-static kd_status cl_scores_entropy_c1(void) { CALL(kd_cleanlab_get_label_quality_scores(N, 1, CLP, KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY, 0, B.cldbl, B.err, sizeof B.err)); }
-static kd_status cl_scores_alias(void) { CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, 0, 0, (double *)(void *)B.labels, B.err, sizeof B.err)); }
+static kd_status cl_find_adjust(void)
+{
+    CALL(CLF(0, 1.0, NULL, 1, KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY, 1));
+}
+static kd_status cl_find_alias(void)
+{
+    CALL(kd_cleanlab_find_label_issues(N, C, CLP, 0, 1.0, NULL, 1, 0, 0, B.sus, B.rank, B.rank + 2,
+                                       B.err, sizeof B.err));
+}
+static kd_status cl_scores_null(void)
+{
+    CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, 0, 0, NULL, B.err, sizeof B.err));
+}
+static kd_status cl_scores_method(void)
+{
+    CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, KD_LABEL_SCORE_MARGIN, 0, B.cldbl, B.err,
+                                              sizeof B.err));
+}
+static kd_status cl_scores_adjust(void)
+{
+    CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, 0, 2, B.cldbl, B.err, sizeof B.err));
+}
+static kd_status cl_scores_entropy_c1(void)
+{
+    CALL(kd_cleanlab_get_label_quality_scores(N, 1, CLP, KD_LABEL_SCORE_CONFIDENCE_WEIGHTED_ENTROPY,
+                                              0, B.cldbl, B.err, sizeof B.err));
+}
+static kd_status cl_scores_alias(void)
+{
+    CALL(kd_cleanlab_get_label_quality_scores(N, C, CLP, 0, 0, (double *)(void *)B.labels, B.err,
+                                              sizeof B.err));
+}
 #undef CLF
 #undef CLP
-#define SELP(fl_, sus_, w_) kd_soft_labels_selective(N, C, B.labels, -100, w_, KD_SOFT_LABEL_PROBABILITIES, fl_, B.probs, LD, sus_, B.out, LD, B.err, sizeof B.err)
+#define SELP(fl_, sus_, w_)                                                                        \
+    kd_soft_labels_selective(N, C, B.labels, -100, w_, KD_SOFT_LABEL_PROBABILITIES, fl_, B.probs,  \
+                             LD, sus_, B.out, LD, B.err, sizeof B.err)
 static kd_status sel_null(void) { CALL(SELP(KD_SOFT_LABEL_SUSPECTS_ONLY, NULL, 0.7f)); }
-static kd_status sel_shape(void) { CALL(kd_soft_labels_selective(N, C, B.labels, -100, 0.7f, 0, 0, B.probs, C - 1, NULL, B.out, LD, B.err, sizeof B.err)); }
+static kd_status sel_shape(void)
+{
+    CALL(kd_soft_labels_selective(N, C, B.labels, -100, 0.7f, 0, 0, B.probs, C - 1, NULL, B.out, LD,
+                                  B.err, sizeof B.err));
+}
 static kd_status sel_flags(void) { CALL(SELP(4, NULL, 0.7f)); }
 static kd_status sel_suspect_unused(void) { CALL(SELP(0, B.sus, 0.7f)); }
 static kd_status sel_suspect_byte(void)
@@ -1992,7 +2042,9 @@ static kd_status sel_alias(void)
 {
     for (int i = 0; i < N; i++)
         B.sus[i] = 0;
-    CALL(kd_soft_labels_selective(N, C, B.labels, -100, 0.7f, 1, KD_SOFT_LABEL_SUSPECTS_ONLY, B.probs, LD, B.sus, (float *)(void *)B.sus, LD, B.err, sizeof B.err));
+    CALL(kd_soft_labels_selective(N, C, B.labels, -100, 0.7f, 1, KD_SOFT_LABEL_SUSPECTS_ONLY,
+                                  B.probs, LD, B.sus, (float *)(void *)B.sus, LD, B.err,
+                                  sizeof B.err));
 }
 #undef SELP
 
@@ -2006,35 +2058,46 @@ static const row ROWS[] = {
     {"kd_loss_set_int", "h is NULL", ST(KD_ERR_NULL_POINTER), row004},
     {"kd_loss_set_int", "unknown parameter", ST(KD_ERR_UNSUPPORTED), row005},
     {"kd_loss_set_int", "a real parameter (TEMPERATURE)", ST(KD_ERR_UNSUPPORTED), row006},
-    {"kd_loss_set_int", "a read-only parameter (NUM_CLASSES, KIND)", ST(KD_ERR_UNSUPPORTED), row007},
-    {"kd_loss_set_int", "a parameter of another kind (THRESHOLD_MODE on KL)", ST(KD_ERR_UNSUPPORTED), row008},
-    {"kd_loss_set_int", "enum value out of range (REDUCTION = 3)", ST(KD_ERR_INVALID_ARGUMENT), row009},
-    {"kd_loss_set_int", "a reduction the kind lacks (NONE on MCC)", ST(KD_ERR_INVALID_ARGUMENT), row010},
+    {"kd_loss_set_int", "a read-only parameter (NUM_CLASSES, KIND)", ST(KD_ERR_UNSUPPORTED),
+     row007},
+    {"kd_loss_set_int", "a parameter of another kind (THRESHOLD_MODE on KL)",
+     ST(KD_ERR_UNSUPPORTED), row008},
+    {"kd_loss_set_int", "enum value out of range (REDUCTION = 3)", ST(KD_ERR_INVALID_ARGUMENT),
+     row009},
+    {"kd_loss_set_int", "a reduction the kind lacks (NONE on MCC)", ST(KD_ERR_INVALID_ARGUMENT),
+     row010},
     {"kd_loss_set_int", "THREADS < 0 or > 4096", ST(KD_ERR_INVALID_ARGUMENT), row011},
     {"kd_loss_set_int", "IGNORE_INDEX outside int32", ST(KD_ERR_INVALID_ARGUMENT), row012},
     {"kd_loss_set_int", "a 0/1 flag set to 2 (CHECK_FINITE)", ST(KD_ERR_INVALID_ARGUMENT), row013},
     {"kd_loss_set_int", "UNLABELED_ROWS < -1", ST(KD_ERR_INVALID_ARGUMENT), row014},
     {"kd_loss_set_float", "h is NULL", ST(KD_ERR_NULL_POINTER), row015},
     {"kd_loss_set_float", "TEMPERATURE <= 0", ST(KD_ERR_INVALID_ARGUMENT), row016},
-    {"kd_loss_set_float", "TEMPERATURE below the minimum 1e-6 (1e-7 on KL)", ST(KD_ERR_INVALID_ARGUMENT), row016a},
-    {"kd_loss_set_float", "TEMPERATURE 1e-40, where 1/T overflows float (MCC)", ST(KD_ERR_INVALID_ARGUMENT), row016b},
+    {"kd_loss_set_float", "TEMPERATURE below the minimum 1e-6 (1e-7 on KL)",
+     ST(KD_ERR_INVALID_ARGUMENT), row016a},
+    {"kd_loss_set_float", "TEMPERATURE 1e-40, where 1/T overflows float (MCC)",
+     ST(KD_ERR_INVALID_ARGUMENT), row016b},
     {"kd_loss_set_float", "NaN", ST(KD_ERR_INVALID_ARGUMENT), row017},
     {"kd_loss_set_float", "+Inf (SOFT_WEIGHT)", ST(KD_ERR_INVALID_ARGUMENT), row018},
-    {"kd_loss_set_float", "a value in [0,1] outside it (ALPHA = 1.5)", ST(KD_ERR_INVALID_ARGUMENT), row019},
+    {"kd_loss_set_float", "a value in [0,1] outside it (ALPHA = 1.5)", ST(KD_ERR_INVALID_ARGUMENT),
+     row019},
     {"kd_loss_set_float", "THRESHOLD outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row020},
     {"kd_loss_set_float", "an integer parameter (REDUCTION)", ST(KD_ERR_UNSUPPORTED), row021},
-    {"kd_loss_set_float", "a parameter of another kind (THRESHOLD on KL)", ST(KD_ERR_UNSUPPORTED), row022},
+    {"kd_loss_set_float", "a parameter of another kind (THRESHOLD on KL)", ST(KD_ERR_UNSUPPORTED),
+     row022},
     {"kd_loss_get_int", "h is NULL", ST(KD_ERR_NULL_POINTER), row023},
     {"kd_loss_get_int", "value is NULL", ST(KD_ERR_NULL_POINTER), row024},
     {"kd_loss_get_int", "unknown or real parameter", ST(KD_ERR_UNSUPPORTED), row025},
     {"kd_loss_get_float", "value is NULL", ST(KD_ERR_NULL_POINTER), row026},
     {"kd_loss_get_float", "unknown or integer parameter", ST(KD_ERR_UNSUPPORTED), row027},
     {"kd_loss_param_bounds", "lo, hi or is_open_low is NULL", ST(KD_ERR_NULL_POINTER), row028},
-    {"kd_loss_param_bounds", "a parameter the kind lacks, or an unknown kind", ST(KD_ERR_UNSUPPORTED), row029},
+    {"kd_loss_param_bounds", "a parameter the kind lacks, or an unknown kind",
+     ST(KD_ERR_UNSUPPORTED), row029},
     {"kd_loss_bind_matrix", "h is NULL", ST(KD_ERR_NULL_POINTER), row030},
     {"kd_loss_bind_matrix", "ld < C", ST(KD_ERR_SHAPE), row031},
-    {"kd_loss_bind_matrix", "an output or vector role (GRAD_STUDENT, LABELS)", ST(KD_ERR_UNSUPPORTED), row032},
-    {"kd_loss_bind_matrix", "a role of another kind (TARGET on KL)", ST(KD_ERR_UNSUPPORTED), row033},
+    {"kd_loss_bind_matrix", "an output or vector role (GRAD_STUDENT, LABELS)",
+     ST(KD_ERR_UNSUPPORTED), row032},
+    {"kd_loss_bind_matrix", "a role of another kind (TARGET on KL)", ST(KD_ERR_UNSUPPORTED),
+     row033},
     {"kd_loss_bind_teachers", "h is NULL", ST(KD_ERR_NULL_POINTER), row034},
     {"kd_loss_bind_teachers", "teachers or lds is NULL", ST(KD_ERR_NULL_POINTER), row035},
     {"kd_loss_bind_teachers", "teachers[k] is NULL", ST(KD_ERR_NULL_POINTER), row036},
@@ -2042,18 +2105,22 @@ static const row ROWS[] = {
     {"kd_loss_bind_teachers", "a negative or NaN weight", ST(KD_ERR_INVALID_ARGUMENT), row038},
     {"kd_loss_bind_teachers", "weights summing to 0", ST(KD_ERR_INVALID_ARGUMENT), row039},
     {"kd_loss_bind_teachers", "lds[k] < C", ST(KD_ERR_SHAPE), row040},
-    {"kd_loss_bind_teachers", "a kind without teachers (CLASS_BALANCE)", ST(KD_ERR_UNSUPPORTED), row041},
+    {"kd_loss_bind_teachers", "a kind without teachers (CLASS_BALANCE)", ST(KD_ERR_UNSUPPORTED),
+     row041},
     {"kd_loss_bind_labels", "h is NULL", ST(KD_ERR_NULL_POINTER), row042},
     {"kd_loss_bind_labels", "a kind without labels (MCC)", ST(KD_ERR_UNSUPPORTED), row043},
     {"kd_loss_bind_weights", "h is NULL", ST(KD_ERR_NULL_POINTER), row044},
     {"kd_loss_bind_weights", "CLASS_BALANCE, MCC, WORST_CASE", ST(KD_ERR_UNSUPPORTED), row045},
     {"kd_loss_bind_vector", "h is NULL", ST(KD_ERR_NULL_POINTER), row046},
-    {"kd_loss_bind_vector", "CLASS_THRESHOLDS on a kind without thresholds (KL)", ST(KD_ERR_UNSUPPORTED), row047},
+    {"kd_loss_bind_vector", "CLASS_THRESHOLDS on a kind without thresholds (KL)",
+     ST(KD_ERR_UNSUPPORTED), row047},
     {"kd_loss_bind_output_labels", "h is NULL", ST(KD_ERR_NULL_POINTER), row048},
-    {"kd_loss_bind_output_labels", "a role other than PSEUDO_LABELS, or a kind without it", ST(KD_ERR_UNSUPPORTED), row049},
+    {"kd_loss_bind_output_labels", "a role other than PSEUDO_LABELS, or a kind without it",
+     ST(KD_ERR_UNSUPPORTED), row049},
     {"kd_loss_bind_output", "h is NULL", ST(KD_ERR_NULL_POINTER), row050},
     {"kd_loss_bind_output", "gradient ld < C", ST(KD_ERR_SHAPE), row051},
-    {"kd_loss_bind_output", "an input role, or GRAD_STUDENT on WORST_CASE", ST(KD_ERR_UNSUPPORTED), row052},
+    {"kd_loss_bind_output", "an input role, or GRAD_STUDENT on WORST_CASE", ST(KD_ERR_UNSUPPORTED),
+     row052},
     {"kd_loss_stats_size", "h or count is NULL", ST(KD_ERR_NULL_POINTER), row087},
     {"kd_loss_stats_size", "a kind without batch statistics (KL)", ST(KD_ERR_UNSUPPORTED), row088},
     {"kd_loss_local_stats", "h or stats is NULL", ST(KD_ERR_NULL_POINTER), row089},
@@ -2064,18 +2131,25 @@ static const row ROWS[] = {
     {"kd_loss_local_stats", "stats overlapping the student", ST(KD_ERR_ALIASING), row094},
     {"kd_loss_finish", "h, global_stats or loss is NULL", ST(KD_ERR_NULL_POINTER), row095},
     {"kd_loss_finish", "not CLASS_BALANCE or MCC", ST(KD_ERR_UNSUPPORTED), row096},
-    {"kd_loss_finish", "the global count not an integer in [n, 2^53]", ST(KD_ERR_INVALID_ARGUMENT), row097},
+    {"kd_loss_finish", "the global count not an integer in [n, 2^53]", ST(KD_ERR_INVALID_ARGUMENT),
+     row097},
     {"kd_loss_finish", "MCC: S <= 0 with N > 0", ST(KD_ERR_INVALID_ARGUMENT), row098},
-    {"kd_loss_finish", "the loss inside the gradient", ST(KD_ERR_ALIASING), row_finish_loss_in_grad},
-    {"kd_loss_finish", "the gradient overlapping global_stats", ST(KD_ERR_ALIASING), row_finish_grad_over_stats},
+    {"kd_loss_finish", "the loss inside the gradient", ST(KD_ERR_ALIASING),
+     row_finish_loss_in_grad},
+    {"kd_loss_finish", "the gradient overlapping global_stats", ST(KD_ERR_ALIASING),
+     row_finish_grad_over_stats},
     {"kd_linear_kl_distill", "h, loss, hidden or weight is NULL", ST(KD_ERR_NULL_POINTER), row099},
     {"kd_linear_kl_distill", "h is not a KL_DISTILL handle", ST(KD_ERR_UNSUPPORTED), row100},
-    {"kd_linear_kl_distill", "no teacher bound and no teacher_hidden", ST(KD_ERR_MISSING_INPUT), row101},
+    {"kd_linear_kl_distill", "no teacher bound and no teacher_hidden", ST(KD_ERR_MISSING_INPUT),
+     row101},
     {"kd_linear_kl_distill", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), row102},
     {"kd_linear_kl_distill", "d < 1", ST(KD_ERR_INVALID_ARGUMENT), row_linear_d},
     {"kd_linear_kl_distill", "an ld smaller than its row length", ST(KD_ERR_SHAPE), row_linear_ld},
-    {"kd_linear_kl_distill", "NaN/Inf input with CHECK_FINITE = 1", ST(KD_ERR_NOT_FINITE), row_linear_nan},
-    {"kd_linear_kl_distill", "an output overlapping an input or another output (grad_weight over weight)", ST(KD_ERR_ALIASING), row_linear_alias},
+    {"kd_linear_kl_distill", "NaN/Inf input with CHECK_FINITE = 1", ST(KD_ERR_NOT_FINITE),
+     row_linear_nan},
+    {"kd_linear_kl_distill",
+     "an output overlapping an input or another output (grad_weight over weight)",
+     ST(KD_ERR_ALIASING), row_linear_alias},
     {"kd_ema_create", "out is NULL", ST(KD_ERR_NULL_POINTER), row103},
     {"kd_ema_create", "arrays or lengths is NULL", ST(KD_ERR_NULL_POINTER), row104},
     {"kd_ema_create", "arrays[i] NULL with lengths[i] > 0", ST(KD_ERR_NULL_POINTER), row105},
@@ -2083,7 +2157,8 @@ static const row ROWS[] = {
     {"kd_ema_create", "an unknown kinds[i]", ST(KD_ERR_INVALID_ARGUMENT), row107},
     {"kd_ema_create", "a negative lengths[i]", ST(KD_ERR_SHAPE), row108},
     {"kd_ema_create", "total size overflows", ST(KD_ERR_SHAPE), row109},
-    {"kd_ema_create_flat", "out, or params with length > 0, is NULL", ST(KD_ERR_NULL_POINTER), row110},
+    {"kd_ema_create_flat", "out, or params with length > 0, is NULL", ST(KD_ERR_NULL_POINTER),
+     row110},
     {"kd_ema_create_flat", "length < 0", ST(KD_ERR_SHAPE), row111},
     {"kd_ema_set_float", "ema is NULL", ST(KD_ERR_NULL_POINTER), row112},
     {"kd_ema_set_float", "DECAY outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), row113},
@@ -2100,7 +2175,8 @@ static const row ROWS[] = {
     {"kd_ema_param_bounds", "an unknown key", ST(KD_ERR_UNSUPPORTED), row124},
     {"kd_ema_update", "ema or student_arrays is NULL", ST(KD_ERR_NULL_POINTER), row125},
     {"kd_ema_update", "student_arrays[i] NULL with a length > 0", ST(KD_ERR_NULL_POINTER), row126},
-    {"kd_ema_update", "a student array overlapping the teacher storage", ST(KD_ERR_ALIASING), row127},
+    {"kd_ema_update", "a student array overlapping the teacher storage", ST(KD_ERR_ALIASING),
+     row127},
     {"kd_ema_update_flat", "student is NULL", ST(KD_ERR_NULL_POINTER), row128},
     {"kd_ema_update_flat", "student overlapping the teacher storage", ST(KD_ERR_ALIASING), row129},
     {"kd_ema_step", "ema or step is NULL", ST(KD_ERR_NULL_POINTER), row130},
@@ -2109,7 +2185,8 @@ static const row ROWS[] = {
     {"kd_ema_teacher", "ema or data is NULL", ST(KD_ERR_NULL_POINTER), row133},
     {"kd_ema_teacher", "index outside [0, num_arrays)", ST(KD_ERR_INVALID_ARGUMENT), row134},
     {"kd_ema_teacher_flat", "ema or data is NULL", ST(KD_ERR_NULL_POINTER), row135},
-    {"kd_ema_copy_to", "ema or student_arrays (or one with a length > 0) is NULL", ST(KD_ERR_NULL_POINTER), row136},
+    {"kd_ema_copy_to", "ema or student_arrays (or one with a length > 0) is NULL",
+     ST(KD_ERR_NULL_POINTER), row136},
     {"kd_ema_copy_to", "a student array overlapping the teacher", ST(KD_ERR_ALIASING), row137},
     {"kd_ema_copy_to_flat", "student is NULL", ST(KD_ERR_NULL_POINTER), row138},
     {"kd_ema_swap", "ema or student_arrays is NULL", ST(KD_ERR_NULL_POINTER), row139},
@@ -2128,16 +2205,22 @@ static const row ROWS[] = {
     {"kd_ema_load", "a flipped bit (checksum mismatch)", ST(KD_ERR_CORRUPT), row152},
     {"kd_ema_load", "a valid file of another shape", ST(KD_ERR_MISMATCH), row153},
     {"kd_flexmatch_create", "out is NULL", ST(KD_ERR_NULL_POINTER), row154},
-    {"kd_flexmatch_create", "num_samples outside [1, KD_FLEXMATCH_MAX_SAMPLES]", ST(KD_ERR_INVALID_ARGUMENT), row155},
-    {"kd_flexmatch_create", "num_classes outside [1, KD_FLEXMATCH_MAX_CLASSES]", ST(KD_ERR_INVALID_ARGUMENT), row156},
+    {"kd_flexmatch_create", "num_samples outside [1, KD_FLEXMATCH_MAX_SAMPLES]",
+     ST(KD_ERR_INVALID_ARGUMENT), row155},
+    {"kd_flexmatch_create", "num_classes outside [1, KD_FLEXMATCH_MAX_CLASSES]",
+     ST(KD_ERR_INVALID_ARGUMENT), row156},
     {"kd_flexmatch_reset", "fm is NULL", ST(KD_ERR_NULL_POINTER), row157},
     {"kd_flexmatch_set_float", "fm is NULL", ST(KD_ERR_NULL_POINTER), row158},
-    {"kd_flexmatch_set_float", "THRESHOLD outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), row159},
-    {"kd_flexmatch_set_float", "an unknown, integer or read-only key", ST(KD_ERR_UNSUPPORTED), row160},
+    {"kd_flexmatch_set_float", "THRESHOLD outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT),
+     row159},
+    {"kd_flexmatch_set_float", "an unknown, integer or read-only key", ST(KD_ERR_UNSUPPORTED),
+     row160},
     {"kd_flexmatch_set_int", "fm is NULL", ST(KD_ERR_NULL_POINTER), row161},
-    {"kd_flexmatch_set_int", "MAPPING not a KD_FLEXMATCH_MAPPING_* value", ST(KD_ERR_INVALID_ARGUMENT), row162},
+    {"kd_flexmatch_set_int", "MAPPING not a KD_FLEXMATCH_MAPPING_* value",
+     ST(KD_ERR_INVALID_ARGUMENT), row162},
     {"kd_flexmatch_set_int", "WARMUP or NON_STRICT not 0/1", ST(KD_ERR_INVALID_ARGUMENT), row163},
-    {"kd_flexmatch_set_int", "a read-only key (NUM_SAMPLES, NUM_CLASSES), unknown or real key", ST(KD_ERR_UNSUPPORTED), row164},
+    {"kd_flexmatch_set_int", "a read-only key (NUM_SAMPLES, NUM_CLASSES), unknown or real key",
+     ST(KD_ERR_UNSUPPORTED), row164},
     {"kd_flexmatch_get_float", "fm or value is NULL", ST(KD_ERR_NULL_POINTER), row165},
     {"kd_flexmatch_get_float", "an unknown or integer key", ST(KD_ERR_UNSUPPORTED), row166},
     {"kd_flexmatch_get_int", "fm or value is NULL", ST(KD_ERR_NULL_POINTER), row167},
@@ -2147,7 +2230,8 @@ static const row ROWS[] = {
     {"kd_flexmatch_update", "fm, or an array with n > 0, is NULL", ST(KD_ERR_NULL_POINTER), row171},
     {"kd_flexmatch_update", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), row172},
     {"kd_flexmatch_update", "an index outside [0, N)", ST(KD_ERR_INVALID_ARGUMENT), row173},
-    {"kd_flexmatch_update", "a prediction outside [0, C) (selected or not)", ST(KD_ERR_INVALID_ARGUMENT), row174},
+    {"kd_flexmatch_update", "a prediction outside [0, C) (selected or not)",
+     ST(KD_ERR_INVALID_ARGUMENT), row174},
     {"kd_flexmatch_update", "a NaN confidence", ST(KD_ERR_NOT_FINITE), row175},
     {"kd_flexmatch_thresholds", "fm or thresholds is NULL", ST(KD_ERR_NULL_POINTER), row176},
     {"kd_flexmatch_learning_effect", "fm or beta is NULL", ST(KD_ERR_NULL_POINTER), row177},
@@ -2164,14 +2248,21 @@ static const row ROWS[] = {
     {"kd_flexmatch_load", "a valid file of another N or C", ST(KD_ERR_MISMATCH), row188},
     {"kd_threshold_create", "out is NULL", ST(KD_ERR_NULL_POINTER), thr1},
     {"kd_threshold_create", "an unknown algorithm", ST(KD_ERR_UNSUPPORTED), thr2},
-    {"kd_threshold_create", "num_samples outside [1, KD_THRESHOLD_MAX_SAMPLES]", ST(KD_ERR_INVALID_ARGUMENT), thr3},
-    {"kd_threshold_create", "num_classes outside [1, KD_THRESHOLD_MAX_CLASSES]", ST(KD_ERR_INVALID_ARGUMENT), thr4},
+    {"kd_threshold_create", "num_samples outside [1, KD_THRESHOLD_MAX_SAMPLES]",
+     ST(KD_ERR_INVALID_ARGUMENT), thr3},
+    {"kd_threshold_create", "num_classes outside [1, KD_THRESHOLD_MAX_CLASSES]",
+     ST(KD_ERR_INVALID_ARGUMENT), thr4},
     {"kd_threshold_reset", "th is NULL", ST(KD_ERR_NULL_POINTER), thr5},
     {"kd_threshold_set_float", "th is NULL", ST(KD_ERR_NULL_POINTER), thr6},
-    {"kd_threshold_set_float", "a value outside the parameter's bounds or NaN", ST(KD_ERR_INVALID_ARGUMENT), thr7},
-    {"kd_threshold_set_float", "a key the algorithm lacks, an integer or a read-only key", ST(KD_ERR_UNSUPPORTED), thr8},
-    {"kd_threshold_set_int", "a value outside the parameter's bounds", ST(KD_ERR_INVALID_ARGUMENT), thr9},
-    {"kd_threshold_set_int", "a read-only (NUM_SAMPLES, NUM_CLASSES, ALGORITHM), unknown or real key", ST(KD_ERR_UNSUPPORTED), thr10},
+    {"kd_threshold_set_float", "a value outside the parameter's bounds or NaN",
+     ST(KD_ERR_INVALID_ARGUMENT), thr7},
+    {"kd_threshold_set_float", "a key the algorithm lacks, an integer or a read-only key",
+     ST(KD_ERR_UNSUPPORTED), thr8},
+    {"kd_threshold_set_int", "a value outside the parameter's bounds", ST(KD_ERR_INVALID_ARGUMENT),
+     thr9},
+    {"kd_threshold_set_int",
+     "a read-only (NUM_SAMPLES, NUM_CLASSES, ALGORITHM), unknown or real key",
+     ST(KD_ERR_UNSUPPORTED), thr10},
     {"kd_threshold_get_float", "th or value is NULL", ST(KD_ERR_NULL_POINTER), thr11},
     {"kd_threshold_get_int", "an unknown or real key", ST(KD_ERR_UNSUPPORTED), thr12},
     {"kd_threshold_param_bounds", "a read-only key", ST(KD_ERR_UNSUPPORTED), thr13},
@@ -2182,36 +2273,46 @@ static const row ROWS[] = {
     {"kd_threshold_update", "an index outside [0, N)", ST(KD_ERR_INVALID_ARGUMENT), thr18},
     {"kd_threshold_update", "a prediction outside [0, C)", ST(KD_ERR_INVALID_ARGUMENT), thr19},
     {"kd_threshold_update", "a NaN confidence", ST(KD_ERR_NOT_FINITE), thr20},
-    {"kd_threshold_weights", "th, weights or an input with n > 0 is NULL", ST(KD_ERR_NULL_POINTER), thr21},
+    {"kd_threshold_weights", "th, weights or an input with n > 0 is NULL", ST(KD_ERR_NULL_POINTER),
+     thr21},
     {"kd_threshold_weights", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), thr22},
     {"kd_threshold_weights", "a prediction outside [0, C)", ST(KD_ERR_INVALID_ARGUMENT), thr23},
     {"kd_threshold_weights", "a NaN confidence", ST(KD_ERR_NOT_FINITE), thr24},
     {"kd_threshold_get_floats", "th or out is NULL", ST(KD_ERR_NULL_POINTER), thr25},
-    {"kd_threshold_get_floats", "count is not the state array's length", ST(KD_ERR_INVALID_ARGUMENT), thr26},
-    {"kd_threshold_get_ints", "a state the algorithm lacks, or a float state", ST(KD_ERR_UNSUPPORTED), thr27},
+    {"kd_threshold_get_floats", "count is not the state array's length",
+     ST(KD_ERR_INVALID_ARGUMENT), thr26},
+    {"kd_threshold_get_ints", "a state the algorithm lacks, or a float state",
+     ST(KD_ERR_UNSUPPORTED), thr27},
     {"kd_threshold_save", "th or path is NULL", ST(KD_ERR_NULL_POINTER), thr28},
     {"kd_threshold_save", "a directory that does not exist", ST(KD_ERR_IO), thr29},
     {"kd_threshold_load", "a file that does not exist", ST(KD_ERR_IO), thr30},
-    {"kd_threshold_load", "not a state file of the algorithm (an EMA file)", ST(KD_ERR_VERSION), thr31},
+    {"kd_threshold_load", "not a state file of the algorithm (an EMA file)", ST(KD_ERR_VERSION),
+     thr31},
     {"kd_threshold_load", "a truncated file", ST(KD_ERR_CORRUPT), thr32},
     {"kd_threshold_load", "a valid file of another N or C", ST(KD_ERR_MISMATCH), thr33},
     {"kd_threshold_update_probs", "probs is NULL with n > 0", ST(KD_ERR_NULL_POINTER), thr34},
     {"kd_threshold_update_probs", "indices is NULL for FlexMatch", ST(KD_ERR_NULL_POINTER), thr35},
     {"kd_threshold_update_probs", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), thr36},
-    {"kd_threshold_update_probs", "c is not the handle's C (FreeMatch)", ST(KD_ERR_INVALID_ARGUMENT), thr37},
+    {"kd_threshold_update_probs", "c is not the handle's C (FreeMatch)",
+     ST(KD_ERR_INVALID_ARGUMENT), thr37},
     {"kd_threshold_update_probs", "ld < c (SoftMatch)", ST(KD_ERR_INVALID_ARGUMENT), thr38},
     {"kd_threshold_update_probs", "an index outside [0, N)", ST(KD_ERR_INVALID_ARGUMENT), thr39},
-    {"kd_threshold_update_probs", "a probability outside [0, 1] (FreeMatch)", ST(KD_ERR_INVALID_ARGUMENT), thr40},
+    {"kd_threshold_update_probs", "a probability outside [0, 1] (FreeMatch)",
+     ST(KD_ERR_INVALID_ARGUMENT), thr40},
     {"kd_threshold_update_probs", "a NaN probability (SoftMatch)", ST(KD_ERR_NOT_FINITE), thr41},
-    {"kd_threshold_weights_probs", "weights is NULL with n > 0 (SoftMatch)", ST(KD_ERR_NULL_POINTER), thr42},
+    {"kd_threshold_weights_probs", "weights is NULL with n > 0 (SoftMatch)",
+     ST(KD_ERR_NULL_POINTER), thr42},
     {"kd_threshold_weights_probs", "weights inside probs (FreeMatch)", ST(KD_ERR_ALIASING), thr43},
     {"kd_threshold_weights_probs", "pseudo_labels overlapping weights", ST(KD_ERR_ALIASING), thr44},
     {"kd_threshold_weights", "weights overlapping predictions", ST(KD_ERR_ALIASING), thr45},
     {"kd_threshold_update", "FreeMatch (needs probability rows)", ST(KD_ERR_UNSUPPORTED), thr46},
-    {"kd_threshold_weights", "SoftMatch with DIST_ALIGN = 1 (needs rows)", ST(KD_ERR_UNSUPPORTED), thr47},
-    {"kd_threshold_set_float", "FreeMatch's QUANTILE outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), thr48},
+    {"kd_threshold_weights", "SoftMatch with DIST_ALIGN = 1 (needs rows)", ST(KD_ERR_UNSUPPORTED),
+     thr47},
+    {"kd_threshold_set_float", "FreeMatch's QUANTILE outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT),
+     thr48},
     {"kd_threshold_set_float", "a key SoftMatch lacks (THRESHOLD)", ST(KD_ERR_UNSUPPORTED), thr49},
-    {"kd_threshold_get_floats", "a state FreeMatch lacks (CONF_MEAN)", ST(KD_ERR_UNSUPPORTED), thr50},
+    {"kd_threshold_get_floats", "a state FreeMatch lacks (CONF_MEAN)", ST(KD_ERR_UNSUPPORTED),
+     thr50},
     {"kd_threshold_load", "a FreeMatch file into a SoftMatch handle", ST(KD_ERR_VERSION), thr51},
     {"kd_threshold_load", "a truncated SoftMatch file", ST(KD_ERR_CORRUPT), thr52},
     {"kd_select_pseudo_labels", "scores is NULL", ST(KD_ERR_NULL_POINTER), row189},
@@ -2220,30 +2321,44 @@ static const row ROWS[] = {
     {"kd_select_pseudo_labels", "ld < c", ST(KD_ERR_SHAPE), row192},
     {"kd_select_pseudo_labels", "the extent (n - 1) * ld + c overflows", ST(KD_ERR_SHAPE), row193},
     {"kd_select_pseudo_labels", "unknown flag bits", ST(KD_ERR_INVALID_ARGUMENT), row194},
-    {"kd_select_pseudo_labels", "threshold outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), row195},
-    {"kd_select_pseudo_labels", "a class threshold outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row196},
+    {"kd_select_pseudo_labels", "threshold outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT),
+     row195},
+    {"kd_select_pseudo_labels", "a class threshold outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT),
+     row196},
     {"kd_select_pseudo_labels", "top_k_per_class < 0", ST(KD_ERR_INVALID_ARGUMENT), row197},
-    {"kd_select_pseudo_labels", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row198},
+    {"kd_select_pseudo_labels", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT),
+     row198},
     {"kd_select_pseudo_labels", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), row199},
-    {"kd_select_pseudo_labels", "logits: a NaN or +Inf logit, or a row without a finite one", ST(KD_ERR_NOT_FINITE), row200},
-    {"kd_select_pseudo_labels", "an output overlapping an input or another output (confidence over scores)", ST(KD_ERR_ALIASING), row_select_alias},
+    {"kd_select_pseudo_labels", "logits: a NaN or +Inf logit, or a row without a finite one",
+     ST(KD_ERR_NOT_FINITE), row200},
+    {"kd_select_pseudo_labels",
+     "an output overlapping an input or another output (confidence over scores)",
+     ST(KD_ERR_ALIASING), row_select_alias},
     {"kd_label_quality", "probs or labels is NULL", ST(KD_ERR_NULL_POINTER), row201},
     {"kd_label_quality", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row202},
-    {"kd_label_quality", "score_kind not a KD_LABEL_SCORE_* value", ST(KD_ERR_INVALID_ARGUMENT), row203},
-    {"kd_label_quality", "a label outside [0, c) and not ignore_index", ST(KD_ERR_INVALID_ARGUMENT), row204},
+    {"kd_label_quality", "score_kind not a KD_LABEL_SCORE_* value", ST(KD_ERR_INVALID_ARGUMENT),
+     row203},
+    {"kd_label_quality", "a label outside [0, c) and not ignore_index", ST(KD_ERR_INVALID_ARGUMENT),
+     row204},
     {"kd_label_quality", "ignore_index in [0, c)", ST(KD_ERR_INVALID_ARGUMENT), row205},
     {"kd_label_quality", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row206},
     {"kd_label_quality", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), row207},
-    {"kd_label_quality", "an output overlapping an input or another output (scores over labels)", ST(KD_ERR_ALIASING), row_quality_alias},
+    {"kd_label_quality", "an output overlapping an input or another output (scores over labels)",
+     ST(KD_ERR_ALIASING), row_quality_alias},
     {"kd_find_label_issues", "probs or labels is NULL", ST(KD_ERR_NULL_POINTER), row208},
-    {"kd_find_label_issues", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row209},
-    {"kd_find_label_issues", "a label outside [0, c) and not ignore_index", ST(KD_ERR_INVALID_ARGUMENT), row210},
+    {"kd_find_label_issues", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE),
+     row209},
+    {"kd_find_label_issues", "a label outside [0, c) and not ignore_index",
+     ST(KD_ERR_INVALID_ARGUMENT), row210},
     {"kd_find_label_issues", "ignore_index in [0, c)", ST(KD_ERR_INVALID_ARGUMENT), row211},
     {"kd_find_label_issues", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), row212},
     {"kd_find_label_issues", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), row213},
-    {"kd_find_label_issues", "an output overlapping another output (suspect over confident_class)", ST(KD_ERR_ALIASING), row_issues_alias},
-    {"kd_soft_labels", "labels or out is NULL, or probs NULL where required", ST(KD_ERR_NULL_POINTER), row214},
-    {"kd_soft_labels", "n < 0, c < 1, an ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row215},
+    {"kd_find_label_issues", "an output overlapping another output (suspect over confident_class)",
+     ST(KD_ERR_ALIASING), row_issues_alias},
+    {"kd_soft_labels", "labels or out is NULL, or probs NULL where required",
+     ST(KD_ERR_NULL_POINTER), row214},
+    {"kd_soft_labels", "n < 0, c < 1, an ld < c or an overflowing extent", ST(KD_ERR_SHAPE),
+     row215},
     {"kd_soft_labels", "mode not a KD_SOFT_LABEL_* value", ST(KD_ERR_INVALID_ARGUMENT), row216},
     {"kd_soft_labels", "label_weight outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), row217},
     {"kd_soft_labels", "predictions given with PROBABILITIES", ST(KD_ERR_INVALID_ARGUMENT), row218},
@@ -2252,55 +2367,103 @@ static const row ROWS[] = {
     {"kd_soft_labels", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), row221},
     {"kd_soft_labels", "out overlapping probs without being it", ST(KD_ERR_ALIASING), row222},
     {"kd_ensemble_average", "inputs, inputs[k] or out is NULL", ST(KD_ERR_NULL_POINTER), row223},
-    {"kd_ensemble_average", "n < 0, c < 1, an ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row224},
+    {"kd_ensemble_average", "n < 0, c < 1, an ld < c or an overflowing extent", ST(KD_ERR_SHAPE),
+     row224},
     {"kd_ensemble_average", "k < 1", ST(KD_ERR_INVALID_ARGUMENT), row225},
-    {"kd_ensemble_average", "a negative or non-finite weight, or weights summing to 0", ST(KD_ERR_INVALID_ARGUMENT), row226},
+    {"kd_ensemble_average", "a negative or non-finite weight, or weights summing to 0",
+     ST(KD_ERR_INVALID_ARGUMENT), row226},
     {"kd_ensemble_average", "a NaN or infinite input element", ST(KD_ERR_NOT_FINITE), row227},
-    {"kd_ensemble_average", "out overlapping an input other than in place over inputs[0]", ST(KD_ERR_ALIASING), row228},
-    {"kd_ensemble_average", "out overlapping the lds (or inputs, weights) array", ST(KD_ERR_ALIASING), row_ensemble_alias_lds},
-    {"kd_cleanlab_confident_thresholds", "probs, labels or thresholds is NULL", ST(KD_ERR_NULL_POINTER), cl_thr_null},
-    {"kd_cleanlab_confident_thresholds", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE), cl_thr_shape},
-    {"kd_cleanlab_confident_thresholds", "a label outside [0, c) and not ignore_index", ST(KD_ERR_INVALID_ARGUMENT), cl_thr_label},
-    {"kd_cleanlab_confident_thresholds", "ignore_index in [0, c)", ST(KD_ERR_INVALID_ARGUMENT), cl_thr_ignore},
-    {"kd_cleanlab_confident_thresholds", "a probability outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), cl_thr_range},
-    {"kd_cleanlab_confident_thresholds", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), cl_thr_nan},
-    {"kd_cleanlab_confident_thresholds", "thresholds overlapping probs or labels", ST(KD_ERR_ALIASING), cl_thr_alias},
-    {"kd_cleanlab_confident_joint", "probs, labels or confident_joint is NULL", ST(KD_ERR_NULL_POINTER), cl_cj_null},
-    {"kd_cleanlab_confident_joint", "flags other than 0 or KD_CLEANLAB_CALIBRATE", ST(KD_ERR_INVALID_ARGUMENT), cl_cj_flags},
-    {"kd_cleanlab_confident_joint", "an output overlapping an input or another output", ST(KD_ERR_ALIASING), cl_cj_alias},
-    {"kd_cleanlab_estimate_joint", "probs, labels or joint is NULL", ST(KD_ERR_NULL_POINTER), cl_joint_null},
-    {"kd_cleanlab_estimate_joint", "a negative confident_joint entry", ST(KD_ERR_INVALID_ARGUMENT), cl_joint_negative},
-    {"kd_cleanlab_estimate_joint", "joint overlapping confident_joint (or probs, labels)", ST(KD_ERR_ALIASING), cl_joint_alias},
-    {"kd_cleanlab_estimate_py_and_noise_matrices", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE), cl_py_shape},
-    {"kd_cleanlab_estimate_py_and_noise_matrices", "flags not a combination of CALIBRATE and CONVERGE", ST(KD_ERR_INVALID_ARGUMENT), cl_py_flags},
-    {"kd_cleanlab_estimate_py_and_noise_matrices", "an output overlapping an input or another output", ST(KD_ERR_ALIASING), cl_py_alias},
-    {"kd_cleanlab_num_label_issues", "probs, labels or num_issues is NULL", ST(KD_ERR_NULL_POINTER), cl_num_null},
-    {"kd_cleanlab_num_label_issues", "OFF_DIAGONAL_CUSTOM without confident_joint", ST(KD_ERR_NULL_POINTER), cl_num_custom_null},
-    {"kd_cleanlab_num_label_issues", "estimation_method not a KD_CLEANLAB_OFF_DIAGONAL* value", ST(KD_ERR_INVALID_ARGUMENT), cl_num_method},
-    {"kd_cleanlab_num_label_issues", "a confident_joint given to another method", ST(KD_ERR_INVALID_ARGUMENT), cl_num_joint_unused},
-    {"kd_cleanlab_num_label_issues", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), cl_num_inf},
-    {"kd_cleanlab_find_label_issues", "probs or labels is NULL", ST(KD_ERR_NULL_POINTER), cl_find_null},
-    {"kd_cleanlab_find_label_issues", "filter_by not a KD_CLEANLAB_* filter", ST(KD_ERR_INVALID_ARGUMENT), cl_find_filter},
-    {"kd_cleanlab_find_label_issues", "frac_noise outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), cl_find_frac},
-    {"kd_cleanlab_find_label_issues", "min_examples_per_class < 0", ST(KD_ERR_INVALID_ARGUMENT), cl_find_min},
-    {"kd_cleanlab_find_label_issues", "a negative num_to_remove_per_class entry", ST(KD_ERR_INVALID_ARGUMENT), cl_find_ntr},
-    {"kd_cleanlab_find_label_issues", "num_to_remove_per_class with a filter other than the prune filters", ST(KD_ERR_INVALID_ARGUMENT), cl_find_ntr_filter},
-    {"kd_cleanlab_find_label_issues", "rank_by not RANK_NONE or a cleanlab score", ST(KD_ERR_INVALID_ARGUMENT), cl_find_rank},
-    {"kd_cleanlab_find_label_issues", "adjust_pred_probs with the entropy score or without rank_by", ST(KD_ERR_INVALID_ARGUMENT), cl_find_adjust},
-    {"kd_cleanlab_find_label_issues", "an output overlapping an input or another output", ST(KD_ERR_ALIASING), cl_find_alias},
-    {"kd_cleanlab_get_label_quality_scores", "probs, labels or scores is NULL", ST(KD_ERR_NULL_POINTER), cl_scores_null},
-    {"kd_cleanlab_get_label_quality_scores", "method not a cleanlab score (MARGIN)", ST(KD_ERR_INVALID_ARGUMENT), cl_scores_method},
-    {"kd_cleanlab_get_label_quality_scores", "adjust_pred_probs not 0 or 1", ST(KD_ERR_INVALID_ARGUMENT), cl_scores_adjust},
-    {"kd_cleanlab_get_label_quality_scores", "the entropy score with c = 1", ST(KD_ERR_INVALID_ARGUMENT), cl_scores_entropy_c1},
-    {"kd_cleanlab_get_label_quality_scores", "scores overlapping probs or labels", ST(KD_ERR_ALIASING), cl_scores_alias},
-    {"kd_soft_labels_selective", "labels, probs, out, or suspect with SUSPECTS_ONLY, is NULL", ST(KD_ERR_NULL_POINTER), sel_null},
-    {"kd_soft_labels_selective", "n < 0, c < 1, an ld < c or an overflowing extent", ST(KD_ERR_SHAPE), sel_shape},
-    {"kd_soft_labels_selective", "flags with bits other than SUSPECTS_ONLY and CONFIDENCE_WEIGHT (or a bad mode)", ST(KD_ERR_INVALID_ARGUMENT), sel_flags},
-    {"kd_soft_labels_selective", "suspect given without SUSPECTS_ONLY", ST(KD_ERR_INVALID_ARGUMENT), sel_suspect_unused},
-    {"kd_soft_labels_selective", "a suspect byte other than 0 or 1", ST(KD_ERR_INVALID_ARGUMENT), sel_suspect_byte},
-    {"kd_soft_labels_selective", "label_weight outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT), sel_weight},
+    {"kd_ensemble_average", "out overlapping an input other than in place over inputs[0]",
+     ST(KD_ERR_ALIASING), row228},
+    {"kd_ensemble_average", "out overlapping the lds (or inputs, weights) array",
+     ST(KD_ERR_ALIASING), row_ensemble_alias_lds},
+    {"kd_cleanlab_confident_thresholds", "probs, labels or thresholds is NULL",
+     ST(KD_ERR_NULL_POINTER), cl_thr_null},
+    {"kd_cleanlab_confident_thresholds", "n < 0, c < 1, ld < c or an overflowing extent",
+     ST(KD_ERR_SHAPE), cl_thr_shape},
+    {"kd_cleanlab_confident_thresholds", "a label outside [0, c) and not ignore_index",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_thr_label},
+    {"kd_cleanlab_confident_thresholds", "ignore_index in [0, c)", ST(KD_ERR_INVALID_ARGUMENT),
+     cl_thr_ignore},
+    {"kd_cleanlab_confident_thresholds", "a probability outside [0, 1]",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_thr_range},
+    {"kd_cleanlab_confident_thresholds", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE),
+     cl_thr_nan},
+    {"kd_cleanlab_confident_thresholds", "thresholds overlapping probs or labels",
+     ST(KD_ERR_ALIASING), cl_thr_alias},
+    {"kd_cleanlab_confident_joint", "probs, labels or confident_joint is NULL",
+     ST(KD_ERR_NULL_POINTER), cl_cj_null},
+    {"kd_cleanlab_confident_joint", "flags other than 0 or KD_CLEANLAB_CALIBRATE",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_cj_flags},
+    {"kd_cleanlab_confident_joint", "an output overlapping an input or another output",
+     ST(KD_ERR_ALIASING), cl_cj_alias},
+    {"kd_cleanlab_estimate_joint", "probs, labels or joint is NULL", ST(KD_ERR_NULL_POINTER),
+     cl_joint_null},
+    {"kd_cleanlab_estimate_joint", "a negative confident_joint entry", ST(KD_ERR_INVALID_ARGUMENT),
+     cl_joint_negative},
+    {"kd_cleanlab_estimate_joint", "joint overlapping confident_joint (or probs, labels)",
+     ST(KD_ERR_ALIASING), cl_joint_alias},
+    {"kd_cleanlab_estimate_py_and_noise_matrices", "n < 0, c < 1, ld < c or an overflowing extent",
+     ST(KD_ERR_SHAPE), cl_py_shape},
+    {"kd_cleanlab_estimate_py_and_noise_matrices",
+     "flags not a combination of CALIBRATE and CONVERGE", ST(KD_ERR_INVALID_ARGUMENT), cl_py_flags},
+    {"kd_cleanlab_estimate_py_and_noise_matrices",
+     "an output overlapping an input or another output", ST(KD_ERR_ALIASING), cl_py_alias},
+    {"kd_cleanlab_num_label_issues", "probs, labels or num_issues is NULL", ST(KD_ERR_NULL_POINTER),
+     cl_num_null},
+    {"kd_cleanlab_num_label_issues", "OFF_DIAGONAL_CUSTOM without confident_joint",
+     ST(KD_ERR_NULL_POINTER), cl_num_custom_null},
+    {"kd_cleanlab_num_label_issues", "estimation_method not a KD_CLEANLAB_OFF_DIAGONAL* value",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_num_method},
+    {"kd_cleanlab_num_label_issues", "a confident_joint given to another method",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_num_joint_unused},
+    {"kd_cleanlab_num_label_issues", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE),
+     cl_num_inf},
+    {"kd_cleanlab_find_label_issues", "probs or labels is NULL", ST(KD_ERR_NULL_POINTER),
+     cl_find_null},
+    {"kd_cleanlab_find_label_issues", "filter_by not a KD_CLEANLAB_* filter",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_find_filter},
+    {"kd_cleanlab_find_label_issues", "frac_noise outside [0, 1] or NaN",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_find_frac},
+    {"kd_cleanlab_find_label_issues", "min_examples_per_class < 0", ST(KD_ERR_INVALID_ARGUMENT),
+     cl_find_min},
+    {"kd_cleanlab_find_label_issues", "a negative num_to_remove_per_class entry",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_find_ntr},
+    {"kd_cleanlab_find_label_issues",
+     "num_to_remove_per_class with a filter other than the prune filters",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_find_ntr_filter},
+    {"kd_cleanlab_find_label_issues", "rank_by not RANK_NONE or a cleanlab score",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_find_rank},
+    {"kd_cleanlab_find_label_issues", "adjust_pred_probs with the entropy score or without rank_by",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_find_adjust},
+    {"kd_cleanlab_find_label_issues", "an output overlapping an input or another output",
+     ST(KD_ERR_ALIASING), cl_find_alias},
+    {"kd_cleanlab_get_label_quality_scores", "probs, labels or scores is NULL",
+     ST(KD_ERR_NULL_POINTER), cl_scores_null},
+    {"kd_cleanlab_get_label_quality_scores", "method not a cleanlab score (MARGIN)",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_scores_method},
+    {"kd_cleanlab_get_label_quality_scores", "adjust_pred_probs not 0 or 1",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_scores_adjust},
+    {"kd_cleanlab_get_label_quality_scores", "the entropy score with c = 1",
+     ST(KD_ERR_INVALID_ARGUMENT), cl_scores_entropy_c1},
+    {"kd_cleanlab_get_label_quality_scores", "scores overlapping probs or labels",
+     ST(KD_ERR_ALIASING), cl_scores_alias},
+    {"kd_soft_labels_selective", "labels, probs, out, or suspect with SUSPECTS_ONLY, is NULL",
+     ST(KD_ERR_NULL_POINTER), sel_null},
+    {"kd_soft_labels_selective", "n < 0, c < 1, an ld < c or an overflowing extent",
+     ST(KD_ERR_SHAPE), sel_shape},
+    {"kd_soft_labels_selective",
+     "flags with bits other than SUSPECTS_ONLY and CONFIDENCE_WEIGHT (or a bad mode)",
+     ST(KD_ERR_INVALID_ARGUMENT), sel_flags},
+    {"kd_soft_labels_selective", "suspect given without SUSPECTS_ONLY", ST(KD_ERR_INVALID_ARGUMENT),
+     sel_suspect_unused},
+    {"kd_soft_labels_selective", "a suspect byte other than 0 or 1", ST(KD_ERR_INVALID_ARGUMENT),
+     sel_suspect_byte},
+    {"kd_soft_labels_selective", "label_weight outside [0, 1] or NaN", ST(KD_ERR_INVALID_ARGUMENT),
+     sel_weight},
     {"kd_soft_labels_selective", "a NaN or infinite probability", ST(KD_ERR_NOT_FINITE), sel_nan},
-    {"kd_soft_labels_selective", "out overlapping suspect (or probs other than in place, labels)", ST(KD_ERR_ALIASING), sel_alias},
+    {"kd_soft_labels_selective", "out overlapping suspect (or probs other than in place, labels)",
+     ST(KD_ERR_ALIASING), sel_alias},
 };
 
 /* ---- the compute entry points: one table, each row run on every entry point
@@ -2489,28 +2652,45 @@ static const compute_row COMPUTE[] = {
     {"loss is NULL", FWD | FWD_BWD, FWD | FWD_BWD, ST(KD_ERR_NULL_POINTER), kl, N, 1},
     {"upstream is NULL", BWD, BWD, ST(KD_ERR_NULL_POINTER), kl, N, 1},
     {"student not bound", ALL, FWD | FWD_BWD, ST(KD_ERR_MISSING_INPUT), no_student, N, 0},
-    {"the kind's target (teacher) not bound", ALL, FWD | FWD_BWD, ST(KD_ERR_MISSING_INPUT), no_teacher, N, 0},
+    {"the kind's target (teacher) not bound", ALL, FWD | FWD_BWD, ST(KD_ERR_MISSING_INPUT),
+     no_teacher, N, 0},
     {"no gradient output bound", FWD_BWD | BWD, BWD, ST(KD_ERR_MISSING_INPUT), no_grad, N, 0},
     {"n < 0", ALL, ALL, ST(KD_ERR_INVALID_ARGUMENT), kl, -1, 0},
     {"n < 0", ALL, ALL, ST(KD_ERR_INVALID_ARGUMENT), kl, -5, 0},
     {"n * ld overflows", ALL, FWD | FWD_BWD, ST(KD_ERR_SHAPE), kl, INT64_MAX / 2, 0},
-    {"a label outside [0, C) and not ignore_index", ALL, ALL, ST(KD_ERR_INVALID_ARGUMENT), label_too_big, N, 0},
-    {"a label outside [0, C) and not ignore_index", ALL, ALL, ST(KD_ERR_INVALID_ARGUMENT), label_negative, N, 0},
-    {"a negative, NaN or infinite weight", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT), negative_weight, N, 0},
-    {"NaN/Inf input with CHECK_FINITE = 1", ALL, FWD | FWD_BWD, ST(KD_ERR_NOT_FINITE), nan_teacher_checked, N, 0},
-    {"NaN/Inf upstream with CHECK_FINITE = 1", BWD, BWD, ST(KD_ERR_NOT_FINITE), inf_upstream_checked, N, 0},
-    {"an output overlapping an input (per-sample vector over the student)", FWD | FWD_BWD, FWD | FWD_BWD, ST(KD_ERR_ALIASING), per_sample_over_student, N, 0},
-    {"a class threshold outside [0, 1] or NaN (PSEUDO_LABEL)", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT), bad_class_threshold, N, 0},
-    {"CONSISTENCY with more than one teacher", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT), consistency_two_teachers, N, 0},
-    {"CLASS_BALANCE probabilities whose column mean is outside [0, 1]", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT), class_balance_mean_above_1, N, 0},
-    {"the gradient overlapping the student without being it", FWD_BWD | BWD, FWD_BWD, ST(KD_ERR_ALIASING), grad_over_student, N - 1, 0},
-    {"the gradient overlapping the teacher", FWD_BWD | BWD, BWD, ST(KD_ERR_ALIASING), grad_over_teacher, N, 0},
-    {"the mask output over the weights (PSEUDO_LABEL)", FWD | FWD_BWD, FWD | FWD_BWD, ST(KD_ERR_ALIASING), mask_over_weights, N, 0},
-    {"the gradient over the labels", FWD_BWD | BWD, FWD_BWD | BWD, ST(KD_ERR_ALIASING), grad_over_labels, 1, 0},
-    {"the gradient over the weights", FWD_BWD | BWD, FWD_BWD | BWD, ST(KD_ERR_ALIASING), grad_over_weights, 1, 0},
-    {"the gradient over the upstream vector (NONE)", BWD, BWD, ST(KD_ERR_ALIASING), grad_over_upstream, 1, 0},
+    {"a label outside [0, C) and not ignore_index", ALL, ALL, ST(KD_ERR_INVALID_ARGUMENT),
+     label_too_big, N, 0},
+    {"a label outside [0, C) and not ignore_index", ALL, ALL, ST(KD_ERR_INVALID_ARGUMENT),
+     label_negative, N, 0},
+    {"a negative, NaN or infinite weight", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT),
+     negative_weight, N, 0},
+    {"NaN/Inf input with CHECK_FINITE = 1", ALL, FWD | FWD_BWD, ST(KD_ERR_NOT_FINITE),
+     nan_teacher_checked, N, 0},
+    {"NaN/Inf upstream with CHECK_FINITE = 1", BWD, BWD, ST(KD_ERR_NOT_FINITE),
+     inf_upstream_checked, N, 0},
+    {"an output overlapping an input (per-sample vector over the student)", FWD | FWD_BWD,
+     FWD | FWD_BWD, ST(KD_ERR_ALIASING), per_sample_over_student, N, 0},
+    {"a class threshold outside [0, 1] or NaN (PSEUDO_LABEL)", ALL, FWD | FWD_BWD,
+     ST(KD_ERR_INVALID_ARGUMENT), bad_class_threshold, N, 0},
+    {"CONSISTENCY with more than one teacher", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT),
+     consistency_two_teachers, N, 0},
+    {"CLASS_BALANCE probabilities whose column mean is outside [0, 1]", ALL, FWD | FWD_BWD,
+     ST(KD_ERR_INVALID_ARGUMENT), class_balance_mean_above_1, N, 0},
+    {"the gradient overlapping the student without being it", FWD_BWD | BWD, FWD_BWD,
+     ST(KD_ERR_ALIASING), grad_over_student, N - 1, 0},
+    {"the gradient overlapping the teacher", FWD_BWD | BWD, BWD, ST(KD_ERR_ALIASING),
+     grad_over_teacher, N, 0},
+    {"the mask output over the weights (PSEUDO_LABEL)", FWD | FWD_BWD, FWD | FWD_BWD,
+     ST(KD_ERR_ALIASING), mask_over_weights, N, 0},
+    {"the gradient over the labels", FWD_BWD | BWD, FWD_BWD | BWD, ST(KD_ERR_ALIASING),
+     grad_over_labels, 1, 0},
+    {"the gradient over the weights", FWD_BWD | BWD, FWD_BWD | BWD, ST(KD_ERR_ALIASING),
+     grad_over_weights, 1, 0},
+    {"the gradient over the upstream vector (NONE)", BWD, BWD, ST(KD_ERR_ALIASING),
+     grad_over_upstream, 1, 0},
     {"the loss inside the gradient", FWD_BWD, FWD_BWD, ST(KD_ERR_ALIASING), grad_at_loss, 1, 0},
-    {"a workspace that does not fit in size_t (n = 2^60 + 1, C = 1)", FWD, FWD, ST(KD_ERR_OUT_OF_MEMORY), huge_workspace, ((int64_t)1 << 60) + 1, 0},
+    {"a workspace that does not fit in size_t (n = 2^60 + 1, C = 1)", FWD, FWD,
+     ST(KD_ERR_OUT_OF_MEMORY), huge_workspace, ((int64_t)1 << 60) + 1, 0},
 };
 #undef ST
 #define N_COMPUTE (sizeof COMPUTE / sizeof COMPUTE[0])
@@ -2536,9 +2716,12 @@ static kd_status run_case(const compute_row *r, int entry)
     kd_loss *h = r->setup ? r->setup() : NULL;
     float *buf = r->null_buffer ? NULL : entry == 2 ? B.up : B.loss;
     switch (entry) {
-    case 0: CALL(kd_loss_forward(h, r->n, buf));
-    case 1: CALL(kd_loss_forward_backward(h, r->n, buf));
-    default: CALL(kd_loss_backward(h, r->n, buf));
+    case 0:
+        CALL(kd_loss_forward(h, r->n, buf));
+    case 1:
+        CALL(kd_loss_forward_backward(h, r->n, buf));
+    default:
+        CALL(kd_loss_backward(h, r->n, buf));
     }
 }
 
@@ -2553,8 +2736,8 @@ static void cleanup_row(void)
     for (int k = 0; k < n_th; k++)
         kd_threshold_destroy(live_th[k]);
     n_loss = n_ema = n_fm = n_th = 0;
-    if (OUT_LOSS != (kd_loss *)0x1 || OUT_EMA != (kd_ema *)0x1 || OUT_FM != (kd_flexmatch *)0x1
-        || OUT_TH != (kd_threshold *)0x1)
+    if (OUT_LOSS != (kd_loss *)0x1 || OUT_EMA != (kd_ema *)0x1 || OUT_FM != (kd_flexmatch *)0x1 ||
+        OUT_TH != (kd_threshold *)0x1)
         ck_abort_msg("a failed create wrote its out pointer");
 }
 
@@ -2610,7 +2793,8 @@ static void markdown_compute(FILE *f)
 static void markdown(FILE *f)
 {
     fputs("<!-- Generated by `tests/test_error_matrix --markdown`; edit the table in\n"
-          "     tests/test_error_matrix.c and regenerate. -->\n", f);
+          "     tests/test_error_matrix.c and regenerate. -->\n",
+          f);
     fputs("# Bad-input matrix\n\n"
           "Every public function that returns a `kd_status`, each invalid input, and the\n"
           "status it returns.  On every one of these errors nothing is written: no output,\n"
@@ -2634,7 +2818,8 @@ static void markdown(FILE *f)
           "`kd_linear_kl_distill`, `kd_loss_get_*`, `kd_loss_stats_size`) returns\n"
           "`KD_ERR_STATE` while another thread's call\n"
           "on the same handle runs, and writes nothing, not even the message\n"
-          "(`tests/test_threads.c` holds a call inside the library to check it).\n", f);
+          "(`tests/test_threads.c` holds a call inside the library to check it).\n",
+          f);
     const char *last = "";
     for (size_t i = 0; i < sizeof ROWS / sizeof ROWS[0]; i++) {
         const row *r = &ROWS[i];

@@ -284,8 +284,8 @@ START_TEST(warmup_divides_by_the_unused_count_when_larger)
     ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_WARMUP, 1), KD_OK);
     ck_assert_int_eq(kd_flexmatch_learning_effect(h, b), KD_OK);
     ck_assert(kdt_close(b[0], 4.0 / 6.0, 1e-7, 0) && kdt_close(b[1], 2.0 / 6.0, 1e-7, 0));
-    ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_MAPPING, KD_FLEXMATCH_MAPPING_CONCAVE),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_MAPPING, KD_FLEXMATCH_MAPPING_CONCAVE), KD_OK);
     ck_assert_int_eq(kd_flexmatch_thresholds(h, t), KD_OK);
     ck_assert(kdt_close(t[0], 0.95 * log(4.0 / 6.0 + 1.0) / log(2.0), 1e-7, 0));
     /* A sample re-predicted moves between classes. */
@@ -418,18 +418,23 @@ START_TEST(parameters_have_defaults_and_are_validated_at_set_time)
     ck_assert_int_eq(kd_flexmatch_set_float(h, KD_FLEXMATCH_PARAM_THRESHOLD, 0.0f), KD_OK);
     ck_assert_int_eq(kd_flexmatch_set_float(h, KD_FLEXMATCH_PARAM_THRESHOLD, 1.0f), KD_OK);
 
-    ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_MAPPING, 3), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_MAPPING, 3),
+                     KD_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(kd_flexmatch_last_error(h), "KD_FLEXMATCH_PARAM_MAPPING = 3"));
-    ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_MAPPING, -1), KD_ERR_INVALID_ARGUMENT);
-    ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_WARMUP, 2), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_MAPPING, -1),
+                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_WARMUP, 2),
+                     KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_NON_STRICT, -1),
                      KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_flexmatch_get_int(h, KD_FLEXMATCH_PARAM_MAPPING, &v), KD_OK);
     ck_assert_int_eq(v, KD_FLEXMATCH_MAPPING_CONVEX);
 
-    ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_NUM_SAMPLES, 5), KD_ERR_UNSUPPORTED);
+    ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_NUM_SAMPLES, 5),
+                     KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_flexmatch_set_int(h, KD_FLEXMATCH_PARAM_THRESHOLD, 1), KD_ERR_UNSUPPORTED);
-    ck_assert_int_eq(kd_flexmatch_set_float(h, KD_FLEXMATCH_PARAM_MAPPING, 1.0f), KD_ERR_UNSUPPORTED);
+    ck_assert_int_eq(kd_flexmatch_set_float(h, KD_FLEXMATCH_PARAM_MAPPING, 1.0f),
+                     KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_flexmatch_set_int(h, 999, 1), KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_flexmatch_get_float(h, KD_FLEXMATCH_PARAM_WARMUP, &f), KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_flexmatch_get_int(h, 999, &v), KD_ERR_UNSUPPORTED);
@@ -517,8 +522,8 @@ START_TEST(save_load_round_trip_restores_state_and_parameters)
     kd_flexmatch *a, *b;
     ck_assert_int_eq(kd_flexmatch_create(&a, 50, 4), KD_OK);
     ck_assert_int_eq(kd_flexmatch_set_float(a, KD_FLEXMATCH_PARAM_THRESHOLD, 0.85f), KD_OK);
-    ck_assert_int_eq(kd_flexmatch_set_int(a, KD_FLEXMATCH_PARAM_MAPPING, KD_FLEXMATCH_MAPPING_CONCAVE),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_flexmatch_set_int(a, KD_FLEXMATCH_PARAM_MAPPING, KD_FLEXMATCH_MAPPING_CONCAVE), KD_OK);
     ck_assert_int_eq(kd_flexmatch_set_int(a, KD_FLEXMATCH_PARAM_WARMUP, 1), KD_OK);
     ck_assert_int_eq(kd_flexmatch_set_int(a, KD_FLEXMATCH_PARAM_NON_STRICT, 1), KD_OK);
     kdt_rng rng;
@@ -606,7 +611,7 @@ START_TEST(corrupt_truncated_and_foreign_files_change_nothing)
     /* A prediction out of range, with every checksum right. */
     memcpy(copy, file, (size_t)size);
     unsigned char *data = copy + 36 + 40 + 4; /* header, meta, meta CRC */
-    put_u32(data + 4 * 7, 5); /* sample 7 predicted as class C */
+    put_u32(data + 4 * 7, 5);                 /* sample 7 predicted as class C */
     put_u32(data + 40 * 4, crc32c(data, 40 * 4));
     write_all(bad, copy, size);
     ck_assert_int_eq(kd_flexmatch_load(b, bad), KD_ERR_CORRUPT);

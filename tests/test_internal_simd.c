@@ -71,7 +71,8 @@ START_TEST(exp_of_nonpositive_arguments_is_within_two_ulp_and_handles_specials)
             const double e = exp((double)x);
             int ex;
             frexp(e, &ex);
-            const double u = fabs(variants[v]->row_sumexp(&x, 1, 1.0f, 0.0f) - e) / ldexp(1.0, ex - 24);
+            const double u =
+                fabs(variants[v]->row_sumexp(&x, 1, 1.0f, 0.0f) - e) / ldexp(1.0, ex - 24);
             if (u > worst_ulp)
                 worst_ulp = u;
         }
@@ -129,7 +130,8 @@ static void check_argmax(const kdi_simd_ops *ops, const float *x, int c, int wan
     static float plain[64], g[6][64];
     kdi_small_row rows[6];
     for (int r = 0; r < 6; r++) {
-        kdi_small_row row = {r == 3 ? x : plain, r == 3 ? x : plain, g[r], 1.0f, 0.0f, 0.0f, {0, -1, 0, 0, 0}};
+        kdi_small_row row = {r == 3 ? x : plain, r == 3 ? x : plain, g[r], 1.0f, 0.0f, 0.0f,
+                             {0, -1, 0, 0, 0}};
         rows[r] = row;
     }
     double loss[6];
@@ -203,8 +205,8 @@ static void ref_kl(const float *s, const float *t, int c, double inv_t, double c
 
 /* double reference of one cross-entropy row against q = a softmax(t inv_t) +
  * on [j = y]: returns the loss, g = softmax(s) sum(q) - q */
-static double ref_ce(const float *s, const float *t, int c, double inv_t, double a, int y, double on,
-                     double *g)
+static double ref_ce(const float *s, const float *t, int c, double inv_t, double a, int y,
+                     double on, double *g)
 {
     double mt = -INFINITY, st = 0, ms = -INFINITY, ss = 0, l = 0;
     for (int j = 0; j < c; j++) {
@@ -242,24 +244,29 @@ START_TEST(kl_ce_mse_rows_match_reference_for_every_length)
             double kl, ce;
             variants[v]->kl_row(s, t, g, c, 0.25f, 0.7f, &lab, work, 1, NULL, &kl, &ce);
             ck_assert_msg(kdt_close(kl, kl_ref, 1e-5, 1e-6) && kdt_close(ce, ce_ref, 1e-5, 1e-6),
-                          "%s c=%d kl %g/%g ce %g/%g", variants[v]->name, c, kl, kl_ref, ce, ce_ref);
+                          "%s c=%d kl %g/%g ce %g/%g", variants[v]->name, c, kl, kl_ref, ce,
+                          ce_ref);
             for (int j = 0; j < c; j++)
                 ck_assert_msg(fabs(g[j] - gr[j]) < 1e-6, "%s c=%d j=%d", variants[v]->name, c, j);
             /* in place: the gradient overwrites the student */
             memcpy(inplace, s, sizeof(float) * (size_t)c);
             double kl2, ce2;
-            variants[v]->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, 1, NULL, &kl2, &ce2);
+            variants[v]->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, 1, NULL, &kl2,
+                                &ce2);
             ck_assert(kl2 == kl && ce2 == ce);
             ck_assert(memcmp(inplace, g, sizeof(float) * (size_t)c) == 0);
 
             /* cross-entropy against teacher probabilities at T = 4 plus the label */
             kdi_simd_label cl = {1, lab.y, 0.5f, 0.0f, 0.0f};
             float gce[CMAX];
-            double l = variants[v]->ce_row(s, t, 2, gce, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 1, NULL);
+            double l =
+                variants[v]->ce_row(s, t, 2, gce, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 1, NULL);
             const double lref = ref_ce(s, t, c, 0.25, 0.5, lab.y, 0.5, grc);
             for (int j = 0; j < c; j++)
-                ck_assert_msg(fabs(gce[j] - grc[j]) < 1e-6, "%s ce c=%d j=%d", variants[v]->name, c, j);
-            ck_assert_msg(kdt_close(l, lref, 1e-5, 1e-6), "%s ce c=%d %g/%g", variants[v]->name, c, l, lref);
+                ck_assert_msg(fabs(gce[j] - grc[j]) < 1e-6, "%s ce c=%d j=%d", variants[v]->name, c,
+                              j);
+            ck_assert_msg(kdt_close(l, lref, 1e-5, 1e-6), "%s ce c=%d %g/%g", variants[v]->name, c,
+                          l, lref);
 
             /* squared difference */
             kdi_simd_label none = {0, 0, 0, 0, 0};
@@ -322,8 +329,8 @@ START_TEST(kl_row_label_term_at_every_temperature_path)
             double kl, ce;
             variants[v]->kl_row(s, t, g, CL, inv_ts[k], 0.4f, &lab, work, 1, NULL, &kl, &ce);
             ck_assert_msg(kdt_close(kl, kl_ref, 1e-5, 1e-6) && kdt_close(ce, ce_ref, 1e-5, 1e-6),
-                          "%s T=%g kl %g/%g ce %g/%g", variants[v]->name, 1.0 / inv_ts[k], kl, kl_ref,
-                          ce, ce_ref);
+                          "%s T=%g kl %g/%g ce %g/%g", variants[v]->name, 1.0 / inv_ts[k], kl,
+                          kl_ref, ce, ce_ref);
             for (int j = 0; j < CL; j++)
                 ck_assert_msg(fabs(g[j] - gr[j]) < 1e-6, "%s T=%g j=%d", variants[v]->name,
                               1.0 / inv_ts[k], j);
@@ -373,8 +380,10 @@ START_TEST(rows_through_a_pipe_match_rows_alone)
                         ops->kl_row(s[r], t[r], g1, c, 0.25f, 0.7f, &lab, work, 1, &pipe, &a1, &b1);
                     } else if (kind == 1 || kind == 2) { /* teacher + label, label only */
                         const int sk = kind == 1 ? 2 : 0;
-                        a0 = ops->ce_row(s[r], sk ? t[r] : NULL, sk, g0, c, 0.5f, 0.5f, &lab, 0.5f, 1.0f, work, 1, NULL);
-                        a1 = ops->ce_row(s[r], sk ? t[r] : NULL, sk, g1, c, 0.5f, 0.5f, &lab, 0.5f, 1.0f, work, 1, &pipe);
+                        a0 = ops->ce_row(s[r], sk ? t[r] : NULL, sk, g0, c, 0.5f, 0.5f, &lab, 0.5f,
+                                         1.0f, work, 1, NULL);
+                        a1 = ops->ce_row(s[r], sk ? t[r] : NULL, sk, g1, c, 0.5f, 0.5f, &lab, 0.5f,
+                                         1.0f, work, 1, &pipe);
                     } else {
                         ops->mse_row(s[r], t[r], g0, c, 0.5f, &lab, work, 1, NULL, &a0, &b0);
                         ops->mse_row(s[r], t[r], g1, c, 0.5f, &lab, work, 1, &pipe, &a1, &b1);
@@ -393,8 +402,8 @@ START_TEST(rows_through_a_pipe_match_rows_alone)
                             ms = s[r + 1][j] > ms ? s[r + 1][j] : ms;
                             mt = t[r + 1][j] > mt ? t[r + 1][j] : mt;
                         }
-                        ck_assert_msg(pipe.ms == ms && (!with_t || pipe.mt == mt), "%s kind %d c=%d",
-                                      ops->name, kind, c);
+                        ck_assert_msg(pipe.ms == ms && (!with_t || pipe.mt == mt),
+                                      "%s kind %d c=%d", ops->name, kind, c);
                     }
                 }
             }
@@ -423,7 +432,8 @@ START_TEST(cross_entropy_of_an_all_zero_target_is_zero)
                     q[j] = 0.0f;
                 }
                 s[3] = bad ? INFINITY : NAN;
-                const double l = ops->ce_row(s, q, 1, g, c, 1.0f, 1.0f, &none, 0.0f, 1.0f, work, 1, NULL);
+                const double l =
+                    ops->ce_row(s, q, 1, g, c, 1.0f, 1.0f, &none, 0.0f, 1.0f, work, 1, NULL);
                 ck_assert_msg(l == 0.0, "%s ce_row c=%d: %g", ops->name, c, l);
                 kdi_small_row row = {s, q, g, 1.0f, 1.0f, 0.0f, none};
                 double ls = 0.0;
@@ -434,7 +444,8 @@ START_TEST(cross_entropy_of_an_all_zero_target_is_zero)
                 /* a target that sums to 0 but is not 0: NaN */
                 q[0] = 0.5f;
                 q[1] = -0.5f;
-                ck_assert(isnan(ops->ce_row(s, q, 1, g, c, 1.0f, 1.0f, &none, 0.0f, 1.0f, work, 1, NULL)));
+                ck_assert(isnan(
+                    ops->ce_row(s, q, 1, g, c, 1.0f, 1.0f, &none, 0.0f, 1.0f, work, 1, NULL)));
                 if (c <= ops->small_c) {
                     ops->ce_small(&row, 1, c, 1, 1.0f, &ls);
                     ck_assert_msg(isnan(ls), "%s ce_small c=%d: %g", ops->name, c, ls);
@@ -477,7 +488,8 @@ START_TEST(label_term_without_extra_weight_and_huge_squares)
         ops->mse_small(&row, 1, C, &a, &b);
         double sq1, ce1;
         ops->mse_row(s, t, g, C, 1.0f, &none, work, 1, NULL, &sq1, &ce1);
-        ck_assert_msg(isfinite(a) && kdt_close(a, 32.0 * 3.3e18 * 3.3e18, 1e-6, 0) && kdt_close(a, sq1, 1e-6, 0),
+        ck_assert_msg(isfinite(a) && kdt_close(a, 32.0 * 3.3e18 * 3.3e18, 1e-6, 0) &&
+                          kdt_close(a, sq1, 1e-6, 0),
                       "%s mse_small squares: %g / %g", ops->name, a, sq1);
     }
 }
@@ -521,7 +533,8 @@ START_TEST(kernels_never_touch_memory_past_a_row)
             (void)ops->row_sumexp(s, c, 1.0f, ops->row_max(s, c));
             (void)ops->row_argmax(t, c);
             (void)ops->row_confidence(t, c, work, 1, s, &sum);
-            for (int kind = 0; kind < 4; kind++) /* consistency: L2, KL, JS of logits, L2 of probabilities */
+            for (int kind = 0; kind < 4;
+                 kind++) /* consistency: L2, KL, JS of logits, L2 of probabilities */
                 (void)ops->cons_row(s, t, c, kind < 3, kind < 3 ? kind : 0, 0.5f, g, NULL, work);
             if (c <= ops->small_c) { /* every lane the same row, the one at the edge */
                 kdi_small_row rows[KDI_MAX_LANES];
@@ -583,7 +596,8 @@ START_TEST(long_rows_in_segments_match_reference_on_any_thread_count)
             const double lref = ref_ce(s, t, c, 0.25, 0.5, lab.y, 0.5, grc);
             double l1 = ops->ce_row(s, t, 2, g1, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 1, NULL);
             double l3 = ops->ce_row(s, t, 2, g3, c, 0.25f, 0.5f, &cl, 0.5f, 1.0f, work, 3, NULL);
-            ck_assert_msg(kdt_close(l1, lref, 1e-5, 1e-6), "%s ce c=%d %g/%g", ops->name, c, l1, lref);
+            ck_assert_msg(kdt_close(l1, lref, 1e-5, 1e-6), "%s ce c=%d %g/%g", ops->name, c, l1,
+                          lref);
             for (int j = 0; j < c; j++)
                 ck_assert_msg(fabs(g1[j] - grc[j]) < 1e-6, "%s ce c=%d j=%d", ops->name, c, j);
             ck_assert(l3 == l1 && !memcmp(g1, g3, sizeof(float) * (size_t)c));
@@ -645,7 +659,8 @@ START_TEST(short_row_kernels_match_the_row_kernels)
     kdt_rng rng;
     kdt_seed(&rng, 23);
     enum { R = KDI_MAX_LANES, CM = KDI_SMALL_C };
-    static float s[R][CM], t[R][CM], g_small[R][CM], g_row[R][CM], work[KDI_SIMD_WORK(CM)], sc[R][CM];
+    static float s[R][CM], t[R][CM], g_small[R][CM], g_row[R][CM], work[KDI_SIMD_WORK(CM)],
+        sc[R][CM];
     for (int v = 0; v < nvariants; v++) {
         const kdi_simd_ops *ops = variants[v];
         for (int c = 1; c <= ops->small_c; c = next_len(c, ops->small_c)) {
@@ -658,16 +673,21 @@ START_TEST(short_row_kernels_match_the_row_kernels)
                         s[r][0] = -INFINITY; /* a masked-out class */
                     int y = r % 3 == 0 ? -1 : (int)(kdt_next(&rng) % (uint64_t)c);
                     kdi_simd_label lab = {y >= 0, y, 0.9f, 0.1f / (float)c, 0.25f};
-                    kdi_small_row x = {s[r], t[r], g_small[r], 0.5f, 0.3f, y >= 0 ? 0.7f : 0.0f, lab};
+                    kdi_small_row x = {s[r], t[r], g_small[r], 0.5f, 0.3f, y >= 0 ? 0.7f : 0.0f,
+                                       lab};
                     rows[r] = x;
                 }
                 double kl[R], ce[R];
-                const float inv_t = (c + nrows) % 3 == 0 ? 0.25f : (c + nrows) % 3 == 1 ? 0.5f : 0.3f;
+                const float inv_t = (c + nrows) % 3 == 0   ? 0.25f
+                                    : (c + nrows) % 3 == 1 ? 0.5f
+                                                           : 0.3f;
                 ops->kl_small(rows, nrows, c, inv_t, kl, ce);
                 for (int r = 0; r < nrows; r++) {
                     double kl1, ce1;
-                    ops->kl_row(s[r], t[r], g_row[r], c, inv_t, 0.5f, &rows[r].lab, work, 1, NULL, &kl1, &ce1);
-                    ck_assert_msg(kdt_close(kl[r], kl1, 2e-5, 1e-6) && kdt_close(ce[r], ce1, 2e-5, 1e-6),
+                    ops->kl_row(s[r], t[r], g_row[r], c, inv_t, 0.5f, &rows[r].lab, work, 1, NULL,
+                                &kl1, &ce1);
+                    ck_assert_msg(kdt_close(kl[r], kl1, 2e-5, 1e-6) &&
+                                      kdt_close(ce[r], ce1, 2e-5, 1e-6),
                                   "%s kl_small c=%d r=%d: %g/%g %g/%g", ops->name, c, r, kl[r], kl1,
                                   ce[r], ce1);
                     for (int j = 0; j < c; j++)
@@ -694,22 +714,23 @@ START_TEST(short_row_kernels_match_the_row_kernels)
                     kdi_simd_label lab = rows[r].lab;
                     double l1 = ops->ce_row(s[r], t[r], 2, g_row[r], c, 0.5f, rows[r].a, &lab,
                                             rows[r].lab_sum, 0.5f, work, 1, NULL);
-                    ck_assert_msg(kdt_close(loss[r], l1, 2e-5, 1e-6), "%s ce_small c=%d r=%d: %g/%g",
-                                  ops->name, c, r, loss[r], l1);
+                    ck_assert_msg(kdt_close(loss[r], l1, 2e-5, 1e-6),
+                                  "%s ce_small c=%d r=%d: %g/%g", ops->name, c, r, loss[r], l1);
                     for (int j = 0; j < c; j++)
-                        ck_assert_msg(fabs(g_small[r][j] - g_row[r][j]) < 2e-6, "%s ce c=%d r=%d j=%d",
-                                      ops->name, c, r, j);
+                        ck_assert_msg(fabs(g_small[r][j] - g_row[r][j]) < 2e-6,
+                                      "%s ce c=%d r=%d j=%d", ops->name, c, r, j);
                 }
                 /* logit matching (k = cs) with the same labels */
                 double sq[R], cem[R];
                 ops->mse_small(rows, nrows, c, sq, cem);
                 for (int r = 0; r < nrows; r++) {
                     double sq1, ce1;
-                    ops->mse_row(s[r], t[r], g_row[r], c, rows[r].cs, &rows[r].lab, work, 1, NULL, &sq1,
-                                 &ce1);
-                    ck_assert_msg(kdt_close(sq[r], sq1, 2e-5, 1e-6) && kdt_close(cem[r], ce1, 2e-5, 1e-6),
-                                  "%s mse_small c=%d r=%d: %g/%g %g/%g", ops->name, c, r, sq[r], sq1,
-                                  cem[r], ce1);
+                    ops->mse_row(s[r], t[r], g_row[r], c, rows[r].cs, &rows[r].lab, work, 1, NULL,
+                                 &sq1, &ce1);
+                    ck_assert_msg(kdt_close(sq[r], sq1, 2e-5, 1e-6) &&
+                                      kdt_close(cem[r], ce1, 2e-5, 1e-6),
+                                  "%s mse_small c=%d r=%d: %g/%g %g/%g", ops->name, c, r, sq[r],
+                                  sq1, cem[r], ce1);
                     for (int j = 0; j < c; j++)
                         ck_assert_msg(fabs(g_small[r][j] - g_row[r][j]) < 2e-6 ||
                                           (isinf(g_small[r][j]) && g_small[r][j] == g_row[r][j]),
@@ -729,8 +750,8 @@ START_TEST(short_row_kernels_match_the_row_kernels)
         double sq[2], cem[2], sq1, ce1;
         ops->mse_small(rr, 2, c, sq, cem);
         ops->mse_row(a[1], b[1], gb, c, 0.4f, &rr[1].lab, work, 1, NULL, &sq1, &ce1);
-        ck_assert_msg(sq[0] == 0.0 && isinf(sq[1]) && isinf(sq1) && cem[1] == 0.0 && ce1 == 0.0, "%s",
-                      ops->name);
+        ck_assert_msg(sq[0] == 0.0 && isinf(sq[1]) && isinf(sq1) && cem[1] == 0.0 && ce1 == 0.0,
+                      "%s", ops->name);
         ck_assert(!isnan(cem[0]) && !memcmp(ga[1], gb, sizeof gb) && isinf(ga[1][3]));
     }
 }
@@ -772,8 +793,13 @@ START_TEST(short_row_kernels_give_the_same_bits_for_any_row_layout)
                     for (int r = 0; r < nrows; r++) {
                         memcpy(mem_s + off[r], src_s[r], sizeof(float) * (size_t)c);
                         memcpy(mem_t + off[r], src_t[r], sizeof(float) * (size_t)c);
-                        const int y = nrows % 2 == 0 && r % 3 ? (int)((r * 7) % c) : -1; /* odd nrows: no label */
-                        kdi_small_row x = {mem_s + off[r], mem_t + off[r], mem_g + off[r], 0.5f, 0.6f,
+                        const int y = nrows % 2 == 0 && r % 3 ? (int)((r * 7) % c)
+                                                              : -1; /* odd nrows: no label */
+                        kdi_small_row x = {mem_s + off[r],
+                                           mem_t + off[r],
+                                           mem_g + off[r],
+                                           0.5f,
+                                           0.6f,
                                            y >= 0 ? 0.4f : 0.0f,
                                            {y >= 0, y, 0.9f, 0.1f / (float)c, 0.25f}};
                         rows[r] = x;
@@ -800,11 +826,12 @@ START_TEST(short_row_kernels_give_the_same_bits_for_any_row_layout)
                                     ref_lab[r] = lab[r];
                                 continue;
                             }
-                            ck_assert_msg(!memcmp(ref_g[k][r], mem_g + off[r], sizeof(float) * (size_t)c) &&
-                                              !memcmp(&ref[k][r], &out[k][r], sizeof(double)) &&
-                                              (k != 4 || ref_lab[r] == lab[r]),
-                                          "%s kernel %d c=%d nrows=%d layout %d row %d", ops->name, k,
-                                          c, nrows, layout, r);
+                            ck_assert_msg(
+                                !memcmp(ref_g[k][r], mem_g + off[r], sizeof(float) * (size_t)c) &&
+                                    !memcmp(&ref[k][r], &out[k][r], sizeof(double)) &&
+                                    (k != 4 || ref_lab[r] == lab[r]),
+                                "%s kernel %d c=%d nrows=%d layout %d row %d", ops->name, k, c,
+                                nrows, layout, r);
                         }
                     }
                 }
@@ -838,8 +865,14 @@ START_TEST(short_row_results_do_not_depend_on_the_other_rows)
                     kdi_small_row rows[R];
                     for (int r = 0; r < ops->lanes; r++) {
                         const int y = labels && r % 2 ? (r * 3) % C : -1;
-                        kdi_small_row x = {s[r], t[r], (change == 4 && r == 1) || (change == 5 && r == 9) ? NULL : g[r], 0.5f, 0.6f,
-                                           y >= 0 ? 0.4f : 0.0f, {y >= 0, y, 0.9f, 0.01f, 0.25f}};
+                        kdi_small_row x = {
+                            s[r],
+                            t[r],
+                            (change == 4 && r == 1) || (change == 5 && r == 9) ? NULL : g[r],
+                            0.5f,
+                            0.6f,
+                            y >= 0 ? 0.4f : 0.0f,
+                            {y >= 0, y, 0.9f, 0.01f, 0.25f}};
                         rows[r] = x;
                     }
                     double out[R], out2[R];
@@ -862,10 +895,11 @@ START_TEST(short_row_results_do_not_depend_on_the_other_rows)
                             continue;
                         }
                         ck_assert_msg(!memcmp(&ref[r], &out[r], sizeof(double)) &&
-                                          (!(k == 0 || k == 4) || !memcmp(&ref2[r], &out2[r], sizeof(double))) &&
+                                          (!(k == 0 || k == 4) ||
+                                           !memcmp(&ref2[r], &out2[r], sizeof(double))) &&
                                           (rows[r].g == NULL || !memcmp(g0[r], g[r], sizeof g[r])),
-                                      "%s kernel %d labels %d change %d row %d", ops->name, k, labels,
-                                      change, r);
+                                      "%s kernel %d labels %d change %d row %d", ops->name, k,
+                                      labels, change, r);
                     }
                 }
             }
@@ -973,7 +1007,8 @@ START_TEST(cons_row_variants_agree)
                 }
             double d[3];
             for (int v = 0; v < nvariants; v++) {
-                d[v] = variants[v]->cons_row(a, b, c, kind < 3, kind < 3 ? kind : 0, 0.7f, ga[v], gb[v], work);
+                d[v] = variants[v]->cons_row(a, b, c, kind < 3, kind < 3 ? kind : 0, 0.7f, ga[v],
+                                             gb[v], work);
                 ck_assert_msg(kdt_close(d[v], d[0], 1e-5, 1e-7), "%s c=%d kind %d: %g/%g",
                               variants[v]->name, c, kind, d[v], d[0]);
                 for (int j = 0; j < c; j++)

@@ -190,7 +190,8 @@ START_TEST(jsd_beta_0_is_forward_kl_and_beta_1_is_reverse_kl)
         kd_loss_set_float(h, KD_PARAM_JSD_BETA, end);
         kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, gj, 7);
         ck_assert_int_eq(kd_loss_forward_backward(h, 6, &lj), KD_OK);
-        kd_loss_set_int(h, KD_PARAM_DIVERGENCE, end ? KD_DIVERGENCE_REVERSE_KL : KD_DIVERGENCE_FORWARD_KL);
+        kd_loss_set_int(h, KD_PARAM_DIVERGENCE,
+                        end ? KD_DIVERGENCE_REVERSE_KL : KD_DIVERGENCE_FORWARD_KL);
         kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, gk, 7);
         ck_assert_int_eq(kd_loss_forward_backward(h, 6, &lk), KD_OK);
         ck_assert(lk > 1e-3);
@@ -552,16 +553,16 @@ START_TEST(divergences_are_accurate_at_every_accepted_temperature)
                     if (temps[k] <= 100.0) /* the plain sum is accurate there */
                         ck_assert(fabsl(plain - ref) <= 1e-9L * ref);
                     ck_assert_msg(per[i] >= 0.0f && fabsl(per[i] - ref) <= 1e-5L * ref,
-                                  "C %lld div %d T %g row %d: %.9g, reference %.12Lg",
-                                  (long long)c, div, temps[k], i, per[i], ref);
+                                  "C %lld div %d T %g row %d: %.9g, reference %.12Lg", (long long)c,
+                                  div, temps[k], i, per[i], ref);
                     ld gmax = 0.0L;
                     for (int64_t j = 0; j < c; j++)
                         gmax = fmaxl(gmax, fabsl(rg[j]));
                     for (int64_t j = 0; j < c; j++)
-                        ck_assert_msg(fabsl(g[i * c + j] - rg[j]) <= 1e-4L * fabsl(rg[j]) + 1e-6L * gmax,
-                                      "C %lld div %d T %g grad[%d][%lld] = %.9g, reference %.12Lg",
-                                      (long long)c, div, temps[k], i, (long long)j,
-                                      g[i * c + j], rg[j]);
+                        ck_assert_msg(
+                            fabsl(g[i * c + j] - rg[j]) <= 1e-4L * fabsl(rg[j]) + 1e-6L * gmax,
+                            "C %lld div %d T %g grad[%d][%lld] = %.9g, reference %.12Lg",
+                            (long long)c, div, temps[k], i, (long long)j, g[i * c + j], rg[j]);
                     cases++;
                 }
                 kd_loss_destroy(h);
@@ -626,7 +627,8 @@ START_TEST(logits_near_1e38_give_a_finite_divergence_where_it_fits)
         for (size_t k = 0; k < 2; k++) {
             const int64_t c = widths[w];
             const double T = temps[k];
-            float *s = calloc((size_t)(2 * c), sizeof(float)), *t = calloc((size_t)(2 * c), sizeof(float));
+            float *s = calloc((size_t)(2 * c), sizeof(float)),
+                  *t = calloc((size_t)(2 * c), sizeof(float));
             float *g = calloc((size_t)(2 * c), sizeof(float));
             s[0] = 1.8e38f;
             s[1] = -1.8e38f; /* s_1 - s_0 overflows float */
@@ -700,8 +702,8 @@ START_TEST(temperatures_below_the_minimum_are_refused_and_the_minimum_is_finite)
                 }
                 double lo, hi;
                 int32_t open;
-                ck_assert_int_eq(kd_loss_param_bounds(kinds[k], KD_PARAM_TEMPERATURE, &lo, &hi, &open),
-                                 KD_OK);
+                ck_assert_int_eq(
+                    kd_loss_param_bounds(kinds[k], KD_PARAM_TEMPERATURE, &lo, &hi, &open), KD_OK);
                 ck_assert(lo == 1e-6 && hi == 1e6 && open == 0);
                 ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 1e-6), KD_OK);
                 if (kinds[k] == KD_LOSS_STRONG_WEAK)

@@ -153,8 +153,8 @@ END_TEST
 START_TEST(select_logits_are_stable_for_extreme_values)
 {
     /* +-1e4 logits and -Inf (masked) classes: no overflow, exact one-hot. */
-    const float x[3 * 4] = {1e4f, -1e4f, 0.0f, -INFINITY,  -INFINITY, -INFINITY, 5.0f, -INFINITY,
-                            -1e4f, -1e4f, -1e4f, -1e4f};
+    const float x[3 * 4] = {1e4f, -1e4f,     0.0f,  -INFINITY, -INFINITY, -INFINITY,
+                            5.0f, -INFINITY, -1e4f, -1e4f,     -1e4f,     -1e4f};
     float conf[3], mask[3];
     int32_t lab[3];
     int64_t cnt;
@@ -174,9 +174,9 @@ START_TEST(select_is_strict_by_default)
     const float p[2 * 2] = {0.9f, 0.1f, 0.25f, 0.75f};
     float mask[2];
     int64_t cnt;
-    ck_assert_int_eq(kd_select_pseudo_labels(2, 2, p, 2, 0, 0.9f, NULL, 0, NULL, NULL, mask, &cnt,
-                                             NULL, 0),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_select_pseudo_labels(2, 2, p, 2, 0, 0.9f, NULL, 0, NULL, NULL, mask, &cnt, NULL, 0),
+        KD_OK);
     ck_assert(mask[0] == 0.0f && mask[1] == 0.0f && cnt == 0);
     ck_assert_int_eq(kd_select_pseudo_labels(2, 2, p, 2, KD_SELECT_NON_STRICT, 0.9f, NULL, 0, NULL,
                                              NULL, mask, &cnt, NULL, 0),
@@ -196,16 +196,15 @@ START_TEST(select_top_k_breaks_ties_by_lower_index)
     /* Five identical rows of class 1 and two of class 0: k = 2 keeps rows
      * 0 and 1 (class 1, the lowest indices) and both class-0 rows; the argmax
      * tie of row 2 goes to the lower class. */
-    const float p[7 * 3] = {0.1f, 0.8f, 0.1f, 0.1f, 0.8f, 0.1f, 0.45f, 0.45f, 0.1f,
-                            0.1f, 0.8f, 0.1f, 0.1f, 0.8f, 0.1f, 0.1f, 0.8f, 0.1f,
-                            0.9f, 0.05f, 0.05f};
+    const float p[7 * 3] = {0.1f, 0.8f, 0.1f, 0.1f, 0.8f, 0.1f, 0.45f, 0.45f, 0.1f,  0.1f, 0.8f,
+                            0.1f, 0.1f, 0.8f, 0.1f, 0.1f, 0.8f, 0.1f,  0.9f,  0.05f, 0.05f};
     /* rows: 0 c1, 1 c1, 2 c0 (tie 0/1 -> 0), 3 c1, 4 c1, 5 c1, 6 c0 */
     float mask[7];
     int32_t lab[7];
     int64_t cnt;
-    ck_assert_int_eq(kd_select_pseudo_labels(7, 3, p, 3, 0, 0.4f, NULL, 2, NULL, lab, mask, &cnt,
-                                             NULL, 0),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_select_pseudo_labels(7, 3, p, 3, 0, 0.4f, NULL, 2, NULL, lab, mask, &cnt, NULL, 0),
+        KD_OK);
     const int32_t want_lab[7] = {1, 1, 0, 1, 1, 1, 0};
     const float want_mask[7] = {1, 1, 1, 0, 0, 0, 1};
     for (int i = 0; i < 7; i++) {
@@ -214,9 +213,9 @@ START_TEST(select_top_k_breaks_ties_by_lower_index)
     }
     ck_assert_int_eq(cnt, 4);
     /* k = 1: the most confident of each class (row 6 beats row 2 for class 0). */
-    ck_assert_int_eq(kd_select_pseudo_labels(7, 3, p, 3, 0, 0.4f, NULL, 1, NULL, NULL, mask, &cnt,
-                                             NULL, 0),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_select_pseudo_labels(7, 3, p, 3, 0, 0.4f, NULL, 1, NULL, NULL, mask, &cnt, NULL, 0),
+        KD_OK);
     const float want1[7] = {1, 0, 0, 0, 0, 0, 1};
     ck_assert(memcmp(mask, want1, sizeof mask) == 0 && cnt == 2);
 }
@@ -229,13 +228,13 @@ START_TEST(select_all_masked_and_empty_batch)
     float *p = random_probs(&r, 20, 5, 5, 1.0);
     float mask[20];
     int64_t cnt = -1;
-    ck_assert_int_eq(kd_select_pseudo_labels(20, 5, p, 5, 0, 1.0f, NULL, 2, NULL, NULL, mask, &cnt,
-                                             NULL, 0),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_select_pseudo_labels(20, 5, p, 5, 0, 1.0f, NULL, 2, NULL, NULL, mask, &cnt, NULL, 0),
+        KD_OK);
     ck_assert(all_f(mask, 20, 0.0f) && cnt == 0);
-    ck_assert_int_eq(kd_select_pseudo_labels(0, 5, p, 5, 0, 0.5f, NULL, 2, NULL, NULL, NULL, &cnt,
-                                             NULL, 0),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_select_pseudo_labels(0, 5, p, 5, 0, 0.5f, NULL, 2, NULL, NULL, NULL, &cnt, NULL, 0),
+        KD_OK);
     ck_assert_int_eq(cnt, 0);
     free(p);
 }
@@ -248,8 +247,9 @@ START_TEST(select_errors_write_nothing_and_name_the_argument)
     int32_t lab[2];
     int64_t cnt = SENTINEL_I;
     char err[160];
-#define SEL(n_, c_, x_, ld_, fl_, th_, ct_, k_) \
-    kd_select_pseudo_labels(n_, c_, x_, ld_, fl_, th_, ct_, k_, conf, lab, mask, &cnt, err, sizeof err)
+#define SEL(n_, c_, x_, ld_, fl_, th_, ct_, k_)                                                    \
+    kd_select_pseudo_labels(n_, c_, x_, ld_, fl_, th_, ct_, k_, conf, lab, mask, &cnt, err,        \
+                            sizeof err)
     fill_f(conf, 2, SENTINEL_F);
     fill_f(mask, 2, SENTINEL_F);
     fill_i(lab, 2, SENTINEL_I);
@@ -282,7 +282,8 @@ START_TEST(select_errors_write_nothing_and_name_the_argument)
     p[3] = p[4] = p[5] = -INFINITY;
     ck_assert_int_eq(SEL(2, 3, p, 3, KD_SELECT_LOGITS, 0.5f, NULL, 0), KD_ERR_NOT_FINITE);
     ck_assert_ptr_nonnull(strstr(err, "row 1"));
-    ck_assert(all_f(conf, 2, SENTINEL_F) && all_f(mask, 2, SENTINEL_F) && all_i(lab, 2, SENTINEL_I));
+    ck_assert(all_f(conf, 2, SENTINEL_F) && all_f(mask, 2, SENTINEL_F) &&
+              all_i(lab, 2, SENTINEL_I));
     ck_assert_int_eq(cnt, SENTINEL_I);
     /* A short message buffer is truncated and terminated; NULL skips it. */
     char tiny[8];
@@ -290,9 +291,9 @@ START_TEST(select_errors_write_nothing_and_name_the_argument)
                                              tiny, sizeof tiny),
                      KD_ERR_SHAPE);
     ck_assert_int_eq(strlen(tiny), 7);
-    ck_assert_int_eq(kd_select_pseudo_labels(2, 3, p, 2, 0, 0.5f, NULL, 0, NULL, NULL, NULL, NULL,
-                                             NULL, 0),
-                     KD_ERR_SHAPE);
+    ck_assert_int_eq(
+        kd_select_pseudo_labels(2, 3, p, 2, 0, 0.5f, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0),
+        KD_ERR_SHAPE);
 #undef SEL
 }
 END_TEST
@@ -333,17 +334,23 @@ static void check_quality(int kind, uint64_t seed)
         else
             ck_assert(y[rank[k]] == -100);
         if (k > 0 && k < nr)
-            ck_assert(s[rank[k - 1]] < s[rank[k]]
-                      || (s[rank[k - 1]] == s[rank[k]] && rank[k - 1] < rank[k]));
+            ck_assert(s[rank[k - 1]] < s[rank[k]] ||
+                      (s[rank[k - 1]] == s[rank[k]] && rank[k - 1] < rank[k]));
         if (k > nr)
             ck_assert(rank[k - 1] < rank[k]);
     }
     free(p);
 }
 
-START_TEST(quality_self_confidence_matches_reference) { check_quality(KD_LABEL_SCORE_SELF_CONFIDENCE, 21); }
+START_TEST(quality_self_confidence_matches_reference)
+{
+    check_quality(KD_LABEL_SCORE_SELF_CONFIDENCE, 21);
+}
 END_TEST
-START_TEST(quality_normalized_margin_matches_reference) { check_quality(KD_LABEL_SCORE_NORMALIZED_MARGIN, 22); }
+START_TEST(quality_normalized_margin_matches_reference)
+{
+    check_quality(KD_LABEL_SCORE_NORMALIZED_MARGIN, 22);
+}
 END_TEST
 START_TEST(quality_margin_matches_reference) { check_quality(KD_LABEL_SCORE_MARGIN, 23); }
 END_TEST
@@ -355,15 +362,14 @@ START_TEST(quality_ranking_is_stable_for_equal_scores)
     const int32_t y[5] = {0, 1, 1, 0, 1};
     int64_t rank[5], nr;
     float s[5];
-    ck_assert_int_eq(kd_label_quality(5, 2, p, 2, y, -1, KD_LABEL_SCORE_SELF_CONFIDENCE, s, rank,
-                                      &nr, NULL, 0),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_label_quality(5, 2, p, 2, y, -1, KD_LABEL_SCORE_SELF_CONFIDENCE, s, rank, &nr, NULL, 0),
+        KD_OK);
     const int64_t want[5] = {1, 0, 2, 3, 4};
     ck_assert(memcmp(rank, want, sizeof want) == 0 && nr == 5);
     /* Margins: row 1 = 0.2 - 0.8 = -0.6, rows 0, 2, 3 = 0, row 4 = 0.8. */
-    ck_assert_int_eq(kd_label_quality(5, 2, p, 2, y, -1, KD_LABEL_SCORE_MARGIN, s, rank, &nr, NULL,
-                                      0),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_label_quality(5, 2, p, 2, y, -1, KD_LABEL_SCORE_MARGIN, s, rank, &nr, NULL, 0), KD_OK);
     ck_assert(memcmp(rank, want, sizeof want) == 0);
     ck_assert(kdt_close(s[1], -0.6, 1e-6, 0) && s[0] == 0.0f && kdt_close(s[4], 0.8, 1e-6, 0));
     ck_assert_int_eq(kd_label_quality(5, 2, p, 2, y, -1, KD_LABEL_SCORE_NORMALIZED_MARGIN, s, NULL,
@@ -373,15 +379,15 @@ START_TEST(quality_ranking_is_stable_for_equal_scores)
     /* One class: the margin is the self-confidence (no other class). */
     const float p1[2] = {0.3f, 1.0f};
     const int32_t y1[2] = {0, 0};
-    ck_assert_int_eq(kd_label_quality(2, 1, p1, 1, y1, -100, KD_LABEL_SCORE_MARGIN, s, rank, &nr,
-                                      NULL, 0),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_label_quality(2, 1, p1, 1, y1, -100, KD_LABEL_SCORE_MARGIN, s, rank, &nr, NULL, 0),
+        KD_OK);
     ck_assert(s[0] == 0.3f && s[1] == 1.0f && rank[0] == 0 && rank[1] == 1);
     /* Every row ignored: ranking is the identity, nothing scored. */
     const int32_t yi[2] = {-100, -100};
-    ck_assert_int_eq(kd_label_quality(2, 1, p1, 1, yi, -100, KD_LABEL_SCORE_MARGIN, s, rank, &nr,
-                                      NULL, 0),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_label_quality(2, 1, p1, 1, yi, -100, KD_LABEL_SCORE_MARGIN, s, rank, &nr, NULL, 0),
+        KD_OK);
     ck_assert(nr == 0 && rank[0] == 0 && rank[1] == 1 && isnan(s[0]));
 }
 END_TEST
@@ -417,8 +423,8 @@ START_TEST(quality_errors_write_nothing)
     q[4] = NAN;
     ck_assert_int_eq(kd_label_quality(2, 3, q, 3, y, -100, 0, s, rank, &nr, err, sizeof err),
                      KD_ERR_NOT_FINITE);
-    ck_assert(all_f(s, 2, SENTINEL_F) && rank[0] == SENTINEL_I && rank[1] == SENTINEL_I
-              && nr == SENTINEL_I);
+    ck_assert(all_f(s, 2, SENTINEL_F) && rank[0] == SENTINEL_I && rank[1] == SENTINEL_I &&
+              nr == SENTINEL_I);
 }
 END_TEST
 
@@ -447,7 +453,8 @@ START_TEST(issues_match_reference_with_noisy_labels)
     int rsus[400];
     int64_t ns;
     char err[64];
-    ck_assert_int_eq(kd_find_label_issues(n, c, p, ld, y, -1, t, k, sus, &ns, err, sizeof err), KD_OK);
+    ck_assert_int_eq(kd_find_label_issues(n, c, p, ld, y, -1, t, k, sus, &ns, err, sizeof err),
+                     KD_OK);
     ck_assert_str_eq(err, "");
     ref_label_issues(n, c, p, ld, y, -1, rt, rk, rsus);
     int64_t rns = 0;
@@ -471,9 +478,9 @@ START_TEST(issues_hand_example_and_unlabelled_class)
     /* Binary-exact values.  t_0 = (0.75 + 0.25) / 2 = 0.5, t_1 = (0.25 + 0) / 2
      * = 0.125; class 2 has no labelled row: t_2 = +Inf, never confident. */
     const float p[4 * 3] = {0.75f, 0.125f, 0.125f, /* y 0: J = {0, 1}, k 0 */
-                            0.25f, 0.5f, 0.25f,    /* y 0: J = {1}, k 1: suspect */
-                            0.5f, 0.25f, 0.25f,    /* y 1: J = {0, 1} (0.5 >= 0.5), k 0: suspect */
-                            0.0f, 0.0f, 1.0f};     /* y 1: J empty, k -1 */
+                            0.25f, 0.5f,   0.25f,  /* y 0: J = {1}, k 1: suspect */
+                            0.5f,  0.25f,  0.25f,  /* y 1: J = {0, 1} (0.5 >= 0.5), k 0: suspect */
+                            0.0f,  0.0f,   1.0f};  /* y 1: J empty, k -1 */
     const int32_t y[4] = {0, 0, 1, 1};
     float t[3];
     int32_t k[4];
@@ -484,7 +491,8 @@ START_TEST(issues_hand_example_and_unlabelled_class)
     ck_assert(k[0] == 0 && k[1] == 1 && k[2] == 0 && k[3] == -1);
     ck_assert(s[0] == 0 && s[1] == 1 && s[2] == 1 && s[3] == 0 && ns == 2);
     /* Outputs are optional. */
-    ck_assert_int_eq(kd_find_label_issues(4, 3, p, 3, y, -100, NULL, NULL, NULL, &ns, NULL, 0), KD_OK);
+    ck_assert_int_eq(kd_find_label_issues(4, 3, p, 3, y, -100, NULL, NULL, NULL, &ns, NULL, 0),
+                     KD_OK);
     ck_assert_int_eq(ns, 2);
     ck_assert_int_eq(kd_find_label_issues(0, 3, p, 3, y, -100, t, k, s, &ns, NULL, 0), KD_OK);
     ck_assert(ns == 0 && t[0] == INFINITY);
@@ -512,8 +520,8 @@ START_TEST(issues_errors_write_nothing)
                      KD_ERR_NULL_POINTER);
     ck_assert_int_eq(kd_find_label_issues(2, 2, p, 1, y, -100, t, k, s, &ns, err, sizeof err),
                      KD_ERR_SHAPE);
-    ck_assert(all_f(t, 2, SENTINEL_F) && all_i(k, 2, SENTINEL_I) && s[0] == 7 && s[1] == 7
-              && ns == SENTINEL_I);
+    ck_assert(all_f(t, 2, SENTINEL_F) && all_i(k, 2, SENTINEL_I) && s[0] == 7 && s[1] == 7 &&
+              ns == SENTINEL_I);
 }
 END_TEST
 
@@ -566,17 +574,17 @@ START_TEST(soft_labels_hand_example)
     const float p[2 * 3] = {0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.1f};
     const int32_t y[2] = {0, -100};
     float q[6];
-    ck_assert_int_eq(kd_soft_labels(2, 3, y, -100, 0.7f, KD_SOFT_LABEL_ONEHOT, p, 3, NULL, q, 3,
-                                    NULL, 0),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_soft_labels(2, 3, y, -100, 0.7f, KD_SOFT_LABEL_ONEHOT, p, 3, NULL, q, 3, NULL, 0),
+        KD_OK);
     /* Row 0: 0.7 on the label, 0.3 on the argmax (1); row 1 unlabelled: onehot(0). */
     ck_assert(q[0] == 0.7f && kdt_close(q[1], 0.3, 1e-7, 0) && q[2] == 0.0f);
     ck_assert(q[3] == 1.0f && q[4] == 0.0f && q[5] == 0.0f);
     /* Label and prediction agree: all the mass on one class. */
     const int32_t pr[2] = {0, 2};
-    ck_assert_int_eq(kd_soft_labels(2, 3, y, -100, 0.7f, KD_SOFT_LABEL_ONEHOT, NULL, 0, pr, q, 3,
-                                    NULL, 0),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_soft_labels(2, 3, y, -100, 0.7f, KD_SOFT_LABEL_ONEHOT, NULL, 0, pr, q, 3, NULL, 0),
+        KD_OK);
     ck_assert(kdt_close(q[0], 1.0, 1e-7, 0) && q[1] == 0.0f && q[5] == 1.0f);
 }
 END_TEST
@@ -588,7 +596,7 @@ START_TEST(soft_labels_errors_write_nothing)
     float q[8];
     char err[160];
     fill_f(q, 8, SENTINEL_F);
-#define SOFT(w_, m_, p_, ldp_, pr_, q_, ldq_) \
+#define SOFT(w_, m_, p_, ldp_, pr_, q_, ldq_)                                                      \
     kd_soft_labels(2, 3, y, -100, w_, m_, p_, ldp_, pr_, q_, ldq_, err, sizeof err)
     ck_assert_int_eq(SOFT(1.5f, 0, p, 3, NULL, q, 3), KD_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(err, "label_weight = 1.5"));

@@ -18,15 +18,15 @@
  * the loss options of a ref_case (labels, weights, reduction, ...). */
 typedef struct {
     int64_t n, d, c, dt;
-    float *hid, *w, *b;          /* n x d (ldh), C x d (ldw), C or NULL */
+    float *hid, *w, *b; /* n x d (ldh), C x d (ldw), C or NULL */
     int64_t ldh, ldw;
-    int teacher_linear;          /* 1: teacher from thid, tw, tb */
-    float *thid, *tw, *tb;       /* n x dt (ldth), C x dt (ldtw), C or NULL */
+    int teacher_linear;    /* 1: teacher from thid, tw, tb */
+    float *thid, *tw, *tb; /* n x dt (ldth), C x dt (ldtw), C or NULL */
     int64_t ldth, ldtw;
-    int n_teachers;              /* teacher logits: 1 or 2 bound matrices */
+    int n_teachers; /* teacher logits: 1 or 2 bound matrices */
     float *t[2];
     int64_t ldt;
-    ref_case k;                  /* options; student and teachers filled in by the helpers */
+    ref_case k; /* options; student and teachers filled in by the helpers */
 } lin_case;
 
 static lin_case make_case(ref_arena *a, uint64_t seed, int64_t n, int64_t d, int64_t c)
@@ -223,13 +223,11 @@ static kd_loss *fused_handle(const lin_case *lc)
 
 static kd_status call(kd_loss *h, const lin_case *lc, int64_t chunk, fused_out *f, int grads)
 {
-    return kd_linear_kl_distill(h, lc->n, lc->d, lc->hid, lc->ldh, lc->w, lc->ldw, lc->b,
-                                lc->teacher_linear ? lc->dt : 0,
-                                lc->teacher_linear ? lc->thid : NULL, lc->ldth,
-                                lc->teacher_linear ? lc->tw : NULL, lc->ldtw,
-                                lc->teacher_linear ? lc->tb : NULL, chunk, f->loss,
-                                grads ? f->gh : NULL, f->ldgh, grads ? f->gw : NULL, f->ldgw,
-                                grads && lc->b ? f->gb : NULL);
+    return kd_linear_kl_distill(
+        h, lc->n, lc->d, lc->hid, lc->ldh, lc->w, lc->ldw, lc->b, lc->teacher_linear ? lc->dt : 0,
+        lc->teacher_linear ? lc->thid : NULL, lc->ldth, lc->teacher_linear ? lc->tw : NULL,
+        lc->ldtw, lc->teacher_linear ? lc->tb : NULL, chunk, f->loss, grads ? f->gh : NULL, f->ldgh,
+        grads ? f->gw : NULL, f->ldgw, grads && lc->b ? f->gb : NULL);
 }
 
 static fused_out run_fused(const lin_case *lc, int64_t chunk)
@@ -259,8 +257,8 @@ static void expect_matrix(const char *what, const float *a, int64_t ld, const do
                 ck_assert_msg(a[i * ld + j] == canary, "%s: padding of row %lld written", what,
                               (long long)i);
     }
-    ck_assert_msg(dmax <= tol * rmax + 1e-7, "%s: max |diff| %.3g against max |ref| %.3g", what, dmax,
-                  rmax);
+    ck_assert_msg(dmax <= tol * rmax + 1e-7, "%s: max |diff| %.3g against max |ref| %.3g", what,
+                  dmax, rmax);
 }
 
 /* The fused outputs against the materialised reference. */
@@ -273,10 +271,11 @@ static void expect_matches(const lin_case *lc, int64_t chunk, const char *label)
     const double scale = lc->k.reduction == REF_SUM ? (double)lc->n : 1.0;
     for (int64_t i = 0; i < m; i++)
         ck_assert_msg(fabs(f.loss[i] - r.loss[i]) <= 2e-5 * fabs(r.loss[i]) + 2e-6 * scale,
-                      "%s chunk %lld: loss[%lld] = %.9g, materialised %.9g", label, (long long)chunk,
-                      (long long)i, f.loss[i], r.loss[i]);
+                      "%s chunk %lld: loss[%lld] = %.9g, materialised %.9g", label,
+                      (long long)chunk, (long long)i, f.loss[i], r.loss[i]);
     for (int64_t i = 0; i < lc->n; i++)
-        ck_assert_msg(fabs(f.per_sample[i] - r.per_sample[i]) <= 2e-5 * fabs(r.per_sample[i]) + 2e-6,
+        ck_assert_msg(fabs(f.per_sample[i] - r.per_sample[i]) <=
+                          2e-5 * fabs(r.per_sample[i]) + 2e-6,
                       "%s chunk %lld: per_sample[%lld] = %.9g, materialised %.9g", label,
                       (long long)chunk, (long long)i, f.per_sample[i], r.per_sample[i]);
     snprintf(what, sizeof what, "%s chunk %lld grad_hidden", label, (long long)chunk);
@@ -364,13 +363,29 @@ START_TEST(every_option_of_the_handle_applies)
         lc.k.ignore_index = -7;
         lc.k.hard_weight = 0.3;
         switch (opt) {
-        case 0: lc.k.t2_scaling = 0; break;
-        case 1: lc.k.divergence = REF_REVERSE_KL; break;
-        case 2: lc.k.divergence = REF_JSD; lc.k.jsd_beta = 0.3; break;
-        case 3: lc.k.label_smoothing = 0.1; break;
-        case 4: lc.k.weights = ref_new_weights(&a, 420, lc.n); break;
-        case 5: lc.n_teachers = 2; break; /* averaged in logit space */
-        default: lc.k.labels = NULL; lc.b = ref_new_logits(&a, 430, 1, lc.c, lc.c, 1.0, 0.0); break;
+        case 0:
+            lc.k.t2_scaling = 0;
+            break;
+        case 1:
+            lc.k.divergence = REF_REVERSE_KL;
+            break;
+        case 2:
+            lc.k.divergence = REF_JSD;
+            lc.k.jsd_beta = 0.3;
+            break;
+        case 3:
+            lc.k.label_smoothing = 0.1;
+            break;
+        case 4:
+            lc.k.weights = ref_new_weights(&a, 420, lc.n);
+            break;
+        case 5:
+            lc.n_teachers = 2;
+            break; /* averaged in logit space */
+        default:
+            lc.k.labels = NULL;
+            lc.b = ref_new_logits(&a, 430, 1, lc.c, lc.c, 1.0, 0.0);
+            break;
         }
         char label[64];
         snprintf(label, sizeof label, "option %d", opt);
@@ -485,8 +500,9 @@ START_TEST(threads_and_skipped_outputs_give_the_same_bits)
     ck_assert(f.loss[0] == base.loss[0]);
     ck_assert(f.gh[0] == canary && isnan(f.gw[0]));
     /* only grad_weight: the same bits as with every gradient */
-    ck_assert_int_eq(kd_linear_kl_distill(h, lc.n, lc.d, lc.hid, lc.ldh, lc.w, lc.ldw, lc.b, 0, NULL,
-                                          0, NULL, 0, NULL, 5, f.loss, NULL, 0, f.gw, f.ldgw, NULL),
+    ck_assert_int_eq(kd_linear_kl_distill(h, lc.n, lc.d, lc.hid, lc.ldh, lc.w, lc.ldw, lc.b, 0,
+                                          NULL, 0, NULL, 0, NULL, 5, f.loss, NULL, 0, f.gw, f.ldgw,
+                                          NULL),
                      KD_OK);
     ck_assert(!memcmp(f.gw, base.gw, sw * sizeof(float)));
     ck_assert(f.gh[0] == canary);
@@ -514,19 +530,22 @@ START_TEST(grad_hidden_in_place_over_hidden)
     fused_out f = fused_alloc(&lc);
     kd_loss *h = fused_handle(&lc);
     float loss;
-    ck_assert_int_eq(kd_linear_kl_distill(h, lc.n, lc.d, copy, lc.ldh, lc.w, lc.ldw, NULL, 0, NULL, 0,
-                                          NULL, 0, NULL, 4, &loss, copy, lc.ldh, f.gw, f.ldgw, NULL),
+    ck_assert_int_eq(kd_linear_kl_distill(h, lc.n, lc.d, copy, lc.ldh, lc.w, lc.ldw, NULL, 0, NULL,
+                                          0, NULL, 0, NULL, 4, &loss, copy, lc.ldh, f.gw, f.ldgw,
+                                          NULL),
                      KD_OK);
     ck_assert(loss == base.loss[0]);
     ck_assert(!memcmp(f.gw, base.gw, (size_t)(lc.c * f.ldgw) * sizeof(float)));
     for (int64_t i = 0; i < lc.n; i++) {
-        ck_assert(!memcmp(copy + i * lc.ldh, base.gh + i * base.ldgh, (size_t)lc.d * sizeof(float)));
+        ck_assert(
+            !memcmp(copy + i * lc.ldh, base.gh + i * base.ldgh, (size_t)lc.d * sizeof(float)));
         for (int64_t j = lc.d; j < lc.ldh; j++)
             ck_assert(isnan(copy[i * lc.ldh + j])); /* padding kept */
     }
     /* overlapping with another stride is refused */
-    ck_assert_int_eq(kd_linear_kl_distill(h, lc.n, lc.d, copy, lc.ldh, lc.w, lc.ldw, NULL, 0, NULL, 0,
-                                          NULL, 0, NULL, 4, &loss, copy, lc.ldh + 1, NULL, 0, NULL),
+    ck_assert_int_eq(kd_linear_kl_distill(h, lc.n, lc.d, copy, lc.ldh, lc.w, lc.ldw, NULL, 0, NULL,
+                                          0, NULL, 0, NULL, 4, &loss, copy, lc.ldh + 1, NULL, 0,
+                                          NULL),
                      KD_ERR_ALIASING);
     free(copy);
     kd_loss_destroy(h);
@@ -620,11 +639,12 @@ START_TEST(bad_arguments_are_refused_with_outputs_untouched)
     expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, f.loss, f.gh, d - 1,
                       f.gw, f.ldgw, f.gb),
                  KD_ERR_SHAPE, &f, &lc, "ld_grad_hidden < d");
-    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, f.loss, f.gh, f.ldgh,
-                      f.gw, d - 1, f.gb),
+    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, f.loss, f.gh,
+                      f.ldgh, f.gw, d - 1, f.gb),
                  KD_ERR_SHAPE, &f, &lc, "ld_grad_weight < d");
-    expect_error(CALL(h, n, d, H, (int64_t)1 << 40, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, GOOD_OUT),
-                 KD_ERR_SHAPE, &f, &lc, "ld beyond the CBLAS int");
+    expect_error(
+        CALL(h, n, d, H, (int64_t)1 << 40, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, GOOD_OUT),
+        KD_ERR_SHAPE, &f, &lc, "ld beyond the CBLAS int");
     /* teachers: both, none, half a teacher layer, a teacher bias alone */
     expect_error(CALL(h, n, d, H, ldh, W, ldw, B, lc.dt, lc.thid, lc.ldth, lc.tw, lc.ldtw, NULL, 0,
                       GOOD_OUT),
@@ -634,14 +654,14 @@ START_TEST(bad_arguments_are_refused_with_outputs_untouched)
     kd_loss_bind_matrix(h, KD_ARG_TEACHER, NULL, 0);
     expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, GOOD_OUT),
                  KD_ERR_MISSING_INPUT, &f, &lc, "no teacher");
-    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, lc.dt, lc.thid, lc.ldth, NULL, lc.ldtw, NULL, 0,
-                      GOOD_OUT),
-                 KD_ERR_NULL_POINTER, &f, &lc, "teacher weight missing");
-    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, lc.thid, lc.ldth, lc.tw, lc.ldtw, NULL, 0,
-                      GOOD_OUT),
-                 KD_ERR_INVALID_ARGUMENT, &f, &lc, "d_teacher = 0");
-    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, lc.dt, lc.thid, lc.dt - 1, lc.tw, lc.ldtw, NULL, 0,
-                      GOOD_OUT),
+    expect_error(
+        CALL(h, n, d, H, ldh, W, ldw, B, lc.dt, lc.thid, lc.ldth, NULL, lc.ldtw, NULL, 0, GOOD_OUT),
+        KD_ERR_NULL_POINTER, &f, &lc, "teacher weight missing");
+    expect_error(
+        CALL(h, n, d, H, ldh, W, ldw, B, 0, lc.thid, lc.ldth, lc.tw, lc.ldtw, NULL, 0, GOOD_OUT),
+        KD_ERR_INVALID_ARGUMENT, &f, &lc, "d_teacher = 0");
+    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, lc.dt, lc.thid, lc.dt - 1, lc.tw, lc.ldtw, NULL,
+                      0, GOOD_OUT),
                  KD_ERR_SHAPE, &f, &lc, "ld_teacher_hidden < d_teacher");
     kd_loss_bind_matrix(h, KD_ARG_TEACHER, lc.t[0], lc.ldt);
     /* labels and weights, checked over all rows before the first chunk */
@@ -670,14 +690,14 @@ START_TEST(bad_arguments_are_refused_with_outputs_untouched)
     B[3] = 0.25f;
     kd_loss_set_int(h, KD_PARAM_CHECK_FINITE, 0);
     /* aliasing */
-    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, f.loss, f.gh, f.ldgh,
-                      W, ldw, f.gb),
+    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, f.loss, f.gh,
+                      f.ldgh, W, ldw, f.gb),
                  KD_ERR_ALIASING, &f, &lc, "grad_weight over weight");
-    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, f.loss, f.gh, f.ldgh,
-                      f.gw, f.ldgw, f.gh + 1),
+    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, f.loss, f.gh,
+                      f.ldgh, f.gw, f.ldgw, f.gh + 1),
                  KD_ERR_ALIASING, &f, &lc, "grad_bias inside grad_hidden");
-    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, f.loss, f.gh, f.ldgh,
-                      f.gw, f.ldgw, B),
+    expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, f.loss, f.gh,
+                      f.ldgh, f.gw, f.ldgw, B),
                  KD_ERR_ALIASING, &f, &lc, "grad_bias over bias");
     expect_error(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, lc.t[0] + 1, f.gh,
                       f.ldgh, f.gw, f.ldgw, f.gb),
@@ -695,7 +715,8 @@ START_TEST(bad_arguments_are_refused_with_outputs_untouched)
     ck_assert_ptr_nonnull(strstr(kd_loss_last_error(ce), "KD_LOSS_KL_DISTILL"));
     kd_loss_destroy(ce);
     /* and the same handle still works afterwards */
-    ck_assert_int_eq(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, GOOD_OUT), KD_OK);
+    ck_assert_int_eq(CALL(h, n, d, H, ldh, W, ldw, B, 0, NULL, 0, NULL, 0, NULL, 0, GOOD_OUT),
+                     KD_OK);
     ck_assert_str_eq(kd_loss_last_error(h), "");
 #undef GOOD_OUT
 #undef CALL

@@ -73,10 +73,10 @@ static void fixture_init(fixture *f, kd_loss_kind kind)
     memcpy(f->t0, f->t, sizeof f->t);
     ck_assert_int_eq(kd_loss_create(&f->h, kind, C), KD_OK);
     ck_assert_int_eq(kd_loss_bind_matrix(f->h, KD_ARG_STUDENT, f->s, LDS), KD_OK);
-    ck_assert_int_eq(kd_loss_bind_matrix(f->h, kind == KD_LOSS_CROSS_ENTROPY ? KD_ARG_TARGET
-                                                                             : KD_ARG_TEACHER,
-                                         f->t, LDS),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_loss_bind_matrix(f->h, kind == KD_LOSS_CROSS_ENTROPY ? KD_ARG_TARGET : KD_ARG_TEACHER,
+                            f->t, LDS),
+        KD_OK);
     ck_assert_int_eq(kd_loss_bind_labels(f->h, f->y), KD_OK);
     ck_assert_int_eq(kd_loss_bind_weights(f->h, f->w), KD_OK);
     ck_assert_int_eq(kd_loss_bind_output(f->h, KD_ARG_GRAD_STUDENT, f->g, LDG), KD_OK);
@@ -171,7 +171,8 @@ START_TEST(create_rejects_null_out_unknown_kind_and_bad_class_count)
     ck_assert_int_eq(kd_loss_create(&h, 4, 3), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_LOGIT_MSE, 0), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_LOGIT_MSE, -5), KD_ERR_INVALID_ARGUMENT);
-    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_LOGIT_MSE, (int64_t)INT32_MAX * 4), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_LOGIT_MSE, (int64_t)INT32_MAX * 4),
+                     KD_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_eq(h, (kd_loss *)&h);
     kd_loss_destroy(NULL);
     ck_assert_ptr_nonnull(kd_loss_last_error(NULL));
@@ -187,7 +188,8 @@ START_TEST(temperature_at_or_below_zero_is_rejected_at_set_time)
         ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 2.0), KD_OK);
         static const double bad[] = {0.0, -1.0, -0.0, NAN, INFINITY, -INFINITY};
         for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
-            ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, bad[b]), KD_ERR_INVALID_ARGUMENT);
+            ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, bad[b]),
+                             KD_ERR_INVALID_ARGUMENT);
             assert_message_names(h, "temperature");
         }
         double v;
@@ -291,11 +293,13 @@ START_TEST(parameters_of_another_kind_wrong_type_read_only_or_unknown_are_unsupp
     ck_assert_int_eq(kd_loss_set_int(NULL, KD_PARAM_REDUCTION, 1), KD_ERR_NULL_POINTER);
     ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_LOGIT_MSE, KD_PARAM_TEMPERATURE, &lo, &hi, &open),
                      KD_ERR_UNSUPPORTED);
-    ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_LOGIT_MSE, 999, &lo, &hi, &open), KD_ERR_UNSUPPORTED);
+    ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_LOGIT_MSE, 999, &lo, &hi, &open),
+                     KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_KL_DISTILL, KD_PARAM_ALPHA, NULL, &hi, &open),
                      KD_ERR_NULL_POINTER);
     ck_assert(lo == 7 && hi == 7 && open == 7);
-    ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_KL_DISTILL, KD_PARAM_ALPHA, &lo, &hi, &open), KD_OK);
+    ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_KL_DISTILL, KD_PARAM_ALPHA, &lo, &hi, &open),
+                     KD_OK);
     ck_assert(lo == 0.0 && hi == 1.0 && open == 0);
     kd_loss_destroy(h);
 }
@@ -383,7 +387,8 @@ START_TEST(bind_teachers_rejects_null_arrays_bad_counts_and_bad_weights)
     assert_message_names(f.h, "count");
     ck_assert_int_eq(kd_loss_bind_teachers(f.h, 1025, tp, lds, NULL), KD_ERR_INVALID_ARGUMENT);
     assert_message_names(f.h, "count");
-    float wneg[2] = {1.0f, -1.0f}, wzero[2] = {0.0f, 0.0f}, wnan[2] = {NAN, 1.0f}, winf[2] = {1.0f, INFINITY};
+    float wneg[2] = {1.0f, -1.0f}, wzero[2] = {0.0f, 0.0f}, wnan[2] = {NAN, 1.0f},
+          winf[2] = {1.0f, INFINITY};
     ck_assert_int_eq(kd_loss_bind_teachers(f.h, 2, tp, lds, wneg), KD_ERR_INVALID_ARGUMENT);
     assert_message_names(f.h, "weights[1]");
     ck_assert_int_eq(kd_loss_bind_teachers(f.h, 2, tp, lds, wnan), KD_ERR_INVALID_ARGUMENT);
@@ -420,7 +425,8 @@ END_TEST
 
 START_TEST(missing_inputs_and_missing_gradient_output_are_reported)
 {
-    static const kd_loss_kind kinds[] = {KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL, KD_LOSS_LOGIT_MSE};
+    static const kd_loss_kind kinds[] = {KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL,
+                                         KD_LOSS_LOGIT_MSE};
     for (int k = 0; k < 3; k++) {
         fixture f;
         fixture_init(&f, kinds[k]);
@@ -465,7 +471,8 @@ END_TEST
 
 START_TEST(labels_out_of_range_are_invalid_and_name_the_row)
 {
-    static const kd_loss_kind kinds[] = {KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL, KD_LOSS_LOGIT_MSE};
+    static const kd_loss_kind kinds[] = {KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL,
+                                         KD_LOSS_LOGIT_MSE};
     for (int k = 0; k < 3; k++) {
         fixture f;
         fixture_init(&f, kinds[k]);
@@ -511,7 +518,8 @@ END_TEST
 
 START_TEST(check_finite_rejects_nan_and_inf_inputs_and_writes_nothing)
 {
-    static const kd_loss_kind kinds[] = {KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL, KD_LOSS_LOGIT_MSE};
+    static const kd_loss_kind kinds[] = {KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL,
+                                         KD_LOSS_LOGIT_MSE};
     for (int k = 0; k < 3; k++) {
         fixture f;
         fixture_init(&f, kinds[k]);
@@ -547,7 +555,8 @@ END_TEST
 
 START_TEST(gradient_overlapping_an_input_other_than_in_place_is_aliasing)
 {
-    static const kd_loss_kind kinds[] = {KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL, KD_LOSS_LOGIT_MSE};
+    static const kd_loss_kind kinds[] = {KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL,
+                                         KD_LOSS_LOGIT_MSE};
     for (int k = 0; k < 3; k++) {
         fixture f;
         fixture_init(&f, kinds[k]);
@@ -628,10 +637,9 @@ END_TEST
  * after the loss so that their ranges do not overlap. */
 START_TEST(workspace_size_overflow_is_refused)
 {
-    static const kd_loss_kind kinds[] = {KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL,
-                                         KD_LOSS_LOGIT_MSE,     KD_LOSS_PSEUDO_LABEL,
-                                         KD_LOSS_CONSISTENCY,   KD_LOSS_CLASS_BALANCE,
-                                         KD_LOSS_MCC,           KD_LOSS_WORST_CASE};
+    static const kd_loss_kind kinds[] = {
+        KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL,    KD_LOSS_LOGIT_MSE, KD_LOSS_PSEUDO_LABEL,
+        KD_LOSS_CONSISTENCY,   KD_LOSS_CLASS_BALANCE, KD_LOSS_MCC,       KD_LOSS_WORST_CASE};
     const int64_t n = ((int64_t)1 << 60) + 1;
     int cases = 0;
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
@@ -717,10 +725,10 @@ START_TEST(failing_getters_set_their_message)
         kd_status want;
         int which;
     } cases[] = {
-        {"real number", KD_ERR_UNSUPPORTED, 0},  /* get_int of a real parameter */
+        {"real number", KD_ERR_UNSUPPORTED, 0},        /* get_int of a real parameter */
         {"is not a KD_PARAM_", KD_ERR_UNSUPPORTED, 1}, /* get_int of an unknown one */
         {"value is NULL", KD_ERR_NULL_POINTER, 2},
-        {"integer", KD_ERR_UNSUPPORTED, 3},      /* get_float of an int parameter */
+        {"integer", KD_ERR_UNSUPPORTED, 3}, /* get_float of an int parameter */
         {"value is NULL", KD_ERR_NULL_POINTER, 4},
         {"batch statistics", KD_ERR_UNSUPPORTED, 5}, /* stats_size of KL */
         {"count is NULL", KD_ERR_NULL_POINTER, 6},
@@ -730,13 +738,27 @@ START_TEST(failing_getters_set_their_message)
         ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, -1.0), KD_ERR_INVALID_ARGUMENT);
         kd_status st;
         switch (cases[k].which) {
-        case 0: st = kd_loss_get_int(h, KD_PARAM_TEMPERATURE, &iv); break;
-        case 1: st = kd_loss_get_int(h, 9999, &iv); break;
-        case 2: st = kd_loss_get_int(h, KD_PARAM_REDUCTION, NULL); break;
-        case 3: st = kd_loss_get_float(h, KD_PARAM_REDUCTION, &dv); break;
-        case 4: st = kd_loss_get_float(h, KD_PARAM_TEMPERATURE, NULL); break;
-        case 5: st = kd_loss_stats_size(h, &iv); break;
-        default: st = kd_loss_stats_size(h, NULL); break;
+        case 0:
+            st = kd_loss_get_int(h, KD_PARAM_TEMPERATURE, &iv);
+            break;
+        case 1:
+            st = kd_loss_get_int(h, 9999, &iv);
+            break;
+        case 2:
+            st = kd_loss_get_int(h, KD_PARAM_REDUCTION, NULL);
+            break;
+        case 3:
+            st = kd_loss_get_float(h, KD_PARAM_REDUCTION, &dv);
+            break;
+        case 4:
+            st = kd_loss_get_float(h, KD_PARAM_TEMPERATURE, NULL);
+            break;
+        case 5:
+            st = kd_loss_stats_size(h, &iv);
+            break;
+        default:
+            st = kd_loss_stats_size(h, NULL);
+            break;
         }
         ck_assert_int_eq(st, cases[k].want);
         ck_assert_msg(strstr(kd_loss_last_error(h), cases[k].word) != NULL,
@@ -760,9 +782,11 @@ START_TEST(every_handle_words_a_refused_parameter_the_same_way)
     ck_assert_str_eq(kd_loss_last_error(h),
                      "kd_loss_set_float: KD_PARAM_TEMPERATURE = 1e-07 is outside [1e-06, 1e+06]");
     ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_DIVERGENCE, 7), KD_ERR_INVALID_ARGUMENT);
-    ck_assert_str_eq(kd_loss_last_error(h), "kd_loss_set_int: KD_PARAM_DIVERGENCE = 7 is outside [0, 2]");
+    ck_assert_str_eq(kd_loss_last_error(h),
+                     "kd_loss_set_int: KD_PARAM_DIVERGENCE = 7 is outside [0, 2]");
     ck_assert_int_eq(kd_loss_set_int(h, 999, 1), KD_ERR_UNSUPPORTED);
-    ck_assert_str_eq(kd_loss_last_error(h), "kd_loss_set_int: param = 999 is not a KD_PARAM_* parameter");
+    ck_assert_str_eq(kd_loss_last_error(h),
+                     "kd_loss_set_int: param = 999 is not a KD_PARAM_* parameter");
     ck_assert_int_eq(kd_loss_bind_teachers(h, -1, NULL, NULL, NULL), KD_ERR_INVALID_ARGUMENT);
     ck_assert_msg(strncmp(kd_loss_last_error(h), "kd_loss_bind_teachers: ", 23) == 0, "%s",
                   kd_loss_last_error(h));
@@ -780,9 +804,9 @@ END_TEST
 
 START_TEST(every_documented_status_has_a_distinct_string)
 {
-    static const kd_status used[] = {KD_ERR_NULL_POINTER, KD_ERR_INVALID_ARGUMENT, KD_ERR_SHAPE,
-                                     KD_ERR_UNSUPPORTED,  KD_ERR_MISSING_INPUT,    KD_ERR_OUT_OF_MEMORY,
-                                     KD_ERR_NOT_FINITE,   KD_ERR_ALIASING};
+    static const kd_status used[] = {
+        KD_ERR_NULL_POINTER,  KD_ERR_INVALID_ARGUMENT, KD_ERR_SHAPE,      KD_ERR_UNSUPPORTED,
+        KD_ERR_MISSING_INPUT, KD_ERR_OUT_OF_MEMORY,    KD_ERR_NOT_FINITE, KD_ERR_ALIASING};
     for (size_t i = 0; i < sizeof used / sizeof used[0]; i++) {
         ck_assert_ptr_nonnull(kd_status_string(used[i]));
         ck_assert_str_ne(kd_status_string(used[i]), kd_status_string(KD_OK));

@@ -49,7 +49,8 @@ START_TEST(loss_and_gradient_match_reference_and_finite_differences)
         ck_assert_msg(kdt_close(loss, ref, 1e-5, 1e-7), "T %g: %g vs %g", temps[k], loss, ref);
         fd_ctx f = {temps[k], w}; /* the entropy weights are constants */
         rst_fd_grad(fd_fn, &f, zd, N * C, 1e-6, fd);
-        ck_assert_msg(kdt_max_abs_diff(g, LD, fd, N, C) < 2e-6, "%g", kdt_max_abs_diff(g, LD, fd, N, C));
+        ck_assert_msg(kdt_max_abs_diff(g, LD, fd, N, C) < 2e-6, "%g",
+                      kdt_max_abs_diff(g, LD, fd, N, C));
         ck_assert_int_eq(kd_loss_backward(h, N, &up), KD_OK);
         for (int j = 0; j < N * C; j++)
             fd[j] *= -2.0;
@@ -207,7 +208,8 @@ START_TEST(documented_errors)
     ck_assert_int_eq(kd_loss_backward(h, N, &up), KD_ERR_MISSING_INPUT);
     ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 0.0), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, INFINITY), KD_ERR_INVALID_ARGUMENT);
-    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_NONE), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_NONE),
+                     KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_INPUT_TYPE, 1), KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_loss_bind_weights(h, z), KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_loss_bind_vector(h, KD_ARG_WEIGHTS, z), KD_ERR_UNSUPPORTED);

@@ -134,9 +134,9 @@ static kd_loss *make(kd_loss_kind kind)
 }
 
 static const kd_loss_kind KINDS[] = {
-    KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL,    KD_LOSS_LOGIT_MSE,
-    KD_LOSS_PSEUDO_LABEL,  KD_LOSS_STRONG_WEAK,   KD_LOSS_CONSISTENCY,
-    KD_LOSS_CLASS_BALANCE, KD_LOSS_MCC,           KD_LOSS_WORST_CASE,
+    KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL,  KD_LOSS_LOGIT_MSE,
+    KD_LOSS_PSEUDO_LABEL,  KD_LOSS_STRONG_WEAK, KD_LOSS_CONSISTENCY,
+    KD_LOSS_CLASS_BALANCE, KD_LOSS_MCC,         KD_LOSS_WORST_CASE,
 };
 
 START_TEST(loss_calls_at_seen_shapes_do_not_allocate)
@@ -155,8 +155,8 @@ START_TEST(loss_calls_at_seen_shapes_do_not_allocate)
                       "kind %d: kd_loss_backward(n = %lld) allocated %ld times", (int)kind,
                       (long long)n, allocations);
         ck_assert_msg(allocations_of(kd_loss_forward_backward, h, n) == 0,
-                      "kind %d: kd_loss_forward_backward(n = %lld) allocated %ld times",
-                      (int)kind, (long long)n, allocations);
+                      "kind %d: kd_loss_forward_backward(n = %lld) allocated %ld times", (int)kind,
+                      (long long)n, allocations);
     }
     /* per-sample output: another workspace layout, seen once, then none */
     if (kind != KD_LOSS_CLASS_BALANCE && kind != KD_LOSS_MCC && kind != KD_LOSS_WORST_CASE) {

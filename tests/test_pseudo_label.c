@@ -59,7 +59,8 @@ START_TEST(loss_mask_and_labels_match_reference_in_every_reduction)
         ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, red), KD_OK);
         ck_assert_int_eq(kd_loss_forward(h, N, loss), KD_OK);
         if (red < 2)
-            ck_assert_msg(kdt_close(loss[0], ref, 1e-5, 1e-6), "red %d: %g vs %g", red, loss[0], ref);
+            ck_assert_msg(kdt_close(loss[0], ref, 1e-5, 1e-6), "red %d: %g vs %g", red, loss[0],
+                          ref);
         int kept = 0;
         for (int i = 0; i < N; i++) {
             ck_assert(kdt_close(per[i], rper[i], 1e-5, 1e-6));
@@ -306,7 +307,8 @@ START_TEST(documented_errors_leave_outputs_untouched)
     ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_ALPHA, 0.5), KD_ERR_UNSUPPORTED);
     double lo, hi;
     int32_t open;
-    ck_assert_int_eq(kd_loss_param_bounds(KD_LOSS_PSEUDO_LABEL, KD_PARAM_THRESHOLD, &lo, &hi, &open), KD_OK);
+    ck_assert_int_eq(
+        kd_loss_param_bounds(KD_LOSS_PSEUDO_LABEL, KD_PARAM_THRESHOLD, &lo, &hi, &open), KD_OK);
     ck_assert(lo == 0.0 && hi == 1.0 && open == 0);
     /* roles */
     int32_t labels[N] = {0};
@@ -315,7 +317,8 @@ START_TEST(documented_errors_leave_outputs_untouched)
     ck_assert_int_eq(kd_loss_bind_vector(h, KD_ARG_MASK, mask), KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_loss_bind_output_labels(h, KD_ARG_LABELS, labels), KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_loss_bind_vector(NULL, KD_ARG_CLASS_THRESHOLDS, mask), KD_ERR_NULL_POINTER);
-    ck_assert_int_eq(kd_loss_bind_output_labels(NULL, KD_ARG_PSEUDO_LABELS, labels), KD_ERR_NULL_POINTER);
+    ck_assert_int_eq(kd_loss_bind_output_labels(NULL, KD_ARG_PSEUDO_LABELS, labels),
+                     KD_ERR_NULL_POINTER);
     /* class thresholds outside [0, 1] */
     float ct[C];
     for (int j = 0; j < C; j++)

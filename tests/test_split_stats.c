@@ -15,7 +15,8 @@
 enum { N = 37, C = 7, LD = 9 };
 
 typedef enum { CB_LOGITS, CB_PROBS, MCC } variant;
-static const char *const variant_name[] = {"class balance (logits)", "class balance (probs)", "MCC"};
+static const char *const variant_name[] = {"class balance (logits)", "class balance (probs)",
+                                           "MCC"};
 
 /* Shard sizes summing to N (0 ends a list): k = 1, 2, 3, 4, uneven, empty shards. */
 static const int64_t splits[][5] = {
@@ -120,7 +121,8 @@ static void run_split(variant v, const float *x, int s, int shared, float *g, fl
     }
     for (int r = 0; r < k; r++) {
         ck_assert_int_eq(kd_loss_bind_matrix(hs[r], KD_ARG_STUDENT, x + off[r] * LD, LD), KD_OK);
-        ck_assert_int_eq(kd_loss_bind_output(hs[r], KD_ARG_GRAD_STUDENT, g + off[r] * LD, LD), KD_OK);
+        ck_assert_int_eq(kd_loss_bind_output(hs[r], KD_ARG_GRAD_STUDENT, g + off[r] * LD, LD),
+                         KD_OK);
         losses[r] = NAN;
         ck_assert_int_eq(kd_loss_finish(hs[r], splits[s][r], global, &losses[r]), KD_OK);
     }
@@ -150,8 +152,9 @@ START_TEST(shards_summed_and_finished_give_the_whole_batch_loss_and_gradient_row
                                   "%s split %d rank %d: loss %.9g vs whole batch %.9g",
                                   variant_name[v], s, r, losses[r], lw);
                 double d = max_diff(gs, gw);
-                ck_assert_msg(d <= 2e-5 * scale, "%s split %d shared %d: gradient off by %g (max %g)",
-                              variant_name[v], s, shared, d, scale);
+                ck_assert_msg(d <= 2e-5 * scale,
+                              "%s split %d shared %d: gradient off by %g (max %g)", variant_name[v],
+                              s, shared, d, scale);
             }
     }
 }

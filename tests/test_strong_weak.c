@@ -277,10 +277,10 @@ START_TEST(confident_rows_keep_the_gradient_at_the_argmax_and_the_small_divergen
                                   (long long)c, (double)T, in_place, i, per[i], rl[i]);
                     for (int64_t j = 0; j < c; j++) {
                         const long double e = rg[i * c + j];
-                        ck_assert_msg(fabsl(gb[i * c + j] - e) <= 1e-5L * fabsl(e) + 1e-12L,
-                                      "C %lld T %g in place %d row %d: g[%lld] = %.9g, reference %.12Lg",
-                                      (long long)c, (double)T, in_place, i, (long long)j,
-                                      gb[i * c + j], e);
+                        ck_assert_msg(
+                            fabsl(gb[i * c + j] - e) <= 1e-5L * fabsl(e) + 1e-12L,
+                            "C %lld T %g in place %d row %d: g[%lld] = %.9g, reference %.12Lg",
+                            (long long)c, (double)T, in_place, i, (long long)j, gb[i * c + j], e);
                     }
                     cases++;
                 }

@@ -159,19 +159,19 @@ enum {
 
 static const char *scenario_name(int s)
 {
-    static const char *names[] = {"kl",  "kl-multi", "ce",         "mse",       "pseudo-label",
-                                  "strong-weak", "consistency", "class-balance", "mcc",
-                                  "worst-case",  "ema",         "flexmatch",     "labels"};
+    static const char *names[] = {"kl",           "kl-multi",    "ce",          "mse",
+                                  "pseudo-label", "strong-weak", "consistency", "class-balance",
+                                  "mcc",          "worst-case",  "ema",         "flexmatch",
+                                  "labels"};
     return names[s];
 }
 
 static void run_loss(int s, int threads, result *out)
 {
-    static const kd_loss_kind kinds[] = {KD_LOSS_KL_DISTILL,   KD_LOSS_KL_DISTILL,
-                                         KD_LOSS_CROSS_ENTROPY, KD_LOSS_LOGIT_MSE,
-                                         KD_LOSS_PSEUDO_LABEL,  KD_LOSS_STRONG_WEAK,
-                                         KD_LOSS_CONSISTENCY,   KD_LOSS_CLASS_BALANCE,
-                                         KD_LOSS_MCC,           KD_LOSS_WORST_CASE};
+    static const kd_loss_kind kinds[] = {
+        KD_LOSS_KL_DISTILL,   KD_LOSS_KL_DISTILL,  KD_LOSS_CROSS_ENTROPY, KD_LOSS_LOGIT_MSE,
+        KD_LOSS_PSEUDO_LABEL, KD_LOSS_STRONG_WEAK, KD_LOSS_CONSISTENCY,   KD_LOSS_CLASS_BALANCE,
+        KD_LOSS_MCC,          KD_LOSS_WORST_CASE};
     float grad[N * LD], grad2[N * LD], gu[NU * LD], per[N], mask[N], loss = 0;
     int32_t plabels[N];
     memset(grad, 0, sizeof grad), memset(grad2, 0, sizeof grad2), memset(gu, 0, sizeof gu);
@@ -419,8 +419,8 @@ START_TEST(same_inputs_and_thread_count_are_bit_identical)
             result a, b;
             run_scenario(s, counts[k], &a);
             run_scenario(s, counts[k], &b);
-            ck_assert_msg(same(&a, &b), "%s with %d threads: two runs differ %s",
-                          scenario_name(s), counts[k], a.msg);
+            ck_assert_msg(same(&a, &b), "%s with %d threads: two runs differ %s", scenario_name(s),
+                          counts[k], a.msg);
             result_free(&a), result_free(&b);
         }
 }

@@ -60,9 +60,9 @@ START_TEST(create_refuses_unknown_algorithms_and_shapes_with_a_message)
     ck_assert_int_eq(kd_threshold_create(&th, KD_THRESHOLD_FLEXMATCH, 0, 3),
                      KD_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(kd_threshold_last_error(NULL), "num_samples = 0"));
-    ck_assert_int_eq(kd_threshold_create(&th, KD_THRESHOLD_FLEXMATCH, 10,
-                                         KD_THRESHOLD_MAX_CLASSES + 1),
-                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(
+        kd_threshold_create(&th, KD_THRESHOLD_FLEXMATCH, 10, KD_THRESHOLD_MAX_CLASSES + 1),
+        KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_threshold_create(&th, KD_THRESHOLD_FLEXMATCH, 10, 3), KD_OK);
     ck_assert_str_eq(kd_threshold_last_error(NULL), "");
     ck_assert_str_eq(kd_threshold_last_error(th), "");
@@ -96,7 +96,8 @@ START_TEST(real_parameters_are_double_and_getters_take_const_handles)
     ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_THRESHOLD, 1.5),
                      KD_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(
-        strstr(kd_threshold_last_error(th), "kd_threshold_set_float: KD_THRESHOLD_PARAM_THRESHOLD = 1.5 is outside [0, 1]"));
+        strstr(kd_threshold_last_error(th),
+               "kd_threshold_set_float: KD_THRESHOLD_PARAM_THRESHOLD = 1.5 is outside [0, 1]"));
     ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_THRESHOLD, NAN),
                      KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_THRESHOLD, 1.0 + 1e-15),
@@ -118,13 +119,13 @@ START_TEST(real_parameters_are_double_and_getters_take_const_handles)
     ck_assert_str_eq(kd_threshold_last_error(th), "");
 
     double lo, hi;
-    ck_assert_int_eq(kd_threshold_param_bounds(KD_THRESHOLD_FLEXMATCH, KD_THRESHOLD_PARAM_MAPPING,
-                                               &lo, &hi),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_threshold_param_bounds(KD_THRESHOLD_FLEXMATCH, KD_THRESHOLD_PARAM_MAPPING, &lo, &hi),
+        KD_OK);
     ck_assert(lo == 0 && hi == 2);
-    ck_assert_int_eq(kd_threshold_param_bounds(KD_THRESHOLD_FLEXMATCH,
-                                               KD_THRESHOLD_PARAM_NUM_CLASSES, &lo, &hi),
-                     KD_ERR_UNSUPPORTED);
+    ck_assert_int_eq(
+        kd_threshold_param_bounds(KD_THRESHOLD_FLEXMATCH, KD_THRESHOLD_PARAM_NUM_CLASSES, &lo, &hi),
+        KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_threshold_param_bounds(99, KD_THRESHOLD_PARAM_MAPPING, &lo, &hi),
                      KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_threshold_param_bounds(KD_THRESHOLD_FLEXMATCH, 1, NULL, &hi),
@@ -191,7 +192,8 @@ START_TEST(the_flexmatch_layer_and_the_family_agree_bit_for_bit)
         for (int i = 0; i < N; i++)
             ck_assert_int_eq(p32[i], p64[i]);
         ck_assert_int_eq(kd_flexmatch_counts(fm, s_fm, &u_fm), KD_OK);
-        ck_assert_int_eq(kd_threshold_get_ints(th, KD_THRESHOLD_STATE_CLASS_COUNTS, C, s_th), KD_OK);
+        ck_assert_int_eq(kd_threshold_get_ints(th, KD_THRESHOLD_STATE_CLASS_COUNTS, C, s_th),
+                         KD_OK);
         ck_assert_int_eq(kd_threshold_get_ints(th, KD_THRESHOLD_STATE_UNUSED, 1, &u_th), KD_OK);
         ck_assert(memcmp(s_fm, s_th, sizeof s_fm) == 0 && u_fm == u_th);
         ck_assert_int_lt(u_th, N); /* the run did select samples */
@@ -261,9 +263,9 @@ START_TEST(a_double_threshold_survives_save_and_load)
     ck_assert_int_eq(kd_threshold_set_float(a, KD_THRESHOLD_PARAM_THRESHOLD, 0.7000000000000001),
                      KD_OK);
     ck_assert_int_eq(kd_threshold_set_int(a, KD_THRESHOLD_PARAM_NON_STRICT, 1), KD_OK);
-    ck_assert_int_eq(kd_threshold_update(a, 2, (int64_t[]){3, 4}, (float[]){0.9f, 0.1f},
-                                         (int32_t[]){2, 1}),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_threshold_update(a, 2, (int64_t[]){3, 4}, (float[]){0.9f, 0.1f}, (int32_t[]){2, 1}),
+        KD_OK);
     ck_assert_int_eq(kd_threshold_save(a, in_dir("a.state")), KD_OK);
     ck_assert_int_eq(kd_threshold_load(b, in_dir("a.state")), KD_OK);
     double v;
@@ -334,8 +336,8 @@ START_TEST(files_of_format_version_1_still_load)
     ck_assert_int_eq(step, 2);
     const float *teacher;
     ck_assert_int_eq(kd_ema_teacher_flat(ro, &teacher, NULL), KD_OK);
-    ck_assert(teacher[0] == 3 && teacher[1] == 2 && teacher[2] == 1 && teacher[3] == 0
-              && teacher[4] == 1);
+    ck_assert(teacher[0] == 3 && teacher[1] == 2 && teacher[2] == 1 && teacher[3] == 0 &&
+              teacher[4] == 1);
     kd_ema_destroy(e);
 }
 END_TEST

@@ -125,14 +125,17 @@ START_TEST(batch_sizes_edge_shapes_and_in_place)
     /* no unlabeled rows: the labeled term only; no labeled rows: the unlabeled term */
     ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_UNLABELED_ROWS, 0), KD_OK);
     ck_assert_int_eq(kd_loss_forward(h, NL, &loss), KD_OK);
-    ck_assert(kdt_close(loss, rst_worst_case(NL, 0, C, d.lmd, d.lad, d.umd, d.uad, 1.5, 0), 1e-5, 0));
+    ck_assert(
+        kdt_close(loss, rst_worst_case(NL, 0, C, d.lmd, d.lad, d.umd, d.uad, 1.5, 0), 1e-5, 0));
     ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_UNLABELED_ROWS, NU), KD_OK);
     ck_assert_int_eq(kd_loss_forward(h, 0, &loss), KD_OK);
-    ck_assert(kdt_close(loss, rst_worst_case(0, NU, C, d.lmd, d.lad, d.umd, d.uad, 1.5, 0), 1e-5, 0));
+    ck_assert(
+        kdt_close(loss, rst_worst_case(0, NU, C, d.lmd, d.lad, d.umd, d.uad, 1.5, 0), 1e-5, 0));
     /* default unlabeled rows = n */
     ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_UNLABELED_ROWS, -1), KD_OK);
     ck_assert_int_eq(kd_loss_forward(h, NL, &loss), KD_OK);
-    ck_assert(kdt_close(loss, rst_worst_case(NL, NL, C, d.lmd, d.lad, d.umd, d.uad, 1.5, 0), 1e-5, 0));
+    ck_assert(
+        kdt_close(loss, rst_worst_case(NL, NL, C, d.lmd, d.lad, d.umd, d.uad, 1.5, 0), 1e-5, 0));
     ck_assert_int_eq(kd_loss_forward(h, 0, &loss), KD_OK);
     ck_assert(loss == 0.0f);
     /* in place on both adversarial inputs, several threads: same bits */
@@ -213,7 +216,8 @@ START_TEST(documented_errors)
     ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, d.gl, 0), KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_loss_bind_weights(h, d.gl), KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_LABELED_ADV, d.la, C - 1), KD_ERR_SHAPE);
-    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_NONE), KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_NONE),
+                     KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_ETA_PRIME, -1.0), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_UNLABELED_ROWS, -2), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_THRESHOLD_MODE, 0), KD_ERR_UNSUPPORTED);

@@ -89,13 +89,13 @@ static void free_data(data_set *d)
     free(d->teacher);
 }
 
-#define CHECK(call)                                                                        \
-    do {                                                                                   \
-        kd_status st_ = (call);                                                            \
-        if (st_ != KD_OK) {                                                                \
-            fprintf(stderr, "kd-mpi: %s failed: %s\n", #call, kd_status_string(st_));     \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                                  \
-        }                                                                                  \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        kd_status st_ = (call);                                                                    \
+        if (st_ != KD_OK) {                                                                        \
+            fprintf(stderr, "kd-mpi: %s failed: %s\n", #call, kd_status_string(st_));              \
+            MPI_Abort(MPI_COMM_WORLD, 1);                                                          \
+        }                                                                                          \
     } while (0)
 
 /* --compare A B TOL: the largest |a - b| / max(1, |a|) over the steps' total
@@ -141,8 +141,8 @@ static int compare_curves(const char *pa, const char *pb, double tol)
         return 1;
     }
     printf("kd-mpi: %d steps, largest relative difference %.3g (|diff| %.3g at step %d), "
-           "tolerance %.3g: %s\n", lines, worst, worst_abs, worst_step, tol,
-           worst <= tol ? "ok" : "FAILED");
+           "tolerance %.3g: %s\n",
+           lines, worst, worst_abs, worst_step, tol, worst <= tol ? "ok" : "FAILED");
     return worst <= tol ? 0 : 1;
 }
 
@@ -196,7 +196,8 @@ int main(int argc, char **argv)
     }
     /* This rank's shard of every global batch: rows [lo, hi), uneven when P
      * does not divide B. */
-    const int lo = (int)((int64_t)batch * rank / ranks), hi = (int)((int64_t)batch * (rank + 1) / ranks);
+    const int lo = (int)((int64_t)batch * rank / ranks),
+              hi = (int)((int64_t)batch * (rank + 1) / ranks);
     const int n = hi - lo;
 
     char err[256];
@@ -255,7 +256,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) {
             const int s = order[pos + lo + i];
             memcpy(x + (size_t)i * PIX, d.x + (size_t)s * PIX, sizeof(float) * PIX);
-            memcpy(t + (size_t)i * CLASSES, d.teacher + (size_t)s * CLASSES, sizeof(float) * CLASSES);
+            memcpy(t + (size_t)i * CLASSES, d.teacher + (size_t)s * CLASSES,
+                   sizeof(float) * CLASSES);
             y[i] = d.y[s];
         }
         pos += batch;

@@ -14,8 +14,8 @@
 static char dir[] = "/tmp/kd_idx_test_XXXXXX";
 
 /* A 3 x 2 x 2 image file: magic 00 00 08 03, dims, 12 pixels. */
-static const unsigned char images[] = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2,
-                                       0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 255};
+static const unsigned char images[] = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0,  0,
+                                       0, 2, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 255};
 static const unsigned char labels[] = {0, 0, 8, 1, 0, 0, 0, 3, 2, 0, 1};
 
 static void write_raw(const char *name, const unsigned char *data, size_t size, char *path)

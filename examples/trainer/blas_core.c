@@ -15,9 +15,9 @@
 /* Core types of OpenBLAS 0.3.21 without AVX2 and FMA: on a CPU that has both,
  * OpenBLAS choosing one of these is its fallback for a CPU it does not know. */
 static const char *const PRE_AVX2[] = {
-    "Prescott", "Core2",    "Penryn",     "Dunnington",  "Nehalem",   "Atom",
-    "Katmai",   "Northwood", "Banias",    "Opteron",     "Barcelona", "Nano",
-    "Sandybridge", "Bobcat", "Bulldozer", "Piledriver", "Steamroller", "Excavator"};
+    "Prescott",    "Core2",     "Penryn",    "Dunnington", "Nehalem",     "Atom",
+    "Katmai",      "Northwood", "Banias",    "Opteron",    "Barcelona",   "Nano",
+    "Sandybridge", "Bobcat",    "Bulldozer", "Piledriver", "Steamroller", "Excavator"};
 
 static int is_pre_avx2(const char *core)
 {
@@ -83,8 +83,8 @@ static double check_shape(int m, int n, int k, int ta, int tb, uint64_t *seed)
         a[i] = (float)((double)lcg(seed) / 2147483648.0 * 2.0 - 1.0);
     /* row-major: A is m x k (k x m when transposed), B is k x n (n x k) */
     const int lda = ta ? m : k, ldb = tb ? k : n;
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+                k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
     double worst = 0.0;
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
@@ -105,8 +105,8 @@ static double check_shape(int m, int n, int k, int ta, int tb, uint64_t *seed)
 
 double tr_blas_core_check(void)
 {
-    static const int SHAPES[][3] = {{64, 32, 9}, {37, 53, 71}, {128, 96, 300}, {5, 200, 17},
-                                    {256, 10, 128}, {1, 1, 1}};
+    static const int SHAPES[][3] = {{64, 32, 9},  {37, 53, 71},   {128, 96, 300},
+                                    {5, 200, 17}, {256, 10, 128}, {1, 1, 1}};
     uint64_t seed = 12345;
     double worst = 0.0;
     for (size_t s = 0; s < sizeof SHAPES / sizeof *SHAPES; s++)
@@ -174,13 +174,15 @@ static void forget_internal(void)
     unsetenv("KD_BLAS_CORE_NOTE");
 }
 
-static const char *OVERRIDE = "OPENBLAS_CORETYPE=NAME to choose, KD_BLAS_CORE=keep to keep OpenBLAS's";
+static const char *OVERRIDE =
+    "OPENBLAS_CORETYPE=NAME to choose, KD_BLAS_CORE=keep to keep OpenBLAS's";
 
 /* In a process started by reexec() with KD_BLAS_CORE_TRY set. */
 static void on_trial(char **argv, const char *prog, const char *trying)
 {
     char from[64], why[160];
-    snprintf(from, sizeof from, "%s", getenv("KD_BLAS_CORE_FROM") ? getenv("KD_BLAS_CORE_FROM") : "?");
+    snprintf(from, sizeof from, "%s",
+             getenv("KD_BLAS_CORE_FROM") ? getenv("KD_BLAS_CORE_FROM") : "?");
     const char *earlier = getenv("KD_BLAS_CORE_NOTE");
     if (verify(why, sizeof why)) {
         printf("%s: OpenBLAS chose its %s kernels for this CPU (%s); using %s instead (%s%s%s). "

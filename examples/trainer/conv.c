@@ -79,8 +79,7 @@ void tr_conv_backward(const tr_conv *c, int batch, const float *col, const float
                       const float *dy, float *dW, float *db, float *dcol, float *dx)
 {
     const int M = batch * c->h * c->w, K = c->k * c->k * c->cin, N = c->cout;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dy, N, col, K, 0.0f, dW,
-                K);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dy, N, col, K, 0.0f, dW, K);
     memset(db, 0, (size_t)N * sizeof *db);
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++)

@@ -151,8 +151,8 @@ int tr_dataset_load_pair(const char *dir, int64_t limit_train, int64_t limit_tes
     return 0;
 }
 
-int64_t tr_dataset_split_balanced(const tr_dataset *d, int64_t count, tr_rng *rng,
-                                  int32_t *chosen, int32_t *rest, int64_t *rest_n)
+int64_t tr_dataset_split_balanced(const tr_dataset *d, int64_t count, tr_rng *rng, int32_t *chosen,
+                                  int32_t *rest, int64_t *rest_n)
 {
     int32_t *order = malloc((size_t)(d->n > 0 ? d->n : 1) * sizeof *order);
     int64_t taken[256] = {0}, n_chosen = 0, n_rest = 0;

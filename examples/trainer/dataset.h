@@ -8,11 +8,11 @@
 #include "rng.h"
 
 typedef struct {
-    int64_t n;          /* images */
-    int h, w;           /* image size (28 x 28) */
-    int classes;        /* 1 + largest label */
-    float *x;           /* n * h * w pixels, normalised (see tr_dataset_normalize) */
-    int32_t *y;         /* n labels */
+    int64_t n;   /* images */
+    int h, w;    /* image size (28 x 28) */
+    int classes; /* 1 + largest label */
+    float *x;    /* n * h * w pixels, normalised (see tr_dataset_normalize) */
+    int32_t *y;  /* n labels */
 } tr_dataset;
 
 /* Load split "train" or "t10k" from dir: <split>-images-idx3-ubyte[.gz] and
@@ -48,7 +48,7 @@ int tr_dataset_load_pair(const char *dir, int64_t limit_train, int64_t limit_tes
  * while the class has them), indices into chosen, the other indices into
  * rest (either may be NULL).  Returns the number chosen; *rest_n receives
  * the number of the rest. */
-int64_t tr_dataset_split_balanced(const tr_dataset *d, int64_t count, tr_rng *rng,
-                                  int32_t *chosen, int32_t *rest, int64_t *rest_n);
+int64_t tr_dataset_split_balanced(const tr_dataset *d, int64_t count, tr_rng *rng, int32_t *chosen,
+                                  int32_t *rest, int64_t *rest_n);
 
 #endif

@@ -38,7 +38,7 @@ void tr_relu_backward(int64_t n, const float *y, float *dy);
 void tr_linear_forward(int batch, int in, int out, const float *x, const float *W, const float *b,
                        float *y);
 /* Writes dW, db, and dx (if not NULL). */
-void tr_linear_backward(int batch, int in, int out, const float *x, const float *W,
-                        const float *dy, float *dW, float *db, float *dx);
+void tr_linear_backward(int batch, int in, int out, const float *x, const float *W, const float *dy,
+                        float *dW, float *db, float *dx);
 
 #endif

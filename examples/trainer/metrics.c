@@ -58,7 +58,8 @@ void tr_log_begin(tr_log *log, const char *run, const char *description)
 {
     clear_progress(log);
     fprintf(log->out, "\n== %s: %s\n", run, description);
-    fprintf(log->out, "%7s  %10s  %10s  %8s  %6s\n", "epoch", "train_loss", "valid_loss", "accuracy", "time");
+    fprintf(log->out, "%7s  %10s  %10s  %8s  %6s\n", "epoch", "train_loss", "valid_loss",
+            "accuracy", "time");
     fflush(log->out);
 }
 
@@ -67,7 +68,7 @@ void tr_log_row(tr_log *log, const char *run, double epoch, int64_t step, double
 {
     clear_progress(log);
     fprintf(log->out, "%7.2f  %10.4f  %10.4f  %7.2f%%  %5.1fs\n", epoch, train_loss, valid_loss,
-           100.0 * accuracy, seconds);
+            100.0 * accuracy, seconds);
     fflush(log->out);
     if (log->csv) {
         fprintf(log->csv, "%s,%.4f,%lld,%.6f,%.6f,%.6f,%.3f\n", run, epoch, (long long)step,

@@ -21,8 +21,8 @@ typedef enum { TR_LAYER_CONV, TR_LAYER_FC, TR_LAYER_HEAD } tr_layer_kind;
 
 typedef struct {
     tr_layer_kind kind;
-    tr_conv conv;        /* TR_LAYER_CONV */
-    int in, out;         /* input and output values per sample */
+    tr_conv conv;         /* TR_LAYER_CONV */
+    int in, out;          /* input and output values per sample */
     int64_t w_off, b_off; /* offsets of weights and bias in params / grads */
     float *col, *z, *y, *dcol, *dz, *dx;
     int32_t *argmax;

@@ -8,9 +8,9 @@
 typedef enum { TR_OPT_INT, TR_OPT_FLOAT, TR_OPT_STRING, TR_OPT_FLAG } tr_opt_type;
 
 typedef struct {
-    const char *name;   /* without the leading "--" */
+    const char *name; /* without the leading "--" */
     tr_opt_type type;
-    void *value;        /* int64_t *, double *, const char **, int * (flag: set to 1) */
+    void *value; /* int64_t *, double *, const char **, int * (flag: set to 1) */
     const char *help;
 } tr_option;
 

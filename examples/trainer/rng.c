@@ -16,10 +16,7 @@ uint64_t tr_rng_u64(tr_rng *r)
     return z ^ (z >> 31);
 }
 
-float tr_rng_uniform(tr_rng *r)
-{
-    return (float)(tr_rng_u64(r) >> 40) * (1.0f / 16777216.0f);
-}
+float tr_rng_uniform(tr_rng *r) { return (float)(tr_rng_u64(r) >> 40) * (1.0f / 16777216.0f); }
 
 int64_t tr_rng_below(tr_rng *r, int64_t n)
 {

@@ -57,9 +57,9 @@ typedef float (*tr_step_fn)(void *ctx, tr_model *m, int64_t step);
 typedef void (*tr_hook_fn)(void *ctx, tr_model *m);
 
 typedef struct {
-    const char *run;         /* name in the table and the CSV */
+    const char *run; /* name in the table and the CSV */
     int64_t steps;
-    int64_t eval_every;      /* steps per table row (0: once, at the end) */
+    int64_t eval_every;        /* steps per table row (0: once, at the end) */
     int64_t samples_per_epoch; /* for the epoch column: batch * steps / this */
     int batch;
     float lr, momentum, weight_decay;

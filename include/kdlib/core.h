@@ -15,15 +15,15 @@
 #include <stdint.h>
 
 #if defined(_WIN32)
-#  if defined(KD_BUILDING_LIBRARY)
-#    define KD_API __declspec(dllexport)
-#  else
-#    define KD_API
-#  endif
-#elif defined(KD_BUILDING_LIBRARY) && defined(__GNUC__)
-#  define KD_API __attribute__((visibility("default")))
+#if defined(KD_BUILDING_LIBRARY)
+#define KD_API __declspec(dllexport)
 #else
-#  define KD_API
+#define KD_API
+#endif
+#elif defined(KD_BUILDING_LIBRARY) && defined(__GNUC__)
+#define KD_API __attribute__((visibility("default")))
+#else
+#define KD_API
 #endif
 
 #ifdef __cplusplus

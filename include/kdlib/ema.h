@@ -83,11 +83,7 @@ enum {
  *                       The result does not depend on the thread count.
  */
 typedef int32_t kd_ema_param;
-enum {
-    KD_EMA_PARAM_DECAY = 1,
-    KD_EMA_PARAM_WARMUP = 2,
-    KD_EMA_PARAM_THREADS = 3
-};
+enum { KD_EMA_PARAM_DECAY = 1, KD_EMA_PARAM_WARMUP = 2, KD_EMA_PARAM_THREADS = 3 };
 
 /* Warm-up schedules (values of KD_EMA_PARAM_WARMUP).  Pinned values. */
 enum {
@@ -198,7 +194,8 @@ KD_API kd_status kd_ema_shape(const kd_ema *ema, int32_t *num_arrays, int64_t *t
  * write through it), *length = its length.  length may be NULL.
  * Returns KD_OK; KD_ERR_NULL_POINTER (ema, data); KD_ERR_INVALID_ARGUMENT
  * (index out of range). */
-KD_API kd_status kd_ema_teacher(const kd_ema *ema, int32_t index, const float **data, int64_t *length);
+KD_API kd_status kd_ema_teacher(const kd_ema *ema, int32_t index, const float **data,
+                                int64_t *length);
 
 /* kd_ema_teacher_flat():
  * The whole teacher as one buffer (arrays back to back in registration

@@ -147,8 +147,8 @@ enum {
  * KD_ERR_OUT_OF_MEMORY (only when ranking is requested). */
 KD_API kd_status kd_label_quality(int64_t n, int64_t c, const float *probs, int64_t ld,
                                   const int32_t *labels, int32_t ignore_index, int32_t score_kind,
-                                  float *scores, int64_t *ranking, int64_t *num_ranked,
-                                  char *err, size_t err_size);
+                                  float *scores, int64_t *ranking, int64_t *num_ranked, char *err,
+                                  size_t err_size);
 
 /* kd_find_label_issues():
  * Confident learning's per-class thresholds and off-diagonal suspects
@@ -181,8 +181,8 @@ KD_API kd_status kd_label_quality(int64_t n, int64_t c, const float *probs, int6
 KD_API kd_status kd_find_label_issues(int64_t n, int64_t c, const float *probs, int64_t ld,
                                       const int32_t *labels, int32_t ignore_index,
                                       float *class_thresholds, int32_t *confident_class,
-                                      uint8_t *suspect, int64_t *num_suspects,
-                                      char *err, size_t err_size);
+                                      uint8_t *suspect, int64_t *num_suspects, char *err,
+                                      size_t err_size);
 
 /* ---- soft labels --------------------------------------------------------- */
 
@@ -395,8 +395,8 @@ KD_API kd_status kd_cleanlab_estimate_joint(int64_t n, int64_t c, const float *p
  * (flags). */
 KD_API kd_status kd_cleanlab_estimate_py_and_noise_matrices(
     int64_t n, int64_t c, const float *probs, int64_t ld, const int32_t *labels,
-    int32_t ignore_index, int32_t flags, double *py, double *noise_matrix,
-    double *inv_noise_matrix, int64_t *confident_joint, char *err, size_t err_size);
+    int32_t ignore_index, int32_t flags, double *py, double *noise_matrix, double *inv_noise_matrix,
+    int64_t *confident_joint, char *err, size_t err_size);
 
 /* Estimation methods of kd_cleanlab_num_label_issues.  Pinned values. */
 enum {
@@ -483,10 +483,9 @@ enum {
  * Returns as kd_cleanlab_confident_thresholds, plus KD_ERR_INVALID_ARGUMENT
  * (filter_by, frac_noise, num_to_remove_per_class, min_examples_per_class,
  * rank_by, adjust_pred_probs). */
-KD_API kd_status kd_cleanlab_find_label_issues(int64_t n, int64_t c, const float *probs,
-                                               int64_t ld, const int32_t *labels,
-                                               int32_t ignore_index, int32_t filter_by,
-                                               double frac_noise,
+KD_API kd_status kd_cleanlab_find_label_issues(int64_t n, int64_t c, const float *probs, int64_t ld,
+                                               const int32_t *labels, int32_t ignore_index,
+                                               int32_t filter_by, double frac_noise,
                                                const int64_t *num_to_remove_per_class,
                                                int64_t min_examples_per_class, int32_t rank_by,
                                                int32_t adjust_pred_probs, uint8_t *issues,

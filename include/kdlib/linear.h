@@ -98,19 +98,14 @@ extern "C" {
 #endif
 
 /* Fused linear layer + KL distillation, forward and backward (see above). */
-KD_API kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d,
-                                      const float *hidden, int64_t ld_hidden,
-                                      const float *weight, int64_t ld_weight,
-                                      const float *bias,
-                                      int64_t d_teacher,
+KD_API kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hidden,
+                                      int64_t ld_hidden, const float *weight, int64_t ld_weight,
+                                      const float *bias, int64_t d_teacher,
                                       const float *teacher_hidden, int64_t ld_teacher_hidden,
                                       const float *teacher_weight, int64_t ld_teacher_weight,
-                                      const float *teacher_bias,
-                                      int64_t chunk_rows,
-                                      float *loss,
+                                      const float *teacher_bias, int64_t chunk_rows, float *loss,
                                       float *grad_hidden, int64_t ld_grad_hidden,
-                                      float *grad_weight, int64_t ld_grad_weight,
-                                      float *grad_bias);
+                                      float *grad_weight, int64_t ld_grad_weight, float *grad_bias);
 
 /* The chunk size kd_linear_kl_distill uses for chunk_rows = 0 and C classes:
  * max(256, 2^21 / C) rows, i.e. 8 MiB of logits for C <= 8192 and 256 rows

@@ -204,26 +204,26 @@ enum {
  * the accepted range. */
 typedef int32_t kd_param;
 enum {
-    KD_PARAM_REDUCTION = 1,       /* int, all kinds: KD_REDUCTION_*, default MEAN */
-    KD_PARAM_TEMPERATURE = 2,     /* real in [1e-6, 1e6], CE (teacher target), KL, STRONG_WEAK
+    KD_PARAM_REDUCTION = 1,        /* int, all kinds: KD_REDUCTION_*, default MEAN */
+    KD_PARAM_TEMPERATURE = 2,      /* real in [1e-6, 1e6], CE (teacher target), KL, STRONG_WEAK
                                      and MCC; default 1.  Below 1e-6 KD_ERR_INVALID_ARGUMENT
                                      (1/T and the scaled logits would leave float's range) */
-    KD_PARAM_ALPHA = 3,           /* real in [0,1], KL and MSE: sets soft weight alpha and
+    KD_PARAM_ALPHA = 3,            /* real in [0,1], KL and MSE: sets soft weight alpha and
                                      hard weight 1 - alpha; reads back the soft weight */
-    KD_PARAM_SOFT_WEIGHT = 4,     /* real >= 0 (finite), KL and MSE; default 1 */
-    KD_PARAM_HARD_WEIGHT = 5,     /* real >= 0 (finite), KL and MSE; default 0 */
-    KD_PARAM_T2_SCALING = 6,      /* int 0/1, KL: multiply the soft term by T^2; default 1 */
-    KD_PARAM_DIVERGENCE = 7,      /* int, KL: KD_DIVERGENCE_*, default FORWARD_KL */
-    KD_PARAM_JSD_BETA = 8,        /* real in [0,1], KL with JSD; default 0.5 */
-    KD_PARAM_NORMALIZATION = 9,   /* int, KL and MSE: KD_NORMALIZE_*, default BATCH */
-    KD_PARAM_IGNORE_INDEX = 10,   /* int (int32 range), kinds with labels; default -100 */
-    KD_PARAM_LABEL_SMOOTHING = 11,/* real in [0,1], CE/KL/MSE hard labels; default 0 */
-    KD_PARAM_SMOOTHING_MODE = 12, /* int, KD_SMOOTHING_*, default UNIFORM (eps/C) */
-    KD_PARAM_LABEL_WEIGHT = 13,   /* real in [0,1], CE with labels + soft target; default 0.7 */
-    KD_PARAM_THREADS = 14,        /* int >= 0, all kinds: OpenMP threads, 0 = all cores; default 1 */
-    KD_PARAM_CHECK_FINITE = 15,   /* int 0/1, all kinds: reject NaN/Inf input; default 0 */
-    KD_PARAM_NUM_CLASSES = 16,    /* int, read only */
-    KD_PARAM_KIND = 17,           /* int, read only */
+    KD_PARAM_SOFT_WEIGHT = 4,      /* real >= 0 (finite), KL and MSE; default 1 */
+    KD_PARAM_HARD_WEIGHT = 5,      /* real >= 0 (finite), KL and MSE; default 0 */
+    KD_PARAM_T2_SCALING = 6,       /* int 0/1, KL: multiply the soft term by T^2; default 1 */
+    KD_PARAM_DIVERGENCE = 7,       /* int, KL: KD_DIVERGENCE_*, default FORWARD_KL */
+    KD_PARAM_JSD_BETA = 8,         /* real in [0,1], KL with JSD; default 0.5 */
+    KD_PARAM_NORMALIZATION = 9,    /* int, KL and MSE: KD_NORMALIZE_*, default BATCH */
+    KD_PARAM_IGNORE_INDEX = 10,    /* int (int32 range), kinds with labels; default -100 */
+    KD_PARAM_LABEL_SMOOTHING = 11, /* real in [0,1], CE/KL/MSE hard labels; default 0 */
+    KD_PARAM_SMOOTHING_MODE = 12,  /* int, KD_SMOOTHING_*, default UNIFORM (eps/C) */
+    KD_PARAM_LABEL_WEIGHT = 13,    /* real in [0,1], CE with labels + soft target; default 0.7 */
+    KD_PARAM_THREADS = 14,      /* int >= 0, all kinds: OpenMP threads, 0 = all cores; default 1 */
+    KD_PARAM_CHECK_FINITE = 15, /* int 0/1, all kinds: reject NaN/Inf input; default 0 */
+    KD_PARAM_NUM_CLASSES = 16,  /* int, read only */
+    KD_PARAM_KIND = 17,         /* int, read only */
 
     /* self-training (values 32-63 reserved) */
     KD_PARAM_THRESHOLD = 32,      /* real in [0,1], PSEUDO_LABEL and STRONG_WEAK: the global
@@ -260,28 +260,28 @@ enum { KD_INPUT_LOGITS = 0, KD_INPUT_PROBABILITIES = 1 };
 /* Argument roles (pinned values). */
 typedef int32_t kd_arg;
 enum {
-    KD_ARG_STUDENT = 1,       /* input matrix: student logits (all kinds) */
-    KD_ARG_TEACHER = 2,       /* input matrix: teacher logits (KL, MSE; CE target) */
-    KD_ARG_TARGET = 3,        /* input matrix: target probabilities (CE) */
-    KD_ARG_LABELS = 4,        /* input int32 vector of n labels (kd_loss_bind_labels) */
-    KD_ARG_WEIGHTS = 5,       /* input float vector of n per-sample weights >= 0 */
-    KD_ARG_GRAD_STUDENT = 6,  /* output matrix: d loss / d student logits */
-    KD_ARG_PER_SAMPLE = 7,    /* output float vector: the n weighted per-sample losses
+    KD_ARG_STUDENT = 1,      /* input matrix: student logits (all kinds) */
+    KD_ARG_TEACHER = 2,      /* input matrix: teacher logits (KL, MSE; CE target) */
+    KD_ARG_TARGET = 3,       /* input matrix: target probabilities (CE) */
+    KD_ARG_LABELS = 4,       /* input int32 vector of n labels (kd_loss_bind_labels) */
+    KD_ARG_WEIGHTS = 5,      /* input float vector of n per-sample weights >= 0 */
+    KD_ARG_GRAD_STUDENT = 6, /* output matrix: d loss / d student logits */
+    KD_ARG_PER_SAMPLE = 7,   /* output float vector: the n weighted per-sample losses
                                  (not CLASS_BALANCE, MCC, WORST_CASE) */
 
     /* self-training (values 16-47 reserved) */
-    KD_ARG_CLASS_THRESHOLDS = 16, /* input float vector of C thresholds in [0,1]
+    KD_ARG_CLASS_THRESHOLDS = 16,  /* input float vector of C thresholds in [0,1]
                                      (kd_loss_bind_vector): PSEUDO_LABEL, STRONG_WEAK */
-    KD_ARG_MASK = 17,             /* output float vector of n masks 0/1: PSEUDO_LABEL,
+    KD_ARG_MASK = 17,              /* output float vector of n masks 0/1: PSEUDO_LABEL,
                                      STRONG_WEAK */
-    KD_ARG_PSEUDO_LABELS = 18,    /* output int32 vector of n argmax labels
+    KD_ARG_PSEUDO_LABELS = 18,     /* output int32 vector of n argmax labels
                                      (kd_loss_bind_output_labels): PSEUDO_LABEL, STRONG_WEAK */
-    KD_ARG_GRAD_TEACHER = 19,     /* output matrix: d loss / d second input (CONSISTENCY) */
-    KD_ARG_LABELED_MAIN = 20,     /* input matrix, WORST_CASE: main head, labeled (y_l) */
-    KD_ARG_LABELED_ADV = 21,      /* input matrix, WORST_CASE: worst-case head, labeled */
-    KD_ARG_UNLABELED_MAIN = 22,   /* input matrix, WORST_CASE: main head, unlabeled (y_u) */
-    KD_ARG_UNLABELED_ADV = 23,    /* input matrix, WORST_CASE: worst-case head, unlabeled */
-    KD_ARG_GRAD_LABELED_ADV = 24, /* output matrix, WORST_CASE: d loss / d LABELED_ADV */
+    KD_ARG_GRAD_TEACHER = 19,      /* output matrix: d loss / d second input (CONSISTENCY) */
+    KD_ARG_LABELED_MAIN = 20,      /* input matrix, WORST_CASE: main head, labeled (y_l) */
+    KD_ARG_LABELED_ADV = 21,       /* input matrix, WORST_CASE: worst-case head, labeled */
+    KD_ARG_UNLABELED_MAIN = 22,    /* input matrix, WORST_CASE: main head, unlabeled (y_u) */
+    KD_ARG_UNLABELED_ADV = 23,     /* input matrix, WORST_CASE: worst-case head, unlabeled */
+    KD_ARG_GRAD_LABELED_ADV = 24,  /* output matrix, WORST_CASE: d loss / d LABELED_ADV */
     KD_ARG_GRAD_UNLABELED_ADV = 25 /* output matrix, WORST_CASE: d loss / d UNLABELED_ADV */
 };
 
@@ -314,8 +314,8 @@ KD_API kd_status kd_loss_get_float(const kd_loss *h, kd_param param, double *val
  * is_open_low = 1 marks an open lower bound such as "> 0"; temperature reports
  * [1e-6, 1e6], closed).
  * Errors: KD_ERR_NULL_POINTER, KD_ERR_UNSUPPORTED. */
-KD_API kd_status kd_loss_param_bounds(kd_loss_kind kind, kd_param param,
-                                      double *lo, double *hi, int32_t *is_open_low);
+KD_API kd_status kd_loss_param_bounds(kd_loss_kind kind, kd_param param, double *lo, double *hi,
+                                      int32_t *is_open_low);
 
 /* Bind an input matrix (KD_ARG_STUDENT, KD_ARG_TEACHER, KD_ARG_TARGET, and
  * WORST_CASE's KD_ARG_LABELED_* / KD_ARG_UNLABELED_*) with

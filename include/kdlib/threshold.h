@@ -227,8 +227,7 @@ KD_API kd_status kd_threshold_get_int(const kd_threshold *th, kd_threshold_param
  * Returns KD_OK; KD_ERR_NULL_POINTER (lower, upper); KD_ERR_UNSUPPORTED
  * (unknown algorithm, or a key it cannot set). */
 KD_API kd_status kd_threshold_param_bounds(kd_threshold_algorithm algorithm,
-                                           kd_threshold_param param, double *lower,
-                                           double *upper);
+                                           kd_threshold_param param, double *lower, double *upper);
 
 /* ---- update and weights -------------------------------------------------- */
 
@@ -288,8 +287,7 @@ KD_API kd_status kd_threshold_weights(const kd_threshold *th, int64_t n, const f
  * index out of range, a probability outside [0, 1]: the message names the
  * entry and the value); KD_ERR_NOT_FINITE (a NaN or infinite probability). */
 KD_API kd_status kd_threshold_update_probs(kd_threshold *th, int64_t n, int64_t c,
-                                           const float *probs, int64_t ld,
-                                           const int64_t *indices);
+                                           const float *probs, int64_t ld, const int64_t *indices);
 
 /* kd_threshold_weights_probs():
  * Per-sample loss weights of a batch of probability rows from the current

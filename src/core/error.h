@@ -11,7 +11,8 @@
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-kd_status kdi_fail(char *buf, kd_status status, const char *fmt, ...);
+kd_status
+kdi_fail(char *buf, kd_status status, const char *fmt, ...);
 
 /* Clear the message (called at the start of every successful entry point). */
 void kdi_clear_error(char *buf);

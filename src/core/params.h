@@ -16,16 +16,16 @@ enum { KDI_PT_INT = 1, KDI_PT_REAL = 2 };
 
 typedef struct {
     int32_t key;
-    const char *name;  /* after the prefix: "DECAY" for KD_EMA_PARAM_DECAY */
-    uint8_t type;      /* KDI_PT_INT or KDI_PT_REAL */
-    uint8_t settable;  /* 0: read only */
-    double lower;      /* inclusive bounds of a settable parameter */
+    const char *name; /* after the prefix: "DECAY" for KD_EMA_PARAM_DECAY */
+    uint8_t type;     /* KDI_PT_INT or KDI_PT_REAL */
+    uint8_t settable; /* 0: read only */
+    double lower;     /* inclusive bounds of a settable parameter */
     double upper;
 } kdi_param_spec;
 
 typedef struct {
-    const char *prefix;          /* "KD_EMA_PARAM_" */
-    const char *setters;         /* "kd_ema_set_int / kd_ema_set_float", for the messages */
+    const char *prefix;  /* "KD_EMA_PARAM_" */
+    const char *setters; /* "kd_ema_set_int / kd_ema_set_float", for the messages */
     const kdi_param_spec *specs;
     size_t count;
 } kdi_param_table;

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#  include <nmmintrin.h>
-#  define KDI_CRC_HW 1
+#include <nmmintrin.h>
+#define KDI_CRC_HW 1
 #endif
 
 /* Pieces in which bulk data is checksummed and written: small enough that the
@@ -39,8 +39,8 @@ static void kdi_crc_init(void)
     }
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
-            kdi_crc_table[t][i] = (kdi_crc_table[t - 1][i] >> 8)
-                                  ^ kdi_crc_table[0][kdi_crc_table[t - 1][i] & 0xFFu];
+            kdi_crc_table[t][i] =
+                (kdi_crc_table[t - 1][i] >> 8) ^ kdi_crc_table[0][kdi_crc_table[t - 1][i] & 0xFFu];
 }
 
 /* Portable slicing-by-8 on the non-inverted register. */
@@ -48,12 +48,12 @@ static uint32_t kdi_crc_soft(uint32_t c, const unsigned char *p, size_t n)
 {
     pthread_once(&kdi_crc_once, kdi_crc_init);
     while (n >= 8) {
-        uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16
-                           | (uint32_t)p[3] << 24);
-        c = kdi_crc_table[7][lo & 0xFFu] ^ kdi_crc_table[6][(lo >> 8) & 0xFFu]
-            ^ kdi_crc_table[5][(lo >> 16) & 0xFFu] ^ kdi_crc_table[4][lo >> 24]
-            ^ kdi_crc_table[3][p[4]] ^ kdi_crc_table[2][p[5]] ^ kdi_crc_table[1][p[6]]
-            ^ kdi_crc_table[0][p[7]];
+        uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                           (uint32_t)p[3] << 24);
+        c = kdi_crc_table[7][lo & 0xFFu] ^ kdi_crc_table[6][(lo >> 8) & 0xFFu] ^
+            kdi_crc_table[5][(lo >> 16) & 0xFFu] ^ kdi_crc_table[4][lo >> 24] ^
+            kdi_crc_table[3][p[4]] ^ kdi_crc_table[2][p[5]] ^ kdi_crc_table[1][p[6]] ^
+            kdi_crc_table[0][p[7]];
         p += 8;
         n -= 8;
     }
@@ -270,8 +270,9 @@ kd_status kdi_statefile_write(const char *path, const char magic[KDI_STATEFILE_M
         goto done;
     }
     (void)fchmod(fd, 0644); /* mkstemp creates 0600; state files are ordinary files */
-    if (!kdi_write_all(fd, header, sizeof header) || !kdi_write_section(fd, meta, num_meta, &scratch)
-        || !kdi_write_section(fd, data, num_data, &scratch)) {
+    if (!kdi_write_all(fd, header, sizeof header) ||
+        !kdi_write_section(fd, meta, num_meta, &scratch) ||
+        !kdi_write_section(fd, data, num_data, &scratch)) {
         st = kdi_fail(err, errno == ENOMEM ? KD_ERR_OUT_OF_MEMORY : KD_ERR_IO,
                       "cannot write '%s': %s", tmp, kdi_errno_text(errno, ebuf, sizeof ebuf));
         close(fd);
@@ -371,8 +372,7 @@ kd_status kdi_statefile_open(kdi_statefile_reader *r, const char *path,
     }
     if (got < 12) {
         kdi_statefile_close(r);
-        return kdi_fail(err, KD_ERR_CORRUPT, "'%s' is truncated: %lld bytes", path,
-                        (long long)got);
+        return kdi_fail(err, KD_ERR_CORRUPT, "'%s' is truncated: %lld bytes", path, (long long)got);
     }
     uint32_t version = kdi_le_get_u32(h + 8);
     if (version < 1 || version > max_version) {
@@ -382,8 +382,7 @@ kd_status kdi_statefile_open(kdi_statefile_reader *r, const char *path,
     }
     if (got < KDI_STATEFILE_HEADER_SIZE) {
         kdi_statefile_close(r);
-        return kdi_fail(err, KD_ERR_CORRUPT, "'%s' is truncated: %lld bytes", path,
-                        (long long)got);
+        return kdi_fail(err, KD_ERR_CORRUPT, "'%s' is truncated: %lld bytes", path, (long long)got);
     }
     if (kdi_le_get_u32(h + 32) != kdi_crc32c(0, h, 32)) {
         kdi_statefile_close(r);

@@ -97,7 +97,7 @@ kd_status kdi_statefile_open(kdi_statefile_reader *r, const char *path,
 
 /* How a handle family loads a state file (kdi_statefile_load). */
 typedef struct {
-    const char *magic;     /* KDI_STATEFILE_MAGIC_SIZE bytes */
+    const char *magic; /* KDI_STATEFILE_MAGIC_SIZE bytes */
     uint32_t max_version;
     /* Validate the meta section against the handle: KD_ERR_CORRUPT for
      * impossible values, KD_ERR_MISMATCH for a valid state of another shape. */

@@ -72,7 +72,7 @@ typedef struct {
     const float *s, *t;
     float ms, mt;
     const float *ns, *nt;
-    int kept; /* pseudo-label: the last row was kept (its student row is then
+    int kept;           /* pseudo-label: the last row was kept (its student row is then
                  prefetched during the next teacher row's scan) */
     int64_t prefetch_c; /* rows of more than one segment and at most this many
                            classes prefetch the next row into L2 (see above) */
@@ -82,8 +82,8 @@ typedef struct kdi_simd_ops kdi_simd_ops;
 struct kdi_simd_ops {
     int isa;
     const char *name;
-    int lanes;   /* rows per *_small call */
-    int small_c; /* the longest rows the *_small kernels take: where they stop
+    int lanes;       /* rows per *_small call */
+    int small_c;     /* the longest rows the *_small kernels take: where they stop
                     being faster than the row kernels (measured: about 100 on
                     AVX-512, 32 on AVX2 and the baseline) */
     int mse_small_c; /* the same for mse_small, whose row kernel is much

@@ -23,9 +23,13 @@ const kdi_simd_ops *kdi_simd(int isa)
         if (has_avx2 && kdi_simd_avx2())
             return kdi_simd_avx2();
         return &ops_base;
-    case KDI_ISA_BASE: return &ops_base;
-    case KDI_ISA_AVX2: return has_avx2 ? kdi_simd_avx2() : NULL;
-    case KDI_ISA_AVX512: return has_avx512 ? kdi_simd_avx512() : NULL;
-    default: return NULL;
+    case KDI_ISA_BASE:
+        return &ops_base;
+    case KDI_ISA_AVX2:
+        return has_avx2 ? kdi_simd_avx2() : NULL;
+    case KDI_ISA_AVX512:
+        return has_avx512 ? kdi_simd_avx512() : NULL;
+    default:
+        return NULL;
     }
 }

@@ -36,7 +36,8 @@ typedef struct {
 #if KDV_W == 8
 #define KDV_LO 0, 1, 2, 3
 #define KDV_HI 4, 5, 6, 7
-#define KDV_XSTEPS(STEP) STEP(4, 5, 6, 7, 0, 1, 2, 3) STEP(2, 3, 0, 1, 6, 7, 4, 5) STEP(1, 0, 3, 2, 5, 4, 7, 6)
+#define KDV_XSTEPS(STEP)                                                                           \
+    STEP(4, 5, 6, 7, 0, 1, 2, 3) STEP(2, 3, 0, 1, 6, 7, 4, 5) STEP(1, 0, 3, 2, 5, 4, 7, 6)
 #define KDV_DXSTEPS(STEP) STEP(2, 3, 0, 1) STEP(1, 0, 3, 2)
 #elif KDV_W == 16
 #define KDV_LO 0, 1, 2, 3, 4, 5, 6, 7
@@ -46,7 +47,8 @@ typedef struct {
     STEP(4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11)                                     \
     STEP(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13)                                     \
     STEP(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14)
-#define KDV_DXSTEPS(STEP) STEP(4, 5, 6, 7, 0, 1, 2, 3) STEP(2, 3, 0, 1, 6, 7, 4, 5) STEP(1, 0, 3, 2, 5, 4, 7, 6)
+#define KDV_DXSTEPS(STEP)                                                                          \
+    STEP(4, 5, 6, 7, 0, 1, 2, 3) STEP(2, 3, 0, 1, 6, 7, 4, 5) STEP(1, 0, 3, 2, 5, 4, 7, 6)
 #endif
 
 KDV_INLINE vf vload(const float *p)
@@ -59,12 +61,12 @@ KDV_INLINE vf vload(const float *p)
 KDV_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
 /* lanes [0, n) set, n in [0, W]: one unaligned load from a table */
-static const int32_t KDV_FN(mask_table_)[2 * KDV_W] = {
-    -1, -1, -1, -1, -1, -1, -1, -1,
+static const int32_t KDV_FN(mask_table_)[2 * KDV_W] = {-1, -1, -1, -1, -1, -1, -1, -1,
 #if KDV_W == 16
-    -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                       -1, -1, -1, -1, -1, -1, -1, -1,
+                                                       0,  0,  0,  0,  0,  0,  0,  0,
 #endif
-    0, 0, 0, 0, 0, 0, 0, 0};
+                                                       0,  0,  0,  0,  0,  0,  0,  0};
 
 KDV_INLINE vi vmask_first(int64_t n)
 {
@@ -133,7 +135,7 @@ KDV_INLINE vf vmax_keepnan(vf a, vf x) { return vsel(x < a, a, x); }
 typedef struct {
     int64_t off, n; /* first element loaded, number of new elements */
     int overlap;
-    vi valid;       /* lanes holding new elements */
+    vi valid; /* lanes holding new elements */
 } vtail;
 
 KDV_INLINE vtail vtail_of(int64_t c)
@@ -159,7 +161,10 @@ KDV_INLINE void tstore(float *x, const vtail *t, vf v)
         vstore_part(x, v, t->n);
 }
 
-#define VD_ZERO {{0}, {0}, {0}, 0}
+#define VD_ZERO                                                                                    \
+    {                                                                                              \
+        {0}, {0}, {0}, 0                                                                           \
+    }
 
 KDV_INLINE void vflush(vd *acc)
 {
@@ -271,7 +276,7 @@ KDV_INLINE vf vexp_nonpos(vf x)
     const __m512 k = _mm512_fmadd_ps(xx, _mm512_set1_ps(1.44269504088896341f), magic);
     const __m512 m = _mm512_sub_ps(k, magic);
     __m512 r = _mm512_fnmadd_ps(m, _mm512_set1_ps(0.693145751953125f), xx); /* ln2, high bits */
-    r = _mm512_fnmadd_ps(m, _mm512_set1_ps(1.428606765330187045e-06f), r);   /* ln2, the rest */
+    r = _mm512_fnmadd_ps(m, _mm512_set1_ps(1.428606765330187045e-06f), r);  /* ln2, the rest */
     const __m512 t = _mm512_permutexvar_ps(_mm512_castps_si512(k), pow2);
     /* degree 3, fitted for the least relative error on |r| <= ln2/32 */
     __m512 p = _mm512_fmadd_ps(r, _mm512_set1_ps(0x1.55562cp-3f), _mm512_set1_ps(0x1.00021ep-1f));
@@ -288,8 +293,9 @@ KDV_INLINE vf vexp_nonpos(vf x)
 {
     const float lo = -87.33654f;
     /* 2^(i/8), i = 0..7, rounded to float */
-    const __m256 pow2 = _mm256_setr_ps(1.0f, 0x1.172b84p+0f, 0x1.306fe0p+0f, 0x1.4bfdaep+0f,
-                                       0x1.6a09e6p+0f, 0x1.8ace54p+0f, 0x1.ae89fap+0f, 0x1.d5818ep+0f);
+    const __m256 pow2 =
+        _mm256_setr_ps(1.0f, 0x1.172b84p+0f, 0x1.306fe0p+0f, 0x1.4bfdaep+0f, 0x1.6a09e6p+0f,
+                       0x1.8ace54p+0f, 0x1.ae89fap+0f, 0x1.d5818ep+0f);
     /* k = x / ln2 rounded to a multiple m of 1/8 (1.5 * 2^20 leaves floats
      * 1/8 apart: i = 8 m mod 8 are k's low three bits, and k's bits minus
      * the magic's are 8 m) */
@@ -333,7 +339,7 @@ KDV_INLINE vf vexp_nonpos(vf x)
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
     vf v = p * (vf)(vi)((vu)(ki + 127) << 23); /* ki + 127 >= 0 here; unsigned shift */
-    return (vf)((vi)v & ~(x < lo)); /* NaN lanes compare false: stay NaN */
+    return (vf)((vi)v & ~(x < lo));            /* NaN lanes compare false: stay NaN */
 }
 #endif
 
@@ -420,7 +426,8 @@ KDV_INLINE int64_t argmax_pf(const float *x, int64_t c, const float *pf)
         if (pf)
             __builtin_prefetch(pf + j, 0, 2);
         const vf v = full ? vload(x + j) : tload(x, &tl, -INFINITY);
-        const vi at = lane + (int32_t)(full ? j : tl.off), valid = full ? vmask_first(KDV_W) : tl.valid;
+        const vi at = lane + (int32_t)(full ? j : tl.off),
+                 valid = full ? vmask_first(KDV_W) : tl.valid;
         nan_at = (vi)vsel((v != v) & (nan_at < 0) & valid, (vf)at, (vf)nan_at);
         const vi gt = (v > m) & valid;
         idx = (vi)vsel(gt, (vf)at, (vf)idx);

@@ -21,8 +21,8 @@ KDV_INLINE int64_t seg_end(int64_t k, int64_t nseg, int64_t c)
 #define KDV_SEGMENTS(nseg, k, ...)                                                                 \
     do {                                                                                           \
         if (nthr > 1 && (nseg) > 1) {                                                              \
-            _Pragma("omp parallel for num_threads(nthr) schedule(static)")                         \
-            for (int64_t k = 0; k < (nseg); k++)                                                   \
+            _Pragma("omp parallel for num_threads(nthr) schedule(static)") for (int64_t k = 0;     \
+                                                                                k < (nseg); k++)   \
                 __VA_ARGS__                                                                        \
         } else {                                                                                   \
             for (int64_t k = 0; k < (nseg); k++)                                                   \
@@ -76,8 +76,8 @@ KDV_INLINE void seg_max2(const float *x, const float *y, int64_t c, int nthr, fl
     }
     KDV_SEGMENTS(nseg, k, {
         const int64_t j0 = k * KDI_SEG;
-        max2(x + j0, y ? y + j0 : NULL, seg_end(k, nseg, c) - j0, 0, pf ? pf + j0 : NULL, &part[2 * k],
-             &part[2 * k + 1]);
+        max2(x + j0, y ? y + j0 : NULL, seg_end(k, nseg, c) - j0, 0, pf ? pf + j0 : NULL,
+             &part[2 * k], &part[2 * k + 1]);
     });
     slot_max2(part, nseg, mx, y ? my : NULL);
 }
@@ -133,7 +133,8 @@ KDV_INLINE void seg_exps(const kexp *e, int ne, int64_t c, int nthr, float *part
     }
     KDV_SEGMENTS(nseg, k, {
         for (int i = 0; i < ne; i++)
-            put_d(part + 6 * k + 2 * i, stream_sum(&e[i], k * KDI_SEG, seg_end(k, nseg, c) - k * KDI_SEG));
+            put_d(part + 6 * k + 2 * i,
+                  stream_sum(&e[i], k * KDI_SEG, seg_end(k, nseg, c) - k * KDI_SEG));
     });
     for (int i = 0; i < ne; i++)
         sum[i] = seg_total(part, nseg, i);
@@ -166,8 +167,8 @@ KDV_INLINE void seg_run(kseg_fn fn, const void *ctx, int64_t c, int nthr, float 
     float *slot = part + 6 * nseg; /* the side maxima of segment k at slot + 2 k */
     KDV_SEGMENTS(nseg, k, {
         double o[2] = {0.0, 0.0};
-        const kside sk = {side ? side->s : NULL, side ? side->t : NULL, &slot[2 * k], &slot[2 * k + 1],
-                          side ? side->pf : NULL};
+        const kside sk = {side ? side->s : NULL, side ? side->t : NULL, &slot[2 * k],
+                          &slot[2 * k + 1], side ? side->pf : NULL};
         fn(ctx, k * KDI_SEG, seg_end(k, nseg, c), k + 1 == nseg, side ? &sk : NULL, o);
         put_d(part + 6 * k, o[0]);
         put_d(part + 6 * k + 2, o[1]);
@@ -186,7 +187,8 @@ KDV_INLINE int64_t seg_argmax(const float *t, int64_t c, float *work, int nthr, 
     const int64_t nseg = KDI_NSEG(c);
     KDV_SEGMENTS(nseg, k, {
         const int64_t j0 = k * KDI_SEG;
-        put_d(work + 2 * k, (double)(j0 + argmax_pf(t + j0, seg_end(k, nseg, c) - j0, pf ? pf + j0 : NULL)));
+        put_d(work + 2 * k,
+              (double)(j0 + argmax_pf(t + j0, seg_end(k, nseg, c) - j0, pf ? pf + j0 : NULL)));
     });
     int64_t best = (int64_t)get_d(work);
     for (int64_t k = 1; k < nseg && t[best] == t[best]; k++) {
@@ -217,7 +219,8 @@ static int64_t KDV_FN(row_confidence_)(const float *t, int64_t c, float *work, i
     KDV_SEGMENTS(nseg, k, {
         const int64_t j0 = k * KDI_SEG;
         int64_t at;
-        put_d(work + 6 * k, exp_store_first(t + j0, seg_end(k, nseg, c) - j0, m, 1.0f, NULL, NULL, NULL, &at));
+        put_d(work + 6 * k,
+              exp_store_first(t + j0, seg_end(k, nseg, c) - j0, m, 1.0f, NULL, NULL, NULL, &at));
         put_d(work + 6 * k + 2, (double)(at < 0 ? -1 : j0 + at));
     });
     const double total = seg_total(work, nseg, 0);

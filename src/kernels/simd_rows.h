@@ -13,10 +13,10 @@
  * row (last: the segment holding the row's tail), out = the two sums of
  * acc.  CTX has the fields g (gradient or NULL) and c (row length). */
 #define KDV_SEG_PASS(NAME, CTX, STEP)                                                              \
-    static inline void KDV_FN(NAME)(const void *ctx, int64_t j0, int64_t j1, int last,            \
+    static inline void KDV_FN(NAME)(const void *ctx, int64_t j0, int64_t j1, int last,             \
                                     const kside *sd, double out[2])                                \
     {                                                                                              \
-        const CTX kc = *(const CTX *)ctx; /* a local copy: stores to g cannot alias it */         \
+        const CTX kc = *(const CTX *)ctx; /* a local copy: stores to g cannot alias it */          \
         vd acc[2] = {VD_ZERO, VD_ZERO};                                                            \
         vf sm[2] = {vset(-INFINITY), vset(-INFINITY)};                                             \
         const vtail tl = vtail_of(kc.c);                                                           \
@@ -30,7 +30,7 @@
                 side_step(sd, NULL, j, sm);                                                        \
                 vstore(kc.g + j, STEP(&kc, NULL, j, all, acc));                                    \
             }                                                                                      \
-        } else { /* the loss alone: the gradient arithmetic is dead code here */                  \
+        } else { /* the loss alone: the gradient arithmetic is dead code here */                   \
             for (int64_t j = j0; j + KDV_W <= j1; j += KDV_W) {                                    \
                 side_step(sd, NULL, j, sm);                                                        \
                 (void)STEP(&kc, NULL, j, all, acc);                                                \
@@ -230,8 +230,10 @@ static double KDV_FN(ce_row_)(const float *s, const float *src, int src_kind, fl
     k.kq = cs * k.ka;
     double acc[2];
     const int teacher_only = src_kind == 2 && k.off == 0.0f && k.ka != 0.0f;
-    seg_run(teacher_only ? KDV_FN(ce_seg2_) : src_kind ? KDV_FN(ce_seg1_) : KDV_FN(ce_seg0_), &k, c,
-            nthr, part, side.s ? &side : NULL, acc);
+    seg_run(teacher_only ? KDV_FN(ce_seg2_)
+            : src_kind   ? KDV_FN(ce_seg1_)
+                         : KDV_FN(ce_seg0_),
+            &k, c, nthr, part, side.s ? &side : NULL, acc);
     if (teacher_only) {
         acc[0] *= k.ka;
         acc[1] = a;

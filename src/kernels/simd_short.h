@@ -83,14 +83,18 @@ KDV_INLINE void gather_rows(const kdi_small_row *rows, int nrows, int64_t c, int
 #if KDV_W == 16 && defined(__AVX512F__)
 /* the lanes of the first nrows rows of a short-row block, and the lane numbers */
 KDV_INLINE __mmask16 lanes_live(int nrows) { return (__mmask16)((1u << nrows) - 1); }
-KDV_INLINE __m512i lanes_iota(void) { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+KDV_INLINE __m512i lanes_iota(void)
+{
+    return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
 
 /* 1 when the rows' arrays `which` (0 s, 1 t, 2 g) are evenly spaced, lane r
  * at r ld floats from row 0's (ld of either sign, every offset and the
  * row's c floats within int32 reach) and none is NULL; *idx = r ld for r <
  * nrows, 0 past.  The pointers are read by two 8-lane gathers and compared
  * as integers (the rows need not be one array). */
-KDV_INLINE int lanes_strided(const kdi_small_row *rows, int nrows, int64_t c, int which, __m512i *idx)
+KDV_INLINE int lanes_strided(const kdi_small_row *rows, int nrows, int64_t c, int which,
+                             __m512i *idx)
 {
     const char *f0 = (const char *)rows + (which == 0   ? offsetof(kdi_small_row, s)
                                            : which == 1 ? offsetof(kdi_small_row, t)
@@ -109,11 +113,14 @@ KDV_INLINE int lanes_strided(const kdi_small_row *rows, int nrows, int64_t c, in
     unsigned ok = 0;
     for (int h = 0; h < 2; h++) {
         const __mmask8 m = (__mmask8)(live >> (8 * h));
-        const __m512i ptr = _mm512_mask_i32gather_epi64(zero, m, at8, f0 + 8 * h * sizeof(kdi_small_row), 1);
-        const __m512i want = _mm512_add_epi64(
-            _mm512_set1_epi64(base),
-            _mm512_mullo_epi64(_mm512_add_epi64(r8, _mm512_set1_epi64(8 * h)), _mm512_set1_epi64(step)));
-        ok |= (unsigned)(_mm512_mask_cmpeq_epi64_mask(m, ptr, want) & _mm512_cmpneq_epi64_mask(ptr, zero))
+        const __m512i ptr =
+            _mm512_mask_i32gather_epi64(zero, m, at8, f0 + 8 * h * sizeof(kdi_small_row), 1);
+        const __m512i want =
+            _mm512_add_epi64(_mm512_set1_epi64(base),
+                             _mm512_mullo_epi64(_mm512_add_epi64(r8, _mm512_set1_epi64(8 * h)),
+                                                _mm512_set1_epi64(step)));
+        ok |= (unsigned)(_mm512_mask_cmpeq_epi64_mask(m, ptr, want) &
+                         _mm512_cmpneq_epi64_mask(ptr, zero))
               << (8 * h);
     }
     if (ok != live)
@@ -282,12 +289,15 @@ KDV_INLINE small_params small_params_of(const kdi_small_row *rows, int nrows)
     /* each field of the rows by one gather (a vector filled lane by lane
      * would wait for its 16 stores) */
     _Static_assert(sizeof(kdi_small_row) % 4 == 0, "kdi_small_row in 4-byte units");
-    const __m512i at = _mm512_mullo_epi32(lanes_iota(), _mm512_set1_epi32((int)(sizeof(kdi_small_row) / 4)));
+    const __m512i at =
+        _mm512_mullo_epi32(lanes_iota(), _mm512_set1_epi32((int)(sizeof(kdi_small_row) / 4)));
     const __mmask16 live = lanes_live(nrows);
     const char *r0 = (const char *)rows;
-#define KDV_FIELD(f, m) (vf) _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, at, r0 + offsetof(kdi_small_row, f), 4)
+#define KDV_FIELD(f, m)                                                                            \
+    (vf) _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, at, r0 + offsetof(kdi_small_row, f), 4)
     const __mmask16 act = _mm512_test_epi32_mask(
-        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, at, r0 + offsetof(kdi_small_row, lab.active), 4),
+        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, at,
+                                    r0 + offsetof(kdi_small_row, lab.active), 4),
         _mm512_set1_epi32(-1));
     p.cs = KDV_FIELD(cs, live);
     p.a = KDV_FIELD(a, live);
@@ -296,7 +306,8 @@ KDV_INLINE small_params small_params_of(const kdi_small_row *rows, int nrows)
     p.off = KDV_FIELD(lab.off, act);
     p.coef = KDV_FIELD(lab.coef, act);
 #undef KDV_FIELD
-    p.y = (vi)_mm512_mask_i32gather_epi32(_mm512_set1_epi32(-1), act, at, r0 + offsetof(kdi_small_row, lab.y), 4);
+    p.y = (vi)_mm512_mask_i32gather_epi32(_mm512_set1_epi32(-1), act, at,
+                                          r0 + offsetof(kdi_small_row, lab.y), 4);
 #else
     for (int r = 0; r < KDV_W; r++) {
         const kdi_small_row *w = r < nrows ? &rows[r] : NULL;
@@ -401,8 +412,8 @@ KDV_INLINE vf ce_lanes_q(const small_params *p, int64_t j, int src_kind, vf ka, 
  * maximum terms (each exactly 1), so that a confident row (sum = 1 + a
  * small rest, below the float rounding of 1) keeps its small loss.  Used for
  * rows whose float loss is below KDI_SMALL_LOSS only. */
-static __attribute__((noinline, cold)) double KDV_FN(lane_logsum_)(const vf *S, const vf *ES,
-                                                                   vf ms, int64_t c, int r)
+static __attribute__((noinline, cold)) double KDV_FN(lane_logsum_)(const vf *S, const vf *ES, vf ms,
+                                                                   int64_t c, int r)
 {
     double rest = 0.0;
     int n_max = 0;

@@ -20,7 +20,9 @@ kd_status kd_ensemble_average(int64_t n, int64_t c, int32_t k, const float *cons
                               KDI_ENSEMBLE_FN ": k = %d < 1", (int)k);
     if (!inputs || !lds || !out)
         return kdi_label_fail(err, err_size, KD_ERR_NULL_POINTER, KDI_ENSEMBLE_FN ": %s is NULL",
-                              !inputs ? "inputs" : !lds ? "lds" : "out");
+                              !inputs ? "inputs"
+                              : !lds  ? "lds"
+                                      : "out");
     for (int32_t r = 0; r < k; r++)
         if (!inputs[r])
             return kdi_label_fail(err, err_size, KD_ERR_NULL_POINTER,

@@ -88,7 +88,7 @@ static void kdi_flexmatch_set_real(kd_threshold *th, int32_t key, double value)
 static int32_t *kdi_flexmatch_int_slot(const kd_threshold *th, int32_t key)
 {
     kdi_flexmatch *s = kdi_fm(th);
-    return key == KD_THRESHOLD_PARAM_MAPPING ? &s->mapping
+    return key == KD_THRESHOLD_PARAM_MAPPING  ? &s->mapping
            : key == KD_THRESHOLD_PARAM_WARMUP ? &s->warmup
                                               : &s->non_strict;
 }
@@ -133,9 +133,12 @@ static void kdi_flexmatch_update(kd_threshold *th, int64_t n, const int64_t *ind
 static double kdi_flexmatch_map(int32_t mapping, double x)
 {
     switch (mapping) {
-    case KD_THRESHOLD_MAPPING_LINEAR: return x;
-    case KD_THRESHOLD_MAPPING_CONCAVE: return log1p(x) / log(2.0);
-    default: return x / (2.0 - x);
+    case KD_THRESHOLD_MAPPING_LINEAR:
+        return x;
+    case KD_THRESHOLD_MAPPING_CONCAVE:
+        return log1p(x) / log(2.0);
+    default:
+        return x / (2.0 - x);
     }
 }
 
@@ -180,11 +183,16 @@ static int64_t kdi_flexmatch_state_length(const kd_threshold *th, kd_threshold_s
 {
     switch (what) {
     case KD_THRESHOLD_STATE_CLASS_THRESHOLDS:
-    case KD_THRESHOLD_STATE_LEARNING_EFFECT: return is_int ? 0 : th->num_classes;
-    case KD_THRESHOLD_STATE_CLASS_COUNTS: return is_int ? th->num_classes : 0;
-    case KD_THRESHOLD_STATE_UNUSED: return is_int ? 1 : 0;
-    case KD_THRESHOLD_STATE_PREDICTIONS: return is_int ? th->num_samples : 0;
-    default: return 0;
+    case KD_THRESHOLD_STATE_LEARNING_EFFECT:
+        return is_int ? 0 : th->num_classes;
+    case KD_THRESHOLD_STATE_CLASS_COUNTS:
+        return is_int ? th->num_classes : 0;
+    case KD_THRESHOLD_STATE_UNUSED:
+        return is_int ? 1 : 0;
+    case KD_THRESHOLD_STATE_PREDICTIONS:
+        return is_int ? th->num_samples : 0;
+    default:
+        return 0;
     }
 }
 
@@ -262,14 +270,14 @@ static kd_status kdi_flexmatch_check_meta(const void *handle, const kdi_statefil
     double tau = kdi_flexmatch_meta_tau(r);
     uint32_t mapping = kdi_le_get_u32(m + 20), warmup = kdi_le_get_u32(m + 24),
              non_strict = kdi_le_get_u32(m + 28);
-    if (n < 1 || n > (uint64_t)KD_THRESHOLD_MAX_SAMPLES || c < 1
-        || c > (uint64_t)KD_THRESHOLD_MAX_CLASSES || !(tau >= 0.0 && tau <= 1.0)
-        || mapping > KD_THRESHOLD_MAPPING_CONVEX || warmup > 1 || non_strict > 1)
+    if (n < 1 || n > (uint64_t)KD_THRESHOLD_MAX_SAMPLES || c < 1 ||
+        c > (uint64_t)KD_THRESHOLD_MAX_CLASSES || !(tau >= 0.0 && tau <= 1.0) ||
+        mapping > KD_THRESHOLD_MAPPING_CONVEX || warmup > 1 || non_strict > 1)
         return kdi_fail(msg, KD_ERR_CORRUPT,
                         "'%s': invalid values (N %llu, C %llu, threshold %g, mapping %u, "
                         "warm-up %u, non-strict %u)",
-                        path, (unsigned long long)n, (unsigned long long)c, tau,
-                        (unsigned)mapping, (unsigned)warmup, (unsigned)non_strict);
+                        path, (unsigned long long)n, (unsigned long long)c, tau, (unsigned)mapping,
+                        (unsigned)warmup, (unsigned)non_strict);
     if (r->data_size != n * sizeof(int32_t))
         return kdi_fail(msg, KD_ERR_CORRUPT, "'%s': data section of %llu bytes for %llu samples",
                         path, (unsigned long long)r->data_size, (unsigned long long)n);
@@ -290,9 +298,9 @@ static kd_status kdi_flexmatch_load(kd_threshold *th, const char *path, char *ms
     kdi_statefile_reader r;
     /* Into the load buffers: the live state changes only once every byte
      * and every prediction is verified. */
-    kd_status st = kdi_statefile_load(&r, &kdi_flexmatch_file, th, path, KDI_FLEXMATCH_META_V2,
-                                      s->load_pred, (uint64_t)th->num_samples * sizeof(int32_t),
-                                      4, msg);
+    kd_status st =
+        kdi_statefile_load(&r, &kdi_flexmatch_file, th, path, KDI_FLEXMATCH_META_V2, s->load_pred,
+                           (uint64_t)th->num_samples * sizeof(int32_t), 4, msg);
     if (st != KD_OK)
         return st;
     int64_t unused = 0;

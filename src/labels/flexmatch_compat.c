@@ -44,8 +44,8 @@ kd_status kd_flexmatch_set_int(kd_flexmatch *fm, kd_flexmatch_param param, int64
 kd_status kd_flexmatch_get_float(kd_flexmatch *fm, kd_flexmatch_param param, float *value)
 {
     double v = 0.0;
-    kd_status st = kdi_threshold_get(kdi_th(fm), &kdi_fm_names, param, KDI_PT_REAL,
-                                     value ? &v : NULL, NULL);
+    kd_status st =
+        kdi_threshold_get(kdi_th(fm), &kdi_fm_names, param, KDI_PT_REAL, value ? &v : NULL, NULL);
     if (st == KD_OK)
         *value = (float)v;
     return st;
@@ -64,8 +64,7 @@ kd_status kd_flexmatch_param_bounds(kd_flexmatch_param param, double *lower, dou
 kd_status kd_flexmatch_update(kd_flexmatch *fm, int64_t n, const int64_t *indices,
                               const float *confidences, const int32_t *predictions)
 {
-    return kdi_threshold_update_as(kdi_th(fm), &kdi_fm_names, n, indices, confidences,
-                                   predictions);
+    return kdi_threshold_update_as(kdi_th(fm), &kdi_fm_names, n, indices, confidences, predictions);
 }
 
 /* C floats of state `what`; the NULL check with this layer's names. */

@@ -10,9 +10,9 @@
 #define KDI_ISSUES_FN "kd_find_label_issues"
 
 kd_status kd_find_label_issues(int64_t n, int64_t c, const float *probs, int64_t ld,
-                               const int32_t *labels, int32_t ignore_index,
-                               float *class_thresholds, int32_t *confident_class, uint8_t *suspect,
-                               int64_t *num_suspects, char *err, size_t err_size)
+                               const int32_t *labels, int32_t ignore_index, float *class_thresholds,
+                               int32_t *confident_class, uint8_t *suspect, int64_t *num_suspects,
+                               char *err, size_t err_size)
 {
     kdi_label_clear(err, err_size);
     if (!probs || !labels)

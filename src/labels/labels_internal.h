@@ -14,7 +14,8 @@
 #if defined(__GNUC__)
 __attribute__((format(printf, 4, 5)))
 #endif
-kd_status kdi_label_fail(char *err, size_t err_size, kd_status status, const char *fmt, ...);
+kd_status
+kdi_label_fail(char *err, size_t err_size, kd_status status, const char *fmt, ...);
 
 /* Empty the message (successful calls). */
 void kdi_label_clear(char *err, size_t err_size);

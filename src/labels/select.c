@@ -68,11 +68,13 @@ kd_status kd_select_pseudo_labels(int64_t n, int64_t c, const float *scores, int
         for (int64_t j = 0; j < c; j++)
             if (!(class_thresholds[j] >= 0.0f && class_thresholds[j] <= 1.0f))
                 return kdi_label_fail(err, err_size, KD_ERR_INVALID_ARGUMENT,
-                                      KDI_SELECT_FN ": class_thresholds[%lld] = %g is outside [0, 1]",
+                                      KDI_SELECT_FN
+                                      ": class_thresholds[%lld] = %g is outside [0, 1]",
                                       (long long)j, (double)class_thresholds[j]);
     } else if (!(threshold >= 0.0f && threshold <= 1.0f)) {
         return kdi_label_fail(err, err_size, KD_ERR_INVALID_ARGUMENT,
-                              KDI_SELECT_FN ": threshold = %g is outside [0, 1]", (double)threshold);
+                              KDI_SELECT_FN ": threshold = %g is outside [0, 1]",
+                              (double)threshold);
     }
     if (top_k_per_class < 0)
         return kdi_label_fail(err, err_size, KD_ERR_INVALID_ARGUMENT,

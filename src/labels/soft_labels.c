@@ -53,9 +53,11 @@ kd_status kd_soft_labels(int64_t n, int64_t c, const int32_t *labels, int32_t ig
     const int use_probs = !(mode == KD_SOFT_LABEL_ONEHOT && predictions);
     if (!labels || !out || (use_probs && !probs))
         return kdi_label_fail(err, err_size, KD_ERR_NULL_POINTER, KDI_SOFT_FN ": %s is NULL",
-                              !labels ? "labels" : !out ? "out" : "probs");
-    kd_status st = kdi_soft_check(KDI_SOFT_FN, n, c, labels, ignore_index, label_weight,
-                                  use_probs, ld_probs, ld_out, err, err_size);
+                              !labels ? "labels"
+                              : !out  ? "out"
+                                      : "probs");
+    kd_status st = kdi_soft_check(KDI_SOFT_FN, n, c, labels, ignore_index, label_weight, use_probs,
+                                  ld_probs, ld_out, err, err_size);
     if (st != KD_OK)
         return st;
     if (predictions)
@@ -124,16 +126,16 @@ kd_status kd_soft_labels_selective(int64_t n, int64_t c, const int32_t *labels,
         return kdi_label_fail(err, err_size, KD_ERR_INVALID_ARGUMENT,
                               KDI_SEL_FN ": suspect must be NULL without "
                                          "KD_SOFT_LABEL_SUSPECTS_ONLY");
-    kd_status st = kdi_soft_check(KDI_SEL_FN, n, c, labels, ignore_index, label_weight, 1,
-                                  ld_probs, ld_out, err, err_size);
+    kd_status st = kdi_soft_check(KDI_SEL_FN, n, c, labels, ignore_index, label_weight, 1, ld_probs,
+                                  ld_out, err, err_size);
     if (st != KD_OK)
         return st;
     if (suspect)
         for (int64_t i = 0; i < n; i++)
             if (suspect[i] > 1)
                 return kdi_label_fail(err, err_size, KD_ERR_INVALID_ARGUMENT,
-                                      KDI_SEL_FN ": suspect[%lld] = %d is not 0 or 1",
-                                      (long long)i, (int)suspect[i]);
+                                      KDI_SEL_FN ": suspect[%lld] = %d is not 0 or 1", (long long)i,
+                                      (int)suspect[i]);
     st = kdi_label_check_probs(KDI_SEL_FN, "probs", probs, n, c, ld_probs, err, err_size);
     if (st != KD_OK)
         return st;

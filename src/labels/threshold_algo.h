@@ -90,7 +90,10 @@ static inline float kdi_threshold_row_max(const float *row, int64_t c, int32_t *
 }
 
 /* An EMA step in double: m s + (1 - m) x. */
-static inline double kdi_threshold_ema(double s, double m, double x) { return m * s + (1.0 - m) * x; }
+static inline double kdi_threshold_ema(double s, double m, double x)
+{
+    return m * s + (1.0 - m) * x;
+}
 
 /* State files of algorithms whose meta section starts with N and C (u64)
  * and whose data section is an array of f64 (FreeMatch, SoftMatch).
@@ -101,25 +104,24 @@ static inline double kdi_threshold_ema(double s, double m, double x) { return m 
  * doubles (KD_ERR_CORRUPT) and the shape is the handle's (KD_ERR_MISMATCH). */
 kd_status kdi_threshold_meta_shape(const kdi_statefile_reader *r, uint64_t meta_size, uint64_t *n,
                                    uint64_t *c, char *msg);
-kd_status kdi_threshold_data_shape(const kd_threshold *h, const kdi_statefile_reader *r,
-                                   uint64_t n, uint64_t c, uint64_t fixed, uint64_t per_class,
-                                   char *msg);
+kd_status kdi_threshold_data_shape(const kd_threshold *h, const kdi_statefile_reader *r, uint64_t n,
+                                   uint64_t c, uint64_t fixed, uint64_t per_class, char *msg);
 /* The whole validated load of such a file into buf (count doubles), then
  * ok(i, C, value) for each value (KD_ERR_CORRUPT naming the first bad one).
  * On KD_OK the reader is open (the caller takes its parameters from r->meta,
  * commits buf and closes it); on failure it is closed. */
-kd_status kdi_threshold_load_f64(kd_threshold *th, const kdi_statefile_kind *kind,
-                                 const char *path, uint64_t meta_size, double *buf, int64_t count,
-                                 int (*ok)(int64_t i, int64_t c, double v),
-                                 kdi_statefile_reader *r, char *msg);
+kd_status kdi_threshold_load_f64(kd_threshold *th, const kdi_statefile_kind *kind, const char *path,
+                                 uint64_t meta_size, double *buf, int64_t count,
+                                 int (*ok)(int64_t i, int64_t c, double v), kdi_statefile_reader *r,
+                                 char *msg);
 
 /* FlexMatch's predictions as int32, for flexmatch.h's layer (no copy). */
 const int32_t *kdi_flexmatch_predictions_of(const kd_threshold *th);
 
 /* The names used in messages: kd_threshold_* or the kd_flexmatch_* layer. */
 typedef struct {
-    const char *prefix;  /* "kd_threshold" */
-    const char *params;  /* "KD_THRESHOLD_PARAM_" */
+    const char *prefix; /* "kd_threshold" */
+    const char *params; /* "KD_THRESHOLD_PARAM_" */
 } kdi_threshold_names;
 
 extern const kdi_threshold_names kdi_threshold_own_names;
@@ -127,8 +129,8 @@ extern const kdi_threshold_names kdi_threshold_own_names;
 /* The entry points with the caller's names (threshold_handle.c). */
 kd_status kdi_threshold_create(kd_threshold **out, kd_threshold_algorithm algorithm, int64_t n,
                                int64_t c, char *err, const kdi_threshold_names *nm);
-kd_status kdi_threshold_set(kd_threshold *th, const kdi_threshold_names *nm, int32_t key,
-                            int type, double real, int64_t integer);
+kd_status kdi_threshold_set(kd_threshold *th, const kdi_threshold_names *nm, int32_t key, int type,
+                            double real, int64_t integer);
 kd_status kdi_threshold_get(const kd_threshold *th, const kdi_threshold_names *nm, int32_t key,
                             int type, double *real, int64_t *integer);
 kd_status kdi_threshold_bounds(kd_threshold_algorithm algorithm, int32_t key, double *lower,

@@ -118,8 +118,8 @@ const char *kd_threshold_last_error(const kd_threshold *th)
 
 /* ---- parameters ----------------------------------------------------------- */
 
-kd_status kdi_threshold_set(kd_threshold *th, const kdi_threshold_names *nm, int32_t key,
-                            int type, double real, int64_t integer)
+kd_status kdi_threshold_set(kd_threshold *th, const kdi_threshold_names *nm, int32_t key, int type,
+                            double real, int64_t integer)
 {
     if (!th)
         return KD_ERR_NULL_POINTER;
@@ -242,12 +242,12 @@ static kd_status kdi_threshold_check_batch(const kd_threshold *th, char *err, co
 static kd_status kdi_threshold_check_scalar(const kd_threshold *th, char *err, const char *fn,
                                             int has_hook)
 {
-    const char *why = !has_hook ? "needs whole probability rows"
+    const char *why = !has_hook                 ? "needs whole probability rows"
                       : th->algo->refuse_scalar ? th->algo->refuse_scalar(th)
                                                 : NULL;
     if (why)
-        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: %s %s: use %s_probs", fn, th->algo->name,
-                        why, fn);
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: %s %s: use %s_probs", fn, th->algo->name, why,
+                        fn);
     return KD_OK;
 }
 
@@ -315,8 +315,8 @@ static kd_status kdi_threshold_check_rows(const kd_threshold *th, char *err, con
         return kdi_fail(err, KD_ERR_INVALID_ARGUMENT, "%s: c = %lld, the handle has %lld classes",
                         fn, (long long)c, (long long)th->num_classes);
     if (ld < c)
-        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT, "%s: ld = %lld < c = %lld", fn,
-                        (long long)ld, (long long)c);
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT, "%s: ld = %lld < c = %lld", fn, (long long)ld,
+                        (long long)c);
     if (n == 0)
         return KD_OK;
     if (ld > (INT64_MAX - c) / n)
@@ -504,20 +504,18 @@ kd_status kdi_threshold_meta_shape(const kdi_statefile_reader *r, uint64_t meta_
 {
     if (r->meta_size != meta_size)
         return kdi_fail(msg, KD_ERR_CORRUPT, "'%s': meta section of %llu bytes, expected %llu",
-                        r->path, (unsigned long long)r->meta_size,
-                        (unsigned long long)meta_size);
+                        r->path, (unsigned long long)r->meta_size, (unsigned long long)meta_size);
     *n = kdi_le_get_u64(r->meta);
     *c = kdi_le_get_u64(r->meta + 8);
-    if (*n < 1 || *n > (uint64_t)KD_THRESHOLD_MAX_SAMPLES || *c < 1
-        || *c > (uint64_t)KD_THRESHOLD_MAX_CLASSES)
+    if (*n < 1 || *n > (uint64_t)KD_THRESHOLD_MAX_SAMPLES || *c < 1 ||
+        *c > (uint64_t)KD_THRESHOLD_MAX_CLASSES)
         return kdi_fail(msg, KD_ERR_CORRUPT, "'%s': invalid shape (N %llu, C %llu)", r->path,
                         (unsigned long long)*n, (unsigned long long)*c);
     return KD_OK;
 }
 
-kd_status kdi_threshold_data_shape(const kd_threshold *h, const kdi_statefile_reader *r,
-                                   uint64_t n, uint64_t c, uint64_t fixed, uint64_t per_class,
-                                   char *msg)
+kd_status kdi_threshold_data_shape(const kd_threshold *h, const kdi_statefile_reader *r, uint64_t n,
+                                   uint64_t c, uint64_t fixed, uint64_t per_class, char *msg)
 {
     if (r->data_size != (fixed + per_class * c) * sizeof(double))
         return kdi_fail(msg, KD_ERR_CORRUPT, "'%s': data section of %llu bytes for %llu classes",
@@ -530,17 +528,17 @@ kd_status kdi_threshold_data_shape(const kd_threshold *h, const kdi_statefile_re
     return KD_OK;
 }
 
-kd_status kdi_threshold_load_f64(kd_threshold *th, const kdi_statefile_kind *kind,
-                                 const char *path, uint64_t meta_size, double *buf, int64_t count,
-                                 int (*ok)(int64_t i, int64_t c, double v),
-                                 kdi_statefile_reader *r, char *msg)
+kd_status kdi_threshold_load_f64(kd_threshold *th, const kdi_statefile_kind *kind, const char *path,
+                                 uint64_t meta_size, double *buf, int64_t count,
+                                 int (*ok)(int64_t i, int64_t c, double v), kdi_statefile_reader *r,
+                                 char *msg)
 {
     kd_status st = kdi_statefile_load(r, kind, th, path, meta_size, buf,
                                       (uint64_t)count * sizeof(double), 8, msg);
     for (int64_t i = 0; i < count && st == KD_OK; i++)
         if (!ok(i, th->num_classes, buf[i])) {
-            st = kdi_fail(msg, KD_ERR_CORRUPT, "'%s': state value %lld is %g", path,
-                          (long long)i, buf[i]);
+            st = kdi_fail(msg, KD_ERR_CORRUPT, "'%s': state value %lld is %g", path, (long long)i,
+                          buf[i]);
             kdi_statefile_close(r);
         }
     return st;

@@ -25,10 +25,7 @@ int64_t kdi_batch_stats_size(const kd_loss *h)
     return h->kind == KD_LOSS_MCC ? h->c * h->c + 2 : h->c + 1;
 }
 
-static const char *kind_name(kd_loss_kind k)
-{
-    return k == KD_LOSS_MCC ? "MCC" : "class balance";
-}
+static const char *kind_name(kd_loss_kind k) { return k == KD_LOSS_MCC ? "MCC" : "class balance"; }
 
 /* Checks every batch-loss entry shares: n, the student matrix, and the
  * gradient output when it will be written. */
@@ -166,8 +163,7 @@ static int rows_are_current(const kd_loss *h, int64_t n)
 {
     return h->batch_rows.valid && h->batch_rows.student == h->student &&
            h->batch_rows.ld == h->ld_student && h->batch_rows.n == n &&
-           h->batch_rows.temperature == h->temperature &&
-           h->batch_rows.input_type == h->input_type;
+           h->batch_rows.temperature == h->temperature && h->batch_rows.input_type == h->input_type;
 }
 
 static void compute_rows(kd_loss *h, kdi_batch *b)
@@ -346,8 +342,9 @@ static kd_status loss_finish_locked(kd_loss *h, int64_t n, const double *global_
     if (h->check_finite)
         for (int64_t k = 0; k < m; k++)
             if (!isfinite(global_stats[k]))
-                return kdi_fail(h->err, KD_ERR_NOT_FINITE, "%s: global_stats[%lld] = %g is not finite",
-                                fn, (long long)k, global_stats[k]);
+                return kdi_fail(h->err, KD_ERR_NOT_FINITE,
+                                "%s: global_stats[%lld] = %g is not finite", fn, (long long)k,
+                                global_stats[k]);
     const double count = global_stats[m - 1];
     if (!(count >= (double)n) || count != floor(count) || count > MAX_EXACT_COUNT)
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
@@ -357,7 +354,8 @@ static kd_status loss_finish_locked(kd_loss *h, int64_t n, const double *global_
     if (h->kind == KD_LOSS_MCC && count > 0.0 && global_stats[m - 2] <= 0.0)
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
                         "%s: global_stats[%lld] = %g: the sum of the entropy weights must be > 0 "
-                        "for N = %g rows", fn, (long long)(m - 2), global_stats[m - 2], count);
+                        "for N = %g rows",
+                        fn, (long long)(m - 2), global_stats[m - 2], count);
     kdi_batch b = {0};
     st = workspace(h, fn, n, &b);
     if (st)

@@ -62,8 +62,8 @@ kd_status kdi_check_labels_weights(kd_loss *h, const char *fn, int64_t n, int64_
                 continue;
             if (y < 0 || y >= h->c)
                 return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
-                                "%s: labels[%lld] = %d outside [0, %lld) and not ignore_index %d", fn,
-                                (long long)i, (int)y, (long long)h->c, (int)h->ignore_index);
+                                "%s: labels[%lld] = %d outside [0, %lld) and not ignore_index %d",
+                                fn, (long long)i, (int)y, (long long)h->c, (int)h->ignore_index);
             count++;
         }
     }
@@ -71,8 +71,8 @@ kd_status kdi_check_labels_weights(kd_loss *h, const char *fn, int64_t n, int64_
         for (int64_t i = 0; i < n; i++)
             if (!(h->weights[i] >= 0.0f) || isinf(h->weights[i]))
                 return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
-                                "%s: weights[%lld] = %g is not a finite value >= 0", fn, (long long)i,
-                                (double)h->weights[i]);
+                                "%s: weights[%lld] = %g is not a finite value >= 0", fn,
+                                (long long)i, (double)h->weights[i]);
     *valid = count;
     return KD_OK;
 }

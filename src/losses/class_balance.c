@@ -192,7 +192,8 @@ void kdi_class_balance_grad(const kd_loss *h, const kdi_batch *b, float up)
         float *g = h->grad + i * h->ld_grad;
         if (h->input_type == KD_INPUT_LOGITS) {
             if (!b->to_grad) { /* kd_loss_finish: the softmax is computed here */
-                float *work = kdi_batch_scratch(b, omp_get_thread_num()), *p = work + KDI_SIMD_WORK(c);
+                float *work = kdi_batch_scratch(b, omp_get_thread_num()),
+                      *p = work + KDI_SIMD_WORK(c);
                 kdi_batch_softmax(h->student + i * h->ld_student, p, c, work);
                 softmax_grad_row(g, p, b->vec, up, c);
             } else {

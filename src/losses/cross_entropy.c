@@ -21,8 +21,8 @@ void kdi_cross_entropy_row(const kd_loss *h, const kdi_row *r, double terms[2])
     const kdi_onehot oh = kdi_smoothed_onehot(h);
     kdi_simd_label lab = {y >= 0, y, lab_w * oh.on, lab_w * oh.off, 0.0f};
     terms[0] = h->ops->ce_row(r->s, r->q ? r->q : r->t, src_kind, r->g, h->c,
-                                              (float)(1.0 / h->temperature), src_w, &lab, lab_w,
-                                              (float)r->c_soft, r->work, r->nthr, r->pipe);
+                              (float)(1.0 / h->temperature), src_w, &lab, lab_w, (float)r->c_soft,
+                              r->work, r->nthr, r->pipe);
     terms[1] = 0.0;
     if (terms[0] < KDI_CONFIDENT_LOSS)
         kdi_ce_confident_fix(h, r->q ? r->q : r->t, r->g, y, lab_w);

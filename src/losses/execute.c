@@ -69,7 +69,8 @@ static kd_status grow(kd_loss *h, const char *fn, int64_t n, int nthreads)
         return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld overflows", fn,
                         (long long)n);
     if (kdi_grow(h, fn, (void **)&h->terms, &h->terms_cap, need_terms, sizeof *h->terms))
-        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld", fn, (long long)n);
+        return kdi_fail(h->err, KD_ERR_OUT_OF_MEMORY, "%s: workspace for n = %lld", fn,
+                        (long long)n);
     return kdi_grow(h, fn, (void **)&h->scratch, &h->scratch_cap, need_scratch, sizeof *h->scratch);
 }
 
@@ -97,7 +98,8 @@ static kd_status validate_self_training(kd_loss *h, const char *fn, kdi_mode mod
 
 /* The inputs a call needs: n, the loss or upstream pointer, the student, the
  * teacher / target / labels the kind requires, a gradient output. */
-static kd_status validate_bound(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, const void *io)
+static kd_status validate_bound(kd_loss *h, const char *fn, kdi_mode mode, int64_t n,
+                                const void *io)
 {
     if (n < 0)
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "%s: n = %lld < 0", fn, (long long)n);
@@ -111,11 +113,13 @@ static kd_status validate_bound(kd_loss *h, const char *fn, kdi_mode mode, int64
             return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
                             "%s: both target probabilities and teacher logits bound; bind one", fn);
         if (!h->labels && !h->target && h->n_teachers == 0)
-            return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: no labels, target or teacher bound", fn);
+            return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: no labels, target or teacher bound",
+                            fn);
     } else if (h->n_teachers == 0) {
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: teacher logits not bound", fn);
     }
-    if (mode != KDI_FORWARD && !h->grad && !((h->kd->roles & KDI_R_GRAD_TEACHER) && h->grad_teacher))
+    if (mode != KDI_FORWARD && !h->grad &&
+        !((h->kd->roles & KDI_R_GRAD_TEACHER) && h->grad_teacher))
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: no gradient output bound", fn);
     kd_status st = kdi_check_extent(h, fn, "student", n, h->ld_student);
     for (int32_t k = 0; !st && k < h->n_teachers; k++)
@@ -152,7 +156,8 @@ static kd_status validate_aliasing(kd_loss *h, const char *fn, kdi_mode mode, in
         b[k] = kdi_buf_matrix("the gradient", -1, h->grad, n, h->ld_grad, c, 4, 1);
         b[k++].in_place = student;
         if (h->kd->roles & KDI_R_GRAD_TEACHER) {
-            b[k] = kdi_buf_matrix("grad_teacher", -1, h->grad_teacher, n, h->ld_grad_teacher, c, 4, 1);
+            b[k] =
+                kdi_buf_matrix("grad_teacher", -1, h->grad_teacher, n, h->ld_grad_teacher, c, 4, 1);
             b[k++].in_place = h->n_teachers == 1 ? teacher : -1;
         }
     }
@@ -169,14 +174,15 @@ static kd_status validate_aliasing(kd_loss *h, const char *fn, kdi_mode mode, in
     kd_status st = KD_OK;
     for (int32_t t = 0; !st && t < (nt > 0 ? nt : 1); t++) {
         b[teacher] = kdi_buf_matrix(nt > 1 ? "teacher" : "the teacher", nt > 1 ? (int)t : -1,
-                                    nt > 0 ? h->teachers[t] : NULL, n, nt > 0 ? h->ld_teachers[t] : 0,
-                                    c, 4, 0);
+                                    nt > 0 ? h->teachers[t] : NULL, n,
+                                    nt > 0 ? h->ld_teachers[t] : 0, c, 4, 0);
         st = kdi_check_aliasing(h->err, KDI_ERROR_SIZE, fn, b, k);
     }
     return st;
 }
 
-static kd_status validate_finite(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, const void *io)
+static kd_status validate_finite(kd_loss *h, const char *fn, kdi_mode mode, int64_t n,
+                                 const void *io)
 {
     kd_status st = kdi_check_finite_matrix(h, fn, "student", h->student, n, h->ld_student);
     for (int32_t k = 0; !st && k < h->n_teachers; k++)
@@ -381,7 +387,8 @@ static kd_status run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float
     if (h->kd->path == KDI_PATH_TWO_BATCH)
         return kdi_worst_case_run(h, fn, mode, n, loss, upstream);
     int64_t valid = 0;
-    kd_status st = validate(h, fn, mode, n, mode == KDI_BACKWARD ? (const void *)upstream : loss, &valid);
+    kd_status st =
+        validate(h, fn, mode, n, mode == KDI_BACKWARD ? (const void *)upstream : loss, &valid);
     if (st)
         return st;
     const int want = kdi_resolve_threads(h->threads);

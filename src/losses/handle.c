@@ -81,7 +81,8 @@ static int is_whole_batch(const kd_loss *h) { return !(h->kd->roles & KDI_R_WEIG
 /* WORST_CASE's input roles map to slots 0..3, its gradients to 0..1. */
 static int worst_case_slot(kd_arg role)
 {
-    return role >= KD_ARG_LABELED_MAIN && role <= KD_ARG_UNLABELED_ADV ? role - KD_ARG_LABELED_MAIN : -1;
+    return role >= KD_ARG_LABELED_MAIN && role <= KD_ARG_UNLABELED_ADV ? role - KD_ARG_LABELED_MAIN
+                                                                       : -1;
 }
 
 static kd_status unsupported(kd_loss *h, const char *fn, kd_arg role)
@@ -103,8 +104,8 @@ static kd_status loss_bind_matrix_locked(kd_loss *h, kd_arg role, const float *d
              (wc && worst_case_slot(role) >= 0);
     if (!ok)
         return kdi_fail(h->err, KD_ERR_UNSUPPORTED,
-                        "kd_loss_bind_matrix: role %d is not an input matrix of loss kind %d", (int)role,
-                        (int)h->kind);
+                        "kd_loss_bind_matrix: role %d is not an input matrix of loss kind %d",
+                        (int)role, (int)h->kind);
     if (data && ld < h->c)
         return kdi_fail(h->err, KD_ERR_SHAPE, "kd_loss_bind_matrix: ld = %lld < num_classes = %lld",
                         (long long)ld, (long long)h->c);
@@ -135,27 +136,31 @@ static kd_status loss_bind_teachers_locked(kd_loss *h, int32_t count, const floa
     if (!h)
         return KD_ERR_NULL_POINTER;
     if (!has_teacher(h))
-        return kdi_fail(h->err, KD_ERR_UNSUPPORTED, "kd_loss_bind_teachers: loss kind %d has no teacher",
-                        (int)h->kind);
+        return kdi_fail(h->err, KD_ERR_UNSUPPORTED,
+                        "kd_loss_bind_teachers: loss kind %d has no teacher", (int)h->kind);
     if (count < 0 || count > MAX_TEACHERS)
-        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "kd_loss_bind_teachers: count = %d outside [0, %d]",
-                        (int)count, MAX_TEACHERS);
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
+                        "kd_loss_bind_teachers: count = %d outside [0, %d]", (int)count,
+                        MAX_TEACHERS);
     if (count > 0 && (!teachers || !lds))
         return kdi_fail(h->err, KD_ERR_NULL_POINTER, "kd_loss_bind_teachers: %s is NULL",
                         teachers ? "lds" : "teachers");
     double wsum = 0.0;
     for (int32_t k = 0; k < count; k++) {
         if (!teachers[k])
-            return kdi_fail(h->err, KD_ERR_NULL_POINTER, "kd_loss_bind_teachers: teachers[%d] is NULL", (int)k);
+            return kdi_fail(h->err, KD_ERR_NULL_POINTER,
+                            "kd_loss_bind_teachers: teachers[%d] is NULL", (int)k);
         if (lds[k] < h->c)
-            return kdi_fail(h->err, KD_ERR_SHAPE, "kd_loss_bind_teachers: lds[%d] = %lld < num_classes = %lld",
-                            (int)k, (long long)lds[k], (long long)h->c);
+            return kdi_fail(h->err, KD_ERR_SHAPE,
+                            "kd_loss_bind_teachers: lds[%d] = %lld < num_classes = %lld", (int)k,
+                            (long long)lds[k], (long long)h->c);
         /* any finite float >= 0: the sum of at most 1024 of them stays finite
          * in double (<= 1024 FLT_MAX), and so does each quotient w / sum */
         double w = weights ? weights[k] : 1.0;
         if (!(w >= 0.0) || !isfinite(w))
             return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
-                            "kd_loss_bind_teachers: weights[%d] = %g is not a finite value >= 0", (int)k, w);
+                            "kd_loss_bind_teachers: weights[%d] = %g is not a finite value >= 0",
+                            (int)k, w);
         wsum += w;
     }
     if (count > 0 && !(wsum > 0.0))
@@ -235,15 +240,15 @@ static kd_status loss_bind_output_locked(kd_loss *h, kd_arg role, float *data, i
     const int wc = (h->kd->roles & KDI_R_ADV) != 0;
     const int is_matrix = role == KD_ARG_GRAD_STUDENT || role == KD_ARG_GRAD_TEACHER ||
                           role == KD_ARG_GRAD_LABELED_ADV || role == KD_ARG_GRAD_UNLABELED_ADV;
-    if ((role == KD_ARG_GRAD_STUDENT && wc) ||
-        (role == KD_ARG_PER_SAMPLE && is_whole_batch(h)) ||
+    if ((role == KD_ARG_GRAD_STUDENT && wc) || (role == KD_ARG_PER_SAMPLE && is_whole_batch(h)) ||
         (role == KD_ARG_MASK && !is_thresholded(h)) ||
         (role == KD_ARG_GRAD_TEACHER && !(h->kd->roles & KDI_R_GRAD_TEACHER)) ||
         ((role == KD_ARG_GRAD_LABELED_ADV || role == KD_ARG_GRAD_UNLABELED_ADV) && !wc))
         return unsupported(h, "bind_output", role);
     if (is_matrix && data && ld < h->c)
-        return kdi_fail(h->err, KD_ERR_SHAPE, "kd_loss_bind_output: grad ld = %lld < num_classes = %lld",
-                        (long long)ld, (long long)h->c);
+        return kdi_fail(h->err, KD_ERR_SHAPE,
+                        "kd_loss_bind_output: grad ld = %lld < num_classes = %lld", (long long)ld,
+                        (long long)h->c);
     if (role == KD_ARG_GRAD_STUDENT) {
         h->grad = data;
         h->ld_grad = ld;

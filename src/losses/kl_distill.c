@@ -121,7 +121,8 @@ static void kl_double_row(const kd_loss *h, const kdi_row *r, int div, double be
             double wpm, wqm;
             jsd_logs(beta, w, x, &wpm, &wqm);
             const double m = x.q + beta * x.pq;
-            const kdi_kl_pq yp = {x.p, m, (1.0 - beta) * x.pq, 0.0}, yq = {x.q, m, -beta * x.pq, 0.0};
+            const kdi_kl_pq yp = {x.p, m, (1.0 - beta) * x.pq, 0.0},
+                            yq = {x.q, m, -beta * x.pq, 0.0};
             d += kdi_kl_term(yp, wpm);
             dq += kdi_kl_term(yq, wqm);
         }

@@ -126,7 +126,8 @@ static kd_status check_aliasing(kd_loss *h, const operand in[8], const operand o
     for (int k = 0; k < 8; k++)
         b[k] = kdi_buf_matrix(in[k].name, -1, in[k].p, in[k].rows, in[k].ld, in[k].cols, 4, 0);
     for (int o = 0; o < 5; o++)
-        b[9 + o] = kdi_buf_matrix(out[o].name, -1, out[o].p, out[o].rows, out[o].ld, out[o].cols, 4, 1);
+        b[9 + o] =
+            kdi_buf_matrix(out[o].name, -1, out[o].p, out[o].rows, out[o].ld, out[o].cols, 4, 1);
     b[9].in_place = 0;
     const int32_t nt = h->n_teachers;
     kd_status st = KD_OK;
@@ -192,8 +193,8 @@ static void linear_logits(float *out, int64_t m, int64_t c, int64_t d, const flo
     if (b)
         for (int64_t r = 0; r < m; r++)
             memcpy(out + r * c, b, (size_t)c * sizeof *out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)c, (int)d, 1.0f, x, (int)ldx, w,
-                (int)ldw, b ? 1.0f : 0.0f, out, (int)c);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)c, (int)d, 1.0f, x, (int)ldx,
+                w, (int)ldw, b ? 1.0f : 0.0f, out, (int)c);
 }
 
 /* The layout of one call: chunk size, threads and the workspace. */
@@ -264,7 +265,7 @@ static void chunk_row(const kd_loss *h, const lin_plan *p, int64_t i0, int64_t r
     kdi_row row;
     memset(&row, 0, sizeof row);
     row.s = srow;
-    row.t = p->t_chunk ? p->t_chunk + r * c
+    row.t = p->t_chunk           ? p->t_chunk + r * c
             : h->n_teachers == 1 ? h->teachers[0] + i * h->ld_teachers[0]
                                  : kdi_teacher_row(h, i);
     row.y = rt.y;
@@ -315,8 +316,8 @@ static kd_status linear_run(kd_loss *h, const lin_args *a)
     double sums[2] = {0.0, 0.0};
     for (int64_t i0 = 0; i0 < n; i0 += p.chunk) {
         const int64_t m = n - i0 < p.chunk ? n - i0 : p.chunk;
-        linear_logits(p.s_chunk, m, c, a->d, a->hidden + i0 * a->ld_h, a->ld_h, a->weight,
-                      a->ld_w, a->bias);
+        linear_logits(p.s_chunk, m, c, a->d, a->hidden + i0 * a->ld_h, a->ld_h, a->weight, a->ld_w,
+                      a->bias);
         if (p.t_chunk)
             linear_logits(p.t_chunk, m, c, a->dt, a->th + i0 * a->ld_th, a->ld_th, a->tw, a->ld_tw,
                           a->tb);
@@ -346,11 +347,25 @@ kd_status kd_linear_kl_distill(kd_loss *h, int64_t n, int64_t d, const float *hi
                                int64_t ld_grad_hidden, float *grad_weight, int64_t ld_grad_weight,
                                float *grad_bias)
 {
-    const lin_args a = {n,          d,           d_teacher,      ld_hidden,   ld_weight,
-                        ld_teacher_hidden,       ld_teacher_weight,           chunk_rows,
-                        ld_grad_hidden,          ld_grad_weight,              hidden,
-                        weight,     bias,        teacher_hidden, teacher_weight,
-                        teacher_bias,            loss,           grad_hidden, grad_weight,
+    const lin_args a = {n,
+                        d,
+                        d_teacher,
+                        ld_hidden,
+                        ld_weight,
+                        ld_teacher_hidden,
+                        ld_teacher_weight,
+                        chunk_rows,
+                        ld_grad_hidden,
+                        ld_grad_weight,
+                        hidden,
+                        weight,
+                        bias,
+                        teacher_hidden,
+                        teacher_weight,
+                        teacher_bias,
+                        loss,
+                        grad_hidden,
+                        grad_weight,
                         grad_bias};
     KDI_GUARDED(h, linear_run(h, &a));
 }

@@ -10,7 +10,7 @@ void kdi_logit_mse_row(const kd_loss *h, const kdi_row *r, double terms[2])
     kdi_simd_label lab = {r->y >= 0, r->y, oh.on, oh.off, (float)r->c_hard};
     double sq = 0.0;
     const double inv_c = 1.0 / (double)h->c; /* as the short rows (kdi_small_plan_of) */
-    h->ops->mse_row(r->s, r->t, r->g, h->c, (float)(r->c_soft * (2.0 * inv_c)),
-                                    &lab, r->work, r->nthr, r->pipe, &sq, &terms[1]);
+    h->ops->mse_row(r->s, r->t, r->g, h->c, (float)(r->c_soft * (2.0 * inv_c)), &lab, r->work,
+                    r->nthr, r->pipe, &sq, &terms[1]);
     terms[0] = sq * inv_c;
 }

@@ -17,7 +17,7 @@
 typedef struct kdi_kind kdi_kind;
 struct kd_loss {
     kd_loss_kind kind;
-    const kdi_kind *kd; /* the kind's descriptor (kinds.c) */
+    const kdi_kind *kd;      /* the kind's descriptor (kinds.c) */
     const kdi_simd_ops *ops; /* the SIMD variant, resolved once at create */
     int64_t c;
 
@@ -49,9 +49,9 @@ struct kd_loss {
     const float *student;
     int64_t ld_student;
     int32_t n_teachers;
-    const float **teachers;  /* owned array of n_teachers pointers */
-    int64_t *ld_teachers;    /* owned */
-    float *teacher_weights;  /* owned, normalised */
+    const float **teachers; /* owned array of n_teachers pointers */
+    int64_t *ld_teachers;   /* owned */
+    float *teacher_weights; /* owned, normalised */
     const float *target;
     int64_t ld_target;
     const int32_t *labels;
@@ -65,9 +65,9 @@ struct kd_loss {
     int32_t *labels_out;
     float *grad_teacher;
     int64_t ld_grad_teacher;
-    const float *wc_in[4];   /* WORST_CASE: labeled main, labeled adv, unlabeled main, adv */
+    const float *wc_in[4]; /* WORST_CASE: labeled main, labeled adv, unlabeled main, adv */
     int64_t wc_ld[4];
-    float *wc_grad[2];       /* WORST_CASE: grad of labeled adv, unlabeled adv */
+    float *wc_grad[2]; /* WORST_CASE: grad of labeled adv, unlabeled adv */
     int64_t wc_ld_grad[2];
 
     /* threads of the OpenMP region the driver is about to run (1: none, the
@@ -121,18 +121,18 @@ struct kd_loss {
  * NULL, writes g = c_soft * d terms[0] / ds + c_hard * d terms[1] / ds.
  * g may equal s (in place): kernels read s[j] before writing g[j]. */
 typedef struct {
-    const float *s;  /* student logits */
-    const float *t;  /* teacher logits (averaged) or NULL */
-    const float *q;  /* target probabilities or NULL */
-    int32_t y;       /* label, or -1 when the row has no label term */
-    float *g;        /* gradient row or NULL */
+    const float *s; /* student logits */
+    const float *t; /* teacher logits (averaged) or NULL */
+    const float *q; /* target probabilities or NULL */
+    int32_t y;      /* label, or -1 when the row has no label term */
+    float *g;       /* gradient row or NULL */
     double c_soft, c_hard;
-    float *work;     /* KDI_SIMD_WORK(C) floats of this thread's scratch for the row kernel */
-    int nthr;        /* threads for the row's segments (KDI_SEG); 1 = the calling thread */
-    kdi_pipe *pipe;  /* maxima handed between consecutive rows, or NULL (see kdi_pipe) */
-    float *g2;       /* CONSISTENCY: gradient row of the second input, or NULL */
-    float *mask;     /* thresholded kinds: where to write m_i, or NULL */
-    int32_t *label;  /* thresholded kinds: where to write yhat_i, or NULL */
+    float *work;    /* KDI_SIMD_WORK(C) floats of this thread's scratch for the row kernel */
+    int nthr;       /* threads for the row's segments (KDI_SEG); 1 = the calling thread */
+    kdi_pipe *pipe; /* maxima handed between consecutive rows, or NULL (see kdi_pipe) */
+    float *g2;      /* CONSISTENCY: gradient row of the second input, or NULL */
+    float *mask;    /* thresholded kinds: where to write m_i, or NULL */
+    int32_t *label; /* thresholded kinds: where to write yhat_i, or NULL */
 } kdi_row;
 
 typedef void (*kdi_row_kernel)(const kd_loss *h, const kdi_row *r, double terms[2]);
@@ -211,44 +211,46 @@ typedef enum { KDI_FORWARD, KDI_BACKWARD, KDI_FUSED } kdi_mode;
 
 /* ---- the loss kinds' descriptors (kinds.c) ---- */
 enum { /* roles a kind accepts */
-    KDI_R_STUDENT = 1u << 0,
-    KDI_R_TEACHER = 1u << 1,      /* required unless the kind takes a target */
-    KDI_R_TARGET = 1u << 2,       /* labels, target probabilities or teacher: one is required */
-    KDI_R_LABELS = 1u << 3,
-    KDI_R_WEIGHTS = 1u << 4,      /* sample weights in, per-sample vector out */
-    KDI_R_THRESH = 1u << 5,       /* class thresholds in, mask and pseudo-labels out */
-    KDI_R_GRAD_TEACHER = 1u << 6, /* exactly one second input, with a gradient */
-    KDI_R_ADV = 1u << 7           /* WORST_CASE's four inputs and two gradients */
+       KDI_R_STUDENT = 1u << 0,
+       KDI_R_TEACHER = 1u << 1, /* required unless the kind takes a target */
+       KDI_R_TARGET = 1u << 2,  /* labels, target probabilities or teacher: one is required */
+       KDI_R_LABELS = 1u << 3,
+       KDI_R_WEIGHTS = 1u << 4,      /* sample weights in, per-sample vector out */
+       KDI_R_THRESH = 1u << 5,       /* class thresholds in, mask and pseudo-labels out */
+       KDI_R_GRAD_TEACHER = 1u << 6, /* exactly one second input, with a gradient */
+       KDI_R_ADV = 1u << 7           /* WORST_CASE's four inputs and two gradients */
 };
 enum { /* parameter families (params.c) */
-    KDI_P_EVERY = 1u << 0,
-    KDI_P_LABEL = 1u << 1,       /* ignore_index, label smoothing */
-    KDI_P_DISTILL = 1u << 2,     /* soft / hard weights, normalization */
-    KDI_P_TEMPERATURE = 1u << 3,
-    KDI_P_KL = 1u << 4,          /* t2_scaling, divergence, jsd_beta */
-    KDI_P_SOFT_CE = 1u << 5,     /* label_weight */
-    KDI_P_THRESH = 1u << 6,
-    KDI_P_DISTANCE = 1u << 7,
-    KDI_P_INPUT_TYPE = 1u << 8,
-    KDI_P_WORST_CASE = 1u << 9
+       KDI_P_EVERY = 1u << 0,
+       KDI_P_LABEL = 1u << 1,   /* ignore_index, label smoothing */
+       KDI_P_DISTILL = 1u << 2, /* soft / hard weights, normalization */
+       KDI_P_TEMPERATURE = 1u << 3,
+       KDI_P_KL = 1u << 4,      /* t2_scaling, divergence, jsd_beta */
+       KDI_P_SOFT_CE = 1u << 5, /* label_weight */
+       KDI_P_THRESH = 1u << 6,
+       KDI_P_DISTANCE = 1u << 7,
+       KDI_P_INPUT_TYPE = 1u << 8,
+       KDI_P_WORST_CASE = 1u << 9
 };
-enum { /* flags of the row path */
-    KDI_F_SPLITS = 1u << 0,            /* a row's segments may run on several threads */
-    KDI_F_SPLITS_FORWARD_KL = 1u << 1, /* the same, with the forward KL divergence only */
-    KDI_F_LABELS_IN_SOFT = 1u << 2, /* labels are part of the soft term (CE): each row gets its label, the mean skips ignored rows */
-    KDI_F_MEAN_OVER_KEPT = 1u << 3,    /* mean over the rows kept by the threshold (tllib UDA) */
-    KDI_F_SELF_TRAINING = 1u << 4      /* validate_self_training applies */
+enum {                                    /* flags of the row path */
+       KDI_F_SPLITS = 1u << 0,            /* a row's segments may run on several threads */
+       KDI_F_SPLITS_FORWARD_KL = 1u << 1, /* the same, with the forward KL divergence only */
+       KDI_F_LABELS_IN_SOFT =
+           1u
+           << 2, /* labels are part of the soft term (CE): each row gets its label, the mean skips ignored rows */
+       KDI_F_MEAN_OVER_KEPT = 1u << 3, /* mean over the rows kept by the threshold (tllib UDA) */
+       KDI_F_SELF_TRAINING = 1u << 4   /* validate_self_training applies */
 };
 typedef enum { KDI_PATH_ROWS, KDI_PATH_BATCH, KDI_PATH_TWO_BATCH } kdi_path;
 struct kdi_kind {
     const char *name;
     unsigned roles;
-    unsigned params;       /* KDI_P_* families */
+    unsigned params; /* KDI_P_* families */
     int32_t max_reduction;
     kdi_path path;
-    unsigned flags;        /* KDI_F_* */
-    kdi_row_kernel row;    /* KDI_PATH_ROWS only */
-    int small;             /* KDI_SMALL_* short-row kernel, or KDI_SMALL_NONE */
+    unsigned flags;     /* KDI_F_* */
+    kdi_row_kernel row; /* KDI_PATH_ROWS only */
+    int small;          /* KDI_SMALL_* short-row kernel, or KDI_SMALL_NONE */
 };
 
 /* The descriptor of a kind, NULL for an unknown kind. */
@@ -325,9 +327,9 @@ kd_status kdi_grow(kd_loss *h, const char *fn, void **p, size_t *cap, size_t nee
 
 /* ---- thresholding of a teacher row (threshold.c) ---- */
 typedef struct {
-    kdi_lse l;      /* the teacher row's log-sum-exp at temperature 1 */
-    int32_t label;  /* argmax */
-    int keep;       /* the mask m_i */
+    kdi_lse l;     /* the teacher row's log-sum-exp at temperature 1 */
+    int32_t label; /* argmax */
+    int keep;      /* the mask m_i */
 } kdi_confident;
 
 /* work: KDI_SIMD_WORK(C) floats; nthr: threads for the row's segments; pf:
@@ -352,10 +354,7 @@ int64_t kdi_count_confident(const kd_loss *h, int64_t n, int nthreads);
 
 /* ---- losses with their own execution path ---- */
 /* CLASS_BALANCE and MCC: whole-batch statistics, then a gradient pass. */
-static inline int kdi_is_batch_kind(const kd_loss *h)
-{
-    return h->kd->path == KDI_PATH_BATCH;
-}
+static inline int kdi_is_batch_kind(const kd_loss *h) { return h->kd->path == KDI_PATH_BATCH; }
 kd_status kdi_batch_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float *loss,
                         const float *upstream);
 kd_status kdi_worst_case_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, float *loss,
@@ -371,24 +370,24 @@ kd_status kdi_worst_case_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t 
  *   own   : the handle's own statistics (kd_loss_stats_size doubles)
  *   coef  : what the gradient pass needs from the finish */
 typedef struct {
-    int64_t n;          /* local rows */
-    double count;       /* rows the statistics cover (the global N) */
-    kdi_lse *lse;       /* n */
-    double *own;        /* the single-process path's statistics */
-    double *coef;       /* MCC: 1 value: the scale N/S of the entropy weights */
-    float *mat;         /* MCC: C x C: the upper triangle of the local Ahat */
-    float *probs;       /* MCC: n x C, P */
-    float *work;        /* MCC: n x C, sqrt(e) o P */
-    double *ew;         /* MCC: n entropy weights e_i = 1 + exp(-H_i) */
-    double *rsum;       /* MCC: 2C: the gradient's a and b (mcc.c) */
-    float *vec;         /* CLASS_BALANCE: C gradient coefficients as float */
-    double *part;       /* CLASS_BALANCE: nchunks x C column sums of row chunks */
-    int64_t nchunks;    /* CLASS_BALANCE: kdi_class_balance_chunks(n, C) */
-    float *scratch;     /* per thread (scratch_stride floats each): the SIMD softmax's
+    int64_t n;       /* local rows */
+    double count;    /* rows the statistics cover (the global N) */
+    kdi_lse *lse;    /* n */
+    double *own;     /* the single-process path's statistics */
+    double *coef;    /* MCC: 1 value: the scale N/S of the entropy weights */
+    float *mat;      /* MCC: C x C: the upper triangle of the local Ahat */
+    float *probs;    /* MCC: n x C, P */
+    float *work;     /* MCC: n x C, sqrt(e) o P */
+    double *ew;      /* MCC: n entropy weights e_i = 1 + exp(-H_i) */
+    double *rsum;    /* MCC: 2C: the gradient's a and b (mcc.c) */
+    float *vec;      /* CLASS_BALANCE: C gradient coefficients as float */
+    double *part;    /* CLASS_BALANCE: nchunks x C column sums of row chunks */
+    int64_t nchunks; /* CLASS_BALANCE: kdi_class_balance_chunks(n, C) */
+    float *scratch;  /* per thread (scratch_stride floats each): the SIMD softmax's
                            work area, then its input row (MCC) or KDI_CB_GROUP softmax
                            rows (CLASS_BALANCE) */
     size_t scratch_stride;
-    int to_grad;        /* CLASS_BALANCE: the gradient pass follows the statistics in
+    int to_grad; /* CLASS_BALANCE: the gradient pass follows the statistics in
                            this call (forward_backward, backward): they may leave each
                            row's softmax in its gradient row */
     int nthreads;
@@ -445,9 +444,9 @@ kdi_onehot kdi_smoothed_onehot(const kd_loss *h);
  * rows with kdi_small_run. */
 enum { KDI_SMALL_NONE = 0, KDI_SMALL_KL, KDI_SMALL_CE, KDI_SMALL_MSE, KDI_SMALL_PL };
 typedef struct {
-    int kind, src_kind; /* src_kind (CE): 0 labels only, 1 target probabilities, 2 teacher */
-    float inv_t, f;     /* f (KL): the T^2 factor or 1 */
-    float label_weight; /* CE */
+    int kind, src_kind;  /* src_kind (CE): 0 labels only, 1 target probabilities, 2 teacher */
+    float inv_t, f;      /* f (KL): the T^2 factor or 1 */
+    float label_weight;  /* CE */
     double mse_k, inv_c; /* MSE: 2 / C and 1 / C (no division per row) */
     int64_t c;
     kdi_onehot oh;
@@ -464,7 +463,12 @@ static inline kdi_small_row kdi_small_row_of(const kdi_small_plan *p, const floa
                                              double c_soft, double c_hard)
 {
     if (p->kind == KDI_SMALL_KL) {
-        kdi_small_row x = {s, t, g, (float)c_soft * p->f * p->inv_t, 0.0f, 0.0f,
+        kdi_small_row x = {s,
+                           t,
+                           g,
+                           (float)c_soft * p->f * p->inv_t,
+                           0.0f,
+                           0.0f,
                            {y >= 0, y, p->oh.on, p->oh.off, (float)c_hard}};
         return x;
     }
@@ -472,12 +476,22 @@ static inline kdi_small_row kdi_small_row_of(const kdi_small_plan *p, const floa
         const int src = p->src_kind;
         const float lab_w = y >= 0 ? (src ? p->label_weight : 1.0f) : 0.0f;
         const float src_w = src ? (y >= 0 ? 1.0f - p->label_weight : 1.0f) : 0.0f;
-        kdi_small_row x = {s, q ? q : t, g, (float)c_soft, src_w, lab_w,
+        kdi_small_row x = {s,
+                           q ? q : t,
+                           g,
+                           (float)c_soft,
+                           src_w,
+                           lab_w,
                            {y >= 0, y, lab_w * p->oh.on, lab_w * p->oh.off, 0.0f}};
         return x;
     }
     if (p->kind == KDI_SMALL_MSE) { /* as kdi_logit_mse_row */
-        kdi_small_row x = {s, t, g, (float)(c_soft * p->mse_k), 0.0f, 0.0f,
+        kdi_small_row x = {s,
+                           t,
+                           g,
+                           (float)(c_soft * p->mse_k),
+                           0.0f,
+                           0.0f,
                            {y >= 0, y, p->oh.on, p->oh.off, (float)c_hard}};
         return x;
     }
@@ -501,15 +515,14 @@ static inline float kdi_onehot_at(kdi_onehot oh, int32_t y, int64_t j)
  * evaluated inside a distillation kernel's own loops so that the fused pass
  * (and the in-place gradient) stay single-pass. */
 typedef struct {
-    int active;   /* 0: the row has no hard term */
-    kdi_lse l;    /* log-sum-exp of s at scale 1 */
+    int active; /* 0: the row has no hard term */
+    kdi_lse l;  /* log-sum-exp of s at scale 1 */
     kdi_onehot oh;
     int32_t y;
-    float coef;   /* gradient coefficient c_hard */
+    float coef; /* gradient coefficient c_hard */
 } kdi_hard;
 
 kdi_hard kdi_hard_begin(const kd_loss *h, const kdi_row *r);
-
 
 /* -q_j log p_j, the element's share of CE (0 when q_j = 0). */
 static inline double kdi_hard_loss_at(const kdi_hard *hd, float s, int64_t j)

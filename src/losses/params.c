@@ -12,10 +12,10 @@ typedef struct {
     const char *name;
     int type;
     double lo, hi;
-    int open_low;    /* lo itself is not accepted */
+    int open_low;      /* lo itself is not accepted */
     unsigned families; /* KDI_P_* (loss_internal.h): the kinds that name one take it */
     int read_only;
-    size_t offset;   /* of the int32_t or double field in struct kd_loss */
+    size_t offset; /* of the int32_t or double field in struct kd_loss */
 } param_info;
 
 #define F(field) offsetof(struct kd_loss, field)
@@ -24,7 +24,8 @@ static const param_info PARAMS[] = {
     /* T >= 1e-6: 1/T (<= 1e6), T^2 and the scaled logits (x - max) / T stay
      * finite and normal in float for logits up to about 1e32 (below ~3e-39
      * 1/T itself overflows float) */
-    {KD_PARAM_TEMPERATURE, "TEMPERATURE", P_REAL, 1e-6, 1e6, 0, KDI_P_TEMPERATURE, 0, F(temperature)},
+    {KD_PARAM_TEMPERATURE, "TEMPERATURE", P_REAL, 1e-6, 1e6, 0, KDI_P_TEMPERATURE, 0,
+     F(temperature)},
     {KD_PARAM_ALPHA, "ALPHA", P_REAL, 0, 1, 0, KDI_P_DISTILL, 0, F(soft_weight)},
     {KD_PARAM_SOFT_WEIGHT, "SOFT_WEIGHT", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(soft_weight)},
     {KD_PARAM_HARD_WEIGHT, "HARD_WEIGHT", P_REAL, 0, 1e6, 0, KDI_P_DISTILL, 0, F(hard_weight)},
@@ -32,8 +33,10 @@ static const param_info PARAMS[] = {
     {KD_PARAM_DIVERGENCE, "DIVERGENCE", P_INT, 0, 2, 0, KDI_P_KL, 0, F(divergence)},
     {KD_PARAM_JSD_BETA, "JSD_BETA", P_REAL, 0, 1, 0, KDI_P_KL, 0, F(jsd_beta)},
     {KD_PARAM_NORMALIZATION, "NORMALIZATION", P_INT, 0, 1, 0, KDI_P_DISTILL, 0, F(normalization)},
-    {KD_PARAM_IGNORE_INDEX, "IGNORE_INDEX", P_INT, INT32_MIN, INT32_MAX, 0, KDI_P_LABEL, 0, F(ignore_index)},
-    {KD_PARAM_LABEL_SMOOTHING, "LABEL_SMOOTHING", P_REAL, 0, 1, 0, KDI_P_LABEL, 0, F(label_smoothing)},
+    {KD_PARAM_IGNORE_INDEX, "IGNORE_INDEX", P_INT, INT32_MIN, INT32_MAX, 0, KDI_P_LABEL, 0,
+     F(ignore_index)},
+    {KD_PARAM_LABEL_SMOOTHING, "LABEL_SMOOTHING", P_REAL, 0, 1, 0, KDI_P_LABEL, 0,
+     F(label_smoothing)},
     {KD_PARAM_SMOOTHING_MODE, "SMOOTHING_MODE", P_INT, 0, 1, 0, KDI_P_LABEL, 0, F(smoothing_mode)},
     {KD_PARAM_LABEL_WEIGHT, "LABEL_WEIGHT", P_REAL, 0, 1, 0, KDI_P_SOFT_CE, 0, F(label_weight)},
     {KD_PARAM_THREADS, "THREADS", P_INT, 0, 4096, 0, KDI_P_EVERY, 0, F(threads)},
@@ -43,8 +46,7 @@ static const param_info PARAMS[] = {
     {KD_PARAM_THRESHOLD, "THRESHOLD", P_REAL, 0, 1, 0, KDI_P_THRESH, 0, F(threshold)},
     {KD_PARAM_THRESHOLD_MODE, "THRESHOLD_MODE", P_INT, 0, 1, 0, KDI_P_THRESH, 0, F(threshold_mode)},
     {KD_PARAM_DISTANCE, "DISTANCE", P_INT, 0, 2, 0, KDI_P_DISTANCE, 0, F(distance)},
-    {KD_PARAM_INPUT_TYPE, "INPUT_TYPE", P_INT, 0, 1, 0,
-     KDI_P_INPUT_TYPE, 0, F(input_type)},
+    {KD_PARAM_INPUT_TYPE, "INPUT_TYPE", P_INT, 0, 1, 0, KDI_P_INPUT_TYPE, 0, F(input_type)},
     {KD_PARAM_ETA_PRIME, "ETA_PRIME", P_REAL, 0, 1e6, 0, KDI_P_WORST_CASE, 0, F(eta_prime)},
     {KD_PARAM_UNLABELED_ROWS, "UNLABELED_ROWS", P_INT, -1, INT32_MAX, 0, KDI_P_WORST_CASE, 0,
      F(unlabeled_rows)},
@@ -90,13 +92,14 @@ static kd_status lookup(const kd_loss *h, char *err, const char *fn, kd_param id
 {
     const param_info *p = find(id);
     if (!p)
-        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: param = %d is not a KD_PARAM_* parameter", fn, (int)id);
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: param = %d is not a KD_PARAM_* parameter", fn,
+                        (int)id);
     if (!(p->families & h->kd->params))
-        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: KD_PARAM_%s does not apply to loss kind %d", fn,
-                        p->name, (int)h->kind);
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: KD_PARAM_%s does not apply to loss kind %d",
+                        fn, p->name, (int)h->kind);
     if (p->type != type)
-        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: KD_PARAM_%s is %s; use kd_loss_%s_%s", fn, p->name,
-                        p->type == P_INT ? "an integer" : "a real number",
+        return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: KD_PARAM_%s is %s; use kd_loss_%s_%s", fn,
+                        p->name, p->type == P_INT ? "an integer" : "a real number",
                         writing ? "set" : "get", p->type == P_INT ? "int" : "float");
     if (writing && p->read_only)
         return kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: KD_PARAM_%s is read only", fn, p->name);
@@ -120,12 +123,14 @@ static kd_status loss_set_int_locked(kd_loss *h, kd_param param, int64_t value)
     if (st)
         return st;
     if (!in_range(p, (double)value))
-        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "kd_loss_set_int: KD_PARAM_%s = %lld is outside [%.0f, %.0f]",
-                        p->name, (long long)value, p->lo, p->hi);
-    if (param == KD_PARAM_REDUCTION && value > h->kd->max_reduction)
         return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
-                        "kd_loss_set_int: KD_PARAM_REDUCTION = %lld is not supported by loss kind %d (at most %lld)",
-                        (long long)value, (int)h->kind, (long long)h->kd->max_reduction);
+                        "kd_loss_set_int: KD_PARAM_%s = %lld is outside [%.0f, %.0f]", p->name,
+                        (long long)value, p->lo, p->hi);
+    if (param == KD_PARAM_REDUCTION && value > h->kd->max_reduction)
+        return kdi_fail(
+            h->err, KD_ERR_INVALID_ARGUMENT,
+            "kd_loss_set_int: KD_PARAM_REDUCTION = %lld is not supported by loss kind %d (at most %lld)",
+            (long long)value, (int)h->kind, (long long)h->kd->max_reduction);
     *(int32_t *)((char *)h + p->offset) = (int32_t)value;
     kdi_clear_error(h->err);
     return KD_OK;
@@ -145,8 +150,9 @@ static kd_status loss_set_float_locked(kd_loss *h, kd_param param, double value)
     if (st)
         return st;
     if (!isfinite(value) || !in_range(p, value))
-        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT, "kd_loss_set_float: KD_PARAM_%s = %.9g is outside %s%g, %g]",
-                        p->name, value, p->open_low ? "(" : "[", p->lo, p->hi);
+        return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
+                        "kd_loss_set_float: KD_PARAM_%s = %.9g is outside %s%g, %g]", p->name,
+                        value, p->open_low ? "(" : "[", p->lo, p->hi);
     *(double *)((char *)h + p->offset) = value;
     if (param == KD_PARAM_ALPHA)
         h->hard_weight = 1.0 - value;

@@ -28,8 +28,8 @@ void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2])
     }
     /* CE against the one-hot pseudo-label: the shared vectorised row kernel */
     const kdi_simd_label lab = {1, cf.label, 1.0f, 0.0f, 0.0f};
-    terms[0] = h->ops->ce_row(r->s, NULL, 0, r->g, c, 1.0f, 0.0f, &lab, 1.0f,
-                                              (float)r->c_soft, r->work, r->nthr, r->pipe);
+    terms[0] = h->ops->ce_row(r->s, NULL, 0, r->g, c, 1.0f, 0.0f, &lab, 1.0f, (float)r->c_soft,
+                              r->work, r->nthr, r->pipe);
     /* a confident row: the gradient at the label from the complement
      * (kdi_ce_confident_fix; the kernel takes the loss from the double sum) */
     if (terms[0] < KDI_CONFIDENT_LOSS)

@@ -35,8 +35,10 @@ int kdi_small_plan_of(const kd_loss *h, kdi_small_plan *p)
         if (h->c > ops->mse_small_c)
             return 0;
         break;
-    case KDI_SMALL_PL: break;
-    default: return 0;
+    case KDI_SMALL_PL:
+        break;
+    default:
+        return 0;
     }
     p->kind = h->kd->small;
     return 1;
@@ -60,9 +62,8 @@ static void small_kernels(const kd_loss *h, const kdi_small_plan *p, const kdi_s
 }
 
 /* Confident CE and pseudo-label rows (kdi_ce_confident_fix). */
-static void small_confident_rows(const kd_loss *h, const kdi_small_plan *p,
-                                 const kdi_small_row *sr, int count, const double *a,
-                                 const int32_t *label, const int *keep)
+static void small_confident_rows(const kd_loss *h, const kdi_small_plan *p, const kdi_small_row *sr,
+                                 int count, const double *a, const int32_t *label, const int *keep)
 {
     const int pl = p->kind == KDI_SMALL_PL;
     for (int k = 0; k < count; k++) {

@@ -26,7 +26,8 @@ kdi_confident kdi_threshold_row(const kd_loss *h, const float *t, float *work, i
 int64_t kdi_count_confident(const kd_loss *h, int64_t n, int nthreads)
 {
     int64_t kept = 0;
-#define KEPT_ROW(i) kdi_threshold_row(h, kdi_teacher_row(h, i), kdi_thread_scratch(h) + h->c, 1, NULL).keep
+#define KEPT_ROW(i)                                                                                \
+    kdi_threshold_row(h, kdi_teacher_row(h, i), kdi_thread_scratch(h) + h->c, 1, NULL).keep
     if (nthreads <= 1) { /* one thread never enters OpenMP (core/parallel.h) */
         for (int64_t i = 0; i < n; i++)
             kept += KEPT_ROW(i);

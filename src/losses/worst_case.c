@@ -46,8 +46,9 @@ static kd_status validate(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, 
         b[k] = kdi_buf_matrix(NAMES[k], -1, h->wc_in[k], rows[k], h->wc_ld[k], h->c, 4, 0);
     b[4] = kdi_buf_vector("upstream", -1, mode == KDI_BACKWARD ? io : NULL, 1, 4, 0);
     for (int k = 0; k < 2; k++) {
-        b[5 + k] = kdi_buf_matrix(k ? "grad_unlabeled_adv" : "grad_labeled_adv", -1,
-                                  grads ? h->wc_grad[k] : NULL, rows[2 * k], h->wc_ld_grad[k], h->c, 4, 1);
+        b[5 + k] =
+            kdi_buf_matrix(k ? "grad_unlabeled_adv" : "grad_labeled_adv", -1,
+                           grads ? h->wc_grad[k] : NULL, rows[2 * k], h->wc_ld_grad[k], h->c, 4, 1);
         b[5 + k].in_place = k ? UA : LA;
     }
     b[7] = kdi_buf_vector("loss", -1, mode == KDI_BACKWARD ? NULL : io, 1, 4, 1);
@@ -101,7 +102,8 @@ kd_status kdi_worst_case_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t 
                              const float *upstream)
 {
     const int64_t nu = h->unlabeled_rows < 0 ? n : h->unlabeled_rows;
-    kd_status st = validate(h, fn, mode, n, nu, mode == KDI_BACKWARD ? (const void *)upstream : loss);
+    kd_status st =
+        validate(h, fn, mode, n, nu, mode == KDI_BACKWARD ? (const void *)upstream : loss);
     if (st)
         return st;
     size_t rows;

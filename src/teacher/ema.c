@@ -19,14 +19,16 @@
 #define KDI_EMA_MIN_PER_THREAD ((int64_t)1 << 15)
 #define KDI_EMA_ALIGN 64
 
-static const char kdi_ema_magic[KDI_STATEFILE_MAGIC_SIZE] = {'K', 'D', 'L', 'I', 'B', 'E', 'M', 'A'};
+static const char kdi_ema_magic[KDI_STATEFILE_MAGIC_SIZE] = {'K', 'D', 'L', 'I',
+                                                             'B', 'E', 'M', 'A'};
 
 struct kd_ema {
     int32_t num_arrays;
-    int64_t total;    /* sum of the lengths */
-    int64_t *offsets; /* num_arrays + 1 prefix sums: array i is teacher[offsets[i] .. offsets[i+1]) */
-    int32_t *kinds;   /* KD_EMA_AVERAGE / KD_EMA_COPY */
-    float *teacher;   /* total floats, KDI_EMA_ALIGN-aligned, never reallocated */
+    int64_t total; /* sum of the lengths */
+    int64_t
+        *offsets;   /* num_arrays + 1 prefix sums: array i is teacher[offsets[i] .. offsets[i+1]) */
+    int32_t *kinds; /* KD_EMA_AVERAGE / KD_EMA_COPY */
+    float *teacher; /* total floats, KDI_EMA_ALIGN-aligned, never reallocated */
     int64_t step;
     double decay;
     int32_t warmup;
@@ -162,8 +164,8 @@ static kd_status kdi_ema_check_student(kd_ema *h, const char *fn, const char *na
             return kdi_fail(h->err, KD_ERR_NULL_POINTER, "%s: %s is NULL (total length %lld)", fn,
                             name, (long long)h->total);
         if (kdi_ema_overlaps(h, flat, h->total))
-            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s = %p overlaps the teacher storage",
-                            fn, name, (const void *)flat);
+            return kdi_fail(h->err, KD_ERR_ALIASING, "%s: %s = %p overlaps the teacher storage", fn,
+                            name, (const void *)flat);
         return KD_OK;
     }
     if (!arrays)
@@ -232,15 +234,16 @@ kd_status kd_ema_create(kd_ema **out, int32_t num_arrays, const float *const *ar
     if (!out)
         return kdi_fail(err, KD_ERR_NULL_POINTER, "kd_ema_create: out is NULL");
     if (num_arrays < 1)
-        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT, "kd_ema_create: num_arrays = %d, must be >= 1",
-                        (int)num_arrays);
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                        "kd_ema_create: num_arrays = %d, must be >= 1", (int)num_arrays);
     if (!arrays)
         return kdi_fail(err, KD_ERR_NULL_POINTER, "kd_ema_create: arrays is NULL");
     if (!lengths)
         return kdi_fail(err, KD_ERR_NULL_POINTER, "kd_ema_create: lengths is NULL");
     /* Limit so that byte counts (and the padded allocation) fit int64 and size_t. */
-    const int64_t limit = (int64_t)((SIZE_MAX / 8 < (uint64_t)INT64_MAX / 8) ? SIZE_MAX / 8
-                                                                             : (uint64_t)INT64_MAX / 8);
+    const int64_t limit =
+        (int64_t)((SIZE_MAX / 8 < (uint64_t)INT64_MAX / 8) ? SIZE_MAX / 8
+                                                           : (uint64_t)INT64_MAX / 8);
     int64_t total = 0;
     for (int32_t i = 0; i < num_arrays; i++) {
         if (lengths[i] < 0)
@@ -263,7 +266,8 @@ kd_status kd_ema_create(kd_ema **out, int32_t num_arrays, const float *const *ar
     }
 
     kd_ema *h = calloc(1, sizeof *h);
-    size_t bytes = ((size_t)total * sizeof(float) + KDI_EMA_ALIGN - 1) / KDI_EMA_ALIGN * KDI_EMA_ALIGN;
+    size_t bytes =
+        ((size_t)total * sizeof(float) + KDI_EMA_ALIGN - 1) / KDI_EMA_ALIGN * KDI_EMA_ALIGN;
     if (h) {
         h->offsets = malloc(((size_t)num_arrays + 1) * sizeof *h->offsets);
         h->kinds = malloc((size_t)num_arrays * sizeof *h->kinds);
@@ -272,8 +276,8 @@ kd_status kd_ema_create(kd_ema **out, int32_t num_arrays, const float *const *ar
     if (!h || !h->offsets || !h->kinds || !h->teacher) {
         kd_ema_destroy(h);
         return kdi_fail(err, KD_ERR_OUT_OF_MEMORY,
-                        "kd_ema_create: out of memory for %lld floats in %d arrays", (long long)total,
-                        (int)num_arrays);
+                        "kd_ema_create: out of memory for %lld floats in %d arrays",
+                        (long long)total, (int)num_arrays);
     }
     h->num_arrays = num_arrays;
     h->total = total;
@@ -470,7 +474,8 @@ kd_status kd_ema_next_decay(const kd_ema *ema, double *decay)
         return KD_ERR_NULL_POINTER;
     kdi_clear_error(kdi_err_of(ema->err));
     if (!decay)
-        return kdi_fail(kdi_err_of(ema->err), KD_ERR_NULL_POINTER, "kd_ema_next_decay: decay is NULL");
+        return kdi_fail(kdi_err_of(ema->err), KD_ERR_NULL_POINTER,
+                        "kd_ema_next_decay: decay is NULL");
     *decay = kdi_ema_decay_at(ema->decay, ema->warmup, ema->step);
     return KD_OK;
 }
@@ -513,17 +518,15 @@ kd_status kd_ema_teacher_flat(const kd_ema *ema, const float **data, int64_t *le
         return KD_ERR_NULL_POINTER;
     kdi_clear_error(kdi_err_of(ema->err));
     if (!data)
-        return kdi_fail(kdi_err_of(ema->err), KD_ERR_NULL_POINTER, "kd_ema_teacher_flat: data is NULL");
+        return kdi_fail(kdi_err_of(ema->err), KD_ERR_NULL_POINTER,
+                        "kd_ema_teacher_flat: data is NULL");
     *data = ema->teacher;
     if (length)
         *length = ema->total;
     return KD_OK;
 }
 
-const char *kd_ema_last_error(const kd_ema *ema)
-{
-    return ema ? ema->err : kdi_ema_create_err;
-}
+const char *kd_ema_last_error(const kd_ema *ema) { return ema ? ema->err : kdi_ema_create_err; }
 
 /* ---- state file ----------------------------------------------------------- */
 /*
@@ -654,8 +657,8 @@ kd_status kd_ema_load(kd_ema *ema, const char *path)
     /* Read into scratch first: the handle changes only once every byte is verified. */
     float *scratch = malloc(ema->total > 0 ? (size_t)ema->total * sizeof(float) : 1);
     if (!scratch)
-        return kdi_fail(ema->err, KD_ERR_OUT_OF_MEMORY, "kd_ema_load: out of memory for %lld floats",
-                        (long long)ema->total);
+        return kdi_fail(ema->err, KD_ERR_OUT_OF_MEMORY,
+                        "kd_ema_load: out of memory for %lld floats", (long long)ema->total);
     kdi_statefile_reader r;
     const uint64_t own_meta = KDI_EMA_META_FIXED + 12u * (uint64_t)ema->num_arrays;
     kd_status st = kdi_statefile_load(&r, &kdi_ema_file, ema, path, own_meta, scratch,

@@ -7,11 +7,13 @@
 #include <stddef.h>
 
 /* xorshift64* generator; the same seed gives the same numbers everywhere. */
-typedef struct { uint64_t s; } kdt_rng;
+typedef struct {
+    uint64_t s;
+} kdt_rng;
 void kdt_seed(kdt_rng *r, uint64_t seed);
 uint64_t kdt_next(kdt_rng *r);
-double kdt_uniform(kdt_rng *r);                /* [0, 1) */
-double kdt_normal(kdt_rng *r);                 /* N(0, 1) */
+double kdt_uniform(kdt_rng *r); /* [0, 1) */
+double kdt_normal(kdt_rng *r);  /* N(0, 1) */
 void kdt_fill_normal(kdt_rng *r, float *x, size_t n, double scale);
 
 /* |a - b| <= atol + rtol * |b| (NaN equals NaN only when both are NaN). */

@@ -63,8 +63,8 @@ void ref_select(int64_t n, int64_t c, const float *x, int64_t ld, int logits, in
             continue;
         int64_t better = 0;
         for (int64_t j = 0; j < n; j++)
-            if (j != i && mask[j] && label[j] == label[i]
-                && (conf[j] > conf[i] || (conf[j] == conf[i] && j < i)))
+            if (j != i && mask[j] && label[j] == label[i] &&
+                (conf[j] > conf[i] || (conf[j] == conf[i] && j < i)))
                 better++;
         keep[i] = better < top_k;
     }

@@ -60,7 +60,8 @@ static void log_softmax(const double *z, int64_t c, double scale, double *out)
 /* Gradient of a function of log softmax(scale * z) with respect to z, given
  * G = d f / d log softmax (log-probabilities treated as free coordinates):
  * d f / d z_j = scale * (G_j - p_j * sum_k G_k). */
-static void chain_log_softmax(const double *lp, const double *gl, int64_t c, double scale, double *dz)
+static void chain_log_softmax(const double *lp, const double *gl, int64_t c, double scale,
+                              double *dz)
 {
     double sg = 0.0;
     for (int64_t j = 0; j < c; j++)
@@ -98,11 +99,11 @@ static double cross_entropy(const double *s, const double *q, int64_t c, double 
 
 typedef struct {
     const ref_case *k;
-    const double *s;   /* dense student */
-    double *t;         /* dense (averaged) teacher, or NULL */
-    double *q;         /* dense target, or NULL */
-    int64_t valid;     /* rows whose label is not ignored (n without labels) */
-    double *buf;       /* 6 scratch rows */
+    const double *s; /* dense student */
+    double *t;       /* dense (averaged) teacher, or NULL */
+    double *q;       /* dense target, or NULL */
+    int64_t valid;   /* rows whose label is not ignored (n without labels) */
+    double *buf;     /* 6 scratch rows */
 } ctx;
 
 static int ignored(const ref_case *k, int64_t i)
@@ -155,7 +156,8 @@ static void ctx_close(ctx *x)
 
 /* The divergence at temperature T between P = softmax(t/T) and
  * Q = softmax(s/T) and d D / d s. */
-static double divergence(const ref_case *k, const double *s, const double *t, double *grad, double *w)
+static double divergence(const ref_case *k, const double *s, const double *t, double *grad,
+                         double *w)
 {
     const int64_t c = k->c;
     const double inv_t = 1.0 / k->temperature;
@@ -285,7 +287,8 @@ void ref_forward(const ref_case *k, const double *student, double *loss, double 
 {
     const int64_t n = k->n, c = k->c;
     double *own = malloc(((size_t)(n * c) + 1) * sizeof(double));
-    double *gs = malloc(((size_t)c + 1) * sizeof(double)), *gh = malloc(((size_t)c + 1) * sizeof(double));
+    double *gs = malloc(((size_t)c + 1) * sizeof(double)),
+           *gh = malloc(((size_t)c + 1) * sizeof(double));
     ctx x;
     ctx_open(&x, k, student, own);
     double d_soft, d_hard;
@@ -319,7 +322,8 @@ void ref_backward(const ref_case *k, const double *student, const double *upstre
 {
     const int64_t n = k->n, c = k->c;
     double *own = malloc(((size_t)(n * c) + 1) * sizeof(double));
-    double *gs = malloc(((size_t)c + 1) * sizeof(double)), *gh = malloc(((size_t)c + 1) * sizeof(double));
+    double *gs = malloc(((size_t)c + 1) * sizeof(double)),
+           *gh = malloc(((size_t)c + 1) * sizeof(double));
     ctx x;
     ctx_open(&x, k, student, own);
     double d_soft, d_hard;

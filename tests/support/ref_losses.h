@@ -41,18 +41,18 @@ typedef struct {
     int32_t ignore_index;
     double label_smoothing;
     int smoothing_mode;
-    double label_weight;             /* CE only */
+    double label_weight; /* CE only */
 
     const float *student;
     int64_t ld_student;
     int n_teachers;
     const float *teachers[REF_MAX_TEACHERS];
     int64_t ld_teachers[REF_MAX_TEACHERS];
-    const float *teacher_weights;    /* NULL: equal weights; else raw (normalised here) */
-    const float *target;             /* CE probabilities, or NULL */
+    const float *teacher_weights; /* NULL: equal weights; else raw (normalised here) */
+    const float *target;          /* CE probabilities, or NULL */
     int64_t ld_target;
-    const int32_t *labels;           /* or NULL */
-    const float *weights;            /* per-sample weights, or NULL */
+    const int32_t *labels; /* or NULL */
+    const float *weights;  /* per-sample weights, or NULL */
 } ref_case;
 
 /* Every option at its documented default; no input bound. */
@@ -87,8 +87,8 @@ typedef struct {
 void ref_arena_free(ref_arena *a);
 /* n x c float32 matrix with row stride ld: entries scale * N(0, 1) + shift,
  * the padding columns [c, ld) set to NaN so that reading them shows. */
-float *ref_new_logits(ref_arena *a, uint64_t seed, int64_t n, int64_t c, int64_t ld,
-                      double scale, double shift);
+float *ref_new_logits(ref_arena *a, uint64_t seed, int64_t n, int64_t c, int64_t ld, double scale,
+                      double shift);
 /* Rows of probabilities (softmax of N(0, 2) logits, each row sums to 1),
  * stride ld, NaN padding. */
 float *ref_new_probabilities(ref_arena *a, uint64_t seed, int64_t n, int64_t c, int64_t ld);
@@ -111,11 +111,11 @@ float *ref_new_weights(ref_arena *a, uint64_t seed, int64_t n);
 static inline kd_status ref_configure(kd_loss *h, const ref_case *k)
 {
     kd_status st = KD_OK;
-#define REF_TRY(call)          \
-    do {                       \
-        st = (call);           \
-        if (st != KD_OK)       \
-            return st;         \
+#define REF_TRY(call)                                                                              \
+    do {                                                                                           \
+        st = (call);                                                                               \
+        if (st != KD_OK)                                                                           \
+            return st;                                                                             \
     } while (0)
     REF_TRY(kd_loss_set_int(h, KD_PARAM_REDUCTION, k->reduction));
     REF_TRY(kd_loss_set_int(h, KD_PARAM_IGNORE_INDEX, k->ignore_index));
@@ -154,10 +154,10 @@ enum {
                                  no finite differences (the loss is nearly piecewise linear) */
 };
 
-#define REF_FAIL(...)                                 \
-    do {                                              \
-        snprintf(msg, cap, __VA_ARGS__);              \
-        goto done;                                    \
+#define REF_FAIL(...)                                                                              \
+    do {                                                                                           \
+        snprintf(msg, cap, __VA_ARGS__);                                                           \
+        goto done;                                                                                 \
     } while (0)
 
 /* First element (or -1) where a strided float gradient differs from a dense
@@ -202,13 +202,19 @@ static inline int ref_verify(const ref_case *base, unsigned flags, char *msg, si
     const size_t nc = (size_t)(n * c) + 1, gsz = (size_t)(n * ldg) + 1, ssz = (size_t)(n * lds) + 1;
     int ok = 0;
     kd_loss *h = NULL;
-    double *rl = malloc(((size_t)n + 1) * sizeof(double)), *rps = malloc(((size_t)n + 1) * sizeof(double));
-    double *rg = malloc(nc * sizeof(double)), *rg1 = malloc(nc * sizeof(double)), *fd = malloc(nc * sizeof(double));
-    double *u = malloc(((size_t)n + 1) * sizeof(double)), *ones = malloc(((size_t)n + 1) * sizeof(double));
-    float *uf = malloc(((size_t)n + 1) * sizeof(float)), *onesf = malloc(((size_t)n + 1) * sizeof(float));
-    float *kl = malloc(((size_t)n + 1) * sizeof(float)), *kps = malloc(((size_t)n + 1) * sizeof(float));
+    double *rl = malloc(((size_t)n + 1) * sizeof(double)),
+           *rps = malloc(((size_t)n + 1) * sizeof(double));
+    double *rg = malloc(nc * sizeof(double)), *rg1 = malloc(nc * sizeof(double)),
+           *fd = malloc(nc * sizeof(double));
+    double *u = malloc(((size_t)n + 1) * sizeof(double)),
+           *ones = malloc(((size_t)n + 1) * sizeof(double));
+    float *uf = malloc(((size_t)n + 1) * sizeof(float)),
+          *onesf = malloc(((size_t)n + 1) * sizeof(float));
+    float *kl = malloc(((size_t)n + 1) * sizeof(float)),
+          *kps = malloc(((size_t)n + 1) * sizeof(float));
     float *kl2 = malloc(((size_t)n + 1) * sizeof(float));
-    float *gb = malloc(gsz * sizeof(float)), *gf = malloc(gsz * sizeof(float)), *g2 = malloc(gsz * sizeof(float));
+    float *gb = malloc(gsz * sizeof(float)), *gf = malloc(gsz * sizeof(float)),
+          *g2 = malloc(gsz * sizeof(float));
     float *sbuf = malloc(ssz * sizeof(float));
     double maxlogit = 0.0;
     for (int64_t i = 0; i < n; i++)
@@ -243,8 +249,9 @@ static inline int ref_verify(const ref_case *base, unsigned flags, char *msg, si
                 gmax = fmax(gmax, fabs(rg[e]));
             for (size_t e = 0; e < nc - 1; e++)
                 if (!(fabs(fd[e] - rg[e]) <= 1e-6 * gmax + 1e-6 * fabs(rg[e])))
-                    REF_FAIL("[%s] reference gradient %zu = %.10g but finite differences give %.10g", rn,
-                             e, rg[e], fd[e]);
+                    REF_FAIL(
+                        "[%s] reference gradient %zu = %.10g but finite differences give %.10g", rn,
+                        e, rg[e], fd[e]);
         }
 
         /* forward */
@@ -266,7 +273,8 @@ static inline int ref_verify(const ref_case *base, unsigned flags, char *msg, si
         }
         for (int64_t i = 0; i < n; i++)
             if (!(fabs(kps[i] - rps[i]) <= loss_rtol * fabs(rps[i]) + 1e-6 * (1.0 + maxlogit)))
-                REF_FAIL("[%s] per_sample[%lld] = %.9g, reference %.12g", rn, (long long)i, kps[i], rps[i]);
+                REF_FAIL("[%s] per_sample[%lld] = %.9g, reference %.12g", rn, (long long)i, kps[i],
+                         rps[i]);
         if (red == REF_NONE && !ref_same_bits(kl, kps, (size_t)n * sizeof(float)))
             REF_FAIL("[none] loss vector and per-sample output differ");
 
@@ -279,8 +287,9 @@ static inline int ref_verify(const ref_case *base, unsigned flags, char *msg, si
             REF_FAIL("[%s] backward: %s (%s)", rn, kd_status_string(st), kd_loss_last_error(h));
         int64_t bad = ref_grad_mismatch(gb, ldg, rg, n, c, grad_rtol, grad_atol, grad_floor);
         if (bad >= 0)
-            REF_FAIL("[%s] backward grad[%lld][%lld] = %.9g, reference %.12g", rn, (long long)(bad / c),
-                     (long long)(bad % c), gb[(bad / c) * ldg + bad % c], rg[bad]);
+            REF_FAIL("[%s] backward grad[%lld][%lld] = %.9g, reference %.12g", rn,
+                     (long long)(bad / c), (long long)(bad % c), gb[(bad / c) * ldg + bad % c],
+                     rg[bad]);
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = c; j < ldg; j++)
                 if (gb[i * ldg + j] != canary)
@@ -297,8 +306,9 @@ static inline int ref_verify(const ref_case *base, unsigned flags, char *msg, si
             REF_FAIL("[%s] fused loss %.9g differs from forward %.9g", rn, kl2[0], kl[0]);
         bad = ref_grad_mismatch(gf, ldg, rg1, n, c, grad_rtol, grad_atol, grad_floor);
         if (bad >= 0)
-            REF_FAIL("[%s] fused grad[%lld][%lld] = %.9g, reference %.12g", rn, (long long)(bad / c),
-                     (long long)(bad % c), gf[(bad / c) * ldg + bad % c], rg1[bad]);
+            REF_FAIL("[%s] fused grad[%lld][%lld] = %.9g, reference %.12g", rn,
+                     (long long)(bad / c), (long long)(bad % c), gf[(bad / c) * ldg + bad % c],
+                     rg1[bad]);
         for (size_t e = 0; e < gsz; e++)
             g2[e] = canary;
         kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g2, ldg);
@@ -331,7 +341,8 @@ static inline int ref_verify(const ref_case *base, unsigned flags, char *msg, si
         kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, sbuf, lds);
         st = kd_loss_forward_backward(h, n, kl2);
         if (st)
-            REF_FAIL("[%s] in-place fused: %s (%s)", rn, kd_status_string(st), kd_loss_last_error(h));
+            REF_FAIL("[%s] in-place fused: %s (%s)", rn, kd_status_string(st),
+                     kd_loss_last_error(h));
         if (!ref_same_bits(kl, kl2, (size_t)m * sizeof(float)))
             REF_FAIL("[%s] in-place loss differs", rn);
         for (int64_t i = 0; i < n; i++) {
@@ -346,7 +357,8 @@ static inline int ref_verify(const ref_case *base, unsigned flags, char *msg, si
         st = kd_loss_backward(h, n, uf);
         for (int64_t i = 0; i < n && !st; i++)
             if (!ref_same_bits(sbuf + i * lds, gb + i * ldg, (size_t)c * sizeof(float)))
-                REF_FAIL("[%s] in-place backward row %lld differs from out of place", rn, (long long)i);
+                REF_FAIL("[%s] in-place backward row %lld differs from out of place", rn,
+                         (long long)i);
 
         /* the kernel against its own finite differences (float32 steps) */
         if ((flags & REF_VERIFY_KERNEL_FD) && !extreme) {
@@ -373,8 +385,10 @@ static inline int ref_verify(const ref_case *base, unsigned flags, char *msg, si
                     sbuf[i * lds + j] = x0;
                     double d = (fp - fm) / ((double)xp - (double)xm), g = gb[i * ldg + j];
                     if (!(fabs(d - g) <= 2e-3 * gmax + 1e-2 * fabs(g)))
-                        REF_FAIL("[%s] kernel grad[%lld][%lld] = %.7g but kernel finite differences "
-                                 "give %.7g", rn, (long long)i, (long long)j, g, d);
+                        REF_FAIL(
+                            "[%s] kernel grad[%lld][%lld] = %.7g but kernel finite differences "
+                            "give %.7g",
+                            rn, (long long)i, (long long)j, g, d);
                 }
         }
     }

@@ -117,7 +117,8 @@ double rst_consistency(int64_t n, int64_t c, const double *x1, const double *x2,
         }
         double d = 0.0;
         for (int64_t j = 0; j < c; j++) {
-            double p1 = logits ? exp(l1[j]) : x1[i * c + j], p2 = logits ? exp(l2[j]) : x2[i * c + j];
+            double p1 = logits ? exp(l1[j]) : x1[i * c + j],
+                   p2 = logits ? exp(l2[j]) : x2[i * c + j];
             if (dist == 0) {
                 d += (p1 - p2) * (p1 - p2);
             } else if (dist == 1) {
