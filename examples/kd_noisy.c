@@ -226,6 +226,7 @@ int main(int argc, char **argv)
                   .final_epochs = 10, .threads = 0, .subset = 20000, .folds = 4, .batch = 64,
                   .lr = 0.03, .label_weight = 0.7};
     int64_t true_labels = 1;
+    const char *retrain = "hard,soft,soft-suspects,dropped,relabelled";
     const tr_option opts[] = {
         {"data", TR_OPT_STRING, &cfg.data, "directory with the IDX files (Fashion-MNIST or MNIST)"},
         {"seed", TR_OPT_INT, &cfg.seed, "random seed (noise, folds, training)"},
@@ -240,6 +241,8 @@ int main(int argc, char **argv)
         {"batch", TR_OPT_INT, &cfg.batch, "batch size"},
         {"lr", TR_OPT_FLOAT, &cfg.lr, "learning rate (SGD, momentum 0.9, cosine decay)"},
         {"label-weight", TR_OPT_FLOAT, &cfg.label_weight, "weight w of the given label in the soft labels"},
+        {"retrain", TR_OPT_STRING, &retrain,
+         "comma-separated retraining runs: hard, soft, soft-suspects, dropped, relabelled"},
         {"true-labels", TR_OPT_INT, &true_labels, "1: also train once on the true labels (the ceiling)"},
         {"model", TR_OPT_STRING, &cfg.model, "model (convN-...-fcN)"},
         {"png", TR_OPT_STRING, &cfg.png, "PNG grid of the 25 most confident suspects ('' = none)"},
@@ -255,6 +258,21 @@ int main(int argc, char **argv)
         cfg.final_epochs < 1) {
         fprintf(stderr, "error: folds in [2, 20], batch in [1, 256], epochs >= 1\n");
         return 2;
+    }
+    int run_it[NUM_RETRAIN] = {0};
+    for (const char *p = retrain; *p;) {
+        size_t len = strcspn(p, ",");
+        int m = 0;
+        while (m < NUM_RETRAIN &&
+               (strlen(retrain_runs[m]) != len || strncmp(p, retrain_runs[m], len) != 0))
+            m++;
+        if (m == NUM_RETRAIN) {
+            fprintf(stderr, "error: --retrain '%s': expected names among hard, soft, "
+                            "soft-suspects, dropped, relabelled\n", retrain);
+            return 2;
+        }
+        run_it[m] = 1;
+        p += len + (p[len] == ',');
     }
     double levels[8];
     int num_levels = 0;
@@ -464,9 +482,12 @@ int main(int argc, char **argv)
             if (!suspect[order[i]])
                 kept[num_kept++] = order[i];
         }
-        int num_jobs = NUM_RETRAIN + (true_labels && true_accuracy < 0);
-        for (int m = 0; m < num_jobs; m++) {
-            job *j = &jobs[m];
+        int num_jobs = 0, job_of[NUM_RETRAIN + 1];
+        for (int m = 0; m <= NUM_RETRAIN; m++) {
+            job_of[m] = -1;
+            if (m < NUM_RETRAIN ? !run_it[m] : !true_labels || true_accuracy >= 0)
+                continue;
+            job *j = &jobs[job_of[m] = num_jobs++];
             memset(j, 0, sizeof *j);
             snprintf(j->run, sizeof j->run, "noise%.0f%%-%s", 100 * levels[level],
                      m < NUM_RETRAIN ? retrain_runs[m] : "true-labels");
@@ -478,14 +499,15 @@ int main(int argc, char **argv)
         }
         tr_run_parallel(num_jobs, threads, run_job, &x, &log);
         for (int m = 0; m < NUM_RETRAIN; m++)
-            res->retrain[m] = jobs[m].accuracy;
-        if (num_jobs > NUM_RETRAIN)
-            true_accuracy = jobs[NUM_RETRAIN].accuracy;
+            res->retrain[m] = job_of[m] >= 0 ? jobs[job_of[m]].accuracy : NAN;
+        if (job_of[NUM_RETRAIN] >= 0)
+            true_accuracy = jobs[job_of[NUM_RETRAIN]].accuracy;
         printf("\n== noise %.0f%%: retrained %lld epochs (suspects: prune_by_noise_rate, %lld), "
                "test accuracy\n",
                100 * levels[level], (long long)cfg.final_epochs, (long long)res->issues[0]);
         for (int m = 0; m < NUM_RETRAIN; m++)
-            printf("  %-28s %6.2f%%\n", retrain_names[m], 100 * res->retrain[m]);
+            if (run_it[m])
+                printf("  %-28s %6.2f%%\n", retrain_names[m], 100 * res->retrain[m]);
         if (true_accuracy >= 0)
             printf("  %-28s %6.2f%%\n", "true labels", 100 * true_accuracy);
         printf("  (elapsed %.0f s)\n", tr_now() - t_start);
@@ -515,7 +537,10 @@ int main(int argc, char **argv)
         }
         printf(" %6.3f", res->nm_max_diff);
         for (int m = 0; m < NUM_RETRAIN; m++)
-            printf(" %7.2f%%", 100 * res->retrain[m]);
+            if (run_it[m])
+                printf(" %7.2f%%", 100 * res->retrain[m]);
+            else
+                printf(" %8s", "-");
         if (true_accuracy >= 0)
             printf(" %7.2f%%\n", 100 * true_accuracy);
         else
