@@ -1,14 +1,20 @@
-/* kd-noisy: find and soften noisy labels with kdlib's label tools.
+/* kd-noisy: find and fix noisy labels with kdlib's label tools, on the
+ * setting of issue 19's PyTorch + cleanlab reference.
  *
- * For each noise level (10% and 25% by default): flip that share of the
- * training labels to another class (symmetric noise, fixed seed); train k
- * models on k-1 folds each to get out-of-fold probabilities; rank the
- * suspected label issues (kd_label_quality + kd_find_label_issues); report
- * precision and recall of the truly flipped labels among the top-K suspects;
- * then retrain on the noisy hard labels and on soft labels
- * q = 0.7 onehot(given) + 0.3 onehot(predicted) (kd_soft_labels), and compare
- * test accuracy.  Writes a PNG grid of the 25 most confident suspects of the
- * first noise level with their given and predicted class names. */
+ * For each noise level (25% and 40% by default): flip that share of the first
+ * 20,000 training labels to another class (symmetric noise); train k = 4
+ * models on k-1 folds each (10 epochs) for out-of-fold probabilities; run
+ * every cleanlab filter (kd_cleanlab_find_label_issues) and the
+ * self-confidence top-K and report their precision and recall against the
+ * known flips; compare cleanlab's noise-matrix estimate
+ * (kd_cleanlab_estimate_py_and_noise_matrices) with the true one; then retrain
+ * (10 epochs) on the noisy hard labels, on soft labels
+ * 0.7 onehot(given) + 0.3 onehot(predicted) (kd_soft_labels), on soft labels
+ * for the suspects only (kd_soft_labels_selective), without the suspects, and
+ * with the suspects relabelled to the prediction (suspects: cleanlab's default
+ * filter, prune_by_noise_rate), next to the true labels (the ceiling, trained
+ * once).  Writes a PNG grid of the 25 most confident suspects of the first
+ * noise level with their given and predicted class names. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,10 +152,12 @@ static void run_job(void *ctx, int index, tr_log *log)
     snprintf(desc, sizeof desc, "%s on %lld images, %s", cfg->model, (long long)j->pool_n,
              j->targets ? "soft labels" : "hard labels");
     tr_log_begin(log, j->run, desc);
-    if (tr_train(m, &o, tr_supervised_step, &sup, x->test, log) != 0)
+    /* Test accuracy once, at the end (the table rows show the training loss). */
+    if (tr_train(m, &o, tr_supervised_step, &sup, NULL, log) != 0)
         exit(1);
     double vloss;
     tr_evaluate(m, x->test, &vloss, &j->accuracy);
+    printf("  %s: test accuracy %.2f%%\n", j->run, 100 * j->accuracy);
     if (j->predict_n > 0) {
         tr_predict(m, x->train, j->predict, j->predict_n, j->probs);
         softmax_rows(j->probs, j->predict_n, C);
@@ -196,22 +204,43 @@ static int write_grid(const char *path, const tr_dataset *d, const int64_t *rows
     return rc;
 }
 
+static const char *const filter_names[] = {
+    "prune_by_noise_rate", "prune_by_class",      "both",
+    "confident_learning",  "predicted_neq_given", "low_normalized_margin",
+    "low_self_confidence"};
+enum { NUM_FILTERS = 7, NUM_RETRAIN = 5 };
+static const char *const retrain_names[NUM_RETRAIN] = {
+    "noisy hard labels", "soft labels (all rows)", "soft labels (suspects only)",
+    "suspects dropped", "suspects relabelled"};
+static const char *const retrain_runs[NUM_RETRAIN] = {"hard", "soft", "soft-suspects", "dropped",
+                                                      "relabelled"};
+
+typedef struct {
+    double noise, oof_accuracy, topk_precision, nm_max_diff;
+    int64_t flipped, issues[NUM_FILTERS], hits[NUM_FILTERS], kd_suspects, kd_hits;
+    double retrain[NUM_RETRAIN];
+} level_result;
+
+static double ratio(int64_t a, int64_t b) { return b ? (double)a / (double)b : 0.0; }
+
 int main(int argc, char **argv)
 {
     tr_blas_core(argc, argv, "kd-noisy");
     config cfg = {.data = "/usr/share/datasets/fashion-mnist",
                   .model = "conv16-conv32-fc64",
                   .png = "kd_noisy_suspects.png",
-                  .noise = "0.1,0.25",
+                  .noise = "0.25,0.4",
                   .seed = 1,
-                  .epochs = 4,
-                  .final_epochs = 6,
+                  .epochs = 10,
+                  .final_epochs = 10,
                   .threads = 0,
-                  .subset = 12000,
+                  .subset = 20000,
                   .folds = 4,
                   .batch = 64,
                   .lr = 0.03,
                   .label_weight = 0.7};
+    int64_t true_labels = 1;
+    const char *retrain = "hard,soft,soft-suspects,dropped,relabelled";
     const tr_option opts[] = {
         {"data", TR_OPT_STRING, &cfg.data, "directory with the IDX files (Fashion-MNIST or MNIST)"},
         {"seed", TR_OPT_INT, &cfg.seed, "random seed (noise, folds, training)"},
@@ -229,19 +258,41 @@ int main(int argc, char **argv)
         {"lr", TR_OPT_FLOAT, &cfg.lr, "learning rate (SGD, momentum 0.9, cosine decay)"},
         {"label-weight", TR_OPT_FLOAT, &cfg.label_weight,
          "weight w of the given label in the soft labels"},
+        {"retrain", TR_OPT_STRING, &retrain,
+         "comma-separated retraining runs: hard, soft, soft-suspects, dropped, relabelled"},
+        {"true-labels", TR_OPT_INT, &true_labels,
+         "1: also train once on the true labels (the ceiling)"},
         {"model", TR_OPT_STRING, &cfg.model, "model (convN-...-fcN)"},
         {"png", TR_OPT_STRING, &cfg.png, "PNG grid of the 25 most confident suspects ('' = none)"},
         {"csv", TR_OPT_STRING, &cfg.csv, "also write every table row to this CSV file"},
     };
     int rc = tr_parse_options(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
                               "Inject label noise, find it with out-of-fold predictions and "
-                              "confident learning, retrain with soft labels (kdlib label tools).");
+                              "cleanlab's filters, retrain with hard, soft, dropped and "
+                              "relabelled suspects (kdlib label tools).");
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     if (cfg.folds < 2 || cfg.folds > 20 || cfg.batch < 1 || cfg.batch > 256 || cfg.epochs < 1 ||
         cfg.final_epochs < 1) {
         fprintf(stderr, "error: folds in [2, 20], batch in [1, 256], epochs >= 1\n");
         return 2;
+    }
+    int run_it[NUM_RETRAIN] = {0};
+    for (const char *p = retrain; *p;) {
+        size_t len = strcspn(p, ",");
+        int m = 0;
+        while (m < NUM_RETRAIN &&
+               (strlen(retrain_runs[m]) != len || strncmp(p, retrain_runs[m], len) != 0))
+            m++;
+        if (m == NUM_RETRAIN) {
+            fprintf(stderr,
+                    "error: --retrain '%s': expected names among hard, soft, "
+                    "soft-suspects, dropped, relabelled\n",
+                    retrain);
+            return 2;
+        }
+        run_it[m] = 1;
+        p += len + (p[len] == ',');
     }
     double levels[8];
     int num_levels = 0;
@@ -276,22 +327,29 @@ int main(int argc, char **argv)
            (long long)cfg.seed);
 
     int32_t *noisy = checked_malloc((size_t)n * sizeof *noisy);
+    int32_t *relabelled = checked_malloc((size_t)n * sizeof *relabelled);
     int32_t *order = checked_malloc((size_t)n * sizeof *order);
+    int32_t *kept = checked_malloc((size_t)n * sizeof *kept);
     int32_t *pred = checked_malloc((size_t)n * sizeof *pred);
     uint8_t *flipped = checked_malloc((size_t)n);
     uint8_t *suspect = checked_malloc((size_t)n);
+    uint8_t *mask = checked_malloc((size_t)n);
     float *probs = checked_malloc((size_t)(n * C) * sizeof *probs);
     float *soft = checked_malloc((size_t)(n * C) * sizeof *soft);
+    float *soft_sel = checked_malloc((size_t)(n * C) * sizeof *soft_sel);
     int64_t *ranking = checked_malloc((size_t)n * sizeof *ranking);
     int32_t *fold_pool = checked_malloc((size_t)(cfg.folds * n) * sizeof *fold_pool);
-    job *jobs = checked_malloc((size_t)(cfg.folds + 2) * sizeof *jobs);
-    struct {
-        double noise, precision, recall, cl_precision, cl_recall, hard, soft;
-        int64_t flipped, cl_suspects;
-    } results[8];
+    double *nm_est = checked_malloc((size_t)(C * C) * sizeof *nm_est);
+    double *nm_true = checked_malloc((size_t)(C * C) * sizeof *nm_true);
+    job *jobs = checked_malloc((size_t)(cfg.folds + NUM_RETRAIN + 1) * sizeof *jobs);
+    level_result results[8];
+    double true_accuracy = -1.0;
     char err[512];
 
     for (int level = 0; level < num_levels; level++) {
+        level_result *res = &results[level];
+        memset(res, 0, sizeof *res);
+        res->noise = levels[level];
         /* Symmetric noise: a random share of the labels moves to another class. */
         tr_rng r;
         tr_rng_seed(&r, (uint64_t)cfg.seed, 200 + (uint64_t)level);
@@ -308,6 +366,8 @@ int main(int argc, char **argv)
             flipped[k] = 1;
             num_flipped++;
         }
+        tr_rng_shuffle(&r, order, n); /* the folds do not follow the flips */
+        res->flipped = num_flipped;
 
         /* k-fold out-of-fold probabilities: fold f holds order[f], order[f + k], ... */
         const int k = (int)cfg.folds;
@@ -341,30 +401,80 @@ int main(int argc, char **argv)
                        (size_t)C * sizeof(float));
             free(jobs[f].probs);
         }
+        int64_t oof_correct = 0;
+        for (int64_t i = 0; i < n; i++) { /* the predicted class: argmax of p */
+            pred[i] = tr_argmax(probs + i * C, C);
+            oof_correct += pred[i] == train.y[i];
+        }
+        res->oof_accuracy = ratio(oof_correct, n);
 
-        /* Rank: lowest self-confidence first; confident learning marks suspects. */
-        int64_t num_suspects = 0;
+        /* Every cleanlab filter, against the known flips; suspects: the default filter. */
+        for (int f = 0; f < NUM_FILTERS; f++) {
+            die_kd(kd_cleanlab_find_label_issues(n, C, probs, C, noisy,
+                                                 KD_LABELS_DEFAULT_IGNORE_INDEX, f, 1.0, NULL, 1,
+                                                 KD_CLEANLAB_RANK_NONE, 0, f ? mask : suspect, NULL,
+                                                 &res->issues[f], err, sizeof err),
+                   filter_names[f], err);
+            for (int64_t i = 0; i < n; i++)
+                res->hits[f] += (f ? mask : suspect)[i] && flipped[i];
+        }
+        /* kdlib's own rule (the paper's off-diagonal confident learning). */
+        die_kd(kd_find_label_issues(n, C, probs, C, noisy, KD_LABELS_DEFAULT_IGNORE_INDEX, NULL,
+                                    NULL, mask, &res->kd_suspects, err, sizeof err),
+               "label issues", err);
+        for (int64_t i = 0; i < n; i++)
+            res->kd_hits += mask[i] && flipped[i];
+        /* Self-confidence ranking: precision of the K = flipped lowest. */
         die_kd(kd_label_quality(n, C, probs, C, noisy, KD_LABELS_DEFAULT_IGNORE_INDEX,
                                 KD_LABEL_SCORE_SELF_CONFIDENCE, NULL, ranking, NULL, err,
                                 sizeof err),
                "label quality", err);
-        die_kd(kd_find_label_issues(n, C, probs, C, noisy, KD_LABELS_DEFAULT_IGNORE_INDEX, NULL,
-                                    pred, suspect, &num_suspects, err, sizeof err),
-               "label issues", err);
-        for (int64_t i = 0; i < n; i++) /* the predicted class: argmax of p */
-            pred[i] = tr_argmax(probs + i * C, C);
-        int64_t hits_top_k = 0, hits_cl = 0;
+        int64_t hits_top_k = 0;
         for (int64_t i = 0; i < num_flipped; i++)
             hits_top_k += flipped[ranking[i]];
+        res->topk_precision = ratio(hits_top_k, num_flipped);
+
+        /* Noise matrix P(given i | true j): cleanlab's estimate and the truth. */
+        die_kd(kd_cleanlab_estimate_py_and_noise_matrices(
+                   n, C, probs, C, noisy, KD_LABELS_DEFAULT_IGNORE_INDEX,
+                   KD_CLEANLAB_CALIBRATE | KD_CLEANLAB_CONVERGE, NULL, nm_est, NULL, NULL, err,
+                   sizeof err),
+               "noise matrix", err);
+        for (int i = 0; i < C * C; i++)
+            nm_true[i] = 0.0;
         for (int64_t i = 0; i < n; i++)
-            hits_cl += suspect[i] && flipped[i];
-        results[level].noise = levels[level];
-        results[level].flipped = num_flipped;
-        results[level].precision = num_flipped ? (double)hits_top_k / num_flipped : 0;
-        results[level].recall = results[level].precision; /* K = number flipped */
-        results[level].cl_suspects = num_suspects;
-        results[level].cl_precision = num_suspects ? (double)hits_cl / num_suspects : 0;
-        results[level].cl_recall = num_flipped ? (double)hits_cl / num_flipped : 0;
+            nm_true[noisy[i] * C + train.y[i]] += 1.0;
+        for (int j = 0; j < C; j++) {
+            double col = 0.0;
+            for (int i = 0; i < C; i++)
+                col += nm_true[i * C + j];
+            for (int i = 0; i < C; i++)
+                nm_true[i * C + j] = col > 0 ? nm_true[i * C + j] / col : 0.0;
+        }
+        for (int i = 0; i < C * C; i++)
+            res->nm_max_diff = fmax(res->nm_max_diff, fabs(nm_est[i] - nm_true[i]));
+
+        printf("\n== noise %.0f%%: %lld labels flipped; out-of-fold accuracy %.2f%% against the "
+               "true labels\n",
+               100 * levels[level], (long long)num_flipped, 100 * res->oof_accuracy);
+        printf("%-26s %8s %10s %8s\n", "filter", "issues", "precision", "recall");
+        printf("%-26s %8lld %9.1f%% %7.1f%%\n", "self-confidence top-K", (long long)num_flipped,
+               100 * res->topk_precision, 100 * res->topk_precision);
+        for (int f = 0; f < NUM_FILTERS; f++)
+            printf("%-26s %8lld %9.1f%% %7.1f%%\n", filter_names[f], (long long)res->issues[f],
+                   100 * ratio(res->hits[f], res->issues[f]),
+                   100 * ratio(res->hits[f], num_flipped));
+        printf("%-26s %8lld %9.1f%% %7.1f%%\n", "kd_find_label_issues", (long long)res->kd_suspects,
+               100 * ratio(res->kd_hits, res->kd_suspects), 100 * ratio(res->kd_hits, num_flipped));
+        printf("noise matrix P(given i | true j), max |estimate - true| %.4f; diagonal:\n",
+               res->nm_max_diff);
+        printf("  estimate:");
+        for (int j = 0; j < C; j++)
+            printf(" %.3f", nm_est[j * C + j]);
+        printf("\n  true:    ");
+        for (int j = 0; j < C; j++)
+            printf(" %.3f", nm_true[j * C + j]);
+        printf("\n");
 
         if (level == 0 && cfg.png && *cfg.png) {
             int64_t top[25];
@@ -373,48 +483,98 @@ int main(int argc, char **argv)
                 if (suspect[ranking[i]])
                     top[count++] = ranking[i];
             if (write_grid(cfg.png, &train, top, count, noisy, pred, flipped, fashion) == 0)
-                printf("\nwrote %s: the %d most confident suspects at %.0f%% noise\n", cfg.png,
-                       count, 100 * levels[level]);
+                printf("wrote %s: the %d most confident suspects at %.0f%% noise\n", cfg.png, count,
+                       100 * levels[level]);
         }
 
-        /* Retrain on all images: noisy hard labels vs soft labels. */
+        /* Retraining on all images (or all but the suspects). */
         die_kd(kd_soft_labels(n, C, noisy, KD_LABELS_DEFAULT_IGNORE_INDEX, (float)cfg.label_weight,
                               KD_SOFT_LABEL_ONEHOT, NULL, 0, pred, soft, C, err, sizeof err),
                "soft labels", err);
-        for (int m = 0; m < 2; m++) {
-            job *j = &jobs[m];
+        die_kd(kd_soft_labels_selective(n, C, noisy, KD_LABELS_DEFAULT_IGNORE_INDEX,
+                                        (float)cfg.label_weight, KD_SOFT_LABEL_ONEHOT,
+                                        KD_SOFT_LABEL_SUSPECTS_ONLY, probs, C, suspect, soft_sel, C,
+                                        err, sizeof err),
+               "selective soft labels", err);
+        int64_t num_kept = 0;
+        for (int64_t i = 0; i < n; i++) {
+            relabelled[i] = suspect[i] ? pred[i] : noisy[i];
+            if (!suspect[order[i]])
+                kept[num_kept++] = order[i];
+        }
+        int num_jobs = 0, job_of[NUM_RETRAIN + 1];
+        for (int m = 0; m <= NUM_RETRAIN; m++) {
+            job_of[m] = -1;
+            if (m < NUM_RETRAIN ? !run_it[m] : !true_labels || true_accuracy >= 0)
+                continue;
+            job *j = &jobs[job_of[m] = num_jobs++];
             memset(j, 0, sizeof *j);
             snprintf(j->run, sizeof j->run, "noise%.0f%%-%s", 100 * levels[level],
-                     m ? "soft" : "hard");
-            j->pool = order;
-            j->pool_n = n;
+                     m < NUM_RETRAIN ? retrain_runs[m] : "true-labels");
+            j->pool = m == 3 ? kept : order;
+            j->pool_n = m == 3 ? num_kept : n;
             j->epochs = cfg.final_epochs;
-            j->labels = noisy;
-            j->targets = m ? soft : NULL;
+            j->labels = m == 4 ? relabelled : m == NUM_RETRAIN ? train.y : noisy;
+            j->targets = m == 1 ? soft : m == 2 ? soft_sel : NULL;
         }
-        tr_run_parallel(2, threads, run_job, &x, &log);
-        results[level].hard = jobs[0].accuracy;
-        results[level].soft = jobs[1].accuracy;
+        tr_run_parallel(num_jobs, threads, run_job, &x, &log);
+        for (int m = 0; m < NUM_RETRAIN; m++)
+            res->retrain[m] = job_of[m] >= 0 ? jobs[job_of[m]].accuracy : NAN;
+        if (job_of[NUM_RETRAIN] >= 0)
+            true_accuracy = jobs[job_of[NUM_RETRAIN]].accuracy;
+        printf("\n== noise %.0f%%: retrained %lld epochs (suspects: prune_by_noise_rate, %lld), "
+               "test accuracy\n",
+               100 * levels[level], (long long)cfg.final_epochs, (long long)res->issues[0]);
+        for (int m = 0; m < NUM_RETRAIN; m++)
+            if (run_it[m])
+                printf("  %-28s %6.2f%%\n", retrain_names[m], 100 * res->retrain[m]);
+        if (true_accuracy >= 0)
+            printf("  %-28s %6.2f%%\n", "true labels", 100 * true_accuracy);
+        printf("  (elapsed %.0f s)\n", tr_now() - t_start);
+        fflush(stdout);
     }
 
-    printf("\n== kd-noisy results (%lld training images, %lld-fold out-of-fold predictions, "
-           "seed %lld; test accuracy on %lld images)\n",
-           (long long)n, (long long)cfg.folds, (long long)cfg.seed, (long long)test.n);
-    printf("%6s %8s %17s %9s %14s %14s %12s %12s\n", "noise", "flipped", "top-K prec=recall",
-           "CL found", "CL precision", "CL recall", "hard labels", "soft labels");
-    for (int level = 0; level < num_levels; level++)
-        printf("%5.0f%% %8lld %16.1f%% %9lld %13.1f%% %13.1f%% %11.2f%% %11.2f%%\n",
-               100 * results[level].noise, (long long)results[level].flipped,
-               100 * results[level].precision, (long long)results[level].cl_suspects,
-               100 * results[level].cl_precision, 100 * results[level].cl_recall,
-               100 * results[level].hard, 100 * results[level].soft);
-    printf("(top-K: the K = flipped lowest self-confidence labels; CL: confident-learning "
-           "suspects; soft labels: %.1f * given + %.1f * predicted)\n",
+    printf("\n== kd-noisy summary (%lld training images, %lld-fold out-of-fold predictions, "
+           "%lld + %lld epochs, seed %lld; test accuracy on %lld images)\n",
+           (long long)n, (long long)cfg.folds, (long long)cfg.epochs, (long long)cfg.final_epochs,
+           (long long)cfg.seed, (long long)test.n);
+    printf("%6s %8s %7s %7s %22s %22s %22s %6s", "noise", "flipped", "oof", "top-K",
+           "noise_rate iss/P/R", "both iss/P/R", "conf_learning iss/P/R", "NMdiff");
+    for (int m = 0; m < NUM_RETRAIN; m++)
+        printf(" %8s", retrain_runs[m] + (m == 2 ? 5 : 0));
+    printf(" %8s\n", "true");
+    for (int level = 0; level < num_levels; level++) {
+        const level_result *res = &results[level];
+        printf("%5.0f%% %8lld %6.2f%% %6.1f%%", 100 * res->noise, (long long)res->flipped,
+               100 * res->oof_accuracy, 100 * res->topk_precision);
+        static const int shown[3] = {KD_CLEANLAB_PRUNE_BY_NOISE_RATE, KD_CLEANLAB_BOTH,
+                                     KD_CLEANLAB_CONFIDENT_LEARNING};
+        for (int s = 0; s < 3; s++) {
+            int f = shown[s];
+            printf(" %8lld %5.1f%% %5.1f%%", (long long)res->issues[f],
+                   100 * ratio(res->hits[f], res->issues[f]),
+                   100 * ratio(res->hits[f], res->flipped));
+        }
+        printf(" %6.3f", res->nm_max_diff);
+        for (int m = 0; m < NUM_RETRAIN; m++)
+            if (run_it[m])
+                printf(" %7.2f%%", 100 * res->retrain[m]);
+            else
+                printf(" %8s", "-");
+        if (true_accuracy >= 0)
+            printf(" %7.2f%%\n", 100 * true_accuracy);
+        else
+            printf(" %8s\n", "-");
+    }
+    printf("(top-K: precision = recall of the K = flipped lowest self-confidence labels; "
+           "soft: %.1f * given + %.1f * predicted; soft-suspects: the same for the "
+           "prune_by_noise_rate issues only)\n",
            cfg.label_weight, 1 - cfg.label_weight);
     printf("total time %.0f s\n", tr_now() - t_start);
 
-    free(noisy), free(order), free(pred), free(flipped), free(suspect), free(probs), free(soft);
-    free(ranking), free(fold_pool), free(jobs);
+    free(noisy), free(relabelled), free(order), free(kept), free(pred), free(flipped);
+    free(suspect), free(mask), free(probs), free(soft), free(soft_sel), free(ranking);
+    free(fold_pool), free(nm_est), free(nm_true), free(jobs);
     tr_log_close(&log);
     tr_dataset_free(&train);
     tr_dataset_free(&test);
