@@ -242,7 +242,7 @@ START_TEST(kl_ce_mse_rows_match_reference_for_every_length)
         ref_kl(s, t, c, 0.25, 0.7, &lab, gr, &kl_ref, &ce_ref);
         for (int v = 0; v < nvariants; v++) {
             double kl, ce;
-            variants[v]->kl_row(s, t, g, c, 0.25f, 0.7f, &lab, work, 1, NULL, &kl, &ce);
+            variants[v]->kl_row(s, t, g, c, 0.25f, 0.25f, 0.7f, &lab, work, 1, NULL, &kl, &ce);
             ck_assert_msg(kdt_close(kl, kl_ref, 1e-5, 1e-6) && kdt_close(ce, ce_ref, 1e-5, 1e-6),
                           "%s c=%d kl %g/%g ce %g/%g", variants[v]->name, c, kl, kl_ref, ce,
                           ce_ref);
@@ -251,8 +251,8 @@ START_TEST(kl_ce_mse_rows_match_reference_for_every_length)
             /* in place: the gradient overwrites the student */
             memcpy(inplace, s, sizeof(float) * (size_t)c);
             double kl2, ce2;
-            variants[v]->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, 1, NULL, &kl2,
-                                &ce2);
+            variants[v]->kl_row(inplace, t, inplace, c, 0.25f, 0.25f, 0.7f, &lab, work, 1, NULL,
+                                &kl2, &ce2);
             ck_assert(kl2 == kl && ce2 == ce);
             ck_assert(memcmp(inplace, g, sizeof(float) * (size_t)c) == 0);
 
@@ -294,10 +294,10 @@ START_TEST(variants_agree_to_float_rounding_on_long_rows)
     kdt_fill_normal(&rng, t, C, 20.0);
     kdi_simd_label lab = {1, 17, 1.0f, 0.0f, 0.1f};
     double kl0, ce0;
-    variants[0]->kl_row(s, t, g0, C, 1.0f, 1.0f, &lab, work, 1, NULL, &kl0, &ce0);
+    variants[0]->kl_row(s, t, g0, C, 1.0f, 1.0f, 1.0f, &lab, work, 1, NULL, &kl0, &ce0);
     for (int v = 1; v < nvariants; v++) {
         double kl1, ce1;
-        variants[v]->kl_row(s, t, g1, C, 1.0f, 1.0f, &lab, work, 1, NULL, &kl1, &ce1);
+        variants[v]->kl_row(s, t, g1, C, 1.0f, 1.0f, 1.0f, &lab, work, 1, NULL, &kl1, &ce1);
         ck_assert(kdt_close(kl1, kl0, 1e-6, 0) && kdt_close(ce1, ce0, 1e-6, 0));
         for (int j = 0; j < C; j++)
             ck_assert(fabs(g1[j] - g0[j]) <= 1e-6 * (fabs(g0[j]) + 1e-6));
@@ -327,7 +327,8 @@ START_TEST(kl_row_label_term_at_every_temperature_path)
         ref_kl(s, t, CL, inv_ts[k], 0.4, &lab, gr, &kl_ref, &ce_ref);
         for (int v = 0; v < nvariants; v++) {
             double kl, ce;
-            variants[v]->kl_row(s, t, g, CL, inv_ts[k], 0.4f, &lab, work, 1, NULL, &kl, &ce);
+            variants[v]->kl_row(s, t, g, CL, inv_ts[k], inv_ts[k], 0.4f, &lab, work, 1, NULL, &kl,
+                                &ce);
             ck_assert_msg(kdt_close(kl, kl_ref, 1e-5, 1e-6) && kdt_close(ce, ce_ref, 1e-5, 1e-6),
                           "%s T=%g kl %g/%g ce %g/%g", variants[v]->name, 1.0 / inv_ts[k], kl,
                           kl_ref, ce, ce_ref);
@@ -337,7 +338,8 @@ START_TEST(kl_row_label_term_at_every_temperature_path)
             const float keep = s[11];
             const kdi_simd_label hard = {1, 7, 1.0f, 0.0f, 0.6f}; /* CE from log Z1 alone */
             s[11] = NAN;
-            variants[v]->kl_row(s, t, g, CL, inv_ts[k], 0.4f, &hard, work, 1, NULL, &kl, &ce);
+            variants[v]->kl_row(s, t, g, CL, inv_ts[k], inv_ts[k], 0.4f, &hard, work, 1, NULL, &kl,
+                                &ce);
             s[11] = keep;
             ck_assert_msg(isnan(kl) && isnan(ce), "%s T=%g NaN student: kl %g ce %g",
                           variants[v]->name, 1.0 / inv_ts[k], kl, ce);
@@ -376,8 +378,10 @@ START_TEST(rows_through_a_pipe_match_rows_alone)
                     pipe.nt = r + 1 < R ? t[r + 1] : NULL;
                     double a0 = 0, b0 = 0, a1 = 0, b1 = 0;
                     if (kind == 0) {
-                        ops->kl_row(s[r], t[r], g0, c, 0.25f, 0.7f, &lab, work, 1, NULL, &a0, &b0);
-                        ops->kl_row(s[r], t[r], g1, c, 0.25f, 0.7f, &lab, work, 1, &pipe, &a1, &b1);
+                        ops->kl_row(s[r], t[r], g0, c, 0.25f, 0.25f, 0.7f, &lab, work, 1, NULL, &a0,
+                                    &b0);
+                        ops->kl_row(s[r], t[r], g1, c, 0.25f, 0.25f, 0.7f, &lab, work, 1, &pipe,
+                                    &a1, &b1);
                     } else if (kind == 1 || kind == 2) { /* teacher + label, label only */
                         const int sk = kind == 1 ? 2 : 0;
                         a0 = ops->ce_row(s[r], sk ? t[r] : NULL, sk, g0, c, 0.5f, 0.5f, &lab, 0.5f,
@@ -471,7 +475,7 @@ START_TEST(label_term_without_extra_weight_and_huge_squares)
             s[j] = t[j] = (float)j * 0.1f;
         s[2] = -INFINITY;
         double a, b;
-        ops->kl_row(s, t, g, C, 1.0f, 1.0f, &lab, work, 1, NULL, &a, &b);
+        ops->kl_row(s, t, g, C, 1.0f, 1.0f, 1.0f, &lab, work, 1, NULL, &a, &b);
         ck_assert_msg(isinf(b) && b > 0, "%s kl_row: %g", ops->name, b);
         ops->mse_row(s, t, g, C, 1.0f, &lab, work, 1, NULL, &a, &b);
         ck_assert_msg(isinf(b) && b > 0, "%s mse_row: %g", ops->name, b);
@@ -525,8 +529,8 @@ START_TEST(kernels_never_touch_memory_past_a_row)
         for (int v = 0; v < nvariants; v++) {
             const kdi_simd_ops *ops = variants[v];
             double a, b, sum;
-            ops->kl_row(s, t, g, c, 0.25f, 0.5f, &lab, work, 1, NULL, &a, &b);
-            ops->kl_row(s, t, g, c, 1.0f / 3.0f, 0.5f, &lab, work, 1, NULL, &a, &b);
+            ops->kl_row(s, t, g, c, 0.25f, 0.25f, 0.5f, &lab, work, 1, NULL, &a, &b);
+            ops->kl_row(s, t, g, c, 1.0f / 3.0f, 1.0f / 3.0f, 0.5f, &lab, work, 1, NULL, &a, &b);
             ops->ce_row(s, t, 2, g, c, 0.5f, 0.5f, &lab, 0.5f, 1.0f, work, 1, NULL);
             ops->mse_row(s, t, g, c, 1.0f, &lab, work, 1, NULL, &a, &b);
             (void)ops->row_max(s, c);
@@ -581,15 +585,16 @@ START_TEST(long_rows_in_segments_match_reference_on_any_thread_count)
         for (int v = 0; v < nvariants; v++) {
             const kdi_simd_ops *ops = variants[v];
             double kl1, ce1, kl3, ce3;
-            ops->kl_row(s, t, g1, c, 0.25f, 0.7f, &lab, work, 1, NULL, &kl1, &ce1);
-            ops->kl_row(s, t, g3, c, 0.25f, 0.7f, &lab, work, 3, NULL, &kl3, &ce3);
+            ops->kl_row(s, t, g1, c, 0.25f, 0.25f, 0.7f, &lab, work, 1, NULL, &kl1, &ce1);
+            ops->kl_row(s, t, g3, c, 0.25f, 0.25f, 0.7f, &lab, work, 3, NULL, &kl3, &ce3);
             ck_assert_msg(kdt_close(kl1, kl_ref, 1e-5, 1e-6) && kdt_close(ce1, ce_ref, 1e-5, 1e-6),
                           "%s c=%d kl %g/%g ce %g/%g", ops->name, c, kl1, kl_ref, ce1, ce_ref);
             for (int j = 0; j < c; j++)
                 ck_assert_msg(fabs(g1[j] - gr[j]) < 1e-6, "%s kl c=%d j=%d", ops->name, c, j);
             ck_assert(kl3 == kl1 && ce3 == ce1 && !memcmp(g1, g3, sizeof(float) * (size_t)c));
             memcpy(inplace, s, sizeof(float) * (size_t)c);
-            ops->kl_row(inplace, t, inplace, c, 0.25f, 0.7f, &lab, work, 3, NULL, &kl3, &ce3);
+            ops->kl_row(inplace, t, inplace, c, 0.25f, 0.25f, 0.7f, &lab, work, 3, NULL, &kl3,
+                        &ce3);
             ck_assert(kl3 == kl1 && !memcmp(inplace, g1, sizeof(float) * (size_t)c));
 
             const kdi_simd_label cl = {1, lab.y, 0.5f, 0.0f, 0.0f};
@@ -684,8 +689,8 @@ START_TEST(short_row_kernels_match_the_row_kernels)
                 ops->kl_small(rows, nrows, c, inv_t, kl, ce);
                 for (int r = 0; r < nrows; r++) {
                     double kl1, ce1;
-                    ops->kl_row(s[r], t[r], g_row[r], c, inv_t, 0.5f, &rows[r].lab, work, 1, NULL,
-                                &kl1, &ce1);
+                    ops->kl_row(s[r], t[r], g_row[r], c, inv_t, inv_t, 0.5f, &rows[r].lab, work, 1,
+                                NULL, &kl1, &ce1);
                     ck_assert_msg(kdt_close(kl[r], kl1, 2e-5, 1e-6) &&
                                       kdt_close(ce[r], ce1, 2e-5, 1e-6),
                                   "%s kl_small c=%d r=%d: %g/%g %g/%g", ops->name, c, r, kl[r], kl1,

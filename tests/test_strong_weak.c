@@ -290,6 +290,83 @@ START_TEST(confident_rows_keep_the_gradient_at_the_argmax_and_the_small_divergen
 }
 END_TEST
 
+/* Rows below the confident threshold go through the float SIMD row of KL
+ * distillation with the teacher at temperature 1: every width the kernel
+ * splits differently (short rows, tails, several segments), T below and
+ * above 1, in place or not, 1 or 2 threads (the same bits), against a
+ * long-double reference. */
+START_TEST(float_rows_match_the_reference_at_every_width_and_temperature)
+{
+    static const int64_t widths[] = {1, 3, 17, 100, 1000, 9000};
+    static const double temps[] = {0.4, 1.0, 2.5};
+    enum { NR = 3, CMAX = 9000 };
+    static float s[NR * CMAX], s0[NR * CMAX], t[NR * CMAX], g[NR * CMAX], g1[NR * CMAX];
+    static long double rg[NR * CMAX];
+    kdt_rng r;
+    kdt_seed(&r, 1621);
+    int cases = 0;
+    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++)
+        for (size_t k = 0; k < sizeof temps / sizeof *temps; k++) {
+            const int64_t c = widths[w], n = NR * c;
+            const long double T = temps[k];
+            kdt_fill_normal(&r, s0, (size_t)n, 2.0);
+            kdt_fill_normal(&r, t, (size_t)n, 1.0);
+            long double rl[NR];
+            for (int i = 0; i < NR; i++) {
+                const float *si = s0 + i * c, *ti = t + i * c;
+                long double mt = -INFINITY, ms = -INFINITY, zt = 0.0L, zs = 0.0L;
+                for (int64_t j = 0; j < c; j++) {
+                    mt = fmaxl(mt, ti[j]);
+                    ms = fmaxl(ms, si[j] / T);
+                }
+                for (int64_t j = 0; j < c; j++) {
+                    zt += expl(ti[j] - mt);
+                    zs += expl(si[j] / T - ms);
+                }
+                rl[i] = 0.0L;
+                for (int64_t j = 0; j < c; j++) {
+                    const long double lp = ti[j] - mt - logl(zt), lq = si[j] / T - ms - logl(zs);
+                    rl[i] += expl(lp) * (lp - lq);
+                    rg[i * c + j] = (expl(lq) - expl(lp)) / T;
+                }
+            }
+            for (int in_place = 0; in_place < 2; in_place++)
+                for (int thr = 1; thr <= 2; thr++) {
+                    memcpy(s, s0, (size_t)n * sizeof *s);
+                    float *gb = in_place ? s : thr == 1 ? g : g1, per[NR], loss;
+                    kd_loss *h;
+                    ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_STRONG_WEAK, c), KD_OK);
+                    kd_loss_set_float(h, KD_PARAM_TEMPERATURE, (double)T);
+                    kd_loss_set_float(h, KD_PARAM_THRESHOLD, 0.0);
+                    kd_loss_set_int(h, KD_PARAM_THREADS, thr);
+                    kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_SUM);
+                    kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, c);
+                    kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
+                    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, gb, c);
+                    kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0);
+                    ck_assert_int_eq(kd_loss_forward_backward(h, NR, &loss), KD_OK);
+                    kd_loss_destroy(h);
+                    for (int i = 0; i < NR; i++) {
+                        ck_assert_msg(fabsl(per[i] - rl[i]) <= 1e-5L * rl[i] + 1e-6L,
+                                      "C %lld T %g row %d: loss %.9g, reference %.12Lg",
+                                      (long long)c, (double)T, i, per[i], rl[i]);
+                        for (int64_t j = 0; j < c; j++) {
+                            const long double e = rg[i * c + j];
+                            ck_assert_msg(fabsl(gb[i * c + j] - e) <= 1e-4L * fabsl(e) + 1e-7L,
+                                          "C %lld T %g row %d: g[%lld] = %.9g, reference %.12Lg",
+                                          (long long)c, (double)T, i, (long long)j, gb[i * c + j],
+                                          e);
+                        }
+                        cases++;
+                    }
+                    if (!in_place && thr == 2) /* the thread count changes no bit */
+                        ck_assert(memcmp(g, g1, (size_t)n * sizeof *g) == 0);
+                }
+        }
+    ck_assert_int_eq(cases, 6 * 3 * 2 * 2 * NR);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("strong_weak");
@@ -301,6 +378,7 @@ int main(void)
     tcase_add_test(tc, threads_give_identical_bits);
     tcase_add_test(tc, documented_errors);
     tcase_add_test(tc, confident_rows_keep_the_gradient_at_the_argmax_and_the_small_divergence);
+    tcase_add_test(tc, float_rows_match_the_reference_at_every_width_and_temperature);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

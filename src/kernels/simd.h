@@ -102,17 +102,18 @@ struct kdi_simd_ops {
      * or c floats (the student row) to prefetch into L2 during the scan. */
     int64_t (*row_confidence)(const float *t, int64_t c, float *work, int nthr, const float *pf,
                               double *sum);
-    /* One row of forward-KL distillation at temperature 1/inv_t, everything
-     * in one call: with Q = softmax(s inv_t), P = softmax(t inv_t) returns
+    /* One row of forward-KL distillation at temperature 1/inv_t (the teacher
+     * at 1/inv_tt: equal for distillation, 1 for strong/weak), everything
+     * in one call: with Q = softmax(s inv_t), P = softmax(t inv_tt) returns
      * *kl = sum_j P_j (log P_j - log Q_j) (0 where P_j = 0) and, for an active
      * label, *ce = CE(s, y) with the smoothed one-hot (on, off); when g != NULL
      * writes g_j = cs (Q_j - P_j) + coef (softmax(s)_j - onehot_j).  g may
      * equal s.  work: KDI_SIMD_WORK(c) floats (the exps are computed once);
      * the row's segments run on nthr threads (see KDI_SEG); pipe: NULL or
      * the maxima handed between consecutive rows (see kdi_pipe). */
-    void (*kl_row)(const float *s, const float *t, float *g, int64_t c, float inv_t, float cs,
-                   const kdi_simd_label *lab, float *work, int nthr, kdi_pipe *pipe, double *kl,
-                   double *ce);
+    void (*kl_row)(const float *s, const float *t, float *g, int64_t c, float inv_t, float inv_tt,
+                   float cs, const kdi_simd_label *lab, float *work, int nthr, kdi_pipe *pipe,
+                   double *kl, double *ce);
     /* One row of cross-entropy against q_j = a src_j + lab (lab = the smoothed
      * one-hot (on, off), already scaled by its weight; coef unused), src = given
      * probabilities (src_kind 1), softmax(t inv_t) (2) or nothing (0).  Returns

@@ -72,16 +72,19 @@ typedef struct {
     float *g;
     int64_t c;
     float ms, mt, rt, kq, cs, k1, koff;
+    float tr;     /* the teacher's inverse temperature over the student's (1: one T) */
     int hard, pw; /* pw: e1 = es^pw (vpow_flush), or 0: e1 stored */
 } kl_ctx;
 
-/* one vector of kl_row's gradient pass, with ds = s - ms, dt = t - mt and
- * p = et rt the teacher's probabilities: acc[0] = sum p (dt - ds) (KL is
- * inv_t times that plus (ls - lt) sum p), acc[1] = sum ds (for the label
- * term's sum of log p1); g = cs (es rs - p) + coef (e1 r1 - off) */
-KDV_INLINE vf kl_step(const kl_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
+/* one vector of kl_row's gradient pass, with ds = s - ms, dt = (t - mt) tr
+ * and p = et rt the teacher's probabilities: acc[0] = sum p (dt - ds) (KL
+ * is inv_t times that plus (ls - lt) sum p), acc[1] = sum ds (for the label
+ * term's sum of log p1); g = cs (es rs - p) + coef (e1 r1 - off).  two: a
+ * constant, the two temperatures differ (tr != 1; else not multiplied). */
+KDV_INLINE vf kl_step(const kl_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc, int two)
 {
-    const vf ds = KDV_AT(k->s) - k->ms, dt = KDV_AT(k->t) - k->mt, es = KDV_AT(k->es);
+    const vf ds = KDV_AT(k->s) - k->ms, es = KDV_AT(k->es);
+    const vf dt = two ? (KDV_AT(k->t) - k->mt) * k->tr : KDV_AT(k->t) - k->mt;
     const vf p = KDV_AT(k->et) * k->rt;
     vacc_nz(&acc[0], p, dt - ds, valid, tl != NULL);
     vf g = es * k->kq - k->koff; /* koff = 0 without a label */
@@ -94,11 +97,20 @@ KDV_INLINE vf kl_step(const kl_ctx *k, const vtail *tl, int64_t j, vi valid, vd 
     return g;
 }
 
-KDV_SEG_PASS(kl_seg_, kl_ctx, kl_step)
+KDV_INLINE vf kl_step1(const kl_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
+{
+    return kl_step(k, tl, j, valid, acc, 0);
+}
+KDV_INLINE vf kl_step2(const kl_ctx *k, const vtail *tl, int64_t j, vi valid, vd *acc)
+{
+    return kl_step(k, tl, j, valid, acc, 1);
+}
+KDV_SEG_PASS(kl_seg1_, kl_ctx, kl_step1)
+KDV_SEG_PASS(kl_seg2_, kl_ctx, kl_step2)
 
 static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c, float inv_t,
-                            float cs, const kdi_simd_label *lab, float *work, int nthr,
-                            kdi_pipe *pipe, double *kl_out, double *ce_out)
+                            float inv_tt, float cs, const kdi_simd_label *lab, float *work,
+                            int nthr, kdi_pipe *pipe, double *kl_out, double *ce_out)
 {
     kl_ctx k = {0};
     k.hard = lab->active;
@@ -109,6 +121,7 @@ static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c,
     k.t = t;
     k.g = g;
     k.c = c;
+    k.tr = inv_tt / inv_t;
     k.es = work;
     k.et = work + c;
     k.e1 = sep1 ? work + 2 * c : k.es;
@@ -116,7 +129,7 @@ static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c,
     k.pw = sep1 && (inv_t == 0.5f || inv_t == 0.25f) ? (inv_t == 0.5f ? 2 : 4) : 0;
     row_maxima(pipe, s, t, c, nthr, part, &k.ms, &k.mt);
     kexp ex[3] = {{s, k.ms, inv_t, work, 0, NULL, NULL},
-                  {t, k.mt, inv_t, work + c, 0, NULL, NULL},
+                  {t, k.mt, inv_tt, work + c, 0, NULL, NULL},
                   k.pw ? (kexp){work, 0.0f, 0.0f, NULL, k.pw, NULL, NULL}
                        : (kexp){s, k.ms, 1.0f, work + 2 * c, 0, NULL, NULL}};
     kside side;
@@ -133,7 +146,8 @@ static void KDV_FN(kl_row_)(const float *s, const float *t, float *g, int64_t c,
     k.k1 = k.hard ? lab->coef * r1 : 0.0f;
     k.koff = k.hard ? lab->coef * lab->off : 0.0f;
     double acc[2];
-    seg_run(KDV_FN(kl_seg_), &k, c, nthr, part, side.s ? &side : NULL, acc);
+    seg_run(k.tr == 1.0f ? KDV_FN(kl_seg1_) : KDV_FN(kl_seg2_), &k, c, nthr, part,
+            side.s ? &side : NULL, acc);
     /* sum p (lp - lq) = inv_t sum p (dt - ds) + (ls - lt) sum p, sum p = rt sum et */
     *kl_out = (double)inv_t * acc[0] + ((double)ls - lt) * ((double)k.rt * sum[1]);
     *ce_out = k.hard ? label_finish(lab, s_y, k.ms, l1, acc[1] - (double)c * l1, g) : 0.0;

@@ -186,7 +186,7 @@ void kdi_kl_distill_row(const kd_loss *h, const kdi_row *r, double terms[2])
     double d = 0.0, ce = 0.0;
     const kdi_onehot oh = kdi_smoothed_onehot(h);
     kdi_simd_label lab = {r->y >= 0, r->y, oh.on, oh.off, (float)r->c_hard};
-    h->ops->kl_row(s, t, g, c, inv_t, cs, &lab, r->work, r->nthr, r->pipe, &d, &ce);
+    h->ops->kl_row(s, t, g, c, inv_t, inv_t, cs, &lab, r->work, r->nthr, r->pipe, &d, &ce);
     terms[0] = f * kdi_kl_fix(h, s, t, g, d);
     terms[1] = ce;
 }
