@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kdlib/threshold.h"
+#include "kdt_threshold.h"
 #include "kdtest.h"
 
 #define MAXC 16
@@ -583,11 +584,7 @@ START_TEST(the_state_survives_save_and_load_and_a_failed_load_changes_nothing)
     ck_assert_int_eq(kdt_statefile_set_data_f64(in_dir("bad.state"), 3, 1.25), 0);
     ck_assert_int_eq(kd_threshold_save(a, in_dir("nan.state")), KD_OK);
     ck_assert_int_eq(kdt_statefile_set_data_f64(in_dir("nan.state"), 0, NAN), 0);
-    struct {
-        const char *file;
-        kd_status want;
-        const char *msg;
-    } fails[] = {
+    const kdt_failed_load fails[] = {
         {"other.state", KD_ERR_MISMATCH, "holds 51 samples x 7 classes, the handle has 50 x 7"},
         {"flex.state", KD_ERR_VERSION, ""},
         {"short.state", KD_ERR_CORRUPT, ""},
@@ -597,17 +594,9 @@ START_TEST(the_state_survives_save_and_load_and_a_failed_load_changes_nothing)
         {"missing.state", KD_ERR_IO, "missing.state"},
     };
     ck_assert_int_eq(kd_threshold_set_float(b, KD_THRESHOLD_PARAM_MOMENTUM, 0.3), KD_OK);
-    for (size_t t = 0; t < sizeof fails / sizeof fails[0]; t++) {
-        kd_status st = kd_threshold_load(b, in_dir(fails[t].file));
-        ck_assert_msg(st == fails[t].want, "%s: status %d (%s)", fails[t].file, (int)st,
-                      kd_threshold_last_error(b));
-        ck_assert_msg(strstr(kd_threshold_last_error(b), fails[t].msg) != NULL, "%s: '%s'",
-                      fails[t].file, kd_threshold_last_error(b));
-        snapshot(b, c, sb);
-        ck_assert(memcmp(sa, sb, sizeof sa) == 0);
-        ck_assert_int_eq(kd_threshold_get_float(b, KD_THRESHOLD_PARAM_MOMENTUM, &v), KD_OK);
-        ck_assert(v == 0.3);
-    }
+    kdt_failed_loads_change_nothing(b, c, fails, sizeof fails / sizeof fails[0], in_dir, snapshot,
+                                    sa, sb, sizeof sa / sizeof sa[0], KD_THRESHOLD_PARAM_MOMENTUM,
+                                    0.3);
     /* a FreeMatch file is not a FlexMatch one */
     ck_assert_int_eq(kd_threshold_load(flex, in_dir("fm.state")), KD_ERR_VERSION);
     free(f1);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "kdlib/threshold.h"
+#include "kdt_threshold.h"
 #include "kdtest.h"
 
 #define MAXC 16
@@ -508,11 +509,7 @@ START_TEST(the_state_survives_save_and_load_and_a_failed_load_changes_nothing)
     ck_assert_int_eq(kdt_statefile_set_data_f64(in_dir("pmodel.state"), 2 + 2 * 5 + 1, 2.0), 0);
     ck_assert_int_eq(kd_threshold_save(a, in_dir("inf.state")), KD_OK);
     ck_assert_int_eq(kdt_statefile_set_data_f64(in_dir("inf.state"), 3, INFINITY), 0);
-    struct {
-        const char *file;
-        kd_status want;
-        const char *msg;
-    } fails[] = {
+    const kdt_failed_load fails[] = {
         {"other.state", KD_ERR_MISMATCH, "holds 40 samples x 6 classes, the handle has 40 x 5"},
         {"fm.state", KD_ERR_VERSION, ""},
         {"short.state", KD_ERR_CORRUPT, ""},
@@ -521,18 +518,10 @@ START_TEST(the_state_survives_save_and_load_and_a_failed_load_changes_nothing)
         {"inf.state", KD_ERR_CORRUPT, "state value 3 is inf"},
     };
     ck_assert_int_eq(kd_threshold_set_float(b, KD_THRESHOLD_PARAM_N_SIGMA, 1.5), KD_OK);
-    for (size_t t = 0; t < sizeof fails / sizeof fails[0]; t++) {
-        kd_status st = kd_threshold_load(b, in_dir(fails[t].file));
-        ck_assert_msg(st == fails[t].want, "%s: status %d (%s)", fails[t].file, (int)st,
-                      kd_threshold_last_error(b));
-        ck_assert_msg(strstr(kd_threshold_last_error(b), fails[t].msg) != NULL, "%s: '%s'",
-                      fails[t].file, kd_threshold_last_error(b));
-        snapshot(b, c, sb);
-        ck_assert(memcmp(sa, sb, sizeof sa) == 0);
-        ck_assert_int_eq(kd_threshold_get_float(b, KD_THRESHOLD_PARAM_N_SIGMA, &v), KD_OK);
-        ck_assert(v == 1.5);
-        ck_assert_int_eq(kd_threshold_weights_probs(b, n, c, probs, c, wb, NULL), KD_OK);
-    }
+    kdt_failed_loads_change_nothing(b, c, fails, sizeof fails / sizeof fails[0], in_dir, snapshot,
+                                    sa, sb, sizeof sa / sizeof sa[0], KD_THRESHOLD_PARAM_N_SIGMA,
+                                    1.5);
+    ck_assert_int_eq(kd_threshold_weights_probs(b, n, c, probs, c, wb, NULL), KD_OK);
     ck_assert_int_eq(kd_threshold_load(fm, in_dir("sm.state")), KD_ERR_VERSION);
     free(f1);
     free(f2);

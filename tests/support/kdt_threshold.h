@@ -1,0 +1,46 @@
+/* Test support for the kd_threshold algorithms' state files: a table of
+ * loads that must fail, each with its status and a part of its message,
+ * and leave the handle exactly as it was.  Header only (uses Check and
+ * libkd, unlike kdtest.c). */
+#ifndef KDT_THRESHOLD_H
+#define KDT_THRESHOLD_H
+
+#include <check.h>
+#include <string.h>
+
+#include "kdlib/kdlib.h"
+
+typedef struct {
+    const char *file;
+    kd_status want;
+    const char *msg; /* a part of the message ("" for any) */
+} kdt_failed_load;
+
+/* The state of th as nfloats floats (the test's own snapshot). */
+typedef void (*kdt_snapshot)(const kd_threshold *th, int64_t c, float *out);
+
+/* Loads every file (path(file)) into th: each fails as listed, and afterwards
+ * th's state is `before` (nfloats floats, by snap) and its parameter param is
+ * still value.  buf: nfloats floats of scratch. */
+static inline void kdt_failed_loads_change_nothing(kd_threshold *th, int64_t c,
+                                                   const kdt_failed_load *fails, size_t nfails,
+                                                   const char *(*path)(const char *),
+                                                   kdt_snapshot snap, const float *before,
+                                                   float *buf, size_t nfloats,
+                                                   kd_threshold_param param, double value)
+{
+    for (size_t t = 0; t < nfails; t++) {
+        const kd_status st = kd_threshold_load(th, path(fails[t].file));
+        ck_assert_msg(st == fails[t].want, "%s: status %d (%s)", fails[t].file, (int)st,
+                      kd_threshold_last_error(th));
+        ck_assert_msg(strstr(kd_threshold_last_error(th), fails[t].msg) != NULL, "%s: '%s'",
+                      fails[t].file, kd_threshold_last_error(th));
+        snap(th, c, buf);
+        ck_assert(memcmp(before, buf, nfloats * sizeof *buf) == 0);
+        double v;
+        ck_assert_int_eq(kd_threshold_get_float(th, param, &v), KD_OK);
+        ck_assert(v == value);
+    }
+}
+
+#endif
