@@ -137,6 +137,7 @@ static const kd_loss_kind KINDS[] = {
     KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL,  KD_LOSS_LOGIT_MSE,
     KD_LOSS_PSEUDO_LABEL,  KD_LOSS_STRONG_WEAK, KD_LOSS_CONSISTENCY,
     KD_LOSS_CLASS_BALANCE, KD_LOSS_MCC,         KD_LOSS_WORST_CASE,
+    KD_LOSS_ENTROPY,
 };
 
 START_TEST(loss_calls_at_seen_shapes_do_not_allocate)
