@@ -203,8 +203,9 @@ enum {
      * Per-sample weights (KD_ARG_WEIGHTS, e.g. a confidence mask) scale l_i;
      * MEAN divides by n (tllib's entropy(softmax(s), 'mean')), SUM adds,
      * NONE returns l_i.  0 log 0 = 0 (PyTorch's p * log_softmax gives NaN
-     * for a -Inf logit); a confident row keeps its relative accuracy (the
-     * row is computed in double from the classes other than the argmax). */
+     * for a -Inf logit); a confident row (max p > 0.99) keeps its relative
+     * accuracy: it runs in double, H = log1p(rest) - sum_{j != argmax} p_j z_j
+     * with rest = sum_{j != argmax} e^{z_j}, z = (s - max s) / T. */
     KD_LOSS_ENTROPY = 16
 };
 
