@@ -191,7 +191,7 @@ START_TEST(errors)
     ck_assert_int_eq(kd_loss_forward(h, 2, NULL), KD_ERR_NULL_POINTER);
     ck_assert_int_eq(kd_loss_backward(h, 2, NULL), KD_ERR_NULL_POINTER);
     ck_assert_int_eq(kd_loss_forward_backward(h, 2, &loss), KD_ERR_MISSING_INPUT); /* no grad */
-    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, 1), KD_ERR_SHAPE); /* ld < C */
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, s, 1), KD_ERR_SHAPE);  /* ld < C */
     ck_assert_int_eq(kd_loss_forward(h, -1, &loss), KD_ERR_INVALID_ARGUMENT);
     /* negative weight */
     float w[2] = {1, -1};

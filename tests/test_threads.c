@@ -162,8 +162,8 @@ static const char *scenario_name(int s)
 {
     static const char *names[] = {"kl",           "kl-multi",    "ce",          "mse",
                                   "pseudo-label", "strong-weak", "consistency", "class-balance",
-                                  "mcc",          "worst-case",  "entropy",     "ema",         "flexmatch",
-                                  "labels"};
+                                  "mcc",          "worst-case",  "entropy",     "ema",
+                                  "flexmatch",    "labels"};
     return names[s];
 }
 
