@@ -94,6 +94,7 @@ static const bench_loss LOSSES[] = {
     {"mcc", KD_LOSS_MCC},                     /* T = 2.5 (tllib's default) */
     {"worst_case", KD_LOSS_WORST_CASE},       /* eta' = 1; n labeled and n unlabeled rows: main
                                                heads = teacher, adversarial heads = student */
+    {"entropy", KD_LOSS_ENTROPY},             /* T = 1, no weights */
 };
 
 enum { MODE_FORWARD, MODE_BACKWARD, MODE_FUSED };
@@ -119,7 +120,7 @@ static int setup(kd_loss **out, const bench_loss *bl, int64_t c, int threads, co
         bad |= kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, c);
     }
     if (bl->kind != KD_LOSS_CLASS_BALANCE && bl->kind != KD_LOSS_MCC &&
-        bl->kind != KD_LOSS_WORST_CASE)
+        bl->kind != KD_LOSS_WORST_CASE && bl->kind != KD_LOSS_ENTROPY)
         bad |= kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
     if (bl->kind == KD_LOSS_KL_DISTILL) {
         bad |= kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 4.0);
@@ -206,7 +207,7 @@ static void usage(void)
         "usage: kd-bench [--loss NAME] [--shape NxC] [--threads T] [--reps R] [--tsv] [--no-triad]\n"
         "                [--triad-shape] [--blas-threads B]\n"
         "  --loss    kl_distill | soft_ce | logit_mse | pseudo_label | strong_weak | consistency |\n"
-        "            class_balance | mcc | worst_case | ema_update (default: all)\n"
+        "            class_balance | mcc | worst_case | entropy | ema_update (default: all)\n"
         "  --shape   one shape (default: 4096x10 1024x100 1024x1000 256x32000 64x128000)\n"
         "  --threads thread count (default: 1 and all cores); 0 = all cores\n"
         "  --reps    timed repetitions, the best is reported (default 20)\n"
@@ -320,7 +321,8 @@ int main(int argc, char **argv)
                      * only for the batch losses; four heads for worst case), write the
                      * gradients */
                     const kd_loss_kind kind = LOSSES[li].kind;
-                    const int batch = kind == KD_LOSS_CLASS_BALANCE || kind == KD_LOSS_MCC;
+                    const int batch = kind == KD_LOSS_CLASS_BALANCE || kind == KD_LOSS_MCC ||
+                                      kind == KD_LOSS_ENTROPY; /* student only */
                     const int wc = kind == KD_LOSS_WORST_CASE;
                     double arrays = (batch ? 1.0
                                      : wc  ? 4.0

@@ -16,7 +16,7 @@ import time
 
 SHAPES = [(4096, 10), (1024, 100), (1024, 1000), (256, 32000), (64, 128000)]
 LOSSES = ["kl_distill", "soft_ce", "logit_mse", "pseudo_label", "strong_weak", "consistency",
-          "class_balance", "mcc", "worst_case"]
+          "class_balance", "mcc", "worst_case", "entropy"]
 T, ALPHA = 4.0, 0.9
 T_UDA, T_MCC = 0.4, 2.5  # tllib's defaults (StrongWeakConsistencyLoss in UDA, MCC)
 # The batch losses are also run at 256 x 1000 (issue 17's shape); MCC builds a
@@ -77,6 +77,8 @@ def torch_step(torch, F, loss, s, t, y):
         a = torch.mm((p * w).transpose(1, 0), p)
         a = a / a.sum(dim=1)
         out = (a.sum() - a.trace()) / c
+    elif loss == "entropy":  # entropy minimisation, T = 1 (tllib entropy() of the softmax)
+        out = -(F.softmax(S, dim=1) * F.log_softmax(S, dim=1)).sum(dim=1).mean()
     else:
         raise ValueError(loss)
     out.backward()

@@ -414,7 +414,8 @@ static void row_kind(kd_loss_kind kind, int variant)
         for (int e = E_FWD; e <= E_FB; e++) {
             scenario *sc = add(e, kind, reds[r], variant);
             in(sc, S_STUDENT);
-            in(sc, kind == KD_LOSS_CROSS_ENTROPY ? S_TARGET : S_TEACHER);
+            if (kind != KD_LOSS_ENTROPY) /* the student alone */
+                in(sc, kind == KD_LOSS_CROSS_ENTROPY ? S_TARGET : S_TEACHER);
             if (variant)
                 in(sc, S_TEACHER2);
             if (kind <= KD_LOSS_LOGIT_MSE)
@@ -474,6 +475,7 @@ static void build_scenarios(void)
     row_kind(KD_LOSS_PSEUDO_LABEL, 0);
     row_kind(KD_LOSS_STRONG_WEAK, 0);
     row_kind(KD_LOSS_CONSISTENCY, 0);
+    row_kind(KD_LOSS_ENTROPY, 0);
     batch_kind(KD_LOSS_CLASS_BALANCE);
     batch_kind(KD_LOSS_MCC);
     for (int e = E_FWD; e <= E_FB; e++) {

@@ -150,6 +150,7 @@ enum {
     S_CLASS_BALANCE,
     S_MCC,
     S_WORST_CASE,
+    S_ENTROPY,
     NUM_LOSS_SCENARIOS,
     S_EMA = NUM_LOSS_SCENARIOS,
     S_FLEXMATCH,
@@ -161,8 +162,8 @@ static const char *scenario_name(int s)
 {
     static const char *names[] = {"kl",           "kl-multi",    "ce",          "mse",
                                   "pseudo-label", "strong-weak", "consistency", "class-balance",
-                                  "mcc",          "worst-case",  "ema",         "flexmatch",
-                                  "labels"};
+                                  "mcc",          "worst-case",  "entropy",     "ema",
+                                  "flexmatch",    "labels"};
     return names[s];
 }
 
@@ -171,7 +172,7 @@ static void run_loss(int s, int threads, result *out)
     static const kd_loss_kind kinds[] = {
         KD_LOSS_KL_DISTILL,   KD_LOSS_KL_DISTILL,  KD_LOSS_CROSS_ENTROPY, KD_LOSS_LOGIT_MSE,
         KD_LOSS_PSEUDO_LABEL, KD_LOSS_STRONG_WEAK, KD_LOSS_CONSISTENCY,   KD_LOSS_CLASS_BALANCE,
-        KD_LOSS_MCC,          KD_LOSS_WORST_CASE};
+        KD_LOSS_MCC,          KD_LOSS_WORST_CASE,  KD_LOSS_ENTROPY};
     float grad[N * LD], grad2[N * LD], gu[NU * LD], per[N], mask[N], loss = 0;
     int32_t plabels[N];
     memset(grad, 0, sizeof grad), memset(grad2, 0, sizeof grad2), memset(gu, 0, sizeof gu);
@@ -242,6 +243,13 @@ static void run_loss(int s, int threads, result *out)
         T(kd_loss_bind_output(h, KD_ARG_GRAD_TEACHER, grad2, LD));
         break;
     case S_CLASS_BALANCE:
+        T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
+        break;
+    case S_ENTROPY:
+        T(kd_loss_bind_weights(h, g_weights));
+        T(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0));
+        T(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 0.5));
         T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
         T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
         break;

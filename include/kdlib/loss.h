@@ -194,7 +194,19 @@ enum {
      * Reduction MEAN (each batch by its own row count; an empty batch gives
      * 0) or SUM; no NONE, per-sample output or weights.  KD_ARG_STUDENT is not
      * used. */
-    KD_LOSS_WORST_CASE = 15
+    KD_LOSS_WORST_CASE = 15,
+    /* Entropy minimisation (Grandvalet & Bengio 2005; tllib entropy()):
+     *   l_i = H(p_i) = -sum_c p_ic log p_ic,  p_i = softmax(s_i / T),
+     * s = KD_ARG_STUDENT logits (the only input; no teacher, no labels),
+     * T = KD_PARAM_TEMPERATURE (default 1).  Gradient
+     *   d l_i / d s_ij = -(1/T) p_ij (log p_ij + H(p_i)).
+     * Per-sample weights (KD_ARG_WEIGHTS, e.g. a confidence mask) scale l_i;
+     * MEAN divides by n (tllib's entropy(softmax(s), 'mean')), SUM adds,
+     * NONE returns l_i.  0 log 0 = 0 (PyTorch's p * log_softmax gives NaN
+     * for a -Inf logit); a confident row (max p > 0.99) keeps its relative
+     * accuracy: it runs in double, H = log1p(rest) - sum_{j != argmax} p_j z_j
+     * with rest = sum_{j != argmax} e^{z_j}, z = (s - max s) / T. */
+    KD_LOSS_ENTROPY = 16
 };
 
 /* Parameters (pinned values).  Each applies to the kinds named; setting one on

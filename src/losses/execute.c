@@ -115,7 +115,7 @@ static kd_status validate_bound(kd_loss *h, const char *fn, kdi_mode mode, int64
         if (!h->labels && !h->target && h->n_teachers == 0)
             return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: no labels, target or teacher bound",
                             fn);
-    } else if (h->n_teachers == 0) {
+    } else if ((h->kd->roles & KDI_R_TEACHER) && h->n_teachers == 0) {
         return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: teacher logits not bound", fn);
     }
     if (mode != KDI_FORWARD && !h->grad &&

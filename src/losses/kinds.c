@@ -41,6 +41,8 @@ static const kdi_kind KINDS[] = {
                      0, NULL, KDI_SMALL_NONE},
     [KD_LOSS_WORST_CASE] = {"worst_case", KDI_R_ADV, KDI_P_EVERY | KDI_P_WORST_CASE,
                             KD_REDUCTION_SUM, KDI_PATH_TWO_BATCH, 0, NULL, KDI_SMALL_NONE},
+    [KD_LOSS_ENTROPY] = {"entropy", ROWS_COMMON, KDI_P_EVERY | KDI_P_TEMPERATURE, KD_REDUCTION_NONE,
+                         KDI_PATH_ROWS, 0, kdi_entropy_row, KDI_SMALL_NONE},
 };
 
 #define NKINDS ((int)(sizeof KINDS / sizeof KINDS[0]))

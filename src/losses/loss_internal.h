@@ -206,6 +206,7 @@ void kdi_logit_mse_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_pseudo_label_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_strong_weak_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 void kdi_consistency_row(const kd_loss *h, const kdi_row *r, double terms[2]);
+void kdi_entropy_row(const kd_loss *h, const kdi_row *r, double terms[2]);
 
 typedef enum { KDI_FORWARD, KDI_BACKWARD, KDI_FUSED } kdi_mode;
 

@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - depends on the machine
     print(f"skipping: {exc}")
     sys.exit(77)
 
-PSEUDO_LABEL, STRONG_WEAK, CONSISTENCY, CLASS_BALANCE, MCC, WORST_CASE = range(10, 16)
+PSEUDO_LABEL, STRONG_WEAK, CONSISTENCY, CLASS_BALANCE, MCC, WORST_CASE, ENTROPY = range(10, 17)
 P_REDUCTION, P_TEMPERATURE = 1, 2
 P_THRESHOLD, P_THRESHOLD_MODE, P_DISTANCE, P_INPUT_TYPE, P_ETA_PRIME, P_UNLABELED_ROWS = range(32, 38)
 MEAN, SUM, NONE = 0, 1, 2
@@ -292,6 +292,27 @@ class SelfTrainingParity(unittest.TestCase):
             ref.backward()
             close(self, value[0], ref.item(), rtol=1e-4, what=f"loss {n}x{c}")
             close(self, g, tz.grad.numpy(), rtol=1e-3, atol=2e-6, what=f"grad {n}x{c}")
+
+    def test_entropy_minimisation(self):
+        # tllib.modules.entropy.entropy(predictions, reduction) takes probabilities
+        # and adds 1e-5 inside the log: entropy(F.softmax(y, 1), "mean") is kdlib's
+        # KD_LOSS_ENTROPY (logits, MEAN) up to sum_c p log(1 + 1e-5 / p) <= C * 1e-5;
+        # without the epsilon it is the same function (gradient by autograd)
+        for n, c, scale in [(64, 10, 2.0), (17, 31, 5.0), (1, 2, 1.0)]:
+            y = rand(self.rng, n, c, scale)
+            loss = Loss(ENTROPY, c)
+            loss.matrix(A_STUDENT, y)
+            g = np.zeros((n, c), np.float32)
+            loss.output(A_GRAD_STUDENT, g)
+            value = loss.fused(n)
+            ty = t64(y, c)
+            p = F.softmax(ty, dim=1)
+            tl = (-p * torch.log(p + 1e-5)).sum(dim=1).mean()
+            self.assertLessEqual(abs(value[0] - tl.item()), c * 1e-5 + 1e-6, f"tllib {n}x{c}")
+            ref = (-p * torch.log(p)).sum(dim=1).mean()
+            ref.backward()
+            close(self, value[0], ref.item(), what=f"loss {n}x{c}")
+            close(self, g, ty.grad.numpy(), rtol=1e-4, atol=1e-6, what=f"grad {n}x{c}")
 
     def test_worst_case_estimation(self):
         c = 8

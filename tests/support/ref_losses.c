@@ -244,6 +244,18 @@ static void row_terms(const ctx *x, int64_t i, double *soft, double *gsoft, int 
         return;
     }
 
+    if (k->kind == REF_ENTROPY) {
+        /* H = -sum p log p, p = softmax(s / T): d H / d log p_j = -p_j (log p_j + 1) */
+        *soft_on = 1;
+        log_softmax(s, c, 1.0 / k->temperature, lp);
+        for (int64_t j = 0; j < c; j++) {
+            const double p = exp(lp[j]);
+            *soft -= p > 0.0 ? p * lp[j] : 0.0;
+            gl[j] = p > 0.0 ? -p * (lp[j] + 1.0) : 0.0;
+        }
+        chain_log_softmax(lp, gl, c, 1.0 / k->temperature, gsoft);
+        return;
+    }
     *soft_on = !(ign && k->normalization == REF_NORMALIZE_VALID);
     if (*soft_on) {
         const double *t = x->t + i * c;
@@ -280,7 +292,7 @@ static void denominators(const ctx *x, double *d_soft, double *d_hard)
 
 static double soft_weight(const ref_case *k)
 {
-    return k->kind == REF_CROSS_ENTROPY ? 1.0 : k->soft_weight;
+    return k->kind == REF_CROSS_ENTROPY || k->kind == REF_ENTROPY ? 1.0 : k->soft_weight;
 }
 
 void ref_forward(const ref_case *k, const double *student, double *loss, double *per_sample)

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { REF_CROSS_ENTROPY = 1, REF_KL_DISTILL = 2, REF_LOGIT_MSE = 3 };
+enum { REF_CROSS_ENTROPY = 1, REF_KL_DISTILL = 2, REF_LOGIT_MSE = 3, REF_ENTROPY = 16 };
 enum { REF_MEAN = 0, REF_SUM = 1, REF_NONE = 2 };
 enum { REF_FORWARD_KL = 0, REF_REVERSE_KL = 1, REF_JSD = 2 };
 enum { REF_NORMALIZE_BATCH = 0, REF_NORMALIZE_VALID = 1 };
@@ -118,6 +118,12 @@ static inline kd_status ref_configure(kd_loss *h, const ref_case *k)
             return st;                                                                             \
     } while (0)
     REF_TRY(kd_loss_set_int(h, KD_PARAM_REDUCTION, k->reduction));
+    if (k->kind == REF_ENTROPY) { /* student, weights and temperature only */
+        REF_TRY(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, k->temperature));
+        REF_TRY(kd_loss_bind_matrix(h, KD_ARG_STUDENT, k->student, k->ld_student));
+        REF_TRY(kd_loss_bind_weights(h, k->weights));
+        return st;
+    }
     REF_TRY(kd_loss_set_int(h, KD_PARAM_IGNORE_INDEX, k->ignore_index));
     REF_TRY(kd_loss_set_float(h, KD_PARAM_LABEL_SMOOTHING, k->label_smoothing));
     REF_TRY(kd_loss_set_int(h, KD_PARAM_SMOOTHING_MODE, k->smoothing_mode));

@@ -13,6 +13,7 @@ from ._lib import lib, raise_for_status, kd_loss_p, require, c_double_p
 # ---- constants of loss.h (pinned values) ----
 CROSS_ENTROPY, KL_DISTILL, LOGIT_MSE = 1, 2, 3
 PSEUDO_LABEL, STRONG_WEAK, CONSISTENCY, CLASS_BALANCE, MCC, WORST_CASE = 10, 11, 12, 13, 14, 15
+ENTROPY = 16
 
 PARAM_REDUCTION, PARAM_TEMPERATURE, PARAM_ALPHA, PARAM_SOFT_WEIGHT, PARAM_HARD_WEIGHT = 1, 2, 3, 4, 5
 PARAM_T2_SCALING, PARAM_DIVERGENCE, PARAM_JSD_BETA, PARAM_NORMALIZATION = 6, 7, 8, 9
@@ -760,6 +761,24 @@ def mcc(logits, temperature=2.5, *, threads=1, check_finite=False, compute_grad=
     h = _new(MCC, c, REDUCTION_MEAN, threads, check_finite)
     h.bind_matrix(ARG_STUDENT, logits, "logits")
     h.set_float(PARAM_TEMPERATURE, temperature)
+    return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+
+
+def entropy(logits, temperature=1.0, weights=None, reduction="mean", *, threads=1,
+            check_finite=False, compute_grad=True):
+    """Entropy minimisation (Grandvalet & Bengio 2005): H(softmax(logits / T))
+    per row, -sum_c p_c log p_c, scaled by weights (e.g. a confidence mask),
+    "mean" over all n rows, "sum" or "none".  Takes logits: tllib's
+    entropy(predictions, reduction) takes probabilities (default "none"), so
+    tllib's entropy(F.softmax(y, 1), "mean") is kdlib.entropy(y) up to
+    tllib's log(p + 1e-5) (a difference below C * 1e-5; 0 log 0 = 0 here).
+    Returns LossResult(loss, grad_student)."""
+    logits, n, c = _student(logits, "logits")
+    red = _choice(reduction, "reduction", _REDUCTIONS)
+    h = _new(ENTROPY, c, red, threads, check_finite)
+    h.bind_matrix(ARG_STUDENT, logits, "logits")
+    h.set_float(PARAM_TEMPERATURE, temperature)
+    _common(h, weights, n)
     return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
 
 

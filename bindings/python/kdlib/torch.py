@@ -69,7 +69,7 @@ from . import _losses as L
 
 __all__ = ["cross_entropy", "soft_cross_entropy", "kl_distill", "logit_mse", "pseudo_label",
            "strong_weak_consistency", "consistency", "class_balance", "mcc",
-           "worst_case_estimation", "linear_kl_distill", "PseudoLabelOutput"]
+           "worst_case_estimation", "entropy", "linear_kl_distill", "PseudoLabelOutput"]
 
 PseudoLabelOutput = namedtuple("PseudoLabelOutput", ["loss", "mask", "pseudo_labels"])
 PseudoLabelOutput.__doc__ = """(loss, mask, pseudo_labels): the loss (a tensor with autograd),
@@ -442,6 +442,19 @@ def mcc(logits, temperature=2.5, **kw):
     return _apply(call, [("logits", logits, True, "grad_student")])[0]
 
 
+def entropy(logits, temperature=1.0, weights=None, reduction="mean", **kw):
+    """kdlib.entropy as an autograd function of logits: H(softmax(logits / T))
+    per row, as -(F.softmax(x / T, 1) * F.log_softmax(x / T, 1)).sum(1); the
+    weights (e.g. a confidence mask) get no gradient (ValueError if they
+    require one)."""
+    temperature = _scalar(temperature, "temperature")
+
+    def call(a, grad):
+        return L.entropy(a[0], temperature, a[1], reduction, compute_grad=grad, **kw)
+    return _apply(call, [("logits", logits, True, "grad_student"),
+                         ("weights", weights, False, REFUSE)])[0]
+
+
 def worst_case_estimation(y_l, y_l_adv, y_u, y_u_adv, eta_prime=2.0, reduction="mean", **kw):
     """kdlib.worst_case_estimation as an autograd function of y_l_adv and
     y_u_adv (the main heads y_l, y_u only give argmax labels: detached)."""
@@ -602,6 +615,18 @@ class MinimumClassConfusionLoss(_KdModule):
         return mcc(logits, **self.options)
 
 
+class EntropyLoss(_KdModule):
+    """Entropy minimisation H(softmax(logits / T)) (Grandvalet & Bengio 2005;
+    tllib's entropy(F.softmax(logits, 1), reduction)): EntropyLoss(temperature=1.0,
+    reduction="mean"); forward(logits, weights=None)."""
+
+    def __init__(self, temperature=1.0, reduction="mean", **options):
+        super().__init__(temperature=temperature, reduction=reduction, **options)
+
+    def forward(self, logits, weights=None):
+        return entropy(logits, weights=weights, **self.options)
+
+
 class WorstCaseEstimationLoss(_KdModule):
     """tllib WorstCaseEstimationLoss(eta_prime) (DST):
     forward(y_l, y_l_adv, y_u, y_u_adv); y_l, y_u only give argmax labels."""
@@ -634,7 +659,7 @@ class FusedLinearKLDistillLoss(_KdModule):
 
 __all__ += ["KLDistillLoss", "SoftTargetCrossEntropy", "LogitMSELoss", "PseudoLabelLoss",
             "StrongWeakConsistencyLoss", "ConsistencyLoss", "ClassBalanceLoss",
-            "MinimumClassConfusionLoss", "WorstCaseEstimationLoss", "FusedLinearKLDistillLoss"]
+            "MinimumClassConfusionLoss", "EntropyLoss", "WorstCaseEstimationLoss", "FusedLinearKLDistillLoss"]
 
 
 # ---------------------------------------------------------------- EMA teacher of a model

@@ -135,6 +135,25 @@ class Modules(unittest.TestCase):
 
         self.check(kdt.MinimumClassConfusionLoss(T), lambda z: ref_mcc(z, T), [z])   # tllib's formula
 
+    def test_entropy_loss(self):
+        # -(F.softmax(s/T,1) * F.log_softmax(s/T,1)).sum(1), its mean / sum, and autograd
+        def ref(s, T, w=None, red="mean"):
+            h = -(F.softmax(s / T, 1) * F.log_softmax(s / T, 1)).sum(1)
+            h = h if w is None else h * w
+            return h.mean() if red == "mean" else (h.sum() if red == "sum" else h)
+        for n, c, T, scale in [(64, 10, 1.0, 2.0), (33, 7, 0.5, 3.0), (1, 2, 2.0, 1.0),
+                               (9, 300, 1.0, 4.0), (6, 5, 1.0, 40.0)]:
+            z = leaf(n, c, scale=scale, seed=n)
+            for red in ("mean", "sum", "none"):
+                self.check(kdt.EntropyLoss(T, red), lambda s: ref(s, T, red=red), [z])
+                z.grad = None
+            w = (torch.rand(n, generator=torch.Generator().manual_seed(1)) > 0.3).float()
+            self.check(kdt.EntropyLoss(T), lambda s, w: ref(s, T, w), [z, w], grads=[0])
+            z.grad = None
+            self.check(lambda s: kdt.entropy(s, T, reduction="sum"),
+                       lambda s: ref(s, T, red="sum"), [z])
+            z.grad = None
+
     def test_worst_case_estimation_loss(self):
         yl, yla = leaf(8, 5).detach(), leaf(8, 5, seed=1)
         yu, yua = leaf(11, 5, seed=2).detach(), leaf(11, 5, seed=3)
