@@ -2,6 +2,7 @@
 gradient equal the autograd functions' bit for bit (the same C call), the
 manual logits.backward(grad) reaches the parameters as autograd does, and
 the inputs it does not convert are refused clearly."""
+import ctypes
 import unittest
 
 import torch
@@ -110,6 +111,22 @@ class FastPath(unittest.TestCase):
         d = kdt.cross_entropy_forward_backward(s, ign)
         e = kdt.cross_entropy_forward_backward(s, ign.int())
         self.assertTrue(torch.equal(d[0], e[0]) and torch.equal(d[1], e[1]))
+
+    def test_autograd_path_binds_int64_labels_in_place(self):
+        from kdlib import _losses
+        s, t, y = data()
+        seen = []
+        real = _losses.lib.kd_loss_bind_labels64
+        _losses.lib.kd_loss_bind_labels64 = lambda h, p: seen.append(p) or real(h, p)
+        try:
+            x = s.clone().requires_grad_(True)
+            kdt.kl_distill(x, t, y, temperature=4.0, alpha=0.9).backward()
+        finally:
+            _losses.lib.kd_loss_bind_labels64 = real
+        self.assertEqual([ctypes.cast(p, ctypes.c_void_p).value for p in seen], [y.data_ptr()])
+        x32 = s.clone().requires_grad_(True)
+        kdt.kl_distill(x32, t, y.int(), temperature=4.0, alpha=0.9).backward()
+        self.assertTrue(torch.equal(x.grad, x32.grad))
 
     def test_out_buffer_is_reused(self):
         s, t, y = data()
