@@ -44,6 +44,7 @@ static struct {
     float p0[P0], p1[P1], s0[P0], s1[P1];
     double stats[C * C + 2];
     int32_t labels[N], plabels[N], pred[N], cc[N];
+    int64_t labels64[N];
     int64_t idx[N], rank[N], sigma[C];
     uint8_t sus[N];
     int64_t clcj[C * C]; /* issue 19 rows: c x c int64 and double outputs */
@@ -92,6 +93,7 @@ static void fill(void)
         B.weights[i] = 0.5f;
         B.conf[i] = 0.99f;
         B.labels[i] = i % C;
+        B.labels64[i] = i % C;
         B.pred[i] = (i + 1) % C;
         B.plabels[i] = B.cc[i] = 77;
         B.idx[i] = i;
@@ -910,6 +912,14 @@ static kd_status row043(void)
 {
     kd_loss *h = mk(KD_LOSS_MCC);
     CALL(kd_loss_bind_labels(h, B.labels));
+}
+
+static kd_status row229(void) { CALL(kd_loss_bind_labels64(NULL, B.labels64)); }
+
+static kd_status row230(void)
+{
+    kd_loss *h = mk(KD_LOSS_MCC);
+    CALL(kd_loss_bind_labels64(h, B.labels64));
 }
 
 static kd_status row044(void) { CALL(kd_loss_bind_weights(NULL, B.weights)); }
@@ -2109,6 +2119,8 @@ static const row ROWS[] = {
      row041},
     {"kd_loss_bind_labels", "h is NULL", ST(KD_ERR_NULL_POINTER), row042},
     {"kd_loss_bind_labels", "a kind without labels (MCC)", ST(KD_ERR_UNSUPPORTED), row043},
+    {"kd_loss_bind_labels64", "h is NULL", ST(KD_ERR_NULL_POINTER), row229},
+    {"kd_loss_bind_labels64", "a kind without labels (MCC)", ST(KD_ERR_UNSUPPORTED), row230},
     {"kd_loss_bind_weights", "h is NULL", ST(KD_ERR_NULL_POINTER), row044},
     {"kd_loss_bind_weights", "CLASS_BALANCE, MCC, WORST_CASE", ST(KD_ERR_UNSUPPORTED), row045},
     {"kd_loss_bind_vector", "h is NULL", ST(KD_ERR_NULL_POINTER), row046},
@@ -2522,6 +2534,14 @@ static kd_loss *label_negative(void)
     return h;
 }
 
+static kd_loss *label64_beyond_int32(void)
+{
+    kd_loss *h = kl();
+    B.labels64[1] = ((int64_t)1 << 32) + 1; /* would truncate to the valid class 1 */
+    kd_loss_bind_labels64(h, B.labels64);
+    return h;
+}
+
 static kd_loss *negative_weight(void)
 {
     kd_loss *h = kl();
@@ -2662,6 +2682,8 @@ static const compute_row COMPUTE[] = {
      label_too_big, N, 0},
     {"a label outside [0, C) and not ignore_index", ALL, ALL, ST(KD_ERR_INVALID_ARGUMENT),
      label_negative, N, 0},
+    {"an int64 label (kd_loss_bind_labels64) outside [0, C), e.g. beyond the int32 range", ALL, ALL,
+     ST(KD_ERR_INVALID_ARGUMENT), label64_beyond_int32, N, 0},
     {"a negative, NaN or infinite weight", ALL, FWD | FWD_BWD, ST(KD_ERR_INVALID_ARGUMENT),
      negative_weight, N, 0},
     {"NaN/Inf input with CHECK_FINITE = 1", ALL, FWD | FWD_BWD, ST(KD_ERR_NOT_FINITE),

@@ -353,6 +353,15 @@ KD_API kd_status kd_loss_bind_teachers(kd_loss *h, int32_t count, const float *c
  * naming the row).  Errors: KD_ERR_NULL_POINTER (h), KD_ERR_UNSUPPORTED. */
 KD_API kd_status kd_loss_bind_labels(kd_loss *h, const int32_t *labels);
 
+/* Bind n int64 labels (NULL unbinds), read in place by the compute calls
+ * (PyTorch's label dtype: no conversion copy).  It replaces labels bound by
+ * kd_loss_bind_labels and is replaced by it.  Same rules and results as the
+ * int32 labels: each must lie in [0, C) or equal the ignore index, checked by
+ * the compute calls in int64, so a label outside the int32 range is refused
+ * (KD_ERR_INVALID_ARGUMENT naming the row and its value), never truncated.
+ * Errors: KD_ERR_NULL_POINTER (h), KD_ERR_UNSUPPORTED. */
+KD_API kd_status kd_loss_bind_labels64(kd_loss *h, const int64_t *labels);
+
 /* Bind n per-sample weights (NULL unbinds).  Weights must be finite and
  * >= 0, checked by the compute calls.  Errors: KD_ERR_NULL_POINTER (h),
  * KD_ERR_UNSUPPORTED (CLASS_BALANCE, MCC, WORST_CASE: no per-sample terms). */

@@ -54,16 +54,19 @@ kd_status kdi_grow(kd_loss *h, const char *fn, void **p, size_t *cap, size_t nee
 kd_status kdi_check_labels_weights(kd_loss *h, const char *fn, int64_t n, int64_t *valid)
 {
     int64_t count = n;
-    if (h->labels) {
+    if (h->labels || h->labels64) {
         count = 0;
         for (int64_t i = 0; i < n; i++) {
-            int32_t y = h->labels[i];
+            /* compared in int64: an int64 label outside the int32 range is
+             * refused here, never truncated onto a valid class */
+            int64_t y = kdi_label_at(h->labels, h->labels64, i);
             if (y == h->ignore_index)
                 continue;
             if (y < 0 || y >= h->c)
                 return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
-                                "%s: labels[%lld] = %d outside [0, %lld) and not ignore_index %d",
-                                fn, (long long)i, (int)y, (long long)h->c, (int)h->ignore_index);
+                                "%s: labels[%lld] = %lld outside [0, %lld) and not ignore_index %d",
+                                fn, (long long)i, (long long)y, (long long)h->c,
+                                (int)h->ignore_index);
             count++;
         }
     }

@@ -208,6 +208,7 @@ static kd_status loss_bind_labels_locked(kd_loss *h, const int32_t *labels)
     if (!(h->kd->roles & KDI_R_LABELS))
         return unsupported(h, "bind_labels", KD_ARG_LABELS);
     h->labels = labels;
+    h->labels64 = NULL;
     kdi_clear_error(h->err);
     return KD_OK;
 }
@@ -215,6 +216,23 @@ static kd_status loss_bind_labels_locked(kd_loss *h, const int32_t *labels)
 kd_status kd_loss_bind_labels(kd_loss *h, const int32_t *labels)
 {
     KDI_GUARDED(h, loss_bind_labels_locked(h, labels));
+}
+
+static kd_status loss_bind_labels64_locked(kd_loss *h, const int64_t *labels)
+{
+    if (!h)
+        return KD_ERR_NULL_POINTER;
+    if (!(h->kd->roles & KDI_R_LABELS))
+        return unsupported(h, "bind_labels64", KD_ARG_LABELS);
+    h->labels64 = labels;
+    h->labels = NULL;
+    kdi_clear_error(h->err);
+    return KD_OK;
+}
+
+kd_status kd_loss_bind_labels64(kd_loss *h, const int64_t *labels)
+{
+    KDI_GUARDED(h, loss_bind_labels64_locked(h, labels));
 }
 
 static kd_status loss_bind_weights_locked(kd_loss *h, const float *weights)

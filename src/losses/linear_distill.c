@@ -154,7 +154,9 @@ static kd_status validate(kd_loss *h, const lin_args *a, int64_t *valid_out)
         {"teacher_hidden", a->th, n, a->dt, a->ld_th},
         {"teacher_weight", a->tw, c, a->dt, a->ld_tw},
         {"teacher_bias", a->tb, 1, c, c},
-        {"labels", h->labels, 1, n, n},
+        /* int64 labels span two floats each */
+        {"labels", h->labels64 ? (const void *)h->labels64 : (const void *)h->labels, 1,
+         h->labels64 ? 2 * n : n, h->labels64 ? 2 * n : n},
         {"weights", h->weights, 1, n, n},
     };
     const int64_t n_loss = h->reduction == KD_REDUCTION_NONE ? n : 1;
@@ -165,7 +167,7 @@ static kd_status validate(kd_loss *h, const lin_args *a, int64_t *valid_out)
         {"loss", a->loss, 1, n_loss, n_loss},
         {"per-sample output", h->per_sample, 1, n, n},
     };
-    /* labels are int32: same byte size as a float, so the float spans hold */
+    /* labels are int32 (one float's bytes) or int64 (two), so the float spans hold */
     for (int k = 0; k < 6 && !st; k++)
         st = check_operand(h, &in[k]);
     for (int k = 0; k < 2 && !st; k++)
@@ -251,8 +253,9 @@ static kd_status plan_call(kd_loss *h, const lin_args *a, int64_t valid, lin_pla
 static void chunk_row(const kd_loss *h, const lin_plan *p, int64_t i0, int64_t r, double *terms)
 {
     const int64_t c = h->c, i = i0 + r;
-    const int32_t y = h->labels ? h->labels[i] : -1;
-    const int ignored = h->labels && y == h->ignore_index;
+    const int has = h->labels || h->labels64;
+    const int32_t y = has ? (int32_t)kdi_label_at(h->labels, h->labels64, i) : -1;
+    const int ignored = has && y == h->ignore_index;
     float *srow = p->s_chunk + r * c;
     kdi_row_terms rt;
     if (!kdi_term_plan_row(&p->tp, y, ignored, &rt)) {

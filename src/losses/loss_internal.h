@@ -54,7 +54,8 @@ struct kd_loss {
     float *teacher_weights; /* owned, normalised */
     const float *target;
     int64_t ld_target;
-    const int32_t *labels;
+    const int32_t *labels;   /* at most one of labels / labels64 is bound */
+    const int64_t *labels64; /* kd_loss_bind_labels64: read in place, never copied */
     const float *weights;
     float *grad;
     int64_t ld_grad;
@@ -318,6 +319,14 @@ static inline float kdi_reduced_loss(const kdi_term_plan *tp, const double sums[
 /* Labels in [0, C) or the ignore index, weights finite and >= 0; *valid =
  * the number of rows whose label is not ignored (n without labels). */
 kd_status kdi_check_labels_weights(kd_loss *h, const char *fn, int64_t n, int64_t *valid);
+
+/* Row i's label from whichever width is bound (labels64 wins when set); the
+ * compute calls have checked every label against [0, C) and the ignore index
+ * first, so the int64 value fits an int32 wherever a row reads it. */
+static inline int64_t kdi_label_at(const int32_t *l32, const int64_t *l64, int64_t i)
+{
+    return l64 ? l64[i] : (int64_t)l32[i];
+}
 kd_status kdi_check_extent(kd_loss *h, const char *fn, const char *what, int64_t n, int64_t ld);
 kd_status kdi_check_finite_matrix(kd_loss *h, const char *fn, const char *what, const float *x,
                                   int64_t n, int64_t ld);

@@ -41,6 +41,7 @@ _vp, _i32, _i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
 def _prototypes():
     dll = ctypes.CDLL(library_path)           # the library already loaded: same handle
     table = {"kd_loss_bind_matrix": [_vp, _i32, _vp, _i64], "kd_loss_bind_labels": [_vp, _vp],
+             "kd_loss_bind_labels64": [_vp, _vp],
              "kd_loss_bind_output": [_vp, _i32, _vp, _i64],
              "kd_loss_forward_backward": [_vp, _i64, _vp]}
     out = {}
@@ -55,6 +56,7 @@ def _prototypes():
 
 _C = _prototypes()
 _bind_matrix, _bind_labels = _C["kd_loss_bind_matrix"], _C["kd_loss_bind_labels"]
+_bind_labels64 = _C["kd_loss_bind_labels64"]
 _bind_output, _fb = _C["kd_loss_bind_output"], _C["kd_loss_forward_backward"]
 _tls = threading.local()
 
@@ -137,18 +139,13 @@ def _labels(y, n):
         raise ValueError("labels must be a CPU tensor, got device %s" % y.device)
     if y.dim() != 1 or y.shape[0] != n:
         raise ValueError("labels must have shape (%d,), got %s" % (n, tuple(y.shape)))
-    if y.dtype is not torch.int32:
-        # into this thread's int32 buffer (used within the call only), then
-        # compared with the original: a value outside int32 would wrap
-        y32 = getattr(_tls, "labels", None)
-        if y32 is None or y32.shape[0] != n:
-            y32 = _tls.labels = torch.empty(n, dtype=torch.int32)
-        y32.copy_(y)
-        if n and not torch.equal(y32, y):
-            raise ValueError("labels: a value outside the int32 range")
-        y = y32
+    if y.dtype is not torch.int32 and y.dtype is not torch.int64:
+        y = y.to(torch.int64)                  # int8/int16/uint8: every value fits
     elif n > 1 and y.stride(0) != 1:
         y = y.contiguous()
+    # int64 (PyTorch's label dtype) is bound as is with kd_loss_bind_labels64:
+    # no conversion copy; the library refuses a value outside [0, C), also one
+    # beyond the int32 range, instead of truncating it
     return y
 
 
@@ -165,8 +162,10 @@ def _run(entry, n, c, reduction_none, binds, out):
     loss = torch.empty((n,) if reduction_none else (), dtype=torch.float32)
     for role, x, ld in binds:
         ptr = x.data_ptr() or (n == 0 and _EMPTY)      # an empty tensor may have no storage
-        st = (_bind_labels(p, ptr) if role == L.ARG_LABELS
-              else _bind_matrix(p, role, ptr, ld))
+        if role == L.ARG_LABELS:
+            st = (_bind_labels64 if x.dtype is torch.int64 else _bind_labels)(p, ptr)
+        else:
+            st = _bind_matrix(p, role, ptr, ld)
         if st:
             _fail(st, h, "kd_loss_bind")
     st = _bind_output(p, L.ARG_GRAD_STUDENT, grad.data_ptr() or _EMPTY, c)
@@ -209,6 +208,8 @@ def kl_distill_forward_backward(student, teacher, labels=None, temperature=1.0, 
 
 class _Null:
     """An unbound role: data_ptr() 0 (NULL)."""
+
+    dtype = None
 
     @staticmethod
     def data_ptr():

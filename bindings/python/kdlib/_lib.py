@@ -69,6 +69,7 @@ PROTOTYPES = {
     "kd_loss_bind_matrix": (kd_status, [kd_loss_p, i32, c_float_p, i64]),
     "kd_loss_bind_teachers": (kd_status, [kd_loss_p, i32, c_float_pp, c_int64_p, c_float_p]),
     "kd_loss_bind_labels": (kd_status, [kd_loss_p, c_int32_p]),
+    "kd_loss_bind_labels64": (kd_status, [kd_loss_p, c_int64_p]),
     "kd_loss_bind_weights": (kd_status, [kd_loss_p, c_float_p]),
     "kd_loss_bind_vector": (kd_status, [kd_loss_p, i32, c_float_p]),
     "kd_loss_bind_output_labels": (kd_status, [kd_loss_p, i32, c_int32_p]),

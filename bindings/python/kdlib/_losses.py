@@ -192,8 +192,16 @@ class Loss(Handle):
             self._check(lib.kd_loss_bind_labels(self._handle(), None), "kd_loss_bind_labels")
             self._bound(ARG_LABELS, None)
             return
-        labels = A.int_vector(labels, "labels", n)
-        self._check(lib.kd_loss_bind_labels(self._handle(), A.i32ptr(labels)), "kd_loss_bind_labels")
+        if isinstance(labels, np.ndarray) and labels.dtype == np.int64:
+            # int64 (torch's label dtype) is read in place by libkd: no int32
+            # copy; a value beyond int32 is refused by the compute call
+            labels = A.int_vector(labels, "labels", n, np.int64)
+            self._check(lib.kd_loss_bind_labels64(self._handle(), A.i64ptr(labels)),
+                        "kd_loss_bind_labels64")
+        else:
+            labels = A.int_vector(labels, "labels", n)
+            self._check(lib.kd_loss_bind_labels(self._handle(), A.i32ptr(labels)),
+                        "kd_loss_bind_labels")
         self._bound(ARG_LABELS, labels, labels.shape[0], "labels")
 
     def bind_weights(self, weights, n=None, name="weights"):

@@ -56,8 +56,10 @@ float32; the loss comes back in the student's dtype and each gradient in its
 input's dtype).  Logits of shape (..., C) are flattened to rows and the
 results reshaped: a (B, T, V) student with (B, T) labels gives a (B, T)
 per-sample loss for reduction="none", (B, T) masks and pseudo-labels, and a
-(B, T, V) gradient.  Integer labels of any integer dtype are range-checked
-and converted to int32; pseudo-labels come back as int64 (torch's label
+(B, T, V) gradient.  int64 and int32 labels are read in place by libkd (no
+copy; a value outside [0, C), also beyond int32, raises KdInvalidArgumentError),
+other integer dtypes are range-checked and converted to int32; pseudo-labels
+come back as int64 (torch's label
 dtype: F.cross_entropy(s, pl) and eye[pl] work).
 """
 from collections import namedtuple
@@ -123,8 +125,9 @@ def _array(t, name, rows):
             t = t.to(torch.float32)
     elif t.is_complex():
         raise TypeError("%s must be a real tensor, got %s" % (name, t.dtype))
-    # integer tensors (labels) go to NumPy as they are: _arrays.int_vector checks
-    # the range exactly and converts to int32 (faster than torch.aminmax + .to)
+    # integer tensors (labels) go to NumPy as they are: int64 / int32 are bound in
+    # place (Loss.bind_labels: kd_loss_bind_labels64 / _labels), others are
+    # range-checked and converted to int32 by _arrays.int_vector
     if rows:
         if t.dim() == 0:
             raise ValueError("%s must have a class dimension, got a 0-d tensor" % name)

@@ -98,8 +98,12 @@ class BadInput(unittest.TestCase):
             kdlib.worst_case_estimation(s, s, s, f32(3, 3))
         with self.assertRaisesRegex(ValueError, "at least one column"):
             kdlib.class_balance(np.zeros((3, 0), np.float32), "logits")
+        # int64 labels are bound in place (kd_loss_bind_labels64): libkd refuses
+        # the value beyond int32 itself, never truncated; uint64 is range-checked here
+        with self.assertRaisesRegex(ValueError, r"labels\[3\] = 1099511627776 outside \[0, 3\)"):
+            kdlib.cross_entropy(s, np.array([0, 1, 2, 2**40], np.int64))
         with self.assertRaisesRegex(ValueError, r"labels\[3\] = 1099511627776 is outside the int32 range"):
-            kdlib.cross_entropy(s, np.array([0, 1, 2, 2**40]))
+            kdlib.cross_entropy(s, np.array([0, 1, 2, 2**40], np.uint64))
 
     def test_strides(self):
         s = f32(6, 8)

@@ -2,6 +2,7 @@
 gradient equal the autograd functions' bit for bit (the same C call), the
 manual logits.backward(grad) reaches the parameters as autograd does, and
 the inputs it does not convert are refused clearly."""
+import ctypes
 import unittest
 
 import torch
@@ -90,6 +91,43 @@ class FastPath(unittest.TestCase):
         self.assertEqual(e[1].shape, (0, 7))
         self.assertEqual(float(e[0]), 0.0)
 
+    def test_int64_labels_are_bound_in_place_without_a_copy(self):
+        from kdlib import _fast
+        s, t, y = data()
+        seen = []
+        real = _fast._bind_labels64
+        _fast._bind_labels64 = lambda p, ptr: seen.append(ptr) or real(p, ptr)
+        try:
+            a = kdt.kl_distill_forward_backward(s, t, y, 4.0, 0.9)
+        finally:
+            _fast._bind_labels64 = real
+        self.assertEqual(seen, [y.data_ptr()])                       # the tensor's own storage
+        b = kdt.kl_distill_forward_backward(s, t, y.int(), 4.0, 0.9)  # int32 path
+        c = kdt.kl_distill_forward_backward(s, t, y.to(torch.int16), 4.0, 0.9)
+        for r in (b, c):
+            self.assertTrue(torch.equal(a[0], r[0]) and torch.equal(a[1], r[1]))
+        ign = y.clone()
+        ign[::3] = -100
+        d = kdt.cross_entropy_forward_backward(s, ign)
+        e = kdt.cross_entropy_forward_backward(s, ign.int())
+        self.assertTrue(torch.equal(d[0], e[0]) and torch.equal(d[1], e[1]))
+
+    def test_autograd_path_binds_int64_labels_in_place(self):
+        from kdlib import _losses
+        s, t, y = data()
+        seen = []
+        real = _losses.lib.kd_loss_bind_labels64
+        _losses.lib.kd_loss_bind_labels64 = lambda h, p: seen.append(p) or real(h, p)
+        try:
+            x = s.clone().requires_grad_(True)
+            kdt.kl_distill(x, t, y, temperature=4.0, alpha=0.9).backward()
+        finally:
+            _losses.lib.kd_loss_bind_labels64 = real
+        self.assertEqual([ctypes.cast(p, ctypes.c_void_p).value for p in seen], [y.data_ptr()])
+        x32 = s.clone().requires_grad_(True)
+        kdt.kl_distill(x32, t, y.int(), temperature=4.0, alpha=0.9).backward()
+        self.assertTrue(torch.equal(x.grad, x32.grad))
+
     def test_out_buffer_is_reused(self):
         s, t, y = data()
         buf = torch.full_like(s, 7.0)
@@ -124,8 +162,9 @@ class FastPath(unittest.TestCase):
         self.assertIn("3", str(cm.exception))
         wrap = y.clone()
         wrap[0] = 2 ** 32 + 1                                        # would wrap to 1
-        with self.assertRaises(ValueError):
+        with self.assertRaises(kdlib.KdInvalidArgumentError) as cm:  # refused by libkd
             kdt.cross_entropy_forward_backward(s, wrap)
+        self.assertIn("4294967297", str(cm.exception))
         with self.assertRaises(RuntimeError):
             torch.jit.trace(lambda z: kdt.mcc_forward_backward(z)[0], (s,), check_trace=False)
 
