@@ -183,8 +183,8 @@ static void linear(const data *d, const float *hid, const float *w, int wide, fl
         kd_loss_bind_labels64(h, d->y64);
     else
         kd_loss_bind_labels(h, d->y32);
-    ck_assert_int_eq(kd_linear_kl_distill(h, N, D, hid, D, w, D, NULL, 0, NULL, 0, NULL, 0, NULL,
-                                          0, loss, gh, D, gw, D, NULL),
+    ck_assert_int_eq(kd_linear_kl_distill(h, N, D, hid, D, w, D, NULL, 0, NULL, 0, NULL, 0, NULL, 0,
+                                          loss, gh, D, gw, D, NULL),
                      KD_OK);
     kd_loss_destroy(h);
 }
@@ -208,8 +208,8 @@ START_TEST(the_fused_linear_call_reads_int64_labels_bit_for_bit)
     ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_KL_DISTILL, C), KD_OK);
     kd_loss_bind_matrix(h, KD_ARG_TEACHER, d->t, LD);
     kd_loss_bind_labels64(h, d->y64);
-    ck_assert_int_eq(kd_linear_kl_distill(h, N, D, hid, D, w, D, NULL, 0, NULL, 0, NULL, 0, NULL,
-                                          0, &a, gh64, D, gw64, D, NULL),
+    ck_assert_int_eq(kd_linear_kl_distill(h, N, D, hid, D, w, D, NULL, 0, NULL, 0, NULL, 0, NULL, 0,
+                                          &a, gh64, D, gw64, D, NULL),
                      KD_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(kd_loss_last_error(h), "labels[2] = 1099511627777"));
     kd_loss_destroy(h);
