@@ -846,8 +846,10 @@ static void loss_linear(loss_session *S, rd *r)
 
 static void fuzz_loss(rd *r)
 {
-    static const int32_t kinds[] = {1,  2,  3, 10, 11, 12, 13, 14,
-                                    15, 16, 0, 4,  9,  17, -1, INT32_MAX};
+    /* every kind, then invalid ones: 0, 4 and 9 (unused numbers), the first
+     * number past the last kind, -1 and INT32_MAX */
+    static const int32_t kinds[] = {
+        1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 0, 4, 9, KD_LOSS_ENTROPY + 1, -1, INT32_MAX};
     static const int64_t cs[] = {1,
                                  2,
                                  3,

@@ -54,12 +54,12 @@ kd_status kdi_grow(kd_loss *h, const char *fn, void **p, size_t *cap, size_t nee
 kd_status kdi_check_labels_weights(kd_loss *h, const char *fn, int64_t n, int64_t *valid)
 {
     int64_t count = n;
-    if (h->labels || h->labels64) {
+    if (kdi_labels_bound(h->labels)) {
         count = 0;
         for (int64_t i = 0; i < n; i++) {
             /* compared in int64: an int64 label outside the int32 range is
              * refused here, never truncated onto a valid class */
-            int64_t y = kdi_label_at(h->labels, h->labels64, i);
+            const int64_t y = h->labels.l64 ? h->labels.l64[i] : h->labels.l32[i];
             if (y == h->ignore_index)
                 continue;
             if (y < 0 || y >= h->c)

@@ -8,7 +8,8 @@
  *                  = -p_j (log p_j + H) = -p_j (z_j - A)   (lse cancels),
  * and dz_j/ds_j = 1/T, so  g_j = c_soft (1/T) p_j (A - z_j);  at the argmax
  * (z_k = 0) g_k = c_soft (1/T) p_k A, again without cancellation.
- * The row runs in double; 0 log 0 = 0 (a class whose e^{z_j} underflows
+ * The sums are in double, over float terms (double terms for a confident
+ * row, see entropy_sums); 0 log 0 = 0 (a class whose e^{z_j} underflows
  * contributes nothing, where PyTorch's p * log_softmax gives 0 * -Inf = NaN
  * for a -Inf logit).  A NaN or +Inf logit gives NaN, as in PyTorch. */
 #include "losses/loss_internal.h"

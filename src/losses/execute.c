@@ -112,7 +112,7 @@ static kd_status validate_bound(kd_loss *h, const char *fn, kdi_mode mode, int64
         if (h->target && h->n_teachers > 0)
             return kdi_fail(h->err, KD_ERR_INVALID_ARGUMENT,
                             "%s: both target probabilities and teacher logits bound; bind one", fn);
-        if (!h->labels && !h->labels64 && !h->target && h->n_teachers == 0)
+        if (!kdi_labels_bound(h->labels) && !h->target && h->n_teachers == 0)
             return kdi_fail(h->err, KD_ERR_MISSING_INPUT, "%s: no labels, target or teacher bound",
                             fn);
     } else if ((h->kd->roles & KDI_R_TEACHER) && h->n_teachers == 0) {
@@ -146,10 +146,8 @@ static kd_status validate_aliasing(kd_loss *h, const char *fn, kdi_mode mode, in
     b[k++] = kdi_buf_matrix("the student logits", -1, h->student, n, h->ld_student, c, 4, 0);
     const int teacher = k++; /* the teachers take this slot in turn */
     b[k++] = kdi_buf_matrix("the target", -1, h->target, n, h->ld_target, c, 4, 0);
-    if (h->labels64)
-        b[k++] = kdi_buf_vector("the labels", -1, h->labels64, n, 8, 0);
-    else
-        b[k++] = kdi_buf_vector("the labels", -1, h->labels, n, 4, 0);
+    b[k++] = h->labels.l64 ? kdi_buf_vector("the labels", -1, h->labels.l64, n, 8, 0)
+                           : kdi_buf_vector("the labels", -1, h->labels.l32, n, 4, 0);
     b[k++] = kdi_buf_vector("the weights", -1, h->weights, n, 4, 0);
     if (is_thresholded(h))
         b[k++] = kdi_buf_vector("the class thresholds", -1, h->class_thresholds, c, 4, 0);
@@ -221,8 +219,7 @@ typedef struct {
     int row_thr, is_small;
     int64_t n, c, block;
     const float *upstream;
-    const int32_t *labels;
-    const int64_t *labels64;
+    kdi_labels labels;
     int32_t ignore_index;
     const float *student, *target, *weights, *teacher;
     int64_t ld_student, ld_target, ld_teacher, ld_grad, ld_grad2;
@@ -244,9 +241,8 @@ typedef struct {
 static inline int row_coeffs_of(const row_loop *x, const kdi_term_plan *tp, int64_t i,
                                 row_coeffs *rc)
 {
-    const int has = x->labels || x->labels64;
-    const int32_t y = has ? (int32_t)kdi_label_at(x->labels, x->labels64, i) : -1;
-    const int ignored = has && y == x->ignore_index;
+    const int32_t y = kdi_label_at(x->labels, i);
+    const int ignored = kdi_labels_bound(x->labels) && y == x->ignore_index;
     float *g = x->grad ? x->grad + i * x->ld_grad : NULL;
     if (!kdi_term_plan_row(tp, y, ignored, &rc->rt)) {
         x->all_terms[2 * i] = x->all_terms[2 * i + 1] = 0.0;
@@ -363,7 +359,6 @@ static void row_loop_init(row_loop *x, kd_loss *h, kdi_mode mode, int64_t n, int
     x->block = h->n_teachers > 1 ? 1 : KDI_ROW_BLOCK;
     x->upstream = upstream;
     x->labels = h->labels;
-    x->labels64 = h->labels64;
     x->ignore_index = h->ignore_index;
     x->student = h->student;
     x->target = h->target;
@@ -441,7 +436,7 @@ kdi_term_plan kdi_term_plan_of(const kd_loss *h, int64_t n, int64_t valid, int n
     tp.sw = tp.is_distill ? h->soft_weight : 1.0;
     tp.hw = tp.is_distill ? h->hard_weight : 0.0;
     tp.soft_skips_ignored = tp.labels_in_soft || h->normalization == KD_NORMALIZE_VALID;
-    tp.has_labels = h->labels != NULL || h->labels64 != NULL;
+    tp.has_labels = kdi_labels_bound(h->labels);
     int64_t d_soft = (tp.soft_skips_ignored && tp.has_labels) ? valid : n;
     tp.red = h->reduction;
     /* tllib's UDA loss divides by the number of kept rows (at least 1) */

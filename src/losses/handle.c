@@ -201,38 +201,26 @@ kd_status kd_loss_bind_teachers(kd_loss *h, int32_t count, const float *const *t
     KDI_GUARDED(h, loss_bind_teachers_locked(h, count, teachers, lds, weights));
 }
 
-static kd_status loss_bind_labels_locked(kd_loss *h, const int32_t *labels)
+/* either width: the one bound replaces the other (NULL and NULL: none) */
+static kd_status loss_bind_labels_locked(kd_loss *h, const char *fn, kdi_labels labels)
 {
     if (!h)
         return KD_ERR_NULL_POINTER;
     if (!(h->kd->roles & KDI_R_LABELS))
-        return unsupported(h, "bind_labels", KD_ARG_LABELS);
+        return unsupported(h, fn, KD_ARG_LABELS);
     h->labels = labels;
-    h->labels64 = NULL;
     kdi_clear_error(h->err);
     return KD_OK;
 }
 
 kd_status kd_loss_bind_labels(kd_loss *h, const int32_t *labels)
 {
-    KDI_GUARDED(h, loss_bind_labels_locked(h, labels));
-}
-
-static kd_status loss_bind_labels64_locked(kd_loss *h, const int64_t *labels)
-{
-    if (!h)
-        return KD_ERR_NULL_POINTER;
-    if (!(h->kd->roles & KDI_R_LABELS))
-        return unsupported(h, "bind_labels64", KD_ARG_LABELS);
-    h->labels64 = labels;
-    h->labels = NULL;
-    kdi_clear_error(h->err);
-    return KD_OK;
+    KDI_GUARDED(h, loss_bind_labels_locked(h, "bind_labels", (kdi_labels){labels, NULL}));
 }
 
 kd_status kd_loss_bind_labels64(kd_loss *h, const int64_t *labels)
 {
-    KDI_GUARDED(h, loss_bind_labels64_locked(h, labels));
+    KDI_GUARDED(h, loss_bind_labels_locked(h, "bind_labels64", (kdi_labels){NULL, labels}));
 }
 
 static kd_status loss_bind_weights_locked(kd_loss *h, const float *weights)

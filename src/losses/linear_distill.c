@@ -155,8 +155,8 @@ static kd_status validate(kd_loss *h, const lin_args *a, int64_t *valid_out)
         {"teacher_weight", a->tw, c, a->dt, a->ld_tw},
         {"teacher_bias", a->tb, 1, c, c},
         /* int64 labels span two floats each */
-        {"labels", h->labels64 ? (const void *)h->labels64 : (const void *)h->labels, 1,
-         h->labels64 ? 2 * n : n, h->labels64 ? 2 * n : n},
+        {"labels", h->labels.l64 ? (const void *)h->labels.l64 : (const void *)h->labels.l32, 1,
+         h->labels.l64 ? 2 * n : n, h->labels.l64 ? 2 * n : n},
         {"weights", h->weights, 1, n, n},
     };
     const int64_t n_loss = h->reduction == KD_REDUCTION_NONE ? n : 1;
@@ -253,9 +253,8 @@ static kd_status plan_call(kd_loss *h, const lin_args *a, int64_t valid, lin_pla
 static void chunk_row(const kd_loss *h, const lin_plan *p, int64_t i0, int64_t r, double *terms)
 {
     const int64_t c = h->c, i = i0 + r;
-    const int has = h->labels || h->labels64;
-    const int32_t y = has ? (int32_t)kdi_label_at(h->labels, h->labels64, i) : -1;
-    const int ignored = has && y == h->ignore_index;
+    const int32_t y = kdi_label_at(h->labels, i);
+    const int ignored = kdi_labels_bound(h->labels) && y == h->ignore_index;
     float *srow = p->s_chunk + r * c;
     kdi_row_terms rt;
     if (!kdi_term_plan_row(&p->tp, y, ignored, &rt)) {

@@ -15,6 +15,13 @@
 #include "kernels/simd.h"
 
 typedef struct kdi_kind kdi_kind;
+/* The bound labels: one of the two widths, or none (both NULL). */
+typedef struct {
+    const int32_t *l32;
+    const int64_t *l64;
+} kdi_labels;
+static inline int kdi_labels_bound(kdi_labels l) { return l.l32 || l.l64; }
+
 struct kd_loss {
     kd_loss_kind kind;
     const kdi_kind *kd;      /* the kind's descriptor (kinds.c) */
@@ -54,8 +61,7 @@ struct kd_loss {
     float *teacher_weights; /* owned, normalised */
     const float *target;
     int64_t ld_target;
-    const int32_t *labels;   /* at most one of labels / labels64 is bound */
-    const int64_t *labels64; /* kd_loss_bind_labels64: read in place, never copied */
+    kdi_labels labels; /* int32 or int64 (kd_loss_bind_labels64), read in place */
     const float *weights;
     float *grad;
     int64_t ld_grad;
@@ -320,12 +326,12 @@ static inline float kdi_reduced_loss(const kdi_term_plan *tp, const double sums[
  * the number of rows whose label is not ignored (n without labels). */
 kd_status kdi_check_labels_weights(kd_loss *h, const char *fn, int64_t n, int64_t *valid);
 
-/* Row i's label from whichever width is bound (labels64 wins when set); the
- * compute calls have checked every label against [0, C) and the ignore index
- * first, so the int64 value fits an int32 wherever a row reads it. */
-static inline int64_t kdi_label_at(const int32_t *l32, const int64_t *l64, int64_t i)
+/* Row i's label, -1 when no labels are bound; the compute calls have checked
+ * every label against [0, C) and the ignore index first (in int64,
+ * kdi_check_labels_weights), so a row's label fits an int32. */
+static inline int32_t kdi_label_at(kdi_labels l, int64_t i)
 {
-    return l64 ? l64[i] : (int64_t)l32[i];
+    return l.l64 ? (int32_t)l.l64[i] : l.l32 ? l.l32[i] : -1;
 }
 kd_status kdi_check_extent(kd_loss *h, const char *fn, const char *what, int64_t n, int64_t ld);
 kd_status kdi_check_finite_matrix(kd_loss *h, const char *fn, const char *what, const float *x,
