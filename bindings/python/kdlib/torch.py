@@ -67,6 +67,7 @@ from collections import namedtuple
 import numpy as np
 import torch
 
+from . import _fast as FP
 from . import _losses as L
 
 __all__ = ["cross_entropy", "soft_cross_entropy", "kl_distill", "logit_mse", "pseudo_label",
@@ -242,6 +243,56 @@ class _KdFunction(torch.autograd.Function):
         return tuple(out)
 
 
+class _FastFunction(torch.autograd.Function):
+    """forward(ctx, run, student) -> loss, where run() is a call of the fast
+    path (kdlib.torch.*_forward_backward: the same C call as _KdFunction's,
+    with less Python around it) returning (loss, d loss / d student).  Used
+    by the autograd functions when their call is one the fast path takes
+    (_fast_call); once-differentiable as _KdFunction."""
+
+    @staticmethod
+    def forward(ctx, run, student):
+        loss, grad = run()
+        ctx.run, ctx.grad = run, grad
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        g, ctx.grad = ctx.grad, None
+        if g is None:                # a second backward (retain_graph=True): recompute
+            g = ctx.run()[1]
+        v = float(grad_output)
+        if v != 1.0:
+            g.mul_(v)                # in place: the buffer is this call's own
+        if torch.is_grad_enabled():  # create_graph=True
+            g = _SecondOrder.apply(g.detach().requires_grad_(True))
+        return None, g
+
+
+def _plain(x):
+    """A 2-D contiguous float32 CPU tensor (the fast path binds it as it is)."""
+    return (type(x) is torch.Tensor and x.dtype is torch.float32 and x.dim() == 2
+            and x.device.type == "cpu" and x.is_contiguous())
+
+
+def _plain_labels(y, n):
+    return y is None or (type(y) is torch.Tensor and (y.dtype is torch.int64
+                                                      or y.dtype is torch.int32)
+                         and y.dim() == 1 and y.shape[0] == n and y.device.type == "cpu")
+
+
+def _fast_call(student, run, *others):
+    """The loss through _FastFunction when gradients are wanted for a plain
+    student and every other tensor is plain and needs none; else None (the
+    general path: conversions, checks, other dtypes and shapes, errors)."""
+    if not (torch.is_grad_enabled() and _plain(student) and student.requires_grad):
+        return None
+    for o in others:
+        if not _plain(o) or o.shape != student.shape:
+            return None
+    return _FastFunction.apply(run, student)
+
+
 TRACING_MESSAGE = (
     "kdlib.torch cannot be traced by torch.jit.trace: it runs libkd through ctypes on "
     "NumPy views, which a trace cannot record (the graph would hold the example inputs' "
@@ -299,6 +350,12 @@ def cross_entropy(student, labels, label_smoothing=0.0, ignore_index=-100, reduc
     """kdlib.cross_entropy as an autograd function of student
     (F.cross_entropy(student, labels, ...) for (..., C) logits)."""
     label_smoothing = _scalar(label_smoothing, "label_smoothing")
+    if (ignore_index == -100 and weights is None and not kw and reduction in ("mean", "sum")
+            and _plain_labels(labels, getattr(student, "shape", (0,))[0])):
+        loss = _fast_call(student, lambda: FP.cross_entropy_forward_backward(
+            student, labels, label_smoothing, reduction))
+        if loss is not None:
+            return loss
 
     def call(a, grad):
         return L.cross_entropy(a[0], a[1], label_smoothing, ignore_index, reduction, weights=a[2],
@@ -347,6 +404,14 @@ def kl_distill(student, teacher, labels=None, temperature=1.0, alpha=1.0, reduct
     for k in ("soft_weight", "hard_weight", "jsd_beta", "label_smoothing"):
         if k in kw:
             kw[k] = _scalar(kw[k], k)
+    if (weights is None and teacher_weights is None and not kw
+            and reduction in ("batchmean", "sum") and isinstance(teacher, torch.Tensor)
+            and not teacher.requires_grad
+            and _plain_labels(labels, getattr(student, "shape", (0,))[0])):
+        loss = _fast_call(student, lambda: FP.kl_distill_forward_backward(
+            student, teacher, labels, temperature, alpha, reduction), teacher)
+        if loss is not None:
+            return loss
     tin, multi = _teachers(teacher, REFUSE)
 
     def call(a, grad):
@@ -382,6 +447,12 @@ def pseudo_label(student, teacher, threshold=0.95, class_thresholds=None, *, ret
     in tllib); per-sample weights get no gradient (ValueError if they
     require one)."""
     threshold = _scalar(threshold, "threshold")
+    if (not return_mask and class_thresholds is None and weights is None
+            and teacher_weights is None and not kw and isinstance(teacher, torch.Tensor)):
+        loss = _fast_call(student, lambda: FP.pseudo_label_forward_backward(
+            student, teacher.detach(), threshold), teacher.detach())
+        if loss is not None:
+            return loss
     tin, multi = _teachers(teacher, DETACH)
 
     def call(a, grad):
@@ -430,6 +501,10 @@ def class_balance(logits, inputs=None, **kw):
     required: "logits" (softmax inside) or "probabilities" (the rows are p,
     as tllib's ClassBalanceLoss takes them); TypeError without it."""
     L._input_kind(inputs, "class_balance")
+    if not kw:
+        loss = _fast_call(logits, lambda: FP.class_balance_forward_backward(logits, inputs))
+        if loss is not None:
+            return loss
 
     def call(a, grad):
         return L.class_balance(a[0], inputs, compute_grad=grad, **kw)
@@ -439,6 +514,10 @@ def class_balance(logits, inputs=None, **kw):
 def mcc(logits, temperature=2.5, **kw):
     """kdlib.mcc as an autograd function of logits."""
     temperature = _scalar(temperature, "temperature")
+    if not kw:
+        loss = _fast_call(logits, lambda: FP.mcc_forward_backward(logits, temperature))
+        if loss is not None:
+            return loss
 
     def call(a, grad):
         return L.mcc(a[0], temperature, compute_grad=grad, **kw)

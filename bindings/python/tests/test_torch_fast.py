@@ -49,6 +49,92 @@ CASES = [
 ]
 
 
+class AutogradThroughTheFastPath(unittest.TestCase):
+    """The autograd functions take the fast path's C call (less Python per
+    call) when the call is one it supports: the same loss and gradient bit
+    for bit as the general path, which every other call still takes."""
+
+    ROUTED = [
+        ("kl_distill", lambda x, t, y: kdt.kl_distill(x, t, y, temperature=4.0, alpha=0.9)),
+        ("kl_distill sum, no labels",
+         lambda x, t, y: kdt.kl_distill(x, t, None, 2.0, reduction="sum")),
+        ("kl_distill int32 labels", lambda x, t, y: kdt.kl_distill(x, t, y.int(), 4.0, 0.5)),
+        ("cross_entropy", lambda x, t, y: kdt.cross_entropy(x, y, 0.1)),
+        ("cross_entropy sum", lambda x, t, y: kdt.cross_entropy(x, y, reduction="sum")),
+        ("pseudo_label", lambda x, t, y: kdt.pseudo_label(x, t, 0.6, return_mask=False)),
+        ("class_balance", lambda x, t, y: kdt.class_balance(x, "logits")),
+        ("class_balance probabilities",
+         lambda x, t, y: kdt.class_balance(torch.softmax(x, 1), "probabilities")),
+        ("mcc", lambda x, t, y: kdt.mcc(x, 2.5)),
+    ]
+
+    def step(self, fn, s, t, y, upstream=1.0):
+        x = s.clone().requires_grad_(True)
+        loss = fn(x, t, y)
+        (loss * upstream).backward()
+        return loss.detach(), x.grad
+
+    def test_routed_calls_equal_the_general_path(self):
+        from unittest import mock
+        s, t, y = data()
+        for name, fn in self.ROUTED:
+            with self.subTest(name):
+                calls = []
+                real = kdt._FastFunction.apply
+                with mock.patch.object(kdt._FastFunction, "apply",
+                                       lambda *a: calls.append(1) or real(*a)):
+                    fast = self.step(fn, s, t, y, 3.0)
+                if name != "class_balance probabilities":
+                    self.assertEqual(calls, [1], "not routed")
+                with mock.patch.object(kdt, "_fast_call", lambda *a: None):
+                    general = self.step(fn, s, t, y, 3.0)
+                self.assertTrue(torch.equal(fast[0], general[0]), name)
+                self.assertTrue(torch.equal(fast[1], general[1]), name)
+
+    def test_other_calls_take_the_general_path(self):
+        s, t, y = data()
+        others = [
+            ("float64 student", lambda x: kdt.kl_distill(x.double(), t, y, 4.0, 0.9)),
+            ("strided student", lambda x: kdt.mcc(x.t().contiguous().t(), 2.5)),
+            ("weights", lambda x: kdt.kl_distill(x, t, y, 4.0, 0.9, weights=torch.ones(len(y)))),
+            ("reduction none", lambda x: kdt.kl_distill(x, t, y, 4.0, 0.9, "none").sum()),
+            ("teacher list", lambda x: kdt.kl_distill(x, [t, t], y, 4.0, 0.9)),
+            ("ignore_index", lambda x: kdt.cross_entropy(x, y, ignore_index=3)),
+            ("mask returned", lambda x: kdt.pseudo_label(x, t, 0.6).loss),
+            ("option", lambda x: kdt.mcc(x, 2.5, threads=1)),
+        ]
+        for name, fn in others:
+            with self.subTest(name):
+                x = s.clone().requires_grad_(True)
+                loss = fn(x)
+                self.assertNotIsInstance(loss.grad_fn, kdt._FastFunction._backward_cls, name)
+                loss.backward()
+                self.assertEqual(x.grad.shape, s.shape)
+
+    def test_second_backward_and_double_backward(self):
+        s, t, y = data()
+        x = s.clone().requires_grad_(True)
+        loss = kdt.kl_distill(x, t, y, temperature=4.0, alpha=0.9)
+        self.assertIsInstance(loss.grad_fn, kdt._FastFunction._backward_cls)
+        loss.backward(retain_graph=True)
+        first = x.grad.clone()
+        loss.backward()                              # recomputed, accumulated
+        self.assertTrue(torch.equal(x.grad, 2 * first))
+        x.grad = None
+        loss = kdt.mcc(x, 2.5)
+        (g,) = torch.autograd.grad(loss, x, create_graph=True)
+        with self.assertRaisesRegex(RuntimeError, "once-differentiable"):
+            (g ** 2).sum().backward()
+
+    def test_refusals_are_kept(self):
+        s, t, y = data()
+        x = s.clone().requires_grad_(True)
+        with self.assertRaisesRegex(ValueError, "teacher requires grad"):
+            kdt.kl_distill(x, t.clone().requires_grad_(True), y, 4.0, 0.9)
+        with self.assertRaisesRegex(TypeError, "inputs"):
+            kdt.class_balance(x)
+
+
 class FastPath(unittest.TestCase):
     def test_equal_to_the_autograd_functions(self):
         s, t, y = data()
@@ -113,17 +199,23 @@ class FastPath(unittest.TestCase):
         self.assertTrue(torch.equal(d[0], e[0]) and torch.equal(d[1], e[1]))
 
     def test_autograd_path_binds_int64_labels_in_place(self):
-        from kdlib import _losses
+        from kdlib import _fast, _losses
         s, t, y = data()
         seen = []
-        real = _losses.lib.kd_loss_bind_labels64
+        real, real_fast = _losses.lib.kd_loss_bind_labels64, _fast._bind_labels64
         _losses.lib.kd_loss_bind_labels64 = lambda h, p: seen.append(p) or real(h, p)
+        _fast._bind_labels64 = lambda h, p: seen.append(p) or real_fast(h, p)
         try:
-            x = s.clone().requires_grad_(True)
+            x = s.clone().requires_grad_(True)        # through the fast path
             kdt.kl_distill(x, t, y, temperature=4.0, alpha=0.9).backward()
+            xw = s.clone().requires_grad_(True)       # weights: the general path
+            kdt.kl_distill(xw, t, y, temperature=4.0, alpha=0.9,
+                           weights=torch.ones(len(y))).backward()
         finally:
-            _losses.lib.kd_loss_bind_labels64 = real
-        self.assertEqual([ctypes.cast(p, ctypes.c_void_p).value for p in seen], [y.data_ptr()])
+            _losses.lib.kd_loss_bind_labels64, _fast._bind_labels64 = real, real_fast
+        self.assertEqual([ctypes.cast(p, ctypes.c_void_p).value for p in seen],
+                         [y.data_ptr(), y.data_ptr()])
+        self.assertTrue(torch.equal(x.grad, xw.grad))
         x32 = s.clone().requires_grad_(True)
         kdt.kl_distill(x32, t, y.int(), temperature=4.0, alpha=0.9).backward()
         self.assertTrue(torch.equal(x.grad, x32.grad))
