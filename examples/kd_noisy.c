@@ -3,7 +3,9 @@
  *
  * For each noise level (25% and 40% by default): flip that share of the first
  * 20,000 training labels to another class (symmetric noise); train k = 4
- * models on k-1 folds each (10 epochs) for out-of-fold probabilities; run
+ * models on k-1 folds each (10 epochs) for out-of-fold probabilities (by
+ * default averaged over 10 test-time views of each image: itself, its mirror,
+ * and both shifted by one pixel up, down, left and right); run
  * every cleanlab filter (kd_cleanlab_find_label_issues) and the
  * self-confidence top-K and report their precision and recall against the
  * known flips; compare cleanlab's noise-matrix estimate
@@ -29,7 +31,8 @@
 typedef struct {
     const char *data, *model, *png, *csv, *noise;
     int64_t seed, epochs, final_epochs, threads, limit_train, limit_test, subset, folds, batch;
-    double lr, label_weight;
+    int64_t tta, nesterov;
+    double lr, label_weight, ema_decay;
 } config;
 
 static void *checked_malloc(size_t size)
@@ -67,6 +70,8 @@ typedef struct {
 typedef struct {
     const config *cfg;
     const tr_dataset *train, *test;
+    const tr_dataset *views; /* --tta: the other test-time views of train, or NULL */
+    int num_views;
     float background;
     job *jobs;
 } context;
@@ -115,6 +120,57 @@ static void softmax_rows(float *z, int64_t n, int C)
     }
 }
 
+static void ema_update(void *ctx, tr_model *m)
+{
+    kd_ema *ema = ctx;
+    die_kd(kd_ema_update_flat(ema, m->params), "ema update", kd_ema_last_error(ema));
+}
+
+/* The out-of-fold probabilities of j: softmax of the model's logits; with
+ * --tta 1 the mean of the softmax over each image and its mirror image; with
+ * --tta 2 also over both shifted by one pixel in each of the 4 directions
+ * (10 views). */
+static void predict_job(const context *x, tr_model *m, job *j, int C)
+{
+    tr_predict(m, x->train, j->predict, j->predict_n, j->probs);
+    softmax_rows(j->probs, j->predict_n, C);
+    if (!x->views)
+        return;
+    const int64_t len = j->predict_n * C;
+    float *view = checked_malloc((size_t)len * sizeof *view);
+    for (int v = 0; v < x->num_views; v++) {
+        tr_predict(m, &x->views[v], j->predict, j->predict_n, view);
+        softmax_rows(view, j->predict_n, C);
+        for (int64_t i = 0; i < len; i++)
+            j->probs[i] += view[i];
+    }
+    for (int64_t i = 0; i < len; i++)
+        j->probs[i] /= (float)(x->num_views + 1);
+    free(view);
+}
+
+/* d with every image flipped left-right (mirror) and moved by (dy, dx)
+ * pixels, the uncovered pixels set to background: a test-time view. */
+static tr_dataset view_dataset(const tr_dataset *d, int mirror, int dy, int dx, float background)
+{
+    tr_dataset out = *d;
+    const int h = d->h, w = d->w;
+    out.x = checked_malloc((size_t)(d->n * h * w) * sizeof *out.x);
+    for (int64_t i = 0; i < d->n; i++) {
+        const float *img = d->x + i * h * w;
+        float *to = out.x + i * h * w;
+        for (int r = 0; r < h; r++)
+            for (int c = 0; c < w; c++) {
+                int sr = r - dy, sc = c - dx;
+                if (mirror)
+                    sc = w - 1 - sc;
+                to[r * w + c] =
+                    sr >= 0 && sr < h && sc >= 0 && sc < w ? img[sr * w + sc] : background;
+            }
+    }
+    return out;
+}
+
 static void run_job(void *ctx, int index, tr_log *log)
 {
     const context *x = ctx;
@@ -147,7 +203,17 @@ static void run_job(void *ctx, int index, tr_log *log)
                        .lr = (float)cfg->lr,
                        .momentum = 0.9f,
                        .weight_decay = 5e-4f,
-                       .cosine = 1};
+                       .cosine = 1,
+                       .nesterov = (int)cfg->nesterov};
+    kd_ema *ema = NULL;
+    if (cfg->ema_decay > 0.0) {
+        die_kd(kd_ema_create_flat(&ema, m->params, m->num_params), "ema", kd_ema_last_error(NULL));
+        die_kd(kd_ema_set_float(ema, KD_EMA_PARAM_DECAY, (float)cfg->ema_decay), "ema decay",
+               kd_ema_last_error(ema));
+        kd_ema_set_int(ema, KD_EMA_PARAM_WARMUP, KD_EMA_WARMUP_MEAN_TEACHER);
+        o.after_update = ema_update;
+        o.hook_ctx = ema;
+    }
     char desc[160];
     snprintf(desc, sizeof desc, "%s on %lld images, %s", cfg->model, (long long)j->pool_n,
              j->targets ? "soft labels" : "hard labels");
@@ -155,13 +221,15 @@ static void run_job(void *ctx, int index, tr_log *log)
     /* Test accuracy once, at the end (the table rows show the training loss). */
     if (tr_train(m, &o, tr_supervised_step, &sup, NULL, log) != 0)
         exit(1);
+    if (ema) { /* evaluate and predict with the EMA of the weights */
+        kd_ema_copy_to_flat(ema, m->params);
+        kd_ema_destroy(ema);
+    }
     double vloss;
     tr_evaluate(m, x->test, &vloss, &j->accuracy);
     printf("  %s: test accuracy %.2f%%\n", j->run, 100 * j->accuracy);
-    if (j->predict_n > 0) {
-        tr_predict(m, x->train, j->predict, j->predict_n, j->probs);
-        softmax_rows(j->probs, j->predict_n, C);
-    }
+    if (j->predict_n > 0)
+        predict_job(x, m, j, C);
     tr_supervised_free(&sup);
     kd_loss_destroy(lc.loss);
     free(lc.batch_labels);
@@ -238,7 +306,8 @@ int main(int argc, char **argv)
                   .folds = 4,
                   .batch = 64,
                   .lr = 0.03,
-                  .label_weight = 0.7};
+                  .label_weight = 0.7,
+                  .tta = 2};
     int64_t true_labels = 1;
     const char *retrain = "hard,soft,soft-suspects,dropped,relabelled";
     const tr_option opts[] = {
@@ -256,6 +325,12 @@ int main(int argc, char **argv)
         {"noise", TR_OPT_STRING, &cfg.noise, "comma-separated shares of flipped labels"},
         {"batch", TR_OPT_INT, &cfg.batch, "batch size"},
         {"lr", TR_OPT_FLOAT, &cfg.lr, "learning rate (SGD, momentum 0.9, cosine decay)"},
+        {"tta", TR_OPT_INT, &cfg.tta,
+         "out-of-fold probabilities averaged over views: 0 = the image only, 1 = and its "
+         "mirror image, 2 = and both shifted by 1 pixel in 4 directions (10 views)"},
+        {"nesterov", TR_OPT_INT, &cfg.nesterov, "1: Nesterov momentum"},
+        {"ema-decay", TR_OPT_FLOAT, &cfg.ema_decay,
+         "decay of an EMA of the weights that is evaluated and predicts (0 = off)"},
         {"label-weight", TR_OPT_FLOAT, &cfg.label_weight,
          "weight w of the given label in the soft labels"},
         {"retrain", TR_OPT_STRING, &retrain,
@@ -307,6 +382,15 @@ int main(int argc, char **argv)
         num_levels++;
         p = *end == ',' ? end + 1 : end;
     }
+    if (cfg.tta < 0 || cfg.tta > 2) {
+        fprintf(stderr, "error: --tta %lld: expected 0, 1 or 2\n", (long long)cfg.tta);
+        return 2;
+    }
+    if (cfg.ema_decay < 0.0 || cfg.ema_decay >= 1.0) {
+        fprintf(stderr, "error: --ema-decay %g: expected a decay in [0, 1) (0 = off)\n",
+                cfg.ema_decay);
+        return 2;
+    }
     double t_start = tr_now();
     int threads = tr_set_threads((int)cfg.threads);
     tr_dataset train, test;
@@ -322,9 +406,17 @@ int main(int argc, char **argv)
     const int C = train.classes;
     const int64_t n = train.n;
     const int fashion = tr_dataset_is_fashion(cfg.data);
-    printf("kd-noisy: kdlib %s, %lld train / %lld test images from %s, %d threads, seed %lld\n",
+    tr_dataset views[9];
+    int num_views = cfg.tta >= 2 ? 9 : cfg.tta == 1 ? 1 : 0;
+    static const int shifts[5][2] = {{0, 0}, {1, 0}, {-1, 0}, {0, 1}, {0, -1}};
+    for (int v = 0; v < num_views; v++) { /* view 0: the mirror; then shifted pairs */
+        int s = (v + 1) / 2, mirror = (v + 1) % 2;
+        views[v] = view_dataset(&train, mirror, shifts[s][0], shifts[s][1], background);
+    }
+    printf("kd-noisy: kdlib %s, %lld train / %lld test images from %s, %d threads, seed %lld, "
+           "%d test-time view%s per out-of-fold prediction\n",
            kd_version_string(), (long long)n, (long long)test.n, cfg.data, threads,
-           (long long)cfg.seed);
+           (long long)cfg.seed, num_views + 1, num_views ? "s" : "");
 
     int32_t *noisy = checked_malloc((size_t)n * sizeof *noisy);
     int32_t *relabelled = checked_malloc((size_t)n * sizeof *relabelled);
@@ -371,8 +463,13 @@ int main(int argc, char **argv)
 
         /* k-fold out-of-fold probabilities: fold f holds order[f], order[f + k], ... */
         const int k = (int)cfg.folds;
-        context x = {
-            .cfg = &cfg, .train = &train, .test = &test, .background = background, .jobs = jobs};
+        context x = {.cfg = &cfg,
+                     .train = &train,
+                     .test = &test,
+                     .views = num_views ? views : NULL,
+                     .num_views = num_views,
+                     .background = background,
+                     .jobs = jobs};
         for (int f = 0; f < k; f++) {
             job *j = &jobs[f];
             memset(j, 0, sizeof *j);
@@ -577,6 +674,8 @@ int main(int argc, char **argv)
     free(fold_pool), free(nm_est), free(nm_true), free(jobs);
     tr_log_close(&log);
     tr_dataset_free(&train);
+    for (int v = 0; v < num_views; v++)
+        free(views[v].x);
     tr_dataset_free(&test);
     return 0;
 }
