@@ -4,7 +4,8 @@
 On the first --subset (20,000) Fashion-MNIST training images, for each noise
 level (25% and 40%): flip that share of the labels to another class
 (symmetric noise); train --folds (4) conv16-conv32-fc64 models on k-1 folds
-for --epochs (10) to get out-of-fold probabilities; run cleanlab's filters
+for --epochs (10) to get out-of-fold probabilities (averaged over --tta 2: 10
+test-time views, as kd-noisy); run cleanlab's filters
 (cleanlab itself when it can be imported, else kdlib's C port through the
 Python binding; both when both are there, and their issue sets are compared)
 and the self-confidence top-K against the known flips; compare cleanlab's
@@ -94,10 +95,29 @@ def train(x, targets, rows, args, seed, test):
     return model, accuracy(model, *test)
 
 
+def views(x, background, tta):
+    """The test-time views of kd-noisy's --tta: 0 the images, 1 and their
+    mirror images, 2 and both shifted by one pixel in 4 directions (10)."""
+    out = [x]
+    if tta >= 1:
+        out.append(x.flip(3))
+    if tta >= 2:
+        padded = F.pad(x, (1, 1, 1, 1), value=background)
+        for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):   # moved down, up, right, left
+            shifted = padded[:, :, 1 - dy:29 - dy, 1 - dx:29 - dx]
+            out += [shifted, shifted.flip(3)]
+    return out
+
+
 @torch.no_grad()
-def probabilities(model, x, batch=1000):
+def probabilities(model, x, batch=1000, tta=0, background=0.0):
+    """Softmax outputs, averaged over the test-time views (views())."""
     model.eval()
-    return torch.cat([F.softmax(model(x[i:i + batch]), 1) for i in range(0, len(x), batch)])
+    total = 0
+    for v in views(x, background, tta):
+        total = total + torch.cat([F.softmax(model(v[i:i + batch]), 1)
+                                   for i in range(0, len(v), batch)])
+    return total / (1 + (tta >= 1) + 8 * (tta >= 2))
 
 
 def main():
@@ -114,6 +134,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit-test", type=int, default=0)
+    ap.add_argument("--tta", type=int, default=2, choices=(0, 1, 2),
+                    help="test-time views of the out-of-fold predictions (kd-noisy's --tta)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -141,7 +163,8 @@ def main():
             model, acc = train(xtr, noisy, np.flatnonzero(folds != f), args,
                                args.seed * 100 + f, (xte, yte))
             held = np.flatnonzero(folds == f)
-            probs[held] = probabilities(model, xtr[held]).numpy()
+            probs[held] = probabilities(model, xtr[held], tta=args.tta,
+                                        background=float(xtr.min())).numpy()
             print("  noise %.0f%% fold %d: test accuracy %.2f%% (%.0f s)"
                   % (100 * noise, f + 1, 100 * acc, time.time() - t0), flush=True)
         pred = probs.argmax(1)
