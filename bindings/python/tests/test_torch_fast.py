@@ -126,6 +126,37 @@ class AutogradThroughTheFastPath(unittest.TestCase):
         with self.assertRaisesRegex(RuntimeError, "once-differentiable"):
             (g ** 2).sum().backward()
 
+    def test_one_gradient_buffer_scaled_in_place(self):
+        """The gradient the C call wrote is the one the student receives,
+        scaled in place by the upstream value: one n x C buffer, no copy (the
+        issue's case of two buffers at 1M x 100), on both paths."""
+        from unittest import mock
+        from kdlib import _fast, _losses
+        s, t, y = data()
+        written = []
+        real_fast, real_bind = _fast._bind_output, _losses.Loss.bind_output
+
+        def spy_fast(h, role, ptr, ld):
+            written.append(ptr)
+            return real_fast(h, role, ptr, ld)
+
+        def spy_bind(self, role, out, name=None):
+            written.append(out.ctypes.data)
+            return real_bind(self, role, out, name)
+        for name, fn in [("fast path", lambda x: kdt.kl_distill(x, t, y, 4.0, 0.9)),
+                         ("general path", lambda x: kdt.kl_distill(
+                             x, t, y, 4.0, 0.9, weights=torch.ones(len(y))))]:
+            with self.subTest(name):
+                written.clear()
+                x = s.clone().requires_grad_(True)
+                with mock.patch.object(_fast, "_bind_output", spy_fast), \
+                        mock.patch.object(_losses.Loss, "bind_output", spy_bind):
+                    (fn(x) * 2.5).backward()
+                self.assertEqual(written, [x.grad.data_ptr()], name)
+                x1 = s.clone().requires_grad_(True)
+                fn(x1).backward()
+                self.assertTrue(torch.equal(x.grad, x1.grad * 2.5), name)
+
     def test_refusals_are_kept(self):
         s, t, y = data()
         x = s.clone().requires_grad_(True)
