@@ -134,9 +134,18 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit-test", type=int, default=0)
+    ap.add_argument("--retrain", default=",".join(RETRAIN),
+                    help="comma-separated retraining runs (kd-noisy's --retrain; '' = none)")
+    ap.add_argument("--true-labels", type=int, default=1, choices=(0, 1),
+                    help="1: also train once on the true labels (the ceiling)")
     ap.add_argument("--tta", type=int, default=2, choices=(0, 1, 2),
                     help="test-time views of the out-of-fold predictions (kd-noisy's --tta)")
     args = ap.parse_args()
+    retrain = [r for r in args.retrain.split(",") if r]
+    unknown = sorted(set(retrain) - set(RETRAIN))
+    if unknown:
+        ap.error("--retrain: unknown runs %s (expected names among %s)"
+                 % (", ".join(unknown), ", ".join(RETRAIN)))
     torch.set_num_threads(args.threads)
     t0 = time.time()
     xtr, ytr, xte, yte = load(args.data)
@@ -212,7 +221,8 @@ def main():
                 "soft-suspects": (soft_sel, all_rows),
                 "dropped": (noisy, np.flatnonzero(~suspects)),
                 "relabelled": (relabelled, all_rows)}
-        if true_acc is None:
+        runs = {name: run for name, run in runs.items() if name in retrain}
+        if true_acc is None and args.true_labels:
             runs["true labels"] = (ytr, all_rows)
         args.final_epochs_now = args.final_epochs
         print("\n== noise %.0f%%: retrained %d epochs (suspects: prune_by_noise_rate, %d), test "
@@ -222,7 +232,7 @@ def main():
             if name == "true labels":
                 true_acc = acc
             print("  %-28s %6.2f%%  (%.0f s)" % (name, 100 * acc, time.time() - t0), flush=True)
-        if "true labels" not in runs:
+        if "true labels" not in runs and true_acc is not None:
             print("  %-28s %6.2f%%  (trained once)" % ("true labels", 100 * true_acc))
     print("total time %.0f s" % (time.time() - t0))
 
