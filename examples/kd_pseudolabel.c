@@ -18,7 +18,8 @@
  * The unlabelled term is the mean over all mu * batch unlabelled rows (masked
  * rows count as 0), as FixMatch.  SGD with Nesterov momentum, FixMatch's
  * cosine lr * cos(7 pi k / 16 K), weight decay 5e-4; an EMA of the weights
- * (kd_ema) is evaluated too.  The table gives the test accuracy of the model
+ * (kd_ema) is evaluated too (with --ema-teacher 1 it also labels the weak
+ * views, as Mean Teacher, instead of the current model).  The table gives the test accuracy of the model
  * and of its EMA, the unlabelled rows' mean weight (for 0/1 masks: the share
  * of rows used) and the weighted accuracy of their pseudo-labels.
  *
@@ -39,7 +40,7 @@
 typedef struct {
     const char *data, *model, *csv, *methods;
     int64_t seed, epochs, threads, limit_train, limit_test, labeled, steps, batch, mu, eval_every,
-        flexmatch_warmup;
+        flexmatch_warmup, ema_teacher;
     double lr, threshold, unlabeled_weight, ema_decay, weight_decay;
 } config;
 
@@ -83,6 +84,7 @@ typedef struct {
     tr_sampler labeled, unlabeled; /* the second draws positions in x->unlabeled */
     tr_rng aug_rng;
     kd_ema *ema;
+    tr_model *teacher; /* --ema-teacher 1: the EMA weights label the weak views */
     kd_loss *ce, *pseudo;
     kd_threshold *th; /* flexmatch, freematch, softmatch */
     float *x_in, *x_weak, *dlogits, *weak_logits, *probs, *weights, *mask;
@@ -127,7 +129,14 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
         tr_augment(TR_AUG_STRONG, U, d->h, d->w, s->x->background, s->x_in + B * size, &s->aug_rng);
         /* The current model on the weak views, no gradient (the forward of
          * the training batch below overwrites what backward needs). */
-        const float *t = tr_model_forward(m, s->x_weak, U);
+        const float *t;
+        if (s->teacher) {
+            die_kd(kd_ema_copy_to_flat(s->ema, s->teacher->params), "ema copy",
+                   kd_ema_last_error(s->ema));
+            t = tr_model_forward(s->teacher, s->x_weak, U);
+        } else {
+            t = tr_model_forward(m, s->x_weak, U);
+        }
         memcpy(s->weak_logits, t, (size_t)(U * C) * sizeof(float));
         if (s->th) {
             softmax_rows(U, C, s->weak_logits, s->probs);
@@ -265,6 +274,13 @@ static void run(void *ctx, int index, tr_log *log)
            kd_ema_last_error(s.ema));
     kd_ema_set_int(s.ema, KD_EMA_PARAM_WARMUP, KD_EMA_WARMUP_MEAN_TEACHER);
     create_threshold(&s, x, C);
+    if (cfg->ema_teacher && U > 0) {
+        s.teacher = tr_model_create(cfg->model, d->h, d->w, C, U, err, sizeof err);
+        if (!s.teacher) {
+            fprintf(stderr, "error: %s\n", err);
+            exit(2);
+        }
+    }
 
     tr_train_opts o = {.run = method_names[method],
                        .steps = cfg->steps,
@@ -296,6 +312,7 @@ static void run(void *ctx, int index, tr_log *log)
 
     kd_threshold_destroy(s.th);
     kd_ema_destroy(s.ema);
+    tr_model_destroy(s.teacher);
     kd_loss_destroy(s.ce);
     kd_loss_destroy(s.pseudo);
     tr_sampler_free(&s.labeled);
@@ -386,6 +403,8 @@ int main(int argc, char **argv)
          "weight lambda_u of the unlabelled loss"},
         {"ema-decay", TR_OPT_FLOAT, &cfg.ema_decay,
          "decay of the evaluated EMA (Mean Teacher warm-up)"},
+        {"ema-teacher", TR_OPT_INT, &cfg.ema_teacher,
+         "1: the EMA of the weights, not the current model, labels the weak views"},
         {"flexmatch-warmup", TR_OPT_INT, &cfg.flexmatch_warmup,
          "FlexMatch threshold warm-up (1: unused samples count, as the paper and USB)"},
         {"model", TR_OPT_STRING, &cfg.model, "model (convN-...-fcN)"},
