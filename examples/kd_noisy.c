@@ -70,8 +70,6 @@ typedef struct {
 typedef struct {
     const config *cfg;
     const tr_dataset *train, *test;
-    const tr_dataset *views; /* --tta: the other test-time views of train, or NULL */
-    int num_views;
     float background;
     job *jobs;
 } context;
@@ -120,55 +118,40 @@ static void softmax_rows(float *z, int64_t n, int C)
     }
 }
 
-static void ema_update(void *ctx, tr_model *m)
-{
-    kd_ema *ema = ctx;
-    die_kd(kd_ema_update_flat(ema, m->params), "ema update", kd_ema_last_error(ema));
-}
+/* The test-time views of --tta: (flip, dy, dx); --tta 0 uses the first,
+ * 1 the first 2, 2 all 10. */
+static const int tta_views[10][3] = {{0, 0, 0},  {1, 0, 0}, {0, 1, 0}, {1, 1, 0},  {0, -1, 0},
+                                     {1, -1, 0}, {0, 0, 1}, {1, 0, 1}, {0, 0, -1}, {1, 0, -1}};
 
-/* The out-of-fold probabilities of j: softmax of the model's logits; with
- * --tta 1 the mean of the softmax over each image and its mirror image; with
- * --tta 2 also over both shifted by one pixel in each of the 4 directions
- * (10 views). */
+static int tta_view_count(int64_t tta) { return tta >= 2 ? 10 : tta == 1 ? 2 : 1; }
+
+/* The out-of-fold probabilities of j: the mean over the --tta views of each
+ * held-out image of the model's softmax. */
 static void predict_job(const context *x, tr_model *m, job *j, int C)
 {
-    tr_predict(m, x->train, j->predict, j->predict_n, j->probs);
-    softmax_rows(j->probs, j->predict_n, C);
-    if (!x->views)
-        return;
-    const int64_t len = j->predict_n * C;
-    float *view = checked_malloc((size_t)len * sizeof *view);
-    for (int v = 0; v < x->num_views; v++) {
-        tr_predict(m, &x->views[v], j->predict, j->predict_n, view);
-        softmax_rows(view, j->predict_n, C);
-        for (int64_t i = 0; i < len; i++)
-            j->probs[i] += view[i];
+    const tr_dataset *d = x->train;
+    const int64_t n = j->predict_n, size = (int64_t)d->h * d->w;
+    const int views = tta_view_count(x->cfg->tta);
+    tr_dataset held = *d, view = *d;
+    held.n = view.n = n;
+    held.x = checked_malloc((size_t)(n * size) * sizeof(float));
+    view.x = checked_malloc((size_t)(n * size) * sizeof(float));
+    float *probs = checked_malloc((size_t)(n * C) * sizeof *probs);
+    tr_dataset_gather(d, j->predict, (int)n, held.x);
+    memset(j->probs, 0, (size_t)(n * C) * sizeof *j->probs);
+    for (int v = 0; v < views; v++) {
+        memcpy(view.x, held.x, (size_t)(n * size) * sizeof(float));
+        for (int64_t i = 0; i < n; i++)
+            tr_shift_flip(view.x + i * size, d->h, d->w, tta_views[v][1], tta_views[v][2],
+                          tta_views[v][0], x->background);
+        tr_predict(m, &view, NULL, n, probs);
+        softmax_rows(probs, n, C);
+        for (int64_t i = 0; i < n * C; i++)
+            j->probs[i] += probs[i] / (float)views;
     }
-    for (int64_t i = 0; i < len; i++)
-        j->probs[i] /= (float)(x->num_views + 1);
-    free(view);
-}
-
-/* d with every image flipped left-right (mirror) and moved by (dy, dx)
- * pixels, the uncovered pixels set to background: a test-time view. */
-static tr_dataset view_dataset(const tr_dataset *d, int mirror, int dy, int dx, float background)
-{
-    tr_dataset out = *d;
-    const int h = d->h, w = d->w;
-    out.x = checked_malloc((size_t)(d->n * h * w) * sizeof *out.x);
-    for (int64_t i = 0; i < d->n; i++) {
-        const float *img = d->x + i * h * w;
-        float *to = out.x + i * h * w;
-        for (int r = 0; r < h; r++)
-            for (int c = 0; c < w; c++) {
-                int sr = r - dy, sc = c - dx;
-                if (mirror)
-                    sc = w - 1 - sc;
-                to[r * w + c] =
-                    sr >= 0 && sr < h && sc >= 0 && sc < w ? img[sr * w + sc] : background;
-            }
-    }
-    return out;
+    free(held.x);
+    free(view.x);
+    free(probs);
 }
 
 static void run_job(void *ctx, int index, tr_log *log)
@@ -207,11 +190,8 @@ static void run_job(void *ctx, int index, tr_log *log)
                        .nesterov = (int)cfg->nesterov};
     kd_ema *ema = NULL;
     if (cfg->ema_decay > 0.0) {
-        die_kd(kd_ema_create_flat(&ema, m->params, m->num_params), "ema", kd_ema_last_error(NULL));
-        die_kd(kd_ema_set_float(ema, KD_EMA_PARAM_DECAY, (float)cfg->ema_decay), "ema decay",
-               kd_ema_last_error(ema));
-        kd_ema_set_int(ema, KD_EMA_PARAM_WARMUP, KD_EMA_WARMUP_MEAN_TEACHER);
-        o.after_update = ema_update;
+        ema = tr_ema_create(m, cfg->ema_decay);
+        o.after_update = tr_ema_update;
         o.hook_ctx = ema;
     }
     char desc[160];
@@ -406,17 +386,11 @@ int main(int argc, char **argv)
     const int C = train.classes;
     const int64_t n = train.n;
     const int fashion = tr_dataset_is_fashion(cfg.data);
-    tr_dataset views[9];
-    int num_views = cfg.tta >= 2 ? 9 : cfg.tta == 1 ? 1 : 0;
-    static const int shifts[5][2] = {{0, 0}, {1, 0}, {-1, 0}, {0, 1}, {0, -1}};
-    for (int v = 0; v < num_views; v++) { /* view 0: the mirror; then shifted pairs */
-        int s = (v + 1) / 2, mirror = (v + 1) % 2;
-        views[v] = view_dataset(&train, mirror, shifts[s][0], shifts[s][1], background);
-    }
+    const int num_views = tta_view_count(cfg.tta);
     printf("kd-noisy: kdlib %s, %lld train / %lld test images from %s, %d threads, seed %lld, "
            "%d test-time view%s per out-of-fold prediction\n",
            kd_version_string(), (long long)n, (long long)test.n, cfg.data, threads,
-           (long long)cfg.seed, num_views + 1, num_views ? "s" : "");
+           (long long)cfg.seed, num_views, num_views > 1 ? "s" : "");
 
     int32_t *noisy = checked_malloc((size_t)n * sizeof *noisy);
     int32_t *relabelled = checked_malloc((size_t)n * sizeof *relabelled);
@@ -463,13 +437,8 @@ int main(int argc, char **argv)
 
         /* k-fold out-of-fold probabilities: fold f holds order[f], order[f + k], ... */
         const int k = (int)cfg.folds;
-        context x = {.cfg = &cfg,
-                     .train = &train,
-                     .test = &test,
-                     .views = num_views ? views : NULL,
-                     .num_views = num_views,
-                     .background = background,
-                     .jobs = jobs};
+        context x = {
+            .cfg = &cfg, .train = &train, .test = &test, .background = background, .jobs = jobs};
         for (int f = 0; f < k; f++) {
             job *j = &jobs[f];
             memset(j, 0, sizeof *j);
@@ -674,8 +643,6 @@ int main(int argc, char **argv)
     free(fold_pool), free(nm_est), free(nm_true), free(jobs);
     tr_log_close(&log);
     tr_dataset_free(&train);
-    for (int v = 0; v < num_views; v++)
-        free(views[v].x);
     tr_dataset_free(&test);
     return 0;
 }

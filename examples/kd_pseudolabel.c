@@ -185,12 +185,6 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
     return loss;
 }
 
-static void ema_update(void *ctx, tr_model *m)
-{
-    step_state *s = ctx;
-    die_kd(kd_ema_update_flat(s->ema, m->params), "ema update", kd_ema_last_error(s->ema));
-}
-
 static void create_threshold(step_state *s, const context *x, int C)
 {
     static const kd_threshold_algorithm algorithm[NUM_METHODS] = {
@@ -269,10 +263,7 @@ static void run(void *ctx, int index, tr_log *log)
            "threshold", kd_loss_last_error(s.pseudo));
     die_kd(kd_loss_set_int(s.pseudo, KD_PARAM_THRESHOLD_MODE, KD_THRESHOLD_INCLUSIVE),
            "threshold mode", kd_loss_last_error(s.pseudo));
-    die_kd(kd_ema_create_flat(&s.ema, m->params, m->num_params), "ema", kd_ema_last_error(NULL));
-    die_kd(kd_ema_set_float(s.ema, KD_EMA_PARAM_DECAY, (float)cfg->ema_decay), "ema decay",
-           kd_ema_last_error(s.ema));
-    kd_ema_set_int(s.ema, KD_EMA_PARAM_WARMUP, KD_EMA_WARMUP_MEAN_TEACHER);
+    s.ema = tr_ema_create(m, cfg->ema_decay);
     create_threshold(&s, x, C);
     if (cfg->ema_teacher && U > 0) {
         s.teacher = tr_model_create(cfg->model, d->h, d->w, C, U, err, sizeof err);
@@ -292,8 +283,8 @@ static void run(void *ctx, int index, tr_log *log)
                        .nesterov = 1,
                        .weight_decay = (float)cfg->weight_decay,
                        .cosine = 2,
-                       .after_update = ema_update,
-                       .hook_ctx = &s};
+                       .after_update = tr_ema_update,
+                       .hook_ctx = s.ema};
     char desc[256];
     snprintf(desc, sizeof desc, "%s, %lld labelled%s, %lld steps", cfg->model,
              (long long)x->labeled_n, method == M_SUPERVISED ? " only" : " + unlabelled",

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "augment.h"
 #include "layers.h"
 #include "model.h"
 #include "rng.h"
@@ -66,6 +67,34 @@ static double conv_objective(void *ctx)
     tr_conv_forward(&t->c, t->batch, t->x, t->W, t->b, t->col, t->y);
     return dot(t->y, t->r, (int64_t)t->batch * t->c.h * t->c.w * t->c.cout);
 }
+
+START_TEST(shift_flip_moves_mirrors_and_fills)
+{
+    /* 2 x 3 image, pixel value = 10 * row + column */
+    const float img[6] = {0, 1, 2, 10, 11, 12};
+    float x[6];
+    memcpy(x, img, sizeof x);
+    ck_assert_int_eq(tr_shift_flip(x, 2, 3, 0, 0, 0, -1.0f), 0); /* identity */
+    ck_assert_mem_eq(x, img, sizeof x);
+    ck_assert_int_eq(tr_shift_flip(x, 2, 3, 0, 0, 1, -1.0f), 0); /* mirror */
+    const float mirror[6] = {2, 1, 0, 12, 11, 10};
+    ck_assert_mem_eq(x, mirror, sizeof x);
+    memcpy(x, img, sizeof x);
+    tr_shift_flip(x, 2, 3, 1, 0, 0, -1.0f); /* down by 1 */
+    const float down[6] = {-1, -1, -1, 0, 1, 2};
+    ck_assert_mem_eq(x, down, sizeof x);
+    memcpy(x, img, sizeof x);
+    tr_shift_flip(x, 2, 3, 0, -1, 0, -1.0f); /* left by 1 */
+    const float left[6] = {1, 2, -1, 11, 12, -1};
+    ck_assert_mem_eq(x, left, sizeof x);
+    memcpy(x, img, sizeof x);
+    tr_shift_flip(x, 2, 3, -1, 1, 1, -1.0f); /* up 1 and right 1, then mirrored */
+    const float both[6] = {11, 10, -1, -1, -1, -1};
+    ck_assert_mem_eq(x, both, sizeof x);
+    float big[1];
+    ck_assert_int_eq(tr_shift_flip(big, 65, 64, 0, 0, 0, 0.0f), -1); /* > 4,096 pixels */
+}
+END_TEST
 
 START_TEST(conv_backward_matches_finite_differences)
 {
@@ -248,6 +277,7 @@ int main(void)
     tcase_add_test(tc, relu_backward_matches_finite_differences);
     tcase_add_test(tc, model_backward_matches_finite_differences);
     tcase_add_test(tc, model_spec_errors_are_reported);
+    tcase_add_test(tc, shift_flip_moves_mirrors_and_fills);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

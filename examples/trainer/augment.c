@@ -4,8 +4,10 @@
 
 #define TR_AUG_MAX_PIXELS 4096
 
-static void shift_flip(float *img, int h, int w, int dy, int dx, int flip, float background)
+int tr_shift_flip(float *img, int h, int w, int dy, int dx, int flip, float background)
 {
+    if (h * w > TR_AUG_MAX_PIXELS)
+        return -1;
     float tmp[TR_AUG_MAX_PIXELS];
     memcpy(tmp, img, (size_t)h * w * sizeof *img);
     for (int y = 0; y < h; y++)
@@ -13,6 +15,7 @@ static void shift_flip(float *img, int h, int w, int dy, int dx, int flip, float
             int sy = y - dy, sx = (flip ? w - 1 - x : x) - dx;
             img[y * w + x] = sy >= 0 && sy < h && sx >= 0 && sx < w ? tmp[sy * w + sx] : background;
         }
+    return 0;
 }
 
 static void cutout(float *img, int h, int w, int size, float background, tr_rng *rng)
@@ -45,7 +48,7 @@ void tr_augment(tr_aug kind, int count, int h, int w, float background, float *x
         int dy = (int)tr_rng_below(rng, 2 * max_shift + 1) - max_shift;
         int dx = (int)tr_rng_below(rng, 2 * max_shift + 1) - max_shift;
         int flip = tr_rng_uniform(rng) < 0.5f;
-        shift_flip(img, h, w, dy, dx, flip, background);
+        tr_shift_flip(img, h, w, dy, dx, flip, background);
         if (kind == TR_AUG_STRONG) {
             contrast(img, h * w, rng);
             cutout(img, h, w, 12, background, rng);

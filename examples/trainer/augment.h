@@ -15,4 +15,10 @@ typedef enum { TR_AUG_NONE = 0, TR_AUG_WEAK = 1, TR_AUG_STRONG = 2 } tr_aug;
 
 void tr_augment(tr_aug kind, int count, int h, int w, float background, float *x, tr_rng *rng);
 
+/* One image in place: moved down by dy and right by dx pixels (negative: up,
+ * left), the uncovered pixels taking `background`, then flipped left-right
+ * when flip is non-zero.  Returns 0, or -1 (image unchanged) when h * w is
+ * larger than the 4,096 pixels augmentation supports. */
+int tr_shift_flip(float *img, int h, int w, int dy, int dx, int flip, float background);
+
 #endif

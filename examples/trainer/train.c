@@ -224,3 +224,28 @@ void tr_run_parallel(int count, int threads, tr_run_fn fn, void *ctx, tr_log *lo
         tr_log_finish_buffered(&logs[i], log);
     free(logs);
 }
+
+kd_ema *tr_ema_create(const tr_model *m, double decay)
+{
+    kd_ema *ema = NULL;
+    kd_status st = kd_ema_create_flat(&ema, m->params, m->num_params);
+    if (st == KD_OK)
+        st = kd_ema_set_float(ema, KD_EMA_PARAM_DECAY, (float)decay);
+    if (st == KD_OK)
+        st = kd_ema_set_int(ema, KD_EMA_PARAM_WARMUP, KD_EMA_WARMUP_MEAN_TEACHER);
+    if (st != KD_OK) {
+        fprintf(stderr, "kdlib: ema: %s: %s\n", kd_status_string(st), kd_ema_last_error(ema));
+        exit(1);
+    }
+    return ema;
+}
+
+void tr_ema_update(void *ema, tr_model *m)
+{
+    kd_status st = kd_ema_update_flat(ema, m->params);
+    if (st != KD_OK) {
+        fprintf(stderr, "kdlib: ema update: %s: %s\n", kd_status_string(st),
+                kd_ema_last_error(ema));
+        exit(1);
+    }
+}

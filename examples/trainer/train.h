@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "kdlib/ema.h"
+
 #include "augment.h"
 #include "dataset.h"
 #include "metrics.h"
@@ -69,6 +71,12 @@ typedef struct {
     tr_hook_fn after_update; /* optional, e.g. the EMA teacher update */
     void *hook_ctx;
 } tr_train_opts;
+
+/* An EMA of m's weights (kd_ema over m->params) with the given decay and
+ * Mean Teacher's warm-up; exits with a message on failure.  tr_ema_update is
+ * its tr_hook_fn (after_update), with hook_ctx = the kd_ema. */
+kd_ema *tr_ema_create(const tr_model *m, double decay);
+void tr_ema_update(void *ema, tr_model *m);
 
 /* Returns 0, or -1 when out of memory. */
 int tr_train(tr_model *m, const tr_train_opts *o, tr_step_fn step, void *step_ctx,

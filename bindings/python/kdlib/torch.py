@@ -449,8 +449,9 @@ def pseudo_label(student, teacher, threshold=0.95, class_thresholds=None, *, ret
     threshold = _scalar(threshold, "threshold")
     if (not return_mask and class_thresholds is None and weights is None
             and teacher_weights is None and not kw and isinstance(teacher, torch.Tensor)):
+        t = teacher.detach()
         loss = _fast_call(student, lambda: FP.pseudo_label_forward_backward(
-            student, teacher.detach(), threshold), teacher.detach())
+            student, t, threshold), t)
         if loss is not None:
             return loss
     tin, multi = _teachers(teacher, DETACH)
