@@ -1639,7 +1639,7 @@ static void fuzz_threshold(rd *r)
     static const int64_t cs[] = {1, 2, 3, 4, 10, 0, -1, ((int64_t)1 << 30) + 1, 100};
     static uint8_t before[STATE_CAP], after[STATE_CAP];
     arena A = {.n = 0};
-    const kd_threshold_algorithm algo = (kd_threshold_algorithm)rpick(r, 5); /* 0, 4: unknown */
+    const kd_threshold_algorithm algo = (kd_threshold_algorithm)rpick(r, 6); /* 0, 5: unknown */
     const int64_t N = ns[rpick(r, 10)], C = cs[rpick(r, 9)];
     kd_threshold *canary = (kd_threshold *)(uintptr_t)0x5a5a5a5a, *t = canary;
     kd_status st = CALL(kd_threshold_create(rpick(r, 32) ? &t : NULL, algo, N, C));
@@ -1692,10 +1692,16 @@ static void fuzz_threshold(rd *r)
                 idx[k] = r8(r) < 240 ? (int64_t)(r8(r) % (uint8_t)(N < 255 ? N : 255)) : ri64(r);
             amark_output(&A, w), amark_output(&A, pl);
             asnapshot(&A);
-            if (rpick(r, 2)) {
+            const unsigned which = rpick(r, 3);
+            if (which == 0) {
                 call = "kd_threshold_update_probs";
                 st = CALL(kd_threshold_update_probs(t, n, C, rpick(r, 24) ? probs : NULL, ld,
                                                     rpick(r, 8) ? idx : NULL));
+                w = NULL;
+            } else if (which == 1) {
+                call = "kd_threshold_update_labeled_probs";
+                st = CALL(
+                    kd_threshold_update_labeled_probs(t, n, C, rpick(r, 24) ? probs : NULL, ld));
                 w = NULL;
             } else {
                 call = "kd_threshold_weights_probs";
@@ -1745,7 +1751,7 @@ static void fuzz_threshold(rd *r)
             float *o = aalloc(&A, (size_t)count * 4);
             if (!o)
                 break;
-            st = CALL(kd_threshold_get_floats(t, (kd_threshold_state)rpick(r, 15), count, o));
+            st = CALL(kd_threshold_get_floats(t, (kd_threshold_state)rpick(r, 18), count, o));
             break;
         }
         case 7: { /* save, mutate, load */

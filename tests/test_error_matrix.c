@@ -649,6 +649,46 @@ static kd_status thr52(void)
     kd_threshold *t = th_of(KD_THRESHOLD_SOFTMATCH);
     CALL(kd_threshold_load(t, p));
 }
+static kd_status thr53(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_SOFTMATCH);
+    CALL(kd_threshold_update_labeled_probs(t, N, C, B.probs, LD));
+}
+static kd_status thr54(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_ADAMATCH);
+    CALL(kd_threshold_update_labeled_probs(t, N, C, NULL, LD));
+}
+static kd_status thr55(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_ADAMATCH);
+    B.probs[LD + 1] = INFINITY;
+    CALL(kd_threshold_update_labeled_probs(t, N, C, B.probs, LD));
+}
+static kd_status thr56(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_ADAMATCH);
+    CALL(kd_threshold_update_labeled_probs(t, N, C, B.probs, C - 1));
+}
+static kd_status thr57(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_ADAMATCH);
+    CALL(kd_threshold_update(t, N, B.idx, B.conf, B.pred));
+}
+static kd_status thr58(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_ADAMATCH);
+    CALL(kd_threshold_weights(t, N, B.conf, B.pred, B.mask));
+}
+static kd_status thr59(void)
+{
+    kd_threshold *f = th_of(KD_THRESHOLD_ADAMATCH);
+    const char *p = tmp_path("fixture.kdada");
+    ck_assert_int_eq(kd_threshold_save(f, p), KD_OK);
+    truncate_file(p, -3);
+    kd_threshold *t = th_of(KD_THRESHOLD_ADAMATCH);
+    CALL(kd_threshold_load(t, p));
+}
 
 typedef struct {
     const char *function, *input;
@@ -2327,6 +2367,16 @@ static const row ROWS[] = {
      thr50},
     {"kd_threshold_load", "a FreeMatch file into a SoftMatch handle", ST(KD_ERR_VERSION), thr51},
     {"kd_threshold_load", "a truncated SoftMatch file", ST(KD_ERR_CORRUPT), thr52},
+    {"kd_threshold_update_labeled_probs", "SoftMatch (no labelled rows)", ST(KD_ERR_UNSUPPORTED),
+     thr53},
+    {"kd_threshold_update_labeled_probs", "probs is NULL with n > 0", ST(KD_ERR_NULL_POINTER),
+     thr54},
+    {"kd_threshold_update_labeled_probs", "an infinite probability", ST(KD_ERR_NOT_FINITE), thr55},
+    {"kd_threshold_update_labeled_probs", "ld < c", ST(KD_ERR_INVALID_ARGUMENT), thr56},
+    {"kd_threshold_update", "AdaMatch (needs probability rows)", ST(KD_ERR_UNSUPPORTED), thr57},
+    {"kd_threshold_weights", "AdaMatch with DIST_ALIGN = 1 (needs rows)", ST(KD_ERR_UNSUPPORTED),
+     thr58},
+    {"kd_threshold_load", "a truncated AdaMatch file", ST(KD_ERR_CORRUPT), thr59},
     {"kd_select_pseudo_labels", "scores is NULL", ST(KD_ERR_NULL_POINTER), row189},
     {"kd_select_pseudo_labels", "n < 0", ST(KD_ERR_SHAPE), row190},
     {"kd_select_pseudo_labels", "c < 1 or c > INT32_MAX", ST(KD_ERR_SHAPE), row191},

@@ -18,10 +18,15 @@
  *   KD_THRESHOLD_SOFTMATCH  SoftMatch truncated-Gaussian weights with uniform
  *                           distribution alignment (Chen et al., ICLR 2023)
  *                           as USB implements them.
+ *   KD_THRESHOLD_ADAMATCH   AdaMatch's relative confidence threshold with
+ *                           distribution alignment to the labelled
+ *                           predictions (Berthelot et al., ICLR 2022) as USB
+ *                           implements them; it also learns from the
+ *                           labelled batch (kd_threshold_update_labeled_probs).
  *
- * FreeMatch and SoftMatch need whole probability rows for their updates
- * (kd_threshold_update_probs / kd_threshold_weights_probs); every algorithm
- * accepts rows (FlexMatch reduces each to its max and argmax).
+ * FreeMatch, SoftMatch and AdaMatch need whole probability rows for their
+ * updates (kd_threshold_update_probs / kd_threshold_weights_probs); every
+ * algorithm accepts rows (FlexMatch reduces each to its max and argmax).
  *
  * One training step:
  *
@@ -45,7 +50,8 @@
  * in kd_threshold_last_error(NULL) (per thread).
  *
  * Memory: create allocates everything (FlexMatch: about 8 bytes per sample
- * and 16 per class; FreeMatch 48 bytes per class, SoftMatch 80); update,
+ * and 16 per class; FreeMatch 48 bytes per class, SoftMatch 80,
+ * AdaMatch 48); update,
  * weights (both kinds), the getters and save allocate nothing;
  * load allocates only the state file's meta section.
  *
@@ -68,7 +74,12 @@ typedef struct kd_threshold kd_threshold;
 
 /* Algorithm keys.  Pinned values; new algorithms get new numbers. */
 typedef int32_t kd_threshold_algorithm;
-enum { KD_THRESHOLD_FLEXMATCH = 1, KD_THRESHOLD_FREEMATCH = 2, KD_THRESHOLD_SOFTMATCH = 3 };
+enum {
+    KD_THRESHOLD_FLEXMATCH = 1,
+    KD_THRESHOLD_FREEMATCH = 2,
+    KD_THRESHOLD_SOFTMATCH = 3,
+    KD_THRESHOLD_ADAMATCH = 4
+};
 
 /* Parameter keys.  Pinned values (equal to the KD_FLEXMATCH_PARAM_* ones);
  * new parameters get new numbers.
@@ -108,6 +119,18 @@ enum { KD_THRESHOLD_FLEXMATCH = 1, KD_THRESHOLD_FREEMATCH = 2, KD_THRESHOLD_SOFT
  *                                   With 1 the confidence entry points
  *                                   (kd_threshold_update / _weights) are
  *                                   KD_ERR_UNSUPPORTED: use the _probs ones.
+ * AdaMatch:
+ *   KD_THRESHOLD_PARAM_THRESHOLD    real, tau in [0, 1], default 0.95 (USB's
+ *                                   p_cutoff): a row is kept when its
+ *                                   (aligned) max >= tau kappa, kappa the mean
+ *                                   max of the last labelled batch.
+ *   KD_THRESHOLD_PARAM_MOMENTUM     real, m in [0, 1], default 0.999 (USB's ema_p)
+ *                                   of p_model and p_target.
+ *   KD_THRESHOLD_PARAM_DIST_ALIGN   int 0/1, default 1: align the unlabelled
+ *                                   rows with p_target / p_model before the
+ *                                   threshold and the pseudo-labels (USB
+ *                                   always aligns).  With 1 kd_threshold_weights
+ *                                   is KD_ERR_UNSUPPORTED.
  */
 typedef int32_t kd_threshold_param;
 enum {
@@ -145,17 +168,24 @@ enum {
  *   KD_THRESHOLD_STATE_UNUSED            ints, 1: FlexMatch's unused count.
  *   KD_THRESHOLD_STATE_PREDICTIONS       ints, N: FlexMatch's last confident
  *                                        prediction per sample, -1 = none.
- *   KD_THRESHOLD_STATE_GLOBAL_THRESHOLD  floats, 1: FreeMatch's tau_t.
+ *   KD_THRESHOLD_STATE_GLOBAL_THRESHOLD  floats, 1: FreeMatch's tau_t; AdaMatch's
+ *                                        tau kappa.
  *   KD_THRESHOLD_STATE_CLASS_PROBS       floats, C: FreeMatch's p_t; SoftMatch's
- *                                        p_model of the distribution alignment.
+ *                                        and AdaMatch's p_model of the
+ *                                        distribution alignment.
  *   KD_THRESHOLD_STATE_LABEL_HISTOGRAM   floats, C: FreeMatch's label_hist (EMA
  *                                        of the batch histogram of argmax).
  *   KD_THRESHOLD_STATE_CONF_MEAN         floats, 1: SoftMatch's global mu_t.
  *   KD_THRESHOLD_STATE_CONF_VAR          floats, 1: SoftMatch's global var_t.
  *   KD_THRESHOLD_STATE_CLASS_CONF_MEAN   floats, C: SoftMatch's per-class mu_t.
  *   KD_THRESHOLD_STATE_CLASS_CONF_VAR    floats, C: SoftMatch's per-class var_t.
- *   KD_THRESHOLD_STATE_UPDATES           ints, 1: FreeMatch, SoftMatch: the
- *                                        number of non-empty updates. */
+ *   KD_THRESHOLD_STATE_UPDATES           ints, 1: FreeMatch, SoftMatch, AdaMatch:
+ *                                        the number of non-empty updates (of
+ *                                        unlabelled rows).
+ *   KD_THRESHOLD_STATE_TARGET_PROBS      floats, C: AdaMatch's p_target.
+ *   KD_THRESHOLD_STATE_LABELED_CONFIDENCE floats, 1: AdaMatch's kappa.
+ *   KD_THRESHOLD_STATE_LABELED_UPDATES   ints, 1: AdaMatch's number of
+ *                                        non-empty labelled updates. */
 typedef int32_t kd_threshold_state;
 enum {
     KD_THRESHOLD_STATE_CLASS_THRESHOLDS = 1,
@@ -170,7 +200,10 @@ enum {
     KD_THRESHOLD_STATE_CONF_VAR = 10,
     KD_THRESHOLD_STATE_CLASS_CONF_MEAN = 11,
     KD_THRESHOLD_STATE_CLASS_CONF_VAR = 12,
-    KD_THRESHOLD_STATE_UPDATES = 13
+    KD_THRESHOLD_STATE_UPDATES = 13,
+    KD_THRESHOLD_STATE_TARGET_PROBS = 14,
+    KD_THRESHOLD_STATE_LABELED_CONFIDENCE = 15,
+    KD_THRESHOLD_STATE_LABELED_UPDATES = 16
 };
 
 /* Largest N and C accepted by kd_threshold_create. */
@@ -289,6 +322,19 @@ KD_API kd_status kd_threshold_weights(const kd_threshold *th, int64_t n, const f
 KD_API kd_status kd_threshold_update_probs(kd_threshold *th, int64_t n, int64_t c,
                                            const float *probs, int64_t ld, const int64_t *indices);
 
+/* kd_threshold_update_labeled_probs():
+ * Record a batch of n probability rows of labelled samples (e.g. the
+ * softmax of the labelled batch's logits, detached): AdaMatch updates
+ * p_target = m p_target + (1 - m) mean_k l_k and sets kappa = mean_k max_j l_kj
+ * (this batch's).  Same row layout and checks as kd_threshold_update_probs
+ * (no indices).  Other algorithms do not learn from labelled rows:
+ * KD_ERR_UNSUPPORTED.
+ * O(n c), no allocation.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th, or probs when n > 0);
+ * KD_ERR_UNSUPPORTED; KD_ERR_INVALID_ARGUMENT; KD_ERR_NOT_FINITE. */
+KD_API kd_status kd_threshold_update_labeled_probs(kd_threshold *th, int64_t n, int64_t c,
+                                                   const float *probs, int64_t ld);
+
 /* kd_threshold_weights_probs():
  * Per-sample loss weights of a batch of probability rows from the current
  * state (FlexMatch, FreeMatch: 0/1 masks of the row's max against the
@@ -297,9 +343,10 @@ KD_API kd_status kd_threshold_update_probs(kd_threshold *th, int64_t n, int64_t 
  * kd_threshold_update_probs first to reproduce it.
  *   n, c, probs, ld  as for kd_threshold_update_probs.
  *   weights          n floats (written only on success).
- *   pseudo_labels    NULL, or n int32 receiving the argmax of each row (of
- *                    the rows as given, before any alignment; lowest index
- *                    on ties).
+ *   pseudo_labels    NULL, or n int32 receiving the argmax of each row
+ *                    (lowest index on ties): of the rows as given, before
+ *                    any alignment (SoftMatch, as USB), except AdaMatch: of
+ *                    the aligned rows (as USB).
  * O(n c), no allocation.
  * Returns KD_OK; KD_ERR_NULL_POINTER (th, probs or weights when n > 0);
  * KD_ERR_INVALID_ARGUMENT; KD_ERR_NOT_FINITE (as for update_probs);

@@ -19,7 +19,6 @@
 
 #define KDI_SOFTMATCH_FORMAT_VERSION 1u
 #define KDI_SOFTMATCH_META 56u
-#define KDI_SOFTMATCH_EPS 1e-6 /* USB's dist_align */
 
 typedef struct {
     double mu, var;        /* global mu_t, var_t */
@@ -53,9 +52,7 @@ static void kdi_softmatch_free(void *state)
 static void kdi_softmatch_ratio(kd_threshold *th)
 {
     kdi_softmatch *s = kdi_sm(th);
-    const double u = 1.0 / (double)th->num_classes;
-    for (int64_t c = 0; c < th->num_classes; c++)
-        s->ratio[c] = (u + KDI_SOFTMATCH_EPS) / (s->pm[c] + KDI_SOFTMATCH_EPS);
+    kdi_threshold_align_ratio(th->num_classes, NULL, s->pm, s->ratio);
 }
 
 static void kdi_softmatch_reset(kd_threshold *th)
@@ -161,20 +158,8 @@ static double kdi_sm_item(const kdi_sm_batch *b, int64_t k, int32_t *cls)
         return b->conf[k];
     }
     const float *row = b->probs + k * b->ld;
-    if (!b->ratio)
-        return kdi_threshold_row_max(row, b->c, cls);
-    double total = 0.0, best = -1.0;
-    int32_t arg = 0;
-    for (int64_t j = 0; j < b->c; j++) {
-        const double v = (double)row[j] * b->ratio[j];
-        total += v;
-        if (v > best) {
-            best = v;
-            arg = (int32_t)j;
-        }
-    }
-    *cls = arg;
-    return total > 0.0 ? best / total : 0.0; /* a zero row: confidence 0, class 0 */
+    return b->ratio ? kdi_threshold_aligned_max(row, b->c, b->ratio, cls)
+                    : kdi_threshold_row_max(row, b->c, cls);
 }
 
 static void kdi_sm_stats(kd_threshold *th, int64_t n, const kdi_sm_batch *b)
@@ -254,10 +239,7 @@ static void kdi_softmatch_update_probs(kd_threshold *th, int64_t n, const float 
     const int64_t C = th->num_classes;
     if (s->dist_align) {
         /* p_model from the rows as given, then the rows aligned with it */
-        memset(s->sum, 0, (size_t)C * sizeof *s->sum);
-        for (int64_t k = 0; k < n; k++)
-            for (int64_t j = 0; j < C; j++)
-                s->sum[j] += probs[k * ld + j];
+        kdi_threshold_column_sums(n, C, probs, ld, s->sum);
         for (int64_t j = 0; j < C; j++) {
             const double mean = s->sum[j] / (double)n;
             s->pm[j] =

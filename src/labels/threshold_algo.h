@@ -58,6 +58,13 @@ typedef struct kdi_threshold_algo {
                          const int64_t *indices);
     void (*weights_probs)(const kd_threshold *th, int64_t n, const float *probs, int64_t ld,
                           float *weights);
+    /* The pseudo-labels of weights_probs.  NULL: the argmax of the rows as
+     * given (lowest index on ties). */
+    void (*labels_probs)(const kd_threshold *th, int64_t n, const float *probs, int64_t ld,
+                         int32_t *labels);
+    /* A validated batch of labelled rows (kd_threshold_update_labeled_probs).
+     * NULL: the algorithm does not use them (KD_ERR_UNSUPPORTED). */
+    void (*update_labeled_probs)(kd_threshold *th, int64_t n, const float *probs, int64_t ld);
     int indices_optional; /* 1: no per-sample state, update_probs accepts NULL indices */
     /* Length of state array `what` (0: the algorithm has none of that type,
      * is_int = 1 for int arrays), and its copy. */
@@ -74,6 +81,7 @@ typedef struct kdi_threshold_algo {
 extern const kdi_threshold_algo kdi_threshold_flexmatch;
 extern const kdi_threshold_algo kdi_threshold_freematch;
 extern const kdi_threshold_algo kdi_threshold_softmatch;
+extern const kdi_threshold_algo kdi_threshold_adamatch;
 
 /* Max and argmax (lowest index on ties) of a row of c >= 1 values. */
 static inline float kdi_threshold_row_max(const float *row, int64_t c, int32_t *argmax)
@@ -87,6 +95,49 @@ static inline float kdi_threshold_row_max(const float *row, int64_t c, int32_t *
         }
     *argmax = a;
     return m;
+}
+
+/* Distribution alignment (USB's dist_align hooks): the ratio
+ * r_j = (target_j + 1e-6) / (p_model_j + 1e-6), target NULL = uniform 1/c. */
+#define KDI_THRESHOLD_ALIGN_EPS 1e-6
+
+static inline void kdi_threshold_align_ratio(int64_t c, const double *target, const double *p_model,
+                                             double *ratio)
+{
+    const double u = 1.0 / (double)c;
+    for (int64_t j = 0; j < c; j++)
+        ratio[j] = ((target ? target[j] : u) + KDI_THRESHOLD_ALIGN_EPS) /
+                   (p_model[j] + KDI_THRESHOLD_ALIGN_EPS);
+}
+
+/* Max and argmax (lowest index on ties) of a row aligned with ratio,
+ * a_j = q_j r_j / sum_i q_i r_i, in double; a zero row gives 0 and class 0. */
+static inline double kdi_threshold_aligned_max(const float *row, int64_t c, const double *ratio,
+                                               int32_t *argmax)
+{
+    double total = 0.0, best = -1.0;
+    int32_t arg = 0;
+    for (int64_t j = 0; j < c; j++) {
+        const double v = (double)row[j] * ratio[j];
+        total += v;
+        if (v > best) {
+            best = v;
+            arg = (int32_t)j;
+        }
+    }
+    *argmax = arg;
+    return total > 0.0 ? best / total : 0.0;
+}
+
+/* sum[j] = sum_k probs[k * ld + j] over n rows, in double. */
+static inline void kdi_threshold_column_sums(int64_t n, int64_t c, const float *probs, int64_t ld,
+                                             double *sum)
+{
+    for (int64_t j = 0; j < c; j++)
+        sum[j] = 0.0;
+    for (int64_t k = 0; k < n; k++)
+        for (int64_t j = 0; j < c; j++)
+            sum[j] += probs[k * ld + j];
 }
 
 /* An EMA step in double: m s + (1 - m) x. */

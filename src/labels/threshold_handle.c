@@ -10,7 +10,8 @@
 #include <string.h>
 
 static const kdi_threshold_algo *const kdi_threshold_algos[] = {
-    &kdi_threshold_flexmatch, &kdi_threshold_freematch, &kdi_threshold_softmatch};
+    &kdi_threshold_flexmatch, &kdi_threshold_freematch, &kdi_threshold_softmatch,
+    &kdi_threshold_adamatch};
 
 const kdi_threshold_names kdi_threshold_own_names = {"kd_threshold", "KD_THRESHOLD_PARAM_"};
 
@@ -415,10 +416,29 @@ kd_status kd_threshold_weights_probs(const kd_threshold *th, int64_t n, int64_t 
         a->weights_probs(th, n, probs, ld, weights);
     else
         kdi_threshold_by_chunks(NULL, th, n, probs, ld, NULL, weights);
-    if (pseudo_labels)
+    if (pseudo_labels && a->labels_probs)
+        a->labels_probs(th, n, probs, ld, pseudo_labels);
+    else if (pseudo_labels)
         for (int64_t k = 0; k < n; k++)
             (void)kdi_threshold_row_max(probs + k * ld, c, &pseudo_labels[k]);
     return KD_OK;
+}
+
+kd_status kd_threshold_update_labeled_probs(kd_threshold *th, int64_t n, int64_t c,
+                                            const float *probs, int64_t ld)
+{
+    static const char fn[] = "kd_threshold_update_labeled_probs";
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    kdi_clear_error(th->err);
+    const kdi_threshold_algo *a = th->algo;
+    if (!a->update_labeled_probs)
+        return kdi_fail(th->err, KD_ERR_UNSUPPORTED, "%s: %s does not learn from labelled rows", fn,
+                        a->name);
+    kd_status st = kdi_threshold_check_rows(th, th->err, fn, n, c, probs, ld, NULL, 0);
+    if (st == KD_OK && n > 0)
+        a->update_labeled_probs(th, n, probs, ld);
+    return st;
 }
 
 /* ---- state arrays --------------------------------------------------------- */

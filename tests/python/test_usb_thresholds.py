@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""kdlib's FreeMatch and SoftMatch (kd_threshold, through kdlib.Thresholds)
-against PyTorch re-statements of USB's hooks in float64:
+"""kdlib's FreeMatch, SoftMatch and AdaMatch (kd_threshold, through
+kdlib.Thresholds) against PyTorch re-statements of USB's hooks in float64:
 FreeMatchThresholingHook (semilearn/algorithms/freematch/utils.py),
 DistAlignEMAHook with the uniform target (semilearn/algorithms/hooks/
 dist_align.py) and SoftMatchWeightingHook (semilearn/algorithms/softmatch/
-utils.py), called in USB's order (update, then mask / weights) over many
-random batches of softmax rows.  The rows are float32 (what kdlib receives);
+utils.py), DistAlignEMAHook with the 'model' target and
+AdaMatchThresholdingHook (semilearn/algorithms/adamatch/), called in USB's
+order (update, then mask / weights) over many random batches of softmax rows.  The rows are float32 (what kdlib receives);
 the reference promotes them to float64.
 
 Exit code 77 (CTest SKIP_RETURN_CODE) when torch or numpy is missing.
@@ -58,18 +59,22 @@ class FreeMatchHook:
 
 
 class DistAlignUniform:
-    """USB's DistAlignEMAHook with p_target_type='uniform'."""
+    """USB's DistAlignEMAHook with p_target_type='uniform' (target='model':
+    p_target is the EMA of the labelled batches' mean rows, from uniform)."""
 
-    def __init__(self, num_classes, momentum):
+    def __init__(self, num_classes, momentum, target="uniform"):
         self.m = momentum
         self.p_target = torch.ones(num_classes) / num_classes
+        self.update_p_target = target == "model"
         self.p_model = None
 
-    def dist_align(self, probs):
+    def dist_align(self, probs, probs_lb=None):
         if self.p_model is None:
             self.p_model = torch.mean(probs, dim=0)
         else:
             self.p_model = self.p_model * self.m + torch.mean(probs, dim=0) * (1 - self.m)
+        if self.update_p_target:
+            self.p_target = self.p_target * self.m + torch.mean(probs_lb, dim=0) * (1 - self.m)
         aligned = probs * (self.p_target + 1e-6) / (self.p_model + 1e-6)
         return aligned / aligned.sum(dim=-1, keepdim=True)
 
@@ -113,6 +118,14 @@ class SoftMatchHook:
         var = self.var[max_idx] if self.per_class else self.var
         return torch.exp(-((torch.clamp(max_probs - mu, max=0.0) ** 2)
                            / (2 * var / (self.n_sigma ** 2))))
+
+
+def adamatch_masking(probs_lb, probs_ulb, p_cutoff):
+    """USB's AdaMatchThresholdingHook on probabilities (softmax_x_* False)."""
+    max_probs, _ = probs_lb.max(dim=-1)
+    cut = max_probs.mean() * p_cutoff
+    max_probs, _ = probs_ulb.max(dim=-1)
+    return max_probs.ge(cut).to(max_probs.dtype), (max_probs - cut).abs()
 
 
 def batches(seed, c, steps, scale, max_batch=64):
@@ -198,6 +211,44 @@ class SoftMatchParity(unittest.TestCase):
     def test_per_class(self):
         self.assertGreater(self.run_case(6, 0.9, 2.0, True, 2.0, 60, 6), 100)
         self.run_case(12, 0.999, 3.0, True, 2.5, 30, 7)
+
+
+class AdaMatchParity(unittest.TestCase):
+    def run_case(self, c, m, p_cutoff, scale, steps, seed):
+        th = kdlib.Thresholds("adamatch", 1000, c, momentum=m, threshold=p_cutoff)
+        align = DistAlignUniform(c, m, target="model")
+        used = total = moved = 0
+        labelled = batches(seed + 100, c, steps, 1.5 * scale, max_batch=32)
+        for (p_np, p), (l_np, l) in zip(batches(seed, c, steps, scale), labelled):
+            th.update_labeled_probs(l_np)
+            th.update_probs(p_np)
+            aligned = align.dist_align(p, l)
+            mask, margin = adamatch_masking(l, aligned, p_cutoff)
+            w, pl = th.weights_probs(p_np)
+            top2 = aligned.topk(2, dim=-1).values
+            clear = (top2[:, 0] - top2[:, 1]).numpy() > 1e-6
+            np.testing.assert_array_equal(pl[clear], aligned.argmax(dim=-1).numpy()[clear])
+            moved += int((aligned.argmax(dim=-1) != p.argmax(dim=-1)).sum())
+            keep = margin.numpy() > 1e-6
+            np.testing.assert_array_equal(w[keep], mask.numpy()[keep])
+            used += int(mask.sum())
+            total += len(mask)
+            np.testing.assert_allclose(th.state("class_probs"), align.p_model.numpy(), rtol=1e-6)
+            np.testing.assert_allclose(th.state("target_probs"), align.p_target.numpy(),
+                                       rtol=1e-6)
+            np.testing.assert_allclose(th.state("global_threshold")[0],
+                                       float(l.max(dim=-1)[0].mean() * p_cutoff), rtol=1e-6)
+        th.close()
+        return used, total, moved
+
+    def test_usb_defaults(self):
+        used, total, _ = self.run_case(10, 0.999, 0.95, 3.0, 60, 11)
+        self.assertTrue(0 < used < total)
+
+    def test_fast_momentum_moves_labels(self):
+        used, total, moved = self.run_case(5, 0.8, 0.9, 2.0, 60, 12)
+        self.assertTrue(0 < used < total)
+        self.assertGreater(moved, 0)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ PROTOTYPES = {
     "kd_threshold_update": (kd_status, [kd_threshold_p, i64, c_int64_p, c_float_p, c_int32_p]),
     "kd_threshold_weights": (kd_status, [kd_threshold_p, i64, c_float_p, c_int32_p, c_float_p]),
     "kd_threshold_update_probs": (kd_status, [kd_threshold_p, i64, i64, c_float_p, i64, c_int64_p]),
+    "kd_threshold_update_labeled_probs": (kd_status, [kd_threshold_p, i64, i64, c_float_p, i64]),
     "kd_threshold_weights_probs": (kd_status, [kd_threshold_p, i64, i64, c_float_p, i64, c_float_p,
                                                c_int32_p]),
     "kd_threshold_get_floats": (kd_status, [kd_threshold_p, i32, i64, c_float_p]),

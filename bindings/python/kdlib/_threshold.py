@@ -9,7 +9,7 @@ from . import _arrays as A
 from ._handle import Handle
 from ._lib import lib, raise_for_status, kd_threshold_p
 
-FLEXMATCH, FREEMATCH, SOFTMATCH = 1, 2, 3
+FLEXMATCH, FREEMATCH, SOFTMATCH, ADAMATCH = 1, 2, 3, 4
 PARAM_THRESHOLD, PARAM_MAPPING, PARAM_WARMUP, PARAM_NON_STRICT = 1, 2, 3, 4
 PARAM_NUM_SAMPLES, PARAM_NUM_CLASSES, PARAM_ALGORITHM = 5, 6, 7
 PARAM_MOMENTUM, PARAM_CLIP, PARAM_N_SIGMA, PARAM_PER_CLASS, PARAM_DIST_ALIGN = 8, 9, 10, 11, 12
@@ -19,9 +19,10 @@ STATE_CLASS_THRESHOLDS, STATE_LEARNING_EFFECT, STATE_CLASS_COUNTS = 1, 2, 3
 STATE_UNUSED, STATE_PREDICTIONS = 4, 5
 STATE_GLOBAL_THRESHOLD, STATE_CLASS_PROBS, STATE_LABEL_HISTOGRAM = 6, 7, 8
 STATE_CONF_MEAN, STATE_CONF_VAR, STATE_CLASS_CONF_MEAN, STATE_CLASS_CONF_VAR = 9, 10, 11, 12
-STATE_UPDATES = 13
+STATE_UPDATES, STATE_TARGET_PROBS, STATE_LABELED_CONFIDENCE, STATE_LABELED_UPDATES = 13, 14, 15, 16
 
-_ALGORITHMS = {"flexmatch": FLEXMATCH, "freematch": FREEMATCH, "softmatch": SOFTMATCH}
+_ALGORITHMS = {"flexmatch": FLEXMATCH, "freematch": FREEMATCH, "softmatch": SOFTMATCH,
+               "adamatch": ADAMATCH}
 _MAPPINGS = {"linear": MAPPING_LINEAR, "concave": MAPPING_CONCAVE, "convex": MAPPING_CONVEX}
 _MAPPING_NAMES = {v: k for k, v in _MAPPINGS.items()}
 
@@ -53,12 +54,20 @@ class Thresholds(Handle):
 
     Parameters are keyword arguments of the algorithm (FlexMatch: threshold,
     mapping "convex" | "linear" | "concave", warmup, non_strict; FreeMatch:
-    momentum, clip, use_quantile, quantile; SoftMatch: momentum, n_sigma, per_class, dist_align).
+    momentum, clip, use_quantile, quantile; SoftMatch: momentum, n_sigma, per_class, dist_align;
+    AdaMatch: threshold, momentum, dist_align).
     FreeMatch and SoftMatch learn from whole probability rows:
 
         th = Thresholds("softmatch", num_samples, num_classes)
         th.update_probs(probs)                        # USB's order: update first
         w, pseudo = th.weights_probs(probs)
+
+    AdaMatch also learns from the labelled batch's probabilities:
+
+        th = Thresholds("adamatch", num_samples, num_classes)
+        th.update_labeled_probs(probs_labeled)
+        th.update_probs(probs)
+        w, pseudo = th.weights_probs(probs)           # pseudo-labels of the aligned rows
     """
 
     _prefix = "kd_threshold"
@@ -218,9 +227,18 @@ class Thresholds(Handle):
                                                   A.fptr(probs), ld, A.i64ptr(indices)),
                     "kd_threshold_update_probs")
 
+    def update_labeled_probs(self, probs):
+        """Record a batch of probability rows of labelled samples (float32,
+        n x C, rows may be strided): AdaMatch's p_target and relative threshold."""
+        probs, ld = A.matrix(probs, "probs", ncols=self.num_classes)
+        self._check(lib.kd_threshold_update_labeled_probs(self._handle(), probs.shape[0],
+                                                          self.num_classes, A.fptr(probs), ld),
+                    "kd_threshold_update_labeled_probs")
+
     def weights_probs(self, probs):
-        """(weights float32 of n, pseudo_labels int32 of n: each row's argmax)
-        of a batch of probability rows from the current state."""
+        """(weights float32 of n, pseudo_labels int32 of n: each row's argmax,
+        of the aligned rows for AdaMatch) of a batch of probability rows from
+        the current state."""
         probs, ld = A.matrix(probs, "probs", ncols=self.num_classes)
         n = probs.shape[0]
         w = np.empty(n, np.float32)
@@ -233,15 +251,19 @@ class Thresholds(Handle):
     def state(self, what):
         """A state array by name: "global_threshold", "class_probs",
         "label_histogram", "conf_mean", "conf_var", "class_conf_mean",
-        "class_conf_var" (float32), "updates" (int)."""
+        "class_conf_var", "target_probs", "labeled_confidence" (float32),
+        "updates", "labeled_updates" (int)."""
         key = {"global_threshold": (STATE_GLOBAL_THRESHOLD, 1),
                "class_probs": (STATE_CLASS_PROBS, self.num_classes),
                "label_histogram": (STATE_LABEL_HISTOGRAM, self.num_classes),
                "conf_mean": (STATE_CONF_MEAN, 1), "conf_var": (STATE_CONF_VAR, 1),
                "class_conf_mean": (STATE_CLASS_CONF_MEAN, self.num_classes),
-               "class_conf_var": (STATE_CLASS_CONF_VAR, self.num_classes)}
-        if what == "updates":
-            return int(self._ints(STATE_UPDATES, 1)[0])
+               "class_conf_var": (STATE_CLASS_CONF_VAR, self.num_classes),
+               "target_probs": (STATE_TARGET_PROBS, self.num_classes),
+               "labeled_confidence": (STATE_LABELED_CONFIDENCE, 1)}
+        if what in ("updates", "labeled_updates"):
+            key = STATE_UPDATES if what == "updates" else STATE_LABELED_UPDATES
+            return int(self._ints(key, 1)[0])
         if what not in key:
             raise ValueError("unknown state array %r" % (what,))
         return self._floats(*key[what])
