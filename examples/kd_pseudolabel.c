@@ -14,7 +14,11 @@
  *   softmatch   SoftMatch's truncated-Gaussian weights: kd_threshold (USB's
  *               order: update with the batch's weak-view probabilities, then
  *               its weights) gives per-sample weights that scale each
- *               strong-view row of the pseudo-label loss (KD_ARG_WEIGHTS).
+ *               strong-view row of the pseudo-label loss (KD_ARG_WEIGHTS);
+ *   adamatch    AdaMatch's relative threshold with distribution alignment:
+ *               the handle also learns from the labelled rows' probabilities
+ *               of the same step and gives the pseudo-labels (of the aligned
+ *               rows), learned by cross-entropy with the 0/1 weights.
  * The unlabelled term is the mean over all mu * batch unlabelled rows (masked
  * rows count as 0), as FixMatch.  SGD with Nesterov momentum, FixMatch's
  * cosine lr * cos(7 pi k / 16 K), weight decay 5e-4; an EMA of the weights
@@ -44,9 +48,9 @@ typedef struct {
     double lr, threshold, unlabeled_weight, ema_decay, weight_decay;
 } config;
 
-enum { M_SUPERVISED, M_FIXMATCH, M_FLEXMATCH, M_FREEMATCH, M_SOFTMATCH, NUM_METHODS };
-static const char *const method_names[NUM_METHODS] = {"supervised", "fixmatch", "flexmatch",
-                                                      "freematch", "softmatch"};
+enum { M_SUPERVISED, M_FIXMATCH, M_FLEXMATCH, M_FREEMATCH, M_SOFTMATCH, M_ADAMATCH, NUM_METHODS };
+static const char *const method_names[NUM_METHODS] = {"supervised", "fixmatch",  "flexmatch",
+                                                      "freematch",  "softmatch", "adamatch"};
 
 typedef struct {
     const config *cfg;
@@ -86,8 +90,8 @@ typedef struct {
     kd_ema *ema;
     tr_model *teacher; /* --ema-teacher 1: the EMA weights label the weak views */
     kd_loss *ce, *pseudo;
-    kd_threshold *th; /* flexmatch, freematch, softmatch */
-    float *x_in, *x_weak, *dlogits, *weak_logits, *probs, *weights, *mask;
+    kd_threshold *th; /* flexmatch, freematch, softmatch, adamatch */
+    float *x_in, *x_weak, *dlogits, *weak_logits, *probs, *lprobs, *weights, *mask;
     int32_t *idx, *pos, *labels, *pred;
     int64_t *pos64;
     double weight_sum, weight_right; /* over every unlabelled row seen */
@@ -106,6 +110,27 @@ static void softmax_rows(int n, int c, const float *logits, float *p)
         for (int j = 0; j < c; j++)
             q[j] = (float)(q[j] / sum);
     }
+}
+
+/* The handle's per-sample weights of the unlabelled rows, USB's order: the
+ * weak views' probabilities (and, for AdaMatch, the labelled rows' of this
+ * step's forward, detached) update the state, then give the weights (and
+ * AdaMatch's pseudo-labels). */
+static void threshold_weights(step_state *s, const float *logits, int B, int U, int C)
+{
+    softmax_rows(U, C, s->weak_logits, s->probs);
+    if (s->method == M_ADAMATCH) {
+        softmax_rows(B, C, logits, s->lprobs);
+        die_kd(kd_threshold_update_labeled_probs(s->th, B, C, s->lprobs, C), "update labelled",
+               kd_threshold_last_error(s->th));
+    }
+    for (int i = 0; i < U; i++)
+        s->pos64[i] = s->pos[i];
+    die_kd(kd_threshold_update_probs(s->th, U, C, s->probs, C, s->pos64), "update",
+           kd_threshold_last_error(s->th));
+    die_kd(kd_threshold_weights_probs(s->th, U, C, s->probs, C, s->weights,
+                                      s->method == M_ADAMATCH ? s->pred : NULL),
+           "weights", kd_threshold_last_error(s->th));
 }
 
 static float semi_step(void *ctx, tr_model *m, int64_t step)
@@ -138,43 +163,48 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
             t = tr_model_forward(m, s->x_weak, U);
         }
         memcpy(s->weak_logits, t, (size_t)(U * C) * sizeof(float));
-        if (s->th) {
-            softmax_rows(U, C, s->weak_logits, s->probs);
-            for (int i = 0; i < U; i++)
-                s->pos64[i] = s->pos[i];
-            die_kd(kd_threshold_update_probs(s->th, U, C, s->probs, C, s->pos64), "update",
-                   kd_threshold_last_error(s->th));
-            die_kd(kd_threshold_weights_probs(s->th, U, C, s->probs, C, s->weights, NULL),
-                   "weights", kd_threshold_last_error(s->th));
-        }
     }
     for (int i = 0; i < B; i++)
         s->labels[i] = d->y[s->idx[i]];
 
     const float *logits = tr_model_forward(m, s->x_in, B + U);
+    if (U > 0 && s->th)
+        threshold_weights(s, logits, B, U, C);
     float loss = 0.0f, unlabeled_loss = 0.0f;
     die_kd(kd_loss_bind_matrix(s->ce, KD_ARG_STUDENT, logits, C), "bind",
            kd_loss_last_error(s->ce));
     kd_loss_bind_labels(s->ce, s->labels);
+    kd_loss_bind_weights(s->ce, NULL);
     kd_loss_bind_output(s->ce, KD_ARG_GRAD_STUDENT, s->dlogits, C);
     die_kd(kd_loss_forward_backward(s->ce, B, &loss), "cross-entropy", kd_loss_last_error(s->ce));
     if (U > 0) {
-        kd_loss_bind_matrix(s->pseudo, KD_ARG_STUDENT, logits + (int64_t)B * C, C);
-        kd_loss_bind_matrix(s->pseudo, KD_ARG_TEACHER, s->weak_logits, C);
-        kd_loss_bind_output(s->pseudo, KD_ARG_GRAD_STUDENT, s->dlogits + (int64_t)B * C, C);
-        die_kd(kd_loss_bind_weights(s->pseudo, s->th ? s->weights : NULL), "bind weights",
-               kd_loss_last_error(s->pseudo));
-        die_kd(kd_loss_bind_output(s->pseudo, KD_ARG_MASK, s->mask, 0), "bind mask",
-               kd_loss_last_error(s->pseudo));
-        die_kd(kd_loss_bind_output_labels(s->pseudo, KD_ARG_PSEUDO_LABELS, s->pred), "bind labels",
-               kd_loss_last_error(s->pseudo));
-        die_kd(kd_loss_forward_backward(s->pseudo, U, &unlabeled_loss), "pseudo-label",
-               kd_loss_last_error(s->pseudo));
+        const int adamatch = s->method == M_ADAMATCH;
+        if (adamatch) {
+            /* the handle's pseudo-labels (of the aligned rows), 0/1 weights */
+            kd_loss_bind_matrix(s->ce, KD_ARG_STUDENT, logits + (int64_t)B * C, C);
+            kd_loss_bind_labels(s->ce, s->pred);
+            kd_loss_bind_weights(s->ce, s->weights);
+            kd_loss_bind_output(s->ce, KD_ARG_GRAD_STUDENT, s->dlogits + (int64_t)B * C, C);
+            die_kd(kd_loss_forward_backward(s->ce, U, &unlabeled_loss), "adamatch",
+                   kd_loss_last_error(s->ce));
+        } else {
+            kd_loss_bind_matrix(s->pseudo, KD_ARG_STUDENT, logits + (int64_t)B * C, C);
+            kd_loss_bind_matrix(s->pseudo, KD_ARG_TEACHER, s->weak_logits, C);
+            kd_loss_bind_output(s->pseudo, KD_ARG_GRAD_STUDENT, s->dlogits + (int64_t)B * C, C);
+            die_kd(kd_loss_bind_weights(s->pseudo, s->th ? s->weights : NULL), "bind weights",
+                   kd_loss_last_error(s->pseudo));
+            die_kd(kd_loss_bind_output(s->pseudo, KD_ARG_MASK, s->mask, 0), "bind mask",
+                   kd_loss_last_error(s->pseudo));
+            die_kd(kd_loss_bind_output_labels(s->pseudo, KD_ARG_PSEUDO_LABELS, s->pred),
+                   "bind labels", kd_loss_last_error(s->pseudo));
+            die_kd(kd_loss_forward_backward(s->pseudo, U, &unlabeled_loss), "pseudo-label",
+                   kd_loss_last_error(s->pseudo));
+        }
         float w = (float)s->x->cfg->unlabeled_weight;
         for (int64_t i = (int64_t)B * C; i < (int64_t)(B + U) * C; i++)
             s->dlogits[i] *= w;
         for (int i = 0; i < U; i++) {
-            double wi = s->mask[i] * (s->th ? s->weights[i] : 1.0f);
+            double wi = adamatch ? s->weights[i] : s->mask[i] * (s->th ? s->weights[i] : 1.0f);
             s->weight_sum += wi;
             if (s->pred[i] == d->y[s->idx[B + i]])
                 s->weight_right += wi;
@@ -190,7 +220,8 @@ static void create_threshold(step_state *s, const context *x, int C)
     static const kd_threshold_algorithm algorithm[NUM_METHODS] = {
         [M_FLEXMATCH] = KD_THRESHOLD_FLEXMATCH,
         [M_FREEMATCH] = KD_THRESHOLD_FREEMATCH,
-        [M_SOFTMATCH] = KD_THRESHOLD_SOFTMATCH};
+        [M_SOFTMATCH] = KD_THRESHOLD_SOFTMATCH,
+        [M_ADAMATCH] = KD_THRESHOLD_ADAMATCH};
     if (!algorithm[s->method])
         return;
     die_kd(kd_threshold_create(&s->th, algorithm[s->method], x->unlabeled_n, C), "threshold",
@@ -203,8 +234,12 @@ static void create_threshold(step_state *s, const context *x, int C)
         die_kd(kd_threshold_set_int(s->th, KD_THRESHOLD_PARAM_WARMUP, x->cfg->flexmatch_warmup),
                "flexmatch warm-up", kd_threshold_last_error(s->th));
     }
-    /* FreeMatch and SoftMatch: USB's defaults (EMA momentum 0.999; SoftMatch
-     * global statistics, 2 sigma, uniform distribution alignment). */
+    if (s->method == M_ADAMATCH) /* USB's p_cutoff 0.95 (the --threshold) */
+        die_kd(kd_threshold_set_float(s->th, KD_THRESHOLD_PARAM_THRESHOLD, x->cfg->threshold),
+               "adamatch threshold", kd_threshold_last_error(s->th));
+    /* FreeMatch, SoftMatch and AdaMatch: USB's defaults (EMA momentum 0.999;
+     * SoftMatch global statistics, 2 sigma, uniform distribution alignment;
+     * AdaMatch alignment to the labelled predictions). */
 }
 
 /* One run (a tr_run_fn); `index` counts the selected methods. */
@@ -246,6 +281,7 @@ static void run(void *ctx, int index, tr_log *log)
     s.dlogits = checked_malloc((size_t)((B + U) * C) * sizeof(float));
     s.weak_logits = checked_malloc((size_t)(U * C) * sizeof(float));
     s.probs = checked_malloc((size_t)(U * C) * sizeof(float));
+    s.lprobs = checked_malloc((size_t)(B * C) * sizeof(float));
     s.weights = checked_malloc((size_t)U * sizeof(float));
     s.mask = checked_malloc((size_t)U * sizeof(float));
     s.idx = checked_malloc((size_t)(B + U) * sizeof(int32_t));
@@ -309,6 +345,7 @@ static void run(void *ctx, int index, tr_log *log)
     tr_sampler_free(&s.labeled);
     tr_sampler_free(&s.unlabeled);
     free(s.x_in), free(s.x_weak), free(s.dlogits), free(s.weak_logits), free(s.probs);
+    free(s.lprobs);
     free(s.weights), free(s.mask), free(s.idx), free(s.pos), free(s.labels), free(s.pred);
     free(s.pos64);
     tr_model_destroy(m);
@@ -331,7 +368,7 @@ static int parse_methods(const char *list, context *x)
         if (found < 0) {
             fprintf(stderr,
                     "error: --methods: %s '%.*s' (methods: supervised, fixmatch, "
-                    "flexmatch, freematch, softmatch)\n",
+                    "flexmatch, freematch, softmatch, adamatch)\n",
                     found == -2 ? "repeated" : "unknown", (int)len, p);
             return -1;
         }
@@ -352,7 +389,7 @@ int main(int argc, char **argv)
     tr_blas_core(argc, argv, "kd-pseudolabel");
     config cfg = {.data = "/usr/share/datasets/fashion-mnist",
                   .model = "conv16-conv32-fc64",
-                  .methods = "supervised,fixmatch,flexmatch,freematch,softmatch",
+                  .methods = "supervised,fixmatch,flexmatch,freematch,softmatch,adamatch",
                   .seed = 1,
                   .epochs = 1,
                   .threads = 0,
@@ -370,7 +407,7 @@ int main(int argc, char **argv)
     const tr_option opts[] = {
         {"data", TR_OPT_STRING, &cfg.data, "directory with the IDX files (Fashion-MNIST or MNIST)"},
         {"methods", TR_OPT_STRING, &cfg.methods,
-         "comma-separated: supervised, fixmatch, flexmatch, freematch, softmatch"},
+         "comma-separated: supervised, fixmatch, flexmatch, freematch, softmatch, adamatch"},
         {"seed", TR_OPT_INT, &cfg.seed, "random seed"},
         {"epochs", TR_OPT_INT, &cfg.epochs,
          "multiplies --steps (an 'epoch' here is --steps steps)"},
@@ -389,7 +426,7 @@ int main(int argc, char **argv)
          "learning rate (SGD, Nesterov momentum 0.9, FixMatch's cosine)"},
         {"weight-decay", TR_OPT_FLOAT, &cfg.weight_decay, "weight decay (every parameter)"},
         {"threshold", TR_OPT_FLOAT, &cfg.threshold,
-         "confidence threshold tau (fixmatch, flexmatch)"},
+         "confidence threshold tau (fixmatch, flexmatch, adamatch's relative one)"},
         {"unlabeled-weight", TR_OPT_FLOAT, &cfg.unlabeled_weight,
          "weight lambda_u of the unlabelled loss"},
         {"ema-decay", TR_OPT_FLOAT, &cfg.ema_decay,
@@ -403,7 +440,7 @@ int main(int argc, char **argv)
     };
     int rc = tr_parse_options(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
                               "Semi-supervised training with few labels: supervised only vs "
-                              "FixMatch, FlexMatch, FreeMatch and SoftMatch (kdlib).");
+                              "FixMatch, FlexMatch, FreeMatch, SoftMatch and AdaMatch (kdlib).");
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     if (cfg.batch < 1 || cfg.mu < 1 || cfg.batch * (1 + cfg.mu) > 4096 || cfg.steps < 1 ||
