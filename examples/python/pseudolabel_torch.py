@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""kd-pseudolabel's recipe in plain PyTorch: supervised vs FixMatch on
-Fashion-MNIST with 1,000 labels, to compare the C demo against.
+"""kd-pseudolabel's recipe in plain PyTorch: supervised vs FixMatch and
+AdaMatch on Fashion-MNIST with 1,000 labels, to compare the C demo against.
 
 The same as examples/kd_pseudolabel.c (not bit for bit: other random streams):
   - model conv16-conv32-fc64: 3x3 convolutions (padding 1) + ReLU + 2x2 max
@@ -16,7 +16,12 @@ The same as examples/kd_pseudolabel.c (not bit for bit: other random streams):
   - a step: 64 labelled images (weak view) and 3 x 64 unlabelled ones;
     FixMatch: the current model's prediction on a weak view, no gradient,
     kept where its confidence >= 0.95, learned on a strong view, the masked
-    cross-entropy averaged over all unlabelled rows, weight 1;
+    cross-entropy averaged over all unlabelled rows, weight 1; AdaMatch (as
+    USB): the weak views' probabilities aligned by (p_target + 1e-6) /
+    (p_model + 1e-6) (EMAs 0.999 of the labelled batch's and the weak
+    views' mean probabilities; p_model starts at the first batch's mean,
+    p_target at uniform), kept where the aligned max >= 0.95 times the
+    labelled batch's mean max probability, labelled by the aligned argmax;
   - SGD lr 0.03, Nesterov momentum 0.9, weight decay 5e-4 on every
     parameter, FixMatch's schedule lr * cos(7 pi k / (16 K)); an EMA of the
     weights (decay 0.999, Mean Teacher warm-up min(decay, 1 - 1/(t + 1)))
@@ -144,21 +149,33 @@ def run(method, args, data):
     lab, unl = Sampler(labeled, gen), Sampler(unlabeled, gen)
     B, U = args.batch, args.batch * args.mu
     used = right = 0
+    p_model, p_target = None, torch.full((10,), 0.1)
     t0 = time.time()
     for k in range(args.steps):
         for g in opt.param_groups:
             g["lr"] = args.lr * math.cos(7 * math.pi * k / (16 * args.steps))
         li = lab.next(B)
         xb = augment(x_train[li], False, background, gen)
-        if method == "fixmatch":
+        if method in ("fixmatch", "adamatch"):
             ui = unl.next(U)
             xu = x_train[ui]
             xw = augment(xu, False, background, gen)
             xs = augment(xu, True, background, gen)
             with torch.no_grad():
-                conf, pred = F.softmax(model(xw), dim=1).max(dim=1)
-                mask = (conf >= args.threshold).float()
+                pw = F.softmax(model(xw), dim=1)
             logits = model(torch.cat([xb, xs]))
+            cut = args.threshold
+            with torch.no_grad():
+                if method == "adamatch":
+                    m = args.da_momentum
+                    plb = F.softmax(logits[:B].detach(), dim=1)
+                    p_model = pw.mean(0) if p_model is None else p_model * m + pw.mean(0) * (1 - m)
+                    p_target = p_target * m + plb.mean(0) * (1 - m)
+                    pw = pw * (p_target + 1e-6) / (p_model + 1e-6)
+                    pw = pw / pw.sum(dim=1, keepdim=True)
+                    cut = plb.max(dim=1)[0].mean() * args.threshold
+                conf, pred = pw.max(dim=1)
+                mask = (conf >= cut).float()
             loss = F.cross_entropy(logits[:B], y_train[li]) + args.unlabeled_weight * (
                 F.cross_entropy(logits[B:], pred, reduction="none") * mask).mean()
             used += int(mask.sum().item())
@@ -200,13 +217,15 @@ def main():
     ap.add_argument("--threshold", type=float, default=0.95)
     ap.add_argument("--unlabeled-weight", type=float, default=1.0)
     ap.add_argument("--ema-decay", type=float, default=0.999)
+    ap.add_argument("--da-momentum", type=float, default=0.999,
+                    help="AdaMatch: EMA momentum of p_model and p_target (USB's ema_p)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
     for m in methods:
-        if m not in ("supervised", "fixmatch"):
-            ap.error(f"unknown method {m!r} (supervised, fixmatch)")
+        if m not in ("supervised", "fixmatch", "adamatch"):
+            ap.error(f"unknown method {m!r} (supervised, fixmatch, adamatch)")
 
     x_train, y_train = load_split(args.data, "train")
     x_test, y_test = load_split(args.data, "t10k")

@@ -27,7 +27,8 @@ from ._ema import EMATeacher, ema_param_bounds
 from ._flexmatch import FlexMatchThresholds, flexmatch_param_bounds
 from ._threshold import Thresholds, threshold_param_bounds
 from ._distributed import (split_batch_loss, torch_split_batch_loss,  # data-parallel
-                           torch_all_gather_rows, torch_threshold_update)
+                           torch_all_gather_rows, torch_threshold_update,
+                           torch_threshold_update_labeled)
 from ._labels import (select_pseudo_labels, label_quality, find_label_issues, soft_labels,
                       ensemble_average, confident_learning_suspects, get_label_quality_scores,
                       get_confident_thresholds, compute_confident_joint, estimate_joint,
@@ -53,7 +54,8 @@ __all__ = [
     "worst_case_estimation", "entropy", "linear_kl_distill", "default_chunk_rows", "EMATeacher", "ema_param_bounds", "FlexMatchThresholds", "Thresholds", "threshold_param_bounds",
     "flexmatch_param_bounds", "select_pseudo_labels", "label_quality", "find_label_issues",
     "soft_labels", "ensemble_average", "split_batch_loss", "torch_split_batch_loss",
-    "torch_all_gather_rows", "torch_threshold_update", "confident_learning_suspects", "get_label_quality_scores",
+    "torch_all_gather_rows", "torch_threshold_update", "torch_threshold_update_labeled",
+    "confident_learning_suspects", "get_label_quality_scores",
     "get_confident_thresholds", "compute_confident_joint", "estimate_joint",
     "estimate_py_and_noise_matrices_from_probabilities", "num_label_issues",
     "soft_labels_selective",

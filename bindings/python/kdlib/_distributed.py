@@ -184,3 +184,13 @@ def torch_threshold_update(thresholds, probs, indices=None, group=None):
         idx = torch_all_gather_rows(torch.as_tensor(indices).reshape(-1).to(torch.int64), group)
         idx = idx.numpy()
     thresholds.update_probs(p.contiguous().numpy(), idx)
+
+
+def torch_threshold_update_labeled(thresholds, probs, group=None):
+    """Data-parallel kdlib.Thresholds.update_labeled_probs (AdaMatch): the
+    labelled rows of every rank, gathered in rank order, update this rank's
+    replica, as torch_threshold_update does for the unlabelled rows."""
+    import torch
+    p = torch_all_gather_rows(probs.detach().to(torch.float32).reshape(-1, thresholds.num_classes),
+                              group)
+    thresholds.update_labeled_probs(p.contiguous().numpy())

@@ -25,10 +25,11 @@ from collections import namedtuple
 
 import torch
 
-from ._distributed import torch_threshold_update
+from ._distributed import torch_threshold_update, torch_threshold_update_labeled
 from ._threshold import Thresholds
 
-__all__ = ["ThresholdOutput", "FlexMatchThreshold", "FreeMatchThreshold", "SoftMatchWeighting"]
+__all__ = ["ThresholdOutput", "FlexMatchThreshold", "FreeMatchThreshold", "SoftMatchWeighting",
+           "AdaMatchThreshold"]
 
 _STATE_FORMAT = "kdlib.Thresholds state file"
 
@@ -232,3 +233,40 @@ class SoftMatchWeighting(_ThresholdModule):
                  dist_align=True, *, inputs="logits", process_group=None, update_first=None):
         super().__init__(1, num_classes, inputs, process_group, update_first, momentum=momentum,
                          n_sigma=n_sigma, per_class=per_class, dist_align=dist_align)
+
+
+class AdaMatchThreshold(_ThresholdModule):
+    """AdaMatch relative thresholds with distribution alignment to the
+    labelled predictions (USB AdaMatchThresholdingHook with
+    DistAlignEMAHook(p_target_type='model')): forward(x_ulb, x_lb) ->
+    ThresholdOutput, USB's order (both updates, then the mask); the
+    pseudo-labels are the argmax of the aligned rows.  x_lb: the labelled
+    batch's logits (or probabilities) of the same step, detached here.
+    threshold (USB p_cutoff 0.95), momentum (ema_p 0.999), dist_align (True)."""
+
+    _algorithm = "adamatch"
+
+    def __init__(self, num_classes, threshold=0.95, momentum=0.999, dist_align=True, *,
+                 inputs="logits", process_group=None):
+        super().__init__(1, num_classes, inputs, process_group, True, threshold=threshold,
+                         momentum=momentum, dist_align=dist_align)
+
+    def update_labeled(self, x_lb, *, inputs=None):
+        """Record the labelled batch (rows of logits or probabilities)."""
+        p = self._rows(x_lb, inputs)
+        if self.process_group is not None:
+            torch_threshold_update_labeled(self.handle, p, self.process_group)
+        else:
+            self.handle.update_labeled_probs(p.numpy())
+
+    def forward(self, x, x_lb=None, *, inputs=None):
+        """One step: the labelled rows (when given), the unlabelled rows, then
+        the mask and the aligned pseudo-labels of x."""
+        if x_lb is not None:
+            self.update_labeled(x_lb, inputs=inputs)
+        return super().forward(x, None, inputs=inputs)
+
+    @property
+    def global_threshold(self):
+        """tau times the last labelled batch's mean max probability."""
+        return float(self.handle.state("global_threshold")[0])

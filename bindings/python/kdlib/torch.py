@@ -904,9 +904,10 @@ __all__ += ["EMATeacher"]
 # ---------------------------------------------------------------- threshold algorithms
 
 from ._torch_threshold import (ThresholdOutput, FlexMatchThreshold,  # noqa: E402
-                               FreeMatchThreshold, SoftMatchWeighting)
+                               FreeMatchThreshold, SoftMatchWeighting, AdaMatchThreshold)
 
-__all__ += ["ThresholdOutput", "FlexMatchThreshold", "FreeMatchThreshold", "SoftMatchWeighting"]
+__all__ += ["ThresholdOutput", "FlexMatchThreshold", "FreeMatchThreshold", "SoftMatchWeighting",
+            "AdaMatchThreshold"]
 
 
 # ---------------------------------------------------------------- no-autograd fast path

@@ -126,6 +126,14 @@ def rank_main(rank, init_file, out_dir):
         r = m(torch.from_numpy(probs[s, a:b]), inputs="probabilities")
         out["module_w%d" % s] = r.mask.numpy()
     out["module_tau"] = m.thresholds.numpy()
+    # AdaMatch: the labelled rows are gathered too
+    ada = kdt.AdaMatchThreshold(C, threshold=0.8, momentum=0.5, process_group=dist.group.WORLD)
+    for s in range(STEPS):
+        a, b = shard(s)
+        r = ada(torch.from_numpy(probs[s, a:b]), torch.from_numpy(probs[(s + 1) % STEPS, a:b]),
+                inputs="probabilities")
+        out["ada_w%d" % s], out["ada_pl%d" % s] = r.mask.numpy(), r.pseudo_labels.numpy()
+    out["ada_target"] = ada.state("target_probs").numpy()
     np.savez(os.path.join(out_dir, "rank%d.npz" % rank), **out)
     dist.barrier()
     dist.destroy_process_group()
@@ -147,6 +155,12 @@ def single_process():
     for s in range(STEPS):
         ref["module_w%d" % s] = m(torch.from_numpy(probs[s]), inputs="probabilities").mask.numpy()
     ref["module_tau"] = m.thresholds.numpy()
+    ada = kdt.AdaMatchThreshold(C, threshold=0.8, momentum=0.5)
+    for s in range(STEPS):
+        r = ada(torch.from_numpy(probs[s]), torch.from_numpy(probs[(s + 1) % STEPS]),
+                inputs="probabilities")
+        ref["ada_w%d" % s], ref["ada_pl%d" % s] = r.mask.numpy(), r.pseudo_labels.numpy()
+    ref["ada_target"] = ada.state("target_probs").numpy()
     return ref
 
 
@@ -223,6 +237,16 @@ class TwoGlooRanks(unittest.TestCase):
         for s in range(STEPS):
             got = np.concatenate([r["module_w%d" % s] for r in self.ranks])
             np.testing.assert_array_equal(got, self.ref["module_w%d" % s])
+
+    def test_adamatch_module_gathers_labelled_and_unlabelled_rows(self):
+        for r in self.ranks:
+            np.testing.assert_array_equal(r["ada_target"], self.ref["ada_target"])
+        for s in range(STEPS):
+            for what in ("w", "pl"):
+                got = np.concatenate([r["ada_%s%d" % (what, s)] for r in self.ranks])
+                np.testing.assert_array_equal(got, self.ref["ada_%s%d" % (what, s)])
+        self.assertTrue(0 < sum(self.ref["ada_w%d" % s].sum() for s in range(STEPS))
+                        < STEPS * ROWS)
 
     def test_control_local_updates_differ(self):
         """Without the gather a rank's replica drifts from the global state."""

@@ -1,5 +1,5 @@
 """kdlib.torch threshold modules (FlexMatchThreshold, FreeMatchThreshold,
-SoftMatchWeighting) against the C results through kdlib.Thresholds: masks,
+SoftMatchWeighting, AdaMatchThreshold) against the C results through kdlib.Thresholds: masks,
 weights, pseudo-labels and state over several steps in each algorithm's
 order; logits and probabilities; dtypes and (..., C) shapes; state_dict,
 torch.save and the state file."""
@@ -174,6 +174,38 @@ class ThresholdModules(unittest.TestCase):
         m.reset()
         self.assertEqual(m.global_threshold, tau0)
         self.assertIn("num_classes=5", repr(m))
+
+
+class AdaMatchModule(unittest.TestCase):
+    def test_module_equals_the_c_calls_and_aligns_the_labels(self):
+        m = kdt.AdaMatchThreshold(C, threshold=0.9, momentum=0.7)
+        th = kdlib.Thresholds("adamatch", 1, C, threshold=0.9, momentum=0.7)
+        g = torch.Generator().manual_seed(5)
+        moved = kept = 0
+        for _ in range(6):
+            z_lb = torch.randn(10, C, generator=g) * 3.0 + torch.arange(C) * 0.5
+            z = torch.randn(ROWS, C, generator=g) * 2.5
+            th.update_labeled_probs(softmax32(z_lb))
+            th.update_probs(softmax32(z))
+            w, pl = th.weights_probs(softmax32(z))
+            r = m(z, z_lb)
+            np.testing.assert_array_equal(r.mask.numpy(), w)
+            np.testing.assert_array_equal(r.pseudo_labels.numpy(), pl)
+            moved += int((r.pseudo_labels != z.argmax(-1)).sum())
+            kept += int(r.mask.sum())
+        self.assertGreater(moved, 0)               # the labels are the aligned rows'
+        self.assertTrue(0 < kept < 6 * ROWS)
+        np.testing.assert_array_equal(m.state("target_probs").numpy(), th.state("target_probs"))
+        self.assertEqual(m.global_threshold, float(th.state("global_threshold")[0]))
+        self.assertEqual(m.state("labeled_updates"), 6)
+        b = kdt.AdaMatchThreshold(C, threshold=0.9, momentum=0.7)
+        b.load_state_dict(m.state_dict())
+        z = torch.randn(ROWS, C, generator=g)
+        np.testing.assert_array_equal(b.weights(z).mask.numpy(), m.weights(z).mask.numpy())
+        with self.assertRaises(kdlib.KdVersionError):
+            kdt.SoftMatchWeighting(C).load_state_dict(m.state_dict())
+        with self.assertRaises(kdlib.KdUnsupportedError):
+            kdlib.Thresholds("freematch", 1, C).update_labeled_probs(softmax32(z))
 
 
 if __name__ == "__main__":
