@@ -1582,6 +1582,47 @@ static kd_status row189(void)
                                  &B.i64, B.err, sizeof B.err));
 }
 
+static kd_status tsa0(void)
+{
+    CALL(kd_tsa_threshold(KD_TSA_LINEAR, 0, 10, C, NULL, B.err, sizeof B.err));
+}
+static kd_status tsa1(void)
+{
+    CALL(kd_tsa_threshold(KD_TSA_LOG + 1, 0, 10, C, &B.f64, B.err, sizeof B.err));
+}
+static kd_status tsa2(void)
+{
+    CALL(kd_tsa_threshold(KD_TSA_EXP, 11, 10, C, &B.f64, B.err, sizeof B.err));
+}
+static kd_status tsa3(void)
+{
+    CALL(kd_tsa_mask(N, C, B.student, LD, NULL, -100, 0.5, NULL, &B.i64, B.err, sizeof B.err));
+}
+static kd_status tsa4(void)
+{
+    CALL(kd_tsa_mask(N, C, B.student, C - 1, NULL, -100, 0.5, B.mask, &B.i64, B.err, sizeof B.err));
+}
+static kd_status tsa5(void)
+{
+    CALL(kd_tsa_mask(N, C, B.student, LD, NULL, -100, 1.5, B.mask, &B.i64, B.err, sizeof B.err));
+}
+static kd_status tsa6(void)
+{
+    B.labels[3] = C;
+    CALL(
+        kd_tsa_mask(N, C, B.student, LD, B.labels, -100, 0.5, B.mask, &B.i64, B.err, sizeof B.err));
+}
+static kd_status tsa7(void)
+{
+    B.student[LD + 1] = NAN;
+    CALL(kd_tsa_mask(N, C, B.student, LD, NULL, -100, 0.5, B.mask, &B.i64, B.err, sizeof B.err));
+}
+static kd_status tsa8(void)
+{
+    CALL(kd_tsa_mask(N, C, B.student, LD, NULL, -100, 0.5, B.student + 2, &B.i64, B.err,
+                     sizeof B.err));
+}
+
 static kd_status row190(void)
 {
     CALL(kd_select_pseudo_labels(-1, C, B.probs, LD, 0, 0.5f, NULL, 0, B.conf, B.plabels, B.mask,
@@ -2396,6 +2437,15 @@ static const row ROWS[] = {
     {"kd_select_pseudo_labels",
      "an output overlapping an input or another output (confidence over scores)",
      ST(KD_ERR_ALIASING), row_select_alias},
+    {"kd_tsa_threshold", "threshold is NULL", ST(KD_ERR_NULL_POINTER), tsa0},
+    {"kd_tsa_threshold", "an unknown schedule", ST(KD_ERR_INVALID_ARGUMENT), tsa1},
+    {"kd_tsa_threshold", "step > total_steps", ST(KD_ERR_INVALID_ARGUMENT), tsa2},
+    {"kd_tsa_mask", "mask is NULL", ST(KD_ERR_NULL_POINTER), tsa3},
+    {"kd_tsa_mask", "ld < c", ST(KD_ERR_SHAPE), tsa4},
+    {"kd_tsa_mask", "threshold outside [0, 1]", ST(KD_ERR_INVALID_ARGUMENT), tsa5},
+    {"kd_tsa_mask", "a label outside [0, C)", ST(KD_ERR_INVALID_ARGUMENT), tsa6},
+    {"kd_tsa_mask", "a NaN logit", ST(KD_ERR_NOT_FINITE), tsa7},
+    {"kd_tsa_mask", "mask inside logits", ST(KD_ERR_ALIASING), tsa8},
     {"kd_label_quality", "probs or labels is NULL", ST(KD_ERR_NULL_POINTER), row201},
     {"kd_label_quality", "n < 0, c < 1, ld < c or an overflowing extent", ST(KD_ERR_SHAPE), row202},
     {"kd_label_quality", "score_kind not a KD_LABEL_SCORE_* value", ST(KD_ERR_INVALID_ARGUMENT),

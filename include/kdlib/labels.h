@@ -4,6 +4,8 @@
  *
  *   kd_select_pseudo_labels   confidence, argmax and threshold mask from teacher
  *                             probabilities or logits, optional top-k per class
+ *   kd_tsa_threshold,         UDA's training-signal annealing: the schedule's
+ *   kd_tsa_mask               threshold and the labelled rows it keeps
  *   kd_label_quality          self-confidence / margin scores of given labels
  *                             and the ranking of samples, worst first
  *   kd_find_label_issues      confident-learning per-class thresholds, confident
@@ -106,6 +108,52 @@ KD_API kd_status kd_select_pseudo_labels(int64_t n, int64_t c, const float *scor
                                          const float *class_thresholds, int64_t top_k_per_class,
                                          float *confidence, int32_t *pseudo_labels, float *mask,
                                          int64_t *num_selected, char *err, size_t err_size);
+
+/* ---- training-signal annealing (UDA) ------------------------------------ */
+
+/* Schedules of kd_tsa_threshold.  Pinned values. */
+enum {
+    KD_TSA_NONE = 0,   /* threshold 1: every labelled row kept */
+    KD_TSA_LINEAR = 1, /* alpha = t */
+    KD_TSA_EXP = 2,    /* alpha = exp(5 (t - 1)) */
+    KD_TSA_LOG = 3     /* alpha = 1 - exp(-5 t) */
+};
+
+/* kd_tsa_threshold():
+ * UDA's training-signal annealing threshold (Xie et al., NeurIPS 2020, as
+ * USB's UDA.TSA): with progress t = step / total_steps,
+ *     threshold = alpha(t) (1 - 1/c) + 1/c     (KD_TSA_NONE: 1),
+ * rising from 1/c to 1 over training.
+ *   schedule     KD_TSA_*.
+ *   step         in [0, total_steps]; total_steps >= 1.
+ *   c            number of classes, >= 1.
+ *   threshold    receives the value (written only on success).
+ * Returns KD_OK; KD_ERR_NULL_POINTER (threshold); KD_ERR_INVALID_ARGUMENT
+ * (schedule, step, total_steps, c). */
+KD_API kd_status kd_tsa_threshold(int32_t schedule, int64_t step, int64_t total_steps, int64_t c,
+                                  double *threshold, char *err, size_t err_size);
+
+/* kd_tsa_mask():
+ * The supervised rows TSA keeps: mask_i = 1 when p_i <= threshold, else 0,
+ * compared in double, with
+ *     p_i = max_j softmax(logits_i)_j           labels NULL (USB's UDA)
+ *     p_i = softmax(logits_i)_{labels_i}        labels given (the UDA paper:
+ *                                               the probability of the label)
+ * Rows labelled ignore_index get 0.  Bind mask as the per-sample weights
+ * (KD_ARG_WEIGHTS) of the supervised cross-entropy: MEAN divides by n, as
+ * USB's (ce * mask).mean().
+ *   n, c, logits, ld   the labelled batch's logits (see the conventions;
+ *                      detached: no gradient flows through the mask).
+ *   labels             NULL, or n labels in [0, c) or ignore_index.
+ *   threshold          in [0, 1] (e.g. from kd_tsa_threshold).
+ *   mask               n floats, 1.0 kept, 0.0 masked out.
+ *   num_kept           optional: the number of rows kept.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (logits, mask); KD_ERR_SHAPE;
+ * KD_ERR_INVALID_ARGUMENT (threshold, a label, ignore_index a class);
+ * KD_ERR_NOT_FINITE (see the NaN policy for logits); KD_ERR_ALIASING. */
+KD_API kd_status kd_tsa_mask(int64_t n, int64_t c, const float *logits, int64_t ld,
+                             const int32_t *labels, int32_t ignore_index, double threshold,
+                             float *mask, int64_t *num_kept, char *err, size_t err_size);
 
 /* ---- label quality and label issues (confident learning) ---------------- */
 

@@ -39,6 +39,7 @@ header = {k: int(v) for k, v in header.items()}
 PREFIXES = [("KD_EMA_", _ema, ""), ("KD_FLEXMATCH_", _flexmatch, ""), ("KD_THRESHOLD_STRICT", _losses, "THRESHOLD_STRICT"),
             ("KD_THRESHOLD_INCLUSIVE", _losses, "THRESHOLD_INCLUSIVE"), ("KD_THRESHOLD_", _threshold, ""),
             ("KD_LABEL_SCORE_", _labels, "SCORE_"), ("KD_CLEANLAB_", _labels, "CLEANLAB_"), ("KD_SELECT_", _labels, "SELECT_"),
+            ("KD_TSA_", _labels, "TSA_"),
             ("KD_SOFT_LABEL_", _labels, "SOFT_LABEL_"), ("KD_LOSS_", _losses, ""),
             ("KD_", _losses, "")]
 errors_by_name = {cls.__doc__: cls for cls in _errors.STATUS_CLASSES.values()}

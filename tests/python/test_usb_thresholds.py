@@ -6,7 +6,9 @@ DistAlignEMAHook with the uniform target (semilearn/algorithms/hooks/
 dist_align.py) and SoftMatchWeightingHook (semilearn/algorithms/softmatch/
 utils.py), DistAlignEMAHook with the 'model' target and
 AdaMatchThresholdingHook (semilearn/algorithms/adamatch/), called in USB's
-order (update, then mask / weights) over many random batches of softmax rows.  The rows are float32 (what kdlib receives);
+order (update, then mask / weights) over many random batches of softmax rows;
+and UDA's training-signal annealing (kdlib.tsa_threshold, kdlib.tsa_mask)
+against USB's UDA.TSA and its supervised mask (semilearn/algorithms/uda/).  The rows are float32 (what kdlib receives);
 the reference promotes them to float64.
 
 Exit code 77 (CTest SKIP_RETURN_CODE) when torch or numpy is missing.
@@ -249,6 +251,57 @@ class AdaMatchParity(unittest.TestCase):
         used, total, moved = self.run_case(5, 0.8, 0.9, 2.0, 60, 12)
         self.assertTrue(0 < used < total)
         self.assertGreater(moved, 0)
+
+
+def usb_tsa(schedule, cur_iter, total_iter, num_classes):
+    """USB's UDA.TSA."""
+    import math
+    training_progress = cur_iter / total_iter
+    if schedule == "linear":
+        threshold = training_progress
+    elif schedule == "exp":
+        threshold = math.exp((training_progress - 1) * 5)
+    elif schedule == "log":
+        threshold = 1 - math.exp((-training_progress) * 5)
+    else:
+        return 1
+    return threshold * (1 - 1 / num_classes) + 1 / num_classes
+
+
+class TsaParity(unittest.TestCase):
+    def test_schedules(self):
+        for schedule in ("none", "linear", "exp", "log"):
+            for c in (1, 2, 10):
+                for it in (0, 1, 250, 999, 1000):
+                    self.assertAlmostEqual(kdlib.tsa_threshold(schedule, it, 1000, c),
+                                           usb_tsa(schedule, it, 1000, c), delta=1e-15)
+
+    def test_supervised_mask_and_loss(self):
+        g = torch.Generator().manual_seed(31)
+        kept = 0
+        for step in range(0, 1001, 100):
+            z = (torch.randn(64, 10, generator=g) * (1 + step / 250)).float()
+            y = torch.randint(0, 10, (64,), generator=g)
+            tsa = usb_tsa("log", step, 1000, 10)
+            p = torch.softmax(z.double(), dim=-1)
+            want = torch.max(p, dim=-1)[0].le(tsa).double()
+            got = kdlib.tsa_mask(z.numpy(), tsa)
+            clear = ((torch.max(p, dim=-1)[0] - tsa).abs() > 1e-6).numpy()
+            np.testing.assert_array_equal(got.mask[clear], want.numpy()[clear])
+            self.assertEqual(got.num_kept, int(got.mask.sum()))
+            kept += got.num_kept
+            # the paper's variant: the label's probability
+            lab = kdlib.tsa_mask(z.numpy(), tsa, labels=y.numpy().astype(np.int32))
+            py = p.gather(1, y.view(-1, 1)).view(-1)
+            clear = ((py - tsa).abs() > 1e-6).numpy()
+            np.testing.assert_array_equal(lab.mask[clear], py.le(tsa).double().numpy()[clear])
+            # USB's sup_loss = (ce * sup_mask).mean() is kdlib's weighted CE mean
+            loss = kdlib.cross_entropy(z.numpy(), y.numpy().astype(np.int32),
+                                       weights=got.mask).loss
+            ref = (torch.nn.functional.cross_entropy(z.double(), y, reduction="none")
+                   * torch.from_numpy(got.mask).double()).mean()
+            self.assertAlmostEqual(float(loss), float(ref), delta=1e-5 * (1 + abs(float(ref))))
+        self.assertTrue(0 < kept < 11 * 64)
 
 
 if __name__ == "__main__":

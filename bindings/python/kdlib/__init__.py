@@ -29,7 +29,7 @@ from ._threshold import Thresholds, threshold_param_bounds
 from ._distributed import (split_batch_loss, torch_split_batch_loss,  # data-parallel
                            torch_all_gather_rows, torch_threshold_update,
                            torch_threshold_update_labeled)
-from ._labels import (select_pseudo_labels, label_quality, find_label_issues, soft_labels,
+from ._labels import (select_pseudo_labels, tsa_threshold, tsa_mask, label_quality, find_label_issues, soft_labels,
                       ensemble_average, confident_learning_suspects, get_label_quality_scores,
                       get_confident_thresholds, compute_confident_joint, estimate_joint,
                       estimate_py_and_noise_matrices_from_probabilities, num_label_issues,
@@ -52,7 +52,8 @@ __all__ = [
     "Loss", "LossResult", "param_bounds", "cross_entropy", "soft_cross_entropy", "kl_distill",
     "logit_mse", "pseudo_label", "strong_weak_consistency", "consistency", "class_balance", "mcc",
     "worst_case_estimation", "entropy", "linear_kl_distill", "default_chunk_rows", "EMATeacher", "ema_param_bounds", "FlexMatchThresholds", "Thresholds", "threshold_param_bounds",
-    "flexmatch_param_bounds", "select_pseudo_labels", "label_quality", "find_label_issues",
+    "flexmatch_param_bounds", "select_pseudo_labels", "tsa_threshold", "tsa_mask",
+    "label_quality", "find_label_issues",
     "soft_labels", "ensemble_average", "split_batch_loss", "torch_split_batch_loss",
     "torch_all_gather_rows", "torch_threshold_update", "torch_threshold_update_labeled",
     "confident_learning_suspects", "get_label_quality_scores",

@@ -11,6 +11,8 @@ from ._lib import lib, raise_for_status, require
 from ._losses import LossResult
 
 SELECT_PROBABILITIES, SELECT_LOGITS, SELECT_NON_STRICT = 0, 1, 2
+TSA_NONE, TSA_LINEAR, TSA_EXP, TSA_LOG = 0, 1, 2, 3
+_TSA = {"none": TSA_NONE, "linear": TSA_LINEAR, "exp": TSA_EXP, "log": TSA_LOG}
 SCORE_SELF_CONFIDENCE, SCORE_NORMALIZED_MARGIN, SCORE_MARGIN = 0, 1, 2
 SCORE_CONFIDENCE_WEIGHTED_ENTROPY = 3
 SOFT_LABEL_ONEHOT, SOFT_LABEL_PROBABILITIES = 0, 1
@@ -59,6 +61,34 @@ def select_pseudo_labels(scores, threshold=0.95, *, logits=False, inclusive=Fals
           float(threshold), A.fptr(class_thresholds), int(top_k_per_class), A.fptr(conf),
           A.i32ptr(labels), A.fptr(mask), ctypes.byref(count))
     return LossResult(confidence=conf, pseudo_labels=labels, mask=mask, num_selected=count.value)
+
+
+def tsa_threshold(schedule, step, total_steps, num_classes):
+    """UDA's training-signal annealing threshold (kd_tsa_threshold):
+    alpha(step / total_steps) (1 - 1/C) + 1/C; schedule "linear", "exp",
+    "log" or "none" (1)."""
+    if not isinstance(schedule, str) or schedule.lower() not in _TSA:
+        raise ValueError("schedule must be one of %s, got %r" % (", ".join(_TSA), schedule))
+    out = ctypes.c_double()
+    _call("kd_tsa_threshold", lib.kd_tsa_threshold, _TSA[schedule.lower()], int(step),
+          int(total_steps), int(num_classes), ctypes.byref(out))
+    return out.value
+
+
+def tsa_mask(logits, threshold, labels=None, ignore_index=-100):
+    """The labelled rows TSA keeps (kd_tsa_mask): float32 0/1 of n, 1 where
+    the row's max softmax (labels None, as USB) or its label's probability
+    (labels given, as the UDA paper) is <= threshold.  Returns an object with
+    mask and num_kept."""
+    logits, ld = A.matrix(logits, "logits")
+    n, c = logits.shape
+    if labels is not None:
+        labels = A.int_vector(labels, "labels", n)
+    mask = np.empty(n, np.float32)
+    count = ctypes.c_int64()
+    _call("kd_tsa_mask", lib.kd_tsa_mask, n, c, A.fptr(logits), ld, A.i32ptr(labels),
+          _ignore(ignore_index), float(threshold), A.fptr(mask), ctypes.byref(count))
+    return LossResult(mask=mask, num_kept=count.value)
 
 
 def label_quality(probs, labels, score="self_confidence", ignore_index=-100):

@@ -149,6 +149,9 @@ PROTOTYPES = {
     "kd_threshold_load": (kd_status, [kd_threshold_p, ctypes.c_char_p]),
     "kd_threshold_last_error": (ctypes.c_char_p, [kd_threshold_p]),
     # labels.h
+    "kd_tsa_threshold": (kd_status, [i32, i64, i64, i64, c_double_p, c_char_buf, size_t]),
+    "kd_tsa_mask": (kd_status, [i64, i64, c_float_p, i64, c_int32_p, i32, f64, c_float_p,
+                                c_int64_p, c_char_buf, size_t]),
     "kd_select_pseudo_labels": (kd_status, [i64, i64, c_float_p, i64, i32, f32, c_float_p, i64,
                                             c_float_p, c_int32_p, c_float_p, c_int64_p,
                                             c_char_buf, size_t]),
