@@ -42,7 +42,7 @@
 #include "train.h"
 
 typedef struct {
-    const char *data, *model, *csv, *methods;
+    const char *data, *model, *csv, *methods, *tsa;
     int64_t seed, epochs, threads, limit_train, limit_test, labeled, steps, batch, mu, eval_every,
         flexmatch_warmup, ema_teacher;
     double lr, threshold, unlabeled_weight, ema_decay, weight_decay;
@@ -59,6 +59,7 @@ typedef struct {
     const int32_t *labeled, *unlabeled;
     int64_t labeled_n, unlabeled_n;
     int selected[NUM_METHODS], num_selected;
+    int32_t tsa; /* --tsa */
     double model_acc[NUM_METHODS], ema_acc[NUM_METHODS], mean_weight[NUM_METHODS],
         weighted_acc[NUM_METHODS], seconds[NUM_METHODS];
 } context;
@@ -91,6 +92,8 @@ typedef struct {
     tr_model *teacher; /* --ema-teacher 1: the EMA weights label the weak views */
     kd_loss *ce, *pseudo;
     kd_threshold *th; /* flexmatch, freematch, softmatch, adamatch */
+    int32_t tsa;      /* KD_TSA_* schedule of the supervised term */
+    float *sup_mask;
     float *x_in, *x_weak, *dlogits, *weak_logits, *probs, *lprobs, *weights, *mask;
     int32_t *idx, *pos, *labels, *pred;
     int64_t *pos64;
@@ -135,7 +138,6 @@ static void threshold_weights(step_state *s, const float *logits, int B, int U, 
 
 static float semi_step(void *ctx, tr_model *m, int64_t step)
 {
-    (void)step;
     step_state *s = ctx;
     const tr_dataset *d = s->x->train;
     const int C = d->classes, B = s->B, U = s->method == M_SUPERVISED ? 0 : s->U;
@@ -175,6 +177,16 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
            kd_loss_last_error(s->ce));
     kd_loss_bind_labels(s->ce, s->labels);
     kd_loss_bind_weights(s->ce, NULL);
+    if (s->tsa != KD_TSA_NONE) {
+        /* UDA's training-signal annealing: labelled rows above the threshold drop out */
+        double tsa;
+        char err[256];
+        die_kd(kd_tsa_threshold(s->tsa, step, s->x->cfg->steps, C, &tsa, err, sizeof err), "tsa",
+               err);
+        die_kd(kd_tsa_mask(B, C, logits, C, NULL, -100, tsa, s->sup_mask, NULL, err, sizeof err),
+               "tsa mask", err);
+        kd_loss_bind_weights(s->ce, s->sup_mask);
+    }
     kd_loss_bind_output(s->ce, KD_ARG_GRAD_STUDENT, s->dlogits, C);
     die_kd(kd_loss_forward_backward(s->ce, B, &loss), "cross-entropy", kd_loss_last_error(s->ce));
     if (U > 0) {
@@ -262,7 +274,7 @@ static void run(void *ctx, int index, tr_log *log)
     tr_rng_seed(&init, seed, 10);
     tr_model_init(m, &init);
 
-    step_state s = {.x = x, .method = method, .B = B, .U = U};
+    step_state s = {.x = x, .method = method, .B = B, .U = U, .tsa = x->tsa};
     tr_rng r;
     tr_rng_seed(&r, seed, 20);
     int32_t *positions = checked_malloc((size_t)x->unlabeled_n * sizeof *positions);
@@ -282,6 +294,7 @@ static void run(void *ctx, int index, tr_log *log)
     s.weak_logits = checked_malloc((size_t)(U * C) * sizeof(float));
     s.probs = checked_malloc((size_t)(U * C) * sizeof(float));
     s.lprobs = checked_malloc((size_t)(B * C) * sizeof(float));
+    s.sup_mask = checked_malloc((size_t)B * sizeof(float));
     s.weights = checked_malloc((size_t)U * sizeof(float));
     s.mask = checked_malloc((size_t)U * sizeof(float));
     s.idx = checked_malloc((size_t)(B + U) * sizeof(int32_t));
@@ -346,6 +359,7 @@ static void run(void *ctx, int index, tr_log *log)
     tr_sampler_free(&s.unlabeled);
     free(s.x_in), free(s.x_weak), free(s.dlogits), free(s.weak_logits), free(s.probs);
     free(s.lprobs);
+    free(s.sup_mask);
     free(s.weights), free(s.mask), free(s.idx), free(s.pos), free(s.labels), free(s.pred);
     free(s.pos64);
     tr_model_destroy(m);
@@ -403,7 +417,8 @@ int main(int argc, char **argv)
                   .unlabeled_weight = 1.0,
                   .ema_decay = 0.999,
                   .weight_decay = 5e-4,
-                  .flexmatch_warmup = 1};
+                  .flexmatch_warmup = 1,
+                  .tsa = "none"};
     const tr_option opts[] = {
         {"data", TR_OPT_STRING, &cfg.data, "directory with the IDX files (Fashion-MNIST or MNIST)"},
         {"methods", TR_OPT_STRING, &cfg.methods,
@@ -435,6 +450,8 @@ int main(int argc, char **argv)
          "1: the EMA of the weights, not the current model, labels the weak views"},
         {"flexmatch-warmup", TR_OPT_INT, &cfg.flexmatch_warmup,
          "FlexMatch threshold warm-up (1: unused samples count, as the paper and USB)"},
+        {"tsa", TR_OPT_STRING, &cfg.tsa,
+         "UDA's training-signal annealing of the supervised term: none, linear, exp, log"},
         {"model", TR_OPT_STRING, &cfg.model, "model (convN-...-fcN)"},
         {"csv", TR_OPT_STRING, &cfg.csv, "also write every table row to this CSV file"},
     };
@@ -451,6 +468,15 @@ int main(int argc, char **argv)
     context x = {.cfg = &cfg};
     if (parse_methods(cfg.methods, &x) != 0)
         return 2;
+    static const char *const tsa_names[] = {"none", "linear", "exp", "log"};
+    x.tsa = -1;
+    for (int32_t k = KD_TSA_NONE; k <= KD_TSA_LOG; k++)
+        if (strcmp(cfg.tsa, tsa_names[k]) == 0)
+            x.tsa = k;
+    if (x.tsa < 0) {
+        fprintf(stderr, "error: --tsa %s: expected none, linear, exp or log\n", cfg.tsa);
+        return 2;
+    }
     cfg.steps *= cfg.epochs;
     double t_start = tr_now();
     int threads = tr_set_threads((int)cfg.threads);
