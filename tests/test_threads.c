@@ -70,7 +70,7 @@ void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigne
 
 /* Read-only inputs shared by every thread. */
 static float g_student[N * LD], g_teacher[N * LD], g_teacher2[N * LD], g_probs[N * LD];
-static float g_um[NU * LD], g_ua[NU * LD], g_weights[N];
+static float g_um[NU * LD], g_ua[NU * LD], g_weights[N], g_mask[N], g_pm[C], g_lh[C];
 static int32_t g_labels[N];
 
 static void init_inputs(void)
@@ -90,6 +90,11 @@ static void init_inputs(void)
             g_probs[i * LD + j] = (float)(g_probs[i * LD + j] / s);
         g_labels[i] = i % 11 == 5 ? -100 : (int32_t)(kdt_next(&r) % C);
         g_weights[i] = (float)kdt_uniform(&r);
+        g_mask[i] = g_weights[i] > 0.4f ? 1.0f : 0.0f;
+    }
+    for (int j = 0; j < C; j++) {
+        g_pm[j] = (float)(0.5 + kdt_uniform(&r)) / C;
+        g_lh[j] = j == 2 ? 0.0f : (float)(0.5 + kdt_uniform(&r)) / C;
     }
     /* a few confident teacher rows so that thresholded losses keep some */
     for (int i = 0; i < N; i += 3)
@@ -151,6 +156,7 @@ enum {
     S_MCC,
     S_WORST_CASE,
     S_ENTROPY,
+    S_FAIRNESS,
     NUM_LOSS_SCENARIOS,
     S_EMA = NUM_LOSS_SCENARIOS,
     S_FLEXMATCH,
@@ -162,8 +168,8 @@ static const char *scenario_name(int s)
 {
     static const char *names[] = {"kl",           "kl-multi",    "ce",          "mse",
                                   "pseudo-label", "strong-weak", "consistency", "class-balance",
-                                  "mcc",          "worst-case",  "entropy",     "ema",
-                                  "flexmatch",    "labels"};
+                                  "mcc",          "worst-case",  "entropy",     "fairness",
+                                  "ema",          "flexmatch",   "labels"};
     return names[s];
 }
 
@@ -172,7 +178,7 @@ static void run_loss(int s, int threads, result *out)
     static const kd_loss_kind kinds[] = {
         KD_LOSS_KL_DISTILL,   KD_LOSS_KL_DISTILL,  KD_LOSS_CROSS_ENTROPY, KD_LOSS_LOGIT_MSE,
         KD_LOSS_PSEUDO_LABEL, KD_LOSS_STRONG_WEAK, KD_LOSS_CONSISTENCY,   KD_LOSS_CLASS_BALANCE,
-        KD_LOSS_MCC,          KD_LOSS_WORST_CASE,  KD_LOSS_ENTROPY};
+        KD_LOSS_MCC,          KD_LOSS_WORST_CASE,  KD_LOSS_ENTROPY,       KD_LOSS_FAIRNESS};
     float grad[N * LD], grad2[N * LD], gu[NU * LD], per[N], mask[N], loss = 0;
     int32_t plabels[N];
     memset(grad, 0, sizeof grad), memset(grad2, 0, sizeof grad2), memset(gu, 0, sizeof gu);
@@ -251,6 +257,13 @@ static void run_loss(int s, int threads, result *out)
         T(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0));
         T(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 0.5));
         T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
+        break;
+    case S_FAIRNESS:
+        T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_weights(h, g_mask));
+        T(kd_loss_bind_vector(h, KD_ARG_CLASS_PROBS, g_pm));
+        T(kd_loss_bind_vector(h, KD_ARG_LABEL_HISTOGRAM, g_lh));
         T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
         break;
     case S_MCC:
