@@ -139,6 +139,30 @@ class FairnessParity(unittest.TestCase):
         self.assertEqual(float(loss), 0.0)
         self.assertTrue(torch.all(x.grad == 0))
 
+    def test_split_statistics_give_the_whole_batch(self):
+        # two "ranks" with the low-level handle: local_stats, SUM, finish
+        rng = np.random.default_rng(11)
+        n, c = 50, 7
+        x = (rng.standard_normal((n, c)) * 3).astype(np.float32)
+        mask = (rng.uniform(size=n) < 0.6).astype(np.float32)
+        pm = rng.uniform(0.1, 1.0, c).astype(np.float32)
+        lh = rng.uniform(0.05, 0.3, c).astype(np.float32)
+        whole = kdlib.fairness(x, pm, lh, mask)
+        cut, handles, stats = 23, [], []
+        for rows in (slice(0, cut), slice(cut, n)):
+            h = kdlib.Loss(kdlib.losses_constants.FAIRNESS, c)
+            h.bind_matrix(kdlib.losses_constants.ARG_STUDENT, np.ascontiguousarray(x[rows]))
+            h.bind_weights(np.ascontiguousarray(mask[rows]))
+            h.bind_vector(kdlib.losses_constants.ARG_CLASS_PROBS, pm)
+            h.bind_vector(kdlib.losses_constants.ARG_LABEL_HISTOGRAM, lh)
+            handles.append((h, rows.stop - rows.start))
+            stats.append(h.local_stats(rows.stop - rows.start))
+        total = stats[0] + stats[1]
+        self.assertEqual(total.shape, (2 * c + 1,))
+        for h, m in handles:
+            self.assertAlmostEqual(h.finish(m, total), whole.loss, delta=2e-6 * abs(whole.loss))
+            h.close()
+
     def test_module_and_functional_agree(self):
         rng = np.random.default_rng(10)
         x = torch.tensor((rng.standard_normal((20, 5)) * 2).astype(np.float32))
