@@ -668,10 +668,13 @@ END_TEST
 
 /* Called from inside the caller's own OpenMP region (each thread of a team
  * of 2 with its own handle, one kdlib thread): the multi-teacher scratch row
- * must be the handle's first, not the caller's thread number (which was an
- * out-of-bounds row of a one-thread workspace). */
+ * and the batch losses' per-thread scratch must be the handle's first, not
+ * the caller's thread number (which was an out-of-bounds row of a one-thread
+ * workspace). */
+static const int team_scenarios[] = {S_KL_MULTI, S_CLASS_BALANCE, S_MCC, S_FAIRNESS};
+#define N_TEAM ((int)(sizeof team_scenarios / sizeof team_scenarios[0]))
 typedef struct {
-    result r[2];
+    result r[N_TEAM][2];
 } team_results;
 
 static void team_member(void *arg)
@@ -681,24 +684,30 @@ static void team_member(void *arg)
     int (*thread_num)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "omp_get_thread_num");
     int me = thread_num ? thread_num() : 0;
     if (me < 2)
-        run_scenario(S_KL_MULTI, 1, &t->r[me]);
+        for (int s = 0; s < N_TEAM; s++)
+            run_scenario(team_scenarios[s], 1, &t->r[s][me]);
 }
 
 START_TEST(one_thread_inside_the_callers_openmp_team)
 {
-    result ref = {0};
-    run_scenario(S_KL_MULTI, 1, &ref);
+    result ref[N_TEAM];
+    memset(ref, 0, sizeof ref);
+    for (int s = 0; s < N_TEAM; s++)
+        run_scenario(team_scenarios[s], 1, &ref[s]);
     team_results t;
     memset(&t, 0, sizeof t);
     GOMP_parallel(team_member, &t, 2, 0);
-    for (int k = 0; k < 2; k++) {
-        if (!t.r[k].p)
-            continue; /* the runtime gave fewer threads */
-        ck_assert_msg(!t.r[k].failed, "%s", t.r[k].msg);
-        ck_assert_msg(same(&t.r[k], &ref), "thread %d of the caller's team differs", k);
-        result_free(&t.r[k]);
+    for (int s = 0; s < N_TEAM; s++) {
+        for (int k = 0; k < 2; k++) {
+            if (!t.r[s][k].p)
+                continue; /* the runtime gave fewer threads */
+            ck_assert_msg(!t.r[s][k].failed, "%s", t.r[s][k].msg);
+            ck_assert_msg(same(&t.r[s][k], &ref[s]), "%s: thread %d of the caller's team differs",
+                          scenario_name(team_scenarios[s]), k);
+            result_free(&t.r[s][k]);
+        }
+        result_free(&ref[s]);
     }
-    result_free(&ref);
 }
 END_TEST
 

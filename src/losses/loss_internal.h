@@ -413,10 +413,13 @@ typedef struct {
     int nthreads;
 } kdi_batch;
 
-/* This thread's scratch of a batch pass. */
+/* This thread's scratch of a batch pass.  thread is omp_get_thread_num():
+ * without a region of its own (one thread) the pass runs on the calling
+ * thread, whose number in the caller's OpenMP team is not a scratch index
+ * (as kdi_thread_scratch). */
 static inline float *kdi_batch_scratch(const kdi_batch *b, int thread)
 {
-    return b->scratch + (size_t)thread * b->scratch_stride;
+    return b->scratch + (size_t)(b->nthreads > 1 ? thread : 0) * b->scratch_stride;
 }
 
 /* p = softmax(x) of one row of c classes with the shared SIMD kernel, down
