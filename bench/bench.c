@@ -95,7 +95,26 @@ static const bench_loss LOSSES[] = {
     {"worst_case", KD_LOSS_WORST_CASE},       /* eta' = 1; n labeled and n unlabeled rows: main
                                                heads = teacher, adversarial heads = student */
     {"entropy", KD_LOSS_ENTROPY},             /* T = 1, no weights */
+    {"fairness", KD_LOSS_FAIRNESS},           /* no mask (every row), uniform p_model and
+                                                 label_hist (FreeMatch's initial state) */
 };
+
+/* FAIRNESS's class vectors: C values of 1/C, grown with C (never freed) */
+static const float *uniform_classes(int64_t c)
+{
+    static float *v;
+    static int64_t cap;
+    if (c > cap) {
+        float *q = realloc(v, (size_t)c * sizeof *q);
+        if (!q)
+            return NULL;
+        v = q;
+        cap = c;
+    }
+    for (int64_t j = 0; j < c; j++)
+        v[j] = 1.0f / (float)c;
+    return v;
+}
 
 enum { MODE_FORWARD, MODE_BACKWARD, MODE_FUSED };
 static const char *MODE_NAMES[] = {"forward", "backward", "fused"};
@@ -120,8 +139,14 @@ static int setup(kd_loss **out, const bench_loss *bl, int64_t c, int threads, co
         bad |= kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, c);
     }
     if (bl->kind != KD_LOSS_CLASS_BALANCE && bl->kind != KD_LOSS_MCC &&
-        bl->kind != KD_LOSS_WORST_CASE && bl->kind != KD_LOSS_ENTROPY)
+        bl->kind != KD_LOSS_WORST_CASE && bl->kind != KD_LOSS_ENTROPY &&
+        bl->kind != KD_LOSS_FAIRNESS)
         bad |= kd_loss_bind_matrix(h, KD_ARG_TEACHER, t, c);
+    if (bl->kind == KD_LOSS_FAIRNESS) {
+        const float *u = uniform_classes(c);
+        bad |= !u || kd_loss_bind_vector(h, KD_ARG_CLASS_PROBS, u) ||
+               kd_loss_bind_vector(h, KD_ARG_LABEL_HISTOGRAM, u);
+    }
     if (bl->kind == KD_LOSS_KL_DISTILL) {
         bad |= kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 4.0);
         bad |= kd_loss_set_float(h, KD_PARAM_ALPHA, 0.9);
@@ -207,7 +232,8 @@ static void usage(void)
         "usage: kd-bench [--loss NAME] [--shape NxC] [--threads T] [--reps R] [--tsv] [--no-triad]\n"
         "                [--triad-shape] [--blas-threads B]\n"
         "  --loss    kl_distill | soft_ce | logit_mse | pseudo_label | strong_weak | consistency |\n"
-        "            class_balance | mcc | worst_case | entropy | ema_update (default: all)\n"
+        "            class_balance | mcc | worst_case | entropy | fairness | ema_update\n"
+        "            (default: all)\n"
         "  --shape   one shape (default: 4096x10 1024x100 1024x1000 256x32000 64x128000)\n"
         "  --threads thread count (default: 1 and all cores); 0 = all cores\n"
         "  --reps    timed repetitions, the best is reported (default 20)\n"
@@ -322,7 +348,8 @@ int main(int argc, char **argv)
                      * gradients */
                     const kd_loss_kind kind = LOSSES[li].kind;
                     const int batch = kind == KD_LOSS_CLASS_BALANCE || kind == KD_LOSS_MCC ||
-                                      kind == KD_LOSS_ENTROPY; /* student only */
+                                      kind == KD_LOSS_ENTROPY ||
+                                      kind == KD_LOSS_FAIRNESS; /* student only */
                     const int wc = kind == KD_LOSS_WORST_CASE;
                     double arrays = (batch ? 1.0
                                      : wc  ? 4.0

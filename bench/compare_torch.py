@@ -16,7 +16,7 @@ import time
 
 SHAPES = [(4096, 10), (1024, 100), (1024, 1000), (256, 32000), (64, 128000)]
 LOSSES = ["kl_distill", "soft_ce", "logit_mse", "pseudo_label", "strong_weak", "consistency",
-          "class_balance", "mcc", "worst_case", "entropy"]
+          "class_balance", "mcc", "worst_case", "entropy", "fairness"]
 T, ALPHA = 4.0, 0.9
 T_UDA, T_MCC = 0.4, 2.5  # tllib's defaults (StrongWeakConsistencyLoss in UDA, MCC)
 # The batch losses are also run at 256 x 1000 (issue 17's shape); MCC builds a
@@ -29,7 +29,7 @@ def shapes_for(loss, shapes, default):
     """The shapes a loss runs at: the list, plus (default list only) the batch shapes for
     the batch losses; MCC only where its C x C matrix is small."""
     out = list(shapes)
-    if default and loss in ("class_balance", "mcc"):
+    if default and loss in ("class_balance", "mcc", "fairness"):
         out += [sh for sh in BATCH_SHAPES if sh not in out]
     if loss == "mcc":
         out = [(n, c) for n, c in out if c <= MCC_MAX_C]
@@ -79,6 +79,21 @@ def torch_step(torch, F, loss, s, t, y):
         out = (a.sum() - a.trace()) / c
     elif loss == "entropy":  # entropy minimisation, T = 1 (tllib entropy() of the softmax)
         out = -(F.softmax(S, dim=1) * F.log_softmax(S, dim=1)).sum(dim=1).mean()
+    elif loss == "fairness":  # USB FreeMatch entropy_loss: every row selected, uniform
+        c = S.shape[1]        # p_model and label_hist (FreeMatch's initial state)
+        prob_s = S.softmax(dim=-1)
+        hist_s = torch.bincount(prob_s.max(dim=-1)[1], minlength=c).to(S.dtype)
+        hist_s = hist_s / hist_s.sum()
+        pm = torch.full((1, c), 1.0 / c)
+        scaler = 1 / pm
+        scaler[scaler == float("inf")] = 0.0
+        mod_pm = pm * scaler
+        mod_pm = mod_pm / mod_pm.sum(dim=-1, keepdim=True)
+        mscaler = (1 / hist_s).detach()
+        mscaler[mscaler == float("inf")] = 0.0
+        mod_mean = prob_s.mean(dim=0, keepdim=True) * mscaler
+        mod_mean = mod_mean / mod_mean.sum(dim=-1, keepdim=True)
+        out = (mod_pm * torch.log(mod_mean + 1e-12)).sum(dim=1).mean()
     else:
         raise ValueError(loss)
     out.backward()
@@ -220,7 +235,9 @@ def main():
                     "threshold 0 (every row kept); logit MSE `F.mse_loss(s, t)`; the other self-training kinds "
                     "as tllib defines them (StrongWeakConsistencyLoss at T=0.4 with threshold 0, "
                     "ConsistencyLoss L2, ClassBalanceLoss, MinimumClassConfusionLoss at T=2.5, "
-                    "WorstCaseEstimationLoss with eta'=1; see `torch_step` in bench/compare_torch.py); "
+                    "WorstCaseEstimationLoss with eta'=1), FreeMatch fairness as USB's entropy_loss "
+                    "(every row selected, uniform p_model and label_hist; see `torch_step` in "
+                    "bench/compare_torch.py); "
                     "each followed by `backward()`.\n\n")
             f.write("Comparing two builds of kdlib itself (a change's effect) is steadier with "
                     "`kd-ab LIB_A LIB_B LOSS NxC` (bench/ab.c), which alternates the two libraries' "

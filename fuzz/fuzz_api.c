@@ -714,14 +714,18 @@ static void loss_split_stats(loss_session *S, rd *r, int32_t kind)
         fail("kd_loss_stats_size failed (%d) but wrote the count", (int)st);
     if (st != KD_OK && !*kd_loss_last_error(S->h))
         fail("kd_loss_stats_size failed (%d) without a message", (int)st);
-    const int batch = kind == KD_LOSS_CLASS_BALANCE || kind == KD_LOSS_MCC;
-    if (st == KD_OK && (!batch || cnt != (kind == KD_LOSS_MCC ? S->c * S->c + 2 : S->c + 1)))
+    const int batch =
+        kind == KD_LOSS_CLASS_BALANCE || kind == KD_LOSS_MCC || kind == KD_LOSS_FAIRNESS;
+    /* the documented size */
+    const int64_t want = kind == KD_LOSS_MCC        ? S->c * S->c + 2
+                         : kind == KD_LOSS_FAIRNESS ? 2 * S->c + 1
+                                                    : S->c + 1;
+    if (st == KD_OK && (!batch || cnt != want))
         fail("kd_loss_stats_size gave %lld for kind %d, C = %lld", (long long)cnt, (int)kind,
              (long long)S->c);
     /* the buffer the call writes (its documented size), even when the size
      * query above was made to fail */
-    const int64_t m =
-        batch ? (kind == KD_LOSS_MCC ? S->c * S->c + 2 : S->c + 1) : 1 + (int64_t)rpick(r, 4);
+    const int64_t m = batch ? want : 1 + (int64_t)rpick(r, 4);
     if (m > (1 << 20))
         return;
     int64_t n = S->n;
@@ -849,7 +853,7 @@ static void fuzz_loss(rd *r)
     /* every kind, then invalid ones: 0, 4 and 9 (unused numbers), the first
      * number past the last kind, -1 and INT32_MAX */
     static const int32_t kinds[] = {
-        1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 0, 4, 9, KD_LOSS_ENTROPY + 1, -1, INT32_MAX};
+        1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 0, 4, 9, KD_LOSS_FAIRNESS + 1, -1, INT32_MAX};
     static const int64_t cs[] = {1,
                                  2,
                                  3,
@@ -1078,11 +1082,13 @@ static void fuzz_loss(rd *r)
                 S.weights = w;
             break;
         }
-        case 10: { /* class thresholds: C values */
+        case 10: { /* class vectors: C values (thresholds, FAIRNESS's two) */
             if (big_c)
                 break;
+            static const int32_t croles[] = {KD_ARG_CLASS_THRESHOLDS, KD_ARG_CLASS_PROBS,
+                                             KD_ARG_LABEL_HISTOGRAM};
             float *t = rpick(r, 8) ? alloc_floats(&S.A, r, (size_t)S.c, 1) : NULL;
-            if (CALL(kd_loss_bind_vector(h, KD_ARG_CLASS_THRESHOLDS, t)) == KD_OK)
+            if (CALL(kd_loss_bind_vector(h, croles[rpick(r, 3)], t)) == KD_OK)
                 S.cthr = t;
             break;
         }
@@ -1103,7 +1109,7 @@ static void fuzz_loss(rd *r)
             break;
         }
         case 12: { /* roles a function does not take: must be refused */
-            static const int32_t bad[] = {0, 8, 9, 15, 26, 47, 100, -1, INT32_MAX};
+            static const int32_t bad[] = {0, 8, 9, 15, 28, 47, 100, -1, INT32_MAX};
             int32_t role = bad[rpick(r, 9)];
             float *b = aalloc(&S.A, sizeof(float));
             if (CALL(kd_loss_bind_matrix(h, role, b, S.c)) == KD_OK ||

@@ -70,6 +70,8 @@ enum {
     S_LDS,
     S_IN0,
     S_IN1,
+    S_CPROBS,
+    S_LHIST,
     S_COUNT
 };
 
@@ -114,7 +116,9 @@ static const char *const SLOT_NAMES[S_COUNT] = {"student",
                                                 "inputs",
                                                 "lds",
                                                 "inputs[0]",
-                                                "inputs[1]"};
+                                                "inputs[1]",
+                                                "class probabilities",
+                                                "label histogram"};
 
 /* one-element buffers: the output is placed at the buffer itself */
 static int is_small(int s)
@@ -191,6 +195,8 @@ static void fill_arena(void)
                 p[i] = 1.0f;
             break;
         case S_THRESH:
+        case S_CPROBS:
+        case S_LHIST:
             for (int i = 0; i < 256; i++)
                 p[i] = 0.5f;
             break;
@@ -243,6 +249,9 @@ static kd_status run_loss(const scenario *sc, char *msg)
             st = kd_loss_bind_weights(h, addr[s]);
         else if (s == S_THRESH)
             st = kd_loss_bind_vector(h, KD_ARG_CLASS_THRESHOLDS, addr[s]);
+        else if (s == S_CPROBS || s == S_LHIST)
+            st = kd_loss_bind_vector(h, s == S_CPROBS ? KD_ARG_CLASS_PROBS : KD_ARG_LABEL_HISTOGRAM,
+                                     addr[s]);
         else if (s >= S_WC0 && s <= S_WC3)
             st = kd_loss_bind_matrix(h, KD_ARG_LABELED_MAIN + (s - S_WC0), addr[s], LD);
         ck_assert_int_eq(st, KD_OK);
@@ -450,6 +459,13 @@ static void batch_kind(kd_loss_kind kind)
     for (int e = E_FWD; e <= E_FINISH; e++) {
         scenario *sc = add(e, kind, KD_REDUCTION_MEAN, 0);
         in(sc, S_STUDENT);
+        if (kind == KD_LOSS_FAIRNESS) {
+            in(sc, S_WEIGHTS);
+            if (e != E_LOCAL) { /* the class vectors are read by the finish */
+                in(sc, S_CPROBS);
+                in(sc, S_LHIST);
+            }
+        }
         if (e == E_BWD)
             in(sc, S_UPSTREAM);
         if (e == E_FINISH)
@@ -478,6 +494,7 @@ static void build_scenarios(void)
     row_kind(KD_LOSS_ENTROPY, 0);
     batch_kind(KD_LOSS_CLASS_BALANCE);
     batch_kind(KD_LOSS_MCC);
+    batch_kind(KD_LOSS_FAIRNESS);
     for (int e = E_FWD; e <= E_FB; e++) {
         scenario *sc = add(e, KD_LOSS_WORST_CASE, KD_REDUCTION_MEAN, 0);
         for (int s = S_WC0; s <= S_WC3; s++)

@@ -152,6 +152,18 @@ static kd_loss *selftrain(kd_loss_kind kind)
     return h;
 }
 
+/* FAIRNESS with student, weights, both class vectors (B.cthr) and a gradient. */
+static kd_loss *fair(void)
+{
+    kd_loss *h = mk(KD_LOSS_FAIRNESS);
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, B.student, LD), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_weights(h, B.weights), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_vector(h, KD_ARG_CLASS_PROBS, B.cthr), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_vector(h, KD_ARG_LABEL_HISTOGRAM, B.cthr), KD_OK);
+    ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.grad, LD), KD_OK);
+    return h;
+}
+
 static kd_ema *ema(void)
 {
     kd_ema *e = NULL;
@@ -1870,6 +1882,64 @@ static kd_status row228(void)
 
 /* ---- issue 16: aliasing of every output, sizes, busy handles ---- */
 
+static kd_status row_fair_vector_other_kind(void)
+{
+    kd_loss *h = mk(KD_LOSS_CLASS_BALANCE);
+    CALL(kd_loss_bind_vector(h, KD_ARG_LABEL_HISTOGRAM, B.cthr));
+}
+
+static kd_status row_fair_per_sample(void)
+{
+    kd_loss *h = mk(KD_LOSS_FAIRNESS);
+    CALL(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, B.out, 0));
+}
+
+static kd_status row_fair_local_weight(void)
+{
+    kd_loss *h = fair();
+    B.weights[2] = -1.0f;
+    CALL(kd_loss_local_stats(h, N, B.stats));
+}
+
+static kd_status row_fair_local_over_weights(void)
+{
+    kd_loss *h = fair();
+    CALL(kd_loss_local_stats(h, 1, (double *)(void *)B.weights));
+}
+
+/* FAIRNESS statistics of N rows: P, K (every row predicting class 1), N */
+static void fair_stats(void)
+{
+    for (int j = 0; j < C; j++) {
+        B.stats[j] = N / (double)C;
+        B.stats[C + j] = j == 1 ? N : 0.0;
+    }
+    B.stats[2 * C] = N;
+}
+
+static kd_status row_fair_finish_vector(void)
+{
+    kd_loss *h = fair();
+    kd_loss_bind_vector(h, KD_ARG_CLASS_PROBS, NULL);
+    fair_stats();
+    CALL(kd_loss_finish(h, N, B.stats, B.loss));
+}
+
+static kd_status row_fair_finish_negative(void)
+{
+    kd_loss *h = fair();
+    fair_stats();
+    B.stats[C + 2] = -1.0;
+    CALL(kd_loss_finish(h, N, B.stats, B.loss));
+}
+
+static kd_status row_fair_finish_loss_in_vector(void)
+{
+    kd_loss *h = fair();
+    fair_stats();
+    CALL(kd_loss_finish(h, N, B.stats, B.cthr + 1));
+}
+
 static kd_status row_finish_loss_in_grad(void)
 {
     kd_loss *h = selftrain(KD_LOSS_CLASS_BALANCE);
@@ -2207,6 +2277,8 @@ static const row ROWS[] = {
     {"kd_loss_bind_vector", "h is NULL", ST(KD_ERR_NULL_POINTER), row046},
     {"kd_loss_bind_vector", "CLASS_THRESHOLDS on a kind without thresholds (KL)",
      ST(KD_ERR_UNSUPPORTED), row047},
+    {"kd_loss_bind_vector", "CLASS_PROBS or LABEL_HISTOGRAM on a kind other than FAIRNESS",
+     ST(KD_ERR_UNSUPPORTED), row_fair_vector_other_kind},
     {"kd_loss_bind_output_labels", "h is NULL", ST(KD_ERR_NULL_POINTER), row048},
     {"kd_loss_bind_output_labels", "a role other than PSEUDO_LABELS, or a kind without it",
      ST(KD_ERR_UNSUPPORTED), row049},
@@ -2214,19 +2286,32 @@ static const row ROWS[] = {
     {"kd_loss_bind_output", "gradient ld < C", ST(KD_ERR_SHAPE), row051},
     {"kd_loss_bind_output", "an input role, or GRAD_STUDENT on WORST_CASE", ST(KD_ERR_UNSUPPORTED),
      row052},
+    {"kd_loss_bind_output", "PER_SAMPLE on a batch kind (FAIRNESS)", ST(KD_ERR_UNSUPPORTED),
+     row_fair_per_sample},
     {"kd_loss_stats_size", "h or count is NULL", ST(KD_ERR_NULL_POINTER), row087},
     {"kd_loss_stats_size", "a kind without batch statistics (KL)", ST(KD_ERR_UNSUPPORTED), row088},
     {"kd_loss_local_stats", "h or stats is NULL", ST(KD_ERR_NULL_POINTER), row089},
-    {"kd_loss_local_stats", "not CLASS_BALANCE or MCC", ST(KD_ERR_UNSUPPORTED), row090},
+    {"kd_loss_local_stats", "not CLASS_BALANCE, MCC or FAIRNESS", ST(KD_ERR_UNSUPPORTED), row090},
     {"kd_loss_local_stats", "student not bound", ST(KD_ERR_MISSING_INPUT), row091},
     {"kd_loss_local_stats", "n < 0", ST(KD_ERR_INVALID_ARGUMENT), row092},
     {"kd_loss_local_stats", "n * ld overflows", ST(KD_ERR_SHAPE), row093},
     {"kd_loss_local_stats", "stats overlapping the student", ST(KD_ERR_ALIASING), row094},
+    {"kd_loss_local_stats", "FAIRNESS: a negative, NaN or infinite weight",
+     ST(KD_ERR_INVALID_ARGUMENT), row_fair_local_weight},
+    {"kd_loss_local_stats", "stats overlapping the weights (FAIRNESS)", ST(KD_ERR_ALIASING),
+     row_fair_local_over_weights},
     {"kd_loss_finish", "h, global_stats or loss is NULL", ST(KD_ERR_NULL_POINTER), row095},
-    {"kd_loss_finish", "not CLASS_BALANCE or MCC", ST(KD_ERR_UNSUPPORTED), row096},
+    {"kd_loss_finish", "not CLASS_BALANCE, MCC or FAIRNESS", ST(KD_ERR_UNSUPPORTED), row096},
+    {"kd_loss_finish", "FAIRNESS: a class vector (CLASS_PROBS, LABEL_HISTOGRAM) not bound",
+     ST(KD_ERR_MISSING_INPUT), row_fair_finish_vector},
     {"kd_loss_finish", "the global count not an integer in [n, 2^53]", ST(KD_ERR_INVALID_ARGUMENT),
      row097},
     {"kd_loss_finish", "MCC: S <= 0 with N > 0", ST(KD_ERR_INVALID_ARGUMENT), row098},
+    {"kd_loss_finish",
+     "FAIRNESS: a P_c or K_c < 0, or the selected classes' P_c / K_c summing to 0",
+     ST(KD_ERR_INVALID_ARGUMENT), row_fair_finish_negative},
+    {"kd_loss_finish", "FAIRNESS: the loss inside a class vector", ST(KD_ERR_ALIASING),
+     row_fair_finish_loss_in_vector},
     {"kd_loss_finish", "the loss inside the gradient", ST(KD_ERR_ALIASING),
      row_finish_loss_in_grad},
     {"kd_loss_finish", "the gradient overlapping global_stats", ST(KD_ERR_ALIASING),
@@ -2756,6 +2841,36 @@ static kd_loss *huge_workspace(void)
     return h;
 }
 
+static kd_loss *fair_no_vector(void)
+{
+    kd_loss *h = fair();
+    kd_loss_bind_vector(h, KD_ARG_LABEL_HISTOGRAM, NULL);
+    return h;
+}
+
+static kd_loss *fair_bad_vector(void)
+{
+    kd_loss *h = fair();
+    static float pm[C] = {0.25f, NAN, 0.25f, 0.25f};
+    kd_loss_bind_vector(h, KD_ARG_CLASS_PROBS, pm);
+    return h;
+}
+
+static kd_loss *fair_zero_target(void)
+{
+    kd_loss *h = fair();
+    static const float lh[C] = {0};
+    kd_loss_bind_vector(h, KD_ARG_LABEL_HISTOGRAM, lh);
+    return h;
+}
+
+static kd_loss *grad_over_class_vector(void)
+{
+    kd_loss *h = fair();
+    kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, B.cthr, C);
+    return h;
+}
+
 static kd_loss *grad_over_teacher(void)
 {
     kd_loss *h = kl();
@@ -2798,6 +2913,12 @@ static const compute_row COMPUTE[] = {
      consistency_two_teachers, N, 0},
     {"CLASS_BALANCE probabilities whose column mean is outside [0, 1]", ALL, FWD | FWD_BWD,
      ST(KD_ERR_INVALID_ARGUMENT), class_balance_mean_above_1, N, 0},
+    {"FAIRNESS: a class vector (CLASS_PROBS, LABEL_HISTOGRAM) not bound", ALL, FWD | FWD_BWD,
+     ST(KD_ERR_MISSING_INPUT), fair_no_vector, N, 0},
+    {"FAIRNESS: a class-vector value negative, NaN or infinite", ALL, FWD | FWD_BWD,
+     ST(KD_ERR_INVALID_ARGUMENT), fair_bad_vector, N, 0},
+    {"FAIRNESS: CLASS_PROBS / LABEL_HISTOGRAM summing to 0 over the classes", ALL, FWD | FWD_BWD,
+     ST(KD_ERR_INVALID_ARGUMENT), fair_zero_target, N, 0},
     {"the gradient overlapping the student without being it", FWD_BWD | BWD, FWD_BWD,
      ST(KD_ERR_ALIASING), grad_over_student, N - 1, 0},
     {"the gradient overlapping the teacher", FWD_BWD | BWD, BWD, ST(KD_ERR_ALIASING),
@@ -2808,6 +2929,8 @@ static const compute_row COMPUTE[] = {
      grad_over_labels, 1, 0},
     {"the gradient over the weights", FWD_BWD | BWD, FWD_BWD | BWD, ST(KD_ERR_ALIASING),
      grad_over_weights, 1, 0},
+    {"the gradient over a class vector (FAIRNESS)", FWD_BWD | BWD, FWD_BWD | BWD,
+     ST(KD_ERR_ALIASING), grad_over_class_vector, 1, 0},
     {"the gradient over the upstream vector (NONE)", BWD, BWD, ST(KD_ERR_ALIASING),
      grad_over_upstream, 1, 0},
     {"the loss inside the gradient", FWD_BWD, FWD_BWD, ST(KD_ERR_ALIASING), grad_at_loss, 1, 0},

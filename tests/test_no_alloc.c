@@ -71,7 +71,7 @@ int posix_memalign(void **out, size_t a, size_t n)
 #define C 37 /* a long row and a SIMD tail */
 
 static float student[N * C], teacher[N * C], grad[N * C], grad_t[N * C], per[N], mask[N];
-static float la[N * C], ua[N * C], gla[N * C], gua[N * C], up[N], w[N];
+static float la[N * C], ua[N * C], gla[N * C], gua[N * C], up[N], w[N], cls[C];
 static int32_t labels[N], plabels[N];
 
 static void fill(void)
@@ -86,6 +86,8 @@ static void fill(void)
         up[i] = 1.0f;
         w[i] = 0.5f + (float)(i % 3) * 0.25f;
     }
+    for (int j = 0; j < C; j++)
+        cls[j] = 0.5f + (float)(j % 4) * 0.125f;
 }
 
 static long allocations_of(kd_status (*call)(kd_loss *, int64_t, float *), kd_loss *h, int64_t n)
@@ -128,6 +130,8 @@ static kd_loss *make(kd_loss_kind kind)
     kd_loss_bind_output(h, KD_ARG_GRAD_TEACHER, grad_t, C);
     kd_loss_bind_output(h, KD_ARG_MASK, mask, 0);
     kd_loss_bind_output_labels(h, KD_ARG_PSEUDO_LABELS, plabels);
+    kd_loss_bind_vector(h, KD_ARG_CLASS_PROBS, cls);
+    kd_loss_bind_vector(h, KD_ARG_LABEL_HISTOGRAM, cls);
     if (kind == KD_LOSS_KL_DISTILL)
         kd_loss_set_float(h, KD_PARAM_ALPHA, 0.5);
     return h;
@@ -136,7 +140,7 @@ static kd_loss *make(kd_loss_kind kind)
 static const kd_loss_kind KINDS[] = {
     KD_LOSS_CROSS_ENTROPY, KD_LOSS_KL_DISTILL,  KD_LOSS_LOGIT_MSE,     KD_LOSS_PSEUDO_LABEL,
     KD_LOSS_STRONG_WEAK,   KD_LOSS_CONSISTENCY, KD_LOSS_CLASS_BALANCE, KD_LOSS_MCC,
-    KD_LOSS_WORST_CASE,    KD_LOSS_ENTROPY,
+    KD_LOSS_WORST_CASE,    KD_LOSS_ENTROPY,     KD_LOSS_FAIRNESS,
 };
 
 START_TEST(loss_calls_at_seen_shapes_do_not_allocate)
@@ -159,7 +163,8 @@ START_TEST(loss_calls_at_seen_shapes_do_not_allocate)
                       (long long)n, allocations);
     }
     /* per-sample output: another workspace layout, seen once, then none */
-    if (kind != KD_LOSS_CLASS_BALANCE && kind != KD_LOSS_MCC && kind != KD_LOSS_WORST_CASE) {
+    if (kind != KD_LOSS_CLASS_BALANCE && kind != KD_LOSS_MCC && kind != KD_LOSS_WORST_CASE &&
+        kind != KD_LOSS_FAIRNESS) {
         ck_assert_int_eq(kd_loss_set_int(h, KD_PARAM_REDUCTION, KD_REDUCTION_NONE), KD_OK);
         ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0), KD_OK);
         (void)allocations_of(kd_loss_forward_backward, h, N);
@@ -172,7 +177,8 @@ END_TEST
 
 START_TEST(batch_statistics_calls_at_seen_shapes_do_not_allocate)
 {
-    const kd_loss_kind kind = _i == 0 ? KD_LOSS_CLASS_BALANCE : KD_LOSS_MCC;
+    static const kd_loss_kind batch[] = {KD_LOSS_CLASS_BALANCE, KD_LOSS_MCC, KD_LOSS_FAIRNESS};
+    const kd_loss_kind kind = batch[_i];
     fill();
     kd_loss *h = make(kind);
     int64_t m = 0;
@@ -257,7 +263,7 @@ int main(void)
     tcase_add_test(tc, the_counter_sees_the_library_allocate);
     tcase_add_loop_test(tc, loss_calls_at_seen_shapes_do_not_allocate, 0,
                         (int)(sizeof KINDS / sizeof KINDS[0]));
-    tcase_add_loop_test(tc, batch_statistics_calls_at_seen_shapes_do_not_allocate, 0, 2);
+    tcase_add_loop_test(tc, batch_statistics_calls_at_seen_shapes_do_not_allocate, 0, 3);
     tcase_add_test(tc, threshold_and_ema_updates_do_not_allocate);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -14,9 +14,23 @@
 
 enum { N = 37, C = 7, LD = 9 };
 
-typedef enum { CB_LOGITS, CB_PROBS, MCC } variant;
-static const char *const variant_name[] = {"class balance (logits)", "class balance (probs)",
-                                           "MCC"};
+typedef enum { CB_LOGITS, CB_PROBS, MCC, FAIR } variant;
+static const char *const variant_name[] = {"class balance (logits)", "class balance (probs)", "MCC",
+                                           "fairness"};
+
+/* FAIRNESS: a 0/1 mask over the N rows (rows 0 and 1 dropped, every shard
+ * of at least 3 rows keeps some), its class vectors (label_hist 0 at class 4) */
+static float fair_w[N];
+static const float fair_pm[C] = {0.1f, 0.2f, 0.15f, 0.05f, 0.2f, 0.1f, 0.2f};
+static const float fair_lh[C] = {0.2f, 0.1f, 0.15f, 0.25f, 0.0f, 0.1f, 0.2f};
+
+/* Bind the student rows [off, off + n) of x and, for FAIRNESS, their weights. */
+static void bind_rows(kd_loss *h, variant v, const float *x, int64_t off)
+{
+    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, x + off * LD, LD), KD_OK);
+    if (v == FAIR)
+        ck_assert_int_eq(kd_loss_bind_weights(h, fair_w + off), KD_OK);
+}
 
 /* Shard sizes summing to N (0 ends a list): k = 1, 2, 3, 4, uneven, empty shards. */
 static const int64_t splits[][5] = {
@@ -45,6 +59,14 @@ static void make_input(float *x, variant v, uint64_t seed)
 static kd_loss *make_loss(variant v)
 {
     kd_loss *h;
+    if (v == FAIR) {
+        for (int i = 0; i < N; i++)
+            fair_w[i] = i < 2 || i % 3 == 1 ? 0.0f : 1.0f;
+        ck_assert_int_eq(kd_loss_create(&h, KD_LOSS_FAIRNESS, C), KD_OK);
+        ck_assert_int_eq(kd_loss_bind_vector(h, KD_ARG_CLASS_PROBS, fair_pm), KD_OK);
+        ck_assert_int_eq(kd_loss_bind_vector(h, KD_ARG_LABEL_HISTOGRAM, fair_lh), KD_OK);
+        return h;
+    }
     ck_assert_int_eq(kd_loss_create(&h, v == MCC ? KD_LOSS_MCC : KD_LOSS_CLASS_BALANCE, C), KD_OK);
     if (v == MCC)
         ck_assert_int_eq(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 2.5), KD_OK);
@@ -67,7 +89,7 @@ static float whole_batch(variant v, const float *x, float *g)
 {
     kd_loss *h = make_loss(v);
     float loss;
-    ck_assert_int_eq(kd_loss_bind_matrix(h, KD_ARG_STUDENT, x, LD), KD_OK);
+    bind_rows(h, v, x, 0);
     ck_assert_int_eq(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, LD), KD_OK);
     ck_assert_int_eq(kd_loss_forward_backward(h, N, &loss), KD_OK);
     kd_loss_destroy(h);
@@ -107,20 +129,20 @@ static void run_split(variant v, const float *x, int s, int shared, float *g, fl
     for (int r = 0; r < k; r++)
         hs[r] = (shared && r > 0) ? hs[0] : make_loss(v);
     const int64_t m = stats_size(hs[0]);
-    ck_assert_int_eq(m, v == MCC ? C * C + 2 : C + 1);
+    ck_assert_int_eq(m, v == MCC ? C * C + 2 : v == FAIR ? 2 * C + 1 : C + 1);
     global = calloc((size_t)m, sizeof(double));
     for (int r = 0; r < k; r++) {
         local[r] = malloc(sizeof(double) * (size_t)m);
         for (int64_t q = 0; q < m; q++)
             local[r][q] = NAN; /* every entry must be written */
-        ck_assert_int_eq(kd_loss_bind_matrix(hs[r], KD_ARG_STUDENT, x + off[r] * LD, LD), KD_OK);
+        bind_rows(hs[r], v, x, off[r]);
         ck_assert_int_eq(kd_loss_local_stats(hs[r], splits[s][r], local[r]), KD_OK);
         ck_assert(local[r][m - 1] == (double)splits[s][r]);
         for (int64_t q = 0; q < m; q++) /* the all-reduce */
             global[q] += local[r][q];
     }
     for (int r = 0; r < k; r++) {
-        ck_assert_int_eq(kd_loss_bind_matrix(hs[r], KD_ARG_STUDENT, x + off[r] * LD, LD), KD_OK);
+        bind_rows(hs[r], v, x, off[r]);
         ck_assert_int_eq(kd_loss_bind_output(hs[r], KD_ARG_GRAD_STUDENT, g + off[r] * LD, LD),
                          KD_OK);
         losses[r] = NAN;
@@ -136,7 +158,7 @@ static void run_split(variant v, const float *x, int s, int shared, float *g, fl
 
 START_TEST(shards_summed_and_finished_give_the_whole_batch_loss_and_gradient_rows)
 {
-    for (variant v = CB_LOGITS; v <= MCC; v++) {
+    for (variant v = CB_LOGITS; v <= FAIR; v++) {
         float x[N * LD], gw[N * LD], gs[N * LD], losses[4];
         make_input(x, v, 100 + v);
         const float lw = whole_batch(v, x, gw);
@@ -162,13 +184,13 @@ END_TEST
 
 START_TEST(one_rank_with_the_whole_batch_is_bit_identical_to_forward_backward)
 {
-    for (variant v = CB_LOGITS; v <= MCC; v++) {
+    for (variant v = CB_LOGITS; v <= FAIR; v++) {
         float x[N * LD], gw[N * LD], gs[N * LD], loss = NAN;
         make_input(x, v, 200 + v);
         const float lw = whole_batch(v, x, gw);
         kd_loss *h = make_loss(v);
         double st[C * C + 2];
-        kd_loss_bind_matrix(h, KD_ARG_STUDENT, x, LD);
+        bind_rows(h, v, x, 0);
         kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, gs, LD);
         memcpy(gs, gw, sizeof gs); /* padding columns equal */
         for (int q = 0; q < N * LD; q++)
@@ -185,13 +207,13 @@ END_TEST
 
 START_TEST(finish_without_gradient_output_gives_the_loss_only)
 {
-    for (variant v = CB_LOGITS; v <= MCC; v++) {
+    for (variant v = CB_LOGITS; v <= FAIR; v++) {
         float x[N * LD], gw[N * LD], loss = NAN;
         make_input(x, v, 300 + v);
         const float lw = whole_batch(v, x, gw);
         kd_loss *h = make_loss(v);
         double st[C * C + 2];
-        kd_loss_bind_matrix(h, KD_ARG_STUDENT, x, LD);
+        bind_rows(h, v, x, 0);
         ck_assert_int_eq(kd_loss_local_stats(h, N, st), KD_OK);
         ck_assert_int_eq(kd_loss_finish(h, N, st, &loss), KD_OK);
         ck_assert(loss == lw);
@@ -205,15 +227,15 @@ END_TEST
 
 START_TEST(finish_in_place_over_the_shard)
 {
-    for (variant v = CB_LOGITS; v <= MCC; v++) {
+    for (variant v = CB_LOGITS; v <= FAIR; v++) {
         float x[N * LD], gw[N * LD], loss;
         make_input(x, v, 400 + v);
         const float lw = whole_batch(v, x, gw);
         kd_loss *a = make_loss(v), *b = make_loss(v);
         double sa[C * C + 2], sb[C * C + 2];
         const int64_t m = stats_size(a), na = 15;
-        kd_loss_bind_matrix(a, KD_ARG_STUDENT, x, LD);
-        kd_loss_bind_matrix(b, KD_ARG_STUDENT, x + na * LD, LD);
+        bind_rows(a, v, x, 0);
+        bind_rows(b, v, x, na);
         kd_loss_bind_output(a, KD_ARG_GRAD_STUDENT, x, LD);
         kd_loss_bind_output(b, KD_ARG_GRAD_STUDENT, x + na * LD, LD);
         ck_assert_int_eq(kd_loss_local_stats(a, na, sa), KD_OK);
@@ -233,7 +255,7 @@ END_TEST
 
 START_TEST(empty_global_batch_gives_zero_and_writes_nothing)
 {
-    for (variant v = CB_LOGITS; v <= MCC; v++) {
+    for (variant v = CB_LOGITS; v <= FAIR; v++) {
         float x[LD] = {0}, g[LD], loss = 5.0f;
         for (int j = 0; j < LD; j++)
             g[j] = 7.0f;
@@ -290,7 +312,7 @@ START_TEST(documented_errors_leave_every_output_untouched)
     ck_assert_int_eq(kd_loss_local_stats(NULL, N, st), KD_ERR_NULL_POINTER);
     ck_assert_int_eq(kd_loss_finish(NULL, N, good, &loss), KD_ERR_NULL_POINTER);
 
-    for (variant v = CB_LOGITS; v <= MCC; v++) {
+    for (variant v = CB_LOGITS; v <= FAIR; v++) {
         kd_loss *h = make_loss(v);
         const int64_t m = stats_size(h);
         ck_assert_int_eq(kd_loss_stats_size(h, NULL), KD_ERR_NULL_POINTER);
@@ -298,7 +320,7 @@ START_TEST(documented_errors_leave_every_output_untouched)
         ck_assert_int_eq(kd_loss_local_stats(h, N, st), KD_ERR_MISSING_INPUT);
         ck_assert_int_eq(kd_loss_finish(h, N, st, &loss), KD_ERR_MISSING_INPUT);
         make_input(x, v, 500 + v);
-        kd_loss_bind_matrix(h, KD_ARG_STUDENT, x, LD);
+        bind_rows(h, v, x, 0);
         ck_assert_int_eq(kd_loss_local_stats(h, N, good), KD_OK);
         kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, g, LD);
         /* NULL buffers, negative n */
@@ -329,6 +351,10 @@ START_TEST(documented_errors_leave_every_output_untouched)
         if (v == MCC) {
             bad[m - 2] = 0.0; /* S */
             ck_assert_int_eq(kd_loss_finish(h, N, bad, &loss), KD_ERR_INVALID_ARGUMENT);
+        } else if (v == FAIR) {
+            bad[C] = -1.0; /* a negative histogram count */
+            ck_assert_int_eq(kd_loss_finish(h, N, bad, &loss), KD_ERR_INVALID_ARGUMENT);
+            ck_assert(strstr(kd_loss_last_error(h), "negative") != NULL);
         } else {
             bad[0] = 2.0 * N; /* a column mean of 2 */
             ck_assert_int_eq(kd_loss_finish(h, N, bad, &loss), KD_ERR_INVALID_ARGUMENT);

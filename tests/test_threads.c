@@ -70,7 +70,7 @@ void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigne
 
 /* Read-only inputs shared by every thread. */
 static float g_student[N * LD], g_teacher[N * LD], g_teacher2[N * LD], g_probs[N * LD];
-static float g_um[NU * LD], g_ua[NU * LD], g_weights[N];
+static float g_um[NU * LD], g_ua[NU * LD], g_weights[N], g_mask[N], g_pm[C], g_lh[C];
 static int32_t g_labels[N];
 
 static void init_inputs(void)
@@ -90,6 +90,11 @@ static void init_inputs(void)
             g_probs[i * LD + j] = (float)(g_probs[i * LD + j] / s);
         g_labels[i] = i % 11 == 5 ? -100 : (int32_t)(kdt_next(&r) % C);
         g_weights[i] = (float)kdt_uniform(&r);
+        g_mask[i] = g_weights[i] > 0.4f ? 1.0f : 0.0f;
+    }
+    for (int j = 0; j < C; j++) {
+        g_pm[j] = (float)(0.5 + kdt_uniform(&r)) / C;
+        g_lh[j] = j == 2 ? 0.0f : (float)(0.5 + kdt_uniform(&r)) / C;
     }
     /* a few confident teacher rows so that thresholded losses keep some */
     for (int i = 0; i < N; i += 3)
@@ -151,6 +156,7 @@ enum {
     S_MCC,
     S_WORST_CASE,
     S_ENTROPY,
+    S_FAIRNESS,
     NUM_LOSS_SCENARIOS,
     S_EMA = NUM_LOSS_SCENARIOS,
     S_FLEXMATCH,
@@ -162,8 +168,8 @@ static const char *scenario_name(int s)
 {
     static const char *names[] = {"kl",           "kl-multi",    "ce",          "mse",
                                   "pseudo-label", "strong-weak", "consistency", "class-balance",
-                                  "mcc",          "worst-case",  "entropy",     "ema",
-                                  "flexmatch",    "labels"};
+                                  "mcc",          "worst-case",  "entropy",     "fairness",
+                                  "ema",          "flexmatch",   "labels"};
     return names[s];
 }
 
@@ -172,7 +178,7 @@ static void run_loss(int s, int threads, result *out)
     static const kd_loss_kind kinds[] = {
         KD_LOSS_KL_DISTILL,   KD_LOSS_KL_DISTILL,  KD_LOSS_CROSS_ENTROPY, KD_LOSS_LOGIT_MSE,
         KD_LOSS_PSEUDO_LABEL, KD_LOSS_STRONG_WEAK, KD_LOSS_CONSISTENCY,   KD_LOSS_CLASS_BALANCE,
-        KD_LOSS_MCC,          KD_LOSS_WORST_CASE,  KD_LOSS_ENTROPY};
+        KD_LOSS_MCC,          KD_LOSS_WORST_CASE,  KD_LOSS_ENTROPY,       KD_LOSS_FAIRNESS};
     float grad[N * LD], grad2[N * LD], gu[NU * LD], per[N], mask[N], loss = 0;
     int32_t plabels[N];
     memset(grad, 0, sizeof grad), memset(grad2, 0, sizeof grad2), memset(gu, 0, sizeof gu);
@@ -251,6 +257,13 @@ static void run_loss(int s, int threads, result *out)
         T(kd_loss_bind_output(h, KD_ARG_PER_SAMPLE, per, 0));
         T(kd_loss_set_float(h, KD_PARAM_TEMPERATURE, 0.5));
         T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
+        break;
+    case S_FAIRNESS:
+        T(kd_loss_bind_matrix(h, KD_ARG_STUDENT, g_student, LD));
+        T(kd_loss_bind_weights(h, g_mask));
+        T(kd_loss_bind_vector(h, KD_ARG_CLASS_PROBS, g_pm));
+        T(kd_loss_bind_vector(h, KD_ARG_LABEL_HISTOGRAM, g_lh));
         T(kd_loss_bind_output(h, KD_ARG_GRAD_STUDENT, grad, LD));
         break;
     case S_MCC:
@@ -655,10 +668,13 @@ END_TEST
 
 /* Called from inside the caller's own OpenMP region (each thread of a team
  * of 2 with its own handle, one kdlib thread): the multi-teacher scratch row
- * must be the handle's first, not the caller's thread number (which was an
- * out-of-bounds row of a one-thread workspace). */
+ * and the batch losses' per-thread scratch must be the handle's first, not
+ * the caller's thread number (which was an out-of-bounds row of a one-thread
+ * workspace). */
+static const int team_scenarios[] = {S_KL_MULTI, S_CLASS_BALANCE, S_MCC, S_FAIRNESS};
+#define N_TEAM ((int)(sizeof team_scenarios / sizeof team_scenarios[0]))
 typedef struct {
-    result r[2];
+    result r[N_TEAM][2];
 } team_results;
 
 static void team_member(void *arg)
@@ -668,24 +684,30 @@ static void team_member(void *arg)
     int (*thread_num)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "omp_get_thread_num");
     int me = thread_num ? thread_num() : 0;
     if (me < 2)
-        run_scenario(S_KL_MULTI, 1, &t->r[me]);
+        for (int s = 0; s < N_TEAM; s++)
+            run_scenario(team_scenarios[s], 1, &t->r[s][me]);
 }
 
 START_TEST(one_thread_inside_the_callers_openmp_team)
 {
-    result ref = {0};
-    run_scenario(S_KL_MULTI, 1, &ref);
+    result ref[N_TEAM];
+    memset(ref, 0, sizeof ref);
+    for (int s = 0; s < N_TEAM; s++)
+        run_scenario(team_scenarios[s], 1, &ref[s]);
     team_results t;
     memset(&t, 0, sizeof t);
     GOMP_parallel(team_member, &t, 2, 0);
-    for (int k = 0; k < 2; k++) {
-        if (!t.r[k].p)
-            continue; /* the runtime gave fewer threads */
-        ck_assert_msg(!t.r[k].failed, "%s", t.r[k].msg);
-        ck_assert_msg(same(&t.r[k], &ref), "thread %d of the caller's team differs", k);
-        result_free(&t.r[k]);
+    for (int s = 0; s < N_TEAM; s++) {
+        for (int k = 0; k < 2; k++) {
+            if (!t.r[s][k].p)
+                continue; /* the runtime gave fewer threads */
+            ck_assert_msg(!t.r[s][k].failed, "%s", t.r[s][k].msg);
+            ck_assert_msg(same(&t.r[s][k], &ref[s]), "%s: thread %d of the caller's team differs",
+                          scenario_name(team_scenarios[s]), k);
+            result_free(&t.r[s][k]);
+        }
+        result_free(&ref[s]);
     }
-    result_free(&ref);
 }
 END_TEST
 

@@ -62,9 +62,9 @@ START_TEST(thresholds_follow_usb)
                 for (int64_t q = 0; q <= 8; q++) {
                     const int64_t step = totals[t] * q / 8;
                     double v = -1.0;
-                    ck_assert_int_eq(kd_tsa_threshold(schedules[s], step, totals[t], classes[k],
-                                                      &v, NULL, 0),
-                                     KD_OK);
+                    ck_assert_int_eq(
+                        kd_tsa_threshold(schedules[s], step, totals[t], classes[k], &v, NULL, 0),
+                        KD_OK);
                     const double want = ref_tsa(schedules[s], step, totals[t], classes[k]);
                     ck_assert_msg(kdt_close(v, want, 1e-15, 1e-15),
                                   "schedule %d step %lld / %lld, c %lld: %.17g vs %.17g",
@@ -97,8 +97,7 @@ START_TEST(threshold_errors)
     ck_assert_str_eq(err, "kd_tsa_threshold: threshold is NULL");
     ck_assert_int_eq(kd_tsa_threshold(4, 0, 10, 10, &v, err, sizeof err), KD_ERR_INVALID_ARGUMENT);
     ck_assert_str_eq(err, "kd_tsa_threshold: schedule = 4 is not a KD_TSA_* value");
-    ck_assert_int_eq(kd_tsa_threshold(-1, 0, 10, 10, &v, err, sizeof err),
-                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(kd_tsa_threshold(-1, 0, 10, 10, &v, err, sizeof err), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_tsa_threshold(KD_TSA_LOG, 11, 10, 10, &v, err, sizeof err),
                      KD_ERR_INVALID_ARGUMENT);
     ck_assert_str_eq(err, "kd_tsa_threshold: step = 11 is outside [0, 10]");
@@ -173,8 +172,8 @@ START_TEST(edge_cases)
     ck_assert_int_eq(kd_tsa_mask(2, 2, big, 4, NULL, -100, 1.0, mask, &kept, NULL, 0), KD_OK);
     ck_assert(mask[0] == 1.0f && mask[1] == 1.0f && kept == 2);
     /* the label's probability of a row dominated by another class: 0, kept */
-    ck_assert_int_eq(
-        kd_tsa_mask(2, 2, big, 4, (int32_t[]){1, 1}, -100, 0.5, mask, &kept, NULL, 0), KD_OK);
+    ck_assert_int_eq(kd_tsa_mask(2, 2, big, 4, (int32_t[]){1, 1}, -100, 0.5, mask, &kept, NULL, 0),
+                     KD_OK);
     ck_assert(mask[0] == 1.0f && mask[1] == 0.0f && kept == 1);
     /* -Inf logits are masked classes; one class: p = 1 */
     const float minf[3] = {-INFINITY, 0.0f, 0.0f};
@@ -188,8 +187,8 @@ START_TEST(edge_cases)
     ck_assert_int_eq(kd_tsa_mask(0, 3, minf, 3, NULL, -100, 0.5, mask, &kept, NULL, 0), KD_OK);
     ck_assert(mask[0] == 7 && kept == 0);
     /* every row ignored: every mask 0 */
-    ck_assert_int_eq(
-        kd_tsa_mask(2, 2, big, 4, (int32_t[]){-1, -1}, -1, 1.0, mask, &kept, NULL, 0), KD_OK);
+    ck_assert_int_eq(kd_tsa_mask(2, 2, big, 4, (int32_t[]){-1, -1}, -1, 1.0, mask, &kept, NULL, 0),
+                     KD_OK);
     ck_assert(mask[0] == 0.0f && mask[1] == 0.0f && kept == 0);
 }
 END_TEST
@@ -221,16 +220,16 @@ START_TEST(mask_errors_write_nothing)
          NULL, -100, NAN, mask, &kept},
         {KD_ERR_INVALID_ARGUMENT, "kd_tsa_mask: threshold = 1.5 is outside [0, 1]", 2, 3, 3, x,
          NULL, -100, 1.5, mask, &kept},
-        {KD_ERR_INVALID_ARGUMENT, "kd_tsa_mask: labels[1] = 3", 2, 3, 3, x, (int32_t[]){0, 3},
-         -100, 0.5, mask, &kept},
+        {KD_ERR_INVALID_ARGUMENT, "kd_tsa_mask: labels[1] = 3", 2, 3, 3, x, (int32_t[]){0, 3}, -100,
+         0.5, mask, &kept},
         {KD_ERR_INVALID_ARGUMENT, "kd_tsa_mask: ignore_index = 2 is a class", 2, 3, 3, x,
          (int32_t[]){0, 1}, 2, 0.5, mask, &kept},
         {KD_ERR_NOT_FINITE, "kd_tsa_mask", 2, 3, 3, (float[]){0, NAN, 0, 0, 0, 0}, NULL, -100, 0.5,
          mask, &kept},
-        {KD_ERR_NOT_FINITE, "kd_tsa_mask", 2, 3, 3, (float[]){0, 0, 0, 0, INFINITY, 0}, NULL,
-         -100, 0.5, mask, &kept},
-        {KD_ERR_NOT_FINITE, "kd_tsa_mask", 1, 3, 3,
-         (float[]){-INFINITY, -INFINITY, -INFINITY}, NULL, -100, 0.5, mask, &kept},
+        {KD_ERR_NOT_FINITE, "kd_tsa_mask", 2, 3, 3, (float[]){0, 0, 0, 0, INFINITY, 0}, NULL, -100,
+         0.5, mask, &kept},
+        {KD_ERR_NOT_FINITE, "kd_tsa_mask", 1, 3, 3, (float[]){-INFINITY, -INFINITY, -INFINITY},
+         NULL, -100, 0.5, mask, &kept},
         {KD_ERR_ALIASING, "kd_tsa_mask", 2, 3, 3, x, NULL, -100, 0.5, x + 1, &kept},
         {KD_ERR_ALIASING, "kd_tsa_mask", 2, 3, 3, x, NULL, -100, 0.5, mask,
          (int64_t *)(void *)mask},

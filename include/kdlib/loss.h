@@ -206,7 +206,34 @@ enum {
      * for a -Inf logit); a confident row (max p > 0.99) keeps its relative
      * accuracy: it runs in double, H = log1p(rest) - sum_{j != argmax} p_j z_j
      * with rest = sum_{j != argmax} e^{z_j}, z = (s - max s) / T. */
-    KD_LOSS_ENTROPY = 16
+    KD_LOSS_ENTROPY = 16,
+    /* FreeMatch self-adaptive fairness (Wang et al. 2023; USB's entropy_loss
+     * in semilearn/algorithms/freematch/freematch.py), a batch loss over the
+     * selected rows of the strong-view student logits s (KD_ARG_STUDENT):
+     *   p_i = softmax(s_i),  k_i = argmax_c p_ic (first maximum, as torch.max),
+     *   P_c = sum_i w_i p_ic,  K_c = sum_i w_i [k_i = c]   (K: hist_s unnormalised),
+     *   q_c = pm_c r_c / sum_k pm_k r_k,  r_c = 1 / lh_c (0 where lh_c = 0),
+     *   u_c = P_c / K_c (0 where K_c = 0),  m_c = u_c / sum_k u_k,
+     *   L = sum_c q_c log(m_c + 1e-12)
+     * with pm = KD_ARG_CLASS_PROBS (FreeMatch's p_model,
+     * KD_THRESHOLD_STATE_CLASS_PROBS) and lh = KD_ARG_LABEL_HISTOGRAM
+     * (label_hist, KD_THRESHOLD_STATE_LABEL_HISTOGRAM), both C values, finite
+     * and >= 0, required, with sum_k pm_k r_k > 0 (else KD_ERR_INVALID_ARGUMENT).
+     * m_c is USB's normalize(mean(p) / hist_s): the 1/N factors cancel.  The
+     * scalers r and 1/K_c carry no gradient (USB detaches them); the gradient
+     * flows through P to every selected row.  L <= 0 and is what USB adds to
+     * its total loss times lambda_e (ent_loss_ratio, default 0.01): minimising
+     * L is what USB minimises.  The mask is KD_ARG_WEIGHTS (optional; unbound =
+     * every row selected): a row of weight 0 is dropped (its logits are not
+     * read, its gradient row is 0, even when not finite); a weight w > 0
+     * counts the row w times in P and K, so a 0/1 mask (FreeMatch's) is USB's
+     * mask.bool() selection.  A soft mask is NOT USB's: USB selects every
+     * nonzero row with weight 1; pass (w > 0) for that.  No selected row
+     * (n = 0, every weight 0) gives 0 and a zero gradient (USB skips the term).
+     * Logits only; reduction MEAN only (one scalar); no per-sample output;
+     * NaN/Inf logits in a selected row give NaN as PyTorch (or
+     * KD_ERR_NOT_FINITE with KD_PARAM_CHECK_FINITE, which scans every row). */
+    KD_LOSS_FAIRNESS = 17
 };
 
 /* Parameters (pinned values).  Each applies to the kinds named; setting one on
@@ -266,8 +293,8 @@ enum { KD_DISTANCE_L2 = 0, KD_DISTANCE_KL = 1, KD_DISTANCE_JS = 2 };
 enum { KD_INPUT_LOGITS = 0, KD_INPUT_PROBABILITIES = 1 };
 
 /* Reductions each kind accepts (KD_PARAM_REDUCTION; others give
- * KD_ERR_INVALID_ARGUMENT when set): CLASS_BALANCE and MCC only MEAN (a
- * scalar loss), WORST_CASE MEAN and SUM, every other kind all three. */
+ * KD_ERR_INVALID_ARGUMENT when set): CLASS_BALANCE, MCC and FAIRNESS only
+ * MEAN (a scalar loss), WORST_CASE MEAN and SUM, every other kind all three. */
 
 /* Argument roles (pinned values). */
 typedef int32_t kd_arg;
@@ -282,19 +309,25 @@ enum {
                                  (not CLASS_BALANCE, MCC, WORST_CASE) */
 
     /* self-training (values 16-47 reserved) */
-    KD_ARG_CLASS_THRESHOLDS = 16,  /* input float vector of C thresholds in [0,1]
+    KD_ARG_CLASS_THRESHOLDS = 16,   /* input float vector of C thresholds in [0,1]
                                      (kd_loss_bind_vector): PSEUDO_LABEL, STRONG_WEAK */
-    KD_ARG_MASK = 17,              /* output float vector of n masks 0/1: PSEUDO_LABEL,
+    KD_ARG_MASK = 17,               /* output float vector of n masks 0/1: PSEUDO_LABEL,
                                      STRONG_WEAK */
-    KD_ARG_PSEUDO_LABELS = 18,     /* output int32 vector of n argmax labels
+    KD_ARG_PSEUDO_LABELS = 18,      /* output int32 vector of n argmax labels
                                      (kd_loss_bind_output_labels): PSEUDO_LABEL, STRONG_WEAK */
-    KD_ARG_GRAD_TEACHER = 19,      /* output matrix: d loss / d second input (CONSISTENCY) */
-    KD_ARG_LABELED_MAIN = 20,      /* input matrix, WORST_CASE: main head, labeled (y_l) */
-    KD_ARG_LABELED_ADV = 21,       /* input matrix, WORST_CASE: worst-case head, labeled */
-    KD_ARG_UNLABELED_MAIN = 22,    /* input matrix, WORST_CASE: main head, unlabeled (y_u) */
-    KD_ARG_UNLABELED_ADV = 23,     /* input matrix, WORST_CASE: worst-case head, unlabeled */
-    KD_ARG_GRAD_LABELED_ADV = 24,  /* output matrix, WORST_CASE: d loss / d LABELED_ADV */
-    KD_ARG_GRAD_UNLABELED_ADV = 25 /* output matrix, WORST_CASE: d loss / d UNLABELED_ADV */
+    KD_ARG_GRAD_TEACHER = 19,       /* output matrix: d loss / d second input (CONSISTENCY) */
+    KD_ARG_LABELED_MAIN = 20,       /* input matrix, WORST_CASE: main head, labeled (y_l) */
+    KD_ARG_LABELED_ADV = 21,        /* input matrix, WORST_CASE: worst-case head, labeled */
+    KD_ARG_UNLABELED_MAIN = 22,     /* input matrix, WORST_CASE: main head, unlabeled (y_u) */
+    KD_ARG_UNLABELED_ADV = 23,      /* input matrix, WORST_CASE: worst-case head, unlabeled */
+    KD_ARG_GRAD_LABELED_ADV = 24,   /* output matrix, WORST_CASE: d loss / d LABELED_ADV */
+    KD_ARG_GRAD_UNLABELED_ADV = 25, /* output matrix, WORST_CASE: d loss / d UNLABELED_ADV */
+    KD_ARG_CLASS_PROBS = 26,        /* input float vector of C values >= 0 (kd_loss_bind_vector),
+                                      FAIRNESS: the model's class probabilities (FreeMatch's
+                                      p_model, KD_THRESHOLD_STATE_CLASS_PROBS) */
+    KD_ARG_LABEL_HISTOGRAM = 27     /* input float vector of C values >= 0, FAIRNESS: the
+                                      pseudo-label histogram (FreeMatch's label_hist,
+                                      KD_THRESHOLD_STATE_LABEL_HISTOGRAM) */
 };
 
 /* Create a loss of the given kind for num_classes >= 1 classes with every
@@ -363,14 +396,17 @@ KD_API kd_status kd_loss_bind_labels(kd_loss *h, const int32_t *labels);
 KD_API kd_status kd_loss_bind_labels64(kd_loss *h, const int64_t *labels);
 
 /* Bind n per-sample weights (NULL unbinds).  Weights must be finite and
- * >= 0, checked by the compute calls.  Errors: KD_ERR_NULL_POINTER (h),
- * KD_ERR_UNSUPPORTED (CLASS_BALANCE, MCC, WORST_CASE: no per-sample terms). */
+ * >= 0, checked by the compute calls (FAIRNESS: the mask, see its manual).
+ * Errors: KD_ERR_NULL_POINTER (h), KD_ERR_UNSUPPORTED (CLASS_BALANCE, MCC,
+ * WORST_CASE: no per-sample terms). */
 KD_API kd_status kd_loss_bind_weights(kd_loss *h, const float *weights);
 
 /* Bind an input float vector (NULL unbinds): KD_ARG_CLASS_THRESHOLDS (C
  * values, each finite and in [0,1], checked by the compute calls: else
- * KD_ERR_INVALID_ARGUMENT naming the class) or KD_ARG_WEIGHTS (n values, as
- * kd_loss_bind_weights).  Errors: KD_ERR_NULL_POINTER (h),
+ * KD_ERR_INVALID_ARGUMENT naming the class), FAIRNESS's KD_ARG_CLASS_PROBS and
+ * KD_ARG_LABEL_HISTOGRAM (C values, each finite and >= 0, checked by
+ * forward / backward / forward_backward and kd_loss_finish) or KD_ARG_WEIGHTS
+ * (n values, as kd_loss_bind_weights).  Errors: KD_ERR_NULL_POINTER (h),
  * KD_ERR_UNSUPPORTED (role not a vector input of this kind). */
 KD_API kd_status kd_loss_bind_vector(kd_loss *h, kd_arg role, const float *data);
 
@@ -393,9 +429,11 @@ KD_API kd_status kd_loss_bind_output(kd_loss *h, kd_arg role, float *data, int64
  * SUM, n values for NONE.  KD_ARG_PER_SAMPLE, if bound, receives the per-sample
  * values in any reduction.  Gradients are not written.
  * Errors: KD_ERR_NULL_POINTER (h, loss), KD_ERR_MISSING_INPUT (student or the
- * kind's target not bound), KD_ERR_INVALID_ARGUMENT (n < 0, label out of
- * range, negative weight, class threshold outside [0,1], CONSISTENCY with
- * more than one teacher, CLASS_BALANCE mean probability outside [0,1]),
+ * kind's target not bound; FAIRNESS: a class vector not bound),
+ * KD_ERR_INVALID_ARGUMENT (n < 0, label out of range, negative weight, class
+ * threshold outside [0,1], CONSISTENCY with more than one teacher,
+ * CLASS_BALANCE mean probability outside [0,1], FAIRNESS class vector
+ * negative or not finite, or with sum_k pm_k r_k = 0),
  * KD_ERR_SHAPE (n * ld overflows), KD_ERR_NOT_FINITE, KD_ERR_ALIASING,
  * KD_ERR_OUT_OF_MEMORY. */
 KD_API kd_status kd_loss_forward(kd_loss *h, int64_t n, float *loss);
@@ -413,8 +451,8 @@ KD_API kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss);
 
 /* ---- Split batch statistics: data-parallel training (docs/distributed.md) ----
  *
- * CLASS_BALANCE and MCC depend on the whole batch through a few sums over its
- * rows.  When the batch is split over ranks (processes, GPUs), each rank
+ * CLASS_BALANCE, MCC and FAIRNESS depend on the whole batch through a few
+ * sums over its rows.  When the batch is split over ranks (processes, GPUs), each rank
  *   1. kd_loss_local_stats(h, n_r, stats)    its n_r rows -> stats
  *   2. all-reduces stats with SUM            (MPI_Allreduce(MPI_SUM, MPI_DOUBLE),
  *                                             ncclAllReduce(ncclSum, ncclFloat64),
@@ -437,8 +475,13 @@ KD_API kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss);
  *                                    entropy weight; P_i = softmax(z_i / T))
  *                            [C^2]   S = sum_i e_i (the weights' normaliser)
  *                            [C^2+1] N, the row count
- * The finish forms x_c = sum_c / N (class balance) or A = (N / S) Ahat and its
- * row sums r_k (MCC) from the summed buffer.  Doubles, not floats: the sums
+ *   FAIRNESS       2 C + 1:  [0, C)  P_c = sum_i w_i p_ic  (weighted column sums of p)
+ *                            [C, 2C) K_c = sum_i w_i [argmax p_i = c]
+ *                                    (the weighted prediction histogram)
+ *                            [2C]    N, the row count (selected or not)
+ * The finish forms x_c = sum_c / N (class balance), A = (N / S) Ahat and its
+ * row sums r_k (MCC), or u_c = P_c / K_c (FAIRNESS, with the bound class
+ * vectors, which every rank binds alike) from the summed buffer.  Doubles, not floats: the sums
  * of a large global batch keep their precision and N stays exact (to 2^53).
  * The buffer must be summed, never averaged: an average keeps the loss but
  * multiplies the gradient by the number of ranks.
@@ -457,7 +500,7 @@ KD_API kd_status kd_loss_forward_backward(kd_loss *h, int64_t n, float *loss);
  * Memory: the calls allocate only when n or C grows, as the others. */
 
 /* Number of doubles in the statistics buffer of this handle's kind: C + 1
- * for CLASS_BALANCE, C * C + 2 for MCC.  *count is set only on success.
+ * for CLASS_BALANCE, C * C + 2 for MCC, 2 C + 1 for FAIRNESS.  *count is set only on success.
  * Errors: KD_ERR_NULL_POINTER (h, count), KD_ERR_UNSUPPORTED (a kind without
  * batch statistics), KD_ERR_STATE (busy in another thread).  A failure
  * leaves its message in the handle as every other call (kd_loss_last_error). */
@@ -465,14 +508,16 @@ KD_API kd_status kd_loss_stats_size(const kd_loss *h, int64_t *count);
 
 /* Compute this rank's statistics over its n >= 0 rows of the bound student
  * (KD_ARG_STUDENT; probabilities or logits per KD_PARAM_INPUT_TYPE for
- * CLASS_BALANCE) into stats (kd_loss_stats_size doubles, overwritten; n = 0
- * gives zeros).  The per-row values (log-sum-exp; MCC's softmax and entropy
- * weights) stay in the handle's workspace for kd_loss_finish.
+ * CLASS_BALANCE; FAIRNESS: with its weights) into stats (kd_loss_stats_size
+ * doubles, overwritten; n = 0 gives zeros).  The per-row values (log-sum-exp;
+ * MCC's softmax and entropy weights; FAIRNESS's softmax) stay in the handle's
+ * workspace for kd_loss_finish.  FAIRNESS's class vectors are not needed here.
  * Errors: KD_ERR_NULL_POINTER (h, stats), KD_ERR_UNSUPPORTED (not
- * CLASS_BALANCE or MCC), KD_ERR_MISSING_INPUT (student not bound),
- * KD_ERR_INVALID_ARGUMENT (n < 0), KD_ERR_SHAPE (n * ld overflows; MCC: n >
- * 2^31 - 1), KD_ERR_NOT_FINITE (KD_PARAM_CHECK_FINITE), KD_ERR_ALIASING
- * (stats overlaps the student matrix), KD_ERR_OUT_OF_MEMORY.  On error stats
+ * CLASS_BALANCE, MCC or FAIRNESS), KD_ERR_MISSING_INPUT (student not bound),
+ * KD_ERR_INVALID_ARGUMENT (n < 0; FAIRNESS: a weight negative or not
+ * finite), KD_ERR_SHAPE (n * ld overflows; MCC: n > 2^31 - 1),
+ * KD_ERR_NOT_FINITE (KD_PARAM_CHECK_FINITE), KD_ERR_ALIASING (stats overlaps
+ * the student matrix or the weights), KD_ERR_OUT_OF_MEMORY.  On error stats
  * is untouched. */
 KD_API kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats);
 
@@ -486,16 +531,21 @@ KD_API kd_status kd_loss_local_stats(kd_loss *h, int64_t n, double *stats);
  * as that call's, and recomputed from the bound student otherwise.  In place
  * (gradient over the student) destroys the student, as always.  A global
  * count N = 0 gives 0 and writes no row; n = 0 with N > 0 gives the loss and
- * writes no row.
+ * writes no row.  FAIRNESS with no selected row in the whole batch (every
+ * K_c = 0) gives 0 and zero gradient rows.
  * Errors: KD_ERR_NULL_POINTER (h, global_stats, loss), KD_ERR_UNSUPPORTED
- * (not CLASS_BALANCE or MCC), KD_ERR_MISSING_INPUT (student not bound),
- * KD_ERR_INVALID_ARGUMENT (n < 0; the count global_stats[last] not an
- * integer in [n, 2^53]; MCC: S <= 0 with N > 0; CLASS_BALANCE: a mean
- * probability outside [0, 1]), KD_ERR_SHAPE, KD_ERR_NOT_FINITE (with
+ * (not CLASS_BALANCE, MCC or FAIRNESS), KD_ERR_MISSING_INPUT (student not
+ * bound; FAIRNESS: a class vector not bound), KD_ERR_INVALID_ARGUMENT (n < 0;
+ * the count global_stats[last] not an integer in [n, 2^53]; MCC: S <= 0 with
+ * N > 0; CLASS_BALANCE: a mean probability outside [0, 1]; FAIRNESS: a
+ * weight or class-vector value negative or not finite, sum_k pm_k r_k = 0,
+ * a P_c or K_c < 0, or selected classes whose P_c / K_c sum to 0),
+ * KD_ERR_SHAPE, KD_ERR_NOT_FINITE (with
  * KD_PARAM_CHECK_FINITE: the student or a global statistic),
  * KD_ERR_ALIASING (the gradient overlapping the student without being it,
- * or global_stats; the loss inside the gradient, the student or
- * global_stats), KD_ERR_OUT_OF_MEMORY.  On error nothing is
+ * or global_stats, or FAIRNESS's weights or class vectors; the loss inside
+ * the gradient, the student, global_stats or those vectors),
+ * KD_ERR_OUT_OF_MEMORY.  On error nothing is
  * written. */
 KD_API kd_status kd_loss_finish(kd_loss *h, int64_t n, const double *global_stats, float *loss);
 

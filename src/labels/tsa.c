@@ -47,9 +47,9 @@ kd_status kd_tsa_threshold(int32_t schedule, int64_t step, int64_t total_steps, 
     return KD_OK;
 }
 
-kd_status kd_tsa_mask(int64_t n, int64_t c, const float *logits, int64_t ld,
-                      const int32_t *labels, int32_t ignore_index, double threshold, float *mask,
-                      int64_t *num_kept, char *err, size_t err_size)
+kd_status kd_tsa_mask(int64_t n, int64_t c, const float *logits, int64_t ld, const int32_t *labels,
+                      int32_t ignore_index, double threshold, float *mask, int64_t *num_kept,
+                      char *err, size_t err_size)
 {
     kdi_label_clear(err, err_size);
     if (!logits || !mask)

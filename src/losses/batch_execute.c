@@ -22,10 +22,28 @@
 
 int64_t kdi_batch_stats_size(const kd_loss *h)
 {
-    return h->kind == KD_LOSS_MCC ? h->c * h->c + 2 : h->c + 1;
+    if (h->kind == KD_LOSS_MCC)
+        return h->c * h->c + 2;
+    return h->kind == KD_LOSS_FAIRNESS ? 2 * h->c + 1 : h->c + 1;
 }
 
-static const char *kind_name(kd_loss_kind k) { return k == KD_LOSS_MCC ? "MCC" : "class balance"; }
+static const char *kind_name(kd_loss_kind k)
+{
+    return k == KD_LOSS_MCC ? "MCC" : k == KD_LOSS_FAIRNESS ? "fairness" : "class balance";
+}
+
+/* The inputs besides the student: FAIRNESS's weights (every entry) and class
+ * vectors (vectors != 0: the entries that finish). */
+static kd_status check_inputs(kd_loss *h, const char *fn, int64_t n, int vectors)
+{
+    int64_t valid;
+    if (vectors && h->kind == KD_LOSS_FAIRNESS) {
+        kd_status st = kdi_fairness_check_vectors(h, fn);
+        if (st)
+            return st;
+    }
+    return kdi_check_labels_weights(h, fn, n, &valid);
+}
 
 /* Checks every batch-loss entry shares: n, the student matrix, and the
  * gradient output when it will be written. */
@@ -51,47 +69,57 @@ static kd_status check_student_finite(kd_loss *h, const char *fn, int64_t n)
     return KD_OK;
 }
 
-/* The aliasing check of every batch-loss entry: the student, the upstream
- * value (backward) or the statistics read (finish), the gradient (in place
- * over the student allowed), the loss and the statistics written. */
+/* The aliasing check of every batch-loss entry: the student, the weights,
+ * the class vectors (vectors != 0: read by the entries that finish), the
+ * upstream value (backward) or the statistics read (finish), the gradient (in
+ * place over the student allowed), the loss and the statistics written. */
 static kd_status check_aliasing(kd_loss *h, const char *fn, int64_t n, const float *upstream,
                                 const double *stats_in, double *stats_out, int write_grad,
-                                float *loss)
+                                float *loss, int vectors)
 {
     const int64_t m = kdi_batch_stats_size(h);
-    kdi_buf b[6] = {
+    kdi_buf b[9] = {
         kdi_buf_matrix("the student logits", -1, h->student, n, h->ld_student, h->c, 4, 0),
         kdi_buf_vector("the upstream value", -1, upstream, 1, 4, 0),
         kdi_buf_vector("global_stats", -1, stats_in, m, 8, 0),
         kdi_buf_matrix("the gradient", -1, write_grad ? h->grad : NULL, n, h->ld_grad, h->c, 4, 1),
         kdi_buf_vector("the loss", -1, loss, 1, 4, 1),
         kdi_buf_vector("stats", -1, stats_out, m, 8, 1),
+        kdi_buf_vector("the weights", -1, h->weights, n, 4, 0),
+        kdi_buf_vector("the class probabilities", -1, vectors ? h->class_probs : NULL, h->c, 4, 0),
+        kdi_buf_vector("the label histogram", -1, vectors ? h->label_hist : NULL, h->c, 4, 0),
     };
     b[3].in_place = 0;
-    return kdi_check_aliasing(h->err, KDI_ERROR_SIZE, fn, b, 6);
+    return kdi_check_aliasing(h->err, KDI_ERROR_SIZE, fn, b, 9);
 }
 
 /* Lay out the workspace for n rows (grows h->bf and h->bd). */
 static kd_status workspace(kd_loss *h, const char *fn, int64_t n, kdi_batch *b)
 {
     const size_t c = (size_t)h->c, rows = (size_t)n;
-    const int mcc = h->kind == KD_LOSS_MCC;
+    const int mcc = h->kind == KD_LOSS_MCC, fair = h->kind == KD_LOSS_FAIRNESS;
     int nthreads = kdi_resolve_threads(h->threads);
     nthreads = nthreads > n ? (n > 0 ? (int)n : 1) : nthreads;
     const size_t nstats = (size_t)kdi_batch_stats_size(h);
     /* per thread: the SIMD softmax's work area, then its input row (MCC) or
-     * KDI_CB_GROUP softmax rows (class balance) */
-    const size_t stride = (size_t)KDI_SIMD_WORK(h->c) + (mcc ? c : KDI_CB_GROUP * c);
-    const size_t chunks = mcc ? 0 : (size_t)kdi_class_balance_chunks(n, h->c);
-    /* floats: 2 n (log-sum-exps) + MCC's 2 n C + C^2, or C, + the threads'
-     * scratch; doubles: the statistics + MCC's 1 + n + 2 C, or the class
-     * balance's chunk partials; every step overflow-checked */
+     * KDI_CB_GROUP softmax rows (class balance; none for fairness) */
+    const size_t stride = (size_t)KDI_SIMD_WORK(h->c) + (mcc    ? c
+                                                         : fair ? 0
+                                                                : (size_t)KDI_CB_GROUP * c);
+    const size_t chunks = mcc || fair ? 0 : (size_t)kdi_class_balance_chunks(n, h->c);
+    /* floats: 2 n (log-sum-exps) + MCC's 2 n C + C^2, or fairness's n C + C,
+     * or C, + the threads' scratch; doubles: the statistics + MCC's 1 + n +
+     * 2 C, fairness's 1, or the class balance's chunk partials; every step
+     * overflow-checked */
     size_t nf, nd, rc, cc;
     int ok = kdi_size_mul(rows, 2, &nf);
     if (mcc)
         ok = ok && kdi_size_mul(rows, c, &rc) && kdi_size_mul(c, c, &cc) &&
              kdi_size_muladd(rc, 2, nf, &nf) && kdi_size_add(nf, cc, &nf) &&
              kdi_size_muladd(c, 2, rows + 1, &nd) && kdi_size_add(nd, nstats, &nd);
+    else if (fair)
+        ok = ok && kdi_size_mul(rows, c, &rc) && kdi_size_add(nf, rc, &nf) &&
+             kdi_size_add(nf, c, &nf) && kdi_size_add(nstats, 1, &nd);
     else
         ok = ok && kdi_size_add(nf, c, &nf) && kdi_size_muladd(chunks, c, nstats, &nd);
     ok = ok && kdi_size_muladd((size_t)nthreads, stride, nf, &nf);
@@ -120,6 +148,11 @@ static kd_status workspace(kd_loss *h, const char *fn, int64_t n, kdi_batch *b)
         b->coef = h->bd + nstats;
         b->ew = b->coef + 1;
         b->rsum = b->ew + rows;
+    } else if (fair) {
+        b->probs = f;
+        b->vec = f + rows * c;
+        b->scratch = b->vec + c;
+        b->coef = h->bd + nstats;
     } else {
         b->vec = f;
         b->scratch = f + c;
@@ -157,23 +190,74 @@ void kdi_batch_softmax(const float *x, float *p, int64_t c, float *work)
             p[j] = (float)exp(((double)x[j] - (double)mx) - ls);
 }
 
+typedef double kd2 __attribute__((vector_size(16)));
+
+/* sum_j p_j and sum_j p_j v_j over [j0, j1) into acc (acc[0], acc[2]: p;
+ * acc[1], acc[3]: p v), in two lanes of doubles each (a fixed order: the
+ * same bits for every thread count; two chains hide the add latency) */
+static void range_sums(const float *p, const float *v, int64_t j0, int64_t j1, kd2 acc[4])
+{
+    kd2 s0 = acc[0], t0 = acc[1], s1 = acc[2], t1 = acc[3];
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) {
+        const kd2 p0 = {p[j], p[j + 1]}, p1 = {p[j + 2], p[j + 3]};
+        s0 += p0;
+        s1 += p1;
+        t0 += p0 * (kd2){v[j], v[j + 1]};
+        t1 += p1 * (kd2){v[j + 2], v[j + 3]};
+    }
+    for (; j < j1; j++) {
+        s0[0] += p[j];
+        t0[0] += (double)p[j] * v[j];
+    }
+    acc[0] = s0;
+    acc[1] = t0;
+    acc[2] = s1;
+    acc[3] = t1;
+}
+
+/* One row of logits, p its softmax (p may be g): g_j = up p_j (v_j - sum_k
+ * p_k v_k), and for the largest probability m, whose 1 - p_m is
+ * sum_{k != m} p_k,
+ *   g_m = up p_m (v_m sum_{k != m} p_k - sum_{k != m} p_k v_k)
+ * (the difference v_m - sum_k p_k v_k cancels to 0 in float when p_m rounds
+ * to 1).  Which of tied maxima is m does not matter: the formula is exact. */
+void kdi_batch_softmax_grad(float *g, const float *p, const float *v, float up, int64_t c)
+{
+    const int64_t m = kdi_simd(KDI_ISA_AUTO)->row_argmax(p, c);
+    kd2 acc[4] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
+    range_sums(p, v, 0, m, acc);
+    range_sums(p, v, m + 1, c, acc);
+    const kd2 sp = acc[0] + acc[2], spv = acc[1] + acc[3];
+    const double rest = sp[0] + sp[1], dot = spv[0] + spv[1];
+    const float pm = p[m];
+    const float d = (float)(dot + (double)pm * v[m]);
+    for (int64_t j = 0; j < c; j++)
+        g[j] = up * p[j] * (v[j] - d);
+    g[m] = (float)((double)up * pm * ((double)v[m] * rest - dot));
+}
+
 /* Do the workspace's per-row values belong to these n rows of the bound
  * student with the current parameters? */
 static int rows_are_current(const kd_loss *h, int64_t n)
 {
     return h->batch_rows.valid && h->batch_rows.student == h->student &&
-           h->batch_rows.ld == h->ld_student && h->batch_rows.n == n &&
-           h->batch_rows.temperature == h->temperature && h->batch_rows.input_type == h->input_type;
+           h->batch_rows.weights == h->weights && h->batch_rows.ld == h->ld_student &&
+           h->batch_rows.n == n && h->batch_rows.temperature == h->temperature &&
+           h->batch_rows.input_type == h->input_type;
 }
 
 static void compute_rows(kd_loss *h, kdi_batch *b)
 {
     if (h->kind == KD_LOSS_MCC)
         kdi_mcc_rows(h, b);
+    else if (h->kind == KD_LOSS_FAIRNESS)
+        kdi_fairness_rows(h, b);
     else
         kdi_class_balance_rows(h, b);
     h->batch_rows.valid = 1;
     h->batch_rows.student = h->student;
+    h->batch_rows.weights = h->weights;
     h->batch_rows.ld = h->ld_student;
     h->batch_rows.n = b->n;
     h->batch_rows.temperature = h->temperature;
@@ -184,6 +268,8 @@ static void compute_stats(const kd_loss *h, kdi_batch *b, double *out)
 {
     if (h->kind == KD_LOSS_MCC)
         kdi_mcc_stats(h, b, out);
+    else if (h->kind == KD_LOSS_FAIRNESS)
+        kdi_fairness_stats(h, b, out);
     else
         kdi_class_balance_stats(h, b, out);
 }
@@ -200,13 +286,17 @@ static kd_status finish_and_grad(kd_loss *h, const char *fn, kdi_batch *b, const
     if (h->kind == KD_LOSS_MCC) {
         kdi_mcc_finish(h, b, stats, value);
     } else {
-        kd_status st = kdi_class_balance_finish(h, fn, b, stats, value);
+        kd_status st = h->kind == KD_LOSS_FAIRNESS
+                           ? kdi_fairness_finish(h, fn, b, stats, value)
+                           : kdi_class_balance_finish(h, fn, b, stats, value);
         if (st)
             return st;
     }
     if (grad && b->n > 0) {
         if (h->kind == KD_LOSS_MCC)
             kdi_mcc_grad(h, b, up);
+        else if (h->kind == KD_LOSS_FAIRNESS)
+            kdi_fairness_grad(h, b, up);
         else
             kdi_class_balance_grad(h, b, up);
         if (h->grad == h->student) /* the rows' inputs are gone */
@@ -230,7 +320,9 @@ kd_status kdi_batch_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, fl
     kd_status st = check_rows(h, fn, n, mode != KDI_FORWARD);
     if (!st)
         st = check_aliasing(h, fn, n, mode == KDI_BACKWARD ? upstream : NULL, NULL, NULL,
-                            mode != KDI_FORWARD, mode == KDI_BACKWARD ? NULL : loss);
+                            mode != KDI_FORWARD, mode == KDI_BACKWARD ? NULL : loss, 1);
+    if (!st)
+        st = check_inputs(h, fn, n, 1);
     if (!st)
         st = check_student_finite(h, fn, n);
     if (!st && h->check_finite && mode == KDI_BACKWARD)
@@ -260,9 +352,10 @@ kd_status kdi_batch_run(kd_loss *h, const char *fn, kdi_mode mode, int64_t n, fl
 static kd_status check_kind(kd_loss *h, const char *fn)
 {
     if (!kdi_is_batch_kind(h))
-        return kdi_fail(h->err, KD_ERR_UNSUPPORTED,
-                        "%s: kind %d has no batch statistics (only CLASS_BALANCE and MCC)", fn,
-                        (int)h->kind);
+        return kdi_fail(
+            h->err, KD_ERR_UNSUPPORTED,
+            "%s: kind %d has no batch statistics (only CLASS_BALANCE, MCC and FAIRNESS)", fn,
+            (int)h->kind);
     return KD_OK;
 }
 
@@ -298,7 +391,9 @@ static kd_status loss_local_stats_locked(kd_loss *h, int64_t n, double *stats)
     st = check_rows(h, fn, n, 0);
     if (st)
         return st;
-    st = check_aliasing(h, fn, n, NULL, NULL, stats, 0, NULL);
+    st = check_aliasing(h, fn, n, NULL, NULL, stats, 0, NULL, 0);
+    if (!st)
+        st = check_inputs(h, fn, n, 0);
     if (!st)
         st = check_student_finite(h, fn, n);
     if (st)
@@ -333,7 +428,9 @@ static kd_status loss_finish_locked(kd_loss *h, int64_t n, const double *global_
     st = check_rows(h, fn, n, grad);
     if (st)
         return st;
-    st = check_aliasing(h, fn, n, NULL, global_stats, NULL, grad, loss);
+    st = check_aliasing(h, fn, n, NULL, global_stats, NULL, grad, loss, 1);
+    if (!st)
+        st = check_inputs(h, fn, n, 1);
     if (!st)
         st = check_student_finite(h, fn, n);
     if (st)

@@ -138,53 +138,6 @@ kd_status kdi_class_balance_finish(kd_loss *h, const char *fn, kdi_batch *b, con
     return KD_OK;
 }
 
-typedef double kd2 __attribute__((vector_size(16)));
-
-/* sum_j p_j and sum_j p_j v_j over [j0, j1) into acc (acc[0], acc[2]: p;
- * acc[1], acc[3]: p v), in two lanes of doubles each (a fixed order: the
- * same bits for every thread count; two chains hide the add latency) */
-static void range_sums(const float *p, const float *v, int64_t j0, int64_t j1, kd2 acc[4])
-{
-    kd2 s0 = acc[0], t0 = acc[1], s1 = acc[2], t1 = acc[3];
-    int64_t j = j0;
-    for (; j + 4 <= j1; j += 4) {
-        const kd2 p0 = {p[j], p[j + 1]}, p1 = {p[j + 2], p[j + 3]};
-        s0 += p0;
-        s1 += p1;
-        t0 += p0 * (kd2){v[j], v[j + 1]};
-        t1 += p1 * (kd2){v[j + 2], v[j + 3]};
-    }
-    for (; j < j1; j++) {
-        s0[0] += p[j];
-        t0[0] += (double)p[j] * v[j];
-    }
-    acc[0] = s0;
-    acc[1] = t0;
-    acc[2] = s1;
-    acc[3] = t1;
-}
-
-/* Row i with logits, p its softmax (p may be g): g_j = up p_j (v_j - sum_k
- * p_k v_k), and for the largest probability m, whose 1 - p_m is
- * sum_{k != m} p_k,
- *   g_m = up p_m (v_m sum_{k != m} p_k - sum_{k != m} p_k v_k)
- * (the difference v_m - sum_k p_k v_k cancels to 0 in float when p_m rounds
- * to 1).  Which of tied maxima is m does not matter: the formula is exact. */
-static void softmax_grad_row(float *g, const float *p, const float *v, float up, int64_t c)
-{
-    const int64_t m = kdi_simd(KDI_ISA_AUTO)->row_argmax(p, c);
-    kd2 acc[4] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
-    range_sums(p, v, 0, m, acc);
-    range_sums(p, v, m + 1, c, acc);
-    const kd2 sp = acc[0] + acc[2], spv = acc[1] + acc[3];
-    const double rest = sp[0] + sp[1], dot = spv[0] + spv[1];
-    const float pm = p[m];
-    const float d = (float)(dot + (double)pm * v[m]);
-    for (int64_t j = 0; j < c; j++)
-        g[j] = up * p[j] * (v[j] - d);
-    g[m] = (float)((double)up * pm * ((double)v[m] * rest - dot));
-}
-
 void kdi_class_balance_grad(const kd_loss *h, const kdi_batch *b, float up)
 {
     const int64_t n = b->n, c = h->c;
@@ -195,9 +148,9 @@ void kdi_class_balance_grad(const kd_loss *h, const kdi_batch *b, float up)
                 float *work = kdi_batch_scratch(b, omp_get_thread_num()),
                       *p = work + KDI_SIMD_WORK(c);
                 kdi_batch_softmax(h->student + i * h->ld_student, p, c, work);
-                softmax_grad_row(g, p, b->vec, up, c);
+                kdi_batch_softmax_grad(g, p, b->vec, up, c);
             } else {
-                softmax_grad_row(g, g, b->vec, up, c);
+                kdi_batch_softmax_grad(g, g, b->vec, up, c);
             }
         } else {
             for (int64_t j = 0; j < c; j++)

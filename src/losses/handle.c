@@ -78,6 +78,13 @@ static int is_thresholded(const kd_loss *h) { return (h->kd->roles & KDI_R_THRES
 /* Kinds without per-sample terms: no weights, no per-sample output. */
 static int is_whole_batch(const kd_loss *h) { return !(h->kd->roles & KDI_R_WEIGHTS); }
 
+/* Kinds with a per-sample output: per-sample terms reduced by the row path
+ * (FAIRNESS takes weights but its loss is one batch value). */
+static int has_per_sample(const kd_loss *h)
+{
+    return !is_whole_batch(h) && h->kd->path == KDI_PATH_ROWS;
+}
+
 /* WORST_CASE's input roles map to slots 0..3, its gradients to 0..1. */
 static int worst_case_slot(kd_arg role)
 {
@@ -246,7 +253,7 @@ static kd_status loss_bind_output_locked(kd_loss *h, kd_arg role, float *data, i
     const int wc = (h->kd->roles & KDI_R_ADV) != 0;
     const int is_matrix = role == KD_ARG_GRAD_STUDENT || role == KD_ARG_GRAD_TEACHER ||
                           role == KD_ARG_GRAD_LABELED_ADV || role == KD_ARG_GRAD_UNLABELED_ADV;
-    if ((role == KD_ARG_GRAD_STUDENT && wc) || (role == KD_ARG_PER_SAMPLE && is_whole_batch(h)) ||
+    if ((role == KD_ARG_GRAD_STUDENT && wc) || (role == KD_ARG_PER_SAMPLE && !has_per_sample(h)) ||
         (role == KD_ARG_MASK && !is_thresholded(h)) ||
         (role == KD_ARG_GRAD_TEACHER && !(h->kd->roles & KDI_R_GRAD_TEACHER)) ||
         ((role == KD_ARG_GRAD_LABELED_ADV || role == KD_ARG_GRAD_UNLABELED_ADV) && !wc))
@@ -288,6 +295,15 @@ static kd_status loss_bind_vector_locked(kd_loss *h, kd_arg role, const float *d
         return KD_ERR_NULL_POINTER;
     if (role == KD_ARG_WEIGHTS)
         return loss_bind_weights_locked(h, data);
+    if ((role == KD_ARG_CLASS_PROBS || role == KD_ARG_LABEL_HISTOGRAM) &&
+        (h->kd->roles & KDI_R_CLASS_VECTORS)) {
+        if (role == KD_ARG_CLASS_PROBS)
+            h->class_probs = data;
+        else
+            h->label_hist = data;
+        kdi_clear_error(h->err);
+        return KD_OK;
+    }
     if (role != KD_ARG_CLASS_THRESHOLDS || !is_thresholded(h))
         return unsupported(h, "bind_vector", role);
     h->class_thresholds = data;

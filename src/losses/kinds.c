@@ -43,6 +43,8 @@ static const kdi_kind KINDS[] = {
                             KD_REDUCTION_SUM, KDI_PATH_TWO_BATCH, 0, NULL, KDI_SMALL_NONE},
     [KD_LOSS_ENTROPY] = {"entropy", ROWS_COMMON, KDI_P_EVERY | KDI_P_TEMPERATURE, KD_REDUCTION_NONE,
                          KDI_PATH_ROWS, 0, kdi_entropy_row, KDI_SMALL_NONE},
+    [KD_LOSS_FAIRNESS] = {"fairness", S | KDI_R_WEIGHTS | KDI_R_CLASS_VECTORS, KDI_P_EVERY,
+                          KD_REDUCTION_MEAN, KDI_PATH_BATCH, 0, NULL, KDI_SMALL_NONE},
 };
 
 #define NKINDS ((int)(sizeof KINDS / sizeof KINDS[0]))

@@ -68,6 +68,7 @@ struct kd_loss {
     float *per_sample;
     /* self-training bindings (borrowed) */
     const float *class_thresholds;
+    const float *class_probs, *label_hist; /* FAIRNESS: p_model and label_hist, C each */
     float *mask_out;
     int32_t *labels_out;
     float *grad_teacher;
@@ -91,12 +92,13 @@ struct kd_loss {
     size_t bf_cap;
     double *bd;
     size_t bd_cap;
-    /* CLASS_BALANCE, MCC: what the per-row values in bf / bd (log-sum-exp,
-     * MCC's P and entropy weights) were last computed from, so that
-     * kd_loss_finish reuses the pass of kd_loss_local_stats (batch_execute.c) */
+    /* CLASS_BALANCE, MCC, FAIRNESS: what the per-row values in bf / bd
+     * (log-sum-exp, MCC's P and entropy weights, FAIRNESS's P of the selected
+     * rows) were last computed from, so that kd_loss_finish reuses the pass of
+     * kd_loss_local_stats (batch_execute.c) */
     struct {
         int valid;
-        const float *student;
+        const float *student, *weights;
         int64_t ld, n;
         double temperature;
         int32_t input_type;
@@ -226,7 +228,8 @@ enum { /* roles a kind accepts */
        KDI_R_WEIGHTS = 1u << 4,      /* sample weights in, per-sample vector out */
        KDI_R_THRESH = 1u << 5,       /* class thresholds in, mask and pseudo-labels out */
        KDI_R_GRAD_TEACHER = 1u << 6, /* exactly one second input, with a gradient */
-       KDI_R_ADV = 1u << 7           /* WORST_CASE's four inputs and two gradients */
+       KDI_R_ADV = 1u << 7,          /* WORST_CASE's four inputs and two gradients */
+       KDI_R_CLASS_VECTORS = 1u << 8 /* FAIRNESS's class probabilities and label histogram */
 };
 enum { /* parameter families (params.c) */
        KDI_P_EVERY = 1u << 0,
@@ -390,13 +393,14 @@ typedef struct {
     double count;    /* rows the statistics cover (the global N) */
     kdi_lse *lse;    /* n */
     double *own;     /* the single-process path's statistics */
-    double *coef;    /* MCC: 1 value: the scale N/S of the entropy weights */
+    double *coef;    /* MCC: 1 value: the scale N/S of the entropy weights;
+                        FAIRNESS: 1 value, 1 when a row is selected, else 0 */
     float *mat;      /* MCC: C x C: the upper triangle of the local Ahat */
-    float *probs;    /* MCC: n x C, P */
+    float *probs;    /* MCC: n x C, P; FAIRNESS: n x C, P of the selected rows */
     float *work;     /* MCC: n x C, sqrt(e) o P */
     double *ew;      /* MCC: n entropy weights e_i = 1 + exp(-H_i) */
     double *rsum;    /* MCC: 2C: the gradient's a and b (mcc.c) */
-    float *vec;      /* CLASS_BALANCE: C gradient coefficients as float */
+    float *vec;      /* CLASS_BALANCE, FAIRNESS: C gradient coefficients as float */
     double *part;    /* CLASS_BALANCE: nchunks x C column sums of row chunks */
     int64_t nchunks; /* CLASS_BALANCE: kdi_class_balance_chunks(n, C) */
     float *scratch;  /* per thread (scratch_stride floats each): the SIMD softmax's
@@ -409,16 +413,24 @@ typedef struct {
     int nthreads;
 } kdi_batch;
 
-/* This thread's scratch of a batch pass. */
+/* This thread's scratch of a batch pass.  thread is omp_get_thread_num():
+ * without a region of its own (one thread) the pass runs on the calling
+ * thread, whose number in the caller's OpenMP team is not a scratch index
+ * (as kdi_thread_scratch). */
 static inline float *kdi_batch_scratch(const kdi_batch *b, int thread)
 {
-    return b->scratch + (size_t)thread * b->scratch_stride;
+    return b->scratch + (size_t)(b->nthreads > 1 ? thread : 0) * b->scratch_stride;
 }
 
 /* p = softmax(x) of one row of c classes with the shared SIMD kernel, down
  * to float's subnormals; p may not alias x; work: KDI_SIMD_WORK(c) floats
  * (batch_execute.c). */
 void kdi_batch_softmax(const float *x, float *p, int64_t c, float *work);
+
+/* Backward through p = softmax of one row: g_j = up p_j (v_j - sum_k p_k v_k),
+ * the largest p_m's share from the other classes (no cancellation when p_m
+ * rounds to 1); p may be g (batch_execute.c). */
+void kdi_batch_softmax_grad(float *g, const float *p, const float *v, float up, int64_t c);
 
 /* Rows of class balance's statistics pass per update of the column sums. */
 #define KDI_CB_GROUP 4
@@ -427,7 +439,7 @@ void kdi_batch_softmax(const float *x, float *p, int64_t c, float *work);
  * that every thread count sums the same chunks in the same order. */
 int64_t kdi_class_balance_chunks(int64_t n, int64_t c);
 
-/* Number of statistics (doubles) of a batch kind: C + 1 or C^2 + 2. */
+/* Number of statistics (doubles) of a batch kind: C + 1, C^2 + 2 or 2 C + 1. */
 int64_t kdi_batch_stats_size(const kd_loss *h);
 
 /* rows: the per-row values of the n local rows; stats: the local statistics
@@ -444,6 +456,13 @@ void kdi_mcc_rows(const kd_loss *h, kdi_batch *b);
 void kdi_mcc_stats(const kd_loss *h, kdi_batch *b, double *out);
 void kdi_mcc_finish(const kd_loss *h, kdi_batch *b, const double *stats, double *loss);
 void kdi_mcc_grad(const kd_loss *h, kdi_batch *b, float up);
+void kdi_fairness_rows(const kd_loss *h, kdi_batch *b);
+void kdi_fairness_stats(const kd_loss *h, kdi_batch *b, double *out);
+kd_status kdi_fairness_finish(kd_loss *h, const char *fn, kdi_batch *b, const double *stats,
+                              double *loss);
+void kdi_fairness_grad(const kd_loss *h, const kdi_batch *b, float up);
+/* FAIRNESS's class vectors: bound, finite, >= 0, sum_k pm_k r_k > 0 */
+kd_status kdi_fairness_check_vectors(kd_loss *h, const char *fn);
 
 /* Smoothed one-hot target of the hard-label terms: the labelled class gets
  * `on`, every other class `off` (KD_PARAM_LABEL_SMOOTHING and _MODE). */

@@ -468,3 +468,88 @@ float *ref_new_weights(ref_arena *a, uint64_t seed, int64_t n)
         w[0] = 0.0f;
     return w;
 }
+
+/* FreeMatch fairness (USB entropy_loss), from its definition: the selected
+ * rows (w_i > 0) counted w_i times, p = softmax, hist = weighted histogram of
+ * argmax p (first maximum), q = normalize(pm / lh) with 1/0 -> 0,
+ * mbar = normalize(mean(p) / hist) with 1/0 -> 0, loss = sum q log(mbar + 1e-12).
+ * The gradient: the scalers held constant, by the chain rule through the
+ * normalisations and the mean, then the softmax Jacobian. */
+double ref_fairness(int64_t n, int64_t c, const double *s, const float *w, const float *pm,
+                    const float *lh, double *grad)
+{
+    double *p = malloc(sizeof(double) * (size_t)(n * c + 1));
+    double *mean = calloc((size_t)c + 1, sizeof(double)),
+           *hist = calloc((size_t)c + 1, sizeof(double));
+    double *q = malloc(sizeof(double) * (size_t)(c + 1)),
+           *mb = malloc(sizeof(double) * (size_t)(c + 1));
+    double *gm = malloc(sizeof(double) * (size_t)(c + 1));
+    double cnt = 0.0, loss = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const double wi = w ? w[i] : 1.0;
+        if (grad)
+            for (int64_t j = 0; j < c; j++)
+                grad[i * c + j] = 0.0;
+        if (wi == 0.0)
+            continue;
+        double mx = -INFINITY, z = 0.0;
+        for (int64_t j = 0; j < c; j++)
+            mx = fmax(mx, s[i * c + j]);
+        for (int64_t j = 0; j < c; j++)
+            z += exp(s[i * c + j] - mx);
+        int64_t k = 0;
+        for (int64_t j = 0; j < c; j++) {
+            p[i * c + j] = exp(s[i * c + j] - mx) / z;
+            if (p[i * c + j] > p[i * c + k])
+                k = j;
+        }
+        hist[k] += wi;
+        cnt += wi;
+        for (int64_t j = 0; j < c; j++)
+            mean[j] += wi * p[i * c + j];
+    }
+    if (cnt > 0.0) {
+        double zq = 0.0, zm = 0.0;
+        for (int64_t j = 0; j < c; j++) {
+            mean[j] /= cnt;
+            hist[j] /= cnt;
+            q[j] = lh[j] != 0.0f ? (double)pm[j] / (double)lh[j] : 0.0;
+            mb[j] = hist[j] != 0.0 ? mean[j] / hist[j] : 0.0;
+            zq += q[j];
+            zm += mb[j];
+        }
+        for (int64_t j = 0; j < c; j++) {
+            q[j] /= zq;
+            loss += q[j] * log(mb[j] / zm + 1e-12);
+        }
+        if (grad) {
+            /* d loss / d mean_k = sum_j q_j / (mbar_j + eps) d mbar_j / d mean_k,
+             * mbar_j = mb_j / zm, mb_j = mean_j / hist_j */
+            double dot = 0.0;
+            for (int64_t j = 0; j < c; j++)
+                dot += q[j] / (mb[j] / zm + 1e-12) * mb[j] / zm;
+            for (int64_t k = 0; k < c; k++) {
+                const double dl_dmb = (q[k] / (mb[k] / zm + 1e-12) - dot) / zm;
+                gm[k] = hist[k] != 0.0 ? dl_dmb / hist[k] : 0.0;
+            }
+            for (int64_t i = 0; i < n; i++) {
+                const double wi = w ? w[i] : 1.0;
+                if (wi == 0.0)
+                    continue;
+                /* d mean_k / d p_ik = w_i / cnt; softmax Jacobian */
+                double sp = 0.0;
+                for (int64_t k = 0; k < c; k++)
+                    sp += p[i * c + k] * gm[k];
+                for (int64_t j = 0; j < c; j++)
+                    grad[i * c + j] = wi / cnt * p[i * c + j] * (gm[j] - sp);
+            }
+        }
+    }
+    free(p);
+    free(mean);
+    free(hist);
+    free(q);
+    free(mb);
+    free(gm);
+    return loss;
+}

@@ -99,6 +99,13 @@ int32_t *ref_new_labels(ref_arena *a, uint64_t seed, int64_t n, int64_t c, doubl
 /* n per-sample weights in [0, 2) with weights[0] = 0 when n > 1 (a mask). */
 float *ref_new_weights(ref_arena *a, uint64_t seed, int64_t n);
 
+/* FreeMatch's fairness loss (USB entropy_loss) over the rows with w_i > 0
+ * (w NULL: all, weight 1), each counted w_i times; s dense n x c logits,
+ * pm / lh the class probabilities and label histogram (c each).  Returns the
+ * loss; grad (n x c, or NULL) receives d loss / d s. */
+double ref_fairness(int64_t n, int64_t c, const double *s, const float *w, const float *pm,
+                    const float *lh, double *grad);
+
 /* ---- Bridge to libkd, available when kdlib/loss.h is included first ---- */
 #ifdef KDLIB_LOSS_H
 #include <math.h>

@@ -21,7 +21,7 @@ from ._lib import (library_path, library_version, library_version_string, status
                    BINDING_VERSION_NUMBER)
 from ._losses import (Loss, LossResult, param_bounds, cross_entropy, soft_cross_entropy,
                       kl_distill, logit_mse, pseudo_label, strong_weak_consistency, consistency,
-                      class_balance, mcc, worst_case_estimation, entropy)
+                      class_balance, mcc, worst_case_estimation, entropy, fairness)
 from ._linear import linear_kl_distill, default_chunk_rows
 from ._ema import EMATeacher, ema_param_bounds
 from ._flexmatch import FlexMatchThresholds, flexmatch_param_bounds
@@ -51,7 +51,7 @@ __all__ = [
     "KdStateError", "library_path", "library_version", "version", "status_string",
     "Loss", "LossResult", "param_bounds", "cross_entropy", "soft_cross_entropy", "kl_distill",
     "logit_mse", "pseudo_label", "strong_weak_consistency", "consistency", "class_balance", "mcc",
-    "worst_case_estimation", "entropy", "linear_kl_distill", "default_chunk_rows", "EMATeacher", "ema_param_bounds", "FlexMatchThresholds", "Thresholds", "threshold_param_bounds",
+    "worst_case_estimation", "entropy", "fairness", "linear_kl_distill", "default_chunk_rows", "EMATeacher", "ema_param_bounds", "FlexMatchThresholds", "Thresholds", "threshold_param_bounds",
     "flexmatch_param_bounds", "select_pseudo_labels", "tsa_threshold", "tsa_mask",
     "label_quality", "find_label_issues",
     "soft_labels", "ensemble_average", "split_batch_loss", "torch_split_batch_loss",

@@ -13,7 +13,7 @@ from ._lib import lib, raise_for_status, kd_loss_p, require, c_double_p
 # ---- constants of loss.h (pinned values) ----
 CROSS_ENTROPY, KL_DISTILL, LOGIT_MSE = 1, 2, 3
 PSEUDO_LABEL, STRONG_WEAK, CONSISTENCY, CLASS_BALANCE, MCC, WORST_CASE = 10, 11, 12, 13, 14, 15
-ENTROPY = 16
+ENTROPY, FAIRNESS = 16, 17
 
 PARAM_REDUCTION, PARAM_TEMPERATURE, PARAM_ALPHA, PARAM_SOFT_WEIGHT, PARAM_HARD_WEIGHT = 1, 2, 3, 4, 5
 PARAM_T2_SCALING, PARAM_DIVERGENCE, PARAM_JSD_BETA, PARAM_NORMALIZATION = 6, 7, 8, 9
@@ -35,6 +35,7 @@ ARG_GRAD_STUDENT, ARG_PER_SAMPLE = 6, 7
 ARG_CLASS_THRESHOLDS, ARG_MASK, ARG_PSEUDO_LABELS, ARG_GRAD_TEACHER = 16, 17, 18, 19
 ARG_LABELED_MAIN, ARG_LABELED_ADV, ARG_UNLABELED_MAIN, ARG_UNLABELED_ADV = 20, 21, 22, 23
 ARG_GRAD_LABELED_ADV, ARG_GRAD_UNLABELED_ADV = 24, 25
+ARG_CLASS_PROBS, ARG_LABEL_HISTOGRAM = 26, 27
 
 # Roles by shape: matrices of n rows (num_classes columns), vectors of n values,
 # and WORST_CASE's unlabeled matrices of KD_PARAM_UNLABELED_ROWS rows.
@@ -43,6 +44,8 @@ _MATRIX_INPUTS = {ARG_STUDENT, ARG_TEACHER, ARG_TARGET, ARG_LABELED_MAIN, ARG_LA
 _MATRIX_OUTPUTS = {ARG_GRAD_STUDENT, ARG_GRAD_TEACHER, ARG_GRAD_LABELED_ADV, ARG_GRAD_UNLABELED_ADV}
 _VECTOR_OUTPUTS = {ARG_PER_SAMPLE, ARG_MASK}
 _UNLABELED_ROLES = {ARG_UNLABELED_MAIN, ARG_UNLABELED_ADV, ARG_GRAD_UNLABELED_ADV}
+# input vectors of exactly C values (copied when given as lists)
+_CLASS_VECTORS = {ARG_CLASS_THRESHOLDS, ARG_CLASS_PROBS, ARG_LABEL_HISTOGRAM}
 _ROLE_NAMES = {ARG_STUDENT: "student", ARG_TEACHER: "teacher", ARG_TARGET: "target",
                ARG_LABELS: "labels", ARG_WEIGHTS: "weights", ARG_GRAD_STUDENT: "grad_student",
                ARG_PER_SAMPLE: "per_sample", ARG_CLASS_THRESHOLDS: "class_thresholds",
@@ -50,7 +53,8 @@ _ROLE_NAMES = {ARG_STUDENT: "student", ARG_TEACHER: "teacher", ARG_TARGET: "targ
                ARG_GRAD_TEACHER: "grad_teacher", ARG_LABELED_MAIN: "labeled_main",
                ARG_LABELED_ADV: "labeled_adv", ARG_UNLABELED_MAIN: "unlabeled_main",
                ARG_UNLABELED_ADV: "unlabeled_adv", ARG_GRAD_LABELED_ADV: "grad_labeled_adv",
-               ARG_GRAD_UNLABELED_ADV: "grad_unlabeled_adv"}
+               ARG_GRAD_UNLABELED_ADV: "grad_unlabeled_adv", ARG_CLASS_PROBS: "class_probs",
+               ARG_LABEL_HISTOGRAM: "label_hist"}
 _INT64_MAX = 2**63 - 1
 
 
@@ -214,15 +218,17 @@ class Loss(Handle):
         self._bound(ARG_WEIGHTS, weights, weights.shape[0], name)
 
     def bind_vector(self, role, v, length=None, name=None):
-        """Bind an input float vector: KD_ARG_CLASS_THRESHOLDS (exactly C values)
-        or KD_ARG_WEIGHTS (at least n values at compute time)."""
+        """Bind an input float vector: KD_ARG_CLASS_THRESHOLDS, KD_ARG_CLASS_PROBS,
+        KD_ARG_LABEL_HISTOGRAM (exactly C values) or KD_ARG_WEIGHTS (at least n
+        values at compute time)."""
         name = name or _ROLE_NAMES.get(role, "role %r" % (role,))
+        per_class = role in _CLASS_VECTORS
         if v is not None:
-            if role == ARG_CLASS_THRESHOLDS:
+            if per_class:
                 length = self.num_classes
-            v = A.float_vector(v, name, length, copy_lists=(role == ARG_CLASS_THRESHOLDS))
+            v = A.float_vector(v, name, length, copy_lists=per_class)
         self._check(lib.kd_loss_bind_vector(self._handle(), role, A.fptr(v)), "kd_loss_bind_vector")
-        self._bound(role, v, None if v is None or role == ARG_CLASS_THRESHOLDS else v.shape[0], name)
+        self._bound(role, v, None if v is None or per_class else v.shape[0], name)
 
     def bind_output(self, role, out, name=None):
         """Bind an output matrix or float vector (None unbinds)."""
@@ -787,6 +793,29 @@ def entropy(logits, temperature=1.0, weights=None, reduction="mean", *, threads=
     h.bind_matrix(ARG_STUDENT, logits, "logits")
     h.set_float(PARAM_TEMPERATURE, temperature)
     _common(h, weights, n)
+    return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
+
+
+def fairness(logits, class_probs, label_hist, mask=None, *, threads=1, check_finite=False,
+             compute_grad=True):
+    """FreeMatch's self-adaptive fairness loss (USB's entropy_loss(mask,
+    logits_s, p_model, label_hist)[0]): over the rows with mask > 0 (None:
+    every row), sum_c q_c log(m_c + 1e-12) with q = normalize(class_probs /
+    label_hist) and m = normalize(mean(softmax(logits)) / hist(argmax)), 1/0
+    taken as 0; the scalers carry no gradient.  The value is <= 0 and is what
+    USB adds to its loss times lambda_e (ent_loss_ratio): minimise it as
+    given.  class_probs and label_hist are FreeMatch's p_model and label_hist
+    (Thresholds("freematch").state("class_probs") / .state("label_histogram")),
+    C values each.  A 0/1 mask is USB's mask.bool(); a weight w > 0 counts its row w
+    times (USB's .bool() would count it once: pass mask > 0 for that).  No
+    selected row gives 0 and a zero gradient (USB skips the term).
+    Returns LossResult(loss (float), grad_student)."""
+    logits, n, c = _student(logits, "logits")
+    h = _new(FAIRNESS, c, REDUCTION_MEAN, threads, check_finite)
+    h.bind_matrix(ARG_STUDENT, logits, "logits")
+    h.bind_vector(ARG_CLASS_PROBS, class_probs, c, "class_probs")
+    h.bind_vector(ARG_LABEL_HISTOGRAM, label_hist, c, "label_hist")
+    _common(h, mask, n)
     return _run(h, n, compute_grad, {}, {"grad_student": (ARG_GRAD_STUDENT, (n, c))})
 
 

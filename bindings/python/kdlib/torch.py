@@ -31,8 +31,10 @@ through the gradient, e.g. an input-gradient penalty) raises RuntimeError
 derivative.  Inputs without a gradient come in two groups:
   - detached by definition (as in tllib, which calls .detach() on them):
     the teacher of pseudo_label, the weak view of strong_weak_consistency,
-    the main heads y_l / y_u of worst_case_estimation, class_thresholds.
-    They may require a gradient; it is ignored, as in tllib.
+    the main heads y_l / y_u of worst_case_estimation, class_thresholds,
+    and fairness's mask, class_probs and label_hist (USB takes mask.bool()
+    and detaches the scalers).  They may require a gradient; it is ignored,
+    as in tllib and USB.
   - inputs PyTorch's own expression would differentiate: the teacher /
     target of kl_distill, soft_cross_entropy, logit_mse and
     linear_kl_distill (and teacher_hidden / teacher_weight / teacher_bias),
@@ -72,7 +74,8 @@ from . import _losses as L
 
 __all__ = ["cross_entropy", "soft_cross_entropy", "kl_distill", "logit_mse", "pseudo_label",
            "strong_weak_consistency", "consistency", "class_balance", "mcc",
-           "worst_case_estimation", "entropy", "linear_kl_distill", "PseudoLabelOutput"]
+           "worst_case_estimation", "entropy", "fairness", "linear_kl_distill",
+           "PseudoLabelOutput"]
 
 PseudoLabelOutput = namedtuple("PseudoLabelOutput", ["loss", "mask", "pseudo_labels"])
 PseudoLabelOutput.__doc__ = """(loss, mask, pseudo_labels): the loss (a tensor with autograd),
@@ -538,6 +541,20 @@ def entropy(logits, temperature=1.0, weights=None, reduction="mean", **kw):
                          ("weights", weights, False, REFUSE)])[0]
 
 
+def fairness(logits, class_probs, label_hist, mask=None, **kw):
+    """kdlib.fairness as an autograd function of logits: FreeMatch's
+    self-adaptive fairness loss, USB's entropy_loss(mask, logits,
+    p_model, label_hist)[0] (add lambda_e times it to the loss, as USB).
+    mask, class_probs and label_hist get no gradient (detached, as USB's
+    mask.bool() and detached scalers)."""
+    def call(a, grad):
+        return L.fairness(a[0], a[1], a[2], a[3], compute_grad=grad, **kw)
+    return _apply(call, [("logits", logits, True, "grad_student"),
+                         ("class_probs", class_probs, False, DETACH),
+                         ("label_hist", label_hist, False, DETACH),
+                         ("mask", mask, False, DETACH)])[0]
+
+
 def worst_case_estimation(y_l, y_l_adv, y_u, y_u_adv, eta_prime=2.0, reduction="mean", **kw):
     """kdlib.worst_case_estimation as an autograd function of y_l_adv and
     y_u_adv (the main heads y_l, y_u only give argmax labels: detached)."""
@@ -710,6 +727,16 @@ class EntropyLoss(_KdModule):
         return entropy(logits, weights=weights, **self.options)
 
 
+class FairnessLoss(_KdModule):
+    """FreeMatch's self-adaptive fairness loss (USB freematch.entropy_loss):
+    forward(logits_s, class_probs, label_hist, mask=None) with class_probs /
+    label_hist FreeMatch's p_model / label_hist (FreeMatchThreshold's
+    state("class_probs") / state("label_histogram")) and mask its 0/1 mask."""
+
+    def forward(self, logits_s, class_probs, label_hist, mask=None):
+        return fairness(logits_s, class_probs, label_hist, mask, **self.options)
+
+
 class WorstCaseEstimationLoss(_KdModule):
     """tllib WorstCaseEstimationLoss(eta_prime) (DST):
     forward(y_l, y_l_adv, y_u, y_u_adv); y_l, y_u only give argmax labels."""
@@ -742,7 +769,8 @@ class FusedLinearKLDistillLoss(_KdModule):
 
 __all__ += ["KLDistillLoss", "SoftTargetCrossEntropy", "LogitMSELoss", "PseudoLabelLoss",
             "StrongWeakConsistencyLoss", "ConsistencyLoss", "ClassBalanceLoss",
-            "MinimumClassConfusionLoss", "EntropyLoss", "WorstCaseEstimationLoss", "FusedLinearKLDistillLoss"]
+            "MinimumClassConfusionLoss", "EntropyLoss", "FairnessLoss", "WorstCaseEstimationLoss",
+            "FusedLinearKLDistillLoss"]
 
 
 # ---------------------------------------------------------------- EMA teacher of a model
