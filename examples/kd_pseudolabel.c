@@ -178,13 +178,17 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
     kd_loss_bind_labels(s->ce, s->labels);
     kd_loss_bind_weights(s->ce, NULL);
     if (s->tsa != KD_TSA_NONE) {
-        /* UDA's training-signal annealing: labelled rows above the threshold drop out */
+        /* UDA's training-signal annealing: labelled rows whose label's
+         * probability is above the threshold drop out (the paper's rule; USB's
+         * max-softmax rule masks every row at the start, where the threshold
+         * is 1/C, and fixmatch collapsed to 10% at step 1,000, seed 1) */
         double tsa;
         char err[256];
         die_kd(kd_tsa_threshold(s->tsa, step, s->x->cfg->steps, C, &tsa, err, sizeof err), "tsa",
                err);
-        die_kd(kd_tsa_mask(B, C, logits, C, NULL, -100, tsa, s->sup_mask, NULL, err, sizeof err),
-               "tsa mask", err);
+        die_kd(
+            kd_tsa_mask(B, C, logits, C, s->labels, -100, tsa, s->sup_mask, NULL, err, sizeof err),
+            "tsa mask", err);
         kd_loss_bind_weights(s->ce, s->sup_mask);
     }
     kd_loss_bind_output(s->ce, KD_ARG_GRAD_STUDENT, s->dlogits, C);
