@@ -42,7 +42,7 @@
 #include "train.h"
 
 typedef struct {
-    const char *data, *model, *csv, *methods, *tsa;
+    const char *data, *model, *csv, *methods, *tsa, *strong_aug;
     int64_t seed, epochs, threads, limit_train, limit_test, labeled, steps, batch, mu, eval_every,
         flexmatch_warmup, ema_teacher;
     double lr, threshold, unlabeled_weight, ema_decay, weight_decay;
@@ -59,7 +59,8 @@ typedef struct {
     const int32_t *labeled, *unlabeled;
     int64_t labeled_n, unlabeled_n;
     int selected[NUM_METHODS], num_selected;
-    int32_t tsa; /* --tsa */
+    int32_t tsa;       /* --tsa */
+    tr_aug strong_aug; /* --strong-aug */
     double model_acc[NUM_METHODS], ema_acc[NUM_METHODS], mean_weight[NUM_METHODS],
         weighted_acc[NUM_METHODS], seconds[NUM_METHODS];
 } context;
@@ -153,7 +154,8 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
     if (U > 0) {
         memcpy(s->x_weak, s->x_in + B * size, (size_t)(U * size) * sizeof(float));
         tr_augment(TR_AUG_WEAK, U, d->h, d->w, s->x->background, s->x_weak, &s->aug_rng);
-        tr_augment(TR_AUG_STRONG, U, d->h, d->w, s->x->background, s->x_in + B * size, &s->aug_rng);
+        tr_augment(s->x->strong_aug, U, d->h, d->w, s->x->background, s->x_in + B * size,
+                   &s->aug_rng);
         /* The current model on the weak views, no gradient (the forward of
          * the training batch below overwrites what backward needs). */
         const float *t;
@@ -422,7 +424,8 @@ int main(int argc, char **argv)
                   .ema_decay = 0.999,
                   .weight_decay = 5e-4,
                   .flexmatch_warmup = 1,
-                  .tsa = "none"};
+                  .tsa = "none",
+                  .strong_aug = "basic"};
     const tr_option opts[] = {
         {"data", TR_OPT_STRING, &cfg.data, "directory with the IDX files (Fashion-MNIST or MNIST)"},
         {"methods", TR_OPT_STRING, &cfg.methods,
@@ -456,6 +459,9 @@ int main(int argc, char **argv)
          "FlexMatch threshold warm-up (1: unused samples count, as the paper and USB)"},
         {"tsa", TR_OPT_STRING, &cfg.tsa,
          "UDA's training-signal annealing of the supervised term: none, linear, exp, log"},
+        {"strong-aug", TR_OPT_STRING, &cfg.strong_aug,
+         "strong view: basic (shift, flip, contrast, cutout, noise) or affine (+ rotation, "
+         "shear, scale)"},
         {"model", TR_OPT_STRING, &cfg.model, "model (convN-...-fcN)"},
         {"csv", TR_OPT_STRING, &cfg.csv, "also write every table row to this CSV file"},
     };
@@ -477,6 +483,13 @@ int main(int argc, char **argv)
     for (int32_t k = KD_TSA_NONE; k <= KD_TSA_LOG; k++)
         if (strcmp(cfg.tsa, tsa_names[k]) == 0)
             x.tsa = k;
+    x.strong_aug = strcmp(cfg.strong_aug, "basic") == 0    ? TR_AUG_STRONG
+                   : strcmp(cfg.strong_aug, "affine") == 0 ? TR_AUG_STRONG_AFFINE
+                                                           : TR_AUG_NONE;
+    if (x.strong_aug == TR_AUG_NONE) {
+        fprintf(stderr, "error: --strong-aug %s: expected basic or affine\n", cfg.strong_aug);
+        return 2;
+    }
     if (x.tsa < 0) {
         fprintf(stderr, "error: --tsa %s: expected none, linear, exp or log\n", cfg.tsa);
         return 2;

@@ -2,7 +2,10 @@
  *   weak:   random shift by up to 2 pixels, horizontal flip with p = 0.5;
  *   strong: shift by up to 4 pixels, flip, contrast (the image's deviations
  *           from its mean scaled by a factor uniform in [0.6, 1.4]), a
- *           12 x 12 cutout, Gaussian noise (sigma 0.2 in normalised units).
+ *           12 x 12 cutout, Gaussian noise (sigma 0.2 in normalised units);
+ *   strong + affine: the strong one with a random affine warp after the shift
+ *           and flip (rotation in [-30, 30] degrees, shear in [-0.3, 0.3],
+ *           scale in [0.8, 1.2], bilinear).
  * Pixels shifted in or cut out take the value `background` (a black pixel
  * after normalisation).  The two views of semi-supervised training are a weak
  * and a strong augmentation of the same image. */
@@ -11,7 +14,12 @@
 
 #include "rng.h"
 
-typedef enum { TR_AUG_NONE = 0, TR_AUG_WEAK = 1, TR_AUG_STRONG = 2 } tr_aug;
+typedef enum {
+    TR_AUG_NONE = 0,
+    TR_AUG_WEAK = 1,
+    TR_AUG_STRONG = 2,
+    TR_AUG_STRONG_AFFINE = 3
+} tr_aug;
 
 void tr_augment(tr_aug kind, int count, int h, int w, float background, float *x, tr_rng *rng);
 
