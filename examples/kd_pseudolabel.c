@@ -23,7 +23,9 @@
  * rows count as 0), as FixMatch.  SGD with Nesterov momentum, FixMatch's
  * cosine lr * cos(7 pi k / 16 K), weight decay 5e-4; an EMA of the weights
  * (kd_ema) is evaluated too (with --ema-teacher 1 it also labels the weak
- * views, as Mean Teacher, instead of the current model).  The table gives the test accuracy of the model
+ * views, as Mean Teacher, instead of the current model; for adamatch the
+ * labelled rows' probabilities stay the current model's, so p_target and
+ * kappa are the student's and p_model the EMA's: not USB's AdaMatch).  The table gives the test accuracy of the model
  * and of its EMA, the unlabelled rows' mean weight (for 0/1 masks: the share
  * of rows used) and the weighted accuracy of their pseudo-labels.
  *
@@ -199,10 +201,12 @@ static float semi_step(void *ctx, tr_model *m, int64_t step)
         const int adamatch = s->method == M_ADAMATCH;
         if (adamatch) {
             /* the handle's pseudo-labels (of the aligned rows), 0/1 weights */
-            kd_loss_bind_matrix(s->ce, KD_ARG_STUDENT, logits + (int64_t)B * C, C);
-            kd_loss_bind_labels(s->ce, s->pred);
-            kd_loss_bind_weights(s->ce, s->weights);
-            kd_loss_bind_output(s->ce, KD_ARG_GRAD_STUDENT, s->dlogits + (int64_t)B * C, C);
+            die_kd(kd_loss_bind_matrix(s->ce, KD_ARG_STUDENT, logits + (int64_t)B * C, C), "bind",
+                   kd_loss_last_error(s->ce));
+            die_kd(kd_loss_bind_labels(s->ce, s->pred), "bind", kd_loss_last_error(s->ce));
+            die_kd(kd_loss_bind_weights(s->ce, s->weights), "bind", kd_loss_last_error(s->ce));
+            die_kd(kd_loss_bind_output(s->ce, KD_ARG_GRAD_STUDENT, s->dlogits + (int64_t)B * C, C),
+                   "bind", kd_loss_last_error(s->ce));
             die_kd(kd_loss_forward_backward(s->ce, U, &unlabeled_loss), "adamatch",
                    kd_loss_last_error(s->ce));
         } else {

@@ -149,7 +149,8 @@ def run(method, args, data):
     lab, unl = Sampler(labeled, gen), Sampler(unlabeled, gen)
     B, U = args.batch, args.batch * args.mu
     used = right = 0
-    p_model, p_target = None, torch.full((10,), 0.1)
+    classes = int(y_train.max()) + 1
+    p_model, p_target = None, torch.full((classes,), 1.0 / classes)
     t0 = time.time()
     for k in range(args.steps):
         for g in opt.param_groups:

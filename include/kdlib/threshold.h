@@ -38,6 +38,12 @@
  *     kd_threshold_update(th, batch, sample_index, conf, pred); // then record the batch
  *     ... pseudo-label loss with `pred` and per-sample weights `weight` ...
  *
+ * With rows, in USB's order (AdaMatch also records the labelled batch):
+ *
+ *     kd_threshold_update_labeled_probs(th, labelled, C, labelled_probs, C); // AdaMatch only
+ *     kd_threshold_update_probs(th, batch, C, weak_probs, C, NULL);
+ *     kd_threshold_weights_probs(th, batch, C, weak_probs, C, weight, pseudo);
+ *
  * Parameters: real parameters are double (kd_threshold_set_float), integer
  * ones int64 (kd_threshold_set_int); each algorithm accepts its own keys
  * (KD_ERR_UNSUPPORTED for the others) and kd_threshold_param_bounds() gives
@@ -302,8 +308,8 @@ KD_API kd_status kd_threshold_weights(const kd_threshold *th, int64_t n, const f
 
 /* kd_threshold_update_probs():
  * Record a batch of n probability rows (e.g. the softmax of the weak views):
- * row k is probs[k * ld + j], j < c.  FreeMatch and SoftMatch update their
- * EMA statistics from the whole batch (docs/labels.md); FlexMatch reduces
+ * row k is probs[k * ld + j], j < c.  FreeMatch, SoftMatch and AdaMatch
+ * update their EMA statistics from the whole batch (docs/labels.md); FlexMatch reduces
  * each row to its max (the confidence) and argmax (the prediction, lowest
  * index on ties) and does what kd_threshold_update does.  The whole batch is
  * validated first; rows are not required to sum to 1.
@@ -311,9 +317,9 @@ KD_API kd_status kd_threshold_weights(const kd_threshold *th, int64_t n, const f
  *   c        the handle's number of classes.
  *   probs    n rows of c values in [0, 1].
  *   ld       row stride in floats, >= c.
- *   indices  n sample indices in [0, N): required by FlexMatch; FreeMatch and
- *            SoftMatch keep no per-sample state and accept NULL (checked
- *            when given).
+ *   indices  n sample indices in [0, N): required by FlexMatch; FreeMatch,
+ *            SoftMatch and AdaMatch keep no per-sample state and accept NULL
+ *            (checked when given).
  * O(n c), no allocation.
  * Returns KD_OK; KD_ERR_NULL_POINTER (th, probs or a required indices when
  * n > 0); KD_ERR_INVALID_ARGUMENT (n < 0, c not the handle's C, ld < c, an
@@ -338,7 +344,8 @@ KD_API kd_status kd_threshold_update_labeled_probs(kd_threshold *th, int64_t n, 
 /* kd_threshold_weights_probs():
  * Per-sample loss weights of a batch of probability rows from the current
  * state (FlexMatch, FreeMatch: 0/1 masks of the row's max against the
- * threshold of its argmax; SoftMatch: truncated-Gaussian weights in (0, 1]).
+ * threshold of its argmax; SoftMatch: truncated-Gaussian weights in (0, 1];
+ * AdaMatch: 0/1 masks of the aligned row's max against tau kappa).
  * USB computes the weights after the batch's own update: call
  * kd_threshold_update_probs first to reproduce it.
  *   n, c, probs, ld  as for kd_threshold_update_probs.
