@@ -82,6 +82,7 @@ extern const kdi_threshold_algo kdi_threshold_flexmatch;
 extern const kdi_threshold_algo kdi_threshold_freematch;
 extern const kdi_threshold_algo kdi_threshold_softmatch;
 extern const kdi_threshold_algo kdi_threshold_adamatch;
+extern const kdi_threshold_algo kdi_threshold_dash;
 
 /* Max and argmax (lowest index on ties) of a row of c >= 1 values. */
 static inline float kdi_threshold_row_max(const float *row, int64_t c, int32_t *argmax)

@@ -11,7 +11,7 @@
 
 static const kdi_threshold_algo *const kdi_threshold_algos[] = {
     &kdi_threshold_flexmatch, &kdi_threshold_freematch, &kdi_threshold_softmatch,
-    &kdi_threshold_adamatch};
+    &kdi_threshold_adamatch, &kdi_threshold_dash};
 
 const kdi_threshold_names kdi_threshold_own_names = {"kd_threshold", "KD_THRESHOLD_PARAM_"};
 
