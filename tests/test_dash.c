@@ -178,13 +178,21 @@ START_TEST(masks_follow_usb_through_the_soft_and_the_hard_phase)
         {2, 0.4, 1.1, 1.0, 0.05, 2.0, 1.5, 1, 5}, /* recomputed at every update */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ref_dash r = {cases[i].rho_init, cases[i].gamma, cases[i].cc, cases[i].rho_min,
-                      cases[i].t,        cases[i].period, 0, 0, 0.0, 0};
+        ref_dash r = {cases[i].rho_init,
+                      cases[i].gamma,
+                      cases[i].cc,
+                      cases[i].rho_min,
+                      cases[i].t,
+                      cases[i].period,
+                      0,
+                      0,
+                      0.0,
+                      0};
         counts cnt = run_reference(r, cases[i].c, cases[i].scale, 60, cases[i].seed);
         ck_assert_msg(cnt.kept > 20 && cnt.dropped > 20, "case %zu: kept %lld, dropped %lld", i,
                       (long long)cnt.kept, (long long)cnt.dropped);
-        ck_assert_msg(cnt.soft_steps > 0 && cnt.hard_steps > 0, "case %zu: soft %lld, hard %lld",
-                      i, (long long)cnt.soft_steps, (long long)cnt.hard_steps);
+        ck_assert_msg(cnt.soft_steps > 0 && cnt.hard_steps > 0, "case %zu: soft %lld, hard %lld", i,
+                      (long long)cnt.soft_steps, (long long)cnt.hard_steps);
     }
 }
 END_TEST
@@ -200,7 +208,7 @@ START_TEST(before_the_first_update_rho_is_the_first_value)
     /* soft labels, T = 0.5: row (0.9, 0.1): p = (0.81, 0.01) / 0.82 */
     const float rows[6] = {0.9f, 0.1f, 0.6f, 0.4f, 0.0f, 1.0f};
     ck_assert_int_eq(kd_threshold_weights_probs(th, 3, 2, rows, 2, w, pl), KD_OK);
-    const double l0 = -(0.81 * log(0.9f) + 0.01 * log(0.1f)) / 0.82; /* 0.1306 */
+    const double l0 = -(0.81 * log(0.9f) + 0.01 * log(0.1f)) / 0.82;     /* 0.1306 */
     ck_assert(l0 < 0.5 && w[0] == 1.0f && w[1] == 0.0f && w[2] == 1.0f); /* (0, 1): loss 0 */
     ck_assert(pl[0] == 0 && pl[1] == 0 && pl[2] == 1);
     /* rho_init below rho_min: hard labels from the start */
@@ -266,9 +274,8 @@ START_TEST(parameters_have_usb_defaults_and_refused_calls_change_nothing)
     ck_assert_ptr_nonnull(strstr(kd_threshold_last_error(th), "KD_THRESHOLD_PARAM_GAMMA"));
     ck_assert_int_eq(kd_threshold_get_int(th, KD_THRESHOLD_PARAM_PERIOD, &i), KD_OK);
     ck_assert_int_eq(i, 10240);
-    ck_assert_int_eq(kd_threshold_param_bounds(KD_THRESHOLD_DASH, KD_THRESHOLD_PARAM_PERIOD, &lo,
-                                               &hi),
-                     KD_OK);
+    ck_assert_int_eq(
+        kd_threshold_param_bounds(KD_THRESHOLD_DASH, KD_THRESHOLD_PARAM_PERIOD, &lo, &hi), KD_OK);
     ck_assert(lo == 1.0 && hi == 1099511627776.0);
     ck_assert_int_eq(kd_threshold_set_int(th, KD_THRESHOLD_PARAM_PERIOD, 0),
                      KD_ERR_INVALID_ARGUMENT);
@@ -295,8 +302,9 @@ START_TEST(parameters_have_usb_defaults_and_refused_calls_change_nothing)
     const float conf[2] = {0.9f, 0.5f};
     const int32_t pred[2] = {0, 2};
     ck_assert_int_eq(kd_threshold_weights(th, 2, conf, pred, w), KD_ERR_UNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(kd_threshold_last_error(th),
-                                 "dash needs whole probability rows: use kd_threshold_weights_probs"));
+    ck_assert_ptr_nonnull(
+        strstr(kd_threshold_last_error(th),
+               "dash needs whole probability rows: use kd_threshold_weights_probs"));
     ck_assert(w[0] == 7 && w[1] == 7);
     /* bad batches: the shared checks, nothing changes */
     const float bad[3] = {0.5f, NAN, 0.5f};
@@ -305,9 +313,9 @@ START_TEST(parameters_have_usb_defaults_and_refused_calls_change_nothing)
     ck_assert_int_eq(kd_threshold_update_probs(th, 1, 3, bad, 2, NULL), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_threshold_update_probs(th, -1, 3, bad, 3, NULL), KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_threshold_update_probs(th, 1, 3, NULL, 3, NULL), KD_ERR_NULL_POINTER);
-    ck_assert_int_eq(kd_threshold_update_probs(th, 1, 3, (float[]){0.5f, 0.5f, 0.5f}, 3,
-                                               (int64_t[]){10}),
-                     KD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(
+        kd_threshold_update_probs(th, 1, 3, (float[]){0.5f, 0.5f, 0.5f}, 3, (int64_t[]){10}),
+        KD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(kd_threshold_update(th, 1, (int64_t[]){0}, (float[]){NAN}, (int32_t[]){0}),
                      KD_ERR_NOT_FINITE);
     ck_assert_int_eq(kd_threshold_update(th, 1, (int64_t[]){0}, (float[]){0.5f}, (int32_t[]){3}),
