@@ -181,7 +181,7 @@ START_TEST(masks_and_labels_follow_the_authors_code)
         {5, 0.9, 0.4, 0.7, 2.0, 4.0, 2},     /* faster EMA: labels move to the tail */
         {8, 0.8, 1.0, 0.8, 2.5, 5.0, 3},     /* the code's default tau */
         {3, 0.5, 2.0, 0.6, 1.5, 3.0, 4},     {2, 0.0, 0.4, 0.9, 2.0, 2.0, 5}, /* last batch only */
-        {6, 0.9, 0.0, 0.8, 2.0, 3.0, 6}, /* tau 0: FixMatch */
+        {6, 0.9, 0.0, 0.8, 2.0, 3.0, 6},                                      /* tau 0: FixMatch */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         counts cnt = run_reference(cases[i].c, cases[i].m, cases[i].tau, cases[i].threshold,
@@ -259,7 +259,8 @@ START_TEST(parameters_have_the_papers_defaults_and_refused_calls_change_nothing)
     ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_DEBIAS_TAU, 11.0),
                      KD_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(kd_threshold_last_error(th), "KD_THRESHOLD_PARAM_DEBIAS_TAU"));
-    ck_assert_int_eq(kd_threshold_set_int(th, KD_THRESHOLD_PARAM_DIST_ALIGN, 1), KD_ERR_UNSUPPORTED);
+    ck_assert_int_eq(kd_threshold_set_int(th, KD_THRESHOLD_PARAM_DIST_ALIGN, 1),
+                     KD_ERR_UNSUPPORTED);
     ck_assert_int_eq(kd_threshold_set_float(th, KD_THRESHOLD_PARAM_RHO_INIT, 1.0),
                      KD_ERR_UNSUPPORTED);
     int64_t i;
@@ -278,8 +279,9 @@ START_TEST(parameters_have_the_papers_defaults_and_refused_calls_change_nothing)
     const int32_t pred[2] = {0, 2};
     const int64_t idx[2] = {0, 1};
     ck_assert_int_eq(kd_threshold_update(th, 2, idx, conf, pred), KD_ERR_UNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(kd_threshold_last_error(th),
-                                 "debiaspl needs whole probability rows: use kd_threshold_update_probs"));
+    ck_assert_ptr_nonnull(
+        strstr(kd_threshold_last_error(th),
+               "debiaspl needs whole probability rows: use kd_threshold_update_probs"));
     ck_assert_int_eq(kd_threshold_weights(th, 2, conf, pred, w), KD_ERR_UNSUPPORTED);
     ck_assert(w[0] == 7 && w[1] == 7);
     const float bad[3] = {0.5f, NAN, 0.5f};
@@ -294,8 +296,7 @@ START_TEST(parameters_have_the_papers_defaults_and_refused_calls_change_nothing)
     int32_t pl[2];
     ck_assert_int_eq(kd_threshold_weights_probs(th, 1, 3, bad, 3, w, pl), KD_ERR_NOT_FINITE);
     ck_assert_int_eq(kd_threshold_weights_probs(th, 1, 3, rows, 3, NULL, pl), KD_ERR_NULL_POINTER);
-    ck_assert_int_eq(kd_threshold_weights_probs(th, 1, 3, rows, 3, rows + 1, pl),
-                     KD_ERR_ALIASING);
+    ck_assert_int_eq(kd_threshold_weights_probs(th, 1, 3, rows, 3, rows + 1, pl), KD_ERR_ALIASING);
     ck_assert_int_eq(kd_threshold_update_labeled_probs(th, 1, 3, rows, 3), KD_ERR_UNSUPPORTED);
     snapshot(th, 3, after);
     ck_assert(memcmp(before, after, sizeof before) == 0);
@@ -391,8 +392,8 @@ START_TEST(the_state_survives_save_and_load_and_a_failed_load_changes_nothing)
     ck_assert_int_eq(kd_threshold_set_float(b, KD_THRESHOLD_PARAM_DEBIAS_TAU, 0.25), KD_OK);
     snapshot(b, c, sb);
     kdt_failed_loads_change_nothing(b, c, fails, sizeof fails / sizeof fails[0], in_dir, snapshot,
-                                    sb, sa, sizeof sb / sizeof sb[0],
-                                    KD_THRESHOLD_PARAM_DEBIAS_TAU, 0.25);
+                                    sb, sa, sizeof sb / sizeof sb[0], KD_THRESHOLD_PARAM_DEBIAS_TAU,
+                                    0.25);
     ck_assert_int_eq(kd_threshold_load(ds, in_dir("dp.state")), KD_ERR_VERSION);
     free(f1);
     kd_threshold_destroy(a);
