@@ -402,13 +402,15 @@ KD_API kd_status kd_threshold_update_labeled_probs(kd_threshold *th, int64_t n, 
  * threshold of its argmax; SoftMatch: truncated-Gaussian weights in (0, 1];
  * Dash: 1 when the row's loss against its pseudo-label is <= rho, else 0).
  * USB computes the weights after the batch's own update: call
- * kd_threshold_update_probs first to reproduce it (Dash's masking() too).
+ * kd_threshold_update_probs first to reproduce it (Dash's masking() too);
+ * DebiasPL's code masks before its update: call this first, then update.
  *   n, c, probs, ld  as for kd_threshold_update_probs.
  *   weights          n floats (written only on success).
  *   pseudo_labels    NULL, or n int32 receiving the argmax of each row
  *                    (lowest index on ties): of the rows as given, before
  *                    any alignment (SoftMatch, as USB), except AdaMatch: of
- *                    the aligned rows (as USB).
+ *                    the aligned rows (as USB), and DebiasPL: of the adjusted
+ *                    rows (as the authors' code).
  * O(n c), no allocation.
  * Returns KD_OK; KD_ERR_NULL_POINTER (th, probs or weights when n > 0);
  * KD_ERR_INVALID_ARGUMENT; KD_ERR_NOT_FINITE (as for update_probs);
