@@ -1645,7 +1645,7 @@ static void fuzz_threshold(rd *r)
     static const int64_t cs[] = {1, 2, 3, 4, 10, 0, -1, ((int64_t)1 << 30) + 1, 100};
     static uint8_t before[STATE_CAP], after[STATE_CAP];
     arena A = {.n = 0};
-    const kd_threshold_algorithm algo = (kd_threshold_algorithm)rpick(r, 6); /* 0, 5: unknown */
+    const kd_threshold_algorithm algo = (kd_threshold_algorithm)rpick(r, 8); /* 0, 7: unknown */
     const int64_t N = ns[rpick(r, 10)], C = cs[rpick(r, 9)];
     kd_threshold *canary = (kd_threshold *)(uintptr_t)0x5a5a5a5a, *t = canary;
     kd_status st = CALL(kd_threshold_create(rpick(r, 32) ? &t : NULL, algo, N, C));
@@ -1677,11 +1677,11 @@ static void fuzz_threshold(rd *r)
         switch (rpick(r, 9)) {
         case 0:
             call = "kd_threshold_set_float";
-            st = CALL(kd_threshold_set_float(t, (kd_threshold_param)(ri64(r) % 16), rf64(r)));
+            st = CALL(kd_threshold_set_float(t, (kd_threshold_param)(ri64(r) % 24), rf64(r)));
             break;
         case 1:
             call = "kd_threshold_set_int";
-            st = CALL(kd_threshold_set_int(t, (kd_threshold_param)(ri64(r) % 16), ri64(r)));
+            st = CALL(kd_threshold_set_int(t, (kd_threshold_param)(ri64(r) % 24), ri64(r)));
             break;
         case 2:
         case 3: { /* probability rows: update, or weights */
@@ -1757,7 +1757,7 @@ static void fuzz_threshold(rd *r)
             float *o = aalloc(&A, (size_t)count * 4);
             if (!o)
                 break;
-            st = CALL(kd_threshold_get_floats(t, (kd_threshold_state)rpick(r, 18), count, o));
+            st = CALL(kd_threshold_get_floats(t, (kd_threshold_state)rpick(r, 21), count, o));
             break;
         }
         case 7: { /* save, mutate, load */

@@ -702,6 +702,69 @@ static kd_status thr59(void)
     CALL(kd_threshold_load(t, p));
 }
 
+static kd_status thr60(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_DASH);
+    CALL(kd_threshold_weights(t, N, B.conf, B.pred, B.mask));
+}
+static kd_status thr61(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_DASH);
+    CALL(kd_threshold_set_float(t, KD_THRESHOLD_PARAM_GAMMA, 0.5));
+}
+static kd_status thr62(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_DASH);
+    CALL(kd_threshold_set_int(t, KD_THRESHOLD_PARAM_PERIOD, 0));
+}
+static kd_status thr63(void)
+{
+    kd_threshold *f = th_of(KD_THRESHOLD_ADAMATCH);
+    const char *p = tmp_path("fixture.kdada2");
+    ck_assert_int_eq(kd_threshold_save(f, p), KD_OK);
+    kd_threshold *t = th_of(KD_THRESHOLD_DASH);
+    CALL(kd_threshold_load(t, p));
+}
+static kd_status thr64(void)
+{
+    kd_threshold *f = th_of(KD_THRESHOLD_DASH);
+    const char *p = tmp_path("fixture.kddash");
+    ck_assert_int_eq(kd_threshold_save(f, p), KD_OK);
+    truncate_file(p, -3);
+    kd_threshold *t = th_of(KD_THRESHOLD_DASH);
+    CALL(kd_threshold_load(t, p));
+}
+static kd_status thr65(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_DEBIASPL);
+    CALL(kd_threshold_update(t, N, B.idx, B.conf, B.pred));
+}
+static kd_status thr66(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_DEBIASPL);
+    CALL(kd_threshold_weights(t, N, B.conf, B.pred, B.mask));
+}
+static kd_status thr67(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_DEBIASPL);
+    CALL(kd_threshold_set_float(t, KD_THRESHOLD_PARAM_DEBIAS_TAU, 11.0));
+}
+static kd_status thr68(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_DEBIASPL);
+    float v[1];
+    CALL(kd_threshold_get_floats(t, KD_THRESHOLD_STATE_RHO, 1, v));
+}
+static kd_status thr69(void)
+{
+    kd_threshold *f = th_of(KD_THRESHOLD_DEBIASPL);
+    const char *p = tmp_path("fixture.kddebpl");
+    ck_assert_int_eq(kd_threshold_save(f, p), KD_OK);
+    truncate_file(p, -3);
+    kd_threshold *t = th_of(KD_THRESHOLD_DEBIASPL);
+    CALL(kd_threshold_load(t, p));
+}
+
 typedef struct {
     const char *function, *input;
     kd_status status;
@@ -2503,6 +2566,17 @@ static const row ROWS[] = {
     {"kd_threshold_weights", "AdaMatch with DIST_ALIGN = 1 (needs rows)", ST(KD_ERR_UNSUPPORTED),
      thr58},
     {"kd_threshold_load", "a truncated AdaMatch file", ST(KD_ERR_CORRUPT), thr59},
+    {"kd_threshold_load", "an AdaMatch file into a Dash handle", ST(KD_ERR_VERSION), thr63},
+    {"kd_threshold_load", "a truncated Dash file", ST(KD_ERR_CORRUPT), thr64},
+    {"kd_threshold_load", "a truncated DebiasPL file", ST(KD_ERR_CORRUPT), thr69},
+    {"kd_threshold_weights", "Dash (the soft label's loss needs rows)", ST(KD_ERR_UNSUPPORTED),
+     thr60},
+    {"kd_threshold_weights", "DebiasPL (needs probability rows)", ST(KD_ERR_UNSUPPORTED), thr66},
+    {"kd_threshold_update", "DebiasPL (needs probability rows)", ST(KD_ERR_UNSUPPORTED), thr65},
+    {"kd_threshold_set_float", "Dash's GAMMA < 1", ST(KD_ERR_INVALID_ARGUMENT), thr61},
+    {"kd_threshold_set_float", "DebiasPL's DEBIAS_TAU > 10", ST(KD_ERR_INVALID_ARGUMENT), thr67},
+    {"kd_threshold_set_int", "Dash's PERIOD < 1", ST(KD_ERR_INVALID_ARGUMENT), thr62},
+    {"kd_threshold_get_floats", "a state DebiasPL lacks (RHO)", ST(KD_ERR_UNSUPPORTED), thr68},
     {"kd_select_pseudo_labels", "scores is NULL", ST(KD_ERR_NULL_POINTER), row189},
     {"kd_select_pseudo_labels", "n < 0", ST(KD_ERR_SHAPE), row190},
     {"kd_select_pseudo_labels", "c < 1 or c > INT32_MAX", ST(KD_ERR_SHAPE), row191},

@@ -23,9 +23,20 @@
  *                           predictions (Berthelot et al., ICLR 2022) as USB
  *                           implements them; it also learns from the
  *                           labelled batch (kd_threshold_update_labeled_probs).
+ *   KD_THRESHOLD_DASH       Dash's dynamic threshold on the pseudo-label loss
+ *                           (Xu et al., ICML 2021) as USB implements it
+ *                           (DashThresholdingHook): a row is kept when the
+ *                           cross-entropy against its own (soft, then hard)
+ *                           pseudo-label is <= rho, rho decreasing on a schedule.
+ *   KD_THRESHOLD_DEBIASPL   DebiasPL's debiased pseudo-labels (Wang et al.,
+ *                           CVPR 2022, the authors' code): the rows adjusted
+ *                           by an EMA p_hat of the mean prediction,
+ *                           softmax(log q - tau log p_hat), kept when their
+ *                           max >= the threshold.  p_hat is also the
+ *                           adaptive margin of the loss (docs/labels.md).
  *
- * FreeMatch, SoftMatch and AdaMatch need whole probability rows for their
- * updates (kd_threshold_update_probs / kd_threshold_weights_probs); every
+ * FreeMatch, SoftMatch, AdaMatch and DebiasPL need whole probability rows for their
+ * updates; Dash for its weights (kd_threshold_update_probs / kd_threshold_weights_probs); every
  * algorithm accepts rows (FlexMatch reduces each to its max and argmax).
  *
  * One training step:
@@ -57,7 +68,7 @@
  *
  * Memory: create allocates everything (FlexMatch: about 8 bytes per sample
  * and 16 per class; FreeMatch 48 bytes per class, SoftMatch 80,
- * AdaMatch 48); update,
+ * AdaMatch 48, Dash none, DebiasPL 32); update,
  * weights (both kinds), the getters and save allocate nothing;
  * load allocates only the state file's meta section.
  *
@@ -84,7 +95,9 @@ enum {
     KD_THRESHOLD_FLEXMATCH = 1,
     KD_THRESHOLD_FREEMATCH = 2,
     KD_THRESHOLD_SOFTMATCH = 3,
-    KD_THRESHOLD_ADAMATCH = 4
+    KD_THRESHOLD_ADAMATCH = 4,
+    KD_THRESHOLD_DASH = 5,
+    KD_THRESHOLD_DEBIASPL = 6
 };
 
 /* Parameter keys.  Pinned values (equal to the KD_FLEXMATCH_PARAM_* ones);
@@ -137,6 +150,31 @@ enum {
  *                                   threshold and the pseudo-labels (USB
  *                                   always aligns).  With 1 kd_threshold_weights
  *                                   is KD_ERR_UNSUPPORTED.
+ * Dash (USB's DashThresholdingHook; every update steps the schedule, see
+ * KD_THRESHOLD_STATE_RHO):
+ *   KD_THRESHOLD_PARAM_RHO_INIT     real in [0, 1000], default log C (the
+ *                                   loss of a uniform prediction): USB's
+ *                                   rho_init, the mean cross-entropy of the
+ *                                   supervised warm-up model on the
+ *                                   evaluation set; set it after the warm-up.
+ *   KD_THRESHOLD_PARAM_GAMMA        real in [1, 1000], default 1.27 (USB).
+ *   KD_THRESHOLD_PARAM_DASH_C       real in [0, 1000], default 1.0001 (USB's C).
+ *   KD_THRESHOLD_PARAM_RHO_MIN      real in [0, 1000], default 0.05 (USB).
+ *   KD_THRESHOLD_PARAM_PERIOD       int in [1, 2^40], default 10240: rho is
+ *                                   recomputed every PERIOD updates (USB: 10
+ *                                   epochs of iterations, 10 x 1024).
+ *   KD_THRESHOLD_PARAM_TEMPERATURE  real in [0.01, 100], default 0.5 (USB's
+ *                                   T): the soft pseudo-label softmax(z / T).
+ * DebiasPL:
+ *   KD_THRESHOLD_PARAM_THRESHOLD    real in [0, 1], default 0.95 (the paper's
+ *                                   FixMatch base; the authors' ImageNet
+ *                                   scripts use 0.7 / 0.8): a row is kept when
+ *                                   its adjusted max >= THRESHOLD.
+ *   KD_THRESHOLD_PARAM_MOMENTUM     real in [0, 1], default 0.999 (qhat_m):
+ *                                   p_hat = m p_hat + (1 - m) mean_k q_k.
+ *   KD_THRESHOLD_PARAM_DEBIAS_TAU   real in [0, 10], default 0.4 (the paper
+ *                                   and the authors' scripts): the strength
+ *                                   tau of the adjustment and of the margin.
  */
 typedef int32_t kd_threshold_param;
 enum {
@@ -153,7 +191,14 @@ enum {
     KD_THRESHOLD_PARAM_PER_CLASS = 11,
     KD_THRESHOLD_PARAM_DIST_ALIGN = 12,
     KD_THRESHOLD_PARAM_USE_QUANTILE = 13,
-    KD_THRESHOLD_PARAM_QUANTILE = 14
+    KD_THRESHOLD_PARAM_QUANTILE = 14,
+    KD_THRESHOLD_PARAM_RHO_INIT = 15,
+    KD_THRESHOLD_PARAM_GAMMA = 16,
+    KD_THRESHOLD_PARAM_DASH_C = 17,
+    KD_THRESHOLD_PARAM_RHO_MIN = 18,
+    KD_THRESHOLD_PARAM_PERIOD = 19,
+    KD_THRESHOLD_PARAM_TEMPERATURE = 20,
+    KD_THRESHOLD_PARAM_DEBIAS_TAU = 21
 };
 
 /* FlexMatch's mapping functions (values of KD_THRESHOLD_PARAM_MAPPING). */
@@ -178,20 +223,31 @@ enum {
  *                                        tau kappa.
  *   KD_THRESHOLD_STATE_CLASS_PROBS       floats, C: FreeMatch's p_t; SoftMatch's
  *                                        and AdaMatch's p_model of the
- *                                        distribution alignment.
+ *                                        distribution alignment; DebiasPL's
+ *                                        p_hat (the margin is tau log p_hat).
  *   KD_THRESHOLD_STATE_LABEL_HISTOGRAM   floats, C: FreeMatch's label_hist (EMA
  *                                        of the batch histogram of argmax).
  *   KD_THRESHOLD_STATE_CONF_MEAN         floats, 1: SoftMatch's global mu_t.
  *   KD_THRESHOLD_STATE_CONF_VAR          floats, 1: SoftMatch's global var_t.
  *   KD_THRESHOLD_STATE_CLASS_CONF_MEAN   floats, C: SoftMatch's per-class mu_t.
  *   KD_THRESHOLD_STATE_CLASS_CONF_VAR    floats, C: SoftMatch's per-class var_t.
- *   KD_THRESHOLD_STATE_UPDATES           ints, 1: FreeMatch, SoftMatch, AdaMatch:
- *                                        the number of non-empty updates (of
- *                                        unlabelled rows).
+ *   KD_THRESHOLD_STATE_UPDATES           ints, 1: FreeMatch, SoftMatch, AdaMatch,
+ *                                        Dash, DebiasPL: the number of
+ *                                        non-empty updates (of unlabelled rows).
  *   KD_THRESHOLD_STATE_TARGET_PROBS      floats, C: AdaMatch's p_target.
  *   KD_THRESHOLD_STATE_LABELED_CONFIDENCE floats, 1: AdaMatch's kappa.
  *   KD_THRESHOLD_STATE_LABELED_UPDATES   ints, 1: AdaMatch's number of
- *                                        non-empty labelled updates. */
+ *                                        non-empty labelled updates.
+ *   KD_THRESHOLD_STATE_RHO               floats, 1: Dash's loss threshold rho.
+ *                                        An update u (counting from 0) with
+ *                                        u % PERIOD == 0 sets rho =
+ *                                        max(DASH_C GAMMA^-k RHO_INIT, RHO_MIN)
+ *                                        and k = k + 1; before the first
+ *                                        update, the value it will set.
+ *   KD_THRESHOLD_STATE_RHO_UPDATES       ints, 1: Dash's k, the number of
+ *                                        recomputations of rho.
+ *   KD_THRESHOLD_STATE_HARD_LABEL        ints, 1: Dash: 1 when rho == RHO_MIN
+ *                                        (hard pseudo-labels), 0 (soft). */
 typedef int32_t kd_threshold_state;
 enum {
     KD_THRESHOLD_STATE_CLASS_THRESHOLDS = 1,
@@ -209,7 +265,10 @@ enum {
     KD_THRESHOLD_STATE_UPDATES = 13,
     KD_THRESHOLD_STATE_TARGET_PROBS = 14,
     KD_THRESHOLD_STATE_LABELED_CONFIDENCE = 15,
-    KD_THRESHOLD_STATE_LABELED_UPDATES = 16
+    KD_THRESHOLD_STATE_LABELED_UPDATES = 16,
+    KD_THRESHOLD_STATE_RHO = 17,
+    KD_THRESHOLD_STATE_RHO_UPDATES = 18,
+    KD_THRESHOLD_STATE_HARD_LABEL = 19
 };
 
 /* Largest N and C accepted by kd_threshold_create. */
@@ -280,7 +339,8 @@ KD_API kd_status kd_threshold_param_bounds(kd_threshold_algorithm algorithm,
  *   confidences  n confidences (e.g. the max softmax of the weak view); not NaN.
  *   predictions  n predicted classes in [0, C) (every entry is checked).
  * FreeMatch needs whole rows and SoftMatch with DIST_ALIGN too: they refuse
- * this call with KD_ERR_UNSUPPORTED (use kd_threshold_update_probs).
+ * this call with KD_ERR_UNSUPPORTED (use kd_threshold_update_probs).  Dash
+ * accepts it: a non-empty batch steps its schedule (its contents unused).
  * O(n), no allocation.
  * Returns KD_OK; KD_ERR_NULL_POINTER (th, or an array when n > 0);
  * KD_ERR_UNSUPPORTED (see above);
@@ -297,7 +357,8 @@ KD_API kd_status kd_threshold_update(kd_threshold *th, int64_t n, const int64_t 
  *   weights      n floats (written only on success).
  * FreeMatch: weights[k] = 1 when confidences[k] >= tau_t MaxNorm(p_t) of
  * predictions[k]; SoftMatch without DIST_ALIGN: its Gaussian weight of
- * confidences[k]; SoftMatch with DIST_ALIGN: KD_ERR_UNSUPPORTED.
+ * confidences[k]; SoftMatch with DIST_ALIGN, Dash (the soft label's loss
+ * needs the row) and DebiasPL: KD_ERR_UNSUPPORTED.
  * O(n + C), no allocation.
  * Returns KD_OK; KD_ERR_NULL_POINTER; KD_ERR_UNSUPPORTED (see above);
  * KD_ERR_INVALID_ARGUMENT (n < 0, a
@@ -345,15 +406,19 @@ KD_API kd_status kd_threshold_update_labeled_probs(kd_threshold *th, int64_t n, 
  * Per-sample loss weights of a batch of probability rows from the current
  * state (FlexMatch, FreeMatch: 0/1 masks of the row's max against the
  * threshold of its argmax; SoftMatch: truncated-Gaussian weights in (0, 1];
- * AdaMatch: 0/1 masks of the aligned row's max against tau kappa).
+ * AdaMatch: 0/1 masks of the aligned row's max against tau kappa; DebiasPL:
+ * of the logit-adjusted row's max against the threshold; Dash: 1 when the
+ * row's loss against its pseudo-label is <= rho, else 0).
  * USB computes the weights after the batch's own update: call
- * kd_threshold_update_probs first to reproduce it.
+ * kd_threshold_update_probs first to reproduce it (Dash's masking() too);
+ * DebiasPL's code masks before its update: call this first, then update.
  *   n, c, probs, ld  as for kd_threshold_update_probs.
  *   weights          n floats (written only on success).
  *   pseudo_labels    NULL, or n int32 receiving the argmax of each row
  *                    (lowest index on ties): of the rows as given, before
  *                    any alignment (SoftMatch, as USB), except AdaMatch: of
- *                    the aligned rows (as USB).
+ *                    the aligned rows (as USB), and DebiasPL: of the adjusted
+ *                    rows (as the authors' code).
  * O(n c), no allocation.
  * Returns KD_OK; KD_ERR_NULL_POINTER (th, probs or weights when n > 0);
  * KD_ERR_INVALID_ARGUMENT; KD_ERR_NOT_FINITE (as for update_probs);
@@ -380,7 +445,8 @@ KD_API kd_status kd_threshold_get_ints(const kd_threshold *th, kd_threshold_stat
  * Write the state and parameters to `path` in the versioned,
  * CRC-32C-checksummed little-endian container of docs/labels.md (FlexMatch:
  * magic "KDFLEXM\0", format version 2; the files of kd_flexmatch_save;
- * FreeMatch "KDFREEM\0" and SoftMatch "KDSOFTM\0", version 1), via
+ * FreeMatch "KDFREEM\0", SoftMatch "KDSOFTM\0", AdaMatch "KDADAMT\0", Dash
+ * "KDDASHT\0" and DebiasPL "KDDEBPL\0", version 1), via
  * a temporary file, fsync and rename: an interrupted save leaves the previous
  * file or the new one.  The handle is not changed.
  * Returns KD_OK; KD_ERR_NULL_POINTER (th, path); KD_ERR_IO (the message has

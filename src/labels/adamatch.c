@@ -302,20 +302,13 @@ static kd_status kdi_adamatch_check_meta(const void *handle, const kdi_statefile
 static const kdi_statefile_kind kdi_adamatch_file = {
     kdi_adamatch_magic, KDI_ADAMATCH_FORMAT_VERSION, kdi_adamatch_check_meta};
 
-/* kappa, p_model and p_target are means of probabilities: in [0, 1]. */
-static int kdi_adamatch_value_ok(int64_t i, int64_t c, double v)
-{
-    (void)i, (void)c;
-    return v >= 0.0 && v <= 1.0;
-}
-
 static kd_status kdi_adamatch_load(kd_threshold *th, const char *path, char *msg)
 {
     kdi_adamatch *s = kdi_am(th);
     const int64_t C = th->num_classes;
     kdi_statefile_reader r;
     kd_status st = kdi_threshold_load_f64(th, &kdi_adamatch_file, path, KDI_ADAMATCH_META, s->load,
-                                          1 + 2 * C, kdi_adamatch_value_ok, &r, msg);
+                                          1 + 2 * C, kdi_threshold_value_in_unit, &r, msg);
     if (st != KD_OK)
         return st;
     s->kappa = s->load[0];

@@ -319,20 +319,13 @@ static kd_status kdi_freematch_check_meta(const void *handle, const kdi_statefil
 static const kdi_statefile_kind kdi_freematch_file = {
     kdi_freematch_magic, KDI_FREEMATCH_FORMAT_VERSION, kdi_freematch_check_meta};
 
-/* tau_t, p_t and label_hist are EMAs of values in [0, 1] from 1/C. */
-static int kdi_freematch_value_ok(int64_t i, int64_t c, double v)
-{
-    (void)i, (void)c;
-    return v >= 0.0 && v <= 1.0;
-}
-
 static kd_status kdi_freematch_load(kd_threshold *th, const char *path, char *msg)
 {
     kdi_freematch *s = kdi_fr(th);
     const int64_t C = th->num_classes;
     kdi_statefile_reader r;
     kd_status st = kdi_threshold_load_f64(th, &kdi_freematch_file, path, KDI_FREEMATCH_META,
-                                          s->load, 1 + 2 * C, kdi_freematch_value_ok, &r, msg);
+                                          s->load, 1 + 2 * C, kdi_threshold_value_in_unit, &r, msg);
     if (st != KD_OK)
         return st;
     s->tau = s->load[0];

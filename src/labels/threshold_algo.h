@@ -82,6 +82,8 @@ extern const kdi_threshold_algo kdi_threshold_flexmatch;
 extern const kdi_threshold_algo kdi_threshold_freematch;
 extern const kdi_threshold_algo kdi_threshold_softmatch;
 extern const kdi_threshold_algo kdi_threshold_adamatch;
+extern const kdi_threshold_algo kdi_threshold_dash;
+extern const kdi_threshold_algo kdi_threshold_debiaspl;
 
 /* Max and argmax (lowest index on ties) of a row of c >= 1 values. */
 static inline float kdi_threshold_row_max(const float *row, int64_t c, int32_t *argmax)
@@ -165,6 +167,9 @@ kd_status kdi_threshold_load_f64(kd_threshold *th, const kdi_statefile_kind *kin
                                  uint64_t meta_size, double *buf, int64_t count,
                                  int (*ok)(int64_t i, int64_t c, double v), kdi_statefile_reader *r,
                                  char *msg);
+
+/* An ok of kdi_threshold_load_f64 for states of probabilities: v in [0, 1]. */
+int kdi_threshold_value_in_unit(int64_t i, int64_t c, double v);
 
 /* FlexMatch's predictions as int32, for flexmatch.h's layer (no copy). */
 const int32_t *kdi_flexmatch_predictions_of(const kd_threshold *th);

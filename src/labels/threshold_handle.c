@@ -11,7 +11,7 @@
 
 static const kdi_threshold_algo *const kdi_threshold_algos[] = {
     &kdi_threshold_flexmatch, &kdi_threshold_freematch, &kdi_threshold_softmatch,
-    &kdi_threshold_adamatch};
+    &kdi_threshold_adamatch,  &kdi_threshold_dash,      &kdi_threshold_debiaspl};
 
 const kdi_threshold_names kdi_threshold_own_names = {"kd_threshold", "KD_THRESHOLD_PARAM_"};
 
@@ -546,6 +546,12 @@ kd_status kdi_threshold_data_shape(const kd_threshold *h, const kdi_statefile_re
                         r->path, (unsigned long long)n, (unsigned long long)c,
                         (long long)h->num_samples, (long long)h->num_classes);
     return KD_OK;
+}
+
+int kdi_threshold_value_in_unit(int64_t i, int64_t c, double v)
+{
+    (void)i, (void)c;
+    return v >= 0.0 && v <= 1.0;
 }
 
 kd_status kdi_threshold_load_f64(kd_threshold *th, const kdi_statefile_kind *kind, const char *path,

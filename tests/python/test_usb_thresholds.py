@@ -5,8 +5,11 @@ FreeMatchThresholingHook (semilearn/algorithms/freematch/utils.py),
 DistAlignEMAHook with the uniform target (semilearn/algorithms/hooks/
 dist_align.py) and SoftMatchWeightingHook (semilearn/algorithms/softmatch/
 utils.py), DistAlignEMAHook with the 'model' target and
-AdaMatchThresholdingHook (semilearn/algorithms/adamatch/), called in USB's
-order (update, then mask / weights) over many random batches of softmax rows;
+AdaMatchThresholdingHook (semilearn/algorithms/adamatch/) and
+DashThresholdingHook (semilearn/algorithms/dash/utils.py, on the logits with
+USB's ce_loss), called in USB's order (update, then mask / weights) over many
+random batches of softmax rows; DebiasPL against the authors'
+main_DebiasPL.py (causal_inference, update_qhat: mask, then update);
 and UDA's training-signal annealing (kdlib.tsa_threshold, kdlib.tsa_mask)
 against USB's UDA.TSA and its supervised mask (semilearn/algorithms/uda/).  The rows are float32 (what kdlib receives);
 the reference promotes them to float64.
@@ -251,6 +254,165 @@ class AdaMatchParity(unittest.TestCase):
         used, total, moved = self.run_case(5, 0.8, 0.9, 2.0, 60, 12)
         self.assertTrue(0 < used < total)
         self.assertGreater(moved, 0)
+
+
+def usb_ce_loss(logits, targets):
+    """USB's ce_loss(..., reduction='none') (semilearn/core/criterions)."""
+    log_pred = torch.nn.functional.log_softmax(logits, dim=-1)
+    if logits.shape == targets.shape:
+        return torch.sum(-targets * log_pred, dim=1)
+    return torch.nn.functional.nll_loss(log_pred, targets, reduction="none")
+
+
+class DashHook:
+    """USB's DashThresholdingHook; `it` plays algorithm.it (one step per masking)."""
+
+    def __init__(self, rho_init, rho_min, gamma, C, T, period):
+        self.rho_init, self.rho_min, self.gamma, self.C, self.T = rho_init, rho_min, gamma, C, T
+        self.period = period
+        self.rho_update_cnt = 0
+        self.rho = None
+        self.it = 0
+        self.use_hard_label = False
+
+    def update(self):
+        if self.it % self.period == 0:
+            self.rho = self.C * (self.gamma ** -self.rho_update_cnt) * self.rho_init
+            self.rho = max(self.rho, self.rho_min)
+            self.rho_update_cnt += 1
+        self.use_hard_label = self.rho == self.rho_min
+
+    def masking(self, logits):
+        self.update()
+        if self.use_hard_label:
+            pseudo_label = torch.argmax(logits, dim=-1)
+        else:
+            pseudo_label = torch.softmax(logits / self.T, dim=-1)
+        loss_w = usb_ce_loss(logits, pseudo_label)
+        self.it += 1
+        return loss_w.le(self.rho).to(logits.dtype), (loss_w - self.rho).abs()
+
+
+def logit_batches(seed, c, steps, scale, tail=0.0, max_batch=64):
+    """(float32 softmax rows for kdlib, float64 logits for the reference)."""
+    g = torch.Generator().manual_seed(seed)
+    bias = torch.linspace(tail, 0.0, c) if tail else torch.linspace(0.0, 1.0, c)
+    for _ in range(steps):
+        n = int(torch.randint(2, max_batch, (1,), generator=g))
+        logits = torch.randn(n, c, generator=g) * scale + bias
+        yield torch.softmax(logits, dim=-1).float().numpy(), logits
+
+
+class DashParity(unittest.TestCase):
+    worst = {"rho": 0.0, "margin_skipped": 0}
+
+    def run_case(self, c, rho_init, gamma, C, rho_min, T, period, scale, steps, seed):
+        th = kdlib.Thresholds("dash", 1, c, rho_init=rho_init, gamma=gamma, dash_c=C,
+                              rho_min=rho_min, temperature=T, period=period)
+        ref = DashHook(rho_init, rho_min, gamma, C, T, period)
+        kept = total = hard = 0
+        for p_np, z in logit_batches(seed, c, steps, scale):
+            th.update_probs(p_np)
+            mask, margin = ref.masking(z)
+            w, pl = th.weights_probs(p_np)
+            self.assertEqual(th.state("hard_label"), int(ref.use_hard_label))
+            self.assertEqual(th.state("rho_updates"), ref.rho_update_cnt)
+            self.assertEqual(th.state("updates"), ref.it)
+            DashParity.worst["rho"] = max(DashParity.worst["rho"],
+                                          abs(float(th.state("rho")[0]) - ref.rho) / ref.rho)
+            np.testing.assert_allclose(th.state("rho")[0], ref.rho, rtol=1e-7)
+            keep = margin.numpy() > 1e-6
+            DashParity.worst["margin_skipped"] += int((~keep).sum())
+            np.testing.assert_array_equal(w[keep], mask.numpy()[keep])
+            np.testing.assert_array_equal(pl, z.argmax(dim=-1).numpy())
+            kept += int(mask.sum())
+            total += len(mask)
+            hard += ref.use_hard_label
+        th.close()
+        return kept, total, hard
+
+    def test_usb_constants_short_period(self):
+        kept, total, hard = self.run_case(10, 1.2, 1.27, 1.0001, 0.05, 0.5, 4, 3.0, 80, 21)
+        self.assertTrue(0 < kept < total and 0 < hard < 80)
+
+    def test_fast_schedule(self):
+        kept, total, hard = self.run_case(5, 0.9, 1.5, 1.0, 0.2, 0.5, 2, 2.0, 40, 22)
+        self.assertTrue(0 < kept < total and 0 < hard < 40)
+
+    def test_temperature_one_every_update(self):
+        kept, total, hard = self.run_case(4, 0.8, 1.1, 1.0001, 0.1, 1.0, 1, 2.5, 40, 23)
+        self.assertTrue(0 < kept < total and 0 < hard < 40)
+
+    @classmethod
+    def tearDownClass(cls):
+        print("dash: max relative rho difference %.3g, rows within 1e-6 of rho not compared: %d"
+              % (cls.worst["rho"], cls.worst["margin_skipped"]), file=sys.stderr)
+
+
+class DebiasPLReference:
+    """The authors' initial_qhat, causal_inference and update_qhat (masked_qhat off)."""
+
+    def __init__(self, c, m, tau, threshold):
+        self.qhat = torch.ones(1, c) / c
+        self.m, self.tau, self.threshold = m, tau, threshold
+
+    def step(self, logits_u_w):
+        pseudo_label = torch.softmax(logits_u_w - self.tau * torch.log(self.qhat), dim=1)
+        max_probs, pseudo_targets_u = torch.max(pseudo_label, dim=-1)
+        mask = max_probs.ge(self.threshold).float()
+        mean_prob = torch.softmax(logits_u_w, dim=-1).mean(dim=0)
+        self.qhat = self.m * self.qhat + (1 - self.m) * mean_prob
+        top2 = pseudo_label.topk(2, dim=-1).values
+        return mask, pseudo_targets_u, (max_probs - self.threshold).abs(), top2[:, 0] - top2[:, 1]
+
+
+class DebiasPLParity(unittest.TestCase):
+    worst = {"p_hat": 0.0, "margin": 0.0}
+
+    def run_case(self, c, m, tau, threshold, scale, tail, steps, seed):
+        th = kdlib.Thresholds("debiaspl", 1, c, momentum=m, debias_tau=tau, threshold=threshold)
+        ref = DebiasPLReference(c, m, tau, threshold)
+        kept = total = moved = 0
+        for p_np, z in logit_batches(seed, c, steps, scale, tail=tail):
+            w, pl = th.weights_probs(p_np)
+            mask, labels, margin, gap = ref.step(z)
+            th.update_probs(p_np)
+            clear = gap.numpy() > 1e-6
+            np.testing.assert_array_equal(pl[clear], labels.numpy()[clear])
+            keep = margin.numpy() > 1e-6
+            np.testing.assert_array_equal(w[keep], mask.numpy()[keep])
+            moved += int((labels != z.argmax(dim=-1)).sum())
+            kept += int(mask.sum())
+            total += len(mask)
+            q = ref.qhat.reshape(-1).numpy()
+            DebiasPLParity.worst["p_hat"] = max(DebiasPLParity.worst["p_hat"],
+                                                float(np.max(np.abs(th.state("class_probs") - q))))
+            np.testing.assert_allclose(th.state("class_probs"), q, rtol=1e-6, atol=1e-9)
+            # the adaptive margin: the strong logits + tau log p_hat, as the code
+            dl = torch.log(ref.qhat.reshape(-1))
+            mine = th.debias_tau * np.log(th.state("class_probs").astype(np.float64))
+            DebiasPLParity.worst["margin"] = max(DebiasPLParity.worst["margin"],
+                                                 float(np.max(np.abs(mine - tau * dl.numpy()))))
+        th.close()
+        return kept, total, moved
+
+    def test_paper_constants(self):
+        kept, total, _ = self.run_case(10, 0.999, 0.4, 0.95, 3.0, 3.0, 60, 31)
+        self.assertTrue(0 < kept < total)
+
+    def test_fast_momentum_moves_labels_to_the_tail(self):
+        kept, total, moved = self.run_case(6, 0.8, 0.4, 0.7, 2.0, 4.0, 60, 32)
+        self.assertTrue(0 < kept < total)
+        self.assertGreater(moved, 0)
+
+    def test_code_default_tau(self):
+        kept, total, moved = self.run_case(8, 0.9, 1.0, 0.8, 2.5, 5.0, 40, 33)
+        self.assertTrue(0 < kept < total and moved > 0)
+
+    @classmethod
+    def tearDownClass(cls):
+        print("debiaspl: max |p_hat - qhat| %.3g, max |margin difference| %.3g"
+              % (cls.worst["p_hat"], cls.worst["margin"]), file=sys.stderr)
 
 
 def usb_tsa(schedule, cur_iter, total_iter, num_classes):

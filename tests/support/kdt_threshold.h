@@ -6,7 +6,10 @@
 #define KDT_THRESHOLD_H
 
 #include <check.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "kdtest.h"
 
 #include "kdlib/kdlib.h"
 
@@ -41,6 +44,25 @@ static inline void kdt_failed_loads_change_nothing(kd_threshold *th, int64_t c,
         ck_assert_int_eq(kd_threshold_get_float(th, param, &v), KD_OK);
         ck_assert(v == value);
     }
+}
+
+/* Save th to path, then overwrite the f64 number `index` of the file's data
+ * section with value (valid checksums, an invalid state value). */
+static inline void kdt_save_corrupted(const kd_threshold *th, const char *path, size_t index,
+                                      double value)
+{
+    ck_assert_int_eq(kd_threshold_save(th, path), KD_OK);
+    ck_assert_int_eq(kdt_statefile_set_data_f64(path, index, value), 0);
+}
+
+/* Run the suite: the exit status of a test program. */
+static inline int kdt_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 #endif

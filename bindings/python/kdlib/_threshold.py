@@ -9,20 +9,23 @@ from . import _arrays as A
 from ._handle import Handle
 from ._lib import lib, raise_for_status, kd_threshold_p
 
-FLEXMATCH, FREEMATCH, SOFTMATCH, ADAMATCH = 1, 2, 3, 4
+FLEXMATCH, FREEMATCH, SOFTMATCH, ADAMATCH, DASH, DEBIASPL = 1, 2, 3, 4, 5, 6
 PARAM_THRESHOLD, PARAM_MAPPING, PARAM_WARMUP, PARAM_NON_STRICT = 1, 2, 3, 4
 PARAM_NUM_SAMPLES, PARAM_NUM_CLASSES, PARAM_ALGORITHM = 5, 6, 7
 PARAM_MOMENTUM, PARAM_CLIP, PARAM_N_SIGMA, PARAM_PER_CLASS, PARAM_DIST_ALIGN = 8, 9, 10, 11, 12
 PARAM_USE_QUANTILE, PARAM_QUANTILE = 13, 14
+PARAM_RHO_INIT, PARAM_GAMMA, PARAM_DASH_C, PARAM_RHO_MIN, PARAM_PERIOD = 15, 16, 17, 18, 19
+PARAM_TEMPERATURE, PARAM_DEBIAS_TAU = 20, 21
 MAPPING_LINEAR, MAPPING_CONCAVE, MAPPING_CONVEX = 0, 1, 2
 STATE_CLASS_THRESHOLDS, STATE_LEARNING_EFFECT, STATE_CLASS_COUNTS = 1, 2, 3
 STATE_UNUSED, STATE_PREDICTIONS = 4, 5
 STATE_GLOBAL_THRESHOLD, STATE_CLASS_PROBS, STATE_LABEL_HISTOGRAM = 6, 7, 8
 STATE_CONF_MEAN, STATE_CONF_VAR, STATE_CLASS_CONF_MEAN, STATE_CLASS_CONF_VAR = 9, 10, 11, 12
 STATE_UPDATES, STATE_TARGET_PROBS, STATE_LABELED_CONFIDENCE, STATE_LABELED_UPDATES = 13, 14, 15, 16
+STATE_RHO, STATE_RHO_UPDATES, STATE_HARD_LABEL = 17, 18, 19
 
 _ALGORITHMS = {"flexmatch": FLEXMATCH, "freematch": FREEMATCH, "softmatch": SOFTMATCH,
-               "adamatch": ADAMATCH}
+               "adamatch": ADAMATCH, "dash": DASH, "debiaspl": DEBIASPL}
 _MAPPINGS = {"linear": MAPPING_LINEAR, "concave": MAPPING_CONCAVE, "convex": MAPPING_CONVEX}
 _MAPPING_NAMES = {v: k for k, v in _MAPPINGS.items()}
 
@@ -55,7 +58,8 @@ class Thresholds(Handle):
     Parameters are keyword arguments of the algorithm (FlexMatch: threshold,
     mapping "convex" | "linear" | "concave", warmup, non_strict; FreeMatch:
     momentum, clip, use_quantile, quantile; SoftMatch: momentum, n_sigma, per_class, dist_align;
-    AdaMatch: threshold, momentum, dist_align).
+    AdaMatch: threshold, momentum, dist_align; Dash: rho_init, gamma, dash_c,
+    rho_min, period, temperature; DebiasPL: threshold, momentum, debias_tau).
     FreeMatch and SoftMatch learn from whole probability rows:
 
         th = Thresholds("softmatch", num_samples, num_classes)
@@ -68,6 +72,15 @@ class Thresholds(Handle):
         th.update_labeled_probs(probs_labeled)
         th.update_probs(probs)
         w, pseudo = th.weights_probs(probs)           # pseudo-labels of the aligned rows
+
+    Dash steps its schedule on every update and masks by the loss (USB's
+    order: update, then weights); DebiasPL masks with p_hat before the
+    batch's update (the authors' order):
+
+        th = Thresholds("debiaspl", num_samples, num_classes)
+        w, pseudo = th.weights_probs(probs)           # adjusted argmax
+        th.update_probs(probs)
+        margin = th.debias_tau * np.log(th.state("class_probs"))   # + strong logits
     """
 
     _prefix = "kd_threshold"
@@ -187,6 +200,62 @@ class Thresholds(Handle):
     def dist_align(self, value):
         self._set_int(PARAM_DIST_ALIGN, 1 if value else 0)
 
+    @property
+    def rho_init(self):
+        return self._get_float(PARAM_RHO_INIT)
+
+    @rho_init.setter
+    def rho_init(self, value):
+        self._set_float(PARAM_RHO_INIT, value)
+
+    @property
+    def gamma(self):
+        return self._get_float(PARAM_GAMMA)
+
+    @gamma.setter
+    def gamma(self, value):
+        self._set_float(PARAM_GAMMA, value)
+
+    @property
+    def dash_c(self):
+        return self._get_float(PARAM_DASH_C)
+
+    @dash_c.setter
+    def dash_c(self, value):
+        self._set_float(PARAM_DASH_C, value)
+
+    @property
+    def rho_min(self):
+        return self._get_float(PARAM_RHO_MIN)
+
+    @rho_min.setter
+    def rho_min(self, value):
+        self._set_float(PARAM_RHO_MIN, value)
+
+    @property
+    def period(self):
+        return self._get_int(PARAM_PERIOD)
+
+    @period.setter
+    def period(self, value):
+        self._set_int(PARAM_PERIOD, value)
+
+    @property
+    def temperature(self):
+        return self._get_float(PARAM_TEMPERATURE)
+
+    @temperature.setter
+    def temperature(self, value):
+        self._set_float(PARAM_TEMPERATURE, value)
+
+    @property
+    def debias_tau(self):
+        return self._get_float(PARAM_DEBIAS_TAU)
+
+    @debias_tau.setter
+    def debias_tau(self, value):
+        self._set_float(PARAM_DEBIAS_TAU, value)
+
     def reset(self):
         """The initial state again (parameters kept)."""
         self._check(self._c("reset")(self._handle()), self._prefix + "_reset")
@@ -251,8 +320,8 @@ class Thresholds(Handle):
     def state(self, what):
         """A state array by name: "global_threshold", "class_probs",
         "label_histogram", "conf_mean", "conf_var", "class_conf_mean",
-        "class_conf_var", "target_probs", "labeled_confidence" (float32),
-        "updates", "labeled_updates" (int)."""
+        "class_conf_var", "target_probs", "labeled_confidence", "rho" (float32),
+        "updates", "labeled_updates", "rho_updates", "hard_label" (int)."""
         key = {"global_threshold": (STATE_GLOBAL_THRESHOLD, 1),
                "class_probs": (STATE_CLASS_PROBS, self.num_classes),
                "label_histogram": (STATE_LABEL_HISTOGRAM, self.num_classes),
@@ -260,10 +329,11 @@ class Thresholds(Handle):
                "class_conf_mean": (STATE_CLASS_CONF_MEAN, self.num_classes),
                "class_conf_var": (STATE_CLASS_CONF_VAR, self.num_classes),
                "target_probs": (STATE_TARGET_PROBS, self.num_classes),
-               "labeled_confidence": (STATE_LABELED_CONFIDENCE, 1)}
-        if what in ("updates", "labeled_updates"):
-            key = STATE_UPDATES if what == "updates" else STATE_LABELED_UPDATES
-            return int(self._ints(key, 1)[0])
+               "labeled_confidence": (STATE_LABELED_CONFIDENCE, 1), "rho": (STATE_RHO, 1)}
+        ints = {"updates": STATE_UPDATES, "labeled_updates": STATE_LABELED_UPDATES,
+                "rho_updates": STATE_RHO_UPDATES, "hard_label": STATE_HARD_LABEL}
+        if what in ints:
+            return int(self._ints(ints[what], 1)[0])
         if what not in key:
             raise ValueError("unknown state array %r" % (what,))
         return self._floats(*key[what])

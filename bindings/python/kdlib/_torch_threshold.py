@@ -29,7 +29,7 @@ from ._distributed import torch_threshold_update, torch_threshold_update_labeled
 from ._threshold import Thresholds
 
 __all__ = ["ThresholdOutput", "FlexMatchThreshold", "FreeMatchThreshold", "SoftMatchWeighting",
-           "AdaMatchThreshold"]
+           "AdaMatchThreshold", "DashThreshold", "DebiasPLThreshold"]
 
 _STATE_FORMAT = "kdlib.Thresholds state file"
 
@@ -270,3 +270,77 @@ class AdaMatchThreshold(_ThresholdModule):
     def global_threshold(self):
         """tau times the last labelled batch's mean max probability."""
         return float(self.handle.state("global_threshold")[0])
+
+
+class DashThreshold(_ThresholdModule):
+    """Dash's dynamic loss threshold (USB DashThresholdingHook):
+    forward(x) -> ThresholdOutput, USB's order (the schedule's step, then the
+    mask of rows whose loss against their own pseudo-label is <= rho).
+    rho_init: USB's rho_init, the mean cross-entropy of the supervised
+    warm-up model on the evaluation set (None: log C); gamma (1.27), dash_c
+    (USB's C, 1.0001), rho_min (0.05), period (USB: 10 epochs of
+    iterations; default 10240), temperature (T, 0.5).  The pseudo-labels of
+    the output are the argmax; targets(x) gives USB's loss targets (the
+    sharpened softmax(z / T) until rho reaches rho_min, then the argmax)."""
+
+    _algorithm = "dash"
+
+    def __init__(self, num_classes, rho_init=None, gamma=1.27, dash_c=1.0001, rho_min=0.05,
+                 period=10240, temperature=0.5, *, inputs="logits", process_group=None):
+        params = dict(gamma=gamma, dash_c=dash_c, rho_min=rho_min, period=period,
+                      temperature=temperature)
+        if rho_init is not None:
+            params["rho_init"] = rho_init
+        super().__init__(1, num_classes, inputs, process_group, True, **params)
+
+    @property
+    def rho(self):
+        return float(self.handle.state("rho")[0])
+
+    @property
+    def use_hard_label(self):
+        return bool(self.handle.state("hard_label"))
+
+    def targets(self, x, *, inputs=None):
+        """USB's pseudo-label targets of x in the current phase: int64 argmax
+        (hard) or softmax(z / T) in x's dtype (soft), no grad."""
+        inputs = self.inputs if inputs is None else inputs
+        x = x.detach()
+        if self.use_hard_label:
+            return x.argmax(dim=-1)
+        z = x if inputs == "logits" else torch.log(x)
+        return torch.softmax(z / self.handle.temperature, dim=-1)
+
+
+class DebiasPLThreshold(_ThresholdModule):
+    """DebiasPL's debiased pseudo-labels (Wang et al., CVPR 2022, the
+    authors' main_DebiasPL.py): forward(x) -> ThresholdOutput from the
+    rows adjusted by p_hat, softmax(log q - tau log p_hat), masked where the
+    adjusted max >= threshold, then the update of p_hat (the authors' order).
+    threshold (0.95), momentum (qhat_m 0.999), debias_tau (0.4).
+    margin() / adjust(x_strong) give the adaptive marginal loss's logits
+    x_strong + tau log p_hat (with the p_hat after the batch's update, as
+    the code)."""
+
+    _algorithm = "debiaspl"
+
+    def __init__(self, num_classes, threshold=0.95, momentum=0.999, debias_tau=0.4, *,
+                 inputs="logits", process_group=None, update_first=False):
+        super().__init__(1, num_classes, inputs, process_group, update_first,
+                         threshold=threshold, momentum=momentum, debias_tau=debias_tau)
+
+    @property
+    def p_hat(self):
+        """The EMA of the mean prediction (float32 tensor of C)."""
+        return torch.from_numpy(self.handle.state("class_probs"))
+
+    def margin(self):
+        """tau log p_hat (float32 tensor of C; p_hat floored at 1e-12 as in
+        the adjustment)."""
+        return self.handle.debias_tau * torch.log(self.p_hat.clamp_min(1e-12))
+
+    def adjust(self, logits_strong):
+        """The strong view's logits with the adaptive margin, for the
+        cross-entropy against the pseudo-labels (keeps logits_strong's grad)."""
+        m = self.margin().to(logits_strong.device, logits_strong.dtype)
+        return logits_strong + m

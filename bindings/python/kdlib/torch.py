@@ -932,10 +932,11 @@ __all__ += ["EMATeacher"]
 # ---------------------------------------------------------------- threshold algorithms
 
 from ._torch_threshold import (ThresholdOutput, FlexMatchThreshold,  # noqa: E402
-                               FreeMatchThreshold, SoftMatchWeighting, AdaMatchThreshold)
+                               FreeMatchThreshold, SoftMatchWeighting, AdaMatchThreshold,
+                               DashThreshold, DebiasPLThreshold)
 
 __all__ += ["ThresholdOutput", "FlexMatchThreshold", "FreeMatchThreshold", "SoftMatchWeighting",
-            "AdaMatchThreshold"]
+            "AdaMatchThreshold", "DashThreshold", "DebiasPLThreshold"]
 
 
 # ---------------------------------------------------------------- no-autograd fast path

@@ -49,9 +49,11 @@ LOSSES = [("cb_logits", "class_balance", "logits"),
 THRESHOLDS = [("flexmatch", {"threshold": 0.5, "warmup": True}),
               ("freematch", {"momentum": 0.9}),
               ("freematch_q", {"momentum": 0.9, "use_quantile": True}),
-              ("softmatch", {"momentum": 0.9})]
+              ("softmatch", {"momentum": 0.9}),
+              ("dash", {"rho_init": 1.0, "rho_min": 0.3, "period": 1, "gamma": 1.5}),
+              ("debiaspl", {"momentum": 0.9, "threshold": 0.7})]
 STATES = ["global_threshold", "class_probs", "label_histogram", "conf_mean", "conf_var",
-          "class_conf_mean", "class_conf_var", "updates"]
+          "class_conf_mean", "class_conf_var", "updates", "rho", "rho_updates", "hard_label"]
 
 
 def data():
@@ -74,7 +76,7 @@ def snapshot(th, out, prefix):
             out[prefix + name] = np.atleast_1d(np.asarray(th.state(name)))
         except kdlib.KdUnsupportedError:
             pass
-    if th.algorithm != "softmatch":
+    if th.algorithm in ("flexmatch", "freematch"):
         out[prefix + "thresholds"] = th.thresholds()
     if th.algorithm == "flexmatch":
         out[prefix + "learning_effect"] = th.learning_effect()

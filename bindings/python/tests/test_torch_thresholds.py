@@ -1,5 +1,5 @@
 """kdlib.torch threshold modules (FlexMatchThreshold, FreeMatchThreshold,
-SoftMatchWeighting, AdaMatchThreshold) against the C results through kdlib.Thresholds: masks,
+SoftMatchWeighting, AdaMatchThreshold, DashThreshold, DebiasPLThreshold) against the C results through kdlib.Thresholds: masks,
 weights, pseudo-labels and state over several steps in each algorithm's
 order; logits and probabilities; dtypes and (..., C) shapes; state_dict,
 torch.save and the state file."""
@@ -206,6 +206,74 @@ class AdaMatchModule(unittest.TestCase):
             kdt.SoftMatchWeighting(C).load_state_dict(m.state_dict())
         with self.assertRaises(kdlib.KdUnsupportedError):
             kdlib.Thresholds("freematch", 1, C).update_labeled_probs(softmax32(z))
+
+
+class DashModule(unittest.TestCase):
+    def test_module_equals_the_c_calls_through_both_phases(self):
+        params = dict(rho_init=1.0, gamma=1.5, dash_c=1.0001, rho_min=0.3, period=2,
+                      temperature=0.5)
+        m = kdt.DashThreshold(C, **params)
+        th = kdlib.Thresholds("dash", 1, C, **params)
+        g = torch.Generator().manual_seed(7)
+        phases = set()
+        kept = 0
+        for _ in range(10):
+            z = torch.randn(ROWS, C, generator=g) * 3.0
+            th.update_probs(softmax32(z))
+            w, pl = th.weights_probs(softmax32(z))
+            r = m(z.double())
+            self.assertEqual(r.mask.dtype, torch.float64)
+            np.testing.assert_array_equal(r.mask.numpy(), w)
+            np.testing.assert_array_equal(r.pseudo_labels.numpy(), pl)
+            t = m.targets(z)
+            if m.use_hard_label:
+                np.testing.assert_array_equal(t.numpy(), z.argmax(-1).numpy())
+            else:
+                torch.testing.assert_close(t, torch.softmax(z / 0.5, -1))
+                torch.testing.assert_close(m.targets(torch.softmax(z, -1), inputs="probabilities"),
+                                           t)
+            phases.add(m.use_hard_label)
+            kept += int(r.mask.sum())
+        self.assertEqual(phases, {False, True})
+        self.assertTrue(0 < kept < 10 * ROWS)
+        self.assertEqual(m.rho, float(th.state("rho")[0]))
+        self.assertEqual(m.state("rho_updates"), 5)
+        self.assertEqual(kdt.DashThreshold(C).handle.rho_init, np.log(C))
+        b = kdt.DashThreshold(C)
+        b.load_state_dict(m.state_dict())
+        self.assertEqual((b.rho, b.use_hard_label, b.handle.period), (m.rho, True, 2))
+        with self.assertRaises(kdlib.KdUnsupportedError):
+            th.weights(np.array([0.9], np.float32), np.array([0], np.int32))
+
+
+class DebiasPLModule(unittest.TestCase):
+    def test_module_masks_before_the_update_and_gives_the_margin(self):
+        m = kdt.DebiasPLThreshold(C, threshold=0.8, momentum=0.7, debias_tau=0.5)
+        th = kdlib.Thresholds("debiaspl", 1, C, threshold=0.8, momentum=0.7, debias_tau=0.5)
+        g = torch.Generator().manual_seed(8)
+        moved = kept = 0
+        for _ in range(6):
+            z = torch.randn(ROWS, C, generator=g) * 2.5 + torch.linspace(3.0, 0.0, C)
+            w, pl = th.weights_probs(softmax32(z))
+            th.update_probs(softmax32(z))
+            r = m(z)
+            np.testing.assert_array_equal(r.mask.numpy(), w)
+            np.testing.assert_array_equal(r.pseudo_labels.numpy(), pl)
+            moved += int((r.pseudo_labels != z.argmax(-1)).sum())
+            kept += int(r.mask.sum())
+        self.assertGreater(moved, 0)               # debiased towards the tail classes
+        self.assertTrue(0 < kept < 6 * ROWS)
+        np.testing.assert_array_equal(m.p_hat.numpy(), th.state("class_probs"))
+        z_s = torch.randn(ROWS, C, generator=g, requires_grad=True)
+        adj = m.adjust(z_s)
+        torch.testing.assert_close(adj.detach(), z_s.detach() + 0.5 * torch.log(m.p_hat))
+        adj.sum().backward()
+        self.assertIsNotNone(z_s.grad)
+        b = kdt.DebiasPLThreshold(C, threshold=0.8, momentum=0.7, debias_tau=0.5)
+        b.load_state_dict(m.state_dict())
+        np.testing.assert_array_equal(b.p_hat.numpy(), m.p_hat.numpy())
+        with self.assertRaises(kdlib.KdVersionError):
+            kdt.DashThreshold(C).load_state_dict(m.state_dict())
 
 
 if __name__ == "__main__":
