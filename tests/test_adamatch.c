@@ -409,13 +409,7 @@ END_TEST
 
 /* ---- state file ----------------------------------------------------------- */
 
-static char dir[256];
-
-static const char *in_dir(const char *name) { return kdt_path(dir, name); }
-
-static void dir_setup(void) { ck_assert_int_eq(kdt_tmpdir(dir, sizeof dir, "kd_adamatch"), 0); }
-
-static void dir_teardown(void) { ck_assert_int_eq(kdt_rmdir(dir), 0); }
+KDT_STATE_DIR("kd_adamatch")
 
 START_TEST(the_state_survives_save_and_load_and_a_failed_load_changes_nothing)
 {
@@ -524,9 +518,5 @@ int main(void)
     tcase_add_checked_fixture(f, dir_setup, dir_teardown);
     tcase_add_test(f, the_state_survives_save_and_load_and_a_failed_load_changes_nothing);
     suite_add_tcase(s, f);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return kdt_run_suite(s);
 }

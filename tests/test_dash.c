@@ -352,13 +352,7 @@ END_TEST
 
 /* ---- state file ----------------------------------------------------------- */
 
-static char dir[256];
-
-static const char *in_dir(const char *name) { return kdt_path(dir, name); }
-
-static void dir_setup(void) { ck_assert_int_eq(kdt_tmpdir(dir, sizeof dir, "kd_dash"), 0); }
-
-static void dir_teardown(void) { ck_assert_int_eq(kdt_rmdir(dir), 0); }
+KDT_STATE_DIR("kd_dash")
 
 START_TEST(the_state_survives_save_and_load_and_a_failed_load_changes_nothing)
 {

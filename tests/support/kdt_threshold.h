@@ -55,6 +55,18 @@ static inline void kdt_save_corrupted(const kd_threshold *th, const char *path, 
     ck_assert_int_eq(kdt_statefile_set_data_f64(path, index, value), 0);
 }
 
+/* A temporary directory per test of a state-file test case: defines
+ * in_dir(name) (a path in it) and the Check fixture dir_setup / dir_teardown
+ * (tcase_add_checked_fixture), the directory named after prefix. */
+#define KDT_STATE_DIR(prefix)                                                                      \
+    static char kdt_state_dir_[256];                                                               \
+    static const char *in_dir(const char *name) { return kdt_path(kdt_state_dir_, name); }         \
+    static void dir_setup(void)                                                                    \
+    {                                                                                              \
+        ck_assert_int_eq(kdt_tmpdir(kdt_state_dir_, sizeof kdt_state_dir_, prefix), 0);            \
+    }                                                                                              \
+    static void dir_teardown(void) { ck_assert_int_eq(kdt_rmdir(kdt_state_dir_), 0); }
+
 /* Run the suite: the exit status of a test program. */
 static inline int kdt_run_suite(Suite *s)
 {
