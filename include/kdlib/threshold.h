@@ -427,6 +427,78 @@ KD_API kd_status kd_threshold_weights_probs(const kd_threshold *th, int64_t n, i
                                             const float *probs, int64_t ld, float *weights,
                                             int32_t *pseudo_labels);
 
+/* ---- split statistics (data-parallel training, docs/distributed.md) ------ */
+
+/* A batch split over R ranks, every rank's handle in the same state, gives
+ * every rank the state of one handle updated with the whole batch when each
+ * rank computes the additive statistics of its own rows
+ * (kd_threshold_local_stats), the R buffers are summed element-wise (e.g.
+ * MPI_Allreduce / torch.distributed.all_reduce with SUM, in double) and each
+ * rank applies the sum (kd_threshold_update_stats) instead of all-gathering
+ * the rows for kd_threshold_update_probs.  A buffer holds
+ * kd_threshold_stats_size doubles (docs/labels.md gives each layout):
+ *   FreeMatch (USE_QUANTILE 0)  2 + 2C: n, sum of row maxima, column sums,
+ *                               argmax histogram.
+ *   SoftMatch (DIST_ALIGN 0)    3 + 3C: n, sum of maxima, sum of squared
+ *                               deviations of the maxima from the state's
+ *                               mu, then the same per argmax class.
+ *   AdaMatch                    3 + 2C: unlabelled n and column sums, then
+ *                               labelled n, sum of maxima and column sums
+ *                               (kd_threshold_local_labeled_stats).
+ *   Dash                        1: n (the update steps the schedule).
+ *   DebiasPL                    1 + C: n and column sums.
+ * FlexMatch (per-sample state), FreeMatch with USE_QUANTILE (a quantile is
+ * not additive) and SoftMatch with DIST_ALIGN (the maxima are taken after an
+ * alignment with the whole batch's mean) have none: KD_ERR_UNSUPPORTED, gather
+ * the rows and call kd_threshold_update_probs.  Sums of counts and of
+ * column sums are the same sums as update_probs's: bit-identical with one
+ * rank, and with several when the sums are exact in double; otherwise they
+ * differ only by the order of the double additions (relative 1e-15 n).
+ * SoftMatch's variances come from sums of squared deviations from a shift
+ * every rank shares (the state's mu), so they agree with update_probs's
+ * two-pass variances to a relative error of about (n + 4) 2^-53 (1 + (mu_b -
+ * mu)^2 / v_b), mu_b and v_b the batch's mean and biased variance. */
+
+/* kd_threshold_stats_size(): *size = the number of doubles of a buffer for
+ * the current parameters.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th, size); KD_ERR_UNSUPPORTED (no
+ * additive statistics: the message says why and to gather the rows). */
+KD_API kd_status kd_threshold_stats_size(const kd_threshold *th, int64_t *size);
+
+/* kd_threshold_local_stats():
+ * This rank's n unlabelled rows (layout and checks of kd_threshold_update_probs,
+ * no indices) -> stats[0, size); the handle is not changed (only its
+ * message).  n = 0 writes the statistics of no rows.  AdaMatch: also zeroes
+ * the labelled part, so call kd_threshold_local_labeled_stats after it.
+ * O(n c), no allocation.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th, stats, probs when n > 0);
+ * KD_ERR_UNSUPPORTED (as stats_size); KD_ERR_INVALID_ARGUMENT;
+ * KD_ERR_NOT_FINITE (as update_probs); KD_ERR_ALIASING (stats overlaps probs). */
+KD_API kd_status kd_threshold_local_stats(const kd_threshold *th, int64_t n, int64_t c,
+                                          const float *probs, int64_t ld, double *stats);
+
+/* kd_threshold_local_labeled_stats():
+ * AdaMatch: this rank's n labelled rows (as kd_threshold_update_labeled_probs)
+ * -> the labelled part of stats (stats[1 + C, 3 + 2C)), the rest untouched.
+ * The summed buffer then makes update_stats do update_labeled_probs with
+ * every rank's labelled rows (when their n > 0), then update_probs with the
+ * unlabelled ones (when their n > 0).  Other algorithms: KD_ERR_UNSUPPORTED.
+ * Returns as kd_threshold_local_stats. */
+KD_API kd_status kd_threshold_local_labeled_stats(const kd_threshold *th, int64_t n, int64_t c,
+                                                  const float *probs, int64_t ld, double *stats);
+
+/* kd_threshold_update_stats():
+ * Apply the element-wise sum over the ranks of their local buffers: the same
+ * state change as kd_threshold_update_probs with every rank's rows (a total
+ * n of 0: no change).  The buffer is validated first (every value finite;
+ * counts whole numbers in [0, 2^53]; sums of probabilities in [0, count];
+ * histograms summing to their n; sums of squares >= 0) and nothing changes
+ * on failure.  O(C), no allocation.
+ * Returns KD_OK; KD_ERR_NULL_POINTER (th, stats); KD_ERR_UNSUPPORTED (as
+ * stats_size); KD_ERR_NOT_FINITE (a NaN or infinite value: the message names
+ * its index); KD_ERR_INVALID_ARGUMENT (any other invalid value). */
+KD_API kd_status kd_threshold_update_stats(kd_threshold *th, const double *stats);
+
 /* kd_threshold_get_floats() / kd_threshold_get_ints():
  * Copy the state array `what` (KD_THRESHOLD_STATE_*) into out, which holds
  * `count` elements: count must equal the array's length (C, N or 1, see

@@ -128,23 +128,48 @@ static const char *kdi_adamatch_refuse_scalar(const kd_threshold *th)
 
 /* ---- updates and weights -------------------------------------------------- */
 
-static void kdi_adamatch_update_labeled_probs(kd_threshold *th, int64_t n, const float *probs,
-                                              int64_t ld)
+/* The EMA steps of a batch of dn > 0 labelled rows with sum of maxima
+ * max_sum and column sums sum, and of unlabelled rows with column sums. */
+static void kdi_adamatch_apply_labeled(kd_threshold *th, double dn, double max_sum,
+                                       const double *sum)
 {
     kdi_adamatch *s = kdi_am(th);
-    const int64_t C = th->num_classes;
-    const double dn = (double)n;
+    s->kappa = max_sum / dn;
+    for (int64_t j = 0; j < th->num_classes; j++)
+        s->pt[j] = kdi_threshold_ema(s->pt[j], s->momentum, sum[j] / dn);
+    s->labeled_updates++;
+    kdi_adamatch_ratio(th);
+}
+
+static void kdi_adamatch_apply(kd_threshold *th, double dn, const double *sum)
+{
+    kdi_adamatch *s = kdi_am(th);
+    for (int64_t j = 0; j < th->num_classes; j++) {
+        const double mean = sum[j] / dn;
+        s->pm[j] = s->updates == 0 ? mean : kdi_threshold_ema(s->pm[j], s->momentum, mean);
+    }
+    s->updates++;
+    kdi_adamatch_ratio(th);
+}
+
+static double kdi_adamatch_max_sum(int64_t n, int64_t C, const float *probs, int64_t ld)
+{
     double max_sum = 0.0;
     for (int64_t k = 0; k < n; k++) {
         int32_t a;
         max_sum += kdi_threshold_row_max(probs + k * ld, C, &a);
     }
-    s->kappa = max_sum / dn;
+    return max_sum;
+}
+
+static void kdi_adamatch_update_labeled_probs(kd_threshold *th, int64_t n, const float *probs,
+                                              int64_t ld)
+{
+    kdi_adamatch *s = kdi_am(th);
+    const int64_t C = th->num_classes;
+    const double max_sum = kdi_adamatch_max_sum(n, C, probs, ld);
     kdi_threshold_column_sums(n, C, probs, ld, s->sum);
-    for (int64_t j = 0; j < C; j++)
-        s->pt[j] = kdi_threshold_ema(s->pt[j], s->momentum, s->sum[j] / dn);
-    s->labeled_updates++;
-    kdi_adamatch_ratio(th);
+    kdi_adamatch_apply_labeled(th, (double)n, max_sum, s->sum);
 }
 
 static void kdi_adamatch_update_probs(kd_threshold *th, int64_t n, const float *probs, int64_t ld,
@@ -152,14 +177,60 @@ static void kdi_adamatch_update_probs(kd_threshold *th, int64_t n, const float *
 {
     (void)indices;
     kdi_adamatch *s = kdi_am(th);
+    kdi_threshold_column_sums(n, th->num_classes, probs, ld, s->sum);
+    kdi_adamatch_apply(th, (double)n, s->sum);
+}
+
+/* ---- split statistics ------------------------------------------------------ */
+/* Unlabelled n and column sums (C); labelled n, sum of maxima and column sums (C). */
+
+static int64_t kdi_adamatch_stats_size(const kd_threshold *th, const char **why)
+{
+    (void)why;
+    return 3 + 2 * th->num_classes;
+}
+
+static void kdi_adamatch_local_stats(const kd_threshold *th, int64_t n, const float *probs,
+                                     int64_t ld, double *stats)
+{
     const int64_t C = th->num_classes;
-    kdi_threshold_column_sums(n, C, probs, ld, s->sum);
-    for (int64_t j = 0; j < C; j++) {
-        const double mean = s->sum[j] / (double)n;
-        s->pm[j] = s->updates == 0 ? mean : kdi_threshold_ema(s->pm[j], s->momentum, mean);
-    }
-    s->updates++;
-    kdi_adamatch_ratio(th);
+    stats[0] = (double)n;
+    kdi_threshold_column_sums(n, C, probs, ld, stats + 1);
+    for (int64_t i = 1 + C; i < 3 + 2 * C; i++)
+        stats[i] = 0.0; /* no labelled rows until local_labeled_stats */
+}
+
+static void kdi_adamatch_local_labeled_stats(const kd_threshold *th, int64_t n, const float *probs,
+                                             int64_t ld, double *stats)
+{
+    const int64_t C = th->num_classes;
+    stats[1 + C] = (double)n;
+    stats[2 + C] = kdi_adamatch_max_sum(n, C, probs, ld);
+    kdi_threshold_column_sums(n, C, probs, ld, stats + 3 + C);
+}
+
+static kd_status kdi_adamatch_check_stats(const kd_threshold *th, const double *stats, char *err,
+                                          const char *fn)
+{
+    const int64_t C = th->num_classes;
+    kd_status st = kdi_threshold_stats_count(err, fn, stats, 0);
+    if (st == KD_OK)
+        st = kdi_threshold_stats_range(err, fn, stats, 1, C, stats[0], NULL);
+    if (st == KD_OK)
+        st = kdi_threshold_stats_count(err, fn, stats, 1 + C);
+    if (st == KD_OK)
+        st = kdi_threshold_stats_range(err, fn, stats, 2 + C, 1 + C, stats[1 + C], NULL);
+    return st;
+}
+
+/* USB's order: the labelled rows, then the unlabelled ones. */
+static void kdi_adamatch_update_stats(kd_threshold *th, const double *stats)
+{
+    const int64_t C = th->num_classes;
+    if (stats[1 + C] > 0.0)
+        kdi_adamatch_apply_labeled(th, stats[1 + C], stats[2 + C], stats + 3 + C);
+    if (stats[0] > 0.0)
+        kdi_adamatch_apply(th, stats[0], stats + 1);
 }
 
 /* The row's confidence and class, aligned with DIST_ALIGN. */
@@ -343,6 +414,11 @@ const kdi_threshold_algo kdi_threshold_adamatch = {
     .weights_probs = kdi_adamatch_weights_probs,
     .labels_probs = kdi_adamatch_labels_probs,
     .update_labeled_probs = kdi_adamatch_update_labeled_probs,
+    .stats_size = kdi_adamatch_stats_size,
+    .local_stats = kdi_adamatch_local_stats,
+    .local_labeled_stats = kdi_adamatch_local_labeled_stats,
+    .check_stats = kdi_adamatch_check_stats,
+    .update_stats = kdi_adamatch_update_stats,
     .indices_optional = 1,
     .state_length = kdi_adamatch_state_length,
     .copy_floats = kdi_adamatch_copy_floats,

@@ -153,6 +153,33 @@ static void kdi_dash_update_probs(kd_threshold *th, int64_t n, const float *prob
     kdi_dash_step(th);
 }
 
+/* Split statistics: n alone (a non-empty batch steps the schedule). */
+static int64_t kdi_dash_stats_size(const kd_threshold *th, const char **why)
+{
+    (void)th, (void)why;
+    return 1;
+}
+
+static void kdi_dash_local_stats(const kd_threshold *th, int64_t n, const float *probs, int64_t ld,
+                                 double *stats)
+{
+    (void)th, (void)probs, (void)ld;
+    stats[0] = (double)n;
+}
+
+static kd_status kdi_dash_check_stats(const kd_threshold *th, const double *stats, char *err,
+                                      const char *fn)
+{
+    (void)th;
+    return kdi_threshold_stats_count(err, fn, stats, 0);
+}
+
+static void kdi_dash_update_stats(kd_threshold *th, const double *stats)
+{
+    if (stats[0] > 0.0)
+        kdi_dash_step(th);
+}
+
 /* The cross-entropy of row q against its soft pseudo-label p = q^(1/T) /
  * sum_i q_i^(1/T), -sum_j p_j log q_j (0 log 0 = 0), in double; q^(1/T) is
  * taken relative to the row's max m, (q_j / m)^(1/T), so it cannot underflow
@@ -358,6 +385,10 @@ const kdi_threshold_algo kdi_threshold_dash = {
     .weights_probs = kdi_dash_weights_probs,
     .labels_probs = NULL, /* the argmax of the rows */
     .update_labeled_probs = NULL,
+    .stats_size = kdi_dash_stats_size,
+    .local_stats = kdi_dash_local_stats,
+    .check_stats = kdi_dash_check_stats,
+    .update_stats = kdi_dash_update_stats,
     .indices_optional = 1,
     .state_length = kdi_dash_state_length,
     .copy_floats = kdi_dash_copy_floats,

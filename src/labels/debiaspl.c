@@ -109,17 +109,52 @@ static double kdi_debiaspl_get_real(const kd_threshold *th, int32_t key)
 
 /* ---- updates and weights -------------------------------------------------- */
 
+/* The EMA step of a batch of dn > 0 rows with column sums sum. */
+static void kdi_debiaspl_apply(kd_threshold *th, double dn, const double *sum)
+{
+    kdi_debiaspl *s = kdi_dp(th);
+    for (int64_t j = 0; j < th->num_classes; j++)
+        s->ph[j] = kdi_threshold_ema(s->ph[j], s->momentum, sum[j] / dn);
+    s->updates++;
+    kdi_debiaspl_ratio(th);
+}
+
 static void kdi_debiaspl_update_probs(kd_threshold *th, int64_t n, const float *probs, int64_t ld,
                                       const int64_t *indices)
 {
     (void)indices;
     kdi_debiaspl *s = kdi_dp(th);
-    const int64_t C = th->num_classes;
-    kdi_threshold_column_sums(n, C, probs, ld, s->sum);
-    for (int64_t j = 0; j < C; j++)
-        s->ph[j] = kdi_threshold_ema(s->ph[j], s->momentum, s->sum[j] / (double)n);
-    s->updates++;
-    kdi_debiaspl_ratio(th);
+    kdi_threshold_column_sums(n, th->num_classes, probs, ld, s->sum);
+    kdi_debiaspl_apply(th, (double)n, s->sum);
+}
+
+/* Split statistics: n and column sums (C). */
+static int64_t kdi_debiaspl_stats_size(const kd_threshold *th, const char **why)
+{
+    (void)why;
+    return 1 + th->num_classes;
+}
+
+static void kdi_debiaspl_local_stats(const kd_threshold *th, int64_t n, const float *probs,
+                                     int64_t ld, double *stats)
+{
+    stats[0] = (double)n;
+    kdi_threshold_column_sums(n, th->num_classes, probs, ld, stats + 1);
+}
+
+static kd_status kdi_debiaspl_check_stats(const kd_threshold *th, const double *stats, char *err,
+                                          const char *fn)
+{
+    kd_status st = kdi_threshold_stats_count(err, fn, stats, 0);
+    if (st == KD_OK)
+        st = kdi_threshold_stats_range(err, fn, stats, 1, th->num_classes, stats[0], NULL);
+    return st;
+}
+
+static void kdi_debiaspl_update_stats(kd_threshold *th, const double *stats)
+{
+    if (stats[0] > 0.0)
+        kdi_debiaspl_apply(th, stats[0], stats + 1);
 }
 
 static void kdi_debiaspl_weights_probs(const kd_threshold *th, int64_t n, const float *probs,
@@ -260,6 +295,10 @@ const kdi_threshold_algo kdi_threshold_debiaspl = {
     .weights_probs = kdi_debiaspl_weights_probs,
     .labels_probs = kdi_debiaspl_labels_probs,
     .update_labeled_probs = NULL,
+    .stats_size = kdi_debiaspl_stats_size,
+    .local_stats = kdi_debiaspl_local_stats,
+    .check_stats = kdi_debiaspl_check_stats,
+    .update_stats = kdi_debiaspl_update_stats,
     .indices_optional = 1,
     .state_length = kdi_debiaspl_state_length,
     .copy_floats = kdi_debiaspl_copy_floats,

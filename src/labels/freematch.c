@@ -170,34 +170,86 @@ static double kdi_freematch_quantile(const float *probs, int64_t n, int64_t ld, 
     return lo + frac * (hi - lo);
 }
 
+/* The batch's sum of row maxima, column sums and argmax histogram. */
+static double kdi_freematch_sums(int64_t n, int64_t C, const float *probs, int64_t ld, double *sum,
+                                 double *count)
+{
+    memset(sum, 0, (size_t)C * sizeof *sum);
+    memset(count, 0, (size_t)C * sizeof *count);
+    double max_sum = 0.0;
+    for (int64_t k = 0; k < n; k++) {
+        const float *row = probs + k * ld;
+        int32_t a;
+        max_sum += kdi_threshold_row_max(row, C, &a);
+        count[a] += 1.0;
+        for (int64_t j = 0; j < C; j++)
+            sum[j] += row[j];
+    }
+    return max_sum;
+}
+
+/* The EMA step of a batch of dn > 0 rows with statistic stat (mean or
+ * quantile of the maxima), column sums and histogram. */
+static void kdi_freematch_apply(kd_threshold *th, double dn, double stat, const double *sum,
+                                const double *count)
+{
+    kdi_freematch *s = kdi_fr(th);
+    const double m = s->momentum;
+    s->tau = kdi_threshold_ema(s->tau, m, stat);
+    if (s->tau > s->clip)
+        s->tau = s->clip;
+    for (int64_t j = 0; j < th->num_classes; j++) {
+        s->p[j] = kdi_threshold_ema(s->p[j], m, sum[j] / dn);
+        s->hist[j] = kdi_threshold_ema(s->hist[j], m, count[j] / dn);
+    }
+    s->updates++;
+}
+
 static void kdi_freematch_update_probs(kd_threshold *th, int64_t n, const float *probs, int64_t ld,
                                        const int64_t *indices)
 {
     (void)indices;
     kdi_freematch *s = kdi_fr(th);
     const int64_t C = th->num_classes;
-    memset(s->sum, 0, (size_t)C * sizeof *s->sum);
-    memset(s->count, 0, (size_t)C * sizeof *s->count);
-    double max_sum = 0.0;
-    for (int64_t k = 0; k < n; k++) {
-        const float *row = probs + k * ld;
-        int32_t a;
-        max_sum += kdi_threshold_row_max(row, C, &a);
-        s->count[a] += 1.0;
-        for (int64_t j = 0; j < C; j++)
-            s->sum[j] += row[j];
-    }
-    const double m = s->momentum, dn = (double)n;
+    const double max_sum = kdi_freematch_sums(n, C, probs, ld, s->sum, s->count), dn = (double)n;
     const double stat =
         s->use_quantile ? kdi_freematch_quantile(probs, n, ld, C, s->quantile) : max_sum / dn;
-    s->tau = kdi_threshold_ema(s->tau, m, stat);
-    if (s->tau > s->clip)
-        s->tau = s->clip;
-    for (int64_t j = 0; j < C; j++) {
-        s->p[j] = kdi_threshold_ema(s->p[j], m, s->sum[j] / dn);
-        s->hist[j] = kdi_threshold_ema(s->hist[j], m, s->count[j] / dn);
-    }
-    s->updates++;
+    kdi_freematch_apply(th, dn, stat, s->sum, s->count);
+}
+
+/* ---- split statistics: n, sum of maxima, column sums (C), histogram (C) --- */
+
+static int64_t kdi_freematch_stats_size(const kd_threshold *th, const char **why)
+{
+    *why = "with USE_QUANTILE = 1 takes a quantile of the batch's maxima";
+    return kdi_fr(th)->use_quantile ? 0 : 2 + 2 * th->num_classes;
+}
+
+static void kdi_freematch_local_stats(const kd_threshold *th, int64_t n, const float *probs,
+                                      int64_t ld, double *stats)
+{
+    const int64_t C = th->num_classes;
+    stats[0] = (double)n;
+    stats[1] = kdi_freematch_sums(n, C, probs, ld, stats + 2, stats + 2 + C);
+}
+
+static kd_status kdi_freematch_check_stats(const kd_threshold *th, const double *stats, char *err,
+                                           const char *fn)
+{
+    const int64_t C = th->num_classes;
+    kd_status st = kdi_threshold_stats_count(err, fn, stats, 0);
+    if (st == KD_OK)
+        st = kdi_threshold_stats_range(err, fn, stats, 1, 1 + C, stats[0], NULL);
+    if (st == KD_OK)
+        st = kdi_threshold_stats_hist(err, fn, stats, 2 + C, C, stats[0]);
+    return st;
+}
+
+static void kdi_freematch_update_stats(kd_threshold *th, const double *stats)
+{
+    const int64_t C = th->num_classes;
+    if (stats[0] > 0.0)
+        kdi_freematch_apply(th, stats[0], stats[1] / stats[0], stats + 2, stats + 2 + C);
 }
 
 /* max_c p_t(c), or 1 when p_t is all zero (rows of zeros only). */
@@ -357,6 +409,10 @@ const kdi_threshold_algo kdi_threshold_freematch = {
     .update_probs = kdi_freematch_update_probs,
     .weights_probs = NULL, /* max / argmax of each row, then weights */
     .indices_optional = 1,
+    .stats_size = kdi_freematch_stats_size,
+    .local_stats = kdi_freematch_local_stats,
+    .check_stats = kdi_freematch_check_stats,
+    .update_stats = kdi_freematch_update_stats,
     .state_length = kdi_freematch_state_length,
     .copy_floats = kdi_freematch_copy_floats,
     .copy_ints = kdi_freematch_copy_ints,

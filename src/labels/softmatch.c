@@ -162,6 +162,27 @@ static double kdi_sm_item(const kdi_sm_batch *b, int64_t k, int32_t *cls)
                     : kdi_threshold_row_max(row, b->c, cls);
 }
 
+/* The EMA step of the global mu and var from a batch of dn > 0 maxima with
+ * mean `mean` and sum of squared deviations m2 (the variance of one value is
+ * undefined, USB: NaN, and leaves var). */
+static void kdi_sm_apply(kd_threshold *th, double dn, double mean, double m2)
+{
+    kdi_softmatch *s = kdi_sm(th);
+    s->mu = kdi_threshold_ema(s->mu, s->momentum, mean);
+    if (dn > 1.0)
+        s->var = kdi_threshold_ema(s->var, s->momentum, m2 / (dn - 1.0));
+    s->updates++;
+}
+
+/* The same for class c with cnt maxima (fewer than 2: mean 0, variance 1). */
+static void kdi_sm_apply_class(kd_threshold *th, int64_t c, double cnt, double mean, double m2)
+{
+    kdi_softmatch *s = kdi_sm(th);
+    const int many = cnt > 1.0;
+    s->cmu[c] = kdi_threshold_ema(s->cmu[c], s->momentum, many ? mean : 0.0);
+    s->cvar[c] = kdi_threshold_ema(s->cvar[c], s->momentum, many ? m2 / (cnt - 1.0) : 1.0);
+}
+
 static void kdi_sm_stats(kd_threshold *th, int64_t n, const kdi_sm_batch *b)
 {
     kdi_softmatch *s = kdi_sm(th);
@@ -187,16 +208,9 @@ static void kdi_sm_stats(kd_threshold *th, int64_t n, const kdi_sm_batch *b)
         dev += (x - mean) * (x - mean);
         s->sq[cls] += (x - s->sum[cls]) * (x - s->sum[cls]);
     }
-    const double m = s->momentum;
-    s->mu = kdi_threshold_ema(s->mu, m, mean);
-    if (n > 1) /* the unbiased variance of one value is undefined (USB: NaN) */
-        s->var = kdi_threshold_ema(s->var, m, dev / (double)(n - 1));
-    for (int64_t c = 0; c < C; c++) {
-        const int many = s->cnt[c] > 1.0;
-        s->cmu[c] = kdi_threshold_ema(s->cmu[c], m, many ? s->sum[c] : 0.0);
-        s->cvar[c] = kdi_threshold_ema(s->cvar[c], m, many ? s->sq[c] / (s->cnt[c] - 1.0) : 1.0);
-    }
-    s->updates++;
+    kdi_sm_apply(th, (double)n, mean, dev);
+    for (int64_t c = 0; c < C; c++)
+        kdi_sm_apply_class(th, c, s->cnt[c], s->sum[c], s->sq[c]);
 }
 
 static void kdi_sm_weights(const kd_threshold *th, int64_t n, const kdi_sm_batch *b, float *weights)
@@ -258,6 +272,75 @@ static void kdi_softmatch_weights_probs(const kd_threshold *th, int64_t n, const
     const kdi_softmatch *s = kdi_sm(th);
     kdi_sm_batch b = {NULL, NULL, probs, ld, th->num_classes, s->dist_align ? s->ratio : NULL};
     kdi_sm_weights(th, n, &b, weights);
+}
+
+/* ---- split statistics (DIST_ALIGN 0) -------------------------------------- */
+/* n, sum x_k, sum (x_k - mu)^2, then per class: counts (C), sums (C), sums
+ * of squared deviations from the same mu (C).  mu, the state's, is the same
+ * on every rank, so the sums add; the deviations are taken from it to keep
+ * the variance from cancelling (docs/labels.md has the error bound). */
+
+static int64_t kdi_softmatch_stats_size(const kd_threshold *th, const char **why)
+{
+    *why = "with DIST_ALIGN = 1 aligns the rows with p_model updated by the whole batch's mean "
+           "before taking their maxima";
+    return kdi_sm(th)->dist_align ? 0 : 3 + 3 * th->num_classes;
+}
+
+static void kdi_softmatch_local_stats(const kd_threshold *th, int64_t n, const float *probs,
+                                      int64_t ld, double *stats)
+{
+    const int64_t C = th->num_classes;
+    const double shift = kdi_sm(th)->mu;
+    double *cnt = stats + 3, *sum = cnt + C, *sq = sum + C;
+    for (int64_t i = 0; i < 3 + 3 * C; i++)
+        stats[i] = 0.0;
+    stats[0] = (double)n;
+    for (int64_t k = 0; k < n; k++) {
+        int32_t cls;
+        const double x = kdi_threshold_row_max(probs + k * ld, C, &cls), d = x - shift;
+        stats[1] += x;
+        stats[2] += d * d;
+        cnt[cls] += 1.0;
+        sum[cls] += x;
+        sq[cls] += d * d;
+    }
+}
+
+static kd_status kdi_softmatch_check_stats(const kd_threshold *th, const double *stats, char *err,
+                                           const char *fn)
+{
+    const int64_t C = th->num_classes;
+    kd_status st = kdi_threshold_stats_count(err, fn, stats, 0);
+    if (st == KD_OK)
+        st = kdi_threshold_stats_range(err, fn, stats, 1, 2, stats[0], NULL);
+    if (st == KD_OK)
+        st = kdi_threshold_stats_hist(err, fn, stats, 3, C, stats[0]);
+    if (st == KD_OK)
+        st = kdi_threshold_stats_range(err, fn, stats, 3 + C, C, 0.0, stats + 3);
+    if (st == KD_OK)
+        st = kdi_threshold_stats_range(err, fn, stats, 3 + 2 * C, C, 0.0, stats + 3);
+    return st;
+}
+
+/* Sum of squared deviations from the mean, from those from shift. */
+static double kdi_sm_m2(double n, double sum, double sq, double shift)
+{
+    const double d = sum / n - shift, m2 = sq - n * d * d;
+    return m2 > 0.0 ? m2 : 0.0;
+}
+
+static void kdi_softmatch_update_stats(kd_threshold *th, const double *stats)
+{
+    const int64_t C = th->num_classes;
+    const double n = stats[0], shift = kdi_sm(th)->mu;
+    const double *cnt = stats + 3, *sum = cnt + C, *sq = sum + C;
+    if (n == 0.0)
+        return;
+    for (int64_t c = 0; c < C; c++)
+        kdi_sm_apply_class(th, c, cnt[c], cnt[c] > 0.0 ? sum[c] / cnt[c] : 0.0,
+                           cnt[c] > 0.0 ? kdi_sm_m2(cnt[c], sum[c], sq[c], shift) : 0.0);
+    kdi_sm_apply(th, n, stats[1] / n, kdi_sm_m2(n, stats[1], stats[2], shift));
 }
 
 /* ---- state arrays --------------------------------------------------------- */
@@ -419,6 +502,10 @@ const kdi_threshold_algo kdi_threshold_softmatch = {
     .update_probs = kdi_softmatch_update_probs,
     .weights_probs = kdi_softmatch_weights_probs,
     .indices_optional = 1,
+    .stats_size = kdi_softmatch_stats_size,
+    .local_stats = kdi_softmatch_local_stats,
+    .check_stats = kdi_softmatch_check_stats,
+    .update_stats = kdi_softmatch_update_stats,
     .state_length = kdi_softmatch_state_length,
     .copy_floats = kdi_softmatch_copy_floats,
     .copy_ints = kdi_softmatch_copy_ints,

@@ -66,6 +66,21 @@ typedef struct kdi_threshold_algo {
      * NULL: the algorithm does not use them (KD_ERR_UNSUPPORTED). */
     void (*update_labeled_probs)(kd_threshold *th, int64_t n, const float *probs, int64_t ld);
     int indices_optional; /* 1: no per-sample state, update_probs accepts NULL indices */
+    /* Split statistics (kd_threshold_stats_size ...).  stats_size: doubles
+     * per round, or 0 with *why = the reason there are none for the current
+     * parameters; a NULL stats_size: none ever (per-sample state).
+     * local_stats writes [0, size) for a validated batch (n may be 0);
+     * local_labeled_stats (NULL: KD_ERR_UNSUPPORTED) its labelled part.
+     * check_stats validates a summed buffer whose values are all finite
+     * (message "fn: ..."); update_stats applies a valid one. */
+    int64_t (*stats_size)(const kd_threshold *th, const char **why);
+    void (*local_stats)(const kd_threshold *th, int64_t n, const float *probs, int64_t ld,
+                        double *stats);
+    void (*local_labeled_stats)(const kd_threshold *th, int64_t n, const float *probs, int64_t ld,
+                                double *stats);
+    kd_status (*check_stats)(const kd_threshold *th, const double *stats, char *err,
+                             const char *fn);
+    void (*update_stats)(kd_threshold *th, const double *stats);
     /* Length of state array `what` (0: the algorithm has none of that type,
      * is_int = 1 for int arrays), and its copy. */
     int64_t (*state_length)(const kd_threshold *th, kd_threshold_state what, int is_int);
@@ -147,6 +162,17 @@ static inline double kdi_threshold_ema(double s, double m, double x)
 {
     return m * s + (1.0 - m) * x;
 }
+
+/* Checks of a summed statistics buffer for check_stats (KD_ERR_INVALID_ARGUMENT
+ * naming the index): stats[i] is a count, a whole number in [0, 2^53];
+ * stats[first, first + len) are in [0, bound] (bound_of NULL) or in
+ * [0, bound_of[k]] each; stats[first, first + len) are counts summing to
+ * total. */
+kd_status kdi_threshold_stats_count(char *err, const char *fn, const double *stats, int64_t i);
+kd_status kdi_threshold_stats_range(char *err, const char *fn, const double *stats, int64_t first,
+                                    int64_t len, double bound, const double *bound_of);
+kd_status kdi_threshold_stats_hist(char *err, const char *fn, const double *stats, int64_t first,
+                                   int64_t len, double total);
 
 /* State files of algorithms whose meta section starts with N and C (u64)
  * and whose data section is an array of f64 (FreeMatch, SoftMatch).

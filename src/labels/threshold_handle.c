@@ -441,6 +441,146 @@ kd_status kd_threshold_update_labeled_probs(kd_threshold *th, int64_t n, int64_t
     return st;
 }
 
+/* ---- split statistics ----------------------------------------------------- */
+
+/* *size, or KD_ERR_UNSUPPORTED saying why and to gather the rows. */
+static kd_status kdi_threshold_stats_of(const kd_threshold *th, char *err, const char *fn,
+                                        int64_t *size)
+{
+    const char *why = "keeps per-sample state";
+    *size = th->algo->stats_size ? th->algo->stats_size(th, &why) : 0;
+    if (*size == 0)
+        return kdi_fail(err, KD_ERR_UNSUPPORTED,
+                        "%s: %s %s, so it has no additive batch statistics: gather every rank's "
+                        "rows and call kd_threshold_update_probs",
+                        fn, th->algo->name, why);
+    return KD_OK;
+}
+
+kd_status kd_threshold_stats_size(const kd_threshold *th, int64_t *size)
+{
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    char *err = kdi_err_of(th->err);
+    kdi_clear_error(err);
+    if (!size)
+        return kdi_fail(err, KD_ERR_NULL_POINTER, "kd_threshold_stats_size: size is NULL");
+    int64_t s;
+    kd_status st = kdi_threshold_stats_of(th, err, "kd_threshold_stats_size", &s);
+    if (st == KD_OK)
+        *size = s;
+    return st;
+}
+
+/* kd_threshold_local_stats (labeled 0) and kd_threshold_local_labeled_stats. */
+static kd_status kdi_threshold_local(const kd_threshold *th, int labeled, int64_t n, int64_t c,
+                                     const float *probs, int64_t ld, double *stats)
+{
+    const char *fn = labeled ? "kd_threshold_local_labeled_stats" : "kd_threshold_local_stats";
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    char *err = kdi_err_of(th->err);
+    kdi_clear_error(err);
+    const kdi_threshold_algo *a = th->algo;
+    int64_t size;
+    kd_status st = kdi_threshold_stats_of(th, err, fn, &size);
+    if (st == KD_OK && labeled && !a->local_labeled_stats)
+        st = kdi_fail(err, KD_ERR_UNSUPPORTED, "%s: %s does not learn from labelled rows", fn,
+                      a->name);
+    if (st == KD_OK && !stats)
+        st = kdi_fail(err, KD_ERR_NULL_POINTER, "%s: stats is NULL", fn);
+    if (st == KD_OK)
+        st = kdi_threshold_check_rows(th, err, fn, n, c, probs, ld, NULL, 0);
+    if (st == KD_OK && n > 0) {
+        const kdi_buf b[2] = {
+            kdi_buf_matrix("probs", -1, probs, n, ld, c, sizeof(float), 0),
+            kdi_buf_vector("stats", -1, stats, size, sizeof(double), 1),
+        };
+        st = kdi_check_aliasing(err, KDI_ERROR_SIZE, fn, b, 2);
+    }
+    if (st != KD_OK)
+        return st;
+    if (labeled)
+        a->local_labeled_stats(th, n, probs, ld, stats);
+    else
+        a->local_stats(th, n, probs, ld, stats);
+    return KD_OK;
+}
+
+kd_status kd_threshold_local_stats(const kd_threshold *th, int64_t n, int64_t c, const float *probs,
+                                   int64_t ld, double *stats)
+{
+    return kdi_threshold_local(th, 0, n, c, probs, ld, stats);
+}
+
+kd_status kd_threshold_local_labeled_stats(const kd_threshold *th, int64_t n, int64_t c,
+                                           const float *probs, int64_t ld, double *stats)
+{
+    return kdi_threshold_local(th, 1, n, c, probs, ld, stats);
+}
+
+kd_status kd_threshold_update_stats(kd_threshold *th, const double *stats)
+{
+    static const char fn[] = "kd_threshold_update_stats";
+    if (!th)
+        return KD_ERR_NULL_POINTER;
+    kdi_clear_error(th->err);
+    int64_t size;
+    kd_status st = kdi_threshold_stats_of(th, th->err, fn, &size);
+    if (st == KD_OK && !stats)
+        st = kdi_fail(th->err, KD_ERR_NULL_POINTER, "%s: stats is NULL", fn);
+    for (int64_t i = 0; st == KD_OK && i < size; i++)
+        if (!isfinite(stats[i]))
+            st = kdi_fail(th->err, KD_ERR_NOT_FINITE, "%s: stats[%lld] is %s", fn, (long long)i,
+                          isnan(stats[i]) ? "NaN" : "infinite");
+    if (st == KD_OK)
+        st = th->algo->check_stats(th, stats, th->err, fn);
+    if (st == KD_OK)
+        th->algo->update_stats(th, stats);
+    return st;
+}
+
+#define KDI_THRESHOLD_STATS_MAX_COUNT 9007199254740992.0 /* 2^53 */
+
+kd_status kdi_threshold_stats_count(char *err, const char *fn, const double *stats, int64_t i)
+{
+    const double v = stats[i];
+    if (!(v >= 0.0 && v <= KDI_THRESHOLD_STATS_MAX_COUNT && v == floor(v)))
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                        "%s: stats[%lld] = %g is a count, not a whole number in [0, 2^53]", fn,
+                        (long long)i, v);
+    return KD_OK;
+}
+
+kd_status kdi_threshold_stats_range(char *err, const char *fn, const double *stats, int64_t first,
+                                    int64_t len, double bound, const double *bound_of)
+{
+    for (int64_t k = 0; k < len; k++) {
+        const double v = stats[first + k], b = bound_of ? bound_of[k] : bound;
+        if (!(v >= 0.0 && v <= b))
+            return kdi_fail(err, KD_ERR_INVALID_ARGUMENT, "%s: stats[%lld] = %g is outside [0, %g]",
+                            fn, (long long)(first + k), v, b);
+    }
+    return KD_OK;
+}
+
+kd_status kdi_threshold_stats_hist(char *err, const char *fn, const double *stats, int64_t first,
+                                   int64_t len, double total)
+{
+    double sum = 0.0;
+    for (int64_t k = 0; k < len; k++) {
+        kd_status st = kdi_threshold_stats_count(err, fn, stats, first + k);
+        if (st != KD_OK)
+            return st;
+        sum += stats[first + k];
+    }
+    if (sum != total)
+        return kdi_fail(err, KD_ERR_INVALID_ARGUMENT,
+                        "%s: the counts stats[%lld, %lld) sum to %g, not to the row count %g", fn,
+                        (long long)first, (long long)(first + len), sum, total);
+    return KD_OK;
+}
+
 /* ---- state arrays --------------------------------------------------------- */
 
 static kd_status kdi_threshold_check_state(const kd_threshold *th, char *err, const char *fn,
