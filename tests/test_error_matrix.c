@@ -765,6 +765,91 @@ static kd_status thr69(void)
     CALL(kd_threshold_load(t, p));
 }
 
+/* split statistics: a FreeMatch handle and this buffer of the rows' */
+static kd_threshold *th_stats(kd_threshold_algorithm algorithm)
+{
+    kd_threshold *t = th_of(algorithm);
+    ck_assert_int_eq(kd_threshold_local_stats(t, N, C, B.probs, LD, B.stats), KD_OK);
+    return t;
+}
+static kd_status thr70(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    CALL(kd_threshold_stats_size(t, NULL));
+}
+static kd_status thr71(void)
+{
+    kd_threshold *t = th();
+    int64_t size;
+    CALL(kd_threshold_stats_size(t, &size));
+}
+static kd_status thr72(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_SOFTMATCH);
+    CALL(kd_threshold_local_stats(t, N, C, B.probs, LD, B.stats));
+}
+static kd_status thr73(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    CALL(kd_threshold_local_stats(t, N, C, B.probs, LD, NULL));
+}
+static kd_status thr74(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    B.probs[LD + 1] = NAN;
+    CALL(kd_threshold_local_stats(t, N, C, B.probs, LD, B.stats));
+}
+static kd_status thr75(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_DEBIASPL);
+    CALL(kd_threshold_local_stats(t, N, C, B.probs, C - 1, B.stats));
+}
+static kd_status thr76(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    CALL(kd_threshold_local_stats(t, N, C, B.probs, LD, (double *)(void *)(B.probs + 2)));
+}
+static kd_status thr77(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    CALL(kd_threshold_local_labeled_stats(t, N, C, B.probs, LD, B.stats));
+}
+static kd_status thr78(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_FREEMATCH);
+    CALL(kd_threshold_update_stats(t, NULL));
+}
+static kd_status thr79(void)
+{
+    kd_threshold *t = th_stats(KD_THRESHOLD_FREEMATCH);
+    B.stats[3] = NAN;
+    CALL(kd_threshold_update_stats(t, B.stats));
+}
+static kd_status thr80(void)
+{
+    kd_threshold *t = th_stats(KD_THRESHOLD_FREEMATCH);
+    B.stats[0] = -1.0;
+    CALL(kd_threshold_update_stats(t, B.stats));
+}
+static kd_status thr81(void)
+{
+    kd_threshold *t = th_stats(KD_THRESHOLD_DEBIASPL);
+    B.stats[1] = B.stats[0] + 1.0;
+    CALL(kd_threshold_update_stats(t, B.stats));
+}
+static kd_status thr82(void)
+{
+    kd_threshold *t = th_stats(KD_THRESHOLD_FREEMATCH);
+    B.stats[2 + C] += 1.0;
+    CALL(kd_threshold_update_stats(t, B.stats));
+}
+static kd_status thr83(void)
+{
+    kd_threshold *t = th_of(KD_THRESHOLD_ADAMATCH);
+    B.probs[2] = INFINITY;
+    CALL(kd_threshold_local_labeled_stats(t, N, C, B.probs, LD, B.stats));
+}
+
 typedef struct {
     const char *function, *input;
     kd_status status;
@@ -2577,6 +2662,26 @@ static const row ROWS[] = {
     {"kd_threshold_set_float", "DebiasPL's DEBIAS_TAU > 10", ST(KD_ERR_INVALID_ARGUMENT), thr67},
     {"kd_threshold_set_int", "Dash's PERIOD < 1", ST(KD_ERR_INVALID_ARGUMENT), thr62},
     {"kd_threshold_get_floats", "a state DebiasPL lacks (RHO)", ST(KD_ERR_UNSUPPORTED), thr68},
+    {"kd_threshold_stats_size", "size is NULL", ST(KD_ERR_NULL_POINTER), thr70},
+    {"kd_threshold_stats_size", "FlexMatch (per-sample state: gather the rows)",
+     ST(KD_ERR_UNSUPPORTED), thr71},
+    {"kd_threshold_local_stats", "SoftMatch with DIST_ALIGN (gather the rows)",
+     ST(KD_ERR_UNSUPPORTED), thr72},
+    {"kd_threshold_local_stats", "stats is NULL", ST(KD_ERR_NULL_POINTER), thr73},
+    {"kd_threshold_local_stats", "a NaN probability", ST(KD_ERR_NOT_FINITE), thr74},
+    {"kd_threshold_local_stats", "ld < c", ST(KD_ERR_INVALID_ARGUMENT), thr75},
+    {"kd_threshold_local_stats", "stats overlapping probs", ST(KD_ERR_ALIASING), thr76},
+    {"kd_threshold_local_labeled_stats", "FreeMatch (no labelled rows)", ST(KD_ERR_UNSUPPORTED),
+     thr77},
+    {"kd_threshold_local_labeled_stats", "an infinite probability (AdaMatch)",
+     ST(KD_ERR_NOT_FINITE), thr83},
+    {"kd_threshold_update_stats", "stats is NULL", ST(KD_ERR_NULL_POINTER), thr78},
+    {"kd_threshold_update_stats", "a NaN in the buffer", ST(KD_ERR_NOT_FINITE), thr79},
+    {"kd_threshold_update_stats", "a negative count", ST(KD_ERR_INVALID_ARGUMENT), thr80},
+    {"kd_threshold_update_stats", "a column sum above the count (DebiasPL)",
+     ST(KD_ERR_INVALID_ARGUMENT), thr81},
+    {"kd_threshold_update_stats", "a histogram not summing to the count (FreeMatch)",
+     ST(KD_ERR_INVALID_ARGUMENT), thr82},
     {"kd_select_pseudo_labels", "scores is NULL", ST(KD_ERR_NULL_POINTER), row189},
     {"kd_select_pseudo_labels", "n < 0", ST(KD_ERR_SHAPE), row190},
     {"kd_select_pseudo_labels", "c < 1 or c > INT32_MAX", ST(KD_ERR_SHAPE), row191},

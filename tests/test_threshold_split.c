@@ -313,7 +313,7 @@ START_TEST(invalid_summed_buffers_are_refused_and_change_nothing)
             assert_refused(cf, rows, i, INFINITY, KD_ERR_NOT_FINITE);
             assert_refused(cf, rows, i, -1.0, KD_ERR_INVALID_ARGUMENT);
         }
-        assert_refused(cf, rows, 0, 2.5, KD_ERR_INVALID_ARGUMENT);  /* not a whole count */
+        assert_refused(cf, rows, 0, 2.5, KD_ERR_INVALID_ARGUMENT);   /* not a whole count */
         assert_refused(cf, rows, 0, 1e300, KD_ERR_INVALID_ARGUMENT); /* > 2^53 */
         if (size > 1)
             assert_refused(cf, rows, 1, stats[0] + 1.0, KD_ERR_INVALID_ARGUMENT); /* sum > n */
