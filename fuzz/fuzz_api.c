@@ -1674,7 +1674,7 @@ static void fuzz_threshold(rd *r)
             ld = rpick(r, 2) ? C - 1 : INT64_MAX / 2;
         float *w = NULL;
         int32_t *pl = NULL;
-        switch (rpick(r, 9)) {
+        switch (rpick(r, 10)) {
         case 0:
             call = "kd_threshold_set_float";
             st = CALL(kd_threshold_set_float(t, (kd_threshold_param)(ri64(r) % 24), rf64(r)));
@@ -1766,6 +1766,45 @@ static void fuzz_threshold(rd *r)
             write_file(path2, g_state, len);
             call = "kd_threshold_load";
             st = CALL(kd_threshold_load(t, path2));
+            break;
+        }
+        case 8: { /* split statistics: local (and labelled) stats, perhaps corrupted, applied */
+            int64_t size = 0;
+            call = "kd_threshold_stats_size";
+            st = CALL(kd_threshold_stats_size(t, rpick(r, 32) ? &size : NULL));
+            if (st == KD_OK && (size < 1 || size > 3 + 3 * C))
+                fail("kd_threshold_stats_size: %lld doubles for C = %lld", (long long)size,
+                     (long long)C);
+            const int64_t cap = st == KD_OK ? size : 4;
+            if (ld > C + 2 && cnt > 1)
+                break;
+            const size_t elems = cnt ? (cnt - 1) * (size_t)(ld > C + 2 ? C : ld) + (size_t)C : 0;
+            float *probs = alloc_floats(&A, r, elems, 1);
+            double *stats = aalloc(&A, (size_t)cap * sizeof(double));
+            if (!probs || !stats)
+                break;
+            for (int64_t i = 0; i < cap; i++)
+                stats[i] = 0.0;
+            amark_output(&A, stats);
+            asnapshot(&A);
+            const int labeled = rpick(r, 3) == 0;
+            call = labeled ? "kd_threshold_local_labeled_stats" : "kd_threshold_local_stats";
+            float *pin = rpick(r, 24) ? probs : NULL;
+            double *sout = rpick(r, 24) ? stats : NULL;
+            st = labeled ? CALL(kd_threshold_local_labeled_stats(t, n, C, pin, ld, sout))
+                         : CALL(kd_threshold_local_stats(t, n, C, pin, ld, sout));
+            acheck(&A, call, st);
+            if (st != KD_OK || size == 0)
+                break;
+            if (rpick(r, 4) == 0) { /* a corrupted or rescaled sum */
+                static const double odd[] = {NAN, INFINITY, -1.0, 0.5, 1e300, 3.0};
+                stats[rpick(r, (unsigned)size)] = odd[rpick(r, 6)];
+            }
+            aclear_outputs(&A);
+            asnapshot(&A);
+            call = "kd_threshold_update_stats";
+            st = CALL(kd_threshold_update_stats(t, rpick(r, 32) ? stats : NULL));
+            acheck(&A, call, st);
             break;
         }
         default:

@@ -143,6 +143,11 @@ PROTOTYPES = {
     "kd_threshold_update_labeled_probs": (kd_status, [kd_threshold_p, i64, i64, c_float_p, i64]),
     "kd_threshold_weights_probs": (kd_status, [kd_threshold_p, i64, i64, c_float_p, i64, c_float_p,
                                                c_int32_p]),
+    "kd_threshold_stats_size": (kd_status, [kd_threshold_p, c_int64_p]),
+    "kd_threshold_local_stats": (kd_status, [kd_threshold_p, i64, i64, c_float_p, i64, c_double_p]),
+    "kd_threshold_local_labeled_stats": (kd_status, [kd_threshold_p, i64, i64, c_float_p, i64,
+                                                     c_double_p]),
+    "kd_threshold_update_stats": (kd_status, [kd_threshold_p, c_double_p]),
     "kd_threshold_get_floats": (kd_status, [kd_threshold_p, i32, i64, c_float_p]),
     "kd_threshold_get_ints": (kd_status, [kd_threshold_p, i32, i64, c_int64_p]),
     "kd_threshold_save": (kd_status, [kd_threshold_p, ctypes.c_char_p]),
@@ -194,7 +199,9 @@ OPTIONAL = {"kd_loss_stats_size", "kd_loss_local_stats", "kd_loss_finish",
             "kd_cleanlab_confident_thresholds", "kd_cleanlab_confident_joint",
             "kd_cleanlab_estimate_joint", "kd_cleanlab_estimate_py_and_noise_matrices",
             "kd_cleanlab_num_label_issues", "kd_cleanlab_find_label_issues",
-            "kd_cleanlab_get_label_quality_scores", "kd_soft_labels_selective"}
+            "kd_cleanlab_get_label_quality_scores", "kd_soft_labels_selective",
+            "kd_threshold_stats_size", "kd_threshold_local_stats",
+            "kd_threshold_local_labeled_stats", "kd_threshold_update_stats"}
 
 
 def has(name):

@@ -317,6 +317,48 @@ class Thresholds(Handle):
                     "kd_threshold_weights_probs")
         return w, pl
 
+    # ---- split statistics (data-parallel training, docs/distributed.md) ----
+
+    def stats_size(self):
+        """kd_threshold_stats_size(): the number of float64 statistics of a
+        rank's rows; KdError (KD_ERR_UNSUPPORTED) for FlexMatch, FreeMatch with
+        use_quantile and SoftMatch with dist_align (gather the rows instead)."""
+        size = ctypes.c_int64()
+        self._check(lib.kd_threshold_stats_size(self._handle(), ctypes.byref(size)),
+                    "kd_threshold_stats_size")
+        return size.value
+
+    def local_stats(self, probs, labeled=None):
+        """This rank's statistics (float64 ndarray of stats_size()) of its
+        unlabelled rows and, for AdaMatch, its labelled rows (n may be 0);
+        the handle is unchanged.  Sum them over the ranks (all_reduce SUM)
+        and pass the sum to update_stats:
+
+            s = th.local_stats(shard_probs, labeled=shard_labeled_probs)
+            dist.all_reduce(t := torch.from_numpy(s))      # SUM, float64
+            th.update_stats(t.numpy())
+        """
+        stats = np.zeros(self.stats_size(), np.float64)
+        probs, ld = A.matrix(probs, "probs", ncols=self.num_classes)
+        self._check(lib.kd_threshold_local_stats(self._handle(), probs.shape[0], self.num_classes,
+                                                 A.fptr(probs), ld, A.dptr(stats)),
+                    "kd_threshold_local_stats")
+        if labeled is not None:
+            labeled, ld = A.matrix(labeled, "labeled", ncols=self.num_classes)
+            self._check(lib.kd_threshold_local_labeled_stats(
+                self._handle(), labeled.shape[0], self.num_classes, A.fptr(labeled), ld,
+                A.dptr(stats)), "kd_threshold_local_labeled_stats")
+        return stats
+
+    def update_stats(self, stats):
+        """Apply the statistics summed over every rank: the state change of
+        update_probs (and update_labeled_probs) with every rank's rows."""
+        s = np.ascontiguousarray(stats, np.float64).reshape(-1)
+        if s.shape[0] != self.stats_size():
+            raise ValueError("stats must hold %d values, got %d" % (self.stats_size(), s.shape[0]))
+        self._check(lib.kd_threshold_update_stats(self._handle(), A.dptr(s)),
+                    "kd_threshold_update_stats")
+
     def state(self, what):
         """A state array by name: "global_threshold", "class_probs",
         "label_histogram", "conf_mean", "conf_var", "class_conf_mean",

@@ -12,6 +12,10 @@ the results must equal one process over the whole batch:
     kdlib.torch_split_batch_loss (kd_loss_local_stats -> all_reduce SUM ->
     kd_loss_finish): the same loss on both ranks and, concatenated, the
     gradient rows of the whole batch (float32 rounding of reordered sums);
+  - the split threshold statistics (Thresholds.local_stats -> all_reduce SUM
+    -> update_stats) of FreeMatch, SoftMatch without alignment, AdaMatch (with
+    its labelled rows), Dash and DebiasPL: the states within 1e-6 of one
+    process (reordered double sums), masks and pseudo-labels equal;
   - the threshold states (kdlib.Thresholds FlexMatch, FreeMatch with mean and
     quantile, SoftMatch) through kdlib.torch_threshold_update (all-gather of
     the rows in rank order) and the module kdlib.torch.FreeMatchThreshold
@@ -53,7 +57,12 @@ THRESHOLDS = [("flexmatch", {"threshold": 0.5, "warmup": True}),
               ("dash", {"rho_init": 1.0, "rho_min": 0.3, "period": 1, "gamma": 1.5}),
               ("debiaspl", {"momentum": 0.9, "threshold": 0.7})]
 STATES = ["global_threshold", "class_probs", "label_histogram", "conf_mean", "conf_var",
-          "class_conf_mean", "class_conf_var", "updates", "rho", "rho_updates", "hard_label"]
+          "class_conf_mean", "class_conf_var", "updates", "rho", "rho_updates", "hard_label",
+          "target_probs", "labeled_confidence", "labeled_updates"]
+# split statistics (Thresholds.local_stats -> all_reduce SUM -> update_stats)
+SPLITS = [("freematch", {"momentum": 0.9}), ("softmatch_na", {"dist_align": 0, "momentum": 0.8}),
+          ("adamatch", {"threshold": 0.8, "momentum": 0.5}), ("dash", {"period": 2}),
+          ("debiaspl", {"momentum": 0.7})]
 
 
 def data():
@@ -84,21 +93,42 @@ def snapshot(th, out, prefix):
         out[prefix + "predictions"] = th.predictions()
 
 
-def run_thresholds(out, shard, update):
-    """Three steps of every algorithm: update (whole batch or gathered), then
-    the weights of this process's rows (USB's order), then the state."""
-    logits, probs, indices = data()
-    for name, params in THRESHOLDS:
+def run_thresholds(out, shard, update, configs=THRESHOLDS, prefix=""):
+    """Three steps of every algorithm of configs: update(th, rows, step, lo,
+    hi) (whole batch, gathered or all-reduced), then the weights of this
+    process's rows (USB's order), then the state."""
+    _, probs, _ = data()
+    for name, params in configs:
         th = kdlib.Thresholds(algorithm(name), N, C, **params)
         for s in range(STEPS):
             lo, hi = shard(s)
             p = np.ascontiguousarray(probs[s, lo:hi])
-            update(th, p, indices[s, lo:hi])
+            update(th, p, s, lo, hi)
             w, pl = th.weights_probs(p)
-            out["%s_w%d" % (name, s)] = w
-            out["%s_pl%d" % (name, s)] = pl
-        snapshot(th, out, name + "_")
+            out["%s%s_w%d" % (prefix, name, s)] = w
+            out["%s%s_pl%d" % (prefix, name, s)] = pl
+        snapshot(th, out, prefix + name + "_")
         th.close()
+
+
+def labeled_rows(th, s, lo, hi):
+    """AdaMatch's labelled rows of step s (the next step's rows), else None."""
+    if th.algorithm != "adamatch":
+        return None
+    return np.ascontiguousarray(data()[1][(s + 1) % STEPS, lo:hi])
+
+
+def whole_update(th, p, s, lo, hi):
+    lab = labeled_rows(th, s, lo, hi)
+    if lab is not None:
+        th.update_labeled_probs(lab)
+    th.update_probs(p)
+
+
+def all_reduce_update(th, p, s, lo, hi):
+    t = torch.from_numpy(th.local_stats(p, labeled=labeled_rows(th, s, lo, hi)))
+    dist.all_reduce(t)  # SUM, float64
+    th.update_stats(t.numpy())
 
 
 def rank_main(rank, init_file, out_dir):
@@ -118,8 +148,9 @@ def rank_main(rank, init_file, out_dir):
     def shard(s):
         return STEP_CUTS[s][rank], STEP_CUTS[s][rank + 1]
 
-    run_thresholds(out, shard,
-                   lambda th, p, idx: kdlib.torch_threshold_update(th, torch.from_numpy(p), idx))
+    run_thresholds(out, shard, lambda th, p, s, lo, hi: kdlib.torch_threshold_update(
+        th, torch.from_numpy(p), indices[s, lo:hi]))
+    run_thresholds(out, shard, all_reduce_update, SPLITS, "split_")
     # the module over the same engine
     import kdlib.torch as kdt
     m = kdt.FreeMatchThreshold(C, momentum=0.9, process_group=dist.group.WORLD)
@@ -152,7 +183,9 @@ def single_process():
         loss.backward()
         ref[name + "_loss"] = loss.item()
         ref[name + "_grad"] = z.grad.numpy()
-    run_thresholds(ref, lambda s: (0, ROWS), lambda th, p, idx: th.update_probs(p, idx))
+    run_thresholds(ref, lambda s: (0, ROWS),
+                   lambda th, p, s, lo, hi: th.update_probs(p, indices[s, lo:hi]))
+    run_thresholds(ref, lambda s: (0, ROWS), whole_update, SPLITS, "split_")
     m = kdt.FreeMatchThreshold(C, momentum=0.9)
     for s in range(STEPS):
         ref["module_w%d" % s] = m(torch.from_numpy(probs[s]), inputs="probabilities").mask.numpy()
@@ -220,6 +253,28 @@ class TwoGlooRanks(unittest.TestCase):
                 got = np.concatenate([r["%s_%s%d" % (name, what, s)] for r in self.ranks])
                 np.testing.assert_array_equal(got, self.ref["%s_%s%d" % (name, what, s)])
 
+    def check_split(self, name):
+        """All-reduced statistics: the states equal one process's to the
+        rounding of the reordered double sums; masks and labels equal."""
+        prefix = "split_%s_" % name
+        steps = ["%s%s%d" % (prefix, w, s) for s in range(STEPS) for w in ("w", "pl")]
+        keys = [k for k in self.ref if k.startswith(prefix) and k not in steps]
+        self.assertGreaterEqual(len(keys), 1)
+        for r in self.ranks:
+            for k in keys:
+                np.testing.assert_allclose(r[k], np.atleast_1d(self.ref[k]), rtol=1e-6,
+                                           atol=1e-7, err_msg=k)
+        for s in range(STEPS):
+            got = np.concatenate([r["%sw%d" % (prefix, s)] for r in self.ranks])
+            np.testing.assert_allclose(got, self.ref["%sw%d" % (prefix, s)], rtol=1e-5, atol=1e-6)
+            got = np.concatenate([r["%spl%d" % (prefix, s)] for r in self.ranks])
+            np.testing.assert_array_equal(got, self.ref["%spl%d" % (prefix, s)])
+
+    def test_split_statistics_all_reduced(self):
+        for name, _ in SPLITS:
+            with self.subTest(name):
+                self.check_split(name)
+
     def test_flexmatch(self):
         self.check_thresholds("flexmatch")
         self.assertGreater(self.ref["flexmatch_counts"].sum(), 0)
@@ -254,7 +309,7 @@ class TwoGlooRanks(unittest.TestCase):
         """Without the gather a rank's replica drifts from the global state."""
         local = {}
         run_thresholds(local, lambda s: (STEP_CUTS[s][1], STEP_CUTS[s][2]),
-                       lambda th, p, idx: th.update_probs(p, idx))
+                       lambda th, p, s, lo, hi: th.update_probs(p, data()[2][s, lo:hi]))
         for name in ("freematch", "softmatch"):
             self.assertFalse(np.array_equal(local[name + "_class_probs"],
                                             self.ref[name + "_class_probs"]), name)

@@ -130,6 +130,57 @@ class TorchDistributed(unittest.TestCase):
         self.assertLessEqual(np.abs(grad - ref_grad).max(), 2e-5 * np.abs(ref_grad).max())
 
 
+class ThresholdSplitStats(unittest.TestCase):
+    """Thresholds.local_stats summed over shards -> update_stats equals
+    update_probs (and update_labeled_probs) with the whole batch."""
+
+    def test_shards_summed_give_the_whole_batch_state(self):
+        rng = np.random.default_rng(3)
+        z = rng.standard_normal((4, 30, 5)) * 2.0
+        rows = (np.exp(z) / np.exp(z).sum(-1, keepdims=True)).astype(np.float32)
+        cuts = [0, 7, 7, 30]  # three ranks, one empty
+        for algo, params in [("freematch", {}), ("softmatch", {"dist_align": 0}),
+                             ("adamatch", {}), ("dash", {}), ("debiaspl", {})]:
+            whole = kdlib.Thresholds(algo, 10, 5, **params)
+            split = kdlib.Thresholds(algo, 10, 5, **params)
+            labeled = algo == "adamatch"
+            for s in range(3):
+                p, lab = rows[s], rows[s + 1]
+                if labeled:
+                    whole.update_labeled_probs(lab)
+                whole.update_probs(p)
+                total = sum(split.local_stats(p[a:b], labeled=lab[a:b] if labeled else None)
+                            for a, b in zip(cuts, cuts[1:]))
+                split.update_stats(total)
+                w1, l1 = whole.weights_probs(rows[s + 1])
+                w2, l2 = split.weights_probs(rows[s + 1])
+                np.testing.assert_allclose(w1, w2, rtol=1e-6, atol=1e-7, err_msg=algo)
+                np.testing.assert_array_equal(l1, l2)
+            for name in ("class_probs", "global_threshold", "conf_var", "target_probs", "updates"):
+                try:
+                    want = whole.state(name)
+                except kdlib.KdUnsupportedError:
+                    continue
+                np.testing.assert_allclose(split.state(name), want, rtol=1e-6, err_msg=name)
+
+    def test_refusals_and_invalid_buffers(self):
+        for algo, params in [("flexmatch", {}), ("softmatch", {}),
+                             ("freematch", {"use_quantile": 1})]:
+            with self.assertRaises(kdlib.KdUnsupportedError):
+                kdlib.Thresholds(algo, 10, 5, **params).stats_size()
+        th = kdlib.Thresholds("debiaspl", 10, 5)
+        stats = th.local_stats(np.full((2, 5), 0.2, np.float32))
+        with self.assertRaises(ValueError):
+            th.update_stats(stats[:-1])
+        stats[0] = -1.0
+        with self.assertRaises(kdlib.KdError):
+            th.update_stats(stats)
+        stats[0] = np.nan
+        with self.assertRaises(kdlib.KdError):
+            th.update_stats(stats)
+        self.assertEqual(int(th.state("updates")), 0)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--torch-rank":
         _torch_rank(int(sys.argv[2]), 2, sys.argv[3], sys.argv[4])
