@@ -7,8 +7,9 @@
  *
  * For every loss kind, with one thread: a first call at n rows may grow the
  * handle's workspace; every later call at n or fewer rows, forward, backward
- * and fused, must allocate nothing.  The same for kd_threshold's update and
- * weights entry points and kd_ema_update, which document "no allocation". */
+ * and fused, must allocate nothing.  The same for kd_threshold's update, weights
+ * and split-statistics entry points and kd_ema_update, which document "no
+ * allocation". */
 #define _GNU_SOURCE
 #include <check.h>
 #include <stddef.h>
@@ -225,6 +226,32 @@ START_TEST(threshold_and_ema_updates_do_not_allocate)
         ck_assert_int_eq(s1, KD_OK);
         ck_assert_int_eq(s2, KD_OK);
         ck_assert_msg(allocations == 0, "%s: update/weights allocated %ld times",
+                      kd_threshold_algorithm_name(a), allocations);
+        kd_threshold_destroy(t);
+    }
+    /* split statistics: local stats of the rows (and labelled rows), update_stats */
+    for (kd_threshold_algorithm a = KD_THRESHOLD_FREEMATCH; a <= KD_THRESHOLD_DEBIASPL; a++) {
+        kd_threshold *t = NULL;
+        ck_assert_int_eq(kd_threshold_create(&t, a, N, C), KD_OK);
+        if (a == KD_THRESHOLD_SOFTMATCH)
+            ck_assert_int_eq(kd_threshold_set_int(t, KD_THRESHOLD_PARAM_DIST_ALIGN, 0), KD_OK);
+        double stats[3 + 3 * C];
+        int64_t size = 0;
+        allocations = 0;
+        counting = 1;
+        kd_status s0 = kd_threshold_stats_size(t, &size);
+        kd_status s1 = kd_threshold_local_stats(t, N, C, probs, C, stats);
+        kd_status s2 = a == KD_THRESHOLD_ADAMATCH
+                           ? kd_threshold_local_labeled_stats(t, N, C, probs, C, stats)
+                           : KD_OK;
+        kd_status s3 = kd_threshold_update_stats(t, stats);
+        counting = 0;
+        ck_assert_int_eq(s0, KD_OK);
+        ck_assert_int_le(size, 3 + 3 * C);
+        ck_assert_int_eq(s1, KD_OK);
+        ck_assert_int_eq(s2, KD_OK);
+        ck_assert_int_eq(s3, KD_OK);
+        ck_assert_msg(allocations == 0, "%s: split statistics allocated %ld times",
                       kd_threshold_algorithm_name(a), allocations);
         kd_threshold_destroy(t);
     }

@@ -69,7 +69,7 @@
  * Memory: create allocates everything (FlexMatch: about 8 bytes per sample
  * and 16 per class; FreeMatch 48 bytes per class, SoftMatch 80,
  * AdaMatch 48, Dash none, DebiasPL 32); update,
- * weights (both kinds), the getters and save allocate nothing;
+ * weights (both kinds), the split statistics, the getters and save allocate nothing;
  * load allocates only the state file's meta section.
  *
  * Thread safety: a handle is used by one thread at a time (the const getters
