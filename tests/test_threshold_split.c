@@ -6,7 +6,8 @@
  * one handle updated with the whole batch by kd_threshold_update_probs.
  *
  * Bit-identical when the arithmetic is the same sums: with one rank, and with
- * any split when the rows are multiples of 2^-10 (every sum exact in double).
+ * any split when the rows are multiples of 2^-10 (every sum exact in double);
+ * there the state files (the double state) are compared byte for byte too.
  * Otherwise (random float rows over several ranks; SoftMatch's variances,
  * which come from shifted sums instead of two passes) within TOL. */
 #include <check.h>
@@ -105,10 +106,33 @@ static int close_enough(double a, double b, int exact)
     return exact ? a == b || (isnan(a) && isnan(b)) : fabs(a - b) <= TOL * (1.0 + fabs(a));
 }
 
-/* Every float and int state array of ref equals split's (exactly or within TOL). */
+KDT_STATE_DIR("kdt-threshold-split")
+
+/* The state files of a and b, byte for byte: the double state, not only its
+ * float32 copies. */
+static void assert_same_file(const kd_threshold *a, const kd_threshold *b, const char *what)
+{
+    char pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s", in_dir("a.state"));
+    snprintf(pb, sizeof pb, "%s", in_dir("b.state"));
+    ck_assert_int_eq(kd_threshold_save(a, pa), KD_OK);
+    ck_assert_int_eq(kd_threshold_save(b, pb), KD_OK);
+    size_t na = 0, nb = 0;
+    unsigned char *fa = kdt_read_file(pa, &na), *fb = kdt_read_file(pb, &nb);
+    ck_assert_ptr_nonnull(fa);
+    ck_assert_ptr_nonnull(fb);
+    ck_assert_msg(na == nb && memcmp(fa, fb, na) == 0, "%s: the state files differ", what);
+    free(fa);
+    free(fb);
+}
+
+/* Every float and int state array of ref equals split's (exactly, and then
+ * the state files too, or within TOL). */
 static void assert_same_state(const kd_threshold *ref, const kd_threshold *split, int exact,
                               const char *what)
 {
+    if (exact)
+        assert_same_file(ref, split, what);
     for (kd_threshold_state s = 1; s <= MAX_STATE; s++) {
         const int64_t lens[2] = {1, C};
         for (int l = 0; l < 2; l++) {
@@ -393,6 +417,7 @@ int main(void)
     Suite *s = suite_create("threshold_split");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, dir_setup, dir_teardown);
     tcase_add_test(tc, split_statistics_give_the_whole_batch_state_and_weights);
     tcase_add_test(tc, stats_sizes_per_algorithm);
     tcase_add_test(tc, empty_total_batch_changes_nothing);
