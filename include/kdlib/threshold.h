@@ -439,9 +439,9 @@ KD_API kd_status kd_threshold_weights_probs(const kd_threshold *th, int64_t n, i
  * kd_threshold_stats_size doubles (docs/labels.md gives each layout):
  *   FreeMatch (USE_QUANTILE 0)  2 + 2C: n, sum of row maxima, column sums,
  *                               argmax histogram.
- *   SoftMatch (DIST_ALIGN 0)    3 + 3C: n, sum of maxima, sum of squared
- *                               deviations of the maxima from the state's
- *                               mu, then the same per argmax class.
+ *   SoftMatch (DIST_ALIGN 0)    3 + 3C: n, sum of maxima, sum of their squared
+ *                               deviations from the state's mu, then per
+ *                               argmax class: counts, sums, squared deviations.
  *   AdaMatch                    3 + 2C: unlabelled n and column sums, then
  *                               labelled n, sum of maxima and column sums
  *                               (kd_threshold_local_labeled_stats).
@@ -453,7 +453,7 @@ KD_API kd_status kd_threshold_weights_probs(const kd_threshold *th, int64_t n, i
  * the rows and call kd_threshold_update_probs.  Sums of counts and of
  * column sums are the same sums as update_probs's: bit-identical with one
  * rank, and with several when the sums are exact in double; otherwise they
- * differ only by the order of the double additions (relative 1e-15 n).
+ * differ only by the order of the double additions (relative n 2^-53).
  * SoftMatch's variances come from sums of squared deviations from a shift
  * every rank shares (the state's mu), so they agree with update_probs's
  * two-pass variances to a relative error of about (n + 4) 2^-53 (1 + (mu_b -
