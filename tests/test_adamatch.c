@@ -91,19 +91,10 @@ static void ref_am_align(const ref_am *r, const float *row, double *out)
 static void random_rows(kdt_rng *g, int64_t n, int64_t c, int64_t ld, double scale, int shift,
                         float *out)
 {
-    for (int64_t k = 0; k < n; k++) {
-        double z[MAXC], mx = -1e300, s = 0.0;
-        for (int64_t j = 0; j < c; j++) {
-            z[j] = scale * kdt_normal(g) + 0.6 * (double)((j + shift) % 3);
-            mx = fmax(mx, z[j]);
-        }
-        for (int64_t j = 0; j < c; j++)
-            s += exp(z[j] - mx);
-        for (int64_t j = 0; j < c; j++)
-            out[k * ld + j] = (float)(exp(z[j] - mx) / s);
-        for (int64_t j = c; j < ld; j++)
-            out[k * ld + j] = 5.0f; /* padding: never read */
-    }
+    double bias[MAXC];
+    for (int64_t j = 0; j < c; j++)
+        bias[j] = 0.6 * (double)((j + shift) % 3);
+    kdt_softmax_rows(g, n, c, ld, scale, bias, NULL, out);
 }
 
 static kd_threshold *adamatch(int64_t n, int64_t c)

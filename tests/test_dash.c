@@ -71,19 +71,10 @@ static double ref_dash_loss(const ref_dash *r, const double *z, int64_t c)
 static void random_rows(kdt_rng *g, int64_t n, int64_t c, int64_t ld, double scale, double *z,
                         float *out)
 {
-    for (int64_t k = 0; k < n; k++) {
-        double mx = -1e300, s = 0.0;
-        for (int64_t j = 0; j < c; j++) {
-            z[k * c + j] = scale * kdt_normal(g) + 0.5 * (double)(j % 3);
-            mx = fmax(mx, z[k * c + j]);
-        }
-        for (int64_t j = 0; j < c; j++)
-            s += exp(z[k * c + j] - mx);
-        for (int64_t j = 0; j < c; j++)
-            out[k * ld + j] = (float)(exp(z[k * c + j] - mx) / s);
-        for (int64_t j = c; j < ld; j++)
-            out[k * ld + j] = 5.0f; /* padding: never read */
-    }
+    double bias[MAXC];
+    for (int64_t j = 0; j < c; j++)
+        bias[j] = 0.5 * (double)(j % 3);
+    kdt_softmax_rows(g, n, c, ld, scale, bias, z, out);
 }
 
 static kd_threshold *dash(int64_t n, int64_t c)

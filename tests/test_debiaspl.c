@@ -77,19 +77,10 @@ static void ref_dp_update(ref_dp *r, int64_t n, const double *z)
 static void random_rows(kdt_rng *g, int64_t n, int64_t c, int64_t ld, double scale, double bias,
                         double *z, float *out)
 {
-    for (int64_t k = 0; k < n; k++) {
-        double mx = -1e300, s = 0.0;
-        for (int64_t j = 0; j < c; j++) {
-            z[k * c + j] = scale * kdt_normal(g) + bias * (double)(c - 1 - j) / (double)c;
-            mx = fmax(mx, z[k * c + j]);
-        }
-        for (int64_t j = 0; j < c; j++)
-            s += exp(z[k * c + j] - mx);
-        for (int64_t j = 0; j < c; j++)
-            out[k * ld + j] = (float)(exp(z[k * c + j] - mx) / s);
-        for (int64_t j = c; j < ld; j++)
-            out[k * ld + j] = 5.0f; /* padding: never read */
-    }
+    double b[MAXC];
+    for (int64_t j = 0; j < c; j++)
+        b[j] = bias * (double)(c - 1 - j) / (double)c;
+    kdt_softmax_rows(g, n, c, ld, scale, b, z, out);
 }
 
 static kd_threshold *debiaspl(int64_t n, int64_t c)

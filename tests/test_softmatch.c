@@ -140,19 +140,10 @@ static double ref_sm_weight(const ref_sm *r, const double *row)
  * (a skewed p_model for the alignment to correct). */
 static void random_rows(kdt_rng *g, int64_t n, int64_t c, int64_t ld, double scale, float *out)
 {
-    for (int64_t k = 0; k < n; k++) {
-        double z[MAXC], mx = -1e300, s = 0.0;
-        for (int64_t j = 0; j < c; j++) {
-            z[j] = scale * kdt_normal(g) + 0.4 * (double)(j % 3);
-            mx = fmax(mx, z[j]);
-        }
-        for (int64_t j = 0; j < c; j++)
-            s += exp(z[j] - mx);
-        for (int64_t j = 0; j < c; j++)
-            out[k * ld + j] = (float)(exp(z[j] - mx) / s);
-        for (int64_t j = c; j < ld; j++)
-            out[k * ld + j] = 5.0f; /* padding: never read */
-    }
+    double bias[MAXC];
+    for (int64_t j = 0; j < c; j++)
+        bias[j] = 0.4 * (double)(j % 3);
+    kdt_softmax_rows(g, n, c, ld, scale, bias, NULL, out);
 }
 
 static kd_threshold *softmatch(int64_t n, int64_t c)

@@ -6,6 +6,7 @@
 #define KDT_THRESHOLD_H
 
 #include <check.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +67,29 @@ static inline void kdt_save_corrupted(const kd_threshold *th, const char *path, 
         ck_assert_int_eq(kdt_tmpdir(kdt_state_dir_, sizeof kdt_state_dir_, prefix), 0);            \
     }                                                                                              \
     static void dir_teardown(void) { ck_assert_int_eq(kdt_rmdir(kdt_state_dir_), 0); }
+
+/* n softmax rows with stride ld: row k is softmax(z_k), z_kj = scale N(0, 1)
+ * + bias[j] (bias NULL: 0; c <= 64), drawn row by row; z (NULL, or n * c
+ * doubles) receives the logits; the padding columns take 5 (never read). */
+static inline void kdt_softmax_rows(kdt_rng *g, int64_t n, int64_t c, int64_t ld, double scale,
+                                    const double *bias, double *z, float *out)
+{
+    double row[64];
+    ck_assert(c <= 64);
+    for (int64_t k = 0; k < n; k++) {
+        double *zk = z ? z + k * c : row, mx = -1e300, s = 0.0;
+        for (int64_t j = 0; j < c; j++) {
+            zk[j] = scale * kdt_normal(g) + (bias ? bias[j] : 0.0);
+            mx = fmax(mx, zk[j]);
+        }
+        for (int64_t j = 0; j < c; j++)
+            s += exp(zk[j] - mx);
+        for (int64_t j = 0; j < c; j++)
+            out[k * ld + j] = (float)(exp(zk[j] - mx) / s);
+        for (int64_t j = c; j < ld; j++)
+            out[k * ld + j] = 5.0f;
+    }
+}
 
 /* Run the suite: the exit status of a test program. */
 static inline int kdt_run_suite(Suite *s)
