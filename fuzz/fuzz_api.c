@@ -1769,16 +1769,17 @@ static void fuzz_threshold(rd *r)
             break;
         }
         case 8: { /* split statistics: local (and labelled) stats, perhaps corrupted, applied */
+            /* the buffer holds the real size even when the fuzzed call below is
+             * refused (a NULL size pointer): local_stats writes that many; asked
+             * first, so the fuzzed call's message is the one checked */
+            int64_t real = 0;
+            const int64_t cap = kd_threshold_stats_size(t, &real) == KD_OK ? real : 4;
             int64_t size = 0;
             call = "kd_threshold_stats_size";
             st = CALL(kd_threshold_stats_size(t, rpick(r, 32) ? &size : NULL));
             if (st == KD_OK && (size < 1 || size > 3 + 3 * C))
                 fail("kd_threshold_stats_size: %lld doubles for C = %lld", (long long)size,
                      (long long)C);
-            /* the buffer holds the real size even when the call above was
-             * refused (a NULL size pointer): local_stats writes that many */
-            int64_t real = 0;
-            const int64_t cap = kd_threshold_stats_size(t, &real) == KD_OK ? real : 4;
             if (ld > C + 2 && cnt > 1)
                 break;
             const size_t elems = cnt ? (cnt - 1) * (size_t)(ld > C + 2 ? C : ld) + (size_t)C : 0;
